@@ -1,0 +1,253 @@
+"""The stroke type: a batch of candidate sketches made of open cubic Bezier strokes.
+
+`Strokes` is the one value that travels between pipeline stages and ComfyUI nodes
+(custom type ``SKETCH_STROKES``). It is a frozen dataclass: a stage that changes
+anything returns a new value through `replace`, so an object cached by ComfyUI
+and handed to several nodes is never altered behind their back.
+
+Conventions (same as diffvg as CLIPasso used it):
+- ``points`` ``[B, S, P, 2]`` float32 in canvas pixels, x = column, y = row, origin at
+  the top-left corner of the canvas; P = 1 + 3k for k cubic segments per stroke.
+- ``widths`` ``[B, S]`` are HALF-widths: 1.5 draws a 3 px line.
+- ``colors`` ``[B, S, 4]`` straight (not premultiplied) RGBA in 0..1; alpha is opacity.
+- ``canvas`` ``(H, W)`` is the coordinate frame of ``points``.
+- ``losses``/``iterations`` ``[B]`` and ``seeds`` (tuple of B ints) are optional bookkeeping
+  of the optimiser and best-of-N selection.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+DEFAULT_HALF_WIDTH = 1.5  # diffvg half-width CLIPasso used: a 3 px line
+
+
+class StrokeError(ValueError):
+    """Raised for a malformed stroke set; the message says what is wrong and how to fix it."""
+
+
+def _as_float_tensor(name: str, value) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value, dtype=torch.float32)
+        except Exception as exc:  # noqa: BLE001 - re-raised with context
+            raise StrokeError(f"{name} must be a tensor or nested list of numbers ({exc})") from exc
+    if not value.is_floating_point():
+        value = value.float()
+    return value
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Strokes:
+    points: torch.Tensor
+    widths: torch.Tensor
+    colors: torch.Tensor
+    canvas: Tuple[int, int]
+    losses: Optional[torch.Tensor] = None
+    seeds: Optional[Tuple[int, ...]] = None
+    iterations: Optional[torch.Tensor] = None
+
+    # ------------------------------------------------------------------ building
+    def __post_init__(self):
+        pts = _as_float_tensor("points", self.points)
+        if pts.ndim == 3:  # a single candidate [S, P, 2]
+            pts = pts.unsqueeze(0)
+        if pts.ndim != 4 or pts.shape[-1] != 2:
+            raise StrokeError(
+                f"points must have shape [B, S, P, 2] (candidates, strokes, control points, xy); "
+                f"got {tuple(pts.shape)}")
+        b, s, p, _ = pts.shape
+        if b < 1:
+            raise StrokeError("a stroke set needs at least one candidate (B >= 1); got B = 0")
+        if s < 1:
+            raise StrokeError("a sketch needs at least one stroke; got 0 strokes. "
+                              "Ask for 1 or more strokes.")
+        if p < 4 or (p - 1) % 3 != 0:
+            raise StrokeError(
+                f"each stroke needs 1 + 3k control points for k cubic segments (4, 7, 10, ...); got P = {p}")
+        canvas = self.canvas
+        try:
+            canvas = (int(canvas[0]), int(canvas[1]))
+        except Exception as exc:  # noqa: BLE001
+            raise StrokeError(f"canvas must be (height, width); got {self.canvas!r}") from exc
+        if canvas[0] <= 0 or canvas[1] <= 0:
+            raise StrokeError(f"canvas size must be positive (height, width); got {canvas}")
+
+        widths = _as_float_tensor("widths", self.widths).to(pts.device)
+        if widths.ndim == 0:
+            widths = widths.expand(b, s)
+        elif widths.ndim == 1 and widths.shape[0] == s:
+            widths = widths.unsqueeze(0).expand(b, s)
+        if tuple(widths.shape) != (b, s):
+            raise StrokeError(f"widths must have shape [B, S] = [{b}, {s}] (half-widths in pixels); "
+                              f"got {tuple(widths.shape)}")
+        colors = _as_float_tensor("colors", self.colors).to(pts.device)
+        if colors.ndim == 1:
+            colors = colors.expand(b, s, colors.shape[0])
+        elif colors.ndim == 2 and colors.shape[0] == s:
+            colors = colors.unsqueeze(0).expand(b, s, colors.shape[1])
+        if colors.ndim == 3 and colors.shape[-1] == 3:  # RGB -> opaque RGBA
+            colors = torch.cat([colors, colors.new_ones(*colors.shape[:-1], 1)], -1)
+        if tuple(colors.shape) != (b, s, 4):
+            raise StrokeError(f"colors must have shape [B, S, 4] (straight RGBA in 0..1); "
+                              f"got {tuple(colors.shape)}")
+
+        for name, t in (("points", pts), ("widths", widths), ("colors", colors)):
+            if not bool(torch.isfinite(t.detach()).all()):
+                raise StrokeError(f"{name} contain NaN or infinity; the sketch is broken "
+                                  "(an optimiser diverged or an input was corrupt). Re-initialise the strokes.")
+        if bool((widths.detach() <= 0).any()):
+            raise StrokeError("stroke widths must be positive half-widths in pixels (1.5 draws a 3 px line)")
+        if bool(((colors.detach() < 0) | (colors.detach() > 1)).any()):
+            raise StrokeError("stroke colours must be RGBA values in 0..1")
+
+        losses = self.losses
+        if losses is not None:
+            losses = _as_float_tensor("losses", losses).reshape(-1).to(pts.device)
+            if losses.numel() != b:
+                raise StrokeError(f"losses must hold one value per candidate ({b}); got {losses.numel()}")
+        iterations = self.iterations
+        if iterations is not None:
+            iterations = torch.as_tensor(iterations).reshape(-1).long().to(pts.device)
+            if iterations.numel() != b:
+                raise StrokeError(f"iterations must hold one value per candidate ({b}); got {iterations.numel()}")
+        seeds = self.seeds
+        if seeds is not None:
+            seeds = tuple(int(x) for x in seeds)
+            if len(seeds) != b:
+                raise StrokeError(f"seeds must hold one value per candidate ({b}); got {len(seeds)}")
+
+        set_ = object.__setattr__
+        set_(self, "points", pts)
+        set_(self, "widths", widths.contiguous())
+        set_(self, "colors", colors.contiguous())
+        set_(self, "canvas", canvas)
+        set_(self, "losses", losses)
+        set_(self, "iterations", iterations)
+        set_(self, "seeds", seeds)
+
+    @classmethod
+    def from_points(cls, points, canvas, width: float = DEFAULT_HALF_WIDTH,
+                    color: Sequence[float] = (0.0, 0.0, 0.0, 1.0), **extra) -> "Strokes":
+        """Strokes of one width and colour (CLIPasso's black 3 px pen by default)."""
+        pts = _as_float_tensor("points", points)
+        if pts.ndim == 3:
+            pts = pts.unsqueeze(0)
+        if pts.ndim != 4:
+            raise StrokeError(f"points must have shape [B, S, P, 2]; got {tuple(pts.shape)}")
+        b, s = pts.shape[:2]
+        widths = torch.full((b, s), float(width), dtype=pts.dtype, device=pts.device)
+        rgba = torch.as_tensor(list(color), dtype=pts.dtype, device=pts.device)
+        if rgba.numel() == 3:
+            rgba = torch.cat([rgba, rgba.new_ones(1)])
+        return cls(pts, widths, rgba.expand(b, s, 4).clone(), canvas, **extra)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def num_candidates(self) -> int:
+        return self.points.shape[0]
+
+    @property
+    def num_strokes(self) -> int:
+        return self.points.shape[1]
+
+    @property
+    def num_segments(self) -> int:
+        return (self.points.shape[2] - 1) // 3
+
+    @property
+    def height(self) -> int:
+        return self.canvas[0]
+
+    @property
+    def width(self) -> int:
+        return self.canvas[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.points.device
+
+    def __len__(self) -> int:
+        return self.num_candidates
+
+    # ------------------------------------------------------------------ new values
+    def replace(self, **changes) -> "Strokes":
+        """A new stroke set with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to(self, device) -> "Strokes":
+        def mv(t):
+            return None if t is None else t.to(device)
+        return Strokes(mv(self.points), mv(self.widths), mv(self.colors), self.canvas,
+                       mv(self.losses), self.seeds, mv(self.iterations))
+
+    def cpu(self) -> "Strokes":
+        return self.detach().to("cpu")
+
+    def detach(self) -> "Strokes":
+        def dt(t):
+            return None if t is None else t.detach().clone()
+        return Strokes(dt(self.points), dt(self.widths), dt(self.colors), self.canvas,
+                       dt(self.losses), self.seeds, dt(self.iterations))
+
+    def select(self, index) -> "Strokes":
+        """Candidates picked by an int, a list of ints or a slice, as a new stroke set."""
+        if isinstance(index, int):
+            if not -self.num_candidates <= index < self.num_candidates:
+                raise StrokeError(f"candidate {index} does not exist; this stroke set has "
+                                  f"{self.num_candidates} candidate(s)")
+            index = [index % self.num_candidates]
+        idx = torch.arange(self.num_candidates)[index].reshape(-1)
+        if idx.numel() == 0:
+            raise StrokeError("selection is empty: pick at least one candidate")
+        dev_idx = idx.to(self.device)
+
+        def pick(t):
+            return None if t is None else t[dev_idx]
+        seeds = None if self.seeds is None else tuple(self.seeds[i] for i in idx.tolist())
+        return Strokes(pick(self.points), pick(self.widths), pick(self.colors), self.canvas,
+                       pick(self.losses), seeds, pick(self.iterations))
+
+    def scaled(self, height: int, width: int) -> "Strokes":
+        """The same drawing on a canvas of another size (points and widths scaled)."""
+        sy, sx = height / self.height, width / self.width
+        pts = self.points * self.points.new_tensor([sx, sy])
+        return self.replace(points=pts, widths=self.widths * (sx * sy) ** 0.5,
+                            canvas=(int(height), int(width)))
+
+    @staticmethod
+    def concat(items: Sequence["Strokes"]) -> "Strokes":
+        """Candidates of several stroke sets (same canvas and shape) as one batch."""
+        items = list(items)
+        if not items:
+            raise StrokeError("nothing to concatenate")
+        first = items[0]
+        for it in items[1:]:
+            if it.canvas != first.canvas or it.points.shape[1:] != first.points.shape[1:]:
+                raise StrokeError("stroke sets to join must share canvas size, stroke count and segment count; "
+                                  f"got {first.canvas}/{tuple(first.points.shape[1:])} and "
+                                  f"{it.canvas}/{tuple(it.points.shape[1:])}")
+
+        def cat(name):
+            vals = [getattr(it, name) for it in items]
+            return None if any(v is None for v in vals) else torch.cat(vals)
+        seeds = None if any(it.seeds is None for it in items) else sum((it.seeds for it in items), ())
+        return Strokes(cat("points"), cat("widths"), cat("colors"), first.canvas,
+                       cat("losses"), seeds, cat("iterations"))
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        extra = ""
+        if self.losses is not None:
+            extra = ", losses=[" + ", ".join(f"{v:.4g}" for v in self.losses.detach().cpu().tolist()[:8])
+            extra += ", ...]" if self.num_candidates > 8 else "]"
+        if self.seeds is not None:
+            extra += f", seeds={list(self.seeds[:8])}"
+        return (f"Strokes(candidates={self.num_candidates}, strokes={self.num_strokes}, "
+                f"segments={self.num_segments}, canvas={self.canvas[0]}x{self.canvas[1]}, "
+                f"device={self.device.type}{extra})")
+
+    __str__ = __repr__
