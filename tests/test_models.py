@@ -1,0 +1,102 @@
+"""clipasso.models: loading encoders by name / file / models folder, freezing, caching, clear errors."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+
+from clipasso import models
+from clipasso.models import WeightsNotFoundError, load_clip
+
+
+def test_loads_tiny_resnet_by_name_from_models_dir(tiny_rn, tiny_models):
+    enc = tiny_rn
+    assert enc.name == tiny_models["rn_name"] and not enc.is_vit
+    assert enc.image_size == 224 and enc.patch_size is None
+    assert len(enc.mean) == 3 and len(enc.std) == 3
+    assert os.path.samefile(enc.source, tiny_models["rn"])
+    assert not enc.model.training
+    assert all(not p.requires_grad for p in enc.model.parameters())
+    out = enc.embed(torch.rand(2, 3, 224, 224))
+    assert out.shape == (2, 32) and torch.isfinite(out).all()
+
+
+def test_loads_tiny_vit(tiny_vit):
+    assert tiny_vit.is_vit and tiny_vit.patch_size == 32 and tiny_vit.image_size == 224
+    assert tiny_vit.embed(torch.rand(1, 3, 224, 224)).shape == (1, 32)
+
+
+def test_weights_match_the_saved_file(tiny_rn, tiny_models):
+    from safetensors.torch import load_file
+
+    saved = load_file(tiny_models["rn"])
+    state = tiny_rn.model.state_dict()
+    assert torch.equal(state["visual.layer2.0.conv1.weight"], saved["visual.layer2.0.conv1.weight"])
+
+
+def test_cached_per_name_source_device(tiny_rn, tiny_models):
+    again = load_clip(tiny_models["rn_name"], models_dir=tiny_models["folder"], allow_download=False)
+    assert again is tiny_rn
+    other_dtype = load_clip(tiny_models["rn_name"], models_dir=tiny_models["folder"], dtype=torch.float64)
+    assert other_dtype is not tiny_rn and other_dtype.dtype == torch.float64
+
+
+def test_explicit_weights_file_with_config_beside_it(tiny_models, tmp_path):
+    w = tmp_path / "my-sketch-encoder.safetensors"
+    shutil.copy(tiny_models["rn"], w)
+    shutil.copy(tiny_models["rn_config"], tmp_path / "my-sketch-encoder.json")
+    enc = load_clip("my-sketch-encoder", weights=w, allow_download=False)
+    assert enc.source == str(w) and not enc.is_vit
+
+
+def test_default_names_found_in_models_dir(tiny_models):
+    # a user drops files named after the default model + tag into models/clipasso
+    enc = load_clip("RN101", "openai", models_dir=tiny_models["folder"], allow_download=False)
+    assert os.path.basename(enc.source) == "RN101-openai.safetensors"
+    vit = load_clip("ViT-B/32", "openai", models_dir=tiny_models["folder"], allow_download=False)
+    assert vit.is_vit and vit.name == "ViT-B-32"
+
+
+def test_official_openai_file_name_is_searched(tmp_path):
+    paths = [str(p) for p in models.candidate_paths("RN101", "openai", models_dir=tmp_path)]
+    assert str(tmp_path / "RN101.pt") in paths
+    assert any("models--timm--resnet101_clip.openai" in p for p in paths)
+    vit = [os.path.basename(str(p)) for p in models.candidate_paths("ViT-B-32", "openai", models_dir=tmp_path)]
+    assert "ViT-B-32.pt" in vit
+
+
+def test_missing_weights_error_names_model_paths_and_folder(tmp_path):
+    with pytest.raises(WeightsNotFoundError) as info:
+        load_clip("RN101", "openai", models_dir=tmp_path, allow_download=False)
+    msg = str(info.value)
+    assert "'RN101'" in msg and "openai" in msg
+    assert str(tmp_path / "RN101-openai.safetensors").replace(str(tmp_path) + os.sep, "") in msg
+    assert f"into this folder: {tmp_path}" in msg
+    assert "RN101.pt" in msg
+
+
+def test_offline_download_gives_the_same_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match="offline"):
+        load_clip("ViT-B-32", "openai", models_dir=tmp_path, allow_download=True)
+
+
+def test_missing_explicit_file(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        load_clip("RN101", weights=tmp_path / "nope.pt")
+
+
+def test_wrong_file_for_model_is_a_clear_error(tiny_models, tmp_path):
+    w = tmp_path / "RN50-openai.safetensors"
+    shutil.copy(tiny_models["vit"], w)  # a ViT file named like an RN50 checkpoint
+    with pytest.raises(WeightsNotFoundError, match="does not fit"):
+        load_clip("RN50", "openai", models_dir=tmp_path, allow_download=False)
+
+
+def test_unknown_model_name(tmp_path):
+    w = tmp_path / "w.safetensors"
+    w.write_bytes(b"0")
+    with pytest.raises(models.ModelConfigError, match="unknown CLIP model"):
+        load_clip("NotAModel-99", weights=w)
