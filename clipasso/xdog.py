@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .images import as_rgb
+from .images import ImageError, as_rgb
 
 GREY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 XDOG_DEFAULTS = dict(gamma=0.98, phi=200.0, eps=-0.1, sigma=0.8, k=10.0)
@@ -34,11 +34,11 @@ def image_chw(image) -> torch.Tensor:
     if isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] == 3 and image.is_floating_point():
         t = image.detach().float().cpu()
         if t.shape[1] == 0 or t.shape[2] == 0:
-            raise ValueError(f"the image is empty ({t.shape[1]}x{t.shape[2]} pixels)")
+            raise ImageError(f"the image is empty ({t.shape[1]}x{t.shape[2]} pixels)")
         if not bool(torch.isfinite(t).all()):
-            raise ValueError("the image contains NaN or infinite values; check what produced it")
+            raise ImageError("the image contains NaN or infinite values; check what produced it")
         if float(t.min()) < -1e-3 or float(t.max()) > 1 + 1e-3:
-            raise ValueError(f"image values must lie in 0..1; got {float(t.min()):.3g}..{float(t.max()):.3g}")
+            raise ImageError(f"image values must lie in 0..1; got {float(t.min()):.3g}..{float(t.max()):.3g}")
         return t.clamp(0, 1)
     return as_rgb(image).float().cpu()
 

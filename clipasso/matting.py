@@ -1,0 +1,236 @@
+"""Background removal with rembg (U²-Net family): the object on white, and its mask.
+
+CLIPasso computes a U²-Net salient-object mask on every run and, with ``mask_object``, sketches
+the object composited on white: cluttered backgrounds otherwise pull strokes away from the
+object. We use rembg's ONNX sessions, so any model rembg knows (u2netp, u2net, silueta,
+isnet-general-use, birefnet-general, ...) can be picked by name.
+
+Where the weights file ``<model>.onnx`` is looked for, in order:
+1. ``models_dir`` given by the caller (ComfyUI passes its models folder): ``models_dir/<model>.onnx``
+   or rembg's layout ``models_dir/models/<model>/<model>.onnx``;
+2. rembg's own places: ``$U2NET_HOME`` (or ``$REMBG_HOME``, ``~/.rembg``, the old ``~/.u2net``).
+If it is nowhere and ``allow_download`` is true, rembg downloads it (into ``models_dir`` when
+given); offline, or with downloads off, a `MattingWeightsNotFoundError` names the file and the
+folders to put it in. We check before rembg is asked, because rembg would go to the network.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .images import alpha_of, as_rgb, to_pil
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MATTING_MODEL = "u2netp"
+# rembg sessions that take one image and return one mask, stored as "<name>.onnx"
+MATTING_MODELS = (
+    "u2netp", "u2net", "u2net_human_seg", "silueta", "isnet-general-use", "isnet-anime",
+    "birefnet-general", "birefnet-general-lite", "birefnet-portrait", "birefnet-dis",
+    "birefnet-hrsod", "birefnet-cod", "birefnet-massive", "bria-rmbg",
+)
+
+
+class MattingError(ValueError):
+    """Bad arguments for background removal."""
+
+
+class MattingWeightsNotFoundError(FileNotFoundError):
+    """The rembg model file is not on disk and could not be downloaded."""
+
+
+class MattingWarning(UserWarning):
+    """Background removal found no object; the whole image is used instead."""
+
+
+@dataclass(frozen=True)
+class Matting:
+    """``image`` [3,H,W]: the object over white; ``mask`` [H,W]: 1 = object (binary unless soft).
+
+    ``soft_mask`` is the model's own 0..1 output; ``found`` is False when nothing passed the
+    threshold and the whole image was kept.
+    """
+    image: torch.Tensor
+    mask: torch.Tensor
+    soft_mask: torch.Tensor
+    model: str
+    found: bool = True
+
+
+_sessions: Dict[Tuple[str, str], object] = {}
+_lock = threading.Lock()
+
+
+def available_models() -> Tuple[str, ...]:
+    """The model names of `MATTING_MODELS` that the installed rembg provides."""
+    try:
+        from rembg.sessions import sessions_names
+    except Exception:  # noqa: BLE001 - an old or broken rembg: offer the list, fail at load time
+        return MATTING_MODELS
+    return tuple(m for m in MATTING_MODELS if m in set(sessions_names))
+
+
+def _session_class(model: str):
+    try:
+        from rembg.sessions import sessions_class
+    except ImportError as exc:
+        raise ImportError("background removal needs rembg: pip install rembg onnxruntime "
+                          "(or turn background removal off)") from exc
+    for cls in sessions_class:
+        if cls.name() == model:
+            return cls
+    raise MattingError(f"unknown background-removal model {model!r}; choose one of: "
+                       + ", ".join(available_models()))
+
+
+def candidate_paths(model: str, models_dir: Optional[str] = None) -> List[str]:
+    """Every path where ``<model>.onnx`` is looked for, in order."""
+    fname = f"{model}.onnx"
+    paths = []
+    if models_dir:
+        d = os.path.abspath(os.path.expanduser(os.fspath(models_dir)))
+        paths += [os.path.join(d, fname), os.path.join(d, "models", model, fname)]
+    cls = _session_class(model)
+    paths += [os.path.join(cls.model_dir(), fname), os.path.join(cls.legacy_home(), fname)]
+    seen, out = set(), []
+    for p in paths:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def find_weights(model: str, models_dir: Optional[str] = None) -> Optional[str]:
+    """The first existing weights file for ``model``, or None."""
+    for path in candidate_paths(model, models_dir):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+@contextlib.contextmanager
+def _rembg_home(folder: Optional[str]):
+    """Point rembg at ``folder`` (U2NET_HOME wins over its other settings) for one session creation."""
+    if folder is None:
+        yield
+        return
+    old = os.environ.get("U2NET_HOME")
+    os.environ["U2NET_HOME"] = folder
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("U2NET_HOME", None)
+        else:
+            os.environ["U2NET_HOME"] = old
+
+
+def _missing_error(model: str, models_dir: Optional[str], cause: Optional[BaseException] = None):
+    fname = f"{model}.onnx"
+    where = candidate_paths(model, models_dir)
+    folders = []
+    for p in where:
+        folder = os.path.dirname(p)
+        if folder not in folders:
+            folders.append(folder)
+    why = f" (download failed: {type(cause).__name__}: {cause})" if cause is not None else ""
+    return MattingWeightsNotFoundError(
+        f"background-removal weights {fname} not found{why}. Put {fname} (rembg's '{model}' model) in "
+        f"{folders[0]}" + (f" or one of: {', '.join(folders[1:])}" if len(folders) > 1 else "")
+        + "; or set U2NET_HOME to the folder that holds it; or turn background removal off.")
+
+
+def get_session(model: str = DEFAULT_MATTING_MODEL, models_dir: Optional[str] = None,
+                allow_download: bool = True):
+    """A cached rembg session for ``model``; see the module doc for where weights come from."""
+    if not isinstance(model, str) or not model:
+        raise MattingError(f"model must be a rembg model name such as 'u2netp'; got {model!r}")
+    path = find_weights(model, models_dir)
+    key = (model, path or f"download:{models_dir}")
+    with _lock:
+        if key in _sessions:
+            return _sessions[key]
+        from rembg import new_session
+
+        if path is not None:
+            # rembg finds "<U2NET_HOME>/<model>.onnx" first in its legacy lookup
+            with _rembg_home(os.path.dirname(path)):
+                session = new_session(model)
+        else:
+            if not allow_download:
+                raise _missing_error(model, models_dir)
+            log.info("rembg model %s not on disk; asking rembg to download it", model)
+            try:
+                folder = os.path.abspath(os.fspath(models_dir)) if models_dir else None
+                with _rembg_home(folder):
+                    session = new_session(model)
+            except Exception as exc:  # noqa: BLE001 - network errors come in many types
+                raise _missing_error(model, models_dir, exc) from exc
+        _sessions[key] = session
+        return session
+
+
+def remove_background(image, model: str = DEFAULT_MATTING_MODEL, threshold: float = 0.5,
+                      soft: bool = False, models_dir: Optional[str] = None,
+                      allow_download: bool = True, use_alpha: bool = True) -> Matting:
+    """The object composited on white and its foreground mask, both at the input resolution.
+
+    image: anything `clipasso.images.as_rgb` accepts. threshold: mask cut on the model's 0..1
+    output. soft: return (and composite with) the soft mask instead of the binary one.
+    use_alpha: an input that already carries transparency is its own mask (no model is run).
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+        raise MattingError(f"threshold must be a number strictly between 0 and 1 (0.5 by default); got {threshold!r}")
+    rgb = as_rgb(image).float().cpu()
+    h, w = rgb.shape[-2:]
+
+    alpha = None
+    if use_alpha:
+        try:
+            alpha = alpha_of(image)
+        except Exception:  # noqa: BLE001 - no usable alpha: run the model
+            alpha = None
+    if alpha is not None and tuple(alpha.shape) == (h, w) and float(alpha.min()) < 1.0:
+        soft_mask = alpha.float().clamp(0, 1)
+        used = "alpha"
+    else:
+        session = get_session(model, models_dir, allow_download)
+        out = session.predict(to_pil(rgb))
+        pil_mask = out[0] if isinstance(out, (list, tuple)) else out
+        arr = np.asarray(pil_mask.convert("L"), dtype=np.float32) / 255.0
+        if arr.shape != (h, w):  # rembg returns the input size; guard against odd sessions
+            arr = np.asarray(pil_mask.convert("L").resize((w, h)), dtype=np.float32) / 255.0
+        soft_mask = torch.from_numpy(arr.copy())
+        used = model
+
+    binary = (soft_mask >= threshold).float()
+    found = bool(binary.any())
+    if not found:
+        msg = (f"background removal ({used}) found no object above threshold {threshold}; "
+               "using the whole image. Try a lower threshold, another model, or turn matting off.")
+        log.warning(msg)
+        warnings.warn(msg, MattingWarning, stacklevel=2)
+        soft_mask = torch.ones(h, w)
+        binary = torch.ones(h, w)
+    mask = soft_mask if soft else binary
+    composite = rgb * mask + (1.0 - mask)
+    return Matting(image=composite.clamp(0, 1), mask=mask, soft_mask=soft_mask, model=used, found=found)
+
+
+def clear_sessions() -> None:
+    """Forget cached rembg sessions (frees their memory)."""
+    with _lock:
+        _sessions.clear()
+
+
+__all__ = ["remove_background", "Matting", "get_session", "find_weights", "candidate_paths",
+           "available_models", "clear_sessions", "MattingError", "MattingWeightsNotFoundError",
+           "MattingWarning", "MATTING_MODELS", "DEFAULT_MATTING_MODEL"]
