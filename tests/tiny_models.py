@@ -62,11 +62,31 @@ def _perturb_norms(model, seed: int) -> None:
     import torch
 
     g = torch.Generator().manual_seed(seed + 1)
+    bns = []
     with torch.no_grad():
         for m in model.visual.modules():
             if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)) and m.weight is not None:
                 m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+            if isinstance(m, torch.nn.BatchNorm2d):
+                bns.append(m)
+        if bns:
+            # Calibrate BatchNorm statistics on random images (cumulative average), as one would after
+            # changing a network: without it activations of a random ResNet shrink layer by layer and
+            # every loss is ~1e-7.
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None
+            size = model.visual.image_size
+            size = size[0] if isinstance(size, (tuple, list)) else size
+            imgs = torch.rand(8, 3, 8, 8, generator=g)
+            imgs = torch.nn.functional.interpolate(imgs, size=(size, size), mode="bilinear", align_corners=False)
+            imgs = (imgs - 0.45) / 0.27
+            model.visual.train()
+            model.visual(imgs)
+            model.visual.eval()
+            for m in bns:
+                m.momentum = 0.1
 
 
 def write_tiny_models(folder, seed: int = 0, as_defaults: bool = False) -> Dict[str, str]:

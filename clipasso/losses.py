@@ -1,0 +1,336 @@
+"""CLIPasso's loss: CLIP feature distances between a sketch and its target under shared augmentations.
+
+For every candidate sketch the batch holds 1 clean view and ``num_augs`` augmented views. An
+augmented view is a random perspective distortion (corners moved inward by up to
+``distortion`` x half the side, black fill outside the warped image, like torchvision's
+``RandomPerspective(0.5, fill=0)``) followed by a square crop of ``crop_scale`` of the area resized
+back; the sketch and the target get the very same parameters. Both steps are folded into one
+``grid_sample`` per view, so augmentation is batched, differentiable and exactly reproducible from a
+``torch.Generator``.
+
+    loss = sum_l w_l * mean((f_l(aug(S)) - f_l(aug(I)))^2) + semantic_weight * mean(1 - cos(e(aug(S)), e(aug(I))))
+
+ResNet encoders: f_l are the outputs of the stages named in ``layer_weights`` (default ``layer2``
+and ``layer3``, weight 1 each; names ``stem``, ``layer1`` .. ``layer4``); ``e`` is the attention-pool
+embedding (not normalised). ViT encoders: f_l are the patch tokens after block ``blockN`` (0-based);
+``e`` is the projected pooled token. Target features never carry a graph. Losses are returned per
+candidate so that B candidates optimised in one batch behave like B separate runs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+DEFAULT_RESNET_WEIGHTS = {"layer2": 1.0, "layer3": 1.0}
+DEFAULT_SEMANTIC_WEIGHT = 0.1
+
+
+class LossConfigError(ValueError):
+    """A loss setting that cannot work with the chosen encoder."""
+
+
+# --------------------------------------------------------------------------- augmentation
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Per view: where the 4 image corners go (perspective) and the crop box, in pixels."""
+
+    corners: torch.Tensor  # [N, 4, 2] end points (x, y) of the input corners TL, TR, BR, BL
+    crops: torch.Tensor    # [N, 3] (top, left, side)
+    size: tuple            # (H, W) of the images they apply to
+
+    def __len__(self) -> int:
+        return self.corners.shape[0]
+
+    def index(self, idx: torch.Tensor) -> "AugmentParams":
+        return AugmentParams(self.corners[idx], self.crops[idx], self.size)
+
+    @staticmethod
+    def cat(items: Sequence["AugmentParams"]) -> "AugmentParams":
+        return AugmentParams(torch.cat([p.corners for p in items]), torch.cat([p.crops for p in items]),
+                             items[0].size)
+
+
+def sample_augment_params(n: int, size, generator: Optional[torch.Generator] = None,
+                          distortion: float = 0.5, crop_scale: float = 0.8) -> AugmentParams:
+    """``n`` random (perspective, crop) parameter sets, drawn like torchvision's transforms."""
+    h, w = int(size[0]), int(size[1])
+    dx, dy = int(distortion * (w // 2)), int(distortion * (h // 2))
+
+    def rint(lo, hi):  # integers in [lo, hi)
+        return torch.randint(lo, hi, (n,), generator=generator)
+
+    tl = torch.stack([rint(0, dx + 1), rint(0, dy + 1)], -1)
+    tr = torch.stack([rint(w - dx - 1, w), rint(0, dy + 1)], -1)
+    br = torch.stack([rint(w - dx - 1, w), rint(h - dy - 1, h)], -1)
+    bl = torch.stack([rint(0, dx + 1), rint(h - dy - 1, h)], -1)
+    corners = torch.stack([tl, tr, br, bl], 1).float()
+    side = int(round(math.sqrt(crop_scale * h * w)))
+    side = max(1, min(side, h, w))
+    crops = torch.stack([rint(0, h - side + 1), rint(0, w - side + 1), torch.full((n,), side)], -1)
+    return AugmentParams(corners, crops, (h, w))
+
+
+def _homographies(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """3x3 maps taking each src quad [N,4,2] to the matching dst quad (float64)."""
+    src, dst = src.double(), dst.double()
+    n = src.shape[0]
+    x, y = src[..., 0], src[..., 1]
+    u, v = dst[..., 0], dst[..., 1]
+    zeros, ones = torch.zeros_like(x), torch.ones_like(x)
+    rows_u = torch.stack([x, y, ones, zeros, zeros, zeros, -u * x, -u * y], -1)
+    rows_v = torch.stack([zeros, zeros, zeros, x, y, ones, -v * x, -v * y], -1)
+    a = torch.cat([rows_u, rows_v], 1)  # [N, 8, 8]
+    b = torch.cat([u, v], 1)            # [N, 8]
+    hvec = torch.linalg.solve(a, b)
+    return torch.cat([hvec, torch.ones(n, 1, dtype=hvec.dtype)], 1).view(n, 3, 3)
+
+
+def augment_grid(params: AugmentParams, out_size=None) -> torch.Tensor:
+    """Sampling grid [N, Ho, Wo, 2] (grid_sample, align_corners=True) of crop-after-perspective."""
+    h, w = params.size
+    ho, wo = out_size or (h, w)
+    start = torch.tensor([[0.0, 0.0], [w - 1.0, 0.0], [w - 1.0, h - 1.0], [0.0, h - 1.0]]).expand_as(params.corners)
+    # The warped image shows the input squeezed into the quad `corners`: output pixel -> input pixel.
+    hom = _homographies(params.corners, start)  # [N,3,3]
+    top, left, side = (params.crops[:, i].double().view(-1, 1, 1) for i in range(3))
+    cols = torch.arange(wo, dtype=torch.float64).view(1, 1, wo)
+    rows = torch.arange(ho, dtype=torch.float64).view(1, ho, 1)
+    xc = left + (cols + 0.5) * side / wo - 0.5  # crop resized back (align_corners=False convention)
+    yc = top + (rows + 0.5) * side / ho - 0.5
+    xc, yc = torch.broadcast_tensors(xc, yc)
+    pts = torch.stack([xc, yc, torch.ones_like(xc)], -1)  # [N,Ho,Wo,3]
+    mapped = torch.einsum("nij,nhwj->nhwi", hom, pts)
+    xy = mapped[..., :2] / mapped[..., 2:3]
+    gx = xy[..., 0] * (2.0 / (w - 1)) - 1.0
+    gy = xy[..., 1] * (2.0 / (h - 1)) - 1.0
+    return torch.stack([gx, gy], -1).float()
+
+
+def apply_augment(images: torch.Tensor, params: AugmentParams, grid: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Warp ``images`` [N,3,H,W] (one parameter set per image); black outside the warped image."""
+    if grid is None:
+        grid = augment_grid(params)
+    return F.grid_sample(images, grid.to(images.device, images.dtype), mode="bilinear",
+                         padding_mode="zeros", align_corners=True)
+
+
+def augment_pair(sketch: torch.Tensor, target: torch.Tensor, num_augs: int = 4,
+                 generator: Optional[torch.Generator] = None, distortion: float = 0.5,
+                 crop_scale: float = 0.8):
+    """1 clean + ``num_augs`` jointly augmented views of one sketch/target pair ([1,3,H,W] or [3,H,W]).
+
+    Returns (sketch_views, target_views), each ``[1 + num_augs, 3, H, W]`` in 0..1 (not normalised).
+    """
+    s = sketch if sketch.ndim == 4 else sketch.unsqueeze(0)
+    t = target if target.ndim == 4 else target.unsqueeze(0)
+    if num_augs <= 0:
+        return s, t
+    params = sample_augment_params(num_augs, s.shape[-2:], generator, distortion, crop_scale)
+    grid = augment_grid(params)
+    xs = apply_augment(s.expand(num_augs, -1, -1, -1), params, grid)
+    ys = apply_augment(t.expand(num_augs, -1, -1, -1).to(s.dtype), params, grid)
+    return torch.cat([s, xs]), torch.cat([t.to(s.dtype), ys])
+
+
+# --------------------------------------------------------------------------- features
+
+def _resnet_features(visual, x: torch.Tensor, stages: Sequence[str], need_embedding: bool):
+    feats = {}
+    last = max(RESNET_STAGES.index(s) for s in stages) if stages else -1
+    if need_embedding:
+        last = len(RESNET_STAGES) - 1
+    x = visual.stem(x)
+    if "stem" in stages:
+        feats["stem"] = x
+    for i, name in enumerate(RESNET_STAGES[1:], start=1):
+        if i > last:
+            break
+        x = getattr(visual, name)(x)
+        if name in stages:
+            feats[name] = x
+    emb = visual.attnpool(x) if need_embedding else None
+    return feats, emb
+
+
+def _vit_features(visual, x: torch.Tensor, blocks: Sequence[str], need_embedding: bool):
+    idx = sorted({int(b[len("block"):]) for b in blocks})
+    out = visual.forward_intermediates(x, indices=idx or [0], output_fmt="NLC",
+                                       intermediates_only=not need_embedding)
+    feats = {f"block{i}": t for i, t in zip(idx, out["image_intermediates"])}
+    return feats, out.get("image_features")
+
+
+def default_layer_weights(encoder) -> Dict[str, float]:
+    if not encoder.is_vit:
+        return dict(DEFAULT_RESNET_WEIGHTS)
+    n = len(encoder.visual.transformer.resblocks)
+    a, b = max(0, round(n * 0.25)), max(0, round(n * 0.5))
+    return {f"block{a}": 1.0, f"block{b}": 1.0} if a != b else {f"block{a}": 1.0}
+
+
+def check_layer_weights(encoder, layer_weights: Dict[str, float]) -> Dict[str, float]:
+    weights = {str(k): float(v) for k, v in layer_weights.items()}
+    if encoder.is_vit:
+        n = len(encoder.visual.transformer.resblocks)
+        valid = [f"block{i}" for i in range(n)]
+    else:
+        valid = list(RESNET_STAGES)
+    bad = [k for k in weights if k not in valid]
+    if bad:
+        kind = "ViT" if encoder.is_vit else "ResNet"
+        raise LossConfigError(f"layer(s) {bad} do not exist in the {kind} encoder {encoder.name!r}; "
+                              f"use some of {valid}")
+    if any(not math.isfinite(v) or v < 0 for v in weights.values()):
+        raise LossConfigError(f"layer weights must be finite and >= 0; got {weights}")
+    return {k: v for k, v in weights.items() if v > 0}
+
+
+# --------------------------------------------------------------------------- the loss
+
+class CLIPassoLoss:
+    """Geometric + semantic CLIP loss against one target image, per candidate sketch.
+
+    ``aug_pool`` > 0 switches to a fixed pool of that many augmentations drawn once (from
+    ``pool_seed``) whose target features are cached; each iteration every candidate picks
+    ``num_augs`` of them with its own generator. That removes the target forward passes from the loop
+    (the `fast` preset); 0 draws fresh augmentations every iteration as the paper does.
+    """
+
+    def __init__(self, encoder, target: torch.Tensor, layer_weights: Optional[Dict[str, float]] = None,
+                 semantic_weight: float = DEFAULT_SEMANTIC_WEIGHT, num_augs: int = 4,
+                 distortion: float = 0.5, crop_scale: float = 0.8, distance: str = "l2",
+                 aug_pool: int = 0, pool_seed: int = 0, amp_dtype: Optional[torch.dtype] = None):
+        self.encoder = encoder
+        self.layer_weights = check_layer_weights(
+            encoder, default_layer_weights(encoder) if layer_weights is None else layer_weights)
+        if not math.isfinite(semantic_weight) or semantic_weight < 0:
+            raise LossConfigError(f"semantic_weight must be >= 0; got {semantic_weight}")
+        if not self.layer_weights and semantic_weight == 0:
+            raise LossConfigError("all loss weights are zero: nothing to optimise")
+        if distance not in ("l2", "l1"):
+            raise LossConfigError(f"distance must be 'l2' or 'l1'; got {distance!r}")
+        if num_augs < 0 or aug_pool < 0:
+            raise LossConfigError("num_augs and aug_pool must be >= 0")
+        if aug_pool and num_augs > aug_pool:
+            raise LossConfigError(f"num_augs ({num_augs}) cannot exceed the augmentation pool ({aug_pool})")
+        self.semantic_weight = float(semantic_weight)
+        self.num_augs = int(num_augs)
+        self.distortion, self.crop_scale = float(distortion), float(crop_scale)
+        self.distance = distance
+        self.aug_pool = int(aug_pool)
+        self.amp_dtype = amp_dtype
+        self.device = encoder.device
+        t = target if target.ndim == 4 else target.unsqueeze(0)
+        if t.shape[0] != 1 or t.shape[1] != 3:
+            raise LossConfigError(f"target must be one RGB image [3,H,W]; got {tuple(target.shape)}")
+        self.size = tuple(t.shape[-2:])
+        self.target = t.detach().to(self.device, torch.float32)
+        with torch.no_grad():
+            self._clean_target = self._features(self.target)
+            self._pool = None
+            if self.aug_pool:
+                gen = torch.Generator().manual_seed(int(pool_seed))
+                params = sample_augment_params(self.aug_pool, self.size, gen, self.distortion, self.crop_scale)
+                self._pool_grid = augment_grid(params).to(self.device)
+                views = apply_augment(self.target.expand(self.aug_pool, -1, -1, -1), params, self._pool_grid)
+                self._pool = self._features(views)
+
+    # .................................................................. encoder
+    def _features(self, images: torch.Tensor):
+        """(per-layer features, embedding or None) of 0..1 images, in fp32."""
+        enc = self.encoder
+        x = images
+        if tuple(x.shape[-2:]) != (enc.image_size, enc.image_size):
+            x = F.interpolate(x, size=(enc.image_size, enc.image_size), mode="bilinear", align_corners=False)
+        x = enc.normalize(x).to(enc.dtype)
+        need_emb = self.semantic_weight > 0
+        amp = self.amp_dtype is not None and x.device.type in ("cuda", "mps", "cpu")
+        with torch.autocast(x.device.type, dtype=self.amp_dtype, enabled=bool(amp and self.amp_dtype)):
+            if enc.is_vit:
+                feats, emb = _vit_features(enc.visual, x, list(self.layer_weights), need_emb)
+            else:
+                feats, emb = _resnet_features(enc.visual, x, list(self.layer_weights), need_emb)
+        feats = {k: v.float() for k, v in feats.items()}
+        return feats, (emb.float() if emb is not None else None)
+
+    # .................................................................. terms
+    def _terms(self, sk, tg, n_cand: int) -> Dict[str, torch.Tensor]:
+        """Per-candidate terms; views of candidate b are rows b*V .. b*V+V-1."""
+        sf, se = sk
+        tf, te = tg
+        out = {}
+        total = None
+        for name, wgt in self.layer_weights.items():
+            diff = sf[name] - tf[name]
+            d = diff.square() if self.distance == "l2" else diff.abs()
+            per = d.reshape(n_cand, -1).mean(1)
+            out[f"geometric_{name}"] = per
+            total = per * wgt if total is None else total + per * wgt
+        if self.semantic_weight > 0:
+            cos = F.cosine_similarity(se, te, dim=-1)
+            sem = (1 - cos).reshape(n_cand, -1).mean(1)
+            out["semantic"] = sem
+            total = sem * self.semantic_weight if total is None else total + sem * self.semantic_weight
+        out["total"] = total
+        return out
+
+    def _check(self, sketch: torch.Tensor) -> torch.Tensor:
+        if sketch.ndim != 4 or sketch.shape[1] != 3:
+            raise LossConfigError(f"sketch renders must be [B,3,H,W]; got {tuple(sketch.shape)}")
+        if tuple(sketch.shape[-2:]) != self.size:
+            raise LossConfigError(f"sketch size {tuple(sketch.shape[-2:])} differs from the target size {self.size}")
+        return sketch.to(self.device, torch.float32)
+
+    def eval_loss(self, sketch: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Loss of the clean view only, per candidate (the value best-of-N compares). Call under no_grad."""
+        sketch = self._check(sketch)
+        b = sketch.shape[0]
+        feats, emb = self._features(sketch)
+        tf, te = self._clean_target
+        tg = ({k: v.expand(b, *v.shape[1:]) for k, v in tf.items()}, None if te is None else te.expand(b, -1))
+        return self._terms((feats, emb), tg, b)
+
+    def train_loss(self, sketch: torch.Tensor, generators: Sequence[torch.Generator]) -> Dict[str, torch.Tensor]:
+        """Loss over 1 clean + ``num_augs`` augmented views per candidate; ``generators`` one per candidate."""
+        sketch = self._check(sketch)
+        b = sketch.shape[0]
+        if len(generators) != b:
+            raise LossConfigError(f"need one generator per candidate ({b}); got {len(generators)}")
+        a = self.num_augs
+        v = 1 + a
+        if a == 0:
+            return self.eval_loss(sketch)
+        tf, te = self._clean_target
+        if self.aug_pool:
+            picks = torch.stack([torch.randperm(self.aug_pool, generator=g)[:a] for g in generators])  # [B,A]
+            grid = self._pool_grid[picks.reshape(-1).to(self._pool_grid.device)]
+            pf, pe = self._pool
+            flat = picks.reshape(-1).to(self.device)
+            aug_tf = {k: t[flat] for k, t in pf.items()}
+            aug_te = None if pe is None else pe[flat]
+        else:
+            params = AugmentParams.cat([sample_augment_params(a, self.size, g, self.distortion, self.crop_scale)
+                                        for g in generators])
+            grid = augment_grid(params).to(self.device)
+            with torch.no_grad():
+                views = apply_augment(self.target.expand(b * a, -1, -1, -1), params, grid)
+                aug_tf, aug_te = self._features(views)
+        sk_aug = apply_augment(sketch.repeat_interleave(a, 0), None, grid)
+        views = torch.cat([sketch.unsqueeze(1), sk_aug.view(b, a, *sketch.shape[1:])], 1).flatten(0, 1)
+        feats, emb = self._features(views)
+
+        def interleave(clean, aug):  # [1,...] clean + [B*A,...] augmented -> [B*V,...]
+            clean = clean.expand(b, 1, *clean.shape[1:])
+            return torch.cat([clean, aug.view(b, a, *aug.shape[1:])], 1).flatten(0, 1)
+
+        tg_f = {k: interleave(tf[k], aug_tf[k]) for k in tf}
+        tg_e = None if te is None else interleave(te, aug_te)
+        return self._terms((feats, emb), (tg_f, tg_e), b)
+
+    __call__ = train_loss
