@@ -1,0 +1,180 @@
+"""Save SVG (output node) and Load SVG."""
+from __future__ import annotations
+
+import json
+import os
+from io import BytesIO
+
+from comfy_api.latest import io, ui
+
+from .common import CATEGORY, NodeInputError, SketchStrokes, strokes_or_error
+from .render_nodes import render_to_comfy
+
+NO_FILE = "(none)"
+
+
+def _core_svg_class():
+    """Core's SVG value class (a list of BytesIO), wherever this core version keeps it; None if absent."""
+    try:
+        from comfy_api.latest._util import SVG  # late-2026 cores
+        return SVG
+    except ImportError:
+        pass
+    try:
+        from comfy_extras.nodes_images import SVG  # 0.3.x cores
+        return SVG
+    except ImportError:
+        return None
+
+
+HAS_CORE_SVG = hasattr(io, "SVG") and _core_svg_class() is not None
+
+
+def with_metadata(svg_text: str, metadata: dict) -> str:
+    """Put the workflow JSON into a <metadata> CDATA block right after the opening <svg> tag (as core's
+    Save SVG does), so dragging the file back into ComfyUI can restore the graph."""
+    if not metadata:
+        return svg_text
+    payload = json.dumps(metadata, indent=1).replace("]]>", "]]]]><![CDATA[>")
+    start = svg_text.find("<svg")
+    end = svg_text.find(">", start)
+    if start < 0 or end < 0:
+        raise ValueError("not an SVG document: no <svg> element")
+    block = f"\n  <metadata><![CDATA[\n{payload}\n]]></metadata>"
+    return svg_text[:end + 1] + block + svg_text[end + 1:]
+
+
+def _metadata_disabled() -> bool:
+    try:
+        from comfy.cli_args import args
+        return bool(getattr(args, "disable_metadata", False))
+    except Exception:  # noqa: BLE001 - no core args: keep metadata
+        return False
+
+
+class SaveSVG(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        outputs = []
+        if HAS_CORE_SVG:
+            outputs.append(io.SVG.Output("svg", tooltip="The same drawing(s) as core's SVG type, for core's "
+                                                         "Save SVG and other SVG nodes."))
+        return io.Schema(
+            node_id="CLIPassoSaveSVG",
+            display_name="Save SVG (CLIPasso)",
+            category=CATEGORY,
+            description="Write each sketch as an .svg file (one <path> per stroke) into ComfyUI's output folder, "
+                        "with the workflow embedded as metadata, and preview it in the node.",
+            is_output_node=True,
+            inputs=[
+                SketchStrokes.Input("strokes", tooltip="The sketch(es) to save; every candidate becomes one file."),
+                io.String.Input("filename_prefix", default="clipasso/sketch",
+                                tooltip="File name prefix inside the output folder; may contain subfolders and "
+                                        "ComfyUI's %date:yyyy-MM-dd% style tokens."),
+            ],
+            outputs=outputs,
+        )
+
+    @classmethod
+    def execute(cls, strokes, filename_prefix="clipasso/sketch"):
+        import folder_paths
+        from clipasso.svg import to_svg
+
+        strokes = strokes_or_error(strokes).cpu()
+        out_dir = folder_paths.get_output_directory()
+        folder, base, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix or "clipasso/sketch", out_dir, strokes.width, strokes.height)
+        metadata = {}
+        hidden = cls.hidden
+        if hidden is not None and not _metadata_disabled():
+            if hidden.prompt is not None:
+                metadata["prompt"] = hidden.prompt
+            if hidden.extra_pnginfo:
+                metadata.update(hidden.extra_pnginfo)
+        results, blobs = [], []
+        for i in range(strokes.num_candidates):
+            text = with_metadata(to_svg(strokes, candidate=i), metadata)
+            name = f"{base.replace('%batch_num%', str(i))}_{counter + i:05}_.svg"
+            with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
+                f.write(text)
+            blobs.append(BytesIO(text.encode("utf-8")))
+            results.append(ui.SavedResult(name, subfolder, io.FolderType.output))
+        args = (_core_svg_class()(blobs),) if HAS_CORE_SVG else ()
+        return io.NodeOutput(*args, ui=ui.SavedImages(results))
+
+
+def _input_svgs():
+    import folder_paths
+
+    root = folder_paths.get_input_directory()
+    found = []
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            if f.lower().endswith(".svg"):
+                found.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
+    return sorted(found)
+
+
+class LoadSVG(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CLIPassoLoadSVG",
+            display_name="Load SVG (CLIPasso)",
+            category=CATEGORY,
+            description="Read an SVG of open Bezier paths (as Save SVG writes them) back into SKETCH_STROKES, to "
+                        "refine a sketch with Optimize Sketch or draw it again at another size.",
+            inputs=[
+                io.Combo.Input("svg_file", options=[NO_FILE] + _input_svgs(), default=NO_FILE,
+                               tooltip="An .svg file in ComfyUI's input folder."),
+                io.String.Input("svg_text", default="", multiline=True, optional=True,
+                                tooltip="Or paste SVG markup here; it is used instead of the file when not empty."),
+            ],
+            outputs=[
+                SketchStrokes.Output("strokes", tooltip="The strokes of the SVG (one candidate)."),
+                io.Image.Output("image", tooltip="The strokes drawn on white at the SVG's canvas size."),
+            ],
+        )
+
+    @classmethod
+    def _source(cls, svg_file, svg_text):
+        import folder_paths
+
+        if (svg_text or "").strip():
+            return svg_text
+        if not svg_file or svg_file == NO_FILE:
+            raise NodeInputError("Load SVG needs an .svg file from the input folder or SVG markup in 'svg_text'")
+        path = folder_paths.get_annotated_filepath(svg_file)
+        if not os.path.isfile(path):
+            raise NodeInputError(f"SVG file not found in the input folder: {svg_file}")
+        return path
+
+    @classmethod
+    def fingerprint_inputs(cls, svg_file=NO_FILE, svg_text=""):
+        try:
+            src = cls._source(svg_file, svg_text)
+        except NodeInputError:
+            return ""
+        if src is svg_text:
+            return svg_text
+        st = os.stat(src)
+        return f"{src}:{st.st_mtime_ns}:{st.st_size}"
+
+    @classmethod
+    def validate_inputs(cls, svg_file=NO_FILE, svg_text=""):
+        try:
+            cls._source(svg_file, svg_text)
+        except NodeInputError as exc:
+            return str(exc)
+        return True
+
+    @classmethod
+    def execute(cls, svg_file=NO_FILE, svg_text=""):
+        from clipasso.svg import read_svg
+
+        strokes = read_svg(cls._source(svg_file, svg_text))
+        image, _ = render_to_comfy(strokes)
+        return io.NodeOutput(strokes, image)
+
+
+NODES = [SaveSVG, LoadSVG]

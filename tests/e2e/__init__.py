@@ -1,0 +1,1 @@
+"""End-to-end tests against a real ComfyUI 0.3.75 (downloaded at test time, never committed)."""

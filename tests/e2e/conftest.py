@@ -1,0 +1,49 @@
+"""Session fixtures: one real ComfyUI server for all end-to-end and browser tests."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .client import ComfyClient
+from .comfy_env import comfyui_or_skip
+from .server import ComfyServer, prepare_base
+
+TIMINGS = {}
+
+
+@pytest.fixture(scope="session")
+def comfyui_tree():
+    t0 = time.monotonic()
+    tree = comfyui_or_skip()
+    TIMINGS["comfyui setup (download + requirements)"] = time.monotonic() - t0
+    return tree
+
+
+@pytest.fixture(scope="session")
+def comfy_base(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_base")
+    info = prepare_base(base)
+    info["base"] = base
+    return info
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfyui_tree, comfy_base):
+    server = ComfyServer(comfyui_tree, comfy_base["base"])
+    server.start()
+    TIMINGS["comfyui server start"] = server.startup_seconds
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def comfy(comfy_server):
+    return ComfyClient(comfy_server.host, comfy_server.port)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.write_sep("-", "ComfyUI end-to-end timings")
+        for k, v in TIMINGS.items():
+            terminalreporter.write_line(f"{k}: {v:.1f} s")
