@@ -1,0 +1,153 @@
+"""Background removal with rembg's real U²-Net-p weights (../shared/weights/u2netp.onnx), no mocks."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from clipasso import matting
+from clipasso.matting import (Matting, MattingError, MattingWarning, MattingWeightsNotFoundError,
+                              remove_background)
+
+torch.set_num_threads(2)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WEIGHTS_DIR = os.path.normpath(os.path.join(ROOT, "..", "shared", "weights"))
+
+
+@pytest.fixture(scope="module")
+def weights_dir():
+    if not os.path.isfile(os.path.join(WEIGHTS_DIR, "u2netp.onnx")):
+        pytest.fail(f"rembg's u2netp.onnx is expected in {WEIGHTS_DIR} (the shared/ folder beside the repo)")
+    return WEIGHTS_DIR
+
+
+@pytest.fixture(scope="module")
+def photos():
+    from skimage import data
+
+    return {"chelsea": data.chelsea(), "coffee": data.coffee(), "astronaut": data.astronaut()}
+
+
+@pytest.fixture(scope="module")
+def matted(photos, weights_dir):
+    return {name: remove_background(img, models_dir=weights_dir, allow_download=False)
+            for name, img in photos.items()}
+
+
+def corner_means(mask, k=12):
+    return [float(mask[:k, :k].mean()), float(mask[:k, -k:].mean()),
+            float(mask[-k:, :k].mean()), float(mask[-k:, -k:].mean())]
+
+
+def test_shapes_and_types_at_input_resolution(matted, photos):
+    for name, m in matted.items():
+        h, w = photos[name].shape[:2]
+        assert isinstance(m, Matting) and m.found and m.model == "u2netp"
+        assert tuple(m.image.shape) == (3, h, w) and tuple(m.mask.shape) == (h, w)
+        assert m.image.dtype == torch.float32 and m.mask.dtype == torch.float32
+        assert set(torch.unique(m.mask).tolist()) <= {0.0, 1.0}
+
+
+def test_cat_mask_covers_the_cat_not_the_corners(matted):
+    mask = matted["chelsea"].mask  # 300 x 451, the cat's head fills the middle
+    assert float(mask[100:200, 150:300].mean()) > 0.95
+    tl, tr, bl, br = corner_means(mask)  # its body reaches the bottom-left corner
+    assert max(tl, tr, br) < 0.05
+
+
+def test_coffee_cup_mask(matted):
+    mask = matted["coffee"].mask  # 400 x 600, the cup is in the middle
+    assert float(mask[150:250, 200:400].mean()) > 0.9
+    assert max(corner_means(mask)) < 0.05
+    assert 0.2 < float(mask.mean()) < 0.8
+
+
+def test_astronaut_mask_keeps_the_person_and_drops_the_top_corners(matted):
+    mask = matted["astronaut"].mask  # 512 x 512; the suit reaches the bottom edge
+    assert float(mask[150:300, 180:300].mean()) > 0.9  # face and helmet
+    assert max(corner_means(mask)[:2]) < 0.05
+
+
+def test_composite_is_white_off_the_object_and_the_photo_on_it(matted, photos):
+    for name, m in matted.items():
+        rgb = torch.from_numpy(photos[name].astype(np.float32) / 255.0).permute(2, 0, 1)
+        off, on = m.mask == 0, m.mask == 1
+        assert bool(off.any()) and bool(on.any())
+        assert torch.equal(m.image[:, off], torch.ones_like(m.image[:, off]))
+        assert torch.allclose(m.image[:, on], rgb[:, on], atol=1e-6)
+
+
+def test_soft_mask_and_threshold(photos, weights_dir):
+    img = photos["coffee"]
+    soft = remove_background(img, soft=True, models_dir=weights_dir, allow_download=False)
+    assert float(soft.mask.min()) >= 0 and float(soft.mask.max()) <= 1
+    assert bool(((soft.mask > 0.05) & (soft.mask < 0.95)).any())  # really soft at the boundary
+    assert torch.equal(soft.mask, soft.soft_mask)
+    assert torch.allclose(soft.image, torch.from_numpy(img / 255.0).permute(2, 0, 1).float() * soft.mask
+                          + (1 - soft.mask), atol=1e-6)
+    low = remove_background(img, threshold=0.1, models_dir=weights_dir, allow_download=False).mask
+    high = remove_background(img, threshold=0.9, models_dir=weights_dir, allow_download=False).mask
+    assert float(low.sum()) > float(high.sum())
+    assert bool((high <= low).all())
+    assert torch.equal(high, (soft.soft_mask >= 0.9).float())
+
+
+def test_rembg_finds_the_file_through_u2net_home_and_caches_the_session(monkeypatch, weights_dir):
+    monkeypatch.setenv("U2NET_HOME", weights_dir)
+    a = matting.get_session("u2netp", allow_download=False)
+    b = matting.get_session("u2netp", allow_download=False)
+    assert a is b
+    assert matting.find_weights("u2netp") == os.path.join(weights_dir, "u2netp.onnx")
+
+
+def test_missing_weights_name_the_file_and_folder(monkeypatch, tmp_path, photos):
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "rembg-home"))
+    folder = tmp_path / "comfy-models"
+    with pytest.raises(MattingWeightsNotFoundError) as err:
+        remove_background(photos["coffee"], model="silueta", models_dir=str(folder), allow_download=False)
+    assert isinstance(err.value, FileNotFoundError)
+    msg = str(err.value)
+    assert "silueta.onnx" in msg and str(folder) in msg and "U2NET_HOME" in msg
+    assert not folder.exists()  # nothing was created or downloaded
+
+
+def test_models_dir_in_rembg_layout(tmp_path, weights_dir, photos, monkeypatch):
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "empty-home"))
+    layout = tmp_path / "models" / "u2netp"
+    layout.mkdir(parents=True)
+    os.symlink(os.path.join(weights_dir, "u2netp.onnx"), layout / "u2netp.onnx")
+    assert matting.find_weights("u2netp", str(tmp_path)) == str(layout / "u2netp.onnx")
+    m = remove_background(photos["chelsea"][::4, ::4], models_dir=str(tmp_path), allow_download=False)
+    assert m.found and float(m.mask[25:50, 37:75].mean()) > 0.9
+
+
+def test_alpha_input_is_its_own_mask(tmp_path, monkeypatch):
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))  # no weights anywhere: the model must not run
+    rgba = np.zeros((40, 50, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[10:30, 10:40, 3] = 255
+    m = remove_background(rgba, model="silueta", allow_download=False)
+    assert m.model == "alpha"
+    assert float(m.mask[10:30, 10:40].min()) == 1 and float(m.mask.sum()) == 20 * 30
+    assert float(m.image[:, 0, 0].min()) == 1.0
+
+
+def test_nothing_found_keeps_the_whole_image_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    rgba = np.zeros((16, 16, 4), np.uint8)  # fully transparent: an empty mask
+    with pytest.warns(MattingWarning, match="found no object"):
+        m = remove_background(rgba, allow_download=False)
+    assert not m.found
+    assert float(m.mask.min()) == 1 and torch.equal(m.image, torch.ones(3, 16, 16))
+
+
+def test_bad_arguments(weights_dir):
+    img = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(MattingError, match="unknown background-removal model 'nope'.*u2netp"):
+        remove_background(img, model="nope", models_dir=weights_dir)
+    for bad in (0, 1, 1.5, "0.5", True):
+        with pytest.raises(MattingError, match="threshold"):
+            remove_background(img, threshold=bad, models_dir=weights_dir)
+    with pytest.raises(ValueError, match="empty"):
+        remove_background(np.zeros((0, 5, 3), np.uint8), models_dir=weights_dir)
