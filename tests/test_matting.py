@@ -1,5 +1,6 @@
 """Background removal with rembg's real U²-Net-p weights (../shared/weights/u2netp.onnx), no mocks."""
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -116,7 +117,7 @@ def test_models_dir_in_rembg_layout(tmp_path, weights_dir, photos, monkeypatch):
     monkeypatch.setenv("U2NET_HOME", str(tmp_path / "empty-home"))
     layout = tmp_path / "models" / "u2netp"
     layout.mkdir(parents=True)
-    os.symlink(os.path.join(weights_dir, "u2netp.onnx"), layout / "u2netp.onnx")
+    shutil.copy(os.path.join(weights_dir, "u2netp.onnx"), layout / "u2netp.onnx")
     assert matting.find_weights("u2netp", str(tmp_path)) == str(layout / "u2netp.onnx")
     m = remove_background(photos["chelsea"][::4, ::4], models_dir=str(tmp_path), allow_download=False)
     assert m.found and float(m.mask[25:50, 37:75].mean()) > 0.9
