@@ -1,0 +1,253 @@
+"""The CLIPasso optimisation loop: Adam on stroke control points, all candidates in one batch.
+
+Each iteration renders every candidate (seed) at once, computes the CLIP loss over 1 clean + A
+augmented views per candidate in one forward pass and one backward pass, and steps Adam on the
+``[B, S, P, 2]`` points tensor. Candidates never mix: each has its own augmentation generator,
+its loss is summed (not averaged) into the objective, and Adam works per element, so a batch of
+seeds gives the same strokes as running the seeds one by one.
+
+Every ``eval_interval`` iterations (and at the very end) the clean-view loss of the *current*
+state is measured and, if it improved, that same state is kept as the candidate's best (the
+original saved the post-step points under the pre-step loss). The result holds the best state per
+candidate with its loss and iteration.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, fields, replace
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .losses import CLIPassoLoss
+from .strokes import Strokes
+
+# What each preset sets; pipeline-level keys (model, strokes, seeds) are used by `pipeline.sketch`.
+PRESETS: Dict[str, Dict] = {
+    # The original defaults (run_object_sketching.py): RN101, 4 fresh augmentations per iteration,
+    # 2000 iterations, 16 strokes, best of 3 seeds, eval every 10 iterations.
+    "paper": dict(clip_model="RN101", strokes=16, seeds=3, iterations=2000, num_augs=4, aug_pool=0,
+                  eval_interval=10),
+    # CPU-friendly (numbers in bench/results/sketch*.json): same loss and encoder, but 2 augmented
+    # views drawn from a fixed pool of 16 whose target features are computed once (no target
+    # forward passes in the loop), 500 iterations and best of 2. About 12x less compute than paper.
+    "fast": dict(clip_model="RN101", strokes=16, seeds=2, iterations=500, num_augs=2, aug_pool=16,
+                 eval_interval=10),
+}
+
+
+class OptimizeError(ValueError):
+    """Settings or inputs the optimiser cannot work with."""
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    iterations: int = 2000
+    lr: float = 1.0
+    num_augs: int = 4
+    aug_pool: int = 0
+    pool_seed: int = 0
+    eval_interval: int = 10
+    callback_interval: int = 10
+    layer_weights: Optional[Dict[str, float]] = None  # None: layer2 + layer3 (ResNet)
+    semantic_weight: float = 0.1
+    distortion: float = 0.5
+    crop_scale: float = 0.8
+    distance: str = "l2"
+    mixed_precision: str = "auto"  # "auto" (bf16/fp16 on GPU, fp32 on CPU), "off", "bf16", "fp16"
+    background: tuple = (1.0, 1.0, 1.0)
+
+    @classmethod
+    def from_preset(cls, preset: str = "paper", **overrides) -> "OptimizeConfig":
+        if preset not in PRESETS:
+            raise OptimizeError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in PRESETS[preset].items() if k in names}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - names
+        if unknown:
+            raise OptimizeError(f"unknown optimiser setting(s): {sorted(unknown)}")
+        return cls(**values)
+
+    def validate(self) -> "OptimizeConfig":
+        def whole(name, lo):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise OptimizeError(f"{name} must be a whole number >= {lo}; got {v!r}")
+        whole("iterations", 0)
+        whole("num_augs", 0)
+        whole("aug_pool", 0)
+        whole("eval_interval", 1)
+        whole("callback_interval", 1)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise OptimizeError(f"lr must be a positive number (1.0 moves points about a pixel per step); got {self.lr!r}")
+        if self.mixed_precision not in ("auto", "off", "bf16", "fp16"):
+            raise OptimizeError(f"mixed_precision must be auto, off, bf16 or fp16; got {self.mixed_precision!r}")
+        return self
+
+
+@dataclass
+class OptimizeResult:
+    strokes: Strokes                 # best state per candidate (losses = best eval loss, iterations = when)
+    final: Strokes                   # state after the last step taken
+    history: torch.Tensor            # [n_evals, B] eval losses
+    history_iterations: List[int]    # iteration of each row of `history`
+    iterations_run: int
+    cancelled: bool
+    seconds: float
+    train_losses: torch.Tensor = field(default=None)  # [iterations_run, B] training loss per step
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        return self.seconds / max(1, self.iterations_run)
+
+
+def _amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
+    """Autocast dtype for the encoder: bf16 (or fp16 where bf16 is missing) on GPU, fp32 on CPU."""
+    if mode == "off":
+        return None
+    if device.type == "cuda":
+        if mode in ("bf16", "fp16"):
+            return torch.bfloat16 if mode == "bf16" else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode == "bf16":  # explicit request only; CPU bf16 autocast is slower on most CPUs
+        return torch.bfloat16
+    return None
+
+
+def _prepare_target(target: torch.Tensor, canvas) -> torch.Tensor:
+    from .images import as_rgb
+
+    t = as_rgb(target) if not (isinstance(target, torch.Tensor) and target.ndim == 3 and target.shape[0] == 3) \
+        else target.detach().float()
+    if tuple(t.shape[-2:]) != tuple(canvas):
+        t = F.interpolate(t.unsqueeze(0), size=tuple(canvas), mode="bilinear", align_corners=False,
+                          antialias=True)[0].clamp(0, 1)
+    return t
+
+
+def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
+             callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
+             device=None, seeds: Optional[Sequence[int]] = None) -> OptimizeResult:
+    """Optimise every candidate of ``strokes`` towards ``target`` ([3,H,W] 0..1) in one batch.
+
+    encoder: a `ClipEncoder` (from `clipasso.models.load_clip`).
+    callback(iteration, losses, render): called every ``callback_interval`` iterations and at the end;
+      ``losses`` is a dict of per-candidate tensors ``train``, ``eval`` (last eval), ``best``;
+      ``render`` is the current sketch ``[B,3,H,W]`` (detached, on the compute device).
+    should_stop(): checked every iteration; returning True stops and returns the best so far
+      (an exception raised inside it propagates, which is how ComfyUI interrupts).
+    seeds: per-candidate augmentation seeds (default ``strokes.seeds`` or 0..B-1).
+    Only the control points are optimised; widths and colours stay as given.
+    """
+    from .raster import rasterize
+
+    if not isinstance(strokes, Strokes):
+        raise OptimizeError(f"optimize() needs a Strokes value; got {type(strokes).__name__}")
+    cfg = (config or OptimizeConfig()).validate()
+    device = torch.device(device) if device is not None else encoder.device
+    if device != encoder.device:
+        raise OptimizeError(f"the encoder is on {encoder.device} but optimisation was asked on {device}; "
+                            "load the encoder on the same device")
+    b = strokes.num_candidates
+    seeds = tuple(int(s) for s in (seeds if seeds is not None else (strokes.seeds or range(b))))
+    if len(seeds) != b:
+        raise OptimizeError(f"need one seed per candidate ({b}); got {len(seeds)}")
+    h, w = strokes.canvas
+    target = _prepare_target(target, (h, w)).to(device)
+
+    loss_fn = CLIPassoLoss(encoder, target, layer_weights=cfg.layer_weights, semantic_weight=cfg.semantic_weight,
+                           num_augs=cfg.num_augs, distortion=cfg.distortion, crop_scale=cfg.crop_scale,
+                           distance=cfg.distance, aug_pool=cfg.aug_pool, pool_seed=cfg.pool_seed,
+                           amp_dtype=_amp_dtype(cfg.mixed_precision, device))
+    scaler = None
+    if loss_fn.amp_dtype == torch.float16 and device.type == "cuda":
+        scaler = torch.amp.GradScaler("cuda")
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+
+    points = strokes.points.detach().to(device, torch.float32).clone().requires_grad_(True)
+    widths = strokes.widths.detach().to(device, torch.float32)
+    colors = strokes.colors.detach().to(device, torch.float32)
+    opt = torch.optim.Adam([points], lr=cfg.lr)
+
+    best_loss = torch.full((b,), float("inf"), device=device)
+    best_points = points.detach().clone()
+    best_iter = torch.zeros(b, dtype=torch.long, device=device)
+    last_eval = torch.full((b,), float("nan"), device=device)
+    history, history_its, train_hist = [], [], []
+
+    def render(p):
+        return rasterize(p, widths, colors, h, w, cfg.background)[0]
+
+    def evaluate(it: int, image: torch.Tensor):
+        nonlocal last_eval
+        with torch.no_grad():
+            ev = loss_fn.eval_loss(image.detach())["total"].detach()
+        ev = torch.where(torch.isfinite(ev), ev, torch.full_like(ev, float("inf")))
+        improved = ev < best_loss
+        best_loss.copy_(torch.where(improved, ev, best_loss))
+        best_points[improved] = points.detach()[improved]
+        best_iter[improved] = it
+        last_eval = ev
+        history.append(ev.cpu())
+        history_its.append(it)
+
+    start = time.perf_counter()
+    cancelled = False
+    it = 0
+    image = None
+    train = torch.full((b,), float("nan"))
+    last_cb = -1
+    while True:
+        if should_stop is not None and should_stop():
+            cancelled = True
+            break
+        if it >= cfg.iterations:
+            break
+        opt.zero_grad(set_to_none=True)
+        image = render(points)
+        if it % cfg.eval_interval == 0:
+            evaluate(it, image)  # the state about to be stepped: evaluated and kept as one
+        terms = loss_fn.train_loss(image, gens)
+        total = terms["total"]
+        objective = total.sum()  # sum: each candidate's gradient is its own loss's gradient
+        if scaler is not None:
+            scaler.scale(objective).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            objective.backward()
+            opt.step()
+        train = total.detach().cpu()
+        train_hist.append(train)
+        it += 1
+        if not bool(torch.isfinite(points.detach()).all()):
+            raise OptimizeError(f"the optimisation diverged at iteration {it} (non-finite control points); "
+                                "lower the learning rate")
+        if callback is not None and it % cfg.callback_interval == 0:
+            callback(it, {"train": train, "eval": last_eval.cpu(), "best": best_loss.cpu()}, image.detach())
+            last_cb = it
+
+    # The state reached last (after the final step, or when cancelled) is evaluated too.
+    with torch.no_grad():
+        image = render(points.detach())
+    if not history_its or history_its[-1] != it:
+        evaluate(it, image)
+    if callback is not None and last_cb != it:
+        callback(it, {"train": train, "eval": last_eval.cpu(), "best": best_loss.cpu()}, image.detach())
+    seconds = time.perf_counter() - start
+
+    meta = dict(seeds=seeds)
+    best = Strokes(best_points.detach(), widths, colors, strokes.canvas, losses=best_loss.detach(),
+                   iterations=best_iter, **meta)
+    final = Strokes(points.detach().clone(), widths, colors, strokes.canvas, losses=last_eval.detach(),
+                    iterations=torch.full((b,), it, dtype=torch.long), **meta)
+    return OptimizeResult(strokes=best.cpu(), final=final.cpu(), history=torch.stack(history),
+                          history_iterations=history_its, iterations_run=it, cancelled=cancelled,
+                          seconds=seconds,
+                          train_losses=torch.stack(train_hist) if train_hist else torch.zeros(0, b))
+
+
+__all__ = ["optimize", "OptimizeConfig", "OptimizeResult", "OptimizeError", "PRESETS"]

@@ -1,0 +1,263 @@
+"""Image in, sketch out: the whole CLIPasso pipeline as one call (used by the CLI and tests).
+
+    load -> alpha over white -> background removal (rembg, or the input's own alpha) -> fit to a
+    white square without stretching (224 px, small margin) -> saliency (ViT CLS attention) and
+    XDoG ink map -> stroke initialisation per seed -> batched optimisation of all seeds ->
+    best-of-N selection.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .images import ImageError, alpha_of, as_rgb, fit_square
+from .models import DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, load_clip
+from .optimize import PRESETS, OptimizeConfig, OptimizeError, OptimizeResult, optimize
+from .select import select_best
+from .strokes import Strokes
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+EXAMPLE_IMAGE = DATA_DIR / "example.jpg"
+WORK_MAX_SIDE = 1024     # inputs are shrunk to this before matting; the sketch is made at 224 anyway
+SEED_SPACING = 1000      # the original ran seeds 0, 1000, 2000
+SALIENCY_METHODS_WITH_CLIP = ("clip-attention", "clip-relevancy")
+
+
+class PipelineError(ValueError):
+    """A pipeline setting that cannot work; the message says what to change."""
+
+
+@dataclass
+class SketchResult:
+    strokes: Strokes            # the winner: one candidate, with its loss, seed and best iteration
+    candidates: Strokes         # every candidate's best state (losses = best eval loss)
+    index: int                  # winner's position in `candidates`
+    target: torch.Tensor        # [3, S, S] the processed image the loss compared against
+    mask: Optional[torch.Tensor]
+    saliency: Optional[torch.Tensor]
+    initial: Strokes
+    run: OptimizeResult
+    settings: Dict
+    notes: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def loss(self) -> float:
+        return float(self.strokes.losses[0])
+
+    @property
+    def seed(self) -> int:
+        return int(self.strokes.seeds[0])
+
+    def svg(self) -> str:
+        from .svg import to_svg
+
+        return to_svg(self.strokes)
+
+    def save_svg(self, path) -> None:
+        from .svg import write_svg
+
+        write_svg(self.strokes, path)
+
+    def render(self, scale: float = 2.0) -> torch.Tensor:
+        """The winner rendered on white at ``scale`` x the canvas (2x = 448 px, as the original's PNG)."""
+        from .raster import render
+
+        h, w = self.strokes.canvas
+        return render(self.strokes, size=(round(h * scale), round(w * scale))).image[0]
+
+    def save_png(self, path, scale: float = 2.0) -> None:
+        from .images import to_pil
+
+        to_pil(self.render(scale)).save(path)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """'auto' -> cuda, then mps, then cpu; an explicit device that is missing is a clear error."""
+    name = str(device or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PipelineError("device 'cuda' was asked for but this torch sees no CUDA GPU; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise PipelineError("device 'mps' was asked for but Apple's Metal backend is not available; use cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise PipelineError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from exc
+
+
+def _shrink_early(image):
+    """Big files/arrays are shrunk with PIL before becoming float tensors (an 8000 px photo would
+    otherwise cost gigabytes on the way to a 224 px target)."""
+    from PIL import Image
+
+    from .images import load_image_file
+
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image_file(image)
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3) \
+            and max(image.shape[:2]) > WORK_MAX_SIDE and (image.ndim == 2 or image.shape[2] in (1, 3, 4)):
+        arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+        image = Image.fromarray(arr)
+    if isinstance(image, Image.Image) and max(image.size) > WORK_MAX_SIDE:
+        image = image.copy()
+        if image.mode not in ("RGB", "RGBA", "L", "LA"):
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        image.thumbnail((WORK_MAX_SIDE, WORK_MAX_SIDE), Image.LANCZOS)
+    return image
+
+
+def _seed_list(seeds, seed: int) -> tuple:
+    if isinstance(seeds, (list, tuple)):
+        if not seeds:
+            raise PipelineError("seeds is an empty list; give at least one seed")
+        return tuple(int(s) for s in seeds)
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise PipelineError(f"seeds must be a count >= 1 (best of N) or a list of seeds; got {seeds!r}")
+    return tuple(int(seed) + SEED_SPACING * i for i in range(int(seeds)))
+
+
+def prepare_target(image, canvas: int = 224, background_removal: bool = True, matting_model: str = "u2netp",
+                   models_dir=None, allow_download: bool = True, notes: Optional[List[str]] = None):
+    """(target [3,canvas,canvas] on white, mask [canvas,canvas] or None) from any input image."""
+    notes = notes if notes is not None else []
+    image = _shrink_early(image)
+    rgb = as_rgb(image)  # alpha over white; clear errors for empty / NaN / odd channels
+    h, w = rgb.shape[-2:]
+    if max(h, w) > WORK_MAX_SIDE:  # tensors and float arrays
+        s = WORK_MAX_SIDE / max(h, w)
+        rgb = torch.nn.functional.interpolate(rgb.unsqueeze(0), size=(max(1, round(h * s)), max(1, round(w * s))),
+                                              mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+        h, w = rgb.shape[-2:]
+    alpha = None
+    try:
+        alpha = alpha_of(image)
+    except Exception:  # noqa: BLE001 - an odd alpha channel is simply not used
+        alpha = None
+    mask = None
+    if alpha is not None and tuple(alpha.shape) != (h, w):
+        alpha = torch.nn.functional.interpolate(alpha[None, None].float(), size=(h, w), mode="bilinear",
+                                                align_corners=False)[0, 0]
+    if alpha is not None and float(alpha.min()) < 1.0:
+        mask = (alpha >= 0.5).float()
+        rgb = rgb * mask + (1 - mask)
+        notes.append("the input's transparency was used as the object mask (no matting model run)")
+    elif background_removal:
+        from .matting import remove_background
+
+        mat = remove_background(rgb, model=matting_model, models_dir=models_dir, allow_download=allow_download)
+        rgb, mask = mat.image, mat.mask
+        if not mat.found:
+            notes.append("background removal found no object; the whole image was used")
+            mask = None
+    margin = int(round(max(h, w) * 10 / 224))  # the original's fix_scale: 10 px a side at 224
+    target = fit_square(rgb, canvas, fill=1.0, margin=margin)
+    if mask is not None:
+        mask = fit_square(mask[None], canvas, fill=0.0, margin=margin, mode="bilinear")[0]
+        mask = (mask >= 0.5).float()
+        if not bool(mask.any()):
+            mask = None
+    return target, mask
+
+
+def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, seeds=None,
+           iterations: Optional[int] = None, seed: int = 0, device: str = "auto",
+           clip_model: Optional[str] = None, clip_pretrained: Optional[str] = DEFAULT_PRETRAINED,
+           clip_weights=None, saliency: str = "clip-attention", saliency_model: str = DEFAULT_SALIENCY_MODEL,
+           saliency_pretrained: Optional[str] = DEFAULT_PRETRAINED, saliency_weights=None,
+           use_edges: bool = True, background_removal: bool = True, matting_model: str = "u2netp",
+           models_dir=None, canvas: int = 224, num_segments: int = 1, width: float = 1.5,
+           temperature: float = 0.3, allow_download: bool = True,
+           callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
+           **optimizer_settings) -> SketchResult:
+    """Sketch ``image`` (file path, PIL, numpy, tensor; None = the bundled example) with CLIPasso.
+
+    preset: 'paper' (RN101, 4 augmentations, 2000 iterations, 16 strokes, best of 3) or 'fast'.
+    strokes / seeds / iterations / clip_model override the preset. seeds: a count (seeds are
+    seed, seed+1000, ...) or an explicit list. saliency: 'clip-attention' (the original), another
+    `clipasso.saliency` method, or 'none' for uniformly random starts. Extra keyword arguments go to
+    `OptimizeConfig` (lr, num_augs, aug_pool, eval_interval, layer_weights, semantic_weight, ...).
+    """
+    t0 = time.perf_counter()
+    if preset not in PRESETS:
+        raise PipelineError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    n_strokes = p["strokes"] if strokes is None else strokes
+    if isinstance(n_strokes, bool) or not isinstance(n_strokes, (int, np.integer)) or n_strokes < 1:
+        raise PipelineError(f"strokes must be a whole number >= 1 (16 by default); got {n_strokes!r}")
+    seed_list = _seed_list(p["seeds"] if seeds is None else seeds, seed)
+    if isinstance(canvas, bool) or not isinstance(canvas, int) or canvas < 8:
+        raise PipelineError(f"canvas must be a whole number of pixels >= 8 (224 by default); got {canvas!r}")
+    try:
+        cfg = OptimizeConfig.from_preset(preset, iterations=iterations, **optimizer_settings).validate()
+    except TypeError as exc:
+        raise PipelineError(str(exc)) from exc
+    dev = pick_device(device)
+    notes: List[str] = []
+
+    if image is None:
+        image = EXAMPLE_IMAGE
+        notes.append(f"no input given: sketching the bundled example {EXAMPLE_IMAGE.name}")
+    target, mask = prepare_target(image, canvas, background_removal, matting_model, models_dir,
+                                  allow_download, notes)
+
+    encoder = load_clip(clip_model or p["clip_model"], clip_pretrained, weights=clip_weights,
+                        models_dir=models_dir, device=dev, allow_download=allow_download)
+
+    sal = None
+    edges = None
+    method = (saliency or "none").lower()
+    if method != "none":
+        from .saliency import saliency_map
+
+        sal_encoder = None
+        if method in SALIENCY_METHODS_WITH_CLIP:
+            sal_encoder = load_clip(saliency_model, saliency_pretrained, weights=saliency_weights,
+                                    models_dir=models_dir, device=dev, allow_download=allow_download)
+        sal = saliency_map(target.to(dev), method=method, encoder=sal_encoder, mask=mask,
+                           models_dir=models_dir, allow_download=allow_download).float().cpu()
+    if use_edges and method != "none":
+        from .xdog import xdog_edges
+
+        edges = xdog_edges(target)
+    from .init import initialize_strokes
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        initial = initialize_strokes((canvas, canvas), int(n_strokes), list(seed_list), saliency=sal, edges=edges,
+                                     temperature=temperature, num_segments=num_segments, width=width,
+                                     mask=mask)
+    notes.extend(str(w.message) for w in caught)
+
+    run = optimize(initial, target, encoder, cfg, callback=callback, should_stop=should_stop, device=dev,
+                   seeds=seed_list)
+    winner, index = select_best(run.strokes)
+    if run.cancelled:
+        notes.append(f"cancelled after {run.iterations_run} of {cfg.iterations} iterations; "
+                     "returning the best state reached")
+    settings = dict(preset=preset, strokes=int(n_strokes), seeds=list(seed_list), iterations=cfg.iterations,
+                    device=str(dev), clip_model=encoder.name, clip_source=encoder.source, saliency=method,
+                    background_removal=bool(background_removal), canvas=canvas, num_augs=cfg.num_augs,
+                    aug_pool=cfg.aug_pool, lr=cfg.lr)
+    return SketchResult(strokes=winner, candidates=run.strokes, index=index, target=target, mask=mask,
+                        saliency=sal, initial=initial, run=run, settings=settings, notes=notes,
+                        seconds=time.perf_counter() - t0)
+
+
+__all__ = ["sketch", "SketchResult", "prepare_target", "pick_device", "PipelineError", "EXAMPLE_IMAGE"]
