@@ -88,7 +88,8 @@ class InitializeStrokes(io.ComfyNode):
                     mask=None if msk is None else square_canvas(msk, side, 0.0),
                     temperature=float(temperature), num_segments=int(segments), width=float(width),
                     use_edges=bool(use_edges)))
-        return io.NodeOutput(Strokes.concat(parts).cpu())
+            result = Strokes.concat(parts).cpu()
+        return io.NodeOutput(result)
 
 
 NODES = [InitializeStrokes]

@@ -145,3 +145,96 @@ def test_rasterize_rejects_bad_colour_with_clear_message(N):
     with pytest.raises(ValueError, match="SKETCH_STROKES"):
         run(N["CLIPassoRasterize"], strokes=torch.zeros(3), width=0, height=0, stroke_color="",
             thickness=1.0, background="#fff")
+
+
+# --------------------------------------------------------------------------- models, saliency, init
+
+@pytest.fixture(scope="session")
+def models(N, models_folder):
+    out = run(N["CLIPassoLoadModels"], loss_model="RN101", saliency_model="ViT-B-32", pretrained="openai",
+              device="auto", precision="auto", allow_download=False)
+    return out[0]
+
+
+def test_load_models_finds_weights_in_models_folder(models, models_folder):
+    assert models.loss.name == "RN101" and not models.loss.is_vit
+    assert models.saliency.is_vit
+    assert models.loss.source.startswith(str(models_folder))
+    assert models.device.type == "cpu" and models.autocast_dtype is None  # CPU runs fp32
+    assert not any(p.is_inference() for p in models.loss.model.parameters())
+    assert "RN101" in repr(models)
+
+
+def test_load_models_missing_weights_names_the_folder(N, models_folder):
+    from clipasso.models import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError) as err:
+        run(N["CLIPassoLoadModels"], loss_model="RN50", saliency_model="ViT-B-32", pretrained="openai",
+            device="cpu", precision="fp32", allow_download=False)
+    assert "RN50" in str(err.value) and str(models_folder) in str(err.value)
+
+
+def test_saliency_map_and_preview_respect_mask(N, models):
+    image = disk(64, batch=2)
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 16:48, 16:48] = 1
+    sal, preview = run(N["CLIPassoSaliency"], models=models, image=image, mask=mask, method="clip-attention",
+                       text="")
+    assert sal.shape == (2, 64, 64) and preview.shape == (2, 64, 64, 3)
+    assert float(sal.min()) >= 0 and float(sal.max()) <= 1 and float(sal.max()) > 0.5
+    assert float(sal[:, :16].abs().max()) == 0 and float(sal[:, 48:].abs().max()) == 0
+    free, _ = run(N["CLIPassoSaliency"], models=models, image=image, mask=None, method="clip-attention", text="")
+    assert float(free[:, :16].max()) > 0  # without a mask the map covers the picture
+
+
+def test_saliency_relevancy_runs_with_gradients_under_inference_mode(N, models):
+    sal, _ = run(N["CLIPassoSaliency"], models=models, image=disk(48), mask=None, method="clip-relevancy",
+                 text="")
+    assert sal.shape == (1, 48, 48) and torch.isfinite(sal).all() and float(sal.max()) > 0
+
+
+def test_init_strokes_batch_of_pictures_times_seeds(N):
+    image = disk(64, batch=2)
+    sal = torch.zeros(2, 64, 64)
+    sal[:, 20:44, 20:44] = 1
+    kw = dict(image=image, saliency=sal, mask=None, strokes=5, seeds=3, seed=7, temperature=0.3, segments=2,
+              width=1.5, use_edges=False, canvas=96)
+    (s,) = run(N["CLIPassoInitStrokes"], **kw).args
+    assert s.points.shape == (6, 5, 7, 2) and s.canvas == (96, 96)
+    assert s.seeds == (7, 8, 9, 7, 8, 9)
+    assert s.device.type == "cpu" and not s.points.is_inference()
+    # starts lie where the saliency is (the square maps to pixels 30..66 of the 96 canvas, plus the walk)
+    starts = s.points[:, :, 0]
+    assert float(starts.min()) > 30 - 1 and float(starts.max()) < 66 + 1
+    again = run(N["CLIPassoInitStrokes"], **kw).args[0]
+    assert torch.equal(again.points, s.points)  # deterministic per seed
+    assert not torch.equal(s.points[0], s.points[1])  # seeds differ
+    assert torch.equal(s.points[0], s.points[3])  # same seed, same (identical) picture
+
+
+@pytest.fixture(scope="session")
+def u2netp_folder(core, tmp_path_factory):
+    import shutil
+
+    src = find_u2netp()
+    if src is None:
+        msg = "rembg's u2netp.onnx is needed (set U2NET_HOME, or keep ../shared/weights/u2netp.onnx)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    folder = tmp_path_factory.mktemp("matting_models")
+    shutil.copy(src, folder / "u2netp.onnx")
+    core.add_model_folder_path("clipasso", str(folder))
+    return folder
+
+
+def test_remove_background_puts_object_on_white(N, u2netp_folder):
+    image = disk(96, r=0.25, batch=2)
+    image[1] = image[1] * torch.tensor([0.2, 0.6, 1.0])  # a second, different picture in the batch
+    matted, mask = run(N["CLIPassoRemoveBackground"], image=image, model="u2netp", threshold=0.5,
+                       soft_mask=False, allow_download=False)
+    assert matted.shape == (2, 96, 96, 3) and mask.shape == (2, 96, 96)
+    assert set(torch.unique(mask).tolist()) <= {0.0, 1.0}
+    assert float(mask[0, 48, 48]) == 1.0  # the disk is the object
+    outside = mask[0] == 0
+    assert bool(outside.any()) and float(matted[0][outside].min()) > 0.99  # background became white
