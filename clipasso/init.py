@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TEMPERATURE = 0.3  # CLIPasso's softmax_temp
 DEFAULT_RADIUS = 0.05  # CLIPasso's hard-coded random-walk radius, as a fraction of the canvas
+MULTINOMIAL_LIMIT = 2 ** 24  # torch.multinomial's limit on categories; larger maps use Gumbel top-k
 
 
 class InitError(ValueError):
@@ -139,7 +140,12 @@ def _draw(weights: torch.Tensor, count: int, taken: torch.Tensor, gen: torch.Gen
     n = min(count, avail)
     if n == 0:
         return torch.zeros(0, dtype=torch.long)
-    return torch.multinomial(w, n, replacement=False, generator=gen)
+    if w.numel() <= MULTINOMIAL_LIMIT:
+        return torch.multinomial(w, n, replacement=False, generator=gen)
+    # huge canvases: Gumbel top-k draws the same distribution without replacement
+    u = torch.rand(w.shape, generator=gen, dtype=torch.float64).clamp_(1e-300, 1.0)
+    keys = torch.where(w > 0, w.log() - (-u.log()).log(), torch.full_like(w, -math.inf))
+    return torch.topk(keys, n).indices
 
 
 def sample_start_pixels(levels: Sequence[Tuple[str, torch.Tensor]], count: int,

@@ -162,8 +162,13 @@ def get_session(model: str = DEFAULT_MATTING_MODEL, models_dir: Optional[str] = 
 
         if path is not None:
             # rembg finds "<U2NET_HOME>/<model>.onnx" first in its legacy lookup
-            with _rembg_home(os.path.dirname(path)):
-                session = new_session(model)
+            try:
+                with _rembg_home(os.path.dirname(path)):
+                    session = new_session(model)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime reports broken files in several ways
+                raise MattingError(f"could not load the background-removal model {path} ({type(exc).__name__}: "
+                                   f"{str(exc)[:200]}); the file may be truncated or not rembg's '{model}' "
+                                   "model. Delete it and put a fresh copy there.") from exc
         else:
             if not allow_download:
                 raise _missing_error(model, models_dir)

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("clip-attention", "clip-relevancy", "timm-vit", "mask")
 DEFAULT_METHOD = "clip-attention"
+DEFAULT_TIMM_MODEL = "vit_small_patch8_224.dino"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -300,7 +301,7 @@ def clip_relevancy_map(image, encoder, text=None, size: Optional[int] = None) ->
 
 
 # ---------------------------------------------------------------------------- timm ViT (e.g. DINO)
-def load_timm_vit(name: str = "vit_small_patch8_224.dino", weights=None, allow_download: bool = False,
+def load_timm_vit(name: str = DEFAULT_TIMM_MODEL, weights=None, allow_download: bool = False,
                   device="cpu", **kwargs) -> torch.nn.Module:
     """A frozen eval-mode timm ViT. ``weights``: a local .pth/.bin/.safetensors (DINO's own
     checkpoints work through timm's converters). Without a file, timm's download is used only when
@@ -382,12 +383,26 @@ def timm_attention_map(image, model, size: Optional[int] = None) -> torch.Tensor
 
 
 # ---------------------------------------------------------------------------- entry point
+_TIMM_CACHE = {}
+
+
+def _cached_timm_vit(name: str, weights, allow_download: bool):
+    import os
+
+    key = (name, None if weights is None else os.path.abspath(os.fspath(weights)))
+    if key not in _TIMM_CACHE:
+        _TIMM_CACHE[key] = load_timm_vit(name, weights=weights, allow_download=allow_download)
+    return _TIMM_CACHE[key]
+
+
 def saliency_map(image, method: str = DEFAULT_METHOD, encoder=None, mask=None, text=None,
-                 size: Optional[int] = None, models_dir=None, allow_download: bool = True) -> torch.Tensor:
+                 size: Optional[int] = None, models_dir=None, allow_download: bool = True,
+                 weights=None) -> torch.Tensor:
     """Saliency ``[H, W]`` float32 in 0..1 for ``image`` (anything `as_rgb` takes; ``[3,H,W]`` 0..1).
 
     encoder: a `ClipEncoder` with a ViT (``clip-*``; loaded as ViT-B-32/openai from ``models_dir``
-    when None) or a timm ViT (``timm-vit``). mask: [H, W] object mask; the map for ``mask`` and a
+    when None) or, for ``timm-vit``, a timm ViT or its name (default DINO ViT-S/8) loaded from the
+    checkpoint file ``weights``. mask: [H, W] object mask; the map for ``mask`` and a
     restriction (multiplied in) for the other methods. text: prompt for ``clip-relevancy``.
     size: ViT input size (longer side; default the encoder's own, 224).
     """
@@ -405,7 +420,7 @@ def saliency_map(image, method: str = DEFAULT_METHOD, encoder=None, mask=None, t
         return normalize_map(m) if float(m.max()) > 0 else torch.zeros(h, w)
     if method == "timm-vit":
         if encoder is None or isinstance(encoder, str):
-            raise SaliencyError("method 'timm-vit' needs a timm model: encoder=load_timm_vit(name, weights=file)")
+            encoder = _cached_timm_vit(encoder or DEFAULT_TIMM_MODEL, weights, allow_download)
         out = timm_attention_map(img, encoder, size)
     else:
         if encoder is None:
@@ -427,4 +442,4 @@ def saliency_map(image, method: str = DEFAULT_METHOD, encoder=None, mask=None, t
 
 __all__ = ["saliency_map", "clip_attention_map", "clip_relevancy_map", "timm_attention_map", "load_timm_vit",
            "vit_forward_with_attention", "position_embedding", "normalize_map", "grid_for",
-           "SaliencyError", "METHODS", "DEFAULT_METHOD"]
+           "SaliencyError", "METHODS", "DEFAULT_METHOD", "DEFAULT_TIMM_MODEL"]

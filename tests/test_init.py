@@ -181,3 +181,19 @@ def test_bad_inputs_give_clear_errors(kwargs, match):
     args.update(kwargs)
     with pytest.raises(InitError, match=match):
         initialize_strokes(**args)
+
+
+def test_huge_canvas_sampler_follows_the_map_too(monkeypatch):
+    import clipasso.init as init_mod
+
+    monkeypatch.setattr(init_mod, "MULTINOMIAL_LIMIT", 100)  # force the Gumbel top-k path
+    sal = torch.zeros(100, 100)
+    sal[20:26, 70:76] = 1.0
+    s = initialize_strokes((100, 100), 16, (0, 1), saliency=sal)
+    st = starts(s)
+    assert bool(((st[..., 0] > 70) & (st[..., 0] < 76) & (st[..., 1] > 20) & (st[..., 1] < 26)).all())
+    assert len({tuple(p) for p in st[0].tolist()}) == 16
+    half = torch.zeros(100, 100)
+    half[:, :50], half[:, 50:] = 1.0, 0.5
+    u = initialize_strokes((100, 100), 400, list(range(5)), saliency=half)
+    assert abs(float((starts(u)[..., 0] < 50).float().mean()) - 1 / (1 + math.exp(-0.5 / 0.3))) < 0.05

@@ -152,3 +152,10 @@ def test_bad_arguments(weights_dir):
             remove_background(img, threshold=bad, models_dir=weights_dir)
     with pytest.raises(ValueError, match="empty"):
         remove_background(np.zeros((0, 5, 3), np.uint8), models_dir=weights_dir)
+
+
+def test_broken_weights_file_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "home"))
+    (tmp_path / "u2netp.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(MattingError, match="truncated"):
+        remove_background(np.zeros((8, 8, 3), np.uint8), models_dir=str(tmp_path), allow_download=False)

@@ -289,8 +289,10 @@ def test_timm_errors(tiny_timm, tmp_path):
         load_timm_vit("vit_small_patch8_224.dino", **kw)
     with pytest.raises(SaliencyError, match="could not build"):
         load_timm_vit("vit_small_patch8_224.dino", weights=path, depth=3, embed_dim=64, num_heads=2, img_size=64)
-    with pytest.raises(SaliencyError, match="timm model"):
-        saliency_map(dark_square(32), method="timm-vit")
+    with pytest.raises(FileNotFoundError, match="no weights file for timm model 'vit_small_patch8_224.dino'"):
+        saliency_map(dark_square(32), method="timm-vit", allow_download=False)
+    with pytest.raises(SaliencyError, match="not a timm VisionTransformer"):
+        saliency_map(dark_square(32), method="timm-vit", encoder=torch.nn.Linear(2, 2))
 
 
 # ---------------------------------------------------------------------------- mask method and errors
