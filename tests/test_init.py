@@ -197,3 +197,14 @@ def test_huge_canvas_sampler_follows_the_map_too(monkeypatch):
     half[:, :50], half[:, 50:] = 1.0, 0.5
     u = initialize_strokes((100, 100), 400, list(range(5)), saliency=half)
     assert abs(float((starts(u)[..., 0] < 50).float().mean()) - 1 / (1 + math.exp(-0.5 / 0.3))) < 0.05
+
+
+def test_all_white_image_has_no_ink_and_still_gets_strokes():
+    from clipasso.xdog import xdog_edges
+
+    edges = xdog_edges(torch.ones(3, 64, 64))
+    assert float(edges.sum()) == 0
+    with pytest.warns(InitFallbackWarning, match="uniform"):
+        s = initialize_strokes((64, 64), 8, (0, 1), edges=edges)
+    assert tuple(s.points.shape) == (2, 8, 4, 2)
+    assert float(s.points.min()) >= 0 and float(s.points.max()) <= 64
