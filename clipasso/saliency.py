@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -408,7 +409,7 @@ def saliency_map(image, method: str = DEFAULT_METHOD, encoder=None, mask=None, t
     """
     if method not in METHODS:
         raise SaliencyError(f"unknown saliency method {method!r}; choose one of: {', '.join(METHODS)}")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+    if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0):
         raise SaliencyError(f"size must be a positive number of pixels (e.g. 224); got {size!r}")
     img = image_chw(image)
     h, w = img.shape[-2:]
