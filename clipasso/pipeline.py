@@ -123,6 +123,14 @@ def _shrink_early(image):
     return image
 
 
+def _first_dir(models_dir):
+    """matting takes one folder; we accept one or a list."""
+    if models_dir is None or isinstance(models_dir, (str, os.PathLike)):
+        return models_dir
+    items = [d for d in models_dir if d]
+    return items[0] if items else None
+
+
 def _seed_list(seeds, seed: int) -> tuple:
     if isinstance(seeds, (list, tuple)):
         if not seeds:
@@ -161,7 +169,8 @@ def prepare_target(image, canvas: int = 224, background_removal: bool = True, ma
     elif background_removal:
         from .matting import remove_background
 
-        mat = remove_background(rgb, model=matting_model, models_dir=models_dir, allow_download=allow_download)
+        mat = remove_background(rgb, model=matting_model, models_dir=_first_dir(models_dir),
+                                allow_download=allow_download)
         rgb, mask = mat.image, mat.mask
         if not mat.found:
             notes.append("background removal found no object; the whole image was used")

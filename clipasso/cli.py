@@ -1,0 +1,237 @@
+"""Command line: ``clipasso sketch INPUT -o OUT.svg`` (see ``clipasso sketch --help``)."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _fmt_time(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class ProgressBar:
+    """One stderr line: iterations, current best loss, speed and ETA (redrawn in place on a terminal,
+    printed every 10% otherwise, e.g. in CI logs)."""
+
+    def __init__(self, total: int, stream=None, width: int = 24, enabled: bool = True):
+        self.total = max(1, int(total))
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.enabled = enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+        self.last_decile = -1
+
+    def update(self, iteration: int, best: float) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        frac = min(1.0, iteration / self.total)
+        decile = int(frac * 10)
+        if self.tty and now - self.last_draw < 0.1 and iteration < self.total:
+            return
+        if not self.tty and decile == self.last_decile and iteration < self.total:
+            return
+        self.last_draw, self.last_decile = now, decile
+        elapsed = now - self.start
+        rate = elapsed / iteration if iteration else float("nan")
+        eta = rate * (self.total - iteration) if iteration else float("nan")
+        filled = int(round(frac * self.width))
+        bar = "#" * filled + "." * (self.width - filled)
+        line = (f"[{bar}] {iteration}/{self.total} {frac * 100:3.0f}% | best loss {best:.4f} | "
+                f"{rate:.2f} s/it | ETA {_fmt_time(eta)}")
+        if self.tty:
+            self.stream.write("\r" + line + "\x1b[K")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clipasso", description="CLIPasso: turn a picture of an object into an abstract sketch of a few strokes.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sk = sub.add_parser("sketch", help="sketch an image into an SVG (and PNG)",
+                        description="Sketch INPUT with CLIPasso and write the winning sketch as SVG (and PNG). "
+                                    "Without INPUT the bundled example image is sketched.")
+    sk.add_argument("input", nargs="?", metavar="INPUT", help="image file (PNG, JPEG, WebP, ...); default: bundled example")
+    sk.add_argument("-o", "--output", metavar="OUT.svg", help="SVG to write (default: <input name>_sketch.svg)")
+    sk.add_argument("--png", metavar="OUT.png", help="also write a PNG of the sketch at 2x (448 px)")
+    sk.add_argument("--preset", choices=["paper", "fast"], default="paper",
+                    help="paper: the original settings (RN101, 4 augmentations, 2000 iterations, best of 3); "
+                         "fast: a CPU-friendly setting (see README)")
+    sk.add_argument("--strokes", type=int, help="number of strokes (abstraction level; preset default 16)")
+    sk.add_argument("--seeds", type=int, help="candidates to optimise together; the lowest loss wins (paper: 3)")
+    sk.add_argument("--iterations", type=int, help="optimisation steps (paper: 2000)")
+    sk.add_argument("--seed", type=int, default=0, help="first seed; candidates use seed, seed+1000, ... (default 0)")
+    sk.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device")
+    sk.add_argument("--clip-model", metavar="NAME", help="open_clip model for the loss (default RN101)")
+    sk.add_argument("--clip-pretrained", metavar="TAG", default="openai", help="pretrained tag (default openai)")
+    sk.add_argument("--clip-weights", metavar="FILE", help="explicit weights file for the loss model")
+    sk.add_argument("--saliency-model", metavar="NAME", default="ViT-B-32",
+                    help="open_clip ViT for the saliency map (default ViT-B-32)")
+    sk.add_argument("--saliency-weights", metavar="FILE", help="explicit weights file for the saliency model")
+    sk.add_argument("--saliency", default="clip-attention", metavar="METHOD",
+                    help="stroke placement: clip-attention (original), clip-relevancy, mask, or none (uniform random)")
+    sk.add_argument("--models-dir", metavar="DIR", action="append",
+                    help="folder with model files (repeatable); also $CLIPASSO_MODELS_DIR")
+    sk.add_argument("--no-background-removal", action="store_true", help="do not remove the background (rembg)")
+    sk.add_argument("--offline", action="store_true", help="never download weights; fail with where to put them")
+    sk.add_argument("--lr", type=float, help="Adam learning rate on pixel coordinates (default 1.0)")
+    sk.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _write_svg(strokes, path: Path) -> None:
+    try:
+        from .svg import write_svg
+    except ImportError:  # clipasso.svg not in this checkout yet: a plain writer of the same form
+        write_svg = _plain_svg
+    write_svg(strokes, path)
+
+
+def _plain_svg(strokes, path) -> None:
+    h, w = strokes.canvas
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{w}" height="{h}" viewBox="0 0 {w} {h}">']
+    for pts, hw, rgba in zip(strokes.points[0].tolist(), strokes.widths[0].tolist(), strokes.colors[0].tolist()):
+        d = f"M {pts[0][0]:.3f} {pts[0][1]:.3f}" + "".join(
+            " C " + " ".join(f"{x:.3f} {y:.3f}" for x, y in pts[i:i + 3]) for i in range(1, len(pts), 3))
+        r, g, b = (round(c * 255) for c in rgba[:3])
+        out.append(f'  <path d="{d}" fill="none" stroke="rgb({r}, {g}, {b})" stroke-opacity="{rgba[3]:.3f}" '
+                   f'stroke-width="{2 * hw:.3f}" stroke-linecap="round" stroke-linejoin="round"/>')
+    out.append("</svg>")
+    Path(path).write_text("\n".join(out) + "\n")
+
+
+def _sketch(args) -> int:
+    import torch
+
+    from .images import ImageError
+    from .models import ModelConfigError, WeightsNotFoundError
+    from .pipeline import PipelineError, sketch
+    from .strokes import StrokeError
+
+    errors = (ImageError, WeightsNotFoundError, ModelConfigError, PipelineError, StrokeError, ValueError,
+              FileNotFoundError, RuntimeError)
+    try:
+        from .matting import MattingError, MattingWeightsNotFoundError
+        errors = errors + (MattingError, MattingWeightsNotFoundError)
+    except ImportError:  # pragma: no cover - matting is part of the package
+        pass
+
+    if args.input is not None and not os.path.exists(args.input):
+        print(f"clipasso: error: input image not found: {args.input}", file=sys.stderr)
+        return EXIT_USAGE
+    stem = Path(args.input).stem if args.input else "example"
+    out_svg = Path(args.output) if args.output else Path(f"{stem}_sketch.svg")
+    if out_svg.suffix.lower() != ".svg":
+        print(f"clipasso: error: the output must be an .svg file; got {out_svg}", file=sys.stderr)
+        return EXIT_USAGE
+    for p in [out_svg] + ([Path(args.png)] if args.png else []):
+        if p.parent and not p.parent.exists():
+            print(f"clipasso: error: the folder for {p} does not exist; create it first", file=sys.stderr)
+            return EXIT_USAGE
+
+    from .optimize import PRESETS
+
+    total = args.iterations if args.iterations is not None else PRESETS[args.preset]["iterations"]
+    bar = ProgressBar(total, enabled=not args.quiet)
+    stop = {"requested": False}
+
+    def on_sigint(signum, frame):  # first Ctrl+C: stop and keep the best so far; second: abort
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\nclipasso: stopping after this iteration (Ctrl+C again to abort)...", file=sys.stderr)
+
+    def progress(it, losses, image):
+        best = float(torch.nan_to_num(losses["best"], nan=float("inf")).min())
+        bar.update(it, best)
+
+    old = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        extra = {"lr": args.lr} if args.lr is not None else {}
+        result = sketch(args.input, preset=args.preset, strokes=args.strokes, seeds=args.seeds,
+                        iterations=args.iterations, seed=args.seed, device=args.device,
+                        clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
+                        clip_weights=args.clip_weights, saliency=args.saliency,
+                        saliency_model=args.saliency_model, saliency_weights=args.saliency_weights,
+                        background_removal=not args.no_background_removal, models_dir=args.models_dir,
+                        allow_download=not args.offline, callback=progress,
+                        should_stop=lambda: stop["requested"], callback_interval=1, **extra)
+    except errors as exc:
+        bar.close()
+        msg = str(exc)
+        if "background" in type(exc).__name__.lower() or "Matting" in type(exc).__name__:
+            msg += "\n(or run without background removal: --no-background-removal)"
+        print(f"clipasso: error: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+    bar.close()
+
+    _write_svg(result.strokes, out_svg)
+    if args.png:
+        result.save_png(args.png)
+    run = result.run
+    s = result.settings
+    lines = [
+        f"sketch: {out_svg}" + (f" and {args.png}" if args.png else ""),
+        f"  winner: seed {result.seed} (candidate {result.index + 1} of {len(s['seeds'])}), "
+        f"loss {result.loss:.4f} at iteration {int(result.strokes.iterations[0])}",
+        "  candidates: " + ", ".join(f"seed {sd}: {float(l):.4f}"
+                                     for sd, l in zip(result.candidates.seeds, result.candidates.losses)),
+        f"  {s['strokes']} strokes, {run.iterations_run}/{s['iterations']} iterations"
+        + (" (stopped early)" if run.cancelled else "") + f", preset {s['preset']}, {s['clip_model']} on {s['device']}",
+        f"  time: {_fmt_time(result.seconds)} total, {run.seconds_per_iteration:.3f} s/iteration "
+        f"for {len(s['seeds'])} seed(s) together",
+    ]
+    lines += [f"  note: {n}" for n in result.notes]
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if args.command == "sketch":
+        for name in ("strokes", "seeds"):
+            v = getattr(args, name)
+            if v is not None and v < 1:
+                parser.error(f"--{name} must be at least 1")
+        if args.iterations is not None and args.iterations < 0:
+            parser.error("--iterations must be 0 or more")
+        return _sketch(args)
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
