@@ -10,10 +10,10 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import init_node, matting_node, models_node, render_nodes, saliency_node, svg_nodes
+from . import init_node, matting_node, models_node, optimize_nodes, render_nodes, saliency_node, svg_nodes
 from .common import models_dirs
 
-NODE_MODULES = [models_node, matting_node, saliency_node, init_node, render_nodes, svg_nodes]
+NODE_MODULES = [models_node, matting_node, saliency_node, init_node, optimize_nodes, render_nodes, svg_nodes]
 
 
 def all_nodes() -> list:

@@ -107,6 +107,23 @@ def hw_to_masks(masks) -> torch.Tensor:
     return masks.detach().float().clamp(0, 1).contiguous().to(output_device())
 
 
+# --------------------------------------------------------------------------- the sketch canvas
+
+def picture_on_canvas(picture: torch.Tensor, side: int) -> torch.Tensor:
+    """[3,H,W] -> the square target CLIPasso sketches against: centred on white with the original's
+    small margin, never stretched (the engine's own preparation, matting off)."""
+    from clipasso.pipeline import prepare_target
+
+    return prepare_target(picture, canvas=int(side), background_removal=False)[0]
+
+
+def map_on_canvas(m: torch.Tensor, side: int) -> torch.Tensor:
+    """[H,W] map (saliency, mask) -> the same square geometry as `picture_on_canvas`, 0 outside."""
+    h, w = m.shape[-2:]
+    margin = int(round(max(h, w) * 10 / 224))  # as clipasso.pipeline.prepare_target
+    return cimages.fit_square(m[None].float(), int(side), fill=0.0, margin=margin, mode="bilinear")[0]
+
+
 # --------------------------------------------------------------------------- colours
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")

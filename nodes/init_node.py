@@ -6,17 +6,7 @@ import warnings
 import torch
 from comfy_api.latest import io
 
-from .common import CATEGORY, SketchStrokes, images_to_chw, masks_to_hw
-
-
-def square_canvas(image: torch.Tensor, size: int, fill: float) -> torch.Tensor:
-    """[C,H,W] or [H,W] -> the centred, padded, resized square the sketch is drawn on (never stretched)."""
-    from clipasso.images import fit_square
-
-    squeeze = image.ndim == 2
-    x = image.unsqueeze(0) if squeeze else image
-    out = fit_square(x.float(), size=size, fill=fill, mode="bilinear")
-    return out[0] if squeeze else out
+from .common import CATEGORY, SketchStrokes, images_to_chw, map_on_canvas, masks_to_hw, picture_on_canvas
 
 
 class InitializeStrokes(io.ComfyNode):
@@ -41,8 +31,9 @@ class InitializeStrokes(io.ComfyNode):
                 io.Int.Input("seeds", default=3, min=1, max=64,
                              tooltip="Candidates per picture, optimised together; Select Best keeps the one with "
                                      "the lowest loss (CLIPasso: 3)."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1 - 64, control_after_generate=True,
-                             tooltip="First random seed; the candidates use seed, seed+1, ..."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1 - 64000, control_after_generate=True,
+                             tooltip="First random seed; the candidates use seed, seed+1000, seed+2000, ... "
+                                     "(as the original CLIPasso ran them)."),
                 io.Float.Input("temperature", default=0.3, min=0.01, max=10.0, step=0.01,
                                tooltip="Softmax temperature over the saliency map: low = starts crowd on the most "
                                        "salient spots, high = more spread (CLIPasso: 0.3)."),
@@ -73,19 +64,22 @@ class InitializeStrokes(io.ComfyNode):
         size = tuple(pictures[0].shape[-2:])
         sal_maps = masks_to_hw(saliency, len(pictures), size, "saliency")
         obj_masks = masks_to_hw(mask, len(pictures), size, "mask")
-        seed_list = [int(seed) + k for k in range(int(seeds))]
+        from clipasso.pipeline import SEED_SPACING
+
+        # the same seeds as the one-box node and the CLI: seed, seed+1000, ... (as the original ran them)
+        seed_list = [int(seed) + SEED_SPACING * k for k in range(int(seeds))]
         side = int(canvas)
         parts = []
         with torch.inference_mode(False), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine logs its fallbacks; ComfyUI shows logs, not warnings
             for pic, sal, msk in zip(pictures, sal_maps, obj_masks):
-                pic_sq = square_canvas(pic, side, 1.0)
+                pic_sq = picture_on_canvas(pic, side)
                 edges = xdog_edges(pic_sq) if use_edges else None
                 parts.append(initialize_strokes(
                     (side, side), int(strokes), seed_list,
-                    saliency=None if sal is None else square_canvas(sal, side, 0.0),
+                    saliency=None if sal is None else map_on_canvas(sal, side),
                     edges=edges,
-                    mask=None if msk is None else square_canvas(msk, side, 0.0),
+                    mask=None if msk is None else map_on_canvas(msk, side),
                     temperature=float(temperature), num_segments=int(segments), width=float(width),
                     use_edges=bool(use_edges)))
             result = Strokes.concat(parts).cpu()

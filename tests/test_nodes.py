@@ -3,10 +3,7 @@ with small tensors, inside the real ComfyUI 0.3.75 core (fetched by the e2e harn
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
-import warnings
 
 import pytest
 import torch
@@ -201,9 +198,9 @@ def test_init_strokes_batch_of_pictures_times_seeds(N):
               width=1.5, use_edges=False, canvas=96)
     (s,) = run(N["CLIPassoInitStrokes"], **kw).args
     assert s.points.shape == (6, 5, 7, 2) and s.canvas == (96, 96)
-    assert s.seeds == (7, 8, 9, 7, 8, 9)
+    assert s.seeds == (7, 1007, 2007, 7, 1007, 2007)  # seed + 1000 k, as the CLI and the original
     assert s.device.type == "cpu" and not s.points.is_inference()
-    # starts lie where the saliency is (the square maps to pixels 30..66 of the 96 canvas, plus the walk)
+    # starts lie where the saliency is (the square maps to about pixels 31..65 of the 96 canvas)
     starts = s.points[:, :, 0]
     assert float(starts.min()) > 30 - 1 and float(starts.max()) < 66 + 1
     again = run(N["CLIPassoInitStrokes"], **kw).args[0]
@@ -238,3 +235,95 @@ def test_remove_background_puts_object_on_white(N, u2netp_folder):
     assert float(mask[0, 48, 48]) == 1.0  # the disk is the object
     outside = mask[0] == 0
     assert bool(outside.any()) and float(matted[0][outside].min()) > 0.99  # background became white
+
+
+# --------------------------------------------------------------------------- optimize, select, one box
+
+@pytest.fixture
+def progress_events():
+    """Install a ComfyUI progress hook (as the server does) that records (value, total, preview)."""
+    import comfy.utils
+
+    events = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: events.append(
+        (value, total, preview)))
+    yield events
+    comfy.utils.set_progress_bar_global_hook(None)
+
+
+def init_for(N, image, seeds=2, strokes=4, canvas=96):
+    return run(N["CLIPassoInitStrokes"], image=image, saliency=None, mask=None, strokes=strokes, seeds=seeds,
+               seed=0, temperature=0.3, segments=1, width=1.5, use_edges=True, canvas=canvas).args[0]
+
+
+def optimize_kw(**kw):
+    base = dict(preset="fast", iterations=12, learning_rate=1.0, geometric_weight=1.0, semantic_weight=0.1,
+                augmentations=1)
+    base.update(kw)
+    return base
+
+
+def test_optimize_under_inference_mode_moves_points_reports_and_previews(N, models, progress_events):
+    image = disk(64)
+    start = init_for(N, image)
+    best, renders = run(N["CLIPassoOptimize"], models=models, image=image, strokes=start, **optimize_kw()).args
+    assert best.points.shape == start.points.shape and best.canvas == start.canvas
+    assert best.losses is not None and torch.isfinite(best.losses).all()
+    assert best.seeds == start.seeds
+    assert renders.shape == (2, 96, 96, 3)
+    assert not torch.equal(best.points, start.points)  # the optimiser moved the strokes
+    # the input value was not modified in place (ComfyUI caches and shares outputs)
+    assert torch.equal(start.points, init_for(N, image).points)
+    assert progress_events and progress_events[-1][0] == progress_events[-1][1] == 12
+    previews = [p for _, _, p in progress_events if p is not None]
+    assert previews and previews[0][0] == "JPEG" and previews[0][1].size == (96, 96)
+
+
+def test_optimize_stops_on_cancel(N, models, progress_events):
+    import comfy.model_management as mm
+
+    image = disk(64)
+    start = init_for(N, image)
+
+    def cancel_after_first_update(value, total, preview, node_id=None):
+        progress_events.append(value)
+        mm.interrupt_current_processing(True)
+
+    import comfy.utils
+
+    comfy.utils.set_progress_bar_global_hook(cancel_after_first_update)
+    with pytest.raises(mm.InterruptProcessingException):
+        run(N["CLIPassoOptimize"], models=models, image=image, strokes=start, **optimize_kw(iterations=400))
+    mm.interrupt_current_processing(False)
+    assert progress_events and progress_events[0] < 400  # stopped long before the end
+
+
+def test_batch_of_pictures_optimizes_each_and_selects_one_winner_per_picture(N, models):
+    image = torch.cat([disk(64, r=0.3), disk(64, r=0.15)])
+    start = init_for(N, image, seeds=2)
+    assert start.num_candidates == 4
+    best, renders = run(N["CLIPassoOptimize"], models=models, image=image, strokes=start,
+                        **optimize_kw(iterations=4)).args
+    assert best.num_candidates == 4 and renders.shape[0] == 4
+    winners, img, index, loss = run(N["CLIPassoSelectBest"], strokes=best).args
+    assert winners.num_candidates == 2 and img.shape == (2, 96, 96, 3)
+    l0 = best.losses[:2]
+    assert index == int(torch.argmin(l0)) and loss == pytest.approx(float(l0.min()))
+    assert float(winners.losses[1]) == pytest.approx(float(best.losses[2:].min()))
+
+
+def test_select_best_needs_losses(N):
+    with pytest.raises(ValueError, match="Optimize Sketch"):
+        run(N["CLIPassoSelectBest"], strokes=line_strokes(candidates=2))
+
+
+def test_one_box_sketch_node(N, models_folder, u2netp_folder, progress_events):
+    image = disk(80, r=0.25)
+    strokes, sketch_image, loss = run(N["CLIPassoSketch"], image=image, preset="fast", strokes=4, seeds=2, seed=3,
+                                      iterations=3, remove_background=True, loss_model="RN101",
+                                      saliency_model="ViT-B-32", allow_download=False).args
+    assert strokes.num_candidates == 1 and strokes.num_strokes == 4
+    assert strokes.seeds[0] in (3, 1003)
+    assert sketch_image.shape == (1, 224, 224, 3) and float(sketch_image.min()) < 0.5
+    assert loss == pytest.approx(float(strokes.losses[0]))
+    assert progress_events[-1][0] == progress_events[-1][1] == 3

@@ -1,0 +1,239 @@
+"""Optimize Sketch (the CLIP-loss loop) and the one-box CLIPasso Sketch node.
+
+ComfyUI runs every node under ``torch.inference_mode()``; the optimiser needs autograd, so both
+nodes leave inference mode, enable gradients and work on fresh copies of their inputs. Progress
+goes to ComfyUI's progress bar with a preview of the leading candidate; Cancel is checked on every
+iteration (the engine's ``should_stop`` hook raises ComfyUI's interruption exception).
+"""
+from __future__ import annotations
+
+import gc
+from typing import List
+
+import torch
+from comfy_api.latest import io
+
+from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, check_interrupted,
+                     compute_device, free_memory, images_to_chw, models_dirs, picture_on_canvas,
+                     strokes_or_error)
+from .render_nodes import candidate_groups, render_to_comfy
+
+PRESET_NAMES = ["fast", "paper"]
+PREVIEW_SIZE = 256
+
+
+def _precision_name(dtype) -> str:
+    if dtype is None:
+        return "off"
+    return "bf16" if dtype == torch.bfloat16 else "fp16"
+
+
+class _Progress:
+    """ComfyUI progress bar over several optimisation runs, with a preview of the leading sketch."""
+
+    def __init__(self, total: int):
+        import comfy.utils
+
+        self.total = max(1, int(total))
+        self.bar = comfy.utils.ProgressBar(self.total)
+        self.offset = 0
+
+    def callback(self, iteration, losses, render):
+        from clipasso.images import to_pil
+
+        best = losses.get("best")
+        lead = int(torch.argmin(torch.nan_to_num(best, nan=float("inf")))) if best is not None else 0
+        preview = to_pil(render[lead].detach().float().cpu())
+        self.bar.update_absolute(min(self.total, self.offset + int(iteration)), self.total,
+                                 ("JPEG", preview, PREVIEW_SIZE))
+
+
+def _stop_when_cancelled() -> bool:
+    check_interrupted()  # raises ComfyUI's InterruptProcessingException when Cancel was pressed
+    return False
+
+
+def _picture_groups(strokes, pictures: int) -> List[List[int]]:
+    """Which candidates belong to which target picture."""
+    n = strokes.num_candidates
+    if pictures == 1:
+        return [list(range(n))]
+    groups = candidate_groups(strokes)
+    if len(groups) == pictures:
+        return groups
+    if n % pictures == 0:
+        k = n // pictures
+        return [list(range(i * k, (i + 1) * k)) for i in range(pictures)]
+    raise NodeInputError(f"{n} candidates cannot be shared among {pictures} pictures; give the same picture "
+                         "batch to Initialize Strokes and Optimize Sketch")
+
+
+class OptimizeSketch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CLIPassoOptimize",
+            display_name="Optimize Sketch (CLIP loss)",
+            category=CATEGORY,
+            description="Move the strokes' control points by gradient descent so that CLIP features of the sketch "
+                        "match those of the picture: ResNet layers keep the geometry, the embedding the meaning. "
+                        "All candidates run as one batch. Shows a live preview; Cancel stops it and keeps the best "
+                        "state reached.",
+            inputs=[
+                ClipassoModelsType.Input("models", tooltip="From Load CLIPasso Models; its loss encoder is used."),
+                io.Image.Input("image", tooltip="Target picture(s), ideally the object on white; a batch of N "
+                                                "pictures pairs with N x seeds candidates."),
+                SketchStrokes.Input("strokes", tooltip="Starting strokes (Initialize Strokes, or Load SVG to refine)."),
+                io.Combo.Input("preset", options=PRESET_NAMES, default="fast",
+                               tooltip="fast: 500 iterations, 2 augmentations from a cached pool (CPU-friendly). "
+                                       "paper: the original settings, 2000 iterations and 4 fresh augmentations."),
+                io.Int.Input("iterations", default=0, min=0, max=20000,
+                             tooltip="Optimisation steps; 0 uses the preset's number."),
+                io.Float.Input("learning_rate", default=1.0, min=0.001, max=10.0, step=0.01,
+                               tooltip="Adam step size in canvas pixels (CLIPasso: 1.0)."),
+                io.Float.Input("geometric_weight", default=1.0, min=0.0, max=100.0, step=0.1,
+                               tooltip="Weight of the geometric term (intermediate encoder layers; CLIPasso: "
+                                       "1.0 on ResNet layer2 and layer3)."),
+                io.Float.Input("semantic_weight", default=0.1, min=0.0, max=100.0, step=0.01,
+                               tooltip="Weight of the semantic term (final CLIP embedding; CLIPasso: 0.1)."),
+                io.Int.Input("augmentations", default=-1, min=-1, max=16,
+                             tooltip="Augmented views (random perspective + crop) per step and candidate; -1 uses "
+                                     "the preset's number, 0 compares the clean view only."),
+            ],
+            outputs=[
+                SketchStrokes.Output("optimized", display_name="strokes",
+                                     tooltip="Every candidate at its best state, with its loss (for Select Best)."),
+                io.Image.Output("renders", display_name="images", tooltip="Every candidate drawn on white."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, models, image, strokes, preset="fast", iterations=0, learning_rate=1.0,
+                geometric_weight=1.0, semantic_weight=0.1, augmentations=-1):
+        from clipasso.losses import default_layer_weights
+        from clipasso.optimize import OptimizeConfig, optimize
+        from clipasso.strokes import Strokes
+
+        strokes = strokes_or_error(strokes)
+        encoder = models.loss
+        overrides = dict(lr=float(learning_rate), semantic_weight=float(semantic_weight),
+                         layer_weights={k: v * float(geometric_weight)
+                                        for k, v in default_layer_weights(encoder).items()},
+                         mixed_precision=_precision_name(models.autocast_dtype))
+        if iterations > 0:
+            overrides["iterations"] = int(iterations)
+        if augmentations >= 0:
+            overrides["num_augs"] = int(augmentations)
+            if augmentations == 0:
+                overrides["aug_pool"] = 0
+        config = OptimizeConfig.from_preset(preset, **overrides).validate()
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                pictures = images_to_chw(image)
+                groups = _picture_groups(strokes, len(pictures))
+                start = strokes.detach()  # fresh, autograd-capable copies
+                progress = _Progress(config.iterations * len(groups))
+                results = []
+                for i, (pic, group) in enumerate(zip(pictures, groups)):
+                    progress.offset = i * config.iterations
+                    target = picture_on_canvas(pic, start.height)
+                    if start.height != start.width:
+                        raise NodeInputError(f"the strokes' canvas is {start.height}x{start.width}; CLIPasso "
+                                             "optimises on a square canvas")
+                    run = optimize(start.select(group), target, encoder, config, callback=progress.callback,
+                                   should_stop=_stop_when_cancelled, device=models.device)
+                    results.append(run.strokes)
+                best = Strokes.concat(results).cpu()
+            images, _ = render_to_comfy(best)
+        finally:
+            gc.collect()
+            free_memory()
+        return io.NodeOutput(best, images)
+
+
+class CLIPassoSketch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        from clipasso.models import DEFAULT_LOSS_MODEL, DEFAULT_SALIENCY_MODEL
+
+        from .models_node import LOSS_MODELS, SALIENCY_MODELS, _options
+
+        return io.Schema(
+            node_id="CLIPassoSketch",
+            display_name="CLIPasso Sketch",
+            category=CATEGORY,
+            description="The whole CLIPasso pipeline in one node: remove the background, find the salient parts, "
+                        "place strokes, optimise every seed against CLIP and keep the best. Each picture of a batch "
+                        "is sketched on its own.",
+            inputs=[
+                io.Image.Input("image", tooltip="Picture(s) of an object; every picture of a batch gets a sketch."),
+                io.Combo.Input("preset", options=PRESET_NAMES, default="fast",
+                               tooltip="fast: CPU-friendly (500 iterations, best of 2). paper: the original settings "
+                                       "(2000 iterations, best of 3, 4 augmentations)."),
+                io.Int.Input("strokes", default=16, min=1, max=512,
+                             tooltip="Number of strokes; fewer gives a more abstract sketch."),
+                io.Int.Input("seeds", default=0, min=0, max=64,
+                             tooltip="Candidates to optimise and pick the best from; 0 uses the preset's number."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1 - 64000, control_after_generate=True,
+                             tooltip="First random seed (candidates use seed, seed+1000, ...)."),
+                io.Int.Input("iterations", default=0, min=0, max=20000,
+                             tooltip="Optimisation steps; 0 uses the preset's number."),
+                io.Boolean.Input("remove_background", default=True,
+                                 tooltip="Cut the object out with rembg's u2netp (models/clipasso/u2netp.onnx) first."),
+                io.Combo.Input("loss_model", options=_options(LOSS_MODELS), default=DEFAULT_LOSS_MODEL,
+                               tooltip="CLIP encoder of the loss (weights in models/clipasso)."),
+                io.Combo.Input("saliency_model", options=_options(SALIENCY_MODELS), default=DEFAULT_SALIENCY_MODEL,
+                               tooltip="CLIP ViT for the saliency map."),
+                io.Boolean.Input("allow_download", default=True,
+                                 tooltip="Download missing weights on first use (into models/clipasso for rembg, "
+                                         "open_clip's cache for CLIP)."),
+            ],
+            outputs=[
+                SketchStrokes.Output("sketch", display_name="strokes", tooltip="The winning sketch of each picture."),
+                io.Image.Output("sketch_image", display_name="image", tooltip="The sketch(es) drawn on white."),
+                io.Float.Output("loss", display_name="loss", tooltip="Loss of the (first) winner; lower is better."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, preset="fast", strokes=16, seeds=0, seed=0, iterations=0, remove_background=True,
+                loss_model="RN101", saliency_model="ViT-B-32", allow_download=True):
+        from clipasso.matting import remove_background
+        from clipasso.optimize import PRESETS
+        from clipasso.pipeline import sketch
+        from clipasso.strokes import Strokes
+
+        from .matting_node import matting_folder
+
+        dirs = models_dirs()
+        winners = []
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                pictures = images_to_chw(image)
+                total_its = int(iterations) or PRESETS[preset]["iterations"]
+                progress = _Progress(total_its * len(pictures))
+                for i, pic in enumerate(pictures):
+                    progress.offset = i * total_its
+                    if remove_background:
+                        # matting here (ComfyUI may have several models/clipasso folders; rembg takes one):
+                        # the engine then uses the picture's alpha as the object mask, as for any RGBA input
+                        cut = remove_background(pic, model="u2netp", models_dir=matting_folder("u2netp"),
+                                                allow_download=bool(allow_download))
+                        if cut.found:
+                            pic = torch.cat([cut.image, cut.mask[None]]).permute(1, 2, 0)  # RGBA [H,W,4]
+                    result = sketch(pic, preset=preset, strokes=int(strokes), seeds=int(seeds) or None,
+                                    iterations=int(iterations) or None, seed=int(seed),
+                                    device=str(compute_device()), clip_model=loss_model,
+                                    saliency_model=saliency_model, background_removal=False,
+                                    models_dir=dirs, allow_download=bool(allow_download),
+                                    callback=progress.callback, should_stop=_stop_when_cancelled)
+                    winners.append(result.strokes)
+                best = Strokes.concat(winners).cpu()
+            rendered, _ = render_to_comfy(best)
+        finally:
+            gc.collect()
+            free_memory()
+        return io.NodeOutput(best, rendered, float(best.losses[0]))
+
+
+NODES = [OptimizeSketch, CLIPassoSketch]
