@@ -55,6 +55,8 @@ def prepare_base(base: Path) -> dict:
         (base / sub).mkdir(parents=True, exist_ok=True)
     install_pack(base / "custom_nodes")
     models = write_tiny_models(base / "models" / "clipasso", as_defaults=True)
+    # the picture the example workflows load (LoadImage widget value)
+    shutil.copy(REPO / "clipasso" / "data" / "example.jpg", base / "input" / "clipasso_example.jpg")
     u2 = find_u2netp()
     if u2 is not None:
         shutil.copy(u2, base / "models" / "clipasso" / "u2netp.onnx")

@@ -1,0 +1,206 @@
+"""End to end in a real ComfyUI 0.3.75 server: registration, the example workflows (API format) run
+through /prompt, results fetched through /view, Cancel through /interrupt, and our error messages."""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+import time
+
+import pytest
+
+from .client import PromptRejected
+from .conftest import TIMINGS
+from .workflow_builder import API_DIR, WORKFLOWS
+
+OUR_NODES = {
+    "CLIPassoLoadModels": ([], ["CLIPASSO_MODELS"]),
+    "CLIPassoRemoveBackground": (["IMAGE"], ["IMAGE", "MASK"]),
+    "CLIPassoSaliency": (["CLIPASSO_MODELS", "IMAGE", "MASK"], ["MASK", "IMAGE"]),
+    "CLIPassoInitStrokes": (["IMAGE", "MASK", "MASK"], ["SKETCH_STROKES"]),
+    "CLIPassoOptimize": (["CLIPASSO_MODELS", "IMAGE", "SKETCH_STROKES"], ["SKETCH_STROKES", "IMAGE"]),
+    "CLIPassoRasterize": (["SKETCH_STROKES"], ["IMAGE", "MASK"]),
+    "CLIPassoSelectBest": (["SKETCH_STROKES"], ["SKETCH_STROKES", "IMAGE", "INT", "FLOAT"]),
+    "CLIPassoSaveSVG": (["SKETCH_STROKES"], ["SVG"]),
+    "CLIPassoLoadSVG": ([], ["SKETCH_STROKES", "IMAGE"]),
+    "CLIPassoSketch": (["IMAGE"], ["SKETCH_STROKES", "IMAGE", "FLOAT"]),
+}
+SOCKETS = {"IMAGE", "MASK", "SKETCH_STROKES", "CLIPASSO_MODELS"}
+
+
+def load_api(name):
+    return json.loads((API_DIR / f"{name}.json").read_text())
+
+
+def load_ui(name):
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+def by_class(prompt, class_type):
+    return [k for k, v in prompt.items() if v["class_type"] == class_type]
+
+
+def small_pipeline(iterations=6):
+    """The step-by-step example, made quick for the tiny random models on a CPU."""
+    prompt = load_api("clipasso_pipeline")
+    (init,) = by_class(prompt, "CLIPassoInitStrokes")
+    prompt[init]["inputs"].update(strokes=6, seeds=2)
+    (opt,) = by_class(prompt, "CLIPassoOptimize")
+    prompt[opt]["inputs"].update(iterations=iterations, augmentations=1)
+    return prompt
+
+
+def test_object_info_lists_our_nodes_with_their_types(comfy, comfy_server):
+    info = comfy.object_info()
+    ours = {k: v for k, v in info.items() if k.startswith("CLIPasso")}
+    assert set(ours) == set(OUR_NODES), comfy_server.log_tail()
+    for node_id, (socket_inputs, outputs) in OUR_NODES.items():
+        entry = ours[node_id]
+        assert entry["category"] == "CLIPasso"
+        assert entry["output"] == outputs, node_id
+        assert all(entry["output_tooltips"]), node_id
+        inputs = {**entry["input"].get("required", {}), **entry["input"].get("optional", {})}
+        sockets = [spec[0] for spec in inputs.values() if isinstance(spec[0], str) and spec[0] in SOCKETS]
+        assert sockets == socket_inputs, node_id
+        assert all(spec[1].get("tooltip") for spec in inputs.values()), node_id
+    assert ours["CLIPassoSaveSVG"]["output_node"] is True
+    assert "IMPORT FAILED" not in comfy_server.log_text().split("comfyui-clipasso")[0][-300:]
+
+
+def test_step_by_step_workflow_writes_svg_and_png(comfy):
+    prompt = small_pipeline()
+    workflow = load_ui("clipasso_pipeline")
+    t0 = time.monotonic()
+    run = comfy.run(prompt, timeout=600, workflow=workflow)
+    TIMINGS["step-by-step workflow"] = time.monotonic() - t0
+    assert run.status == "success", run.error
+    history = comfy.history(run.prompt_id)
+    assert history["status"]["status_str"] == "success"
+    outputs = history["outputs"]
+
+    (opt,) = by_class(prompt, "CLIPassoOptimize")
+    steps = [p for p in run.progress if p["node"] == opt]
+    assert steps and steps[-1]["value"] == steps[-1]["max"] == 6
+    assert run.previews, "the optimizer sent no live preview"
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(run.previews[-1])).size[0] > 0
+
+    (save_svg,) = by_class(prompt, "CLIPassoSaveSVG")
+    files = outputs[save_svg]["images"]
+    assert len(files) == 1 and files[0]["filename"].endswith(".svg") and files[0]["type"] == "output"
+    svg_text = comfy.view(**files[0]).decode("utf-8")
+    from clipasso.svg import read_svg
+
+    strokes = read_svg(svg_text)
+    assert strokes.num_strokes == 6 and strokes.canvas == (224, 224)
+    meta = re.search(r"<metadata><!\[CDATA\[(.*?)\]\]></metadata>", svg_text, re.S)
+    assert meta, "the workflow is not embedded in the SVG"
+    embedded = json.loads(meta.group(1))
+    assert embedded["workflow"]["nodes"] and embedded["prompt"][save_svg]["class_type"] == "CLIPassoSaveSVG"
+
+    (save_png,) = by_class(prompt, "SaveImage")
+    (png,) = outputs[save_png]["images"]
+    img = Image.open(io.BytesIO(comfy.view(**png))).convert("L")
+    assert img.size == (512, 512)
+    lo, hi = img.getextrema()
+    assert lo < 100 and hi > 240  # dark strokes on white
+    (preview,) = by_class(prompt, "PreviewImage")
+    assert outputs[preview]["images"][0]["type"] == "temp"
+
+
+def test_one_node_workflow(comfy):
+    prompt = load_api("clipasso_one_node")
+    (node,) = by_class(prompt, "CLIPassoSketch")
+    prompt[node]["inputs"].update(strokes=5, seeds=2, iterations=3)
+    t0 = time.monotonic()
+    run = comfy.run(prompt, timeout=600)
+    TIMINGS["one-node workflow"] = time.monotonic() - t0
+    assert run.status == "success", run.error
+    outputs = comfy.history(run.prompt_id)["outputs"]
+    (save,) = by_class(prompt, "CLIPassoSaveSVG")
+    (svg,) = outputs[save]["images"]
+    from clipasso.svg import read_svg
+
+    assert read_svg(comfy.view(**svg).decode()).num_strokes == 5
+
+
+def test_saved_svg_loads_back_and_rerenders(comfy):
+    from clipasso.strokes import Strokes
+    from clipasso.svg import to_svg
+    import torch
+
+    pts = torch.tensor([[[[10.0, 10.0], [40.0, 10.0], [60.0, 50.0], [90.0, 90.0]]]])
+    svg = to_svg(Strokes.from_points(pts, (100, 100)))
+    up = comfy.upload("clipasso_roundtrip.svg", svg.encode(), "image/svg+xml")
+    name = up["name"] if not up.get("subfolder") else f"{up['subfolder']}/{up['name']}"
+    prompt = {
+        "1": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": name, "svg_text": ""}},
+        "2": {"class_type": "CLIPassoRasterize", "inputs": {"strokes": ["1", 0], "width": 200, "height": 0,
+                                                           "stroke_color": "", "thickness": 1.0,
+                                                           "background": "#ffffff"}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "clipasso/roundtrip"}},
+    }
+    run = comfy.run(prompt, timeout=120)
+    assert run.status == "success", run.error
+    from PIL import Image
+
+    (png,) = comfy.history(run.prompt_id)["outputs"]["3"]["images"]
+    img = Image.open(io.BytesIO(comfy.view(**png))).convert("L")
+    assert img.size == (200, 200)
+    assert img.getpixel((20, 20)) < 80 and img.getpixel((180, 20)) > 240  # the stroke, scaled x2; paper
+
+
+def test_cancel_stops_a_running_optimization_within_seconds(comfy):
+    prompt = small_pipeline(iterations=20000)
+    (opt,) = by_class(prompt, "CLIPassoOptimize")
+    state = {}
+
+    def press_cancel(run, kind, data):
+        if kind == "progress" and data.get("node") == opt and "at" not in state:
+            state["at"] = time.monotonic()
+            comfy.interrupt()
+
+    run = comfy.run(prompt, timeout=600, on_event=press_cancel)
+    assert "at" in state, f"the optimizer never reported progress: {run.status} {run.error}"
+    stopped_after = time.monotonic() - state["at"]
+    TIMINGS["cancel -> stopped"] = stopped_after
+    assert run.status == "interrupted", (run.status, run.error)
+    assert stopped_after < 10
+    steps = [p["value"] for p in run.progress if p["node"] == opt]
+    assert max(steps) < 20000
+
+
+def test_errors_are_ours_and_clear(comfy):
+    # validation: Load SVG without a file is refused before anything runs
+    with pytest.raises(PromptRejected) as rejected:
+        comfy.queue({"1": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": "(none)", "svg_text": ""}},
+                     "2": {"class_type": "CLIPassoSaveSVG", "inputs": {"strokes": ["1", 0],
+                                                                      "filename_prefix": "x"}}})
+    text = json.dumps(rejected.value.body)
+    assert "Load SVG needs an .svg file" in text
+
+    # execution: a bad colour names the input and the accepted forms
+    prompt = {
+        "1": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": "(none)", "svg_text": (
+            '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 50 50" width="50" height="50">'
+            '<path d="M 5 5 C 10 10 20 20 45 45" fill="none" stroke="black" stroke-width="3"/></svg>')}},
+        "2": {"class_type": "CLIPassoRasterize", "inputs": {"strokes": ["1", 0], "width": 0, "height": 0,
+                                                           "stroke_color": "", "thickness": 1.0,
+                                                           "background": "mauve-ish"}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    }
+    run = comfy.run(prompt, timeout=120)
+    assert run.status == "error"
+    assert run.error["node_type"] == "CLIPassoRasterize"
+    assert "'background' must be a colour like #000000" in run.error["exception_message"]
+
+    # a wrong connection is caught by ComfyUI's type check, naming our socket type
+    broken = copy.deepcopy(prompt)
+    broken["2"]["inputs"]["strokes"] = ["3", 0]
+    broken["4"] = {"class_type": "LoadImage", "inputs": {"image": "clipasso_example.jpg"}}
+    broken["2"]["inputs"]["strokes"] = ["4", 0]
+    with pytest.raises(PromptRejected) as wrong:
+        comfy.queue(broken)
+    assert "SKETCH_STROKES" in json.dumps(wrong.value.body)
