@@ -62,7 +62,8 @@ def prepare_base(base: Path) -> dict:
         shutil.copy(u2, base / "models" / "clipasso" / "u2netp.onnx")
     # The frontend shows a Templates dialog on a first visit; mark the tutorial as done.
     (base / "user" / "default" / "comfy.settings.json").write_text(
-        '{"Comfy.TutorialCompleted": true, "Comfy.Workflow.ShowMissingNodesWarning": true}')
+        '{"Comfy.TutorialCompleted": true, "Comfy.Workflow.ShowMissingNodesWarning": true, '
+        '"Comfy.Minimap.Visible": false}')
     return {"models": models, "u2netp": u2}
 
 

@@ -103,6 +103,40 @@ def test_workflow_loads_in_the_real_frontend(page, name):
     assert not [d for d in result["dialogs"] if "missing" in d.lower()], result["dialogs"]
     assert _same_inputs(result["output"], api) == []
     assert not page.errors, page.errors
+    if os.environ.get("CLIPASSO_WRITE_THUMBNAILS"):  # maintenance: refresh workflows/<name>.jpg
+        _thumbnail(page, WORKFLOWS / f"{name}.jpg")
+
+
+FIT_VIEW = """
+() => {
+  const c = window.app.canvas;
+  const nodes = window.app.graph._nodes || window.app.graph.nodes;
+  let x0 = 1e9, y0 = 1e9, x1 = -1e9, y1 = -1e9;
+  for (const n of nodes) {
+    x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - 40);
+    x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+  }
+  const W = c.canvas.clientWidth - 80, H = c.canvas.clientHeight - 120;
+  const s = Math.min(1.0, W / (x1 - x0 + 40), H / (y1 - y0 + 40));
+  c.ds.scale = s;
+  c.ds.offset = [-x0 + 70 / s, -y0 + 100 / s];
+  c.setDirty(true, true);
+}
+"""
+# the canvas without the top bar and the left side bar
+CANVAS_CLIP = {"x": 48, "y": 76, "width": 1552, "height": 824}
+
+
+def _thumbnail(page, path):
+    import io
+
+    from PIL import Image
+
+    page.evaluate(FIT_VIEW)
+    page.wait_for_timeout(800)
+    shot = Image.open(io.BytesIO(page.screenshot(type="png", clip=CANVAS_CLIP))).convert("RGB")
+    shot.thumbnail((800, 450))
+    shot.save(path, quality=85)
 
 
 def test_templates_of_the_pack_are_listed(comfy):
@@ -149,8 +183,9 @@ def test_queue_small_workflow_from_the_ui_and_screenshot(page, comfy):
         "() => Array.from(document.images).some(i => i.src.includes('.svg') && i.complete)"
         " || (window.app.graph._nodes || window.app.graph.nodes).some(n => n.imgs && n.imgs.length)",
         timeout=60_000)
+    page.evaluate(FIT_VIEW)
     page.wait_for_timeout(1500)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
+    page.screenshot(path=str(SCREENSHOT), clip=CANVAS_CLIP)
     assert SCREENSHOT.stat().st_size > 20_000
     assert not page.errors, page.errors

@@ -227,8 +227,12 @@ def to_ui(graph: dict, object_info: dict) -> dict:
     for n in graph["nodes"]:
         n.pop("_sockets", None)
         n.pop("_in", None)
+    # open zoomed so the whole graph fits a 1600x900 window (the thumbnails are taken that way)
+    right = max(n["pos"][0] + n["size"][0] for n in nodes)
+    bottom = max(n["pos"][1] + n["size"][1] for n in nodes)
+    scale = round(min(1.0, 1500 / (right + 60), 820 / (bottom + 60)), 3)
     return {"last_node_id": max(by_id), "last_link_id": link_id, "nodes": nodes, "links": links, "groups": [],
-            "config": {}, "extra": {"ds": {"scale": 0.75, "offset": [40, 40]},
+            "config": {}, "extra": {"ds": {"scale": scale, "offset": [40, 60]},
                                     "info": {"title": graph["title"], "description": graph["description"]}},
             "version": 0.4}
 
