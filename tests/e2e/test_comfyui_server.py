@@ -204,3 +204,9 @@ def test_errors_are_ours_and_clear(comfy):
     with pytest.raises(PromptRejected) as wrong:
         comfy.queue(broken)
     assert "SKETCH_STROKES" in json.dumps(wrong.value.body)
+
+
+def test_every_node_has_a_help_page(comfy):
+    for node_id in OUR_NODES:
+        text = comfy.get(f"/extensions/comfyui-clipasso/docs/{node_id}.md").text
+        assert text.startswith("# "), node_id
