@@ -327,3 +327,58 @@ def test_one_box_sketch_node(N, models_folder, u2netp_folder, progress_events):
     assert sketch_image.shape == (1, 224, 224, 3) and float(sketch_image.min()) < 0.5
     assert loss == pytest.approx(float(strokes.losses[0]))
     assert progress_events[-1][0] == progress_events[-1][1] == 3
+
+
+# --------------------------------------------------------------------------- SVG
+
+def test_save_svg_writes_each_candidate_with_workflow_metadata(N, core):
+    import re
+
+    from clipasso.svg import read_svg
+
+    strokes = line_strokes((40, 60), candidates=2)
+    hidden = {"PROMPT": {"1": {"class_type": "CLIPassoSaveSVG", "inputs": {}}},
+              "EXTRA_PNGINFO": {"workflow": {"nodes": [{"id": 1}], "note": "a ]]> inside"}}}
+    out = run(N["CLIPassoSaveSVG"], hidden=hidden, strokes=strokes, filename_prefix="tests/sketch")
+    results = out.ui.as_dict()["images"]
+    assert len(results) == 2
+    for i, item in enumerate(results):
+        assert item["type"] == "output" and item["subfolder"] == "tests" and item["filename"].endswith(".svg")
+        path = os.path.join(core.get_output_directory(), item["subfolder"], item["filename"])
+        text = open(path, encoding="utf-8").read()
+        back = read_svg(text)
+        assert back.canvas == (40, 60)
+        assert torch.allclose(back.points[0], strokes.points[i], atol=1e-3)
+        meta = re.search(r"<metadata><!\[CDATA\[(.*)\]\]></metadata>", text, re.S).group(1)
+        import json
+
+        data = json.loads(meta.replace("]]]]><![CDATA[>", "]]>"))
+        assert data["prompt"]["1"]["class_type"] == "CLIPassoSaveSVG"
+        assert data["workflow"]["note"] == "a ]]> inside"
+    # core's SVG type comes out too, one document per candidate
+    (svg,) = out.args
+    assert len(svg.data) == 2 and svg.data[0].getvalue().startswith(b"<")
+
+
+def test_load_svg_from_input_folder_or_text(N, core):
+    from clipasso.svg import to_svg
+
+    strokes = line_strokes((50, 50))
+    path = os.path.join(core.get_input_directory(), "sketches", "line.svg")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(to_svg(strokes))
+    load = N["CLIPassoLoadSVG"]
+    options = load.GET_SCHEMA().inputs[0].options
+    assert "sketches/line.svg" in options
+    back, image = run(load, svg_file="sketches/line.svg", svg_text="").args
+    assert torch.allclose(back.points, strokes.points, atol=1e-3) and image.shape == (1, 50, 50, 3)
+    assert float(image[0, 25, 25].max()) < 0.2
+    from_text = run(load, svg_file="(none)", svg_text=to_svg(strokes)).args[0]
+    assert torch.allclose(from_text.points, strokes.points, atol=1e-3)
+    before = load.fingerprint_inputs(svg_file="sketches/line.svg", svg_text="")
+    with open(path, "w") as f:
+        f.write(to_svg(line_strokes((60, 60))))
+    os.utime(path, ns=(1, 10**18))
+    assert load.fingerprint_inputs(svg_file="sketches/line.svg", svg_text="") != before  # re-runs on change
+    assert "needs an .svg file" in load.validate_inputs(svg_file="(none)", svg_text="")
