@@ -382,7 +382,10 @@ def load_clip(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DEFAUL
             return hit
     custom_cfg, _ = _find_config(name, path, models_dir)
     pcfg = _pretrained_cfg(name, tag)
-    quick_gelu = bool(pcfg.get("quick_gelu", False)) if custom_cfg is None else bool(custom_cfg.get("quick_gelu", False))
+    # OpenAI's weights were trained with QuickGELU; a config file may leave that to the tag.
+    quick_gelu = bool(pcfg.get("quick_gelu", False))
+    if custom_cfg is not None and "quick_gelu" in custom_cfg:
+        quick_gelu = bool(custom_cfg["quick_gelu"])
     model = _build_model(name, custom_cfg, quick_gelu)
     model = _load_weights(model, path, name)
     mean, std = OPENAI_MEAN, OPENAI_STD

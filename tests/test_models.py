@@ -100,3 +100,9 @@ def test_unknown_model_name(tmp_path):
     w.write_bytes(b"0")
     with pytest.raises(models.ModelConfigError, match="unknown CLIP model"):
         load_clip("NotAModel-99", weights=w)
+
+
+def test_models_dir_from_environment(tiny_models, monkeypatch):
+    monkeypatch.setenv(models.MODELS_DIR_ENV, tiny_models["folder"])
+    enc = load_clip(tiny_models["vit_name"], allow_download=False)
+    assert enc.is_vit and os.path.dirname(enc.source) == tiny_models["folder"]

@@ -173,3 +173,17 @@ def test_select_after_optimize(tiny_rn):
     win, idx = select_best(res.strokes)
     assert float(win.losses[0]) == float(res.strokes.losses.min())
     assert win.seeds == (res.strokes.seeds[idx],)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_mixed_precision_on_gpu_matches_fp32(tiny_models):
+    from clipasso.models import load_clip
+
+    enc = load_clip(tiny_models["rn_name"], models_dir=tiny_models["folder"], device="cuda", allow_download=False)
+    st = _strokes([0, 1000])
+    amp = optimize(st, _target(), enc, _cfg(iterations=6, mixed_precision="auto"))
+    full = optimize(st, _target(), enc, _cfg(iterations=6, mixed_precision="off"))
+    assert torch.isfinite(amp.strokes.losses).all()
+    assert torch.allclose(amp.history[0], full.history[0], rtol=0.05)  # same start, reduced precision
+    assert (amp.strokes.losses < amp.history[0]).all()
