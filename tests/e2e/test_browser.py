@@ -36,8 +36,12 @@ def _need(what, msg):
 
 @pytest.fixture(scope="module")
 def page(comfy_server):
-    sync_api = pytest.importorskip("playwright.sync_api") if not os.environ.get("CI") else \
-        __import__("playwright.sync_api", fromlist=["sync_playwright"])
+    try:
+        from playwright import sync_api
+    except ImportError:
+        sync_api = None
+    _need(sync_api, "the Python package playwright is needed for the browser test (pip install playwright; "
+                    "no browser download: Debian's chromium is used)")
     exe = _need(chromium_path(), "Debian's chromium is needed for the browser test: apt-get install -y chromium")
     t0 = time.monotonic()
     with sync_api.sync_playwright() as pw:
