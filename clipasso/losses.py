@@ -249,6 +249,8 @@ class CLIPassoLoss:
         if tuple(x.shape[-2:]) != (enc.image_size, enc.image_size):
             x = F.interpolate(x, size=(enc.image_size, enc.image_size), mode="bilinear", align_corners=False)
         x = enc.normalize(x).to(enc.dtype)
+        if not enc.is_vit:
+            x = x.contiguous(memory_format=torch.channels_last)
         need_emb = self.semantic_weight > 0
         amp = self.amp_dtype is not None and x.device.type in ("cuda", "mps", "cpu")
         with torch.autocast(x.device.type, dtype=self.amp_dtype, enabled=bool(amp and self.amp_dtype)):

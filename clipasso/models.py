@@ -415,7 +415,11 @@ def wrap_model(model: torch.nn.Module, name: str, pretrained: Optional[str] = No
     if is_vit:
         ps = getattr(visual, "patch_size", None)
         patch = int(ps[0] if isinstance(ps, (tuple, list)) else ps) if ps is not None else None
-    elif not hasattr(visual, "layer1"):
+    else:
+        if hasattr(visual, "layer1"):
+            # Convolutions run 10-20% faster in channels-last layout on CPU (oneDNN) and on tensor cores.
+            model.visual.to(memory_format=torch.channels_last)
+    if not is_vit and not hasattr(visual, "layer1"):
         raise ModelConfigError(f"model {name!r} has an image tower CLIPasso cannot read features from "
                                f"({type(visual).__name__}); use a CLIP ResNet (RN50, RN101, ...) or ViT")
     return ClipEncoder(model=model, name=name, pretrained=pretrained, source=source, image_size=size,
