@@ -137,6 +137,8 @@ def import_core(tree: Path):
 
     Its folder goes first on sys.path so that ``nodes``, ``utils`` and friends are core's own, and
     it runs on the CPU unless a CUDA device is there."""
+    import importlib
+
     import torch
 
     tree = str(tree)
@@ -145,7 +147,9 @@ def import_core(tree: Path):
     from comfy.cli_args import args
 
     args.cpu = not torch.cuda.is_available()
-    import comfy.model_management  # noqa: F401 - picks the device now, with the flag above
+    # core's own `utils` package first: later imports inside core otherwise bind the name to comfy/utils.py
+    importlib.import_module("utils.install_util")
+    importlib.import_module("comfy.model_management")  # picks the device now, with the flag above
     import folder_paths
 
     return folder_paths
