@@ -60,8 +60,15 @@ class ComfyClient:
         r.raise_for_status()
         return r.json()["prompt_id"]
 
-    def history(self, prompt_id: str) -> dict:
-        return self.get(f"/history/{prompt_id}").json().get(prompt_id, {})
+    def history(self, prompt_id: str, wait: float = 30.0) -> dict:
+        """The history entry of a prompt. ComfyUI files it just after the last WebSocket message, so
+        this waits (up to ``wait`` seconds) for it to appear."""
+        end = time.monotonic() + wait
+        while True:
+            entry = self.get(f"/history/{prompt_id}").json().get(prompt_id)
+            if entry and entry.get("status") or time.monotonic() > end:
+                return entry or {}
+            time.sleep(0.2)
 
     def view(self, filename: str, subfolder: str = "", type: str = "output") -> bytes:
         return self.get("/view", filename=filename, subfolder=subfolder, type=type).content

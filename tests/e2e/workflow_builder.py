@@ -61,7 +61,7 @@ GRAPHS: Dict[str, dict] = {
             node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
             node(2, "CLIPassoSketch", [380, 0], links={"image": (1, 0)}),
             node(3, "CLIPassoSaveSVG", [800, 0], links={"strokes": (2, 0)}),
-            node(4, "PreviewImage", [800, 300], links={"images": (2, 1)}),
+            node(4, "PreviewImage", [800, 400], links={"images": (2, 1)}),
         ],
     },
     "clipasso_from_diffusion": {
@@ -82,7 +82,7 @@ GRAPHS: Dict[str, dict] = {
             node(6, "VAEDecode", [1180, 0], links={"samples": (5, 0), "vae": (1, 2)}),
             node(7, "CLIPassoSketch", [1180, 200], links={"image": (6, 0)}),
             node(8, "CLIPassoSaveSVG", [1600, 0], links={"strokes": (7, 0)}),
-            node(9, "PreviewImage", [1600, 300], links={"images": (7, 1)}),
+            node(9, "PreviewImage", [1600, 400], links={"images": (7, 1)}),
         ],
     },
     "clipasso_scribble_controlnet": {
