@@ -1,6 +1,7 @@
 """Session fixtures: one real ComfyUI server for all end-to-end and browser tests."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -40,6 +41,18 @@ def comfy_server(comfyui_tree, comfy_base):
 @pytest.fixture(scope="session")
 def comfy(comfy_server):
     return ComfyClient(comfy_server.host, comfy_server.port)
+
+
+@pytest.fixture(scope="session")
+def matting_weights(comfy_base):
+    """The example workflows remove the background with rembg's u2netp; nothing may be downloaded."""
+    if comfy_base["u2netp"] is None:
+        msg = ("rembg's u2netp.onnx is needed by the example workflows: set U2NET_HOME to its folder "
+               "(the project keeps it in ../shared/weights/)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    return comfy_base["u2netp"]
 
 
 def pytest_terminal_summary(terminalreporter):

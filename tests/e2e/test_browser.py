@@ -162,7 +162,7 @@ async (wf) => {
 """
 
 
-def test_queue_small_workflow_from_the_ui_and_screenshot(page, comfy):
+def test_queue_small_workflow_from_the_ui_and_screenshot(page, comfy, matting_weights):
     wf = json.loads((WORKFLOWS / "clipasso_one_node.json").read_text())
     before = set(comfy.get("/history").json())
     t0 = time.monotonic()

@@ -70,7 +70,7 @@ def test_object_info_lists_our_nodes_with_their_types(comfy, comfy_server):
                 ("IMPORT FAILED" in line or "comfy_entrypoint" in line)], comfy_server.log_tail()
 
 
-def test_step_by_step_workflow_writes_svg_and_png(comfy):
+def test_step_by_step_workflow_writes_svg_and_png(comfy, matting_weights):
     prompt = small_pipeline()
     workflow = load_ui("clipasso_pipeline")
     t0 = time.monotonic()
@@ -112,7 +112,7 @@ def test_step_by_step_workflow_writes_svg_and_png(comfy):
     assert outputs[preview]["images"][0]["type"] == "temp"
 
 
-def test_one_node_workflow(comfy):
+def test_one_node_workflow(comfy, matting_weights):
     prompt = load_api("clipasso_one_node")
     (node,) = by_class(prompt, "CLIPassoSketch")
     prompt[node]["inputs"].update(strokes=5, seeds=2, iterations=3)
@@ -154,7 +154,7 @@ def test_saved_svg_loads_back_and_rerenders(comfy):
     assert img.getpixel((20, 20)) < 80 and img.getpixel((180, 20)) > 240  # the stroke, scaled x2; paper
 
 
-def test_cancel_stops_a_running_optimization_within_seconds(comfy):
+def test_cancel_stops_a_running_optimization_within_seconds(comfy, matting_weights):
     prompt = small_pipeline(iterations=20000)
     (opt,) = by_class(prompt, "CLIPassoOptimize")
     state = {}
