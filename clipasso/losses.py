@@ -91,16 +91,22 @@ def _homographies(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     return torch.cat([hvec, torch.ones(n, 1, dtype=hvec.dtype)], 1).view(n, 3, 3)
 
 
-def augment_grid(params: AugmentParams, out_size=None) -> torch.Tensor:
-    """Sampling grid [N, Ho, Wo, 2] (grid_sample, align_corners=True) of crop-after-perspective."""
+def augment_grid(params: AugmentParams, out_size=None, device=None) -> torch.Tensor:
+    """Sampling grid [N, Ho, Wo, 2] (grid_sample, align_corners=True) of crop-after-perspective.
+
+    The small homography solve runs on the CPU in float64; the grid itself is built on ``device``
+    (float64 on the CPU, float32 on accelerators, which saves a host-to-device copy per step).
+    """
     h, w = params.size
     ho, wo = out_size or (h, w)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    dt = torch.float64 if device.type == "cpu" else torch.float32
     start = torch.tensor([[0.0, 0.0], [w - 1.0, 0.0], [w - 1.0, h - 1.0], [0.0, h - 1.0]]).expand_as(params.corners)
     # The warped image shows the input squeezed into the quad `corners`: output pixel -> input pixel.
-    hom = _homographies(params.corners, start)  # [N,3,3]
-    top, left, side = (params.crops[:, i].double().view(-1, 1, 1) for i in range(3))
-    cols = torch.arange(wo, dtype=torch.float64).view(1, 1, wo)
-    rows = torch.arange(ho, dtype=torch.float64).view(1, ho, 1)
+    hom = _homographies(params.corners, start).to(device, dt)  # [N,3,3]
+    top, left, side = (params.crops[:, i].to(device, dt).view(-1, 1, 1) for i in range(3))
+    cols = torch.arange(wo, dtype=dt, device=device).view(1, 1, wo)
+    rows = torch.arange(ho, dtype=dt, device=device).view(1, ho, 1)
     xc = left + (cols + 0.5) * side / wo - 0.5  # crop resized back (align_corners=False convention)
     yc = top + (rows + 0.5) * side / ho - 0.5
     xc, yc = torch.broadcast_tensors(xc, yc)
@@ -237,7 +243,7 @@ class CLIPassoLoss:
             if self.aug_pool:
                 gen = torch.Generator().manual_seed(int(pool_seed))
                 params = sample_augment_params(self.aug_pool, self.size, gen, self.distortion, self.crop_scale)
-                self._pool_grid = augment_grid(params).to(self.device)
+                self._pool_grid = augment_grid(params, device=self.device).float()
                 views = apply_augment(self.target.expand(self.aug_pool, -1, -1, -1), params, self._pool_grid)
                 self._pool = self._features(views)
 
@@ -319,7 +325,7 @@ class CLIPassoLoss:
         else:
             params = AugmentParams.cat([sample_augment_params(a, self.size, g, self.distortion, self.crop_scale)
                                         for g in generators])
-            grid = augment_grid(params).to(self.device)
+            grid = augment_grid(params, device=self.device).float()
             with torch.no_grad():
                 views = apply_augment(self.target.expand(b * a, -1, -1, -1), params, grid)
                 aug_tf, aug_te = self._features(views)

@@ -239,7 +239,7 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
         if method in SALIENCY_METHODS_WITH_CLIP:
             sal_encoder = load_clip(saliency_model, saliency_pretrained, weights=saliency_weights,
                                     models_dir=models_dir, device=dev, allow_download=allow_download)
-        sal = saliency_map(target.to(dev), method=method, encoder=sal_encoder, mask=mask,
+        sal = saliency_map(target, method=method, encoder=sal_encoder, mask=mask,
                            models_dir=models_dir, allow_download=allow_download).float().cpu()
     if use_edges and method != "none":
         from .xdog import xdog_edges
