@@ -231,6 +231,33 @@ def suggested_folder(models_dir=None) -> Path:
     return dirs[0] if dirs else Path.home() / ".cache" / "clip"
 
 
+def _download_host(cfg: dict) -> Optional[str]:
+    """The host open_clip would download this pretrained config from."""
+    from urllib.parse import urlparse
+
+    try:
+        import huggingface_hub  # noqa: F401 - open_clip prefers the hub when it is installed
+        has_hub = True
+    except ImportError:
+        has_hub = False
+    if cfg.get("hf_hub") and has_hub:
+        return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    if cfg.get("url"):
+        return urlparse(cfg["url"]).hostname
+    return None
+
+
+def _reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """A quick TCP check, so an offline machine fails in seconds instead of a minute of retries."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _offline() -> bool:
     return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
                for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CLIPASSO_OFFLINE"))
@@ -333,7 +360,10 @@ def resolve_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = 
     tag = _clean_tag(pretrained)
     cfg = _pretrained_cfg(name, tag)
     download_note = ""
-    if cfg and allow_download and not _offline():
+    host = _download_host(cfg) if cfg else None
+    if cfg and allow_download and not _offline() and host and not _reachable(host):
+        download_note = (f"{host} cannot be reached (offline?), so nothing was downloaded")
+    elif cfg and allow_download and not _offline():
         from open_clip import pretrained as oc_pretrained
 
         try:

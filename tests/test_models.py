@@ -106,3 +106,15 @@ def test_models_dir_from_environment(tiny_models, monkeypatch):
     monkeypatch.setenv(models.MODELS_DIR_ENV, tiny_models["folder"])
     enc = load_clip(tiny_models["vit_name"], allow_download=False)
     assert enc.is_vit and os.path.dirname(enc.source) == tiny_models["folder"]
+
+
+def test_unreachable_hub_fails_fast_with_the_same_error(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1")  # nothing listens there: refused at once
+    t = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError, match="cannot be reached") as info:
+        load_clip("ViT-B-32", "openai", models_dir=tmp_path, allow_download=True)
+    assert time.perf_counter() - t < 30
+    assert f"into this folder: {tmp_path}" in str(info.value)
