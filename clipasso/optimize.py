@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -102,6 +103,7 @@ class OptimizeResult:
     cancelled: bool
     seconds: float
     train_losses: torch.Tensor = field(default=None)  # [iterations_run, B] training loss per step
+    diverged: bool = False           # stopped because points became non-finite (best state returned)
 
     @property
     def seconds_per_iteration(self) -> float:
@@ -126,6 +128,10 @@ def _prepare_target(target: torch.Tensor, canvas) -> torch.Tensor:
 
     t = as_rgb(target) if not (isinstance(target, torch.Tensor) and target.ndim == 3 and target.shape[0] == 3) \
         else target.detach().float()
+    if not bool(torch.isfinite(t).all()):
+        raise OptimizeError("the target image contains NaN or infinite values; check the node or file that made it")
+    if float(t.min()) < -1e-3 or float(t.max()) > 1 + 1e-3:
+        raise OptimizeError(f"the target image must be RGB in 0..1; got values {float(t.min()):.3g}..{float(t.max()):.3g}")
     if tuple(t.shape[-2:]) != tuple(canvas):
         t = F.interpolate(t.unsqueeze(0), size=tuple(canvas), mode="bilinear", align_corners=False,
                           antialias=True)[0].clamp(0, 1)
@@ -140,7 +146,7 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     encoder: a `ClipEncoder` (from `clipasso.models.load_clip`).
     callback(iteration, losses, render): called every ``callback_interval`` iterations and at the end;
       ``losses`` is a dict of per-candidate tensors ``train``, ``eval`` (last eval), ``best``;
-      ``render`` is the current sketch ``[B,3,H,W]`` (detached, on the compute device).
+      ``render`` is the sketch rendered in that iteration ``[B,3,H,W]`` (detached, on the compute device).
     should_stop(): checked every iteration; returning True stops and returns the best so far
       (an exception raised inside it propagates, which is how ComfyUI interrupts).
     seeds: per-candidate augmentation seeds (default ``strokes.seeds`` or 0..B-1).
@@ -199,7 +205,7 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
         history_its.append(it)
 
     start = time.perf_counter()
-    cancelled = False
+    cancelled = diverged = False
     it = 0
     image = None
     train = torch.full((b,), float("nan"))
@@ -228,8 +234,14 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
         train_hist.append(train)
         it += 1
         if not bool(torch.isfinite(points.detach()).all()):
-            raise OptimizeError(f"the optimisation diverged at iteration {it} (non-finite control points); "
-                                "lower the learning rate")
+            # Keep what was reached: go back to each candidate's best state and stop.
+            diverged = True
+            warnings.warn(f"the optimisation diverged at iteration {it} (non-finite control points); "
+                          "returning the best state reached. Lower the learning rate.", RuntimeWarning,
+                          stacklevel=2)
+            with torch.no_grad():
+                points.copy_(best_points)
+            break
         if callback is not None and it % cfg.callback_interval == 0:
             callback(it, {"train": train, "eval": last_eval.cpu(), "best": best_loss.cpu()}, image.detach())
             last_cb = it
@@ -250,7 +262,7 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
                     iterations=torch.full((b,), it, dtype=torch.long), **meta)
     return OptimizeResult(strokes=best.cpu(), final=final.cpu(), history=torch.stack(history),
                           history_iterations=history_its, iterations_run=it, cancelled=cancelled,
-                          seconds=seconds,
+                          seconds=seconds, diverged=diverged,
                           train_losses=torch.stack(train_hist) if train_hist else torch.zeros(0, b))
 
 

@@ -187,3 +187,12 @@ def test_mixed_precision_on_gpu_matches_fp32(tiny_models):
     assert torch.isfinite(amp.strokes.losses).all()
     assert torch.allclose(amp.history[0], full.history[0], rtol=0.05)  # same start, reduced precision
     assert (amp.strokes.losses < amp.history[0]).all()
+
+
+def test_bad_target_is_a_clear_error(tiny_rn):
+    bad = _target()
+    bad[0, 5, 5] = float("nan")
+    with pytest.raises(OptimizeError, match="NaN"):
+        optimize(_strokes([0]), bad, tiny_rn, _cfg())
+    with pytest.raises(OptimizeError, match="0..1"):
+        optimize(_strokes([0]), _target() * 3, tiny_rn, _cfg())
