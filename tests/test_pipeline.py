@@ -138,3 +138,9 @@ def test_background_removal_with_u2netp(monkeypatch):
     assert target.shape == (3, 224, 224)
     if mask is not None:  # u2netp found the disc: background became white
         assert float(target[:, 2, 2].min()) > 0.99
+
+
+def test_vit_loss_encoder_works_by_name(tiny_models_dir):
+    res = sketch(_object(), **_quick(tiny_models_dir, clip_model="clipasso-tiny-vit", saliency="none"))
+    assert res.settings["clip_model"] == "clipasso-tiny-vit"
+    assert torch.isfinite(res.candidates.losses).all()
