@@ -1,0 +1,516 @@
+"""SVG, the file form of a sketch: write strokes out, read them back.
+
+Writing (`to_svg`, `write_svg`) puts one candidate on its canvas: ``viewBox="0 0 W H"``, one
+``<path d="M x y C ...">`` per stroke in drawing order, ``fill="none"``, round caps and joins, and
+per stroke its full ``stroke-width`` (twice the half-width `Strokes` keeps), ``stroke`` colour and
+``stroke-opacity``. Numbers carry 4 decimals, so reading the file back reproduces the control points
+to within 1e-4 px.
+
+Reading (`read_svg`) accepts what we write and the common output of vector editors: ``<path>``
+with M/L/H/V/C/S/Q/T/Z (absolute and relative), ``<line>``, ``<polyline>``, ``<polygon>``,
+``<circle>``/``<ellipse>`` (as four cubic arcs), nested ``<g>`` with ``transform`` (translate, scale,
+rotate, skewX, skewY, matrix) and inherited presentation attributes or ``style``. Every subpath
+becomes one stroke; lines and quadratics become exact cubics; strokes with fewer segments than the
+longest are padded with zero-length segments at their end (which draw nothing new). Anything else
+that would draw (text, images, arcs in paths, ``<use>``) raises `SVGError` naming it, instead of
+being dropped silently.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .strokes import Strokes
+
+SVG_NS = "http://www.w3.org/2000/svg"
+_DECIMALS = 4
+
+
+class SVGError(ValueError):
+    """An SVG that cannot be read as strokes; the message names the problem and what to do."""
+
+
+# ---------------------------------------------------------------------------------------------- write
+def _num(v: float) -> str:
+    s = f"{v:.{_DECIMALS}f}".rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def _rgb(c: Sequence[float]) -> str:
+    r, g, b = (int(round(min(max(float(x), 0.0), 1.0) * 255)) for x in c[:3])
+    return f"rgb({r},{g},{b})"
+
+
+def path_data(points: torch.Tensor) -> str:
+    """``d`` attribute of one stroke: ``points`` is ``[P, 2]`` with P = 1 + 3k."""
+    pts = points.detach().cpu().double().tolist()
+    parts = [f"M {_num(pts[0][0])} {_num(pts[0][1])}"]
+    for i in range(1, len(pts), 3):
+        seg = " ".join(f"{_num(x)} {_num(y)}" for x, y in pts[i:i + 3])
+        parts.append(f"C {seg}")
+    return " ".join(parts)
+
+
+def to_svg(strokes: Strokes, candidate: int = 0, *, size: Optional[Tuple[int, int]] = None,
+           background: Optional[Sequence[float]] = None, pen_width: Optional[float] = None,
+           metadata: Optional[dict] = None) -> str:
+    """SVG text of one candidate of `strokes`.
+
+    size: displayed ``(height, width)`` in px (default the canvas; the drawing is vector, so any size
+    is exact). background: an RGB colour for a full-canvas rectangle behind the strokes (default none:
+    transparent, as the original CLIPasso wrote). pen_width: draw every stroke with this full width
+    in canvas pixels instead of its own. metadata: a JSON-serialisable dict stored in ``<metadata>``
+    (the default records stroke count, seed and loss when known).
+    """
+    if not isinstance(strokes, Strokes):
+        raise SVGError(f"to_svg needs a clipasso Strokes value; got {type(strokes).__name__}")
+    one = strokes.select(int(candidate)).cpu()
+    h, w = one.canvas
+    dh, dw = (h, w) if size is None else (int(size[0]), int(size[1]))
+    if dh <= 0 or dw <= 0:
+        raise SVGError(f"SVG size must be positive (height, width); got {size}")
+    if pen_width is not None and not (pen_width > 0 and math.isfinite(pen_width)):
+        raise SVGError(f"pen_width must be a positive number of pixels; got {pen_width}")
+    info = {"generator": "clipasso", "strokes": one.num_strokes, "segments": one.num_segments,
+            "canvas": [h, w]}
+    if one.seeds is not None:
+        info["seed"] = one.seeds[0]
+    if one.losses is not None:
+        info["loss"] = float(one.losses[0])
+    if one.iterations is not None:
+        info["iteration"] = int(one.iterations[0])
+    if metadata:
+        info.update(metadata)
+    out = [f'<svg xmlns="{SVG_NS}" version="1.1" width="{dw}" height="{dh}" viewBox="0 0 {w} {h}">',
+           f"  <metadata>{_xml_text(json.dumps(info, sort_keys=True, default=str))}</metadata>"]
+    if background is not None:
+        out.append(f'  <rect class="background" x="0" y="0" width="{w}" height="{h}" fill="{_rgb(background)}"/>')
+    out.append('  <g fill="none" stroke-linecap="round" stroke-linejoin="round">')
+    for s in range(one.num_strokes):
+        col = one.colors[0, s].tolist()
+        width = float(pen_width) if pen_width is not None else 2.0 * float(one.widths[0, s])
+        out.append(f'    <path d="{path_data(one.points[0, s])}" stroke="{_rgb(col)}" '
+                   f'stroke-opacity="{_num(col[3])}" stroke-width="{_num(width)}"/>')
+    out.append("  </g>")
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _xml_text(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def write_svg(strokes: Strokes, path, candidate: int = 0, **options) -> Path:
+    """Write one candidate to ``path`` (see `to_svg` for options); returns the path."""
+    path = Path(path)
+    text = to_svg(strokes, candidate, **options)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SVGError(f"cannot write the SVG to {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- read
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtZzAa])|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|([\s,]+)|(.)")
+_ARGS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "Z": 0, "A": 7}
+_NAMED = {
+    "black": (0, 0, 0), "white": (255, 255, 255), "red": (255, 0, 0), "green": (0, 128, 0),
+    "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0), "cyan": (0, 255, 255),
+    "aqua": (0, 255, 255), "magenta": (255, 0, 255), "fuchsia": (255, 0, 255), "gray": (128, 128, 128),
+    "grey": (128, 128, 128), "silver": (192, 192, 192), "maroon": (128, 0, 0), "navy": (0, 0, 128),
+    "olive": (128, 128, 0), "purple": (128, 0, 128), "teal": (0, 128, 128), "orange": (255, 165, 0),
+    "brown": (165, 42, 42), "pink": (255, 192, 203), "darkgray": (169, 169, 169), "darkgrey": (169, 169, 169),
+    "lightgray": (211, 211, 211), "lightgrey": (211, 211, 211), "dimgray": (105, 105, 105),
+    "dimgrey": (105, 105, 105),
+}
+# elements that never draw: skipped with their children
+_IGNORED = {"metadata", "title", "desc", "defs", "style", "script", "namedview", "sodipodi:namedview",
+            "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "filter", "symbol", "marker"}
+_INHERITED = ("stroke", "stroke-width", "stroke-opacity", "opacity", "fill", "display", "visibility")
+
+Affine = Tuple[float, float, float, float, float, float]  # a b c d e f: x' = a x + c y + e, y' = b x + d y + f
+_IDENTITY: Affine = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+
+
+def _compose(m: Affine, n: Affine) -> Affine:
+    """m after n (apply n first)."""
+    a, b, c, d, e, f = m
+    a2, b2, c2, d2, e2, f2 = n
+    return (a * a2 + c * b2, b * a2 + d * b2, a * c2 + c * d2, b * c2 + d * d2,
+            a * e2 + c * f2 + e, b * e2 + d * f2 + f)
+
+
+def _parse_transform(text: str, where: str) -> Affine:
+    m = _IDENTITY
+    pos = 0
+    text = text.strip()
+    for match in re.finditer(r"\s*([A-Za-z]+)\s*\(([^)]*)\)\s*,?", text):
+        if match.start() != pos:
+            raise SVGError(f"{where}: cannot read transform {text!r} near {text[pos:match.start() + 10]!r}")
+        pos = match.end()
+        name, args = match.group(1), [float(v) for v in _NUMBER.findall(match.group(2))]
+        n = len(args)
+        if name == "matrix" and n == 6:
+            t = tuple(args)
+        elif name == "translate" and n in (1, 2):
+            t = (1.0, 0.0, 0.0, 1.0, args[0], args[1] if n == 2 else 0.0)
+        elif name == "scale" and n in (1, 2):
+            t = (args[0], 0.0, 0.0, args[1] if n == 2 else args[0], 0.0, 0.0)
+        elif name == "rotate" and n in (1, 3):
+            r = math.radians(args[0])
+            t = (math.cos(r), math.sin(r), -math.sin(r), math.cos(r), 0.0, 0.0)
+            if n == 3:
+                cx, cy = args[1], args[2]
+                t = _compose((1.0, 0.0, 0.0, 1.0, cx, cy), _compose(t, (1.0, 0.0, 0.0, 1.0, -cx, -cy)))
+        elif name == "skewX" and n == 1:
+            t = (1.0, 0.0, math.tan(math.radians(args[0])), 1.0, 0.0, 0.0)
+        elif name == "skewY" and n == 1:
+            t = (1.0, math.tan(math.radians(args[0])), 0.0, 1.0, 0.0, 0.0)
+        else:
+            raise SVGError(f"{where}: unsupported transform {name}({match.group(2).strip()}); "
+                           "use translate, scale, rotate, skewX, skewY or matrix")
+        m = _compose(m, t)
+    if pos != len(text):
+        raise SVGError(f"{where}: cannot read transform {text!r}")
+    return m
+
+
+def _parse_color(value: str, where: str) -> Optional[Tuple[float, float, float]]:
+    v = value.strip()
+    low = v.lower()
+    if low in ("none", "transparent"):
+        return None
+    if low == "currentcolor":
+        return (0.0, 0.0, 0.0)
+    if low.startswith("#"):
+        hx = low[1:]
+        if len(hx) in (3, 4) and all(ch in "0123456789abcdef" for ch in hx):
+            return tuple(int(ch * 2, 16) / 255 for ch in hx[:3])
+        if len(hx) in (6, 8) and all(ch in "0123456789abcdef" for ch in hx):
+            return tuple(int(hx[i:i + 2], 16) / 255 for i in (0, 2, 4))
+        raise SVGError(f"{where}: cannot read colour {value!r}")
+    m = re.fullmatch(r"rgba?\(([^)]*)\)", low)
+    if m:
+        parts = [p.strip() for p in re.split(r"[,\s/]+", m.group(1).strip()) if p.strip()]
+        if len(parts) < 3:
+            raise SVGError(f"{where}: cannot read colour {value!r}")
+        out = []
+        for p in parts[:3]:
+            try:
+                out.append(float(p[:-1]) / 100 if p.endswith("%") else float(p) / 255)
+            except ValueError:
+                raise SVGError(f"{where}: cannot read colour {value!r}") from None
+        return tuple(min(max(x, 0.0), 1.0) for x in out)
+    if low in _NAMED:
+        return tuple(x / 255 for x in _NAMED[low])
+    if low.startswith("url("):
+        raise SVGError(f"{where}: gradient or pattern strokes ({value}) are not supported; use a plain colour")
+    raise SVGError(f"{where}: unknown colour {value!r}; use #rrggbb, rgb(r,g,b) or a basic colour name")
+
+
+def _length(value: str, where: str, what: str) -> float:
+    v = value.strip()
+    m = re.fullmatch(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(px)?", v)
+    if not m:
+        raise SVGError(f"{where}: cannot read {what} {value!r}; give a plain number of pixels")
+    return float(m.group(1))
+
+
+def _fraction(value: str, where: str, what: str) -> float:
+    v = value.strip()
+    try:
+        return float(v[:-1]) / 100 if v.endswith("%") else float(v)
+    except ValueError:
+        raise SVGError(f"{where}: cannot read {what} {value!r}; give a number in 0..1") from None
+
+
+def _float_attr(el, name, where, default=0.0) -> float:
+    v = el.get(name)
+    return default if v is None else _length(v, where, name)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _style_of(el) -> Dict[str, str]:
+    out = {}
+    for k in _INHERITED + ("transform",):
+        if el.get(k) is not None:
+            out[k] = el.get(k)
+    for item in (el.get("style") or "").split(";"):
+        if ":" in item:
+            k, v = item.split(":", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _line_cubic(p0, p1):
+    (x0, y0), (x1, y1) = p0, p1
+    return [(x0 + (x1 - x0) / 3, y0 + (y1 - y0) / 3), (x0 + 2 * (x1 - x0) / 3, y0 + 2 * (y1 - y0) / 3), (x1, y1)]
+
+
+def _quad_cubic(p0, q, p1):
+    return [(p0[0] + 2 / 3 * (q[0] - p0[0]), p0[1] + 2 / 3 * (q[1] - p0[1])),
+            (p1[0] + 2 / 3 * (q[0] - p1[0]), p1[1] + 2 / 3 * (q[1] - p1[1])), p1]
+
+
+def _path_subpaths(d: str, where: str) -> List[List[Tuple[float, float]]]:
+    """Subpaths of a path ``d`` as lists of cubic control points (1 + 3k each)."""
+    tokens = []
+    for m in _TOKEN.finditer(d or ""):
+        cmd, num, _space, bad = m.groups()
+        if bad is not None:
+            raise SVGError(f"{where}: unexpected character {bad!r} at position {m.start()} of the path data")
+        if cmd is not None:
+            tokens.append(cmd)
+        elif num is not None:
+            tokens.append(float(num))
+    subpaths: List[List[Tuple[float, float]]] = []
+    cur: Optional[List[Tuple[float, float]]] = None
+    x = y = sx = sy = 0.0
+    last_ctrl = None  # (kind, point) of the previous C/S or Q/T for smooth continuations
+    i = 0
+    cmd = None
+    if tokens and not isinstance(tokens[0], str):
+        raise SVGError(f"{where}: path data must start with a command (M); got a number")
+    while i < len(tokens):
+        if isinstance(tokens[i], str):
+            cmd = tokens[i]
+            i += 1
+        elif cmd is None:
+            raise SVGError(f"{where}: path data must start with M")
+        up = cmd.upper()
+        if up == "A":
+            raise SVGError(f"{where}: elliptical arc commands (A/a) are not supported; convert arcs to "
+                           "Bezier curves first (e.g. Inkscape: Path > Object to Path, or 'Flatten/Convert arcs')")
+        n = _ARGS[up]
+        if up != "Z" and cur is None and up != "M":
+            raise SVGError(f"{where}: path data must start with M (moveto); got {cmd}")
+        args = tokens[i:i + n]
+        if len(args) < n or any(isinstance(a, str) for a in args):
+            raise SVGError(f"{where}: command {cmd} needs {n} numbers; the path data ends or breaks early")
+        i += n
+        rel = cmd.islower()
+        ox, oy = (x, y) if rel else (0.0, 0.0)
+        if up == "M":
+            x, y = ox + args[0], oy + args[1]
+            cur = [(x, y)]
+            subpaths.append(cur)
+            sx, sy = x, y
+            cmd = "l" if rel else "L"  # further pairs are implicit linetos
+            last_ctrl = None
+            continue
+        if up == "Z":
+            if cur is not None and (x, y) != (sx, sy):
+                cur.extend(_line_cubic((x, y), (sx, sy)))
+            x, y = sx, sy
+            # a new segment after Z without M starts a new subpath at the same point
+            cur = [(x, y)]
+            subpaths.append(cur)
+            last_ctrl = None
+            continue
+        p0 = (x, y)
+        if up == "L":
+            p1 = (ox + args[0], oy + args[1])
+            cur.extend(_line_cubic(p0, p1))
+            last_ctrl = None
+        elif up == "H":
+            p1 = (ox + args[0], y)
+            cur.extend(_line_cubic(p0, p1))
+            last_ctrl = None
+        elif up == "V":
+            p1 = (x, oy + args[0])
+            cur.extend(_line_cubic(p0, p1))
+            last_ctrl = None
+        elif up == "C":
+            c1 = (ox + args[0], oy + args[1])
+            c2 = (ox + args[2], oy + args[3])
+            p1 = (ox + args[4], oy + args[5])
+            cur.extend([c1, c2, p1])
+            last_ctrl = ("C", c2)
+        elif up == "S":
+            c1 = (2 * x - last_ctrl[1][0], 2 * y - last_ctrl[1][1]) if last_ctrl and last_ctrl[0] == "C" else p0
+            c2 = (ox + args[0], oy + args[1])
+            p1 = (ox + args[2], oy + args[3])
+            cur.extend([c1, c2, p1])
+            last_ctrl = ("C", c2)
+        elif up == "Q":
+            q = (ox + args[0], oy + args[1])
+            p1 = (ox + args[2], oy + args[3])
+            cur.extend(_quad_cubic(p0, q, p1))
+            last_ctrl = ("Q", q)
+        elif up == "T":
+            q = (2 * x - last_ctrl[1][0], 2 * y - last_ctrl[1][1]) if last_ctrl and last_ctrl[0] == "Q" else p0
+            p1 = (ox + args[0], oy + args[1])
+            cur.extend(_quad_cubic(p0, q, p1))
+            last_ctrl = ("Q", q)
+        x, y = p1
+    return [sp for sp in subpaths if len(sp) >= 4]
+
+
+def _ellipse_cubics(cx, cy, rx, ry):
+    k = 0.5522847498307936  # 4/3 * (sqrt(2) - 1): quarter circle as one cubic
+    pts = [(cx + rx, cy)]
+    quads = [((1, 0), (0, 1)), ((0, 1), (-1, 0)), ((-1, 0), (0, -1)), ((0, -1), (1, 0))]
+    for (ax, ay), (bx, by) in quads:
+        pts += [(cx + rx * (ax + k * bx), cy + ry * (ay + k * by)),
+                (cx + rx * (bx + k * ax), cy + ry * (by + k * ay)),
+                (cx + rx * bx, cy + ry * by)]
+    return pts
+
+
+def _element_subpaths(el, tag: str, where: str):
+    if tag == "path":
+        return _path_subpaths(el.get("d", ""), where)
+    if tag == "line":
+        p0 = (_float_attr(el, "x1", where), _float_attr(el, "y1", where))
+        p1 = (_float_attr(el, "x2", where), _float_attr(el, "y2", where))
+        return [[p0] + _line_cubic(p0, p1)]
+    if tag in ("polyline", "polygon"):
+        nums = [float(v) for v in _NUMBER.findall(el.get("points", ""))]
+        if len(nums) < 4 or len(nums) % 2:
+            raise SVGError(f"{where}: 'points' needs an even count of at least 4 numbers")
+        pts = list(zip(nums[0::2], nums[1::2]))
+        if tag == "polygon" and pts[-1] != pts[0]:
+            pts.append(pts[0])
+        out = [pts[0]]
+        for a, b in zip(pts[:-1], pts[1:]):
+            out += _line_cubic(a, b)
+        return [out]
+    if tag in ("circle", "ellipse"):
+        cx, cy = _float_attr(el, "cx", where), _float_attr(el, "cy", where)
+        if tag == "circle":
+            rx = ry = _float_attr(el, "r", where)
+        else:
+            rx, ry = _float_attr(el, "rx", where), _float_attr(el, "ry", where)
+        if rx <= 0 or ry <= 0:
+            return []
+        return [_ellipse_cubics(cx, cy, rx, ry)]
+    return None
+
+
+def _load_root(source) -> ET.Element:
+    if isinstance(source, bytes):
+        text = source.decode("utf-8", errors="replace")
+    elif isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("<")):
+        path = Path(source)
+        if not path.is_file():
+            raise SVGError(f"SVG file not found: {path}")
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise SVGError(f"cannot read the SVG file {path}: {exc.strerror or exc}") from exc
+    elif isinstance(source, str):
+        text = source
+    else:
+        raise SVGError(f"read_svg needs SVG text, bytes or a file path; got {type(source).__name__}")
+    if not text.strip():
+        raise SVGError("the SVG is empty")
+    try:
+        root = ET.fromstring(text.strip().encode("utf-8"))
+    except ET.ParseError as exc:
+        raise SVGError(f"the SVG is not well-formed XML ({exc}); the file is broken or truncated") from None
+    if _local(root.tag) != "svg":
+        raise SVGError(f"not an SVG document: the root element is <{_local(root.tag)}>, not <svg>")
+    return root
+
+
+def _canvas_of(root) -> Tuple[Tuple[int, int], Affine]:
+    vb = root.get("viewBox")
+    if vb:
+        nums = [float(v) for v in _NUMBER.findall(vb)]
+        if len(nums) != 4 or nums[2] <= 0 or nums[3] <= 0:
+            raise SVGError(f"<svg>: cannot read viewBox {vb!r}; it needs 'min-x min-y width height' with positive size")
+        mx, my, w, h = nums
+        return (max(1, int(round(h))), max(1, int(round(w)))), (1.0, 0.0, 0.0, 1.0, -mx, -my)
+    w, h = root.get("width"), root.get("height")
+    if w is None or h is None:
+        raise SVGError("<svg>: the canvas size is unknown; give the root a viewBox or width and height")
+    w, h = _length(w, "<svg>", "width"), _length(h, "<svg>", "height")
+    if w <= 0 or h <= 0:
+        raise SVGError(f"<svg>: width and height must be positive; got {w} x {h}")
+    return (max(1, int(round(h))), max(1, int(round(w)))), _IDENTITY
+
+
+def read_svg(source, width: Optional[float] = None) -> Strokes:
+    """Strokes (one candidate) from SVG text, bytes or a file path.
+
+    Stroke widths come from ``stroke-width`` (SVG default 1) halved and scaled by the transforms;
+    ``width`` overrides them with one half-width for every stroke. Stroke colour and opacity
+    (``stroke-opacity`` times inherited ``opacity``) are kept. Elements with ``stroke="none"`` or
+    hidden are skipped; a full-canvas ``<rect class="background">`` as `to_svg` writes it is ignored.
+    """
+    root = _load_root(source)
+    canvas, base = _canvas_of(root)
+    found: List[Tuple[List[Tuple[float, float]], float, Tuple[float, float, float, float]]] = []
+    counter = {"n": 0}
+
+    def visit(el, style: Dict[str, str], mat: Affine, opacity: float):
+        tag = _local(el.tag)
+        if tag in _IGNORED or (":" in el.tag and not el.tag.startswith("{" + SVG_NS)):
+            return
+        counter["n"] += 1
+        where = f"<{tag}> #{counter['n']}" + (f" id={el.get('id')!r}" if el.get("id") else "")
+        own = _style_of(el)
+        if "transform" in own:
+            mat = _compose(mat, _parse_transform(own.pop("transform"), where))
+        if "opacity" in own:
+            opacity *= _fraction(own.pop("opacity"), where, "opacity")
+        style = {**style, **own}
+        if style.get("display") == "none" or style.get("visibility") in ("hidden", "collapse"):
+            return
+        if tag in ("svg", "g", "a", "switch"):
+            for child in el:
+                visit(child, style, mat, opacity)
+            return
+        if tag == "rect" and "background" in (el.get("class") or "").split():
+            return
+        subs = _element_subpaths(el, tag, where)
+        if subs is None:
+            raise SVGError(f"{where}: <{tag}> elements are not supported in a stroke sketch; only paths, "
+                           "lines, polylines, polygons, circles and ellipses (convert text and shapes to paths)")
+        stroke = _parse_color(style.get("stroke", "none"), where)
+        if stroke is None:
+            return  # not stroked: draws no line (a fill-only shape is not a stroke)
+        sw = _length(style.get("stroke-width", "1"), where, "stroke-width")
+        if sw <= 0:
+            return
+        a, b, c, d, e, f = mat
+        scale = math.sqrt(abs(a * d - b * c))
+        alpha = _fraction(style.get("stroke-opacity", "1"), where, "stroke-opacity") * opacity
+        alpha = min(max(alpha, 0.0), 1.0)
+        for sp in subs:
+            pts = [(a * px + c * py + e, b * px + d * py + f) for px, py in sp]
+            found.append((pts, 0.5 * sw * scale, (*stroke, alpha)))
+
+    visit(root, {}, base, 1.0)
+    if not found:
+        raise SVGError("the SVG has no stroked paths to read (fill-only shapes and empty paths are not strokes)")
+    p_max = max(len(pts) for pts, _, _ in found)
+    points = []
+    for pts, _, _ in found:
+        pts = pts + [pts[-1]] * (p_max - len(pts))  # zero-length segments at the end draw nothing new
+        points.append(pts)
+    for pts, _, _ in found:
+        for px, py in pts:
+            if not (math.isfinite(px) and math.isfinite(py)):
+                raise SVGError("the SVG has a coordinate that is not a finite number")
+    pts_t = torch.tensor([points], dtype=torch.float32)
+    if width is not None:
+        if not (width > 0 and math.isfinite(width)):
+            raise SVGError(f"width must be a positive half-width in pixels; got {width}")
+        widths = torch.full((1, len(found)), float(width))
+    else:
+        widths = torch.tensor([[max(w, 1e-3) for _, w, _ in found]], dtype=torch.float32)
+    colors = torch.tensor([[col for _, _, col in found]], dtype=torch.float32)
+    return Strokes(pts_t, widths, colors, canvas)
