@@ -102,24 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _write_svg(strokes, path: Path) -> None:
-    try:
-        from .svg import write_svg
-    except ImportError:  # clipasso.svg not in this checkout yet: a plain writer of the same form
-        write_svg = _plain_svg
+    from .svg import write_svg
+
     write_svg(strokes, path)
-
-
-def _plain_svg(strokes, path) -> None:
-    h, w = strokes.canvas
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{w}" height="{h}" viewBox="0 0 {w} {h}">']
-    for pts, hw, rgba in zip(strokes.points[0].tolist(), strokes.widths[0].tolist(), strokes.colors[0].tolist()):
-        d = f"M {pts[0][0]:.3f} {pts[0][1]:.3f}" + "".join(
-            " C " + " ".join(f"{x:.3f} {y:.3f}" for x, y in pts[i:i + 3]) for i in range(1, len(pts), 3))
-        r, g, b = (round(c * 255) for c in rgba[:3])
-        out.append(f'  <path d="{d}" fill="none" stroke="rgb({r}, {g}, {b})" stroke-opacity="{rgba[3]:.3f}" '
-                   f'stroke-width="{2 * hw:.3f}" stroke-linecap="round" stroke-linejoin="round"/>')
-    out.append("</svg>")
-    Path(path).write_text("\n".join(out) + "\n")
 
 
 def _sketch(args) -> int:
