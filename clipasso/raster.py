@@ -212,7 +212,8 @@ def _composite_entries(alpha_e, group, colors_e, n_groups_hint=None):
     """
     uniq, inv, counts = torch.unique_consecutive(group, return_inverse=True, return_counts=True)
     # log(1 - a); a == 1 exactly (full coverage, zero gradient) would give -inf
-    log_t = torch.log1p(-alpha_e.clamp(max=1 - 1e-6))
+    eps = 1e-12 if alpha_e.dtype == torch.float64 else 1e-6
+    log_t = torch.log1p(-alpha_e.clamp(max=1 - eps))
     G = uniq.numel()
     total_log = torch.zeros(G, dtype=alpha_e.dtype, device=alpha_e.device).index_add(0, inv, log_t)
     trans = torch.exp(total_log)
