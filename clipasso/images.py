@@ -29,13 +29,18 @@ def _background_tensor(background, device, dtype) -> torch.Tensor:
 
 
 def as_rgb(image, background: Union[float, Sequence[float]] = 1.0,
-           max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+           max_pixels: int = MAX_PIXELS, layout: str = "auto") -> torch.Tensor:
     """Any image -> float32 ``[3, H, W]`` in 0..1 on the CPU (or the input tensor's device).
 
     Accepts a file path, a PIL image, a numpy array (HW, HWC; uint8 or float 0..1) or a torch
     tensor (HW, HWC, CHW, or a batch of one in BHWC/BCHW). Alpha is composited over
     ``background`` (white by default, as CLIPasso does); greyscale is expanded to RGB.
+    ``layout`` ("auto", "chw" or "hwc") says where a 3-D tensor keeps its channels; "auto" reads
+    ComfyUI's HWC unless only the first dimension looks like channels (say "chw" for tiny
+    tensors such as [3, 1, 1], which "auto" cannot tell apart from a 3x1 grey image).
     """
+    if layout not in ("auto", "chw", "hwc"):
+        raise ImageError(f"layout must be 'auto', 'chw' or 'hwc'; got {layout!r}")
     if isinstance(image, (str, os.PathLike)):
         image = load_image_file(image)
     if hasattr(image, "mode") and hasattr(image, "convert"):  # PIL image
@@ -82,6 +87,8 @@ def as_rgb(image, background: Union[float, Sequence[float]] = 1.0,
         channels_last = True
     if t.ndim != 3:
         raise ImageError(f"an image needs 2 or 3 dimensions (H, W[, C]); got shape {tuple(image.shape)}")
+    if layout != "auto" and channels_last is None:  # a 3-D tensor: the caller says where channels are
+        channels_last = layout == "hwc"
     if channels_last is None:  # torch: HWC (ComfyUI) unless the first dim looks like channels
         channels_last = not (t.shape[0] in (1, 2, 3, 4) and t.shape[-1] not in (1, 2, 3, 4))
     if not channels_last:
