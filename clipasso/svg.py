@@ -400,6 +400,8 @@ def _element_subpaths(el, tag: str, where: str):
 
 
 def _load_root(source) -> ET.Element:
+    if isinstance(source, (str, bytes)) and not source.strip():
+        raise SVGError("the SVG is empty: give SVG markup or a path to an .svg file")
     if isinstance(source, bytes):
         text = source.decode("utf-8", errors="replace")
     elif isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("<")):
