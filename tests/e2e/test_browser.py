@@ -8,12 +8,15 @@ import os
 import shutil
 import time
 
+from pathlib import Path
+
 import pytest
 
 from .conftest import TIMINGS
 from .workflow_builder import API_DIR, GRAPHS, REPO, WORKFLOWS
 
-SCREENSHOT = REPO / "docs" / "comfyui_workflow.png"
+# an untracked copy by default; CLIPASSO_SCREENSHOT=docs/comfyui_workflow.png refreshes the README's picture
+SCREENSHOT = Path(os.environ.get("CLIPASSO_SCREENSHOT") or REPO / "tests" / "e2e" / "output" / "comfyui_workflow.png")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
