@@ -1,0 +1,161 @@
+"""Styled strokes: per-stroke width, opacity and colour, optimised within bounds, and a fixed pen.
+
+CLIPasso draws every stroke as the same black 3 px line. Here the optimiser may also move
+
+- the half-width of each stroke, kept in ``[min_width, max_width]`` (default 0.5..4 px, i.e. lines of
+  1 to 8 px),
+- the opacity of each stroke, kept in ``[min_opacity, 1]`` (default 0.05..1),
+- the RGB colour of each stroke, kept in 0..1,
+
+by projected gradient descent: Adam steps the raw values and they are clamped back into their
+bounds after every step (a sigmoid reparametrisation would make the gradient vanish near the
+bounds, where thin faint strokes end up). Colours can start from the picture: each stroke takes
+the colour of the target under it (`colors_from_image`). A pen (`with_pen`) draws every stroke of
+the output with one given width, as a plotter would.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .strokes import Strokes
+
+WIDTH_RANGE = (0.5, 4.0)    # half-widths in canvas px: 1 to 8 px lines
+MIN_OPACITY = 0.05
+
+
+class StyleError(ValueError):
+    """A style setting that cannot work; the message says what to change."""
+
+
+def check_pen_width(pen_width) -> Optional[float]:
+    """None (no pen) or a positive full line width in canvas pixels."""
+    if pen_width is None:
+        return None
+    if isinstance(pen_width, bool) or not isinstance(pen_width, (int, float)) or not math.isfinite(pen_width) \
+            or pen_width <= 0:
+        raise StyleError(f"pen width must be a positive line width in canvas pixels (3 draws CLIPasso's "
+                         f"line); got {pen_width!r}")
+    return float(pen_width)
+
+
+def with_pen(strokes: Strokes, pen_width: float) -> Strokes:
+    """The same strokes drawn with one pen: every full line width ``pen_width`` canvas pixels."""
+    pen = check_pen_width(pen_width)
+    if pen is None:
+        return strokes
+    return strokes.replace(widths=torch.full_like(strokes.widths, pen / 2.0))
+
+
+def _sample_points(points: torch.Tensor, per_segment: int) -> torch.Tensor:
+    """Points along every stroke ``[B,S,N,2]`` (N = k * per_segment + 1) of cubic strokes ``[B,S,1+3k,2]``."""
+    b, s, p, _ = points.shape
+    k = (p - 1) // 3
+    t = torch.linspace(0, 1, per_segment + 1, dtype=points.dtype, device=points.device)[:-1]
+    u = 1 - t
+    basis = torch.stack([u ** 3, 3 * u * u * t, 3 * u * t * t, t ** 3], -1)   # [n,4]
+    idx = torch.arange(k, device=points.device)[:, None] * 3 + torch.arange(4, device=points.device)
+    cub = points[:, :, idx]                                                    # [B,S,k,4,2]
+    along = torch.einsum("nc,bskcd->bsknd", basis, cub).reshape(b, s, k * per_segment, 2)
+    return torch.cat([along, points[:, :, -1:]], 2)
+
+
+@torch.no_grad()
+def colors_from_image(strokes: Strokes, image: torch.Tensor, background: Sequence[float] = (1.0, 1.0, 1.0),
+                      per_segment: int = 16) -> Strokes:
+    """Each stroke coloured like the picture under it.
+
+    ``image`` [3,H,W] 0..1 on the strokes' canvas (it is resized if its size differs). The colour is
+    the mean of the picture sampled along the stroke, weighted by how far each sample is from the
+    background colour, so a stroke on an outline takes the object's colour, not the paper's. A
+    stroke lying on background only keeps its own colour. Opacity is kept.
+    """
+    if not isinstance(strokes, Strokes):
+        raise StyleError(f"colors_from_image needs a Strokes value; got {type(strokes).__name__}")
+    img = image if isinstance(image, torch.Tensor) else torch.as_tensor(image)
+    if img.ndim != 3 or img.shape[0] != 3:
+        raise StyleError(f"the picture to take colours from must be RGB [3,H,W]; got {tuple(img.shape)}")
+    img = img.detach().float().to(strokes.device)
+    if not bool(torch.isfinite(img).all()) or float(img.min()) < -1e-3 or float(img.max()) > 1 + 1e-3:
+        raise StyleError("the picture to take colours from must hold finite RGB values in 0..1")
+    h, w = strokes.canvas
+    if tuple(img.shape[-2:]) != (h, w):
+        img = F.interpolate(img[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
+    pts = _sample_points(strokes.points.float(), per_segment)                    # [B,S,N,2]
+    b, s, n, _ = pts.shape
+    grid = torch.stack([pts[..., 0] / w * 2 - 1, pts[..., 1] / h * 2 - 1], -1).reshape(1, b * s, n, 2)
+    samples = F.grid_sample(img[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    samples = samples[0].permute(1, 2, 0).reshape(b, s, n, 3)                 # [B,S,N,3]
+    bg = torch.as_tensor(list(background), dtype=samples.dtype, device=samples.device).reshape(-1)[:3]
+    weight = (samples - bg).abs().amax(-1)                                       # [B,S,N] 0 on paper
+    total = weight.sum(-1, keepdim=True)
+    rgb = (samples * weight[..., None]).sum(2) / total.clamp_min(1e-6)
+    own = strokes.colors[..., :3]
+    rgb = torch.where(total > 1e-3, rgb, own).clamp(0, 1)
+    return strokes.replace(colors=torch.cat([rgb, strokes.colors[..., 3:]], -1))
+
+
+class StyleState:
+    """The per-stroke width and colour tensors of one optimisation run (optimised or fixed).
+
+    ``param_groups()`` gives Adam its groups for what is optimised; ``project()`` clamps those back
+    into their bounds after a step; ``widths`` / ``colors()`` are what the rasterizer draws.
+    """
+
+    def __init__(self, widths: torch.Tensor, colors: torch.Tensor, optimize_width: bool = False,
+                 optimize_opacity: bool = False, optimize_color: bool = False,
+                 width_range=WIDTH_RANGE, min_opacity: float = MIN_OPACITY,
+                 width_lr: float = 0.1, opacity_lr: float = 0.05, color_lr: float = 0.02):
+        lo, hi = (float(v) for v in width_range)
+        if not (0 < lo <= hi and math.isfinite(hi)):
+            raise StyleError(f"the width range must be 0 < min <= max half-widths in px; got {width_range!r}")
+        if not 0 < min_opacity <= 1:
+            raise StyleError(f"min_opacity must be in (0, 1]; got {min_opacity!r}")
+        for name, v in (("width_lr", width_lr), ("opacity_lr", opacity_lr), ("color_lr", color_lr)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise StyleError(f"{name} must be a positive number; got {v!r}")
+        self.width_range, self.min_opacity = (lo, hi), float(min_opacity)
+        self.flags = (bool(optimize_width), bool(optimize_opacity), bool(optimize_color))
+        self.lrs = (float(width_lr), float(opacity_lr), float(color_lr))
+        self.widths = widths.detach().clone()
+        self.rgb = colors[..., :3].detach().clone()
+        self.alpha = colors[..., 3:].detach().clone()
+        self.project()
+        for t, on in zip((self.widths, self.alpha, self.rgb), self.flags):
+            t.requires_grad_(on)
+
+    @property
+    def active(self) -> bool:
+        return any(self.flags)
+
+    def param_groups(self):
+        tensors = (self.widths, self.alpha, self.rgb)
+        return [{"params": [t], "lr": lr} for t, lr, on in zip(tensors, self.lrs, self.flags) if on]
+
+    def colors(self) -> torch.Tensor:
+        return torch.cat([self.rgb, self.alpha], -1)
+
+    @torch.no_grad()
+    def project(self) -> None:
+        if self.flags[0]:
+            self.widths.clamp_(*self.width_range)
+        if self.flags[1]:
+            self.alpha.clamp_(self.min_opacity, 1.0)
+        if self.flags[2]:
+            self.rgb.clamp_(0.0, 1.0)
+
+    def snapshot(self):
+        return self.widths.detach().clone(), self.colors().detach().clone()
+
+    @torch.no_grad()
+    def restore(self, widths: torch.Tensor, colors: torch.Tensor) -> None:
+        self.widths.copy_(widths)
+        self.rgb.copy_(colors[..., :3])
+        self.alpha.copy_(colors[..., 3:])
+
+
+__all__ = ["with_pen", "colors_from_image", "check_pen_width", "StyleState", "StyleError", "WIDTH_RANGE",
+           "MIN_OPACITY"]
