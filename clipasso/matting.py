@@ -91,12 +91,19 @@ def _session_class(model: str):
                        + ", ".join(available_models()))
 
 
-def candidate_paths(model: str, models_dir: Optional[str] = None) -> List[str]:
-    """Every path where ``<model>.onnx`` is looked for, in order."""
+def _folders(models_dir) -> List[str]:
+    """``models_dir`` as a list of absolute folders: None, one folder, or a list (ComfyUI's paths)."""
+    if not models_dir:
+        return []
+    items = [models_dir] if isinstance(models_dir, (str, os.PathLike)) else list(models_dir)
+    return [os.path.abspath(os.path.expanduser(os.fspath(d))) for d in items if d]
+
+
+def candidate_paths(model: str, models_dir=None) -> List[str]:
+    """Every path where ``<model>.onnx`` is looked for, in order (``models_dir``: a folder or a list)."""
     fname = f"{model}.onnx"
     paths = []
-    if models_dir:
-        d = os.path.abspath(os.path.expanduser(os.fspath(models_dir)))
+    for d in _folders(models_dir):
         paths += [os.path.join(d, fname), os.path.join(d, "models", model, fname)]
     cls = _session_class(model)
     paths += [os.path.join(cls.model_dir(), fname), os.path.join(cls.legacy_home(), fname)]
@@ -174,7 +181,7 @@ def get_session(model: str = DEFAULT_MATTING_MODEL, models_dir: Optional[str] = 
                 raise _missing_error(model, models_dir)
             log.info("rembg model %s not on disk; asking rembg to download it", model)
             try:
-                folder = os.path.abspath(os.fspath(models_dir)) if models_dir else None
+                folder = (_folders(models_dir) or [None])[0]
                 with _rembg_home(folder):
                     session = new_session(model)
             except Exception as exc:  # noqa: BLE001 - network errors come in many types

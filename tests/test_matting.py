@@ -159,3 +159,21 @@ def test_broken_weights_file_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "u2netp.onnx").write_bytes(b"not an onnx model")
     with pytest.raises(MattingError, match="truncated"):
         remove_background(np.zeros((8, 8, 3), np.uint8), models_dir=str(tmp_path), allow_download=False)
+
+
+def test_weights_found_in_any_of_several_folders(tmp_path):
+    """ComfyUI hands a list of model folders (extra_model_paths.yaml); each one is searched."""
+    import shutil
+
+    from clipasso.matting import candidate_paths, find_weights
+
+    src = os.path.join(os.environ.get("U2NET_HOME", ""), "u2netp.onnx")
+    if not os.path.isfile(src):
+        pytest.skip("u2netp.onnx is not available (set U2NET_HOME)")
+    empty, full = tmp_path / "a", tmp_path / "b"
+    empty.mkdir()
+    full.mkdir()
+    shutil.copy(src, full / "u2netp.onnx")
+    paths = candidate_paths("u2netp", [str(empty), str(full)])
+    assert paths[0] == str(empty / "u2netp.onnx") and str(full / "u2netp.onnx") in paths
+    assert find_weights("u2netp", [str(empty), str(full)]) == str(full / "u2netp.onnx")
