@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -31,11 +33,17 @@ import torch
 from .optimize import OptimizeConfig, optimize
 from .strokes import Strokes
 
+log = logging.getLogger(__name__)
+
 EVAL_CHUNK = 16  # sketches evaluated per encoder batch (bounds memory)
 
 
 class AbstractionError(ValueError):
     """Settings or inputs automatic abstraction or drawing order cannot work with."""
+
+
+class NoImprovementError(AbstractionError):
+    """The sketch is no closer to the picture than an empty canvas: there is no quality to keep."""
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -60,7 +68,21 @@ def eval_config(config: Optional[OptimizeConfig]) -> OptimizeConfig:
     cfg = config or OptimizeConfig()
     if not isinstance(cfg, OptimizeConfig):
         raise AbstractionError(f"config must be an OptimizeConfig; got {type(cfg).__name__}")
-    return dataclasses.replace(cfg, iterations=0, num_augs=0, aug_pool=0).validate()
+    # Strokes are measured as they are: nothing recoloured or clamped at the start (a transparent
+    # stroke must stay transparent: that is how a stroke is left out).
+    names = {f.name for f in dataclasses.fields(cfg)}
+    off = {k: False for k in ("color_from_image", "optimize_width", "optimize_opacity", "optimize_color")
+           if k in names}
+    return dataclasses.replace(cfg, iterations=0, num_augs=0, aug_pool=0, **off).validate()
+
+
+def reopt_config(config: Optional[OptimizeConfig], iterations: int) -> OptimizeConfig:
+    """Settings of a short re-optimisation of strokes that already have their colours."""
+    cfg = config or OptimizeConfig()
+    extra = {"color_from_image": False} if any(f.name == "color_from_image" for f in dataclasses.fields(cfg)) else {}
+    return dataclasses.replace(cfg, iterations=int(iterations),
+                               eval_interval=max(1, min(cfg.eval_interval, max(1, int(iterations)))),
+                               **extra).validate()
 
 
 def masked_losses(sketch: Strokes, visible: torch.Tensor, target: torch.Tensor, encoder,
@@ -170,14 +192,13 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
     if isinstance(prune_iterations, bool) or not isinstance(prune_iterations, int) or prune_iterations < 0:
         raise AbstractionError(f"prune_iterations must be a whole number >= 0; got {prune_iterations!r}")
     cfg = config or OptimizeConfig()
-    reopt = dataclasses.replace(cfg, iterations=prune_iterations,
-                                eval_interval=max(1, min(cfg.eval_interval, max(1, prune_iterations)))).validate()
+    reopt = reopt_config(cfg, prune_iterations)
 
     ends = torch.zeros(2, s, dtype=torch.bool)
     ends[1] = True
     blank, full = (float(v) for v in masked_losses(sketch, ends, target, encoder, cfg, device))
     if not (math.isfinite(blank) and math.isfinite(full)) or blank - full <= 1e-12 * max(1.0, abs(blank)):
-        raise AbstractionError(f"the sketch (loss {full:.6g}) is no closer to the picture than an empty canvas "
+        raise NoImprovementError(f"the sketch (loss {full:.6g}) is no closer to the picture than an empty canvas "
                                f"(loss {blank:.6g}), so there is no quality to keep; optimise it first "
                                "(more iterations or strokes)")
 
@@ -229,5 +250,45 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
                              removed=removed, cancelled=cancelled, seconds=time.perf_counter() - t0)
 
 
-__all__ = ["auto_abstract", "AbstractionResult", "AbstractionError", "masked_losses", "single_sketch",
+def generous_budget(fidelity, max_strokes: Optional[int], strokes: int) -> int:
+    """Stroke count to start pruning from: ``max_strokes``, or twice the requested count."""
+    _check_fidelity(fidelity)
+    n = 2 * int(strokes) if max_strokes is None else max_strokes
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise AbstractionError(f"max_strokes (the generous budget pruning starts from) must be a whole number "
+                               f">= 2; got {max_strokes!r}")
+    return n
+
+
+def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None, *,
+                 fidelity: Optional[float] = None, prune_iterations: int = 20, order: bool = False,
+                 device=None, should_stop: Optional[Callable[[], bool]] = None):
+    """What `clipasso.pipeline.sketch` runs after best-of-N: prune to ``fidelity`` (if given), then
+    put the strokes in greedy drawing order (if ``order``). Returns (strokes, AbstractionResult or
+    None, OrderResult or None); progress goes to this module's logger."""
+    abstraction = ordering = None
+    if fidelity is not None:
+        def report(k, loss, _):
+            log.info("automatic abstraction: %d strokes, loss %.4f", k, loss)
+        try:
+            abstraction = auto_abstract(winner, target, encoder, fidelity, config,
+                                        prune_iterations=prune_iterations, device=device, callback=report,
+                                        should_stop=should_stop)
+        except NoImprovementError as exc:  # keep the run's result rather than losing it
+            warnings.warn(f"automatic abstraction skipped: {exc}", RuntimeWarning, stacklevel=2)
+        else:
+            winner = abstraction.strokes.replace(seeds=winner.seeds)
+            log.info("automatic abstraction: chose %d strokes for fidelity %.2f", abstraction.count, fidelity)
+    if order:
+        from .order import greedy_order
+
+        log.info("drawing order: ordering %d strokes", winner.num_strokes)
+        ordering = greedy_order(winner, target, encoder, config, device=device, should_stop=should_stop)
+        it = winner.iterations
+        winner = ordering.strokes.replace(seeds=winner.seeds, iterations=it)
+    return winner, abstraction, ordering
+
+
+__all__ = ["auto_abstract", "post_process", "generous_budget", "AbstractionResult", "AbstractionError",
+           "NoImprovementError",           "masked_losses", "single_sketch", "reopt_config",
            "drop_strokes", "eval_config"]

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--no-background-removal", action="store_true", help="do not remove the background (rembg)")
     sk.add_argument("--offline", action="store_true", help="never download weights; fail with where to put them")
     sk.add_argument("--lr", type=float, help="Adam learning rate on pixel coordinates (default 1.0)")
+    from .abstraction_cli import add_arguments as add_abstraction_arguments
+
+    add_abstraction_arguments(sk)
     sk.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -112,6 +115,7 @@ def _sketch(args) -> int:
 
     from .images import ImageError
     from .models import ModelConfigError, WeightsNotFoundError
+    from . import abstraction_cli
     from .pipeline import PipelineError, sketch
     from .strokes import StrokeError
 
@@ -159,6 +163,7 @@ def _sketch(args) -> int:
         old = None
     try:
         extra = {"lr": args.lr} if args.lr is not None else {}
+        extra.update(abstraction_cli.sketch_settings(args))
         result = sketch(args.input, preset=args.preset, strokes=args.strokes, seeds=args.seeds,
                         iterations=args.iterations, seed=args.seed, device=args.device,
                         clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
@@ -182,6 +187,7 @@ def _sketch(args) -> int:
     _write_svg(result.strokes, out_svg)
     if args.png:
         result.save_png(args.png)
+    abstraction_lines = abstraction_cli.write_outputs(result, args)
     run = result.run
     s = result.settings
     lines = [
@@ -195,6 +201,7 @@ def _sketch(args) -> int:
         f"  time: {_fmt_time(result.seconds)} total, {run.seconds_per_iteration:.3f} s/iteration "
         f"for {len(s['seeds'])} seed(s) together",
     ]
+    lines += abstraction_lines
     lines += [f"  note: {n}" for n in result.notes]
     print("\n".join(lines))
     return EXIT_OK
@@ -213,6 +220,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 parser.error(f"--{name} must be at least 1")
         if args.iterations is not None and args.iterations < 0:
             parser.error("--iterations must be 0 or more")
+        from . import abstraction_cli
+
+        abstraction_cli.check_arguments(args, parser)
         return _sketch(args)
     parser.print_help(sys.stderr)
     return EXIT_USAGE

@@ -51,6 +51,8 @@ class SketchResult:
     settings: Dict
     notes: List[str] = field(default_factory=list)
     seconds: float = 0.0
+    abstraction: Optional[object] = None    # clipasso.abstraction.AbstractionResult (auto_strokes)
+    drawing_order: Optional[object] = None  # clipasso.order.OrderResult (drawing_order=True)
 
     @property
     def loss(self) -> float:
@@ -193,6 +195,8 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
            use_edges: bool = True, background_removal: bool = True, matting_model: str = "u2netp",
            models_dir=None, canvas: int = 224, num_segments: int = 1, width: float = 1.5,
            temperature: float = 0.3, allow_download: bool = True,
+           auto_strokes: Optional[float] = None, max_strokes: Optional[int] = None, prune_iterations: int = 20,
+           drawing_order: bool = False,
            callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
            **optimizer_settings) -> SketchResult:
     """Sketch ``image`` (file path, PIL, numpy, tensor; None = the bundled example) with CLIPasso.
@@ -210,6 +214,10 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
     n_strokes = p["strokes"] if strokes is None else strokes
     if isinstance(n_strokes, bool) or not isinstance(n_strokes, (int, np.integer)) or n_strokes < 1:
         raise PipelineError(f"strokes must be a whole number >= 1 (16 by default); got {n_strokes!r}")
+    if auto_strokes is not None:  # clipasso.abstraction: start generous, then prune to the fidelity asked
+        from .abstraction import generous_budget
+
+        n_strokes = generous_budget(auto_strokes, max_strokes, n_strokes)
     seed_list = _seed_list(p["seeds"] if seeds is None else seeds, seed)
     if isinstance(canvas, bool) or not isinstance(canvas, int) or canvas < 8:
         raise PipelineError(f"canvas must be a whole number of pixels >= 8 (224 by default); got {canvas!r}")
@@ -257,6 +265,13 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
     run = optimize(initial, target, encoder, cfg, callback=callback, should_stop=should_stop, device=dev,
                    seeds=seed_list)
     winner, index = select_best(run.strokes)
+    abstraction = ordering = None
+    if auto_strokes is not None or drawing_order:
+        from .abstraction import post_process
+
+        winner, abstraction, ordering = post_process(winner, target, encoder, cfg, fidelity=auto_strokes,
+                                                     prune_iterations=prune_iterations, order=drawing_order,
+                                                     device=dev, should_stop=should_stop)
     if run.cancelled:
         notes.append(f"cancelled after {run.iterations_run} of {cfg.iterations} iterations; "
                      "returning the best state reached")
@@ -266,7 +281,7 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
                     aug_pool=cfg.aug_pool, lr=cfg.lr)
     return SketchResult(strokes=winner, candidates=run.strokes, index=index, target=target, mask=mask,
                         saliency=sal, initial=initial, run=run, settings=settings, notes=notes,
-                        seconds=time.perf_counter() - t0)
+                        seconds=time.perf_counter() - t0, abstraction=abstraction, drawing_order=ordering)
 
 
 __all__ = ["sketch", "SketchResult", "prepare_target", "pick_device", "PipelineError", "EXAMPLE_IMAGE"]

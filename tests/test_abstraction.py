@@ -136,3 +136,13 @@ def test_several_candidates_with_losses_use_the_best(tiny_rn):
     r = auto_abstract(two, t_target(), tiny_rn, 1.0, EVAL, prune_iterations=0)
     ref = auto_abstract(sk, t_target(), tiny_rn, 1.0, EVAL, prune_iterations=0)
     assert math.isclose(r.full_loss, ref.full_loss, rel_tol=1e-6)
+
+
+def test_pipeline_step_keeps_a_sketch_that_is_no_better_than_blank(tiny_rn):
+    """After a long run, a sketch that is not better than an empty canvas is kept (with a warning), not lost."""
+    from clipasso.abstraction import post_process
+
+    off = Strokes.from_points(torch.full((1, 2, 4, 2), -50.0), (SIDE, SIDE))
+    with pytest.warns(RuntimeWarning, match="automatic abstraction skipped"):
+        out, ab, order = post_process(off, t_target(), tiny_rn, EVAL, fidelity=0.8)
+    assert ab is None and order is None and out.num_strokes == 2
