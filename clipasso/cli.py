@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--no-background-removal", action="store_true", help="do not remove the background (rembg)")
     sk.add_argument("--offline", action="store_true", help="never download weights; fail with where to put them")
     sk.add_argument("--lr", type=float, help="Adam learning rate on pixel coordinates (default 1.0)")
+    sk.add_argument("--loss", choices=["clip", "trace", "clip+trace"], default="clip",
+                    help="clip: CLIPasso's CLIP loss (default); trace: a weights-free image-space loss that traces "
+                         "the picture's lines (no CLIP model; add --saliency mask or none to load no model at all); "
+                         "clip+trace: both")
+    sk.add_argument("--trace-weight", type=float, metavar="W",
+                    help="weight of the trace term in clip+trace (default 1.0)")
     from .abstraction_cli import add_arguments as add_abstraction_arguments
 
     add_abstraction_arguments(sk)
@@ -163,6 +169,10 @@ def _sketch(args) -> int:
         old = None
     try:
         extra = {"lr": args.lr} if args.lr is not None else {}
+        if args.loss != "clip":
+            extra["loss"] = args.loss
+        if args.trace_weight is not None:
+            extra["trace_weight"] = args.trace_weight
         extra.update(abstraction_cli.sketch_settings(args))
         result = sketch(args.input, preset=args.preset, strokes=args.strokes, seeds=args.seeds,
                         iterations=args.iterations, seed=args.seed, device=args.device,
@@ -197,7 +207,7 @@ def _sketch(args) -> int:
         "  candidates: " + ", ".join(f"seed {sd}: {float(l):.4f}"
                                      for sd, l in zip(result.candidates.seeds, result.candidates.losses)),
         f"  {s['strokes']} strokes, {run.iterations_run}/{s['iterations']} iterations"
-        + (" (stopped early)" if run.cancelled else "") + f", preset {s['preset']}, {s['clip_model']} on {s['device']}",
+        + (" (stopped early)" if run.cancelled else "") + f", preset {s['preset']}, {s['clip_model'] or 'trace loss'} on {s['device']}",
         f"  time: {_fmt_time(result.seconds)} total, {run.seconds_per_iteration:.3f} s/iteration "
         f"for {len(s['seeds'])} seed(s) together",
     ]

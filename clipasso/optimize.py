@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .losses import CLIPassoLoss
+from .losses import DEFAULT_TRACE_SIGMAS, TRACE_REFERENCES, CLIPassoLoss, CombinedLoss, TraceLoss
 from .strokes import Strokes
 
 # What each preset sets; pipeline-level keys (model, strokes, seeds) are used by `pipeline.sketch`.
@@ -42,6 +42,9 @@ PRESETS: Dict[str, Dict] = {
     "fast": dict(clip_model="RN101", strokes=16, seeds=2, iterations=500, num_augs=2, aug_pool=16,
                  eval_interval=10),
 }
+
+
+LOSS_MODES = ("clip", "trace", "clip+trace")
 
 
 class OptimizeError(ValueError):
@@ -64,6 +67,12 @@ class OptimizeConfig:
     distance: str = "l2"
     mixed_precision: str = "auto"  # "auto" (bf16/fp16 on GPU, fp32 on CPU), "off", "bf16", "fp16"
     background: tuple = (1.0, 1.0, 1.0)
+    # "clip": the CLIPasso loss; "trace": the weights-free image-space loss alone (no encoder needed);
+    # "clip+trace": clip + trace_weight * trace. See `clipasso.losses.TraceLoss`.
+    loss: str = "clip"
+    trace_weight: float = 1.0
+    trace_sigmas: tuple = DEFAULT_TRACE_SIGMAS
+    trace_reference: str = "edges"  # trace the target's XDoG lines, or "image": its grey levels
 
     @classmethod
     def from_preset(cls, preset: str = "paper", **overrides) -> "OptimizeConfig":
@@ -91,7 +100,27 @@ class OptimizeConfig:
             raise OptimizeError(f"lr must be a positive number (1.0 moves points about a pixel per step); got {self.lr!r}")
         if self.mixed_precision not in ("auto", "off", "bf16", "fp16"):
             raise OptimizeError(f"mixed_precision must be auto, off, bf16 or fp16; got {self.mixed_precision!r}")
+        if self.loss not in LOSS_MODES:
+            raise OptimizeError(f"loss must be one of {', '.join(LOSS_MODES)}; got {self.loss!r}")
+        if isinstance(self.trace_weight, bool) or not isinstance(self.trace_weight, (int, float)) \
+                or not math.isfinite(self.trace_weight) or self.trace_weight < 0 \
+                or (self.loss == "clip+trace" and self.trace_weight == 0):
+            raise OptimizeError(f"trace_weight must be a number > 0 (1.0 by default); got {self.trace_weight!r}")
+        try:
+            sig = [float(v) for v in self.trace_sigmas]
+        except (TypeError, ValueError):
+            sig = []
+        if not sig or any(not math.isfinite(v) or v <= 0 for v in sig):
+            raise OptimizeError(f"trace_sigmas must be positive blur radii in pixels, e.g. {DEFAULT_TRACE_SIGMAS}; "
+                                f"got {self.trace_sigmas!r}")
+        if self.trace_reference not in TRACE_REFERENCES:
+            raise OptimizeError(f"trace_reference must be one of {', '.join(TRACE_REFERENCES)}; "
+                                f"got {self.trace_reference!r}")
         return self
+
+    @property
+    def uses_clip(self) -> bool:
+        return self.loss != "trace"
 
 
 @dataclass
@@ -144,7 +173,7 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
              device=None, seeds: Optional[Sequence[int]] = None) -> OptimizeResult:
     """Optimise every candidate of ``strokes`` towards ``target`` ([3,H,W] 0..1) in one batch.
 
-    encoder: a `ClipEncoder` (from `clipasso.models.load_clip`).
+    encoder: a `ClipEncoder` (from `clipasso.models.load_clip`); None with ``config.loss="trace"``.
     callback(iteration, losses, render): called every ``callback_interval`` iterations and at the end;
       ``losses`` is a dict of per-candidate tensors ``train``, ``eval`` (last eval), ``best``;
       ``render`` is the sketch rendered in that iteration ``[B,3,H,W]`` (detached, on the compute device).
@@ -158,8 +187,14 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     if not isinstance(strokes, Strokes):
         raise OptimizeError(f"optimize() needs a Strokes value; got {type(strokes).__name__}")
     cfg = (config or OptimizeConfig()).validate()
-    device = torch.device(device) if device is not None else encoder.device
-    if device != encoder.device:
+    if encoder is None and cfg.uses_clip:
+        raise OptimizeError(f"loss {cfg.loss!r} needs a CLIP encoder; pass one (clipasso.models.load_clip) "
+                            "or use loss='trace', which needs no weights")
+    if encoder is None:
+        device = torch.device(device) if device is not None else torch.device("cpu")
+    else:
+        device = torch.device(device) if device is not None else encoder.device
+    if encoder is not None and cfg.uses_clip and device != encoder.device:
         raise OptimizeError(f"the encoder is on {encoder.device} but optimisation was asked on {device}; "
                             "load the encoder on the same device")
     b = strokes.num_candidates
@@ -172,7 +207,10 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     loss_fn = CLIPassoLoss(encoder, target, layer_weights=cfg.layer_weights, semantic_weight=cfg.semantic_weight,
                            num_augs=cfg.num_augs, distortion=cfg.distortion, crop_scale=cfg.crop_scale,
                            distance=cfg.distance, aug_pool=cfg.aug_pool, pool_seed=cfg.pool_seed,
-                           amp_dtype=_amp_dtype(cfg.mixed_precision, device))
+                           amp_dtype=_amp_dtype(cfg.mixed_precision, device)) if cfg.uses_clip else None
+    if cfg.loss != "clip":
+        trace = TraceLoss(target, sigmas=cfg.trace_sigmas, reference=cfg.trace_reference, device=device)
+        loss_fn = trace if loss_fn is None else CombinedLoss(loss_fn, trace, cfg.trace_weight)
     scaler = None
     if loss_fn.amp_dtype == torch.float16 and device.type == "cuda":
         scaler = torch.amp.GradScaler("cuda")
@@ -267,4 +305,4 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
                           train_losses=torch.stack(train_hist) if train_hist else torch.zeros(0, b))
 
 
-__all__ = ["optimize", "OptimizeConfig", "OptimizeResult", "OptimizeError", "PRESETS"]
+__all__ = ["optimize", "OptimizeConfig", "OptimizeResult", "OptimizeError", "PRESETS", "LOSS_MODES"]

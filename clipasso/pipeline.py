@@ -234,8 +234,10 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
     target, mask = prepare_target(image, canvas, background_removal, matting_model, models_dir,
                                   allow_download, notes)
 
-    encoder = load_clip(clip_model or p["clip_model"], clip_pretrained, weights=clip_weights,
-                        models_dir=models_dir, device=dev, allow_download=allow_download)
+    encoder = None  # loss="trace" needs no CLIP model (the saliency step may still use one)
+    if cfg.uses_clip:
+        encoder = load_clip(clip_model or p["clip_model"], clip_pretrained, weights=clip_weights,
+                            models_dir=models_dir, device=dev, allow_download=allow_download)
 
     sal = None
     edges = None
@@ -276,7 +278,8 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
         notes.append(f"cancelled after {run.iterations_run} of {cfg.iterations} iterations; "
                      "returning the best state reached")
     settings = dict(preset=preset, strokes=int(n_strokes), seeds=list(seed_list), iterations=cfg.iterations,
-                    device=str(dev), clip_model=encoder.name, clip_source=encoder.source, saliency=method,
+                    device=str(dev), clip_model=encoder.name if encoder is not None else None,
+                    clip_source=encoder.source if encoder is not None else None, loss=cfg.loss, saliency=method,
                     background_removal=bool(background_removal), canvas=canvas, num_augs=cfg.num_augs,
                     aug_pool=cfg.aug_pool, lr=cfg.lr)
     return SketchResult(strokes=winner, candidates=run.strokes, index=index, target=target, mask=mask,

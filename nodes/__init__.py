@@ -15,6 +15,10 @@ from .common import models_dirs
 
 NODE_MODULES = [models_node, matting_node, saliency_node, init_node, optimize_nodes, render_nodes, svg_nodes]
 
+from . import abstraction_nodes  # noqa: E402 - auto abstraction and drawing order
+
+NODE_MODULES.append(abstraction_nodes)
+
 
 def all_nodes() -> list:
     return [node for module in NODE_MODULES for node in module.NODES]

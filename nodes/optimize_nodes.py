@@ -19,6 +19,7 @@ from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes
 from .render_nodes import candidate_groups, render_to_comfy
 
 PRESET_NAMES = ["fast", "paper"]
+LOSS_CHOICES = ("clip", "trace", "clip+trace")  # clipasso.optimize.LOSS_MODES
 PREVIEW_SIZE = 256
 
 
@@ -80,7 +81,9 @@ class OptimizeSketch(io.ComfyNode):
                         "All candidates run as one batch. Shows a live preview; Cancel stops it and keeps the best "
                         "state reached.",
             inputs=[
-                ClipassoModelsType.Input("models", tooltip="From Load CLIPasso Models; its loss encoder is used."),
+                ClipassoModelsType.Input("models", optional=True,
+                                         tooltip="From Load CLIPasso Models; its loss encoder is used. Not needed "
+                                                 "with loss 'trace'."),
                 io.Image.Input("image", tooltip="Target picture(s), ideally the object on white; a batch of N "
                                                 "pictures pairs with N x seeds candidates."),
                 SketchStrokes.Input("strokes", tooltip="Starting strokes (Initialize Strokes, or Load SVG to refine)."),
@@ -99,6 +102,12 @@ class OptimizeSketch(io.ComfyNode):
                 io.Int.Input("augmentations", default=-1, min=-1, max=16,
                              tooltip="Augmented views (random perspective + crop) per step and candidate; -1 uses "
                                      "the preset's number, 0 compares the clean view only."),
+                io.Combo.Input("loss", options=list(LOSS_CHOICES), default="clip", optional=True,
+                               tooltip="clip: the CLIPasso loss. trace: a weights-free image-space loss (blurred "
+                                       "ink compared at several scales) that traces the picture's lines; needs no "
+                                       "CLIP model. clip+trace: both added."),
+                io.Float.Input("trace_weight", default=1.0, min=0.0, max=100.0, step=0.1, optional=True,
+                               tooltip="Weight of the trace term when loss is clip+trace."),
             ],
             outputs=[
                 SketchStrokes.Output("optimized", display_name="strokes",
@@ -108,18 +117,26 @@ class OptimizeSketch(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, models, image, strokes, preset="fast", iterations=0, learning_rate=1.0,
-                geometric_weight=1.0, semantic_weight=0.1, augmentations=-1):
+    def execute(cls, models=None, image=None, strokes=None, preset="fast", iterations=0, learning_rate=1.0,
+                geometric_weight=1.0, semantic_weight=0.1, augmentations=-1, loss="clip", trace_weight=1.0):
         from clipasso.losses import default_layer_weights
         from clipasso.optimize import OptimizeConfig, optimize
         from clipasso.strokes import Strokes
 
         strokes = strokes_or_error(strokes)
-        encoder = models.loss
-        overrides = dict(lr=float(learning_rate), semantic_weight=float(semantic_weight),
-                         layer_weights={k: v * float(geometric_weight)
-                                        for k, v in default_layer_weights(encoder).items()},
-                         mixed_precision=_precision_name(models.autocast_dtype))
+        loss = loss or "clip"
+        if loss not in LOSS_CHOICES:
+            raise NodeInputError(f"loss must be one of {', '.join(LOSS_CHOICES)}; got {loss!r}")
+        if models is None and loss != "trace":
+            raise NodeInputError(f"loss {loss!r} needs a CLIP model: connect Load CLIPasso Models, or choose "
+                                 "loss 'trace', which needs none")
+        encoder = models.loss if models is not None and loss != "trace" else None
+        overrides = dict(lr=float(learning_rate), loss=loss, trace_weight=float(trace_weight))
+        if encoder is not None:
+            overrides.update(semantic_weight=float(semantic_weight),
+                             layer_weights={k: v * float(geometric_weight)
+                                            for k, v in default_layer_weights(encoder).items()},
+                             mixed_precision=_precision_name(models.autocast_dtype))
         if iterations > 0:
             overrides["iterations"] = int(iterations)
         if augmentations >= 0:
@@ -141,7 +158,8 @@ class OptimizeSketch(io.ComfyNode):
                         raise NodeInputError(f"the strokes' canvas is {start.height}x{start.width}; CLIPasso "
                                              "optimises on a square canvas")
                     run = optimize(start.select(group), target, encoder, config, callback=progress.callback,
-                                   should_stop=_stop_when_cancelled, device=models.device)
+                                   should_stop=_stop_when_cancelled,
+                                   device=models.device if models is not None else compute_device())
                     results.append(run.strokes)
                 best = Strokes.concat(results).cpu()
             images, _ = render_to_comfy(best)

@@ -70,7 +70,7 @@ def line_strokes(canvas=(32, 32), candidates=1, losses=None, seeds=None):
 
 EXPECTED = {"CLIPassoLoadModels", "CLIPassoRemoveBackground", "CLIPassoSaliency", "CLIPassoInitStrokes",
             "CLIPassoOptimize", "CLIPassoRasterize", "CLIPassoSelectBest", "CLIPassoSaveSVG",
-            "CLIPassoLoadSVG", "CLIPassoSketch"}
+            "CLIPassoLoadSVG", "CLIPassoSketch", "CLIPassoAutoAbstraction", "CLIPassoDrawingOrder"}
 
 
 def test_entry_point_registers_every_node_with_tooltips(N):

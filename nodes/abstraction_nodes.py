@@ -1,0 +1,194 @@
+"""Auto Abstraction (the sketch chooses its stroke count) and Drawing Order (strokes one after another).
+
+Both work on one sketch (the lowest-loss candidate when given several) against the picture it was
+optimised for, measure with the CLIPasso loss of the connected models, and leave inference mode
+like the optimiser node (pruning re-optimises). The engine is `clipasso.abstraction` / `clipasso.order`.
+"""
+from __future__ import annotations
+
+import gc
+
+import torch
+from comfy_api.latest import io
+
+from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, check_interrupted, chw_to_images,
+                     free_memory, images_to_chw, picture_on_canvas, strokes_or_error)
+from .render_nodes import render_to_comfy
+
+PRESET_NAMES = ["fast", "paper"]
+
+
+def _stop_when_cancelled() -> bool:
+    check_interrupted()
+    return False
+
+
+def _config(models, preset: str, learning_rate: float, semantic_weight: float):
+    """The optimiser settings the measurements and re-optimisations use (as Optimize Sketch builds them)."""
+    from clipasso.optimize import OptimizeConfig
+
+    from .optimize_nodes import _precision_name
+
+    return OptimizeConfig.from_preset(preset, lr=float(learning_rate), semantic_weight=float(semantic_weight),
+                                      mixed_precision=_precision_name(models.autocast_dtype)).validate()
+
+
+def _one_target(image, strokes):
+    pictures = images_to_chw(image)
+    if len(pictures) != 1:
+        raise NodeInputError(f"'image' holds {len(pictures)} pictures; this node works on one sketch of one picture "
+                             "(pick one with core's image batch nodes)")
+    if strokes.height != strokes.width:
+        raise NodeInputError(f"the strokes' canvas is {strokes.height}x{strokes.width}; CLIPasso sketches on a "
+                             "square canvas")
+    return picture_on_canvas(pictures[0], strokes.height)
+
+
+def _chart_image(pil):
+    import numpy as np
+
+    arr = torch.from_numpy(np.asarray(pil.convert("RGB"), dtype=np.float32) / 255.0)
+    return chw_to_images(arr.permute(2, 0, 1).unsqueeze(0))
+
+
+class AutoAbstraction(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CLIPassoAutoAbstraction",
+            display_name="Auto Abstraction (CLIPasso)",
+            category=CATEGORY,
+            description="Let the sketch choose its own stroke count: starting from a sketch optimised with a generous "
+                        "number of strokes, remove the least useful stroke (the one whose absence raises the loss "
+                        "least), re-optimise briefly, and repeat; keep the fewest strokes that still reach the "
+                        "fidelity asked for. Also outputs the loss-versus-strokes curve.",
+            inputs=[
+                ClipassoModelsType.Input("models", tooltip="From Load CLIPasso Models; its loss encoder measures the "
+                                                           "sketches (use the same as for Optimize Sketch)."),
+                io.Image.Input("image", tooltip="The picture the strokes were optimised against (one picture)."),
+                SketchStrokes.Input("strokes", tooltip="An optimised sketch with a generous stroke count (e.g. 32); "
+                                                       "with several candidates the lowest-loss one is used."),
+                io.Float.Input("fidelity", default=0.9, min=0.01, max=1.0, step=0.01,
+                               tooltip="Share of the full sketch's loss improvement over an empty canvas to keep: "
+                                       "1.0 keeps its quality, 0.5 allows a much more abstract sketch."),
+                io.Int.Input("prune_iterations", default=20, min=0, max=2000,
+                             tooltip="Optimisation steps after each removed stroke so the others take over its "
+                                     "work (0: none, fastest)."),
+                io.Boolean.Input("full_curve", default=False,
+                                 tooltip="Keep pruning down to one stroke to draw the whole curve (slower); off "
+                                         "stops at the first count below the fidelity."),
+                io.Combo.Input("preset", options=PRESET_NAMES, default="fast",
+                               tooltip="Optimiser settings of the re-optimisations (as in Optimize Sketch)."),
+                io.Float.Input("learning_rate", default=1.0, min=0.001, max=10.0, step=0.01,
+                               tooltip="Adam step size of the re-optimisations, in canvas pixels."),
+                io.Float.Input("semantic_weight", default=0.1, min=0.0, max=100.0, step=0.01,
+                               tooltip="Weight of the semantic (CLIP embedding) term of the loss (CLIPasso: 0.1)."),
+            ],
+            outputs=[
+                SketchStrokes.Output("chosen", display_name="strokes", tooltip="The sketch with the chosen stroke count."),
+                io.Image.Output("chosen_image", display_name="image", tooltip="The chosen sketch drawn on white."),
+                io.Int.Output("count", display_name="count", tooltip="The stroke count chosen."),
+                io.Image.Output("curve_plot", display_name="curve", tooltip="Loss versus stroke count, chosen count "
+                                                                            "marked, empty canvas dashed."),
+                io.String.Output("curve_text", display_name="curve_json",
+                                 tooltip="The curve as JSON: per stroke count its loss and fidelity."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, models, image, strokes, fidelity=0.9, prune_iterations=20, full_curve=False, preset="fast",
+                learning_rate=1.0, semantic_weight=0.1):
+        import comfy.utils
+        from clipasso.abstraction import auto_abstract
+        from clipasso.plots import abstraction_chart
+
+        strokes = strokes_or_error(strokes)
+        config = _config(models, preset, learning_rate, semantic_weight)
+        bar = comfy.utils.ProgressBar(max(1, strokes.num_strokes - 1))
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                target = _one_target(image, strokes)
+                start = strokes.detach()
+                result = auto_abstract(start, target, models.loss, float(fidelity), config,
+                                       prune_iterations=int(prune_iterations), full_curve=bool(full_curve),
+                                       device=models.device, should_stop=_stop_when_cancelled,
+                                       callback=lambda k, loss, s: bar.update_absolute(start.num_strokes - k))
+                chosen = result.strokes.cpu()  # fresh tensors made outside inference mode
+            rendered, _ = render_to_comfy(chosen)
+            chart = _chart_image(abstraction_chart(result))
+        finally:
+            gc.collect()
+            free_memory()
+        return io.NodeOutput(chosen, rendered, int(result.count), chart, result.to_json())
+
+
+class DrawingOrder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CLIPassoDrawingOrder",
+            display_name="Drawing Order (CLIPasso)",
+            category=CATEGORY,
+            description="Order the strokes so that every prefix is the best sketch of its size (greedy: each next "
+                        "stroke is the one that lowers the loss most). Outputs the ordered strokes, the drawing "
+                        "being made stroke by stroke as an image batch (video frames for other nodes), the loss "
+                        "of each prefix, and an animated SVG.",
+            inputs=[
+                ClipassoModelsType.Input("models", tooltip="From Load CLIPasso Models; its loss encoder measures "
+                                                           "each prefix."),
+                io.Image.Input("image", tooltip="The picture the strokes were optimised against (one picture)."),
+                SketchStrokes.Input("strokes", tooltip="The sketch to order; with several candidates the lowest-loss "
+                                                       "one is used."),
+                io.Int.Input("frame_size", default=0, min=0, max=4096,
+                             tooltip="Side of the frames in pixels; 0 keeps the sketch's canvas size. The drawing "
+                                     "is vector, so any size is sharp."),
+                io.Boolean.Input("include_blank", default=True,
+                                 tooltip="Start the frames with the empty canvas (strokes + 1 frames); off: one frame "
+                                         "per stroke."),
+                io.Float.Input("stroke_seconds", default=0.4, min=0.01, max=10.0, step=0.01,
+                               tooltip="Time each stroke takes to draw in the animated SVG."),
+                io.Float.Input("semantic_weight", default=0.1, min=0.0, max=100.0, step=0.01,
+                               tooltip="Weight of the semantic (CLIP embedding) term of the loss (CLIPasso: 0.1)."),
+            ],
+            outputs=[
+                SketchStrokes.Output("ordered", display_name="strokes",
+                                     tooltip="The same strokes in drawing order (Save SVG writes them in that order)."),
+                io.Image.Output("frames", display_name="frames",
+                                tooltip="The drawing being made: frame k shows the first k strokes."),
+                io.Image.Output("curve_plot", display_name="curve", tooltip="Loss of each prefix (strokes drawn)."),
+                io.String.Output("animated_svg", display_name="animated_svg",
+                                 tooltip="SVG text whose strokes are drawn one after another (SMIL animation); "
+                                         "viewers without animation show the finished sketch."),
+                io.String.Output("curve_text", display_name="curve_json",
+                                 tooltip="The order and the loss after each prefix, as JSON."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, models, image, strokes, frame_size=0, include_blank=True, stroke_seconds=0.4,
+                semantic_weight=0.1):
+        import comfy.utils
+        from clipasso.order import animated_svg, drawing_frames, greedy_order, order_json
+        from clipasso.plots import order_chart
+
+        strokes = strokes_or_error(strokes)
+        config = _config(models, "fast", 1.0, semantic_weight)
+        bar = comfy.utils.ProgressBar(max(1, strokes.num_strokes))
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                target = _one_target(image, strokes)
+                result = greedy_order(strokes.detach(), target, models.loss, config, device=models.device,
+                                      should_stop=_stop_when_cancelled,
+                                      callback=lambda pos, stroke, loss: bar.update_absolute(pos + 1))
+                ordered = result.strokes.cpu()
+                size = None if int(frame_size) <= 0 else (int(frame_size), int(frame_size))
+                frames = chw_to_images(drawing_frames(ordered, size=size, include_blank=bool(include_blank)))
+            chart = _chart_image(order_chart(result))
+            svg = animated_svg(ordered, stroke_seconds=float(stroke_seconds))
+        finally:
+            gc.collect()
+            free_memory()
+        return io.NodeOutput(ordered, frames, chart, svg, order_json(result))
+
+
+NODES = [AutoAbstraction, DrawingOrder]
