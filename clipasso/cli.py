@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Without INPUT the bundled example image is sketched.")
     sk.add_argument("input", nargs="?", metavar="INPUT", help="image file (PNG, JPEG, WebP, ...); default: bundled example")
     sk.add_argument("-o", "--output", metavar="OUT.svg", help="SVG to write (default: <input name>_sketch.svg)")
-    sk.add_argument("--png", metavar="OUT.png", help="also write a PNG of the sketch at 2x (448 px)")
+    sk.add_argument("--png", metavar="OUT.png", help="also write a PNG of the sketch (2x the canvas, 448 px, unless --png-size)")
     sk.add_argument("--preset", choices=["paper", "fast"], default="paper",
                     help="paper: the original settings (RN101, 4 augmentations, 2000 iterations, best of 3); "
                          "fast: a CPU-friendly setting (see README)")
@@ -103,6 +103,28 @@ def build_parser() -> argparse.ArgumentParser:
                          "clip+trace: both")
     sk.add_argument("--trace-weight", type=float, metavar="W",
                     help="weight of the trace term in clip+trace (default 1.0)")
+    sk.add_argument("--canvas", type=int, metavar="PX",
+                    help="side of the working canvas (default 224, CLIP's input). Larger (e.g. 448) renders finer "
+                         "and is downsampled with antialiasing for the loss; costs about 2x per iteration")
+    sk.add_argument("--png-size", type=int, metavar="N",
+                    help="side of the PNG in pixels (default 2x the canvas); the sketch is vector, any size is sharp")
+    guide = sk.add_argument_group("text guidance")
+    guide.add_argument("--text", metavar="PROMPT",
+                       help='nudge the sketch toward a description, e.g. --text "a cat, side view" '
+                            "(uses the loss model's text tower)")
+    guide.add_argument("--text-weight", type=float, metavar="W",
+                       help="weight of the text term (default 0.1, like the semantic term; 0.5-1 pulls harder)")
+    style = sk.add_argument_group("styled strokes")
+    style.add_argument("--optimize-width", action="store_true",
+                       help="also optimise each stroke's width (lines of 1 to 8 px)")
+    style.add_argument("--optimize-opacity", action="store_true",
+                       help="also optimise each stroke's opacity (0.05 to 1)")
+    style.add_argument("--color-from-image", action="store_true",
+                       help="colour each stroke like the picture under it")
+    style.add_argument("--optimize-color", action="store_true", help="also optimise each stroke's colour")
+    style.add_argument("--pen-width", type=float, metavar="PX",
+                       help="draw every stroke with this line width in canvas pixels (3 = CLIPasso's pen), "
+                            "whatever was optimised")
     from .abstraction_cli import add_arguments as add_abstraction_arguments
 
     add_abstraction_arguments(sk)
@@ -114,6 +136,23 @@ def _write_svg(strokes, path: Path) -> None:
     from .svg import write_svg
 
     write_svg(strokes, path)
+
+
+def _feature_settings(args) -> dict:
+    """Text guidance, styled strokes and canvas flags as `clipasso.pipeline.sketch` keywords."""
+    out = {}
+    if args.text is not None:
+        out["text"] = args.text
+    if args.text_weight is not None:
+        out["text_weight"] = args.text_weight
+    for name in ("optimize_width", "optimize_opacity", "optimize_color", "color_from_image"):
+        if getattr(args, name):
+            out[name] = True
+    if args.pen_width is not None:
+        out["pen_width"] = args.pen_width
+    if args.canvas is not None:
+        out["canvas"] = args.canvas
+    return out
 
 
 def _sketch(args) -> int:
@@ -169,11 +208,12 @@ def _sketch(args) -> int:
         old = None
     try:
         extra = {"lr": args.lr} if args.lr is not None else {}
+        extra.update(abstraction_cli.sketch_settings(args))
+        extra.update(_feature_settings(args))
         if args.loss != "clip":
             extra["loss"] = args.loss
         if args.trace_weight is not None:
             extra["trace_weight"] = args.trace_weight
-        extra.update(abstraction_cli.sketch_settings(args))
         result = sketch(args.input, preset=args.preset, strokes=args.strokes, seeds=args.seeds,
                         iterations=args.iterations, seed=args.seed, device=args.device,
                         clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
@@ -196,7 +236,8 @@ def _sketch(args) -> int:
 
     _write_svg(result.strokes, out_svg)
     if args.png:
-        result.save_png(args.png)
+        canvas = result.strokes.canvas[0]
+        result.save_png(args.png, scale=(args.png_size / canvas) if args.png_size else 2.0)
     abstraction_lines = abstraction_cli.write_outputs(result, args)
     run = result.run
     s = result.settings
@@ -230,6 +271,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                 parser.error(f"--{name} must be at least 1")
         if args.iterations is not None and args.iterations < 0:
             parser.error("--iterations must be 0 or more")
+        if args.png_size is not None and not 8 <= args.png_size <= 16384:
+            parser.error("--png-size must be between 8 and 16384 pixels")
+        if args.canvas is not None and not 64 <= args.canvas <= 1024:
+            parser.error("--canvas must be between 64 and 1024 pixels (224 is CLIP's input size)")
+        if args.pen_width is not None and not (0 < args.pen_width <= 100):
+            parser.error("--pen-width must be a line width in canvas pixels, above 0 (3 = CLIPasso's pen)")
+        if args.text_weight is not None and not args.text_weight >= 0:
+            parser.error("--text-weight must be 0 or more")
+        if args.text is not None and not args.text.strip():
+            parser.error("--text is empty; give a short description such as \"a cat, side view\"")
         from . import abstraction_cli
 
         abstraction_cli.check_arguments(args, parser)

@@ -211,13 +211,22 @@ class CLIPassoLoss:
     def __init__(self, encoder, target: torch.Tensor, layer_weights: Optional[Dict[str, float]] = None,
                  semantic_weight: float = DEFAULT_SEMANTIC_WEIGHT, num_augs: int = 4,
                  distortion: float = 0.5, crop_scale: float = 0.8, distance: str = "l2",
-                 aug_pool: int = 0, pool_seed: int = 0, amp_dtype: Optional[torch.dtype] = None):
+                 aug_pool: int = 0, pool_seed: int = 0, amp_dtype: Optional[torch.dtype] = None,
+                 text_embedding: Optional[torch.Tensor] = None, text_weight: float = 0.0):
         self.encoder = encoder
         self.layer_weights = check_layer_weights(
             encoder, default_layer_weights(encoder) if layer_weights is None else layer_weights)
         if not math.isfinite(semantic_weight) or semantic_weight < 0:
             raise LossConfigError(f"semantic_weight must be >= 0; got {semantic_weight}")
-        if not self.layer_weights and semantic_weight == 0:
+        # text guidance (clipasso.text): 1 - cos(sketch embedding, prompt embedding), over the same views
+        if not math.isfinite(text_weight) or text_weight < 0:
+            raise LossConfigError(f"text_weight must be >= 0; got {text_weight}")
+        if text_weight > 0 and text_embedding is None:
+            raise LossConfigError("text_weight > 0 needs a text embedding (clipasso.text.encode_text)")
+        self.text_weight = float(text_weight) if text_embedding is not None else 0.0
+        self.text_embedding = None if text_embedding is None else \
+            text_embedding.detach().reshape(1, -1).to(encoder.device, torch.float32)
+        if not self.layer_weights and semantic_weight == 0 and self.text_weight == 0:
             raise LossConfigError("all loss weights are zero: nothing to optimise")
         if distance not in ("l2", "l1"):
             raise LossConfigError(f"distance must be 'l2' or 'l1'; got {distance!r}")
@@ -236,13 +245,16 @@ class CLIPassoLoss:
         if t.shape[0] != 1 or t.shape[1] != 3:
             raise LossConfigError(f"target must be one RGB image [3,H,W]; got {tuple(target.shape)}")
         self.size = tuple(t.shape[-2:])
-        self.target = t.detach().to(self.device, torch.float32)
+        # A canvas larger than the encoder's input (e.g. 448 for a 224 model) is downsampled with a box
+        # (area) filter once per render; augmentations and features then work at that size.
+        self.work_size = tuple(min(int(n), int(encoder.image_size)) for n in self.size)
+        self.target = self._to_work_size(t.detach().to(self.device, torch.float32))
         with torch.no_grad():
             self._clean_target = self._features(self.target)
             self._pool = None
             if self.aug_pool:
                 gen = torch.Generator().manual_seed(int(pool_seed))
-                params = sample_augment_params(self.aug_pool, self.size, gen, self.distortion, self.crop_scale)
+                params = sample_augment_params(self.aug_pool, self.work_size, gen, self.distortion, self.crop_scale)
                 self._pool_grid = augment_grid(params, device=self.device).float()
                 views = apply_augment(self.target.expand(self.aug_pool, -1, -1, -1), params, self._pool_grid)
                 self._pool = self._features(views)
@@ -257,7 +269,7 @@ class CLIPassoLoss:
         x = enc.normalize(x).to(enc.dtype)
         if not enc.is_vit:
             x = x.contiguous(memory_format=torch.channels_last)
-        need_emb = self.semantic_weight > 0
+        need_emb = self.semantic_weight > 0 or self.text_weight > 0
         amp = self.amp_dtype is not None and x.device.type in ("cuda", "mps", "cpu")
         with torch.autocast(x.device.type, dtype=self.amp_dtype, enabled=bool(amp and self.amp_dtype)):
             if enc.is_vit:
@@ -285,6 +297,13 @@ class CLIPassoLoss:
             sem = (1 - cos).reshape(n_cand, -1).mean(1)
             out["semantic"] = sem
             total = sem * self.semantic_weight if total is None else total + sem * self.semantic_weight
+        if self.text_weight > 0:
+            if self.text_embedding.shape[-1] != se.shape[-1]:
+                raise LossConfigError(f"the text embedding has {self.text_embedding.shape[-1]} dimensions but the "
+                                      f"image embedding {se.shape[-1]}; encode the prompt with the loss model")
+            txt = (1 - F.cosine_similarity(se, self.text_embedding, dim=-1)).reshape(n_cand, -1).mean(1)
+            out["text"] = txt
+            total = txt * self.text_weight if total is None else total + txt * self.text_weight
         out["total"] = total
         return out
 
@@ -293,7 +312,13 @@ class CLIPassoLoss:
             raise LossConfigError(f"sketch renders must be [B,3,H,W]; got {tuple(sketch.shape)}")
         if tuple(sketch.shape[-2:]) != self.size:
             raise LossConfigError(f"sketch size {tuple(sketch.shape[-2:])} differs from the target size {self.size}")
-        return sketch.to(self.device, torch.float32)
+        return self._to_work_size(sketch.to(self.device, torch.float32))
+
+    def _to_work_size(self, images: torch.Tensor) -> torch.Tensor:
+        if tuple(images.shape[-2:]) == self.work_size:
+            return images
+        # area = box filter: a 2x render averaged 2x2 is what the rasterizer draws at 1x (exact coverage)
+        return F.interpolate(images, size=self.work_size, mode="area")
 
     def eval_loss(self, sketch: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Loss of the clean view only, per candidate (the value best-of-N compares). Call under no_grad."""
@@ -323,7 +348,7 @@ class CLIPassoLoss:
             aug_tf = {k: t[flat] for k, t in pf.items()}
             aug_te = None if pe is None else pe[flat]
         else:
-            params = AugmentParams.cat([sample_augment_params(a, self.size, g, self.distortion, self.crop_scale)
+            params = AugmentParams.cat([sample_augment_params(a, self.work_size, g, self.distortion, self.crop_scale)
                                         for g in generators])
             grid = augment_grid(params, device=self.device).float()
             with torch.no_grad():

@@ -62,6 +62,20 @@ class OptimizeConfig:
     callback_interval: int = 10
     layer_weights: Optional[Dict[str, float]] = None  # None: layer2 + layer3 (ResNet)
     semantic_weight: float = 0.1
+    # text guidance (clipasso.text): + text_weight * (1 - cos(sketch embedding, embedding of `text`))
+    text: Optional[str] = None
+    text_weight: float = 0.1
+    # styled strokes (clipasso.style): optimise per-stroke width / opacity / colour within bounds
+    optimize_width: bool = False
+    optimize_opacity: bool = False
+    optimize_color: bool = False
+    color_from_image: bool = False   # start each stroke with the picture's colour under it
+    width_range: tuple = (0.5, 4.0)  # half-widths in canvas px (lines of 1 to 8 px)
+    min_opacity: float = 0.05
+    width_lr: float = 0.1
+    opacity_lr: float = 0.05
+    color_lr: float = 0.02
+    pen_width: Optional[float] = None  # full line width (canvas px) of every output stroke
     distortion: float = 0.5
     crop_scale: float = 0.8
     distance: str = "l2"
@@ -100,6 +114,18 @@ class OptimizeConfig:
             raise OptimizeError(f"lr must be a positive number (1.0 moves points about a pixel per step); got {self.lr!r}")
         if self.mixed_precision not in ("auto", "off", "bf16", "fp16"):
             raise OptimizeError(f"mixed_precision must be auto, off, bf16 or fp16; got {self.mixed_precision!r}")
+        if self.text is not None and not isinstance(self.text, str):
+            raise OptimizeError(f"text must be a prompt string such as 'a cat, side view'; got {self.text!r}")
+        if isinstance(self.text_weight, bool) or not isinstance(self.text_weight, (int, float)) \
+                or not math.isfinite(self.text_weight) or self.text_weight < 0:
+            raise OptimizeError(f"text_weight must be a number >= 0 (0.1 by default); got {self.text_weight!r}")
+        if self.text and self.text.strip() and self.loss == "trace":
+            raise OptimizeError("a text prompt needs the CLIP loss; use loss 'clip' or 'clip+trace'")
+        from .style import StyleError, check_pen_width
+        try:
+            check_pen_width(self.pen_width)
+        except StyleError as exc:
+            raise OptimizeError(str(exc)) from None
         if self.loss not in LOSS_MODES:
             raise OptimizeError(f"loss must be one of {', '.join(LOSS_MODES)}; got {self.loss!r}")
         if isinstance(self.trace_weight, bool) or not isinstance(self.trace_weight, (int, float)) \
@@ -168,6 +194,39 @@ def _prepare_target(target: torch.Tensor, canvas) -> torch.Tensor:
     return t
 
 
+def _text_guidance(encoder, cfg: OptimizeConfig) -> Dict:
+    """CLIPassoLoss keyword arguments of the text term (none without a prompt)."""
+    from .text import TextGuidanceError, check_prompt, encode_text
+
+    prompt = check_prompt(cfg.text)
+    if prompt is None or cfg.text_weight == 0:
+        return {}
+    try:
+        return dict(text_embedding=encode_text(encoder, prompt), text_weight=float(cfg.text_weight))
+    except TextGuidanceError as exc:
+        raise OptimizeError(str(exc)) from None
+
+
+def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, device):
+    """Widths and colours to draw with, optimised or fixed (`clipasso.style.StyleState`)."""
+    from .style import StyleError, StyleState, colors_from_image
+
+    start = strokes
+    if cfg.color_from_image:
+        start = colors_from_image(start.to(device), target, background=cfg.background)
+    widths = start.widths.detach().to(device, torch.float32)
+    if cfg.pen_width is not None and not cfg.optimize_width:
+        widths = torch.full_like(widths, cfg.pen_width / 2.0)  # optimise with the pen it will be drawn with
+    try:
+        return StyleState(widths, start.colors.detach().to(device, torch.float32),
+                          optimize_width=cfg.optimize_width, optimize_opacity=cfg.optimize_opacity,
+                          optimize_color=cfg.optimize_color, width_range=cfg.width_range,
+                          min_opacity=cfg.min_opacity, width_lr=cfg.width_lr, opacity_lr=cfg.opacity_lr,
+                          color_lr=cfg.color_lr)
+    except StyleError as exc:
+        raise OptimizeError(str(exc)) from None
+
+
 def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
              callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
              device=None, seeds: Optional[Sequence[int]] = None) -> OptimizeResult:
@@ -180,7 +239,11 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     should_stop(): checked every iteration; returning True stops and returns the best so far
       (an exception raised inside it propagates, which is how ComfyUI interrupts).
     seeds: per-candidate augmentation seeds (default ``strokes.seeds`` or 0..B-1).
-    Only the control points are optimised; widths and colours stay as given.
+    The control points are optimised; widths, opacities and colours too when the config asks
+    (``optimize_width`` / ``optimize_opacity`` / ``optimize_color``, kept within their bounds).
+    ``color_from_image`` starts every stroke with the target's colour under it; ``pen_width`` draws
+    every stroke with that full width (and the output keeps it whatever was optimised); ``text``
+    adds the text-guidance term (`clipasso.text`).
     """
     from .raster import rasterize
 
@@ -207,7 +270,8 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     loss_fn = CLIPassoLoss(encoder, target, layer_weights=cfg.layer_weights, semantic_weight=cfg.semantic_weight,
                            num_augs=cfg.num_augs, distortion=cfg.distortion, crop_scale=cfg.crop_scale,
                            distance=cfg.distance, aug_pool=cfg.aug_pool, pool_seed=cfg.pool_seed,
-                           amp_dtype=_amp_dtype(cfg.mixed_precision, device)) if cfg.uses_clip else None
+                           amp_dtype=_amp_dtype(cfg.mixed_precision, device),
+                           **_text_guidance(encoder, cfg)) if cfg.uses_clip else None
     if cfg.loss != "clip":
         trace = TraceLoss(target, sigmas=cfg.trace_sigmas, reference=cfg.trace_reference, device=device)
         loss_fn = trace if loss_fn is None else CombinedLoss(loss_fn, trace, cfg.trace_weight)
@@ -217,18 +281,18 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     gens = [torch.Generator().manual_seed(s) for s in seeds]
 
     points = strokes.points.detach().to(device, torch.float32).clone().requires_grad_(True)
-    widths = strokes.widths.detach().to(device, torch.float32)
-    colors = strokes.colors.detach().to(device, torch.float32)
-    opt = torch.optim.Adam([points], lr=cfg.lr)
+    style = _style_state(strokes, target, cfg, device)
+    opt = torch.optim.Adam([{"params": [points], "lr": cfg.lr}] + style.param_groups(), lr=cfg.lr)
 
     best_loss = torch.full((b,), float("inf"), device=device)
     best_points = points.detach().clone()
+    best_widths, best_colors = style.snapshot()
     best_iter = torch.zeros(b, dtype=torch.long, device=device)
     last_eval = torch.full((b,), float("nan"), device=device)
     history, history_its, train_hist = [], [], []
 
     def render(p):
-        return rasterize(p, widths, colors, h, w, cfg.background)[0]
+        return rasterize(p, style.widths, style.colors(), h, w, cfg.background)[0]
 
     def evaluate(it: int, image: torch.Tensor):
         nonlocal last_eval
@@ -238,6 +302,8 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
         improved = ev < best_loss
         best_loss.copy_(torch.where(improved, ev, best_loss))
         best_points[improved] = points.detach()[improved]
+        best_widths[improved] = style.widths.detach()[improved]
+        best_colors[improved] = style.colors().detach()[improved]
         best_iter[improved] = it
         last_eval = ev
         history.append(ev.cpu())
@@ -269,10 +335,12 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
         else:
             objective.backward()
             opt.step()
+        style.project()
         train = total.detach().cpu()
         train_hist.append(train)
         it += 1
-        if not bool(torch.isfinite(points.detach()).all()):
+        if not (bool(torch.isfinite(points.detach()).all()) and bool(torch.isfinite(style.widths.detach()).all())
+                and bool(torch.isfinite(style.colors().detach()).all())):
             # Keep what was reached: go back to each candidate's best state and stop.
             diverged = True
             warnings.warn(f"the optimisation diverged at iteration {it} (non-finite control points); "
@@ -280,6 +348,7 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
                           stacklevel=2)
             with torch.no_grad():
                 points.copy_(best_points)
+            style.restore(best_widths, best_colors)
             break
         if callback is not None and it % cfg.callback_interval == 0:
             callback(it, {"train": train, "eval": last_eval.cpu(), "best": best_loss.cpu()}, image.detach())
@@ -295,7 +364,11 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     seconds = time.perf_counter() - start
 
     meta = dict(seeds=seeds)
-    best = Strokes(best_points.detach(), widths, colors, strokes.canvas, losses=best_loss.detach(),
+    widths, colors = style.snapshot()
+    if cfg.pen_width is not None:  # the pen draws every output stroke with one width
+        best_widths = torch.full_like(best_widths, cfg.pen_width / 2.0)
+        widths = torch.full_like(widths, cfg.pen_width / 2.0)
+    best = Strokes(best_points.detach(), best_widths, best_colors, strokes.canvas, losses=best_loss.detach(),
                    iterations=best_iter, **meta)
     final = Strokes(points.detach().clone(), widths, colors, strokes.canvas, losses=last_eval.detach(),
                     iterations=torch.full((b,), it, dtype=torch.long), **meta)

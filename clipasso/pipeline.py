@@ -205,7 +205,11 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
     strokes / seeds / iterations / clip_model override the preset. seeds: a count (seeds are
     seed, seed+1000, ...) or an explicit list. saliency: 'clip-attention' (the original), another
     `clipasso.saliency` method, or 'none' for uniformly random starts. Extra keyword arguments go to
-    `OptimizeConfig` (lr, num_augs, aug_pool, eval_interval, layer_weights, semantic_weight, ...).
+    `OptimizeConfig` (lr, num_augs, aug_pool, eval_interval, layer_weights, semantic_weight, ...), among
+    them text guidance (``text="a cat, side view"``, ``text_weight``) and styled strokes
+    (``optimize_width``, ``optimize_opacity``, ``optimize_color``, ``color_from_image``, ``pen_width``).
+    canvas: the working canvas side; above the encoder's input size (224) renders are downsampled
+    with antialiasing for the loss (finer lines, about 2x the cost per iteration at 448).
     """
     t0 = time.perf_counter()
     if preset not in PRESETS:
@@ -281,7 +285,10 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
                     device=str(dev), clip_model=encoder.name if encoder is not None else None,
                     clip_source=encoder.source if encoder is not None else None, loss=cfg.loss, saliency=method,
                     background_removal=bool(background_removal), canvas=canvas, num_augs=cfg.num_augs,
-                    aug_pool=cfg.aug_pool, lr=cfg.lr)
+                    aug_pool=cfg.aug_pool, lr=cfg.lr, text=cfg.text, text_weight=cfg.text_weight if cfg.text else None,
+                    optimize_width=cfg.optimize_width, optimize_opacity=cfg.optimize_opacity,
+                    optimize_color=cfg.optimize_color, color_from_image=cfg.color_from_image,
+                    pen_width=cfg.pen_width)
     return SketchResult(strokes=winner, candidates=run.strokes, index=index, target=target, mask=mask,
                         saliency=sal, initial=initial, run=run, settings=settings, notes=notes,
                         seconds=time.perf_counter() - t0, abstraction=abstraction, drawing_order=ordering)

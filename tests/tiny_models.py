@@ -21,8 +21,10 @@ from typing import Dict
 TINY_RN = "clipasso-tiny-rn"
 TINY_VIT = "clipasso-tiny-vit"
 
-# A text tower is part of every CLIP model; keep it as small as open_clip allows.
-_TEXT_CFG = {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}
+# A text tower is part of every CLIP model; small, but with the full vocabulary of open_clip's
+# tokenizer so text prompts can be encoded (text guidance). The image tower is built first, so its
+# weights do not depend on this.
+_TEXT_CFG = {"context_length": 8, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
 
 TINY_CONFIGS = {
     TINY_RN: {
