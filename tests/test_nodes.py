@@ -279,6 +279,18 @@ def test_optimize_under_inference_mode_moves_points_reports_and_previews(N, mode
     assert previews and previews[0][0] == "JPEG" and previews[0][1].size == (96, 96)
 
 
+def test_optimize_with_trace_loss_needs_no_models(N, progress_events):
+    image = disk(64)
+    start = init_for(N, image)
+    schema = {i.id: i for i in N["CLIPassoOptimize"].GET_SCHEMA().inputs}
+    assert schema["loss"].default == "clip" and schema["models"].optional  # old workflows stay valid
+    best, renders = run(N["CLIPassoOptimize"], image=image, strokes=start, loss="trace", **optimize_kw()).args
+    assert renders.shape == (2, 96, 96, 3) and torch.isfinite(best.losses).all()
+    assert not torch.equal(best.points, start.points)
+    with pytest.raises(Exception, match="needs a CLIP model"):
+        run(N["CLIPassoOptimize"], image=image, strokes=start, **optimize_kw())
+
+
 def test_optimize_stops_on_cancel(N, models, progress_events):
     import comfy.model_management as mm
 
