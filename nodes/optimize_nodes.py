@@ -69,6 +69,45 @@ def _picture_groups(strokes, pictures: int) -> List[List[int]]:
                          "batch to Initialize Strokes and Optimize Sketch")
 
 
+def _feature_inputs(with_canvas: bool = False):
+    """Optional inputs of text guidance, styled strokes (and the working canvas) shared by both nodes."""
+    items = [
+        io.String.Input("text", default="", multiline=False, optional=True,
+                        tooltip="Text guidance: a short description such as 'a cat, side view'. The sketch of the "
+                                "picture is nudged toward it through the loss model's text tower. Empty: off."),
+        io.Float.Input("text_weight", default=0.1, min=0.0, max=100.0, step=0.01, optional=True,
+                       tooltip="Weight of the text term (0.1 like the semantic term; 0.5-1 pulls harder)."),
+        io.Boolean.Input("optimize_width", default=False, optional=True,
+                         tooltip="Also optimise each stroke's width (lines of 1 to 8 canvas pixels)."),
+        io.Boolean.Input("optimize_opacity", default=False, optional=True,
+                         tooltip="Also optimise each stroke's opacity (0.05 to 1)."),
+        io.Boolean.Input("color_from_image", default=False, optional=True,
+                         tooltip="Colour each stroke like the picture under it (instead of black)."),
+        io.Boolean.Input("optimize_color", default=False, optional=True,
+                         tooltip="Also optimise each stroke's colour."),
+        io.Float.Input("pen_width", default=0.0, min=0.0, max=100.0, step=0.1, optional=True,
+                       tooltip="Draw every stroke with this line width in canvas pixels (3 = CLIPasso's pen), "
+                               "whatever was optimised; 0 keeps each stroke's own width."),
+    ]
+    if with_canvas:
+        items.append(io.Int.Input("canvas", default=224, min=64, max=1024, step=8, optional=True,
+                                  tooltip="Working canvas side. 224 is CLIP's input; larger (e.g. 448) draws finer "
+                                          "lines and is downsampled for the loss (about 2x the time per step)."))
+    return items
+
+
+def _feature_settings(text="", text_weight=0.1, optimize_width=False, optimize_opacity=False,
+                      color_from_image=False, optimize_color=False, pen_width=0.0) -> dict:
+    """The optimiser settings of those inputs (defaults: the plain CLIPasso run)."""
+    out = dict(optimize_width=bool(optimize_width), optimize_opacity=bool(optimize_opacity),
+               color_from_image=bool(color_from_image), optimize_color=bool(optimize_color))
+    if (text or "").strip():
+        out.update(text=text.strip(), text_weight=float(text_weight))
+    if pen_width is not None and float(pen_width) != 0:  # 0: off; anything else is checked by the engine
+        out["pen_width"] = float(pen_width)
+    return out
+
+
 class OptimizeSketch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -108,6 +147,7 @@ class OptimizeSketch(io.ComfyNode):
                                        "CLIP model. clip+trace: both added."),
                 io.Float.Input("trace_weight", default=1.0, min=0.0, max=100.0, step=0.1, optional=True,
                                tooltip="Weight of the trace term when loss is clip+trace."),
+                *_feature_inputs(),
             ],
             outputs=[
                 SketchStrokes.Output("optimized", display_name="strokes",
@@ -118,7 +158,8 @@ class OptimizeSketch(io.ComfyNode):
 
     @classmethod
     def execute(cls, models=None, image=None, strokes=None, preset="fast", iterations=0, learning_rate=1.0,
-                geometric_weight=1.0, semantic_weight=0.1, augmentations=-1, loss="clip", trace_weight=1.0):
+                geometric_weight=1.0, semantic_weight=0.1, augmentations=-1, loss="clip", trace_weight=1.0,
+                **features):
         from clipasso.losses import default_layer_weights
         from clipasso.optimize import OptimizeConfig, optimize
         from clipasso.strokes import Strokes
@@ -132,6 +173,7 @@ class OptimizeSketch(io.ComfyNode):
                                  "loss 'trace', which needs none")
         encoder = models.loss if models is not None and loss != "trace" else None
         overrides = dict(lr=float(learning_rate), loss=loss, trace_weight=float(trace_weight))
+        overrides.update(_feature_settings(**features))
         if encoder is not None:
             overrides.update(semantic_weight=float(semantic_weight),
                              layer_weights={k: v * float(geometric_weight)
@@ -205,6 +247,7 @@ class CLIPassoSketch(io.ComfyNode):
                 io.Boolean.Input("allow_download", default=True,
                                  tooltip="Download missing weights on first use (into models/clipasso for rembg, "
                                          "open_clip's cache for CLIP)."),
+                *_feature_inputs(with_canvas=True),
             ],
             outputs=[
                 SketchStrokes.Output("sketch", display_name="strokes", tooltip="The winning sketch of each picture."),
@@ -215,8 +258,8 @@ class CLIPassoSketch(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, preset="fast", strokes=16, seeds=0, seed=0, iterations=0, remove_background=True,
-                loss_model="RN101", saliency_model="ViT-B-32", allow_download=True):
-        from clipasso.matting import remove_background
+                loss_model="RN101", saliency_model="ViT-B-32", allow_download=True, canvas=224, **features):
+        from clipasso.matting import remove_background as cut_out  # not the boolean input of the same name
         from clipasso.optimize import PRESETS
         from clipasso.pipeline import sketch
         from clipasso.strokes import Strokes
@@ -235,7 +278,7 @@ class CLIPassoSketch(io.ComfyNode):
                     if remove_background:
                         # matting here (ComfyUI may have several models/clipasso folders; rembg takes one):
                         # the engine then uses the picture's alpha as the object mask, as for any RGBA input
-                        cut = remove_background(pic, model="u2netp", models_dir=matting_folder("u2netp"),
+                        cut = cut_out(pic, model="u2netp", models_dir=matting_folder("u2netp"),
                                                 allow_download=bool(allow_download))
                         if cut.found:
                             pic = torch.cat([cut.image, cut.mask[None]]).permute(1, 2, 0)  # RGBA [H,W,4]
@@ -244,7 +287,8 @@ class CLIPassoSketch(io.ComfyNode):
                                     device=str(compute_device()), clip_model=loss_model,
                                     saliency_model=saliency_model, background_removal=False,
                                     models_dir=dirs, allow_download=bool(allow_download),
-                                    callback=progress.callback, should_stop=_stop_when_cancelled)
+                                    callback=progress.callback, should_stop=_stop_when_cancelled,
+                                    canvas=int(canvas), **_feature_settings(**features))
                     winners.append(result.strokes)
                 best = Strokes.concat(winners).cpu()
             rendered, _ = render_to_comfy(best)
