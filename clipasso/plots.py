@@ -90,7 +90,7 @@ def line_chart(series: Sequence[Tuple[str, Sequence[float], Sequence[float]]], t
         a, b = px(marker_x, y0), px(marker_x, y1)
         dashed(a, b, (0, 0, 0))
         if marker_label:
-            d.text((a[0] + 4, top + 4), marker_label, fill=(0, 0, 0), font=font, anchor="lt")
+            d.text((a[0] + 4, h - bottom - 4), marker_label, fill=(0, 0, 0), font=font, anchor="lb")
     for i, (label, xs, ys) in enumerate(series):
         color = COLORS[i % len(COLORS)]
         pts = [px(float(x), float(y)) for x, y in zip(xs, ys) if math.isfinite(float(y))]
@@ -107,7 +107,7 @@ def line_chart(series: Sequence[Tuple[str, Sequence[float], Sequence[float]]], t
 
 def abstraction_chart(result, size=(640, 400)):
     """Loss versus stroke count of an `AbstractionResult`, the chosen count marked."""
-    return line_chart([("loss after pruning", result.counts, result.losses)],
+    return line_chart([("", result.counts, result.losses)],
                       title=f"automatic abstraction: {result.count} strokes keep fidelity >= {result.fidelity:g}",
                       xlabel="strokes", ylabel="eval loss", size=size, marker_x=result.count,
                       marker_label=f"chosen: {result.count}", hline=result.blank_loss, hline_label="empty canvas")

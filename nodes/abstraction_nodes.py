@@ -23,14 +23,39 @@ def _stop_when_cancelled() -> bool:
     return False
 
 
-def _config(models, preset: str, learning_rate: float, semantic_weight: float):
-    """The optimiser settings the measurements and re-optimisations use (as Optimize Sketch builds them)."""
+LOSS_CHOICES = ["clip", "trace", "clip+trace"]  # clipasso.optimize.LOSS_MODES
+
+
+def _loss_inputs():
+    return [
+        io.Combo.Input("loss", options=LOSS_CHOICES, default="clip", optional=True,
+                       tooltip="The loss that measures the sketches; use the one Optimize Sketch used. trace needs "
+                               "no CLIP model."),
+        io.Float.Input("trace_weight", default=1.0, min=0.0, max=100.0, step=0.1, optional=True,
+                       tooltip="Weight of the trace term when loss is clip+trace."),
+    ]
+
+
+def _setup(models, loss: str, trace_weight: float, preset: str, learning_rate: float, semantic_weight: float):
+    """(encoder or None, device, optimiser settings) for the measurements and re-optimisations, built as
+    Optimize Sketch builds them."""
     from clipasso.optimize import OptimizeConfig
 
+    from .common import compute_device
     from .optimize_nodes import _precision_name
 
-    return OptimizeConfig.from_preset(preset, lr=float(learning_rate), semantic_weight=float(semantic_weight),
-                                      mixed_precision=_precision_name(models.autocast_dtype)).validate()
+    loss = loss or "clip"
+    if loss not in LOSS_CHOICES:
+        raise NodeInputError(f"loss must be one of {', '.join(LOSS_CHOICES)}; got {loss!r}")
+    if models is None and loss != "trace":
+        raise NodeInputError(f"loss {loss!r} needs a CLIP model: connect Load CLIPasso Models, or choose loss "
+                             "'trace', which needs none")
+    encoder = models.loss if models is not None and loss != "trace" else None
+    extra = {"loss": loss, "trace_weight": float(trace_weight)} if loss != "clip" else {}
+    if encoder is not None:
+        extra.update(semantic_weight=float(semantic_weight), mixed_precision=_precision_name(models.autocast_dtype))
+    config = OptimizeConfig.from_preset(preset, lr=float(learning_rate), **extra).validate()
+    return encoder, (models.device if models is not None else compute_device()), config
 
 
 def _one_target(image, strokes):
@@ -63,8 +88,9 @@ class AutoAbstraction(io.ComfyNode):
                         "least), re-optimise briefly, and repeat; keep the fewest strokes that still reach the "
                         "fidelity asked for. Also outputs the loss-versus-strokes curve.",
             inputs=[
-                ClipassoModelsType.Input("models", tooltip="From Load CLIPasso Models; its loss encoder measures the "
-                                                           "sketches (use the same as for Optimize Sketch)."),
+                ClipassoModelsType.Input("models", optional=True,
+                                         tooltip="From Load CLIPasso Models; its loss encoder measures the sketches "
+                                                 "(use the same as for Optimize Sketch). Not needed with loss 'trace'."),
                 io.Image.Input("image", tooltip="The picture the strokes were optimised against (one picture)."),
                 SketchStrokes.Input("strokes", tooltip="An optimised sketch with a generous stroke count (e.g. 32); "
                                                        "with several candidates the lowest-loss one is used."),
@@ -83,7 +109,7 @@ class AutoAbstraction(io.ComfyNode):
                                tooltip="Adam step size of the re-optimisations, in canvas pixels."),
                 io.Float.Input("semantic_weight", default=0.1, min=0.0, max=100.0, step=0.01,
                                tooltip="Weight of the semantic (CLIP embedding) term of the loss (CLIPasso: 0.1)."),
-            ],
+            ] + _loss_inputs(),
             outputs=[
                 SketchStrokes.Output("chosen", display_name="strokes", tooltip="The sketch with the chosen stroke count."),
                 io.Image.Output("chosen_image", display_name="image", tooltip="The chosen sketch drawn on white."),
@@ -96,22 +122,22 @@ class AutoAbstraction(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, models, image, strokes, fidelity=0.9, prune_iterations=20, full_curve=False, preset="fast",
-                learning_rate=1.0, semantic_weight=0.1):
+    def execute(cls, models=None, image=None, strokes=None, fidelity=0.9, prune_iterations=20, full_curve=False,
+                preset="fast", learning_rate=1.0, semantic_weight=0.1, loss="clip", trace_weight=1.0):
         import comfy.utils
         from clipasso.abstraction import auto_abstract
         from clipasso.plots import abstraction_chart
 
         strokes = strokes_or_error(strokes)
-        config = _config(models, preset, learning_rate, semantic_weight)
+        encoder, device, config = _setup(models, loss, trace_weight, preset, learning_rate, semantic_weight)
         bar = comfy.utils.ProgressBar(max(1, strokes.num_strokes - 1))
         try:
             with torch.inference_mode(False), torch.enable_grad():
                 target = _one_target(image, strokes)
                 start = strokes.detach()
-                result = auto_abstract(start, target, models.loss, float(fidelity), config,
+                result = auto_abstract(start, target, encoder, float(fidelity), config,
                                        prune_iterations=int(prune_iterations), full_curve=bool(full_curve),
-                                       device=models.device, should_stop=_stop_when_cancelled,
+                                       device=device, should_stop=_stop_when_cancelled,
                                        callback=lambda k, loss, s: bar.update_absolute(start.num_strokes - k))
                 chosen = result.strokes.cpu()  # fresh tensors made outside inference mode
             rendered, _ = render_to_comfy(chosen)
@@ -134,8 +160,9 @@ class DrawingOrder(io.ComfyNode):
                         "being made stroke by stroke as an image batch (video frames for other nodes), the loss "
                         "of each prefix, and an animated SVG.",
             inputs=[
-                ClipassoModelsType.Input("models", tooltip="From Load CLIPasso Models; its loss encoder measures "
-                                                           "each prefix."),
+                ClipassoModelsType.Input("models", optional=True,
+                                         tooltip="From Load CLIPasso Models; its loss encoder measures each prefix. "
+                                                 "Not needed with loss 'trace'."),
                 io.Image.Input("image", tooltip="The picture the strokes were optimised against (one picture)."),
                 SketchStrokes.Input("strokes", tooltip="The sketch to order; with several candidates the lowest-loss "
                                                        "one is used."),
@@ -149,7 +176,7 @@ class DrawingOrder(io.ComfyNode):
                                tooltip="Time each stroke takes to draw in the animated SVG."),
                 io.Float.Input("semantic_weight", default=0.1, min=0.0, max=100.0, step=0.01,
                                tooltip="Weight of the semantic (CLIP embedding) term of the loss (CLIPasso: 0.1)."),
-            ],
+            ] + _loss_inputs(),
             outputs=[
                 SketchStrokes.Output("ordered", display_name="strokes",
                                      tooltip="The same strokes in drawing order (Save SVG writes them in that order)."),
@@ -165,19 +192,19 @@ class DrawingOrder(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, models, image, strokes, frame_size=0, include_blank=True, stroke_seconds=0.4,
-                semantic_weight=0.1):
+    def execute(cls, models=None, image=None, strokes=None, frame_size=0, include_blank=True, stroke_seconds=0.4,
+                semantic_weight=0.1, loss="clip", trace_weight=1.0):
         import comfy.utils
         from clipasso.order import animated_svg, drawing_frames, greedy_order, order_json
         from clipasso.plots import order_chart
 
         strokes = strokes_or_error(strokes)
-        config = _config(models, "fast", 1.0, semantic_weight)
+        encoder, device, config = _setup(models, loss, trace_weight, "fast", 1.0, semantic_weight)
         bar = comfy.utils.ProgressBar(max(1, strokes.num_strokes))
         try:
             with torch.inference_mode(False), torch.no_grad():
                 target = _one_target(image, strokes)
-                result = greedy_order(strokes.detach(), target, models.loss, config, device=models.device,
+                result = greedy_order(strokes.detach(), target, encoder, config, device=device,
                                       should_stop=_stop_when_cancelled,
                                       callback=lambda pos, stroke, loss: bar.update_absolute(pos + 1))
                 ordered = result.strokes.cpu()

@@ -99,3 +99,19 @@ def test_nodes_reject_bad_inputs_clearly(N, models):
     with pytest.raises(ValueError, match="SKETCH_STROKES"):
         run(N["CLIPassoAutoAbstraction"], models=models, image=picture(), strokes="not strokes", fidelity=0.9,
             prune_iterations=0, full_curve=False, preset="fast", learning_rate=1.0, semantic_weight=0.1)
+
+
+def test_nodes_work_with_the_trace_loss_without_models(N):
+    """loss 'trace' (weights-free) needs no CLIP model; other losses without models are a clear error."""
+    strokes, _, count, _, text = run(N["CLIPassoAutoAbstraction"], image=picture(), strokes=t_sketch(), fidelity=0.9,
+                                     prune_iterations=0, full_curve=True, preset="fast", learning_rate=1.0,
+                                     semantic_weight=0.1, loss="trace").args
+    data = json.loads(text)
+    assert data["blank_loss"] == pytest.approx(1.0)  # the trace loss of an empty canvas
+    assert data["curve"][-1]["loss"] > data["curve"][0]["loss"] and strokes.num_strokes == count
+    ordered, frames = run(N["CLIPassoDrawingOrder"], image=picture(), strokes=mixed_sketch(), frame_size=0,
+                          include_blank=False, stroke_seconds=0.3, semantic_weight=0.1, loss="trace").args[:2]
+    assert frames.shape == (4, 96, 96, 3) and ordered.num_strokes == 4
+    with pytest.raises(ValueError, match="needs a CLIP model"):
+        run(N["CLIPassoDrawingOrder"], image=picture(), strokes=mixed_sketch(), frame_size=0, include_blank=True,
+            stroke_seconds=0.3, semantic_weight=0.1, loss="clip")

@@ -25,6 +25,10 @@ OUR_NODES = {
     "CLIPassoSaveSVG": (["SKETCH_STROKES"], ["SVG"]),
     "CLIPassoLoadSVG": ([], ["SKETCH_STROKES", "IMAGE"]),
     "CLIPassoSketch": (["IMAGE"], ["SKETCH_STROKES", "IMAGE", "FLOAT"]),
+    "CLIPassoAutoAbstraction": (["CLIPASSO_MODELS", "IMAGE", "SKETCH_STROKES"],
+                                ["SKETCH_STROKES", "IMAGE", "INT", "IMAGE", "STRING"]),
+    "CLIPassoDrawingOrder": (["CLIPASSO_MODELS", "IMAGE", "SKETCH_STROKES"],
+                             ["SKETCH_STROKES", "IMAGE", "IMAGE", "STRING", "STRING"]),
 }
 SOCKETS = {"IMAGE", "MASK", "SKETCH_STROKES", "CLIPASSO_MODELS"}
 

@@ -113,6 +113,29 @@ GRAPHS: Dict[str, dict] = {
             node(13, "SaveImage", [1560, 560], {"filename_prefix": "clipasso/scribble"}, links={"images": (12, 0)}),
         ],
     },
+    "clipasso_abstraction": {
+        "title": "CLIPasso: automatic abstraction and drawing order",
+        "description": "Sketch with a generous 32 strokes, let Auto Abstraction prune them to the fewest that keep "
+                       "90% of the sketch's quality (loss-versus-strokes curve shown), then put the strokes in "
+                       "drawing order and save the drawing being made as an animated WebP and the sketch as SVG.",
+        "nodes": [
+            node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
+            node(2, "CLIPassoLoadModels", [0, 420]),
+            node(3, "CLIPassoRemoveBackground", [380, 0], links={"image": (1, 0)}),
+            node(4, "CLIPassoSaliency", [760, 0], links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
+            node(5, "CLIPassoInitStrokes", [760, 330], {"strokes": 32, "seeds": 2},
+                 links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)}),
+            node(6, "CLIPassoOptimize", [1140, 0], links={"models": (2, 0), "image": (3, 0), "strokes": (5, 0)}),
+            node(7, "CLIPassoAutoAbstraction", [1520, 0], {"fidelity": 0.9},
+                 links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)}),
+            node(8, "PreviewImage", [1900, 0], links={"images": (7, 3)}, title="Loss versus strokes"),
+            node(9, "CLIPassoDrawingOrder", [1520, 460], {"frame_size": 448},
+                 links={"models": (2, 0), "image": (3, 0), "strokes": (7, 0)}),
+            node(10, "SaveAnimatedWEBP", [1900, 460], {"filename_prefix": "clipasso/drawing", "fps": 4.0},
+                 links={"images": (9, 1)}),
+            node(11, "CLIPassoSaveSVG", [1900, 900], links={"strokes": (9, 0)}),
+        ],
+    },
 }
 
 # graphs whose models every user has (ours are random-weight tiny ones in the tests): run by the e2e tests
