@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_abstraction_arguments(sk)
     sk.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from .report import add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 
@@ -264,6 +267,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command == "report":
+        from .report import run_report_cli
+
+        return run_report_cli(args)
     if args.command == "sketch":
         for name in ("strokes", "seeds"):
             v = getattr(args, name)

@@ -1,0 +1,305 @@
+"""A visual report: a PNG grid of sketches per picture (matplotlib) and a short Markdown page.
+
+Per picture, one row: the input, the object mask, the saliency map with the stroke start points,
+the sketches at several abstraction levels (4, 8, 16, 32 strokes by default, each titled with its
+edge F-score from `clipasso.metrics`) and the loss curve of every seed.
+
+The loss is CLIPasso's CLIP loss when a CLIP checkpoint is given (``clip_weights``), otherwise the
+weights-free trace loss (`clipasso.losses.TraceLoss`); the figure title says which. Saliency is
+CLIP attention when a ViT checkpoint is given (``saliency_weights``), otherwise the object mask.
+
+    clipasso report photo1.jpg photo2.png -o gallery.png --markdown report.md
+    python bench/gallery.py       # the committed docs/gallery.png and docs/report.md
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+DEFAULT_STROKES = (4, 8, 16, 32)
+
+
+class ReportError(ValueError):
+    """Settings the report cannot work with."""
+
+
+@dataclass
+class PictureRun:
+    name: str
+    image: torch.Tensor                 # [3,H,W] the input as given (alpha over white)
+    target: torch.Tensor                # [3,S,S]
+    mask: Optional[torch.Tensor]        # [S,S]
+    saliency: Optional[torch.Tensor]    # [S,S]
+    sketches: Dict[int, object] = field(default_factory=dict)   # strokes -> winner Strokes
+    runs: Dict[int, object] = field(default_factory=dict)       # strokes -> OptimizeResult
+    initial: Dict[int, object] = field(default_factory=dict)    # strokes -> initial Strokes
+    scores: Dict[int, Dict[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - matplotlib is a bench/test dependency
+        raise ReportError("the report needs matplotlib: pip install matplotlib") from exc
+    return plt
+
+
+def _edges(target, mask):
+    from .metrics import MetricError, edge_map
+
+    try:
+        return edge_map(target, mask, method="canny")
+    except MetricError:  # no scikit-image: CLIPasso's own XDoG outline
+        return edge_map(target, mask, method="xdog")
+
+
+def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, iterations: int = 150,
+                seeds: Sequence[int] = (0, 1000), loss: str = "trace", encoder=None, saliency_encoder=None,
+                background_removal: bool = True, models_dir=None, allow_download: bool = False,
+                canvas: int = 224, preset: str = "fast", log: Optional[Callable[[str], None]] = None) -> PictureRun:
+    """Prepare one picture once (matting, saliency, XDoG) and sketch it at every stroke count."""
+    from .images import as_rgb
+    from .init import initialize_strokes
+    from .metrics import sketch_fidelity
+    from .optimize import OptimizeConfig, optimize
+    from .pipeline import _shrink_early, prepare_target
+    from .raster import render
+    from .saliency import saliency_map
+    from .select import select_best
+    from .xdog import xdog_edges
+
+    t0 = time.perf_counter()
+    image = _shrink_early(image)
+    shown = as_rgb(image)
+    target, mask = prepare_target(image, canvas, background_removal=background_removal, models_dir=models_dir,
+                                  allow_download=allow_download)
+    if saliency_encoder is not None:
+        sal = saliency_map(target, method="clip-attention", encoder=saliency_encoder, mask=mask)
+    elif mask is not None:
+        sal = saliency_map(target, method="mask", mask=mask)
+    else:
+        sal = None
+    ink = xdog_edges(target)
+    edges = _edges(target, mask)
+    out = PictureRun(name=name, image=shown, target=target, mask=mask, saliency=sal)
+    device = encoder.device if encoder is not None else torch.device("cpu")
+    for n in strokes:
+        init = initialize_strokes((canvas, canvas), int(n), list(seeds), saliency=sal, edges=ink, mask=mask)
+        cfg = OptimizeConfig.from_preset(preset, iterations=iterations, loss=loss)
+        res = optimize(init, target, encoder, cfg, device=device)
+        winner, _ = select_best(res.strokes)
+        s = sketch_fidelity(render(winner).image, target, mask, edges=edges)
+        out.sketches[n], out.runs[n], out.initial[n] = winner, res, init
+        out.scores[n] = {k: v[0] for k, v in s.items()}
+        out.scores[n]["loss"] = float(winner.losses[0])
+        if log:
+            log(f"report: {name}, {n} strokes: loss {float(winner.losses[0]):.4f}, F {s['f'][0]:.3f} "
+                f"({res.seconds:.0f} s)")
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strokes: Optional[int] = None,
+              dpi: int = 100) -> Path:
+    """The PNG grid: one row per picture."""
+    from .raster import render
+
+    plt = _matplotlib()
+    if not pictures:
+        raise ReportError("no pictures to draw")
+    counts = list(pictures[0].sketches)
+    cols = 3 + len(counts) + 1
+    fig, axes = plt.subplots(len(pictures), cols, figsize=(1.75 * cols + 0.6, 1.95 * len(pictures) + 0.5),
+                             squeeze=False, gridspec_kw=dict(width_ratios=[1] * (cols - 1) + [1.35]))
+    colors = plt.get_cmap("viridis")
+    for r, pic in enumerate(pictures):
+        ax = axes[r]
+        ax[0].imshow(pic.image.permute(1, 2, 0).clamp(0, 1).numpy())
+        ax[0].set_title(pic.name, fontsize=9)
+        if pic.mask is not None:
+            ax[1].imshow(pic.mask.numpy(), cmap="gray", vmin=0, vmax=1)
+        else:
+            ax[1].text(0.5, 0.5, "no mask", ha="center", va="center", fontsize=8, transform=ax[1].transAxes)
+        ax[1].set_title("mask", fontsize=9)
+        if pic.saliency is not None:
+            ax[2].imshow(pic.saliency.numpy(), cmap="magma")
+        mid = curve_strokes if curve_strokes in pic.initial else counts[len(counts) // 2]
+        starts = pic.initial[mid].points[0, :, 0]  # first seed's start points
+        ax[2].scatter(starts[:, 0].numpy(), starts[:, 1].numpy(), s=7, c="#00e5ff", edgecolors="none")
+        ax[2].set_title(f"saliency + {mid} starts", fontsize=9)
+        for c, n in enumerate(counts):
+            img = render(pic.sketches[n]).image[0].permute(1, 2, 0).clamp(0, 1).numpy()
+            a = ax[3 + c]
+            a.imshow(img)
+            a.set_title(f"{n} strokes, F {pic.scores[n]['f']:.2f}", fontsize=9)
+        a = ax[-1]
+        for i, n in enumerate(counts):
+            run = pic.runs[n]
+            hist = run.history.numpy()
+            for s in range(hist.shape[1]):
+                a.plot(run.history_iterations, hist[:, s], color=colors(i / max(1, len(counts) - 1)),
+                       linestyle="-" if s == 0 else "--", linewidth=1,
+                       label=f"{n}" if s == 0 else None)
+        a.set_title("loss per seed", fontsize=9)
+        a.tick_params(labelsize=7)
+        a.set_xlabel("iteration", fontsize=7)
+        a.legend(fontsize=6, title="strokes", title_fontsize=6, frameon=False, loc="upper right")
+        for a in ax[:-1]:
+            a.set_xticks([])
+            a.set_yticks([])
+            for sp in a.spines.values():
+                sp.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.97 if title else 1))
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def quality_markdown(report: dict) -> str:
+    """The table of `bench/quality.py`'s JSON as Markdown."""
+    info = report["info"]
+
+    def f3(v):
+        return "-" if v is None or (isinstance(v, float) and v != v) else f"{v:.3f}"
+
+    def f2(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    lines = ["| image | loss | F | F win | precision | recall | coverage | s/it | CPU s/it |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['image']} | {r['loss']} | {f3(r['f'])} | {f3(r.get('f_winner'))} | {f3(r['precision'])} | "
+                     f"{f3(r['recall'])} | {f3(r['coverage'])} | {f2(r.get('seconds_per_iteration'))} | "
+                     f"{f2(r.get('cpu_seconds_per_iteration'))} |")
+    skipped = [f"{n}: {p['skipped']}" for n, p in report.get("pictures", {}).items() if "skipped" in p]
+    head = (f"{info['strokes']} strokes, seeds {info['seeds']}, preset {info['preset']}, {info['iterations']} "
+            f"iterations" + (f" ({info['rn101_iterations']} for clip-rn101)" if info.get("rn101_iterations") else "")
+            + f"; CPU, {info['threads']} threads; edges: {info['edges']}; tolerance {info['tolerance_px']} px at "
+            f"{info['metric_size']}, coverage within {info['cover_radius_px']} px.")
+    return "\n".join([head, "", *lines, *(["", "Skipped: " + "; ".join(skipped)] if skipped else [])])
+
+
+def gallery_markdown(pictures: Sequence[PictureRun], image_name: str, caption: str, settings: dict,
+                     quality: Optional[dict] = None, quality_source: str = "") -> str:
+    counts = list(pictures[0].sketches) if pictures else []
+    out = ["# CLIPasso visual report", "", f"![gallery]({image_name})", "", caption, ""]
+    out += ["## Gallery run", "",
+            "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + ".", "",
+            "| picture | " + " | ".join(f"{n} strokes: F / loss" for n in counts) + " | seconds |",
+            "|---|" + "---|" * len(counts) + "---|"]
+    for p in pictures:
+        cells = [f"{p.scores[n]['f']:.3f} / {p.scores[n]['loss']:.3f}" for n in counts]
+        out.append(f"| {p.name} | " + " | ".join(cells) + f" | {p.seconds:.0f} |")
+    out += ["", "F: edge F-score of the winning sketch (ink within 3 px of the target's Canny edges or mask "
+                "outline, at 224 px; `clipasso.metrics`)."]
+    if quality is not None:
+        out += ["", "## Fidelity before and after optimisation", ""]
+        if quality_source:
+            out += [f"From `{quality_source}` (`python bench/quality.py`).", ""]
+        out += [quality_markdown(quality), "", quality["info"].get("note", "")]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- command line
+
+def add_report_parser(sub) -> None:
+    rp = sub.add_parser("report", help="render a PNG gallery (and Markdown page) of sketches at several stroke counts",
+                        description="Sketch each INPUT at several stroke counts and draw a PNG grid: input, mask, "
+                                    "saliency with start points, the sketches, the loss curve of each seed. Uses "
+                                    "the CLIP loss with --clip-weights, otherwise the weights-free trace loss.")
+    rp.add_argument("inputs", nargs="*", metavar="INPUT", help="image files (default: the bundled example)")
+    rp.add_argument("-o", "--output", default="gallery.png", metavar="OUT.png", help="PNG to write")
+    rp.add_argument("--markdown", metavar="OUT.md", help="also write a Markdown page with the tables")
+    rp.add_argument("--quality-json", metavar="FILE", help="bench/quality.py results to add to the page")
+    rp.add_argument("--strokes", type=int, nargs="+", default=list(DEFAULT_STROKES), help="stroke counts (4 8 16 32)")
+    rp.add_argument("--iterations", type=int, default=150, help="per sketch (default 150)")
+    rp.add_argument("--seeds", type=int, default=2, help="seeds per sketch (default 2)")
+    rp.add_argument("--clip-weights", metavar="FILE", help="CLIP checkpoint: use the CLIP loss (else trace loss)")
+    rp.add_argument("--clip-model", default="RN101", metavar="NAME", help="open_clip model of --clip-weights")
+    rp.add_argument("--saliency-weights", metavar="FILE", help="CLIP ViT checkpoint for attention saliency "
+                                                               "(else the object mask)")
+    rp.add_argument("--saliency-model", default="ViT-B-32", metavar="NAME")
+    rp.add_argument("--models-dir", metavar="DIR", help="folder with u2netp.onnx and model files")
+    rp.add_argument("--no-background-removal", action="store_true")
+    rp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+
+
+def load_encoders(clip_weights=None, clip_model="RN101", saliency_weights=None, saliency_model="ViT-B-32",
+                  models_dir=None, device="cpu"):
+    """(loss encoder or None, saliency encoder or None, loss name) from the given checkpoints."""
+    from .models import load_clip
+
+    enc = sal = None
+    if clip_weights:
+        enc = load_clip(clip_model, weights=clip_weights, models_dir=models_dir, device=device, allow_download=False)
+    if saliency_weights:
+        sal = load_clip(saliency_model, weights=saliency_weights, models_dir=models_dir, device=device,
+                        allow_download=False)
+    return enc, sal, ("clip" if enc is not None else "trace")
+
+
+def caption_for(loss: str, enc, sal) -> str:
+    if loss == "trace":
+        what = ("Loss: the weights-free **trace** loss (multi-scale blurred ink compared with the picture's XDoG "
+                "outline), not CLIP: no pretrained CLIP weights were available when this was made. Pass a CLIP "
+                "checkpoint (`--clip-weights`) to draw the same grid with CLIPasso's CLIP loss.")
+    else:
+        what = f"Loss: CLIPasso's CLIP loss with {enc.name} ({enc.source})."
+    sal_txt = (f"Saliency: CLIP attention of {sal.name}." if sal is not None else
+               "Saliency: the object mask (no CLIP ViT weights given), with XDoG ink rule for the start points.")
+    return what + " " + sal_txt
+
+
+def run_report_cli(args) -> int:
+    import sys
+
+    from .pipeline import EXAMPLE_IMAGE, pick_device
+
+    inputs = args.inputs or [str(EXAMPLE_IMAGE)]
+    for p in inputs:
+        if not os.path.exists(p):
+            print(f"clipasso: error: input image not found: {p}", file=sys.stderr)
+            return 2
+    if any(n < 1 for n in args.strokes) or args.iterations < 0 or args.seeds < 1:
+        print("clipasso: error: --strokes and --seeds must be >= 1, --iterations >= 0", file=sys.stderr)
+        return 2
+    try:
+        dev = pick_device(args.device)
+        enc, sal, loss = load_encoders(args.clip_weights, args.clip_model, args.saliency_weights,
+                                       args.saliency_model, args.models_dir, dev)
+        seeds = [1000 * i for i in range(args.seeds)]
+        pics = [run_picture(Path(p).stem, p, strokes=args.strokes, iterations=args.iterations, seeds=seeds,
+                            loss=loss, encoder=enc, saliency_encoder=sal,
+                            background_removal=not args.no_background_removal, models_dir=args.models_dir,
+                            log=lambda m: print(m, file=sys.stderr)) for p in inputs]
+        caption = caption_for(loss, enc, sal)
+        out = draw_grid(pics, args.output, title=f"{loss} loss, {args.iterations} iterations, best of {args.seeds}")
+        print(f"report: {out}")
+        if args.markdown:
+            quality = json.loads(Path(args.quality_json).read_text()) if args.quality_json else None
+            md = gallery_markdown(pics, os.path.relpath(out, Path(args.markdown).parent), caption,
+                                  dict(loss=loss, iterations=args.iterations, seeds=args.seeds),
+                                  quality, args.quality_json or "")
+            Path(args.markdown).write_text(md)
+            print(f"report: {args.markdown}")
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"clipasso: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["run_picture", "draw_grid", "gallery_markdown", "quality_markdown", "load_encoders", "caption_for",
+           "add_report_parser", "run_report_cli", "PictureRun", "ReportError", "DEFAULT_STROKES"]
