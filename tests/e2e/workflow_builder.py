@@ -137,6 +137,30 @@ GRAPHS: Dict[str, dict] = {
             node(11, "CLIPassoSaveSVG", [1900, 900], links={"strokes": (9, 0)}),
         ],
     },
+    "clipasso_styled_text": {
+        "title": "CLIPasso: text guidance, styled strokes, high-resolution output",
+        "description": "Sketch with a text prompt nudging the sketch ('a cat, side view'), strokes coloured from the "
+                       "picture with their width and opacity optimised; the winner is saved as SVG (vector, any "
+                       "size) and rendered at 1024 px. (A fixed pen: set pen_width on Optimize Sketch.)",
+        "nodes": [
+            node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
+            node(2, "CLIPassoLoadModels", [0, 420]),
+            node(3, "CLIPassoRemoveBackground", [380, 0], links={"image": (1, 0)}),
+            node(4, "CLIPassoSaliency", [760, 0], links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
+            node(5, "CLIPassoInitStrokes", [760, 330], {"strokes": 24, "seeds": 2},
+                 links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)}),
+            node(6, "CLIPassoOptimize", [1140, 0], {"text": "a cat, side view", "text_weight": 0.3,
+                                                    "optimize_width": True, "optimize_opacity": True,
+                                                    "color_from_image": True},
+                 links={"models": (2, 0), "image": (3, 0), "strokes": (5, 0)}),
+            node(7, "CLIPassoSelectBest", [1520, 0], links={"strokes": (6, 0)}),
+            node(8, "CLIPassoRasterize", [1900, 0], {"width": 1024}, links={"strokes": (7, 0)},
+                 title="Rasterize at 1024 px"),
+            node(9, "SaveImage", [2280, 0], {"filename_prefix": "clipasso/styled"}, links={"images": (8, 0)}),
+            node(10, "CLIPassoSaveSVG", [1900, 420], {"filename_prefix": "clipasso/styled"},
+                 links={"strokes": (7, 0)}),
+        ],
+    },
 }
 
 # graphs whose models every user has (ours are random-weight tiny ones in the tests): run by the e2e tests
