@@ -19,15 +19,16 @@ OUR_NODES = {
     "CLIPassoRemoveBackground": (["IMAGE"], ["IMAGE", "MASK"]),
     "CLIPassoSaliency": (["CLIPASSO_MODELS", "IMAGE", "MASK"], ["MASK", "IMAGE"]),
     "CLIPassoInitStrokes": (["IMAGE", "MASK", "MASK"], ["SKETCH_STROKES"]),
-    "CLIPassoOptimize": (["CLIPASSO_MODELS", "IMAGE", "SKETCH_STROKES"], ["SKETCH_STROKES", "IMAGE"]),
+    "CLIPassoOptimize": (["IMAGE", "SKETCH_STROKES", "CLIPASSO_MODELS"], ["SKETCH_STROKES", "IMAGE"]),
     "CLIPassoRasterize": (["SKETCH_STROKES"], ["IMAGE", "MASK"]),
     "CLIPassoSelectBest": (["SKETCH_STROKES"], ["SKETCH_STROKES", "IMAGE", "INT", "FLOAT"]),
     "CLIPassoSaveSVG": (["SKETCH_STROKES"], ["SVG"]),
     "CLIPassoLoadSVG": ([], ["SKETCH_STROKES", "IMAGE"]),
     "CLIPassoSketch": (["IMAGE"], ["SKETCH_STROKES", "IMAGE", "FLOAT"]),
-    "CLIPassoAutoAbstraction": (["CLIPASSO_MODELS", "IMAGE", "SKETCH_STROKES"],
+    # models is optional (loss 'trace' needs none): listed after the required inputs
+    "CLIPassoAutoAbstraction": (["IMAGE", "SKETCH_STROKES", "CLIPASSO_MODELS"],
                                 ["SKETCH_STROKES", "IMAGE", "INT", "IMAGE", "STRING"]),
-    "CLIPassoDrawingOrder": (["CLIPASSO_MODELS", "IMAGE", "SKETCH_STROKES"],
+    "CLIPassoDrawingOrder": (["IMAGE", "SKETCH_STROKES", "CLIPASSO_MODELS"],
                              ["SKETCH_STROKES", "IMAGE", "IMAGE", "STRING", "STRING"]),
 }
 SOCKETS = {"IMAGE", "MASK", "SKETCH_STROKES", "CLIPASSO_MODELS"}
