@@ -256,6 +256,12 @@ def _sketch(args) -> int:
         f"for {len(s['seeds'])} seed(s) together",
     ]
     lines += abstraction_lines
+    styled = [n.replace("_", " ") for n in ("optimize_width", "optimize_opacity", "color_from_image", "optimize_color")
+              if s.get(n)] + ([f"pen {s['pen_width']:g} px"] if s.get("pen_width") else [])
+    if s.get("text"):
+        lines.append(f"  text guidance: {s['text']!r} (weight {s['text_weight']:g})")
+    if styled:
+        lines.append("  styled strokes: " + ", ".join(styled))
     lines += [f"  note: {n}" for n in result.notes]
     print("\n".join(lines))
     return EXIT_OK

@@ -143,7 +143,7 @@ def test_bad_style_inputs():
         colors_from_image(s, torch.full((3, SIZE, SIZE), 2.0))
 
 
-def test_cli_style_flags(tiny_models_dir, tmp_path):
+def test_cli_style_flags(tiny_models_dir, tmp_path, capsys):
     from PIL import Image
 
     from clipasso.cli import main
@@ -160,6 +160,9 @@ def test_cli_style_flags(tiny_models_dir, tmp_path):
                "--optimize-width", "--optimize-opacity", "--color-from-image", "--pen-width", "2.5",
                "--text", "a red square"])
     assert rc == 0
+    out = capsys.readouterr().out
+    assert "text guidance: 'a red square' (weight 0.1)" in out
+    assert "styled strokes: optimize width, optimize opacity, color from image, pen 2.5 px" in out
     text = svg.read_text()
     assert text.count('stroke-width="2.5"') == 3
     with Image.open(png) as im:
