@@ -91,7 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="open_clip ViT for the saliency map (default ViT-B-32)")
     sk.add_argument("--saliency-weights", metavar="FILE", help="explicit weights file for the saliency model")
     sk.add_argument("--saliency", default="clip-attention", metavar="METHOD",
-                    help="stroke placement: clip-attention (original), clip-relevancy, mask, or none (uniform random)")
+                    help="stroke placement: clip-attention (original), clip-relevancy, timm-vit (a timm ViT such as DINO: name in --saliency-model, file in --saliency-weights), mask, or none (uniform random)")
+    sk.add_argument("--saliency-text", metavar="PROMPT",
+                    help="prompt for --saliency clip-relevancy (default: the image's own embedding)")
+    sk.add_argument("--temperature", type=float, default=0.3,
+                    help="softmax temperature of the start-point sampling (paper 0.3; higher spreads strokes)")
+    sk.add_argument("--no-xdog", action="store_true",
+                    help="do not restrict start points to the XDoG edge map (the paper intersects them)")
+    sk.add_argument("--matting-model", default="u2netp", metavar="NAME",
+                    help="rembg model for background removal (default u2netp, as the paper; also u2net, isnet-general-use, ...)")
     sk.add_argument("--models-dir", metavar="DIR", action="append",
                     help="folder with model files (repeatable); also $CLIPASSO_MODELS_DIR")
     sk.add_argument("--no-background-removal", action="store_true", help="do not remove the background (rembg)")
@@ -222,6 +230,8 @@ def _sketch(args) -> int:
                         clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
                         clip_weights=args.clip_weights, saliency=args.saliency,
                         saliency_model=args.saliency_model, saliency_weights=args.saliency_weights,
+                        saliency_text=args.saliency_text, temperature=args.temperature,
+                        use_edges=not args.no_xdog, matting_model=args.matting_model,
                         background_removal=not args.no_background_removal, models_dir=args.models_dir,
                         allow_download=not args.offline, callback=progress,
                         should_stop=lambda: stop["requested"], callback_interval=1, **extra)

@@ -192,6 +192,7 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
            clip_model: Optional[str] = None, clip_pretrained: Optional[str] = DEFAULT_PRETRAINED,
            clip_weights=None, saliency: str = "clip-attention", saliency_model: str = DEFAULT_SALIENCY_MODEL,
            saliency_pretrained: Optional[str] = DEFAULT_PRETRAINED, saliency_weights=None,
+           saliency_text: Optional[str] = None,
            use_edges: bool = True, background_removal: bool = True, matting_model: str = "u2netp",
            models_dir=None, canvas: int = 224, num_segments: int = 1, width: float = 1.5,
            temperature: float = 0.3, allow_download: bool = True,
@@ -253,8 +254,11 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
         if method in SALIENCY_METHODS_WITH_CLIP:
             sal_encoder = load_clip(saliency_model, saliency_pretrained, weights=saliency_weights,
                                     models_dir=models_dir, device=dev, allow_download=allow_download)
-        sal = saliency_map(target, method=method, encoder=sal_encoder, mask=mask,
-                           models_dir=models_dir, allow_download=allow_download).float().cpu()
+        elif method == "timm-vit" and saliency_model != DEFAULT_SALIENCY_MODEL:
+            sal_encoder = saliency_model  # a timm model name (the default is DINO ViT-S/8)
+        sal = saliency_map(target, method=method, encoder=sal_encoder, mask=mask, text=saliency_text,
+                           models_dir=models_dir, allow_download=allow_download,
+                           weights=saliency_weights if method == "timm-vit" else None).float().cpu()
     if use_edges and method != "none":
         from .xdog import xdog_edges
 

@@ -87,3 +87,21 @@ def test_module_entry_point_help():
     for flag in ("--png", "--strokes", "--seeds", "--iterations", "--preset", "--device", "--clip-model",
                  "--clip-weights", "--saliency-model", "--saliency-weights", "--no-background-removal", "--seed"):
         assert flag in out.stdout
+
+
+def test_saliency_and_initialisation_flags(tiny_models_dir, image_file, tmp_path, capsys):
+    svg = tmp_path / "rel.svg"
+    rc = main(_args(tiny_models_dir, str(image_file), "-o", str(svg), "-q", "--saliency", "clip-relevancy",
+                    "--saliency-text", "a triangle", "--temperature", "0.5", "--no-xdog") + ["--iterations", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert svg.read_text().count("<path") == 4
+    # a bad temperature and an unknown matting model are reported, not raised
+    rc = main(_args(tiny_models_dir, str(image_file), "-o", str(tmp_path / "t.svg"), "-q", "--temperature", "0"))
+    err = capsys.readouterr().err
+    assert rc != 0 and "temperature" in err and "Traceback" not in err
+    args = [a for a in _args(tiny_models_dir, str(image_file), "-o", str(tmp_path / "m.svg"), "-q",
+                             "--matting-model", "no-such-model") if a != "--no-background-removal"]
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc != 0 and "no-such-model" in err and "Traceback" not in err
