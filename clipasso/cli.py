@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weight of the trace term in clip+trace (default 1.0)")
     sk.add_argument("--canvas", type=int, metavar="PX",
                     help="side of the working canvas (default 224, CLIP's input). Larger (e.g. 448) renders finer "
-                         "and is downsampled with antialiasing for the loss; costs about 2x per iteration")
+                         "and is box-downsampled for the loss; the encoder's cost is unchanged, rendering 4x the "
+                         "pixels adds about 14 ms per step on a 2-core CPU (bench/features.py)")
     sk.add_argument("--png-size", type=int, metavar="N",
                     help="side of the PNG in pixels (default 2x the canvas); the sketch is vector, any size is sharp")
     guide = sk.add_argument_group("text guidance")
