@@ -35,7 +35,7 @@ def picture(name: str):
 
 def main(argv=None) -> int:
     from clipasso.report import (DEFAULT_STROKES, caption_for, draw_grid, gallery_markdown, load_encoders,
-                                 run_picture)
+                                 picture_summary, run_picture)
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", nargs="+", default=["horse", "chelsea", "coffee", "astronaut"],
@@ -52,8 +52,21 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "gallery.png"))
     ap.add_argument("--markdown", default=str(ROOT / "docs" / "report.md"))
     ap.add_argument("--quality-json", default=str(ROOT / "bench" / "results" / "quality_cpu.json"))
+    ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "gallery_cpu.json"),
+                    help="scores and loss histories of the gallery run")
+    ap.add_argument("--page-only", action="store_true",
+                    help="rewrite the Markdown page from --json and --quality-json (no sketching)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    md_path, qpath, jpath = Path(args.markdown), Path(args.quality_json), Path(args.json)
+    quality = json.loads(qpath.read_text()) if qpath.is_file() else None
+    qsrc = os.path.relpath(qpath, ROOT) if quality else ""
+    if args.page_only:
+        run = json.loads(jpath.read_text())
+        md_path.write_text(gallery_markdown(run["pictures"], os.path.relpath(ROOT / run["image"], md_path.parent),
+                                            run["caption"], run["settings"], quality, qsrc))
+        print(f"gallery: {md_path}", file=sys.stderr)
+        return 0
 
     enc, sal, loss = load_encoders(args.clip_weights, args.clip_model, args.saliency_weights, args.saliency_model,
                                    device=args.device)
@@ -70,16 +83,13 @@ def main(argv=None) -> int:
     title = (f"{'trace loss (weights-free, not CLIP)' if loss == 'trace' else 'CLIP loss (' + enc.name + ')'}, "
              f"fast preset, {args.iterations} iterations, best of {args.seeds} seeds; F = edge F-score")
     out = draw_grid(pics, args.out, title=title, curve_strokes=16)
-    md_path = Path(args.markdown)
-    quality = None
-    qpath = Path(args.quality_json)
-    if qpath.is_file():
-        quality = json.loads(qpath.read_text())
     settings = dict(loss=loss, preset="fast", iterations=args.iterations, seeds=args.seeds,
                     threads=args.threads, device=args.device)
-    md = gallery_markdown(pics, os.path.relpath(out, md_path.parent), caption_for(loss, enc, sal), settings, quality,
-                          os.path.relpath(qpath, ROOT) if quality else "")
-    md_path.write_text(md)
+    caption = caption_for(loss, enc, sal)
+    md_path.write_text(gallery_markdown(pics, os.path.relpath(out, md_path.parent), caption, settings, quality, qsrc))
+    jpath.parent.mkdir(parents=True, exist_ok=True)
+    jpath.write_text(json.dumps(dict(image=os.path.relpath(out, ROOT), caption=caption, settings=settings,
+                                     pictures=[picture_summary(p) for p in pics]), indent=1))
     print(f"gallery: {out} ({out.stat().st_size / 1e6:.2f} MB), {md_path}", file=sys.stderr)
     counts = args.strokes
     print("| picture | " + " | ".join(f"{n} strokes F" for n in counts) + " | seconds |")

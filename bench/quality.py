@@ -16,7 +16,8 @@ Pictures: scikit-image's horse silhouette (its own mask) and photos (chelsea, co
 matted with u2netp (folder from $U2NET_HOME, default ../shared/weights; photos are skipped when it
 is missing). Nothing is downloaded.
 
-    python bench/quality.py                         # ~10 min on 2 CPU cores (fast preset, 150 iterations)
+    python bench/quality.py                         # fast preset cut to 150 iterations, 2 seeds: about 5 min
+                                                    # of CPU time on 2 cores (34 min wall here, sharing the CPU)
     python bench/quality.py --iterations 500        # the fast preset's full length
     python bench/quality.py --rn101 --images horse  # add the random real-size RN101 (slow on CPU)
     python bench/quality.py --table-only            # print the table of the last run
@@ -214,10 +215,6 @@ def table(report: dict) -> str:
     weights = sorted({round(r["trace_weight"], 2) for r in report["rows"] if r.get("trace_weight")})
     if weights:
         lines.append(f"clip+trace: trace_weight balanced per picture so both terms start equal ({weights}).")
-    la, lb = info.get("load_average_start"), info.get("load_average_end")
-    if la is not None:
-        lines.append(f"Total {info['seconds_total']:.0f} s; load average {la:.1f} at start, {lb:.1f} at end "
-                     f"({info['cores']} cores; wall s/it is inflated when other work shares the CPU).")
     return "\n".join(lines)
 
 

@@ -154,11 +154,12 @@ def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strok
         a.tick_params(labelsize=7)
         a.set_xlabel("iteration", fontsize=7)
         a.legend(fontsize=6, title="strokes", title_fontsize=6, frameon=False, loc="upper right")
-        for a in ax[:-1]:
+        for i, a in enumerate(ax[:-1]):
             a.set_xticks([])
             a.set_yticks([])
-            for sp in a.spines.values():
-                sp.set_visible(False)
+            for sp in a.spines.values():  # a light frame around the sketches (white on white otherwise)
+                sp.set_visible(i >= 3)
+                sp.set_color("#c8c8c8")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97 if title else 1))
@@ -189,22 +190,44 @@ def quality_markdown(report: dict) -> str:
             f"iterations" + (f" ({info['rn101_iterations']} for clip-rn101)" if info.get("rn101_iterations") else "")
             + f"; CPU, {info['threads']} threads; edges: {info['edges']}; tolerance {info['tolerance_px']} px at "
             f"{info['metric_size']}, coverage within {info['cover_radius_px']} px.")
-    return "\n".join([head, "", *lines, *(["", "Skipped: " + "; ".join(skipped)] if skipped else [])])
+    tail = []
+    if info.get("load_average_start") is not None:
+        tail = ["", f"Run time {info['seconds_total']:.0f} s; load average {info['load_average_start']:.1f} at the "
+                    f"start and {info['load_average_end']:.1f} at the end on {info['cores']} cores: with other jobs "
+                    "on the machine the wall (and, less so, CPU) seconds per iteration are inflated."]
+    return "\n".join([head, "", *lines, *(["", "Skipped: " + "; ".join(skipped)] if skipped else []), *tail])
 
 
-def gallery_markdown(pictures: Sequence[PictureRun], image_name: str, caption: str, settings: dict,
+def picture_summary(pic: PictureRun) -> dict:
+    """What the page shows of a picture's run (JSON-friendly)."""
+    return dict(name=pic.name, seconds=pic.seconds,
+                scores={str(n): {k: float(v) for k, v in sc.items()} for n, sc in pic.scores.items()},
+                history={str(n): dict(iterations=list(r.history_iterations), losses=r.history.tolist())
+                         for n, r in pic.runs.items()})
+
+
+def gallery_markdown(pictures: Sequence, image_name: str, caption: str, settings: dict,
                      quality: Optional[dict] = None, quality_source: str = "") -> str:
-    counts = list(pictures[0].sketches) if pictures else []
+    """The page: gallery image, caption, per-picture table, quality table. ``pictures``: `PictureRun`s or
+    `picture_summary` dicts."""
+    pictures = [p if isinstance(p, dict) else picture_summary(p) for p in pictures]
+    counts = list(pictures[0]["scores"]) if pictures else []
     out = ["# CLIPasso visual report", "", f"![gallery]({image_name})", "", caption, ""]
     out += ["## Gallery run", "",
             "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + ".", "",
-            "| picture | " + " | ".join(f"{n} strokes: F / loss" for n in counts) + " | seconds |",
+            "| picture | " + " | ".join(f"{n} strokes: F / loss" for n in counts) + " | wall seconds |",
             "|---|" + "---|" * len(counts) + "---|"]
     for p in pictures:
-        cells = [f"{p.scores[n]['f']:.3f} / {p.scores[n]['loss']:.3f}" for n in counts]
-        out.append(f"| {p.name} | " + " | ".join(cells) + f" | {p.seconds:.0f} |")
+        cells = [f"{p['scores'][n]['f']:.3f} / {p['scores'][n]['loss']:.3f}" for n in counts]
+        out.append(f"| {p['name']} | " + " | ".join(cells) + f" | {p['seconds']:.0f} |")
     out += ["", "F: edge F-score of the winning sketch (ink within 3 px of the target's Canny edges or mask "
-                "outline, at 224 px; `clipasso.metrics`)."]
+                "outline, at 224 px; `clipasso.metrics`).", "",
+            "Reading the numbers: on a silhouette (the horse) the only edge is the outline, so F measures "
+            "tracing cleanly. On textured photos Canny finds edges almost everywhere on the object, so nearly any "
+            "ink on it counts as precise and F overstates the likeness; compare such numbers before and after "
+            "optimisation, not across pictures. The trace loss follows every XDoG line, texture included, which is "
+            "why the photos come out as scribbles: it shows what the renderer and optimiser reach without CLIP, it "
+            "does not replace CLIP's abstraction."]
     if quality is not None:
         out += ["", "## Fidelity before and after optimisation", ""]
         if quality_source:
@@ -302,4 +325,4 @@ def run_report_cli(args) -> int:
 
 
 __all__ = ["run_picture", "draw_grid", "gallery_markdown", "quality_markdown", "load_encoders", "caption_for",
-           "add_report_parser", "run_report_cli", "PictureRun", "ReportError", "DEFAULT_STROKES"]
+           "add_report_parser", "run_report_cli", "picture_summary", "PictureRun", "ReportError", "DEFAULT_STROKES"]
