@@ -55,26 +55,31 @@ def _config(preset: str, **over):
 
 # --------------------------------------------------------------------------- speed worker
 
-def speed_worker(spec: dict) -> dict:
+def random_encoder(name: str = "RN101", device="cpu"):
+    """A real-size open_clip model with RANDOM weights, frozen like a loaded one (cost is weight-independent)."""
     import torch
 
     import open_clip
-    from clipasso.init import initialize_strokes
     from clipasso.models import wrap_model
-    from clipasso.optimize import PRESETS, optimize
 
-    torch.set_num_threads(spec["threads"])
-    device = torch.device(spec["device"])
     torch.manual_seed(0)
-    model = open_clip.create_model(spec["model"], pretrained=None, force_quick_gelu=True)
-    enc = wrap_model(model, spec["model"], pretrained=None, source="random", device=device)
-    preset = PRESETS[spec["preset"]]
-    seeds = [1000 * i for i in range(spec["seeds"])]
-    strokes = initialize_strokes((224, 224), preset["strokes"], seeds)
-    target = _target()
-    marks = []
+    model = open_clip.create_model(name, pretrained=None, force_quick_gelu=True)
+    return wrap_model(model, name, pretrained=None, source="random", device=torch.device(device))
 
-    cpu_marks = []
+
+def time_optimize(strokes, target, enc, cfg, device) -> dict:
+    """Run `clipasso.optimize.optimize` for cfg.iterations steps, timing every step through its callback.
+
+    Returns the step times, the fastest and median steady step (the first step is warm-up and
+    holds the iteration-0 evaluation), CPU seconds per step, an estimate of the setup before the
+    first step (target features, augmentation pool) and the `OptimizeResult`.
+    """
+    import torch
+
+    from clipasso.optimize import optimize
+
+    device = torch.device(device)
+    marks, cpu_marks = [], []
 
     def cb(it, losses, image):
         if device.type == "cuda":
@@ -82,22 +87,42 @@ def speed_worker(spec: dict) -> dict:
         marks.append(time.perf_counter())
         cpu_marks.append(time.process_time())
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    res = optimize(strokes, target, enc, _config(spec["preset"], iterations=spec["measure"]), callback=cb,
-                   device=device)
+    res = optimize(strokes, target, enc, cfg, callback=cb, device=device)
     t_end = time.perf_counter()
     steps = [b - a for a, b in zip(marks[:-1], marks[1:])]
     timed = steps[1:] if len(steps) > 2 else steps
     median = statistics.median(timed) if timed else (t_end - t0)
     # The least disturbed step: on a shared machine other jobs only ever add time.
-    per_it = min(timed) if timed else median
+    fastest = min(timed) if timed else median
     cpu_steps = [b - a for a, b in zip(cpu_marks[:-1], cpu_marks[1:])]
     cpu_per_it = statistics.median(cpu_steps[1:] if len(cpu_steps) > 2 else cpu_steps) if cpu_steps else float("nan")
     # setup = everything before the first step (target features, pool) minus that first step itself
-    first_step = steps[0] if steps else per_it
+    first_step = steps[0] if steps else fastest
     setup = max(0.0, (marks[0] - t0) - first_step) if marks else 0.0
+    return dict(steps=steps, fastest=fastest, median=median, cpu_per_it=cpu_per_it, first_step=first_step,
+                setup=setup, result=res)
+
+
+def speed_worker(spec: dict) -> dict:
+    import torch
+
+    from clipasso.init import initialize_strokes
+    from clipasso.optimize import PRESETS
+
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    enc = random_encoder(spec["model"], device)
+    preset = PRESETS[spec["preset"]]
+    seeds = [1000 * i for i in range(spec["seeds"])]
+    strokes = initialize_strokes((224, 224), preset["strokes"], seeds)
+    target = _target()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t = time_optimize(strokes, target, enc, _config(spec["preset"], iterations=spec["measure"]), device)
+    res, steps, per_it, median = t["result"], t["steps"], t["fastest"], t["median"]
+    cpu_per_it, first_step, setup = t["cpu_per_it"], t["first_step"], t["setup"]
     iters = preset["iterations"]
     # evaluation every eval_interval steps costs one clean forward per candidate (no backward)
     total = setup + iters * per_it

@@ -1,0 +1,134 @@
+"""bench/ scripts: recognition says plainly when it has no real weights, its zero-shot classifier works, and
+the speed benchmark's original-style baseline computes the same loss as the engine (so its timing is fair)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench.recognition import (RecognitionError, classify, text_embeddings, top_k_hits,  # noqa: E402
+                               zero_shot_probs)
+
+CLASSES = ["cat", "horse", "coffee cup", "rocket"]
+
+
+@pytest.fixture(scope="module")
+def judge(tmp_path_factory):
+    """A tiny CLIP whose text tower takes open_clip's real tokenizer (full vocabulary), saved as config +
+    safetensors and loaded through the real loader."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    from clipasso.models import load_clip
+
+    folder = tmp_path_factory.mktemp("judge")
+    cfg = {"embed_dim": 32,
+           "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
+           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**cfg)
+    (folder / "bench-judge.json").write_text(json.dumps(cfg))
+    save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()},
+              str(folder / "bench-judge.safetensors"))
+    return load_clip("bench-judge", models_dir=str(folder), allow_download=False)
+
+
+def _run_recognition(tmp_path, *extra):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    env = dict(os.environ, HOME=str(empty), HF_HOME=str(empty), CLIPASSO_MODELS_DIR=str(empty),
+               HF_HUB_OFFLINE="1", CLIPASSO_OFFLINE="1", XDG_CACHE_HOME=str(empty))
+    out = tmp_path / "rec.json"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "recognition.py"), "--output", str(out),
+                           *extra], capture_output=True, text=True, env=env, timeout=300)
+    return proc, out
+
+
+def test_recognition_without_weights_says_so_and_prints_no_numbers(tmp_path):
+    proc, out = _run_recognition(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "NO REAL CLIP WEIGHTS AVAILABLE" in proc.stdout
+    assert "no numbers are reported" in proc.stdout
+    assert "%" not in proc.stdout and "top-1" not in proc.stdout
+    assert not out.exists()
+
+
+def test_recognition_with_a_missing_weights_file_is_an_error(tmp_path):
+    proc, out = _run_recognition(tmp_path, "--sketch-weights", str(tmp_path / "missing.pt"))
+    assert proc.returncode == 2
+    assert "missing.pt" in proc.stderr and "not found" in proc.stderr
+    assert not out.exists()
+
+
+def test_zero_shot_gives_a_distribution_over_the_classes(judge):
+    images = torch.cat([torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1)),
+                        torch.ones(1, 3, 224, 224), torch.zeros(1, 3, 224, 224)])
+    probs = classify(judge, images, CLASSES)
+    assert probs.shape == (4, len(CLASSES))
+    assert bool((probs >= 0).all())
+    assert torch.allclose(probs.sum(-1), torch.ones(4), atol=1e-5)
+    assert torch.equal(probs, classify(judge, images, CLASSES))  # deterministic
+    # the order of the columns follows the class list
+    rev = classify(judge, images, CLASSES[::-1])
+    assert torch.allclose(rev, probs.flip(-1), atol=1e-6)
+    # other sizes are resized to the judge's input
+    other = classify(judge, torch.ones(1, 3, 300, 200), CLASSES)
+    assert other.shape == (1, len(CLASSES)) and abs(float(other.sum()) - 1) < 1e-5
+
+
+def test_an_image_embedding_equal_to_a_class_prompt_is_that_class(judge):
+    txt = text_embeddings(judge, CLASSES)
+    assert txt.shape[0] == len(CLASSES)
+    assert torch.allclose(txt.norm(dim=-1), torch.ones(len(CLASSES)), atol=1e-5)
+    probs = zero_shot_probs(txt[[2, 0, 3]] * 5.0, txt, logit_scale=100.0)  # scale does not matter
+    assert probs.argmax(-1).tolist() == [2, 0, 3]
+    assert top_k_hits(probs, CLASSES, [("coffee cup",), ("horse",), ("rocket", "cat")], 1) == [True, False, True]
+    assert top_k_hits(probs, CLASSES, [("horse",)] * 3, 4) == [True, True, True]
+
+
+def test_zero_shot_rejects_an_empty_or_repeated_class_list(judge):
+    image = torch.ones(1, 3, 224, 224)
+    with pytest.raises(RecognitionError, match="empty"):
+        classify(judge, image, [])
+    with pytest.raises(RecognitionError, match="distinct"):
+        classify(judge, image, ["cat", "cat"])
+    with pytest.raises(RecognitionError, match="at least one class"):
+        zero_shot_probs(torch.ones(1, 32), torch.zeros(0, 32))
+
+
+def test_original_style_baseline_computes_the_engines_loss(tiny_rn):
+    """The timing baseline is only a fair comparison if it does the same work: its clean-view loss must
+    equal the engine's eval loss, and its weights really take gradients (as the original's did)."""
+    from bench.original_baseline import OriginalConvLoss, run_sequential, trainable_copy
+    from clipasso.init import initialize_strokes
+    from clipasso.losses import CLIPassoLoss
+    from clipasso.raster import render
+
+    target = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(3))
+    strokes = initialize_strokes((224, 224), 8, [0, 1000])
+    sketch = render(strokes).image  # [2,3,224,224]
+    model = trainable_copy(tiny_rn)
+    base = OriginalConvLoss(model, tiny_rn.mean, tiny_rn.std)
+    engine = CLIPassoLoss(tiny_rn, target, num_augs=0)
+    with torch.no_grad():
+        want = engine.eval_loss(sketch)["total"]
+        got = torch.stack([sum(base(sketch[i:i + 1], target[None], "eval").values()) for i in range(2)])
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
+
+    x = sketch[:1].clone().requires_grad_(True)
+    sum(base(x, target[None], "train").values()).backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.visual.parameters())
+    assert not any(p.requires_grad for p in tiny_rn.model.parameters())  # the engine's copy stays frozen
+
+    out = run_sequential(strokes, target, model, tiny_rn.mean, tiny_rn.std, iterations=2, device="cpu")
+    assert len(out["runs"]) == 2 and all(len(r["steps"]) == 2 for r in out["runs"])
+    assert out["per_iteration"] > 0 and out["eval_s"] > 0
