@@ -100,7 +100,14 @@ def ensure_comfyui() -> Path:
     if not (tree / "main.py").is_file():
         tree.parent.mkdir(parents=True, exist_ok=True)
         _unpack(tree)
-    env_key = hashlib.sha1(os.path.realpath(sys.prefix).encode()).hexdigest()[:12]
+    # the marker names this very environment: its path AND its pyvenv.cfg's identity, so a venv deleted and
+    # created again at the same path (as .ci/run does) installs the requirements again
+    ident = os.path.realpath(sys.prefix)
+    cfg = Path(sys.prefix) / "pyvenv.cfg"
+    if cfg.is_file():
+        st = cfg.stat()
+        ident += f"|{st.st_ino}|{st.st_mtime_ns}"
+    env_key = hashlib.sha1(ident.encode()).hexdigest()[:12]
     marker = tree / f".requirements-installed-{env_key}"
     if not marker.exists():
         _install_requirements(tree)
