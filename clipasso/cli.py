@@ -144,12 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_svg(strokes, path: Path) -> None:
-    from .svg import write_svg
-
-    write_svg(strokes, path)
-
-
 def _feature_settings(args) -> dict:
     """Text guidance, styled strokes and canvas flags as `clipasso.pipeline.sketch` keywords."""
     out = {}
@@ -248,7 +242,7 @@ def _sketch(args) -> int:
             signal.signal(signal.SIGINT, old)
     bar.close()
 
-    _write_svg(result.strokes, out_svg)
+    result.save_svg(out_svg)
     if args.png:
         canvas = result.strokes.canvas[0]
         result.save_png(args.png, scale=(args.png_size / canvas) if args.png_size else 2.0)
