@@ -16,6 +16,14 @@ work. The loss after each step gives the loss-versus-strokes curve; the chosen c
 one whose fidelity still reaches the target. All losses are the optimiser's own clean-view eval
 loss (measured by `clipasso.optimize.optimize` with zero steps), so they are comparable with the
 losses the optimiser reports and include whatever terms its configuration switches on.
+
+Growing (`grow_abstract`) is the other way round: start from a few strokes and add one stroke per
+stage where ink helps most, re-optimising all strokes for a few steps after each addition, until the
+last strokes stop paying for themselves (or a budget is reached). There is no generous sketch to
+measure against, so its fidelity is relative to the best loss growing reached:
+``(L_blank - L_k) / (L_blank - min_j L_j)``. The two fidelities therefore have different references
+and the same target can choose different counts; compare the losses, not the fidelities, across
+methods. The grown strokes come out in the order they were added (a drawing order by construction).
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from .init import DEFAULT_RADIUS
 from .optimize import OptimizeConfig, optimize
 from .strokes import Strokes
 
@@ -104,9 +113,14 @@ def masked_losses(sketch: Strokes, visible: torch.Tensor, target: torch.Tensor, 
         colors[..., 3] = colors[..., 3] * rows.float()
         batch = Strokes(sketch.points[0].expand(n, -1, -1, -1).clone(), sketch.widths[0].expand(n, -1).clone(),
                         colors, sketch.canvas)
-        run = optimize(batch, target, encoder, cfg, device=device, seeds=list(range(n)))
-        out.append(run.strokes.losses.float().cpu())
+        out.append(_batch_losses(batch, target, encoder, cfg, device))
     return torch.cat(out)
+
+
+def _batch_losses(batch: Strokes, target, encoder, eval_cfg: OptimizeConfig, device=None) -> torch.Tensor:
+    """Eval loss ``[B]`` (CPU) of every candidate of ``batch`` (``eval_cfg`` from `eval_config`)."""
+    run = optimize(batch, target, encoder, eval_cfg, device=device, seeds=list(range(batch.num_candidates)))
+    return run.strokes.losses.float().cpu()
 
 
 def drop_strokes(sketch: Strokes, keep: Sequence[int]) -> Strokes:
@@ -131,14 +145,18 @@ class AbstractionResult:
     strokes: Strokes                 # the chosen sketch (one candidate, `count` strokes, with its loss)
     count: int                       # chosen stroke count
     fidelity: float                  # the target asked for
-    counts: List[int]                # stroke counts measured, from the full sketch down
+    counts: List[int]                # stroke counts measured, in the order measured (down when pruning, up
+                                     # when growing)
     losses: List[float]              # eval loss at each count
     blank_loss: float                # eval loss of the empty canvas
-    full_loss: float                 # eval loss of the input (generous) sketch
+    full_loss: float                 # reference of fidelity 1: the input (generous) sketch's loss when
+                                     # pruning, the best loss reached when growing
     sketches: Dict[int, Strokes] = field(default_factory=dict)  # the sketch reached at each count
     removed: List[int] = field(default_factory=list)  # input stroke indices in the order they were pruned
     cancelled: bool = False
     seconds: float = 0.0
+    method: str = "prune"            # "prune" (auto_abstract) or "grow" (grow_abstract)
+    stop_reason: str = ""            # why the search stopped (see auto_abstract / grow_abstract)
 
     def fidelity_of(self, loss: float) -> float:
         return (self.blank_loss - loss) / (self.blank_loss - self.full_loss)
@@ -160,7 +178,8 @@ class AbstractionResult:
                 "full_loss": self.full_loss,
                 "curve": [{"strokes": k, "loss": v, "fidelity": f}
                           for k, v, f in zip(self.counts, self.losses, self.fidelities)],
-                "removed": self.removed, "cancelled": self.cancelled, "seconds": self.seconds}
+                "removed": self.removed, "cancelled": self.cancelled, "seconds": self.seconds,
+                "method": self.method, "stop_reason": self.stop_reason}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -211,11 +230,13 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
     if callback is not None:
         callback(s, full, current)
     cancelled = False
+    reason = "min_strokes"
     while current.num_strokes > min_strokes:
         if should_stop is not None and should_stop():
             cancelled = True
             break
         if not full_curve and fid(losses[-1]) < fidelity:
+            reason = "fidelity"
             break
         k = current.num_strokes
         trials = ~torch.eye(k, dtype=torch.bool)  # row j: every stroke but j
@@ -247,7 +268,8 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
     count = min(ok) if ok else s  # the full sketch always reaches fidelity 1
     return AbstractionResult(strokes=sketches[count], count=count, fidelity=fidelity, counts=counts,
                              losses=losses, blank_loss=blank, full_loss=full, sketches=sketches,
-                             removed=removed, cancelled=cancelled, seconds=time.perf_counter() - t0)
+                             removed=removed, cancelled=cancelled, seconds=time.perf_counter() - t0,
+                             method="prune", stop_reason="cancelled" if cancelled else reason)
 
 
 def generous_budget(fidelity, max_strokes: Optional[int], strokes: int) -> int:
@@ -260,20 +282,255 @@ def generous_budget(fidelity, max_strokes: Optional[int], strokes: int) -> int:
     return n
 
 
+# --------------------------------------------------------------------------- growing
+
+PLACEMENT_TEMPERATURE = 0.1  # softmax temperature over the normalised ink-benefit map (lower = greedier)
+WASH = 0.02  # ink share of the faint wash the benefit is measured under
+
+
+def ink_benefit(sketch: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
+                device=None, pen: Optional[Sequence[float]] = None) -> torch.Tensor:
+    """``[H,W]`` >= 0: how much a little ink of the pen's colour at each pixel would lower the eval loss.
+
+    The render ``I`` of ``sketch`` (one candidate) is differentiated: inking a pixel by ``da`` moves it to
+    ``I + (pen - I) da``, so the loss falls by ``-sum_c dL/dI_c (pen_c - I_c) da``. Only the positive part
+    is kept (ink that would raise the loss is no help); the derivative is taken under a faint wash of
+    ink (``WASH``) over the render, since on pure white paper the trace loss clamps its ink at 0 and
+    would show no gradient. The map is box-averaged over about a new stroke's
+    reach, so the map points at regions of missing ink, not at single noisy pixels. Works for every loss
+    the optimiser has (CLIP, trace, both). ``pen``: RGB of the ink (default black).
+    """
+    from .optimize import _prepare_target, build_loss
+    from .raster import render
+
+    cfg = eval_config(config)
+    sketch = single_sketch(sketch, "ink_benefit")
+    if encoder is None:
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+    else:
+        dev = torch.device(device) if device is not None else encoder.device
+    h, w = sketch.canvas
+    tgt = _prepare_target(target, (h, w)).to(dev)
+    loss_fn = build_loss(cfg, encoder, tgt, dev)
+    ink = torch.as_tensor(list(pen) if pen is not None else [0.0, 0.0, 0.0], dtype=torch.float32,
+                          device=dev).view(1, 3, 1, 1)
+    with torch.enable_grad():
+        with torch.no_grad():
+            image = render(sketch.to(dev), background=cfg.background).image.float()
+            # measured under a faint wash of ink: on pure paper a loss may clamp its ink at 0 and pass
+            # no gradient there (the trace loss does)
+            image = image + WASH * (ink - image)
+        image = image.detach().clone().requires_grad_(True)
+        total = loss_fn.eval_loss(image)["total"].sum()
+        (grad,) = torch.autograd.grad(total, image)
+    gain = (-(grad * (ink - image.detach())).sum(1, keepdim=True)).clamp(min=0)  # [1,1,H,W]
+    reach = max(3, 2 * int(round(DEFAULT_RADIUS * max(h, w) / 2)) + 1)  # odd window of about a stroke's size
+    gain = torch.nn.functional.avg_pool2d(gain, reach, stride=1, padding=reach // 2, count_include_pad=False)
+    gain = gain[0, 0, :h, :w].float().cpu()
+    return torch.where(torch.isfinite(gain), gain, torch.zeros_like(gain))
+
+
+def _pen(sketch: Strokes):
+    """(half-width, RGBA) of a new stroke: the median of the sketch's strokes (its pen)."""
+    return float(sketch.widths[0].median()), sketch.colors[0].median(dim=0).values
+
+
+def _place_candidates(benefit: torch.Tensor, n: int, num_segments: int, gen: torch.Generator,
+                      prior: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``[n, 1+3k, 2]`` new strokes: CLIPasso squiggles started at the best pixel of ``benefit * prior``
+    and at ``n - 1`` pixels drawn from its softmax (without replacement); uniform where the map is empty."""
+    from .init import random_walk, start_probabilities
+
+    h, w = benefit.shape
+    m = benefit if prior is None else benefit * prior
+    top = float(m.max())
+    if not top > 0:  # no pixel where ink helps (or the prior rules them all out): anywhere on the prior
+        m = prior if prior is not None and float(prior.max()) > 0 else torch.ones(h, w)
+        top = float(m.max())
+    probs = start_probabilities(m / top, PLACEMENT_TEMPERATURE).reshape(-1).double()
+    first = int(torch.argmax(m))
+    probs[first] = 0
+    rest = min(n - 1, int((probs > 0).sum()))
+    picks = [first] + (torch.multinomial(probs, rest, replacement=False, generator=gen).tolist() if rest else [])
+    while len(picks) < n:  # tiny maps: repeat pixels (the random walks still differ)
+        picks.append(picks[len(picks) % max(1, rest + 1)])
+    flat = torch.as_tensor(picks, dtype=torch.long)
+    starts = torch.stack([(flat % w).float() + 0.5, (flat // w).float() + 0.5], dim=-1)
+    return random_walk(starts, num_segments, DEFAULT_RADIUS, (h, w), gen)
+
+
+def _check_whole(name: str, value, lo: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise AbstractionError(f"{name} must be a whole number >= {lo} ({what}); got {value!r}")
+    return value
+
+
+def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float = 0.9,
+                  config: Optional[OptimizeConfig] = None, *, max_strokes: int = 32,
+                  start_strokes: Optional[int] = None, grow_iterations: int = 20, candidates: int = 8,
+                  min_gain: float = 0.01, patience: int = 2, full_curve: bool = False,
+                  prior: Optional[torch.Tensor] = None, device=None,
+                  callback: Optional[Callable[[int, float, Strokes], None]] = None,
+                  should_stop: Optional[Callable[[], bool]] = None) -> AbstractionResult:
+    """Grow a sketch from a few strokes, one stroke per stage, and choose the count for ``fidelity``.
+
+    start: the sketch to grow from (one candidate, or several with losses: the best is used); its first
+      ``start_strokes`` strokes (None: all) are kept, in order, and give the canvas and the pen (new
+      strokes take the median width and colour of these). target: ``[3,H,W]`` 0..1.
+    Each stage: the ink-benefit map (`ink_benefit`, times ``prior`` [H,W] >= 0 when given, e.g. a
+      saliency map) proposes ``candidates`` new strokes (CLIPasso squiggles at its best pixel and at
+      pixels drawn from its softmax); the one whose addition gives the lowest eval loss is appended,
+      then all strokes are re-optimised for ``grow_iterations`` steps (0 = none) with ``config``.
+    Stopping: at ``max_strokes``, or (unless ``full_curve``) when each of the last ``patience`` stages
+      lowered the loss by less than ``min_gain`` times the total improvement so far (empty canvas minus
+      the best loss reached) -- a plateau.
+    Fidelity: ``(L_blank - L_k) / (L_blank - L_best)`` with ``L_best`` the lowest loss reached (stored as
+      ``full_loss``); the chosen count is the smallest measured count reaching ``fidelity``. Unlike
+      pruning, the reference is the grown sketch itself, so growing has to reach its plateau before it
+      can choose (it cannot stop at the fidelity).
+    Order: stroke i of every grown sketch is the i-th stroke placed, so the strokes are in drawing
+      order. With ``grow_iterations=0`` the sketch of k strokes is exactly the first k strokes of every
+      larger one; with re-optimisation those strokes keep their places in the order but move a little.
+    callback(count, loss, sketch) after each count is measured; should_stop() is checked between stages
+      and during the re-optimisations (True stops and chooses among the counts measured so far).
+    """
+    t0 = time.perf_counter()
+    fidelity = _check_fidelity(fidelity)
+    sketch = single_sketch(start, "growing")
+    n_in = sketch.num_strokes
+    if start_strokes is not None:
+        _check_whole("start_strokes", start_strokes, 1, "the strokes to start growing from")
+        if start_strokes > n_in:
+            raise AbstractionError(f"start_strokes is {start_strokes} but the starting sketch has only {n_in} "
+                                   "strokes; ask for fewer or give a sketch with more")
+        sketch = drop_strokes(sketch, range(start_strokes))
+    k0 = sketch.num_strokes
+    _check_whole("max_strokes", max_strokes, 2, "the most strokes growing may reach")
+    if max_strokes <= k0:
+        raise AbstractionError(f"max_strokes ({max_strokes}) must be larger than the {k0} strokes growing starts "
+                               "from; raise max_strokes or start from fewer strokes")
+    _check_whole("grow_iterations", grow_iterations, 0, "optimisation steps after each added stroke")
+    _check_whole("candidates", candidates, 1, "places tried for each new stroke")
+    _check_whole("patience", patience, 1, "stages of small gain before growing stops")
+    if isinstance(min_gain, bool) or not isinstance(min_gain, (int, float)) or not math.isfinite(min_gain) \
+            or not 0.0 <= float(min_gain) < 1.0:
+        raise AbstractionError(f"min_gain must be a number in [0, 1): the share of the total improvement a stroke "
+                               f"must add to keep growing (0.01 = 1%; 0 grows to max_strokes); got {min_gain!r}")
+    h, w = sketch.canvas
+    if prior is not None:
+        prior = torch.as_tensor(prior).detach().float().cpu()
+        while prior.ndim > 2 and prior.shape[0] == 1:
+            prior = prior[0]
+        if tuple(prior.shape) != (h, w) or not bool(torch.isfinite(prior).all()) or bool((prior < 0).any()):
+            raise AbstractionError(f"prior must be a finite map >= 0 of the canvas size {h}x{w} (e.g. the saliency "
+                                   f"map); got shape {tuple(prior.shape)}")
+    cfg = config or OptimizeConfig()
+    ev = eval_config(cfg)
+    reopt = reopt_config(cfg, grow_iterations)
+    seed = int(sketch.seeds[0]) if sketch.seeds else 0
+    half_width, color = _pen(sketch)
+
+    blank, first = (float(v) for v in masked_losses(sketch, torch.tensor([[False] * k0, [True] * k0]), target,
+                                                      encoder, cfg, device))
+    if not math.isfinite(blank):
+        raise AbstractionError(f"the empty canvas has a non-finite loss ({blank}); check the target and the models")
+    current = sketch.replace(losses=torch.tensor([first]), seeds=(seed,))
+    counts, losses, sketches = [k0], [first], {k0: current}
+    if callback is not None:
+        callback(k0, first, current)
+
+    def plateau() -> bool:
+        if len(losses) <= patience:
+            return False
+        total = blank - min(losses)
+        if not total > 0:
+            return False
+        gains = [a - b for a, b in zip(losses[-patience - 1:-1], losses[-patience:])]
+        return all(g < min_gain * total for g in gains)
+
+    cancelled, reason = False, "max_strokes"
+    while current.num_strokes < max_strokes:
+        if should_stop is not None and should_stop():
+            cancelled = True
+            break
+        if not full_curve and plateau():
+            reason = "plateau"
+            break
+        k = current.num_strokes
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + k)
+        benefit = ink_benefit(current, target, encoder, cfg, device, pen=color[:3].tolist())
+        new = _place_candidates(benefit, candidates, current.num_segments, gen, prior)  # [n, P, 2]
+        n = new.shape[0]
+        trial = Strokes(torch.cat([current.points.expand(n, -1, -1, -1), new.unsqueeze(1)], 1),
+                        torch.cat([current.widths.expand(n, -1), torch.full((n, 1), half_width)], 1),
+                        torch.cat([current.colors.expand(n, -1, -1), color.view(1, 1, 4).expand(n, 1, 4)], 1),
+                        current.canvas)
+        tried = torch.cat([_batch_losses(trial.select(list(range(i, min(n, i + EVAL_CHUNK)))), target, encoder, ev,
+                                         device) for i in range(0, n, EVAL_CHUNK)])
+        tried = torch.where(torch.isfinite(tried), tried, torch.full_like(tried, float("inf")))
+        j = int(torch.argmin(tried))
+        grown = trial.select(j).replace(losses=tried[j:j + 1], seeds=(seed,))
+        if grow_iterations > 0:
+            run = optimize(grown, target, encoder, reopt, device=device, should_stop=should_stop, seeds=[seed])
+            current = run.strokes.select(0).replace(seeds=(seed,))
+            cancelled = run.cancelled
+        else:
+            current = grown
+        loss = float(current.losses[0])
+        counts.append(k + 1)
+        losses.append(loss)
+        sketches[k + 1] = current
+        if callback is not None:
+            callback(k + 1, loss, current)
+        if cancelled:
+            break
+
+    best = min(losses)
+    if not math.isfinite(best) or blank - best <= 1e-12 * max(1.0, abs(blank)):
+        raise NoImprovementError(f"growing to {counts[-1]} strokes got no closer to the picture (best loss "
+                                 f"{best:.6g}) than an empty canvas (loss {blank:.6g}), so there is no quality to "
+                                 "keep; try more grow_iterations, a higher learning rate or another loss")
+    ok = [k for k, v in zip(counts, losses) if (blank - v) / (blank - best) >= fidelity - 1e-9]
+    count = min(ok)  # the best count always reaches fidelity 1
+    return AbstractionResult(strokes=sketches[count], count=count, fidelity=fidelity, counts=counts, losses=losses,
+                             blank_loss=blank, full_loss=best, sketches=sketches, removed=[], cancelled=cancelled,
+                             seconds=time.perf_counter() - t0, method="grow",
+                             stop_reason="cancelled" if cancelled else reason)
+
+
+METHODS = ("prune", "grow")
+
+
+def check_method(method) -> str:
+    if method not in METHODS:
+        raise AbstractionError(f"the abstraction method must be 'prune' (optimise many strokes, remove the least "
+                               f"useful) or 'grow' (start from few, add where ink helps most); got {method!r}")
+    return method
+
+
 def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None, *,
                  fidelity: Optional[float] = None, prune_iterations: int = 20, order: bool = False,
-                 device=None, should_stop: Optional[Callable[[], bool]] = None):
-    """What `clipasso.pipeline.sketch` runs after best-of-N: prune to ``fidelity`` (if given), then
-    put the strokes in greedy drawing order (if ``order``). Returns (strokes, AbstractionResult or
-    None, OrderResult or None); progress goes to this module's logger."""
+                 device=None, should_stop: Optional[Callable[[], bool]] = None, method: str = "prune",
+                 max_strokes: int = 32, grow_iterations: int = 20, min_gain: float = 0.01,
+                 prior: Optional[torch.Tensor] = None):
+    """What `clipasso.pipeline.sketch` runs after best-of-N: prune the winner to ``fidelity`` -- or, with
+    ``method="grow"``, grow it up to ``max_strokes`` and choose the count for ``fidelity`` -- (if a fidelity
+    is given), then put the strokes in greedy drawing order (if ``order``). Returns (strokes,
+    AbstractionResult or None, OrderResult or None); progress goes to this module's logger."""
     abstraction = ordering = None
+    check_method(method)
     if fidelity is not None:
         def report(k, loss, _):
-            log.info("automatic abstraction: %d strokes, loss %.4f", k, loss)
+            log.info("automatic abstraction (%s): %d strokes, loss %.4f", method, k, loss)
         try:
-            abstraction = auto_abstract(winner, target, encoder, fidelity, config,
-                                        prune_iterations=prune_iterations, device=device, callback=report,
-                                        should_stop=should_stop)
+            if method == "grow":
+                abstraction = grow_abstract(winner, target, encoder, fidelity, config, max_strokes=max_strokes,
+                                            grow_iterations=grow_iterations, min_gain=min_gain, prior=prior,
+                                            device=device, callback=report, should_stop=should_stop)
+            else:
+                abstraction = auto_abstract(winner, target, encoder, fidelity, config,
+                                            prune_iterations=prune_iterations, device=device, callback=report,
+                                            should_stop=should_stop)
         except NoImprovementError as exc:  # keep the run's result rather than losing it
             warnings.warn(f"automatic abstraction skipped: {exc}", RuntimeWarning, stacklevel=2)
         else:
@@ -289,6 +546,6 @@ def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optiona
     return winner, abstraction, ordering
 
 
-__all__ = ["auto_abstract", "post_process", "generous_budget", "AbstractionResult", "AbstractionError",
-           "NoImprovementError",           "masked_losses", "single_sketch", "reopt_config",
-           "drop_strokes", "eval_config"]
+__all__ = ["auto_abstract", "grow_abstract", "ink_benefit", "post_process", "generous_budget", "check_method",
+           "METHODS", "AbstractionResult", "AbstractionError", "NoImprovementError", "masked_losses",
+           "single_sketch", "reopt_config", "drop_strokes", "eval_config"]

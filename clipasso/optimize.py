@@ -227,6 +227,20 @@ def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, de
         raise OptimizeError(str(exc)) from None
 
 
+def build_loss(cfg: OptimizeConfig, encoder, target: torch.Tensor, device) -> object:
+    """The loss object ``optimize`` uses for ``cfg`` (`CLIPassoLoss`, `TraceLoss` or `CombinedLoss`);
+    ``target`` is ``[3,H,W]`` at the canvas size on ``device``. Its ``eval_loss`` is the clean-view loss."""
+    loss_fn = CLIPassoLoss(encoder, target, layer_weights=cfg.layer_weights, semantic_weight=cfg.semantic_weight,
+                           num_augs=cfg.num_augs, distortion=cfg.distortion, crop_scale=cfg.crop_scale,
+                           distance=cfg.distance, aug_pool=cfg.aug_pool, pool_seed=cfg.pool_seed,
+                           amp_dtype=_amp_dtype(cfg.mixed_precision, device),
+                           **_text_guidance(encoder, cfg)) if cfg.uses_clip else None
+    if cfg.loss != "clip":
+        trace = TraceLoss(target, sigmas=cfg.trace_sigmas, reference=cfg.trace_reference, device=device)
+        loss_fn = trace if loss_fn is None else CombinedLoss(loss_fn, trace, cfg.trace_weight)
+    return loss_fn
+
+
 def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
              callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
              device=None, seeds: Optional[Sequence[int]] = None) -> OptimizeResult:
@@ -267,14 +281,7 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     h, w = strokes.canvas
     target = _prepare_target(target, (h, w)).to(device)
 
-    loss_fn = CLIPassoLoss(encoder, target, layer_weights=cfg.layer_weights, semantic_weight=cfg.semantic_weight,
-                           num_augs=cfg.num_augs, distortion=cfg.distortion, crop_scale=cfg.crop_scale,
-                           distance=cfg.distance, aug_pool=cfg.aug_pool, pool_seed=cfg.pool_seed,
-                           amp_dtype=_amp_dtype(cfg.mixed_precision, device),
-                           **_text_guidance(encoder, cfg)) if cfg.uses_clip else None
-    if cfg.loss != "clip":
-        trace = TraceLoss(target, sigmas=cfg.trace_sigmas, reference=cfg.trace_reference, device=device)
-        loss_fn = trace if loss_fn is None else CombinedLoss(loss_fn, trace, cfg.trace_weight)
+    loss_fn = build_loss(cfg, encoder, target, device)
     scaler = None
     if loss_fn.amp_dtype == torch.float16 and device.type == "cuda":
         scaler = torch.amp.GradScaler("cuda")

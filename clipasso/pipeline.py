@@ -197,6 +197,8 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
            models_dir=None, canvas: int = 224, num_segments: int = 1, width: float = 1.5,
            temperature: float = 0.3, allow_download: bool = True,
            auto_strokes: Optional[float] = None, max_strokes: Optional[int] = None, prune_iterations: int = 20,
+           abstraction_method: str = "prune", start_strokes: int = 2, grow_iterations: int = 20,
+           min_gain: float = 0.01,
            drawing_order: bool = False,
            callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
            **optimizer_settings) -> SketchResult:
@@ -209,6 +211,11 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
     `OptimizeConfig` (lr, num_augs, aug_pool, eval_interval, layer_weights, semantic_weight, ...), among
     them text guidance (``text="a cat, side view"``, ``text_weight``) and styled strokes
     (``optimize_width``, ``optimize_opacity``, ``optimize_color``, ``color_from_image``, ``pen_width``).
+    auto_strokes: a fidelity in (0, 1]: the sketch chooses its stroke count (`clipasso.abstraction`). With
+    ``abstraction_method="prune"`` (default) ``max_strokes`` strokes (default twice ``strokes``) are
+    optimised and pruned with ``prune_iterations`` re-optimisation steps per removal; with ``"grow"`` only
+    ``start_strokes`` are optimised, then strokes are added one at a time (``grow_iterations`` steps after
+    each) until the gain of the last ones falls below ``min_gain`` of the total or ``max_strokes`` is reached.
     canvas: the working canvas side; above the encoder's input size (224) renders are downsampled
     with a box filter for the loss (finer lines; the encoder's cost is unchanged, rendering 448 px adds
     about 14 ms per step for 2 seeds x 16 strokes on a 2-core CPU, bench/features.py).
@@ -220,10 +227,20 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
     n_strokes = p["strokes"] if strokes is None else strokes
     if isinstance(n_strokes, bool) or not isinstance(n_strokes, (int, np.integer)) or n_strokes < 1:
         raise PipelineError(f"strokes must be a whole number >= 1 (16 by default); got {n_strokes!r}")
-    if auto_strokes is not None:  # clipasso.abstraction: start generous, then prune to the fidelity asked
-        from .abstraction import generous_budget
+    budget = None
+    if auto_strokes is not None:  # clipasso.abstraction: start generous and prune, or start small and grow
+        from .abstraction import AbstractionError, check_method, generous_budget
 
-        n_strokes = generous_budget(auto_strokes, max_strokes, n_strokes)
+        check_method(abstraction_method)
+        budget = generous_budget(auto_strokes, max_strokes, n_strokes)
+        if abstraction_method == "grow":
+            if isinstance(start_strokes, bool) or not isinstance(start_strokes, (int, np.integer)) \
+                    or not 1 <= start_strokes < budget:
+                raise AbstractionError(f"start_strokes must be a whole number from 1 to max_strokes - 1 "
+                                       f"({budget - 1}); got {start_strokes!r}")
+            n_strokes = int(start_strokes)
+        else:
+            n_strokes = budget
     seed_list = _seed_list(p["seeds"] if seeds is None else seeds, seed)
     if isinstance(canvas, bool) or not isinstance(canvas, int) or canvas < 8:
         raise PipelineError(f"canvas must be a whole number of pixels >= 8 (224 by default); got {canvas!r}")
@@ -276,13 +293,22 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
     run = optimize(initial, target, encoder, cfg, callback=callback, should_stop=should_stop, device=dev,
                    seeds=seed_list)
     winner, index = select_best(run.strokes)
-    abstraction = ordering = None
+    ordering = None
     if auto_strokes is not None or drawing_order:
         from .abstraction import post_process
 
-        winner, abstraction, ordering = post_process(winner, target, encoder, cfg, fidelity=auto_strokes,
-                                                     prune_iterations=prune_iterations, order=drawing_order,
-                                                     device=dev, should_stop=should_stop)
+        prior = None
+        if abstraction_method == "grow" and sal is not None:  # grown strokes go where ink helps, times saliency
+            prior = sal if mask is None else sal * mask.to(sal)
+            if not float(prior.max()) > 0:
+                prior = None
+        winner, ab_result, ordering = post_process(winner, target, encoder, cfg, fidelity=auto_strokes,
+                                                   prune_iterations=prune_iterations, order=drawing_order,
+                                                   device=dev, should_stop=should_stop, method=abstraction_method,
+                                                   max_strokes=budget or 32, grow_iterations=grow_iterations,
+                                                   min_gain=min_gain, prior=prior)
+    else:
+        ab_result = None
     if run.cancelled:
         notes.append(f"cancelled after {run.iterations_run} of {cfg.iterations} iterations; "
                      "returning the best state reached")
@@ -293,10 +319,11 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
                     aug_pool=cfg.aug_pool, lr=cfg.lr, text=cfg.text, text_weight=cfg.text_weight if cfg.text else None,
                     optimize_width=cfg.optimize_width, optimize_opacity=cfg.optimize_opacity,
                     optimize_color=cfg.optimize_color, color_from_image=cfg.color_from_image,
-                    pen_width=cfg.pen_width)
+                    pen_width=cfg.pen_width,
+                    abstraction=(abstraction_method if auto_strokes is not None else None))
     return SketchResult(strokes=winner, candidates=run.strokes, index=index, target=target, mask=mask,
                         saliency=sal, initial=initial, run=run, settings=settings, notes=notes,
-                        seconds=time.perf_counter() - t0, abstraction=abstraction, drawing_order=ordering)
+                        seconds=time.perf_counter() - t0, abstraction=ab_result, drawing_order=ordering)
 
 
 __all__ = ["sketch", "SketchResult", "prepare_target", "pick_device", "PipelineError", "EXAMPLE_IMAGE"]

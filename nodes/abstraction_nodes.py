@@ -58,6 +58,29 @@ def _setup(models, loss: str, trace_weight: float, preset: str, learning_rate: f
     return encoder, (models.device if models is not None else compute_device()), config
 
 
+METHOD_CHOICES = ["prune", "grow"]  # clipasso.abstraction.METHODS
+
+
+def _grow_inputs():
+    """Inputs of the grow method; optional with defaults that keep older workflows pruning as before."""
+    return [
+        io.Combo.Input("method", options=METHOD_CHOICES, default="prune", optional=True,
+                       tooltip="prune: remove strokes from the generous sketch. grow: start from the connected "
+                               "strokes and add strokes one at a time where ink helps most (fidelity is then "
+                               "relative to the best loss growing reached)."),
+        io.Int.Input("start_strokes", default=0, min=0, max=1000, optional=True,
+                     tooltip="grow: how many of the connected strokes to start from (their first ones); 0 = all "
+                             "of them. Connect a small optimised sketch (e.g. 2 strokes)."),
+        io.Int.Input("max_strokes", default=32, min=2, max=1000, optional=True,
+                     tooltip="grow: the most strokes growing may reach."),
+        io.Int.Input("grow_iterations", default=20, min=0, max=2000, optional=True,
+                     tooltip="grow: optimisation steps of all strokes after each added stroke (0: none, fastest)."),
+        io.Float.Input("min_gain", default=0.01, min=0.0, max=0.99, step=0.001, optional=True,
+                       tooltip="grow: stop when each of the last 2 added strokes lowered the loss by less than this "
+                               "share of the total improvement so far (0: grow to max_strokes)."),
+    ]
+
+
 def _one_target(image, strokes):
     pictures = images_to_chw(image)
     if len(pictures) != 1:
@@ -83,10 +106,14 @@ class AutoAbstraction(io.ComfyNode):
             node_id="CLIPassoAutoAbstraction",
             display_name="Auto Abstraction (CLIPasso)",
             category=CATEGORY,
-            description="Let the sketch choose its own stroke count: starting from a sketch optimised with a generous "
-                        "number of strokes, remove the least useful stroke (the one whose absence raises the loss "
-                        "least), re-optimise briefly, and repeat; keep the fewest strokes that still reach the "
-                        "fidelity asked for. Also outputs the loss-versus-strokes curve.",
+            description="Let the sketch choose its own stroke count. prune (default): starting from a sketch "
+                        "optimised with a generous number of strokes, remove the least useful stroke (the one whose "
+                        "absence raises the loss least), re-optimise briefly, and repeat; keep the fewest strokes "
+                        "that still reach the fidelity asked for. grow: start from the connected strokes (a few) "
+                        "and add one stroke at a time where ink lowers the loss most, re-optimising all of them, "
+                        "until new strokes stop paying or max_strokes is reached; fidelity is then relative to the "
+                        "best loss reached, and the strokes come out in the order they were added. Also outputs "
+                        "the loss-versus-strokes curve.",
             inputs=[
                 ClipassoModelsType.Input("models", optional=True,
                                          tooltip="From Load CLIPasso Models; its loss encoder measures the sketches "
@@ -98,18 +125,19 @@ class AutoAbstraction(io.ComfyNode):
                                tooltip="Share of the full sketch's loss improvement over an empty canvas to keep: "
                                        "1.0 keeps its quality, 0.5 allows a much more abstract sketch."),
                 io.Int.Input("prune_iterations", default=20, min=0, max=2000,
-                             tooltip="Optimisation steps after each removed stroke so the others take over its "
-                                     "work (0: none, fastest)."),
+                             tooltip="prune: optimisation steps after each removed stroke so the others take over "
+                                     "its work (0: none, fastest)."),
                 io.Boolean.Input("full_curve", default=False,
-                                 tooltip="Keep pruning down to one stroke to draw the whole curve (slower); off "
-                                         "stops at the first count below the fidelity."),
+                                 tooltip="Keep pruning down to one stroke (grow: keep growing to max_strokes) to "
+                                         "draw the whole curve (slower); off stops at the first count below the "
+                                         "fidelity (grow: when new strokes stop paying)."),
                 io.Combo.Input("preset", options=PRESET_NAMES, default="fast",
                                tooltip="Optimiser settings of the re-optimisations (as in Optimize Sketch)."),
                 io.Float.Input("learning_rate", default=1.0, min=0.001, max=10.0, step=0.01,
                                tooltip="Adam step size of the re-optimisations, in canvas pixels."),
                 io.Float.Input("semantic_weight", default=0.1, min=0.0, max=100.0, step=0.01,
                                tooltip="Weight of the semantic (CLIP embedding) term of the loss (CLIPasso: 0.1)."),
-            ] + _loss_inputs(),
+            ] + _loss_inputs() + _grow_inputs(),
             outputs=[
                 SketchStrokes.Output("chosen", display_name="strokes", tooltip="The sketch with the chosen stroke count."),
                 io.Image.Output("chosen_image", display_name="image", tooltip="The chosen sketch drawn on white."),
@@ -123,22 +151,47 @@ class AutoAbstraction(io.ComfyNode):
 
     @classmethod
     def execute(cls, models=None, image=None, strokes=None, fidelity=0.9, prune_iterations=20, full_curve=False,
-                preset="fast", learning_rate=1.0, semantic_weight=0.1, loss="clip", trace_weight=1.0):
+                preset="fast", learning_rate=1.0, semantic_weight=0.1, loss="clip", trace_weight=1.0,
+                method="prune", start_strokes=0, max_strokes=32, grow_iterations=20, min_gain=0.01):
         import comfy.utils
-        from clipasso.abstraction import auto_abstract
+        from clipasso.abstraction import auto_abstract, grow_abstract
         from clipasso.plots import abstraction_chart
 
         strokes = strokes_or_error(strokes)
+        method = method or "prune"
+        if method not in METHOD_CHOICES:
+            raise NodeInputError(f"method must be one of {', '.join(METHOD_CHOICES)}; got {method!r}")
+        first = None if int(start_strokes) <= 0 else int(start_strokes)
+        if method == "grow":
+            begin = strokes.num_strokes if first is None else first
+            if first is not None and first > strokes.num_strokes:
+                raise NodeInputError(f"start_strokes is {first} but the connected sketch has only "
+                                     f"{strokes.num_strokes} strokes; lower it (0 = all of them)")
+            if int(max_strokes) <= begin:
+                raise NodeInputError(f"max_strokes ({int(max_strokes)}) must be larger than the {begin} strokes "
+                                     "growing starts from; raise max_strokes, lower start_strokes, or connect a "
+                                     "sketch with fewer strokes")
         encoder, device, config = _setup(models, loss, trace_weight, preset, learning_rate, semantic_weight)
-        bar = comfy.utils.ProgressBar(max(1, strokes.num_strokes - 1))
+        if method == "grow":
+            bar = comfy.utils.ProgressBar(max(1, int(max_strokes) - begin))
+            progress = lambda k, loss, s: bar.update_absolute(k - begin)  # noqa: E731
+        else:
+            bar = comfy.utils.ProgressBar(max(1, strokes.num_strokes - 1))
+            progress = lambda k, loss, s: bar.update_absolute(strokes.num_strokes - k)  # noqa: E731
         try:
             with torch.inference_mode(False), torch.enable_grad():
                 target = _one_target(image, strokes)
                 start = strokes.detach()
-                result = auto_abstract(start, target, encoder, float(fidelity), config,
-                                       prune_iterations=int(prune_iterations), full_curve=bool(full_curve),
-                                       device=device, should_stop=_stop_when_cancelled,
-                                       callback=lambda k, loss, s: bar.update_absolute(start.num_strokes - k))
+                if method == "grow":
+                    result = grow_abstract(start, target, encoder, float(fidelity), config,
+                                           max_strokes=int(max_strokes), start_strokes=first,
+                                           grow_iterations=int(grow_iterations), min_gain=float(min_gain),
+                                           full_curve=bool(full_curve), device=device,
+                                           should_stop=_stop_when_cancelled, callback=progress)
+                else:
+                    result = auto_abstract(start, target, encoder, float(fidelity), config,
+                                           prune_iterations=int(prune_iterations), full_curve=bool(full_curve),
+                                           device=device, should_stop=_stop_when_cancelled, callback=progress)
                 chosen = result.strokes.cpu()  # fresh tensors made outside inference mode
             rendered, _ = render_to_comfy(chosen)
             chart = _chart_image(abstraction_chart(result))

@@ -115,3 +115,34 @@ def test_nodes_work_with_the_trace_loss_without_models(N):
     with pytest.raises(ValueError, match="needs a CLIP model"):
         run(N["CLIPassoDrawingOrder"], image=picture(), strokes=mixed_sketch(), frame_size=0, include_blank=True,
             stroke_seconds=0.3, semantic_weight=0.1, loss="clip")
+
+
+def test_auto_abstraction_node_grows(N):
+    """method 'grow' starts from the connected strokes and adds strokes; the curve goes up in count."""
+    from tests.test_grow import corner_start
+
+    kw = dict(image=picture(), strokes=corner_start(), prune_iterations=0, full_curve=False, preset="fast",
+              learning_rate=1.0, semantic_weight=0.1, loss="trace", method="grow", start_strokes=0, max_strokes=5,
+              grow_iterations=1, min_gain=0.0)
+    strokes, image, count, chart, text = run(N["CLIPassoAutoAbstraction"], fidelity=0.8, **kw).args
+    data = json.loads(text)
+    assert data["method"] == "grow" and [c["strokes"] for c in data["curve"]] == [1, 2, 3, 4, 5]
+    assert data["count"] == count == strokes.num_strokes and 1 <= count <= 5
+    assert data["curve"][-1]["loss"] < data["curve"][0]["loss"]
+    assert image.shape == (1, 96, 96, 3) and chart.shape[0] == 1
+    assert not strokes.points.is_inference()
+    with pytest.raises(ValueError, match=r"max_strokes \(1\) must be larger than the 1 strokes"):
+        run(N["CLIPassoAutoAbstraction"], fidelity=0.8, **dict(kw, max_strokes=1))
+    with pytest.raises(ValueError, match="start_strokes is 3 but the connected sketch has only 1"):
+        run(N["CLIPassoAutoAbstraction"], fidelity=0.8, **dict(kw, start_strokes=3))
+
+
+def test_auto_abstraction_node_inputs_of_older_workflows(N):
+    """The grow inputs are optional, and their defaults prune as before."""
+    schema = N["CLIPassoAutoAbstraction"].GET_SCHEMA()
+    grow = {i.id: i for i in schema.inputs if i.id in ("method", "start_strokes", "max_strokes", "grow_iterations",
+                                                        "min_gain")}
+    assert len(grow) == 5 and all(i.optional for i in grow.values())
+    assert grow["method"].default == "prune"
+    ids = [i.id for i in schema.inputs]
+    assert ids.index("method") > ids.index("trace_weight")  # appended: older saved widget values keep their places
