@@ -365,6 +365,18 @@ def _check_whole(name: str, value, lo: int, what: str) -> int:
     return value
 
 
+def reached_plateau(losses: Sequence[float], blank: float, min_gain: float = 0.01, patience: int = 2) -> bool:
+    """Growing's stopping rule on the losses measured so far (one per stage, in order): each of the last
+    ``patience`` stages lowered the loss by less than ``min_gain`` times ``blank - min(losses)``."""
+    if len(losses) <= patience:
+        return False
+    total = blank - min(losses)
+    if not total > 0:
+        return False
+    gains = [a - b for a, b in zip(losses[-patience - 1:-1], losses[-patience:])]
+    return all(g < min_gain * total for g in gains)
+
+
 def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float = 0.9,
                   config: Optional[OptimizeConfig] = None, *, max_strokes: int = 32,
                   start_strokes: Optional[int] = None, grow_iterations: int = 20, candidates: int = 8,
@@ -439,21 +451,12 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
     if callback is not None:
         callback(k0, first, current)
 
-    def plateau() -> bool:
-        if len(losses) <= patience:
-            return False
-        total = blank - min(losses)
-        if not total > 0:
-            return False
-        gains = [a - b for a, b in zip(losses[-patience - 1:-1], losses[-patience:])]
-        return all(g < min_gain * total for g in gains)
-
     cancelled, reason = False, "max_strokes"
     while current.num_strokes < max_strokes:
         if should_stop is not None and should_stop():
             cancelled = True
             break
-        if not full_curve and plateau():
+        if not full_curve and reached_plateau(losses, blank, min_gain, patience):
             reason = "plateau"
             break
         k = current.num_strokes
@@ -546,6 +549,6 @@ def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optiona
     return winner, abstraction, ordering
 
 
-__all__ = ["auto_abstract", "grow_abstract", "ink_benefit", "post_process", "generous_budget", "check_method",
-           "METHODS", "AbstractionResult", "AbstractionError", "NoImprovementError", "masked_losses",
+__all__ = ["auto_abstract", "grow_abstract", "ink_benefit", "reached_plateau", "post_process", "generous_budget",
+           "check_method", "METHODS", "AbstractionResult", "AbstractionError", "NoImprovementError", "masked_losses",
            "single_sketch", "reopt_config", "drop_strokes", "eval_config"]

@@ -25,7 +25,8 @@ def add_arguments(parser) -> None:
                         "least useful ones while the sketch keeps FIDELITY (0-1] of their loss improvement over "
                         "an empty canvas (0.9 = 90%%)")
     g.add_argument("--max-strokes", type=int, metavar="N",
-                   help="the generous budget --auto-strokes starts from (default: twice --strokes, 32 by default)")
+                   help="the generous budget --auto-strokes starts from, or with --abstraction grow the most strokes "
+                        "growing may reach (default: twice --strokes, 32 by default)")
     g.add_argument("--prune-iterations", type=int, metavar="N",
                    help="optimisation steps after each removed stroke (default 20; 0 = none)")
     g.add_argument("--abstraction", choices=["prune", "grow"], default=None,
