@@ -21,6 +21,14 @@ there), per loss:
    own stroke order and ``--random-orders`` random orders: loss after the first k strokes and the
    mean fidelity over all prefixes (1 = every prefix as good as the whole sketch).
 
+4. ``--grow-vs-prune`` (trace loss only, merged into the JSON as "grow_vs_prune" without re-running
+   1-3): pruning as in 1 (``--strokes`` strokes optimised for ``--iterations``, pruned to one) against
+   growing (`clipasso.abstraction.grow_abstract`: ``--grow-start`` strokes optimised for ``--iterations``,
+   then grown one stroke per stage to ``--strokes`` with ``--grow-iterations`` re-optimisation steps
+   per stage): loss at equal stroke counts, wall and CPU time, and the
+   count each method chooses for fidelity 0.9 (each relative to its own reference) and where growing's
+   plateau rule (min_gain 0.01, patience 2) would have stopped.
+
 Prints a table last and writes JSON to bench/results/abstraction_<device>.json.
 """
 from __future__ import annotations
@@ -138,6 +146,78 @@ def run_loss(mode: str, args, encoder, target, mask):
     return out, ab, greedy, rand
 
 
+def grow_vs_prune(args, target, mask):
+    """Section 4 of the module docstring (trace loss)."""
+    from clipasso.abstraction import auto_abstract, grow_abstract, reached_plateau
+    from clipasso.optimize import OptimizeConfig, optimize
+
+    cfg = OptimizeConfig.from_preset("fast", iterations=args.iterations, lr=args.lr, loss="trace")
+    out = {"loss": "trace", "settings": {"strokes": args.strokes, "iterations": args.iterations, "lr": args.lr,
+                                         "prune_iterations": args.prune_iterations,
+                                         "grow_iterations": args.grow_iterations, "grow_start": args.grow_start,
+                                         "candidates": 8, "preset": "fast", "threads": torch.get_num_threads()}}
+    # wall time and CPU time of this process: on a shared machine the wall time also counts waiting for the CPU
+    clocks = (time.perf_counter, time.process_time)
+
+    t0 = [c() for c in clocks]
+    full = optimize(start_strokes(target, mask, args.strokes, args.seed), target, None, cfg, device="cpu").strokes
+    t1 = [c() for c in clocks]
+    pr = auto_abstract(full, target, None, 0.9, cfg, prune_iterations=args.prune_iterations, full_curve=True,
+                       device="cpu", callback=lambda k, loss, s: log(f"[prune]  {k:3d} strokes: {loss:.4f}"))
+    t2 = [c() for c in clocks]
+    few = optimize(start_strokes(target, mask, args.grow_start, args.seed), target, None, cfg, device="cpu").strokes
+    t3 = [c() for c in clocks]
+    gr = grow_abstract(few, target, None, 0.9, cfg, max_strokes=args.strokes, grow_iterations=args.grow_iterations,
+                       min_gain=0.0, full_curve=True, device="cpu",
+                       callback=lambda k, loss, s: log(f"[grow]   {k:3d} strokes: {loss:.4f}"))
+    t4 = [c() for c in clocks]
+    for i, clock in enumerate(("seconds", "cpu_seconds")):
+        out[clock] = {"prune": {"optimise": t1[i] - t0[i], "search": t2[i] - t1[i], "total": t2[i] - t0[i]},
+                      "grow": {"optimise": t3[i] - t2[i], "search": t4[i] - t3[i], "total": t4[i] - t2[i]}}
+    pl, gl = dict(zip(pr.counts, pr.losses)), dict(zip(gr.counts, gr.losses))
+    out["blank_loss"] = gr.blank_loss
+    out["curve"] = [{"strokes": k, "prune": pl.get(k), "grow": gl.get(k)} for k in range(1, args.strokes + 1)]
+    stop = next((k for i, k in enumerate(gr.counts) if reached_plateau(gr.losses[:i + 1], gr.blank_loss, 0.01, 2)),
+                None)
+    out["grow_plateau_stop"] = stop  # the rule is checked before each stage: growing would end with `stop` strokes
+    out["chosen_at_0.9"] = {"prune": pr.count, "grow": gr.count}
+    best = min(pr.full_loss, gr.full_loss)
+    common = {}
+    for name, r in (("prune", pr), ("grow", gr)):  # one reference for both: the lowest loss either reached
+        ok = [k for k, v in zip(r.counts, r.losses) if (r.blank_loss - v) / (r.blank_loss - best) >= 0.9 - 1e-9]
+        common[name] = min(ok) if ok else None
+    out["chosen_at_0.9_common_reference"] = common
+    out["wins"] = {"grow": sum(1 for c in out["curve"] if c["prune"] is not None and c["grow"] is not None
+                               and c["grow"] < c["prune"]),
+                   "counts_compared": sum(1 for c in out["curve"] if c["prune"] is not None and c["grow"] is not None)}
+    return out
+
+
+def grow_table(g) -> str:
+    st = g["settings"]
+    lines = [f"\n== grow vs prune ({g['loss']} loss): up to {st['strokes']} strokes, {st['iterations']} iterations "
+             f"for the start, {st['prune_iterations']} re-optimisation steps per removal, {st['grow_iterations']} per "
+             f"added stroke, growing from {st['grow_start']} ==",
+             f"strokes  pruned    grown     (empty canvas {g['blank_loss']:.4f})"]
+    for c in g["curve"]:
+        if c["prune"] is None and c["grow"] is None:
+            continue
+        fmt = lambda v: "     -  " if v is None else f"{v:.4f}"  # noqa: E731
+        lines.append(f"{c['strokes']:7d}  {fmt(c['prune'])}    {fmt(c['grow'])}")
+    w = g["wins"]
+    lines.append(f"grown sketch lower at {w['grow']} of {w['counts_compared']} counts measured by both")
+    lines.append(f"fidelity 0.9 -> prune {g['chosen_at_0.9']['prune']} strokes, grow {g['chosen_at_0.9']['grow']} "
+                 f"(each against its own reference); against the lowest loss of either: prune "
+                 f"{g['chosen_at_0.9_common_reference']['prune']}, grow {g['chosen_at_0.9_common_reference']['grow']}")
+    lines.append(f"growing's plateau rule (min_gain 0.01, patience 2) stops at: {g['grow_plateau_stop']}")
+    for clock in ("seconds", "cpu_seconds"):
+        s = g[clock]
+        lines.append(f"{'wall' if clock == 'seconds' else 'CPU'} time: prune {s['prune']['total']:.0f} s (optimise "
+                     f"{s['prune']['optimise']:.0f} + prune {s['prune']['search']:.0f}), grow {s['grow']['total']:.0f} s "
+                     f"(optimise {s['grow']['optimise']:.0f} + grow {s['grow']['search']:.0f})")
+    return "\n".join(lines)
+
+
 def pictures(target, ab, greedy, rand_curves, mode: str, strokes: int, seed: int):
     """docs/auto_abstraction.png and docs/drawing_order.png."""
     from PIL import Image, ImageDraw, ImageFont
@@ -235,9 +315,30 @@ def main(argv=None):
     ap.add_argument("--pictures", action="store_true", help="write docs/ pictures from the last loss run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "abstraction_cpu.json"))
     ap.add_argument("--table-only", action="store_true", help="print the table of an existing --out file")
+    ap.add_argument("--grow-vs-prune", action="store_true",
+                    help="only section 4 (trace loss), merged into an existing --out file as 'grow_vs_prune'")
+    ap.add_argument("--grow-start", type=int, default=2, help="strokes growing starts from (default 2)")
+    ap.add_argument("--grow-iterations", type=int, default=20,
+                    help="re-optimisation steps after each added stroke (default 20, the engine's default)")
     args = ap.parse_args(argv)
     if args.table_only:
-        print(table(json.loads(Path(args.out).read_text())["results"]))
+        data = json.loads(Path(args.out).read_text())
+        print(table(data["results"]) + ("\n" + grow_table(data["grow_vs_prune"]) if "grow_vs_prune" in data else ""))
+        return 0
+    if args.grow_vs_prune:
+        if not 1 <= args.grow_start < args.strokes:
+            ap.error(f"--grow-start must be from 1 to --strokes - 1 ({args.strokes - 1})")
+        torch.manual_seed(args.seed)
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        target, mask, matted = prepare(args.canvas)
+        g = grow_vs_prune(args, target, mask)
+        g["picture"] = "clipasso/data/example.jpg" + (" (matted with u2netp)" if matted else " (not matted)")
+        path = Path(args.out)
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        data["grow_vs_prune"] = g
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1))
+        print(grow_table(g))
         return 0
 
     torch.manual_seed(args.seed)
