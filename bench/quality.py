@@ -46,6 +46,9 @@ RESULTS = ROOT / "bench" / "results"
 PHOTOS = ("chelsea", "coffee", "astronaut")
 ALL_IMAGES = ("horse",) + PHOTOS
 ALL_LOSSES = ("trace", "clip", "clip+trace")
+# trace without re-seeding strokes that shrink to dots (the optimiser's reseed_interval=0), for
+# measuring what re-seeding does: `--losses trace trace-no-reseed`
+EXTRA_LOSSES = ("trace-no-reseed",)
 
 
 def u2net_folder():
@@ -175,6 +178,8 @@ def run(args) -> dict:
                 continue
             its = args.rn101_iterations if loss == "clip-rn101" else args.iterations
             extra = {}
+            if loss == "trace-no-reseed":
+                mode, extra["reseed_interval"] = "trace", 0
             if loss == "clip+trace":
                 extra["trace_weight"] = balanced_trace_weight(init, target, enc) if args.trace_weight is None \
                     else args.trace_weight
@@ -190,7 +195,7 @@ def run(args) -> dict:
                              f=mean(s1["f"]), precision=mean(s1["precision"]), recall=mean(s1["recall"]),
                              coverage=mean(s1.get("coverage", [])), f_winner=s1["f"][win], per_seed=s1,
                              loss_start=res.history[0].tolist(), loss_best=res.strokes.losses.tolist(),
-                             trace_weight=extra.get("trace_weight"),
+                             trace_weight=extra.get("trace_weight"), reseeded=res.reseeded,
                              encoder=None if enc is None else f"{enc.name} ({enc.source if loss == 'clip-rn101' else 'tiny random'})"))
     info = dict(device="cpu", threads=args.threads, cores=os.cpu_count(), torch=torch.__version__,
                 platform=platform.platform(), cpu=platform.processor() or platform.machine(),
@@ -221,7 +226,7 @@ def table(report: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", nargs="+", default=list(ALL_IMAGES), choices=list(ALL_IMAGES))
-    ap.add_argument("--losses", nargs="+", default=list(ALL_LOSSES), choices=list(ALL_LOSSES))
+    ap.add_argument("--losses", nargs="+", default=list(ALL_LOSSES), choices=list(ALL_LOSSES + EXTRA_LOSSES))
     ap.add_argument("--rn101", action="store_true", help="also the random real-size RN101 (slow on CPU)")
     ap.add_argument("--iterations", type=int, default=150, help="per run (fast preset: 500; default 150 for ~10 min)")
     ap.add_argument("--rn101-iterations", type=int, default=60)

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "clip+trace: both")
     sk.add_argument("--trace-weight", type=float, metavar="W",
                     help="weight of the trace term in clip+trace (default 1.0)")
+    sk.add_argument("--reseed", type=int, metavar="N",
+                    help="every N steps move strokes that have shrunk to dots to lines still missing ink "
+                         "(default: 50 with --loss trace or clip+trace, off with clip; 0 = off)")
     sk.add_argument("--canvas", type=int, metavar="PX",
                     help="side of the working canvas (default 224, CLIP's input). Larger (e.g. 448) renders finer "
                          "and is box-downsampled for the loss; the encoder's cost is unchanged, rendering 4x the "
@@ -220,6 +223,8 @@ def _sketch(args) -> int:
             extra["loss"] = args.loss
         if args.trace_weight is not None:
             extra["trace_weight"] = args.trace_weight
+        if args.reseed is not None:
+            extra["reseed_interval"] = args.reseed
         result = sketch(args.input, preset=args.preset, strokes=args.strokes, seeds=args.seeds,
                         iterations=args.iterations, seed=args.seed, device=args.device,
                         clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
@@ -289,6 +294,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 parser.error(f"--{name} must be at least 1")
         if args.iterations is not None and args.iterations < 0:
             parser.error("--iterations must be 0 or more")
+        if getattr(args, "reseed", None) is not None and args.reseed < 0:
+            parser.error("--reseed must be a number of steps, 0 or more (0 = off)")
         if args.png_size is not None and not 8 <= args.png_size <= 16384:
             parser.error("--png-size must be between 8 and 16384 pixels")
         if args.canvas is not None and not 64 <= args.canvas <= 1024:

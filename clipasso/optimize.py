@@ -45,6 +45,7 @@ PRESETS: Dict[str, Dict] = {
 
 
 LOSS_MODES = ("clip", "trace", "clip+trace")
+AUTO_RESEED_INTERVAL = 50
 
 
 class OptimizeError(ValueError):
@@ -87,6 +88,14 @@ class OptimizeConfig:
     trace_weight: float = 1.0
     trace_sigmas: tuple = DEFAULT_TRACE_SIGMAS
     trace_reference: str = "edges"  # trace the target's XDoG lines, or "image": its grey levels
+    # Re-seeding collapsed strokes: every `reseed_interval` steps (during the first `reseed_until`
+    # of the run) a visible stroke whose control polygon is shorter than `reseed_min_length` px (at
+    # 224, scaled with the canvas) -- a dot that draws nothing -- is moved to where the reference
+    # lines still lack ink. None = automatic: every 50 steps with a trace loss (strokes of the
+    # image-space loss can shrink to dots), off with CLIP alone (the paper). 0 = off.
+    reseed_interval: Optional[int] = None
+    reseed_min_length: float = 3.0
+    reseed_until: float = 0.7
 
     @classmethod
     def from_preset(cls, preset: str = "paper", **overrides) -> "OptimizeConfig":
@@ -139,6 +148,15 @@ class OptimizeConfig:
         if not sig or any(not math.isfinite(v) or v <= 0 for v in sig):
             raise OptimizeError(f"trace_sigmas must be positive blur radii in pixels, e.g. {DEFAULT_TRACE_SIGMAS}; "
                                 f"got {self.trace_sigmas!r}")
+        if self.reseed_interval is not None:
+            whole("reseed_interval", 0)
+        if isinstance(self.reseed_min_length, bool) or not isinstance(self.reseed_min_length, (int, float)) \
+                or not math.isfinite(self.reseed_min_length) or self.reseed_min_length <= 0:
+            raise OptimizeError(f"reseed_min_length must be a positive length in pixels (3 by default); "
+                                f"got {self.reseed_min_length!r}")
+        if isinstance(self.reseed_until, bool) or not isinstance(self.reseed_until, (int, float)) \
+                or not 0 <= self.reseed_until <= 1:
+            raise OptimizeError(f"reseed_until must be a fraction of the iterations in [0, 1]; got {self.reseed_until!r}")
         if self.trace_reference not in TRACE_REFERENCES:
             raise OptimizeError(f"trace_reference must be one of {', '.join(TRACE_REFERENCES)}; "
                                 f"got {self.trace_reference!r}")
@@ -147,6 +165,13 @@ class OptimizeConfig:
     @property
     def uses_clip(self) -> bool:
         return self.loss != "trace"
+
+    @property
+    def reseed_every(self) -> int:
+        """Steps between re-seeding checks (0 = never); see ``reseed_interval``."""
+        if self.reseed_interval is not None:
+            return int(self.reseed_interval)
+        return AUTO_RESEED_INTERVAL if self.loss != "clip" else 0
 
 
 @dataclass
@@ -160,6 +185,7 @@ class OptimizeResult:
     seconds: float
     train_losses: torch.Tensor = field(default=None)  # [iterations_run, B] training loss per step
     diverged: bool = False           # stopped because points became non-finite (best state returned)
+    reseeded: List[int] = field(default_factory=list)  # collapsed strokes re-seeded, per candidate
 
     @property
     def seconds_per_iteration(self) -> float:
@@ -241,6 +267,68 @@ def build_loss(cfg: OptimizeConfig, encoder, target: torch.Tensor, device) -> ob
     return loss_fn
 
 
+def _reference_ink(loss_fn, target: torch.Tensor) -> torch.Tensor:
+    """[H,W] where the sketch should have ink: the trace loss's reference, else the target's lines."""
+    trace = loss_fn if isinstance(loss_fn, TraceLoss) else getattr(loss_fn, "trace", None)
+    if trace is not None:
+        return trace.reference_ink[0, 0].float()
+    from .losses import line_map
+
+    return line_map(target).to(target.device)
+
+
+def reseed_collapsed(points: torch.Tensor, alphas: torch.Tensor, image: torch.Tensor, reference: torch.Tensor,
+                     generators: Sequence[torch.Generator], min_length: float,
+                     optimizer: Optional[torch.optim.Optimizer] = None) -> List[int]:
+    """Move every visible stroke shorter than ``min_length`` px to a spot of ``reference`` that the
+    sketch ``image`` [B,3,H,W] does not cover yet; returns how many strokes moved per candidate.
+
+    points [B,S,P,2] (changed in place), alphas [B,S]. A moved stroke becomes a short random curve
+    (spread about 3 % of the canvas) around a point drawn with probability proportional to the
+    missing ink (the reference minus the sketch's blurred ink; anywhere on the reference lines when
+    nothing is missing). Its Adam moments are reset: the first moment to 0, the second to the mean
+    of the other strokes' (steps of the usual size, without the bias-correction jump of a zero).
+    """
+    from .losses import blur_ink, ink_of
+
+    b, s, p, _ = points.shape
+    h, w = image.shape[-2:]
+    with torch.no_grad():
+        length = (points[:, :, 1:] - points[:, :, :-1]).norm(dim=-1).sum(-1)  # control polygon [B,S]
+        collapsed = (length < min_length) & (alphas > 0)
+        moved = [0] * b
+        if not bool(collapsed.any()):
+            return moved
+        state = optimizer.state.get(points) if optimizer is not None else None
+        have = blur_ink(ink_of(image.detach().float()), 1.0)[:, 0].clamp(0, 1)  # [B,H,W]
+        ref = reference.to(have.device, have.dtype)
+        spread = 0.03 * max(h, w)
+        for i in range(b):
+            idx = torch.nonzero(collapsed[i]).flatten()
+            if idx.numel() == 0:
+                continue
+            missing = (ref - have[i]).clamp(min=0).flatten().cpu().double()
+            if float(missing.sum()) <= 1e-9:
+                missing = ref.flatten().cpu().double()
+            if float(missing.sum()) <= 1e-9:
+                continue  # nothing to draw anywhere: leave the stroke
+            spots = torch.multinomial(missing, idx.numel(), replacement=True, generator=generators[i])
+            centre = torch.stack([spots % w + 0.5, spots // w + 0.5], -1).float()  # (x, y)
+            walk = torch.randn(idx.numel(), p, 2, generator=generators[i]).cumsum(1)
+            walk = walk - walk.mean(1, keepdim=True)
+            new = centre[:, None, :] + walk / max(1.0, float(walk.abs().amax())) * spread
+            points[i, idx] = new.to(points.device, points.dtype)
+            if state:
+                keep = ~collapsed[i]
+                for key, value in state.items():
+                    if key == "exp_avg":
+                        value[i, idx] = 0
+                    elif key == "exp_avg_sq":
+                        value[i, idx] = value[i][keep].mean(0) if bool(keep.any()) else 0
+            moved[i] = int(idx.numel())
+        return moved
+
+
 def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
              callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
              device=None, seeds: Optional[Sequence[int]] = None) -> OptimizeResult:
@@ -297,6 +385,12 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     best_iter = torch.zeros(b, dtype=torch.long, device=device)
     last_eval = torch.full((b,), float("nan"), device=device)
     history, history_its, train_hist = [], [], []
+    reseed_every = cfg.reseed_every
+    reseed_last = int(cfg.reseed_until * cfg.iterations)
+    reseed_gens = [torch.Generator().manual_seed(s + 7919) for s in seeds]  # apart from the views' streams
+    reseeded = [0] * b
+    reference = _reference_ink(loss_fn, target) if reseed_every else None
+    min_length = float(cfg.reseed_min_length) * max(h, w) / 224.0
 
     def render(p):
         return rasterize(p, style.widths, style.colors(), h, w, cfg.background)[0]
@@ -357,6 +451,10 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
                 points.copy_(best_points)
             style.restore(best_widths, best_colors)
             break
+        if reseed_every and it % reseed_every == 0 and it <= reseed_last:
+            moved = reseed_collapsed(points, style.colors().detach()[..., 3], image, reference, reseed_gens,
+                                     min_length, opt)
+            reseeded = [a + m for a, m in zip(reseeded, moved)]
         if callback is not None and it % cfg.callback_interval == 0:
             callback(it, {"train": train, "eval": last_eval.cpu(), "best": best_loss.cpu()}, image.detach())
             last_cb = it
@@ -381,8 +479,8 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
                     iterations=torch.full((b,), it, dtype=torch.long), **meta)
     return OptimizeResult(strokes=best.cpu(), final=final.cpu(), history=torch.stack(history),
                           history_iterations=history_its, iterations_run=it, cancelled=cancelled,
-                          seconds=seconds, diverged=diverged,
+                          seconds=seconds, diverged=diverged, reseeded=reseeded,
                           train_losses=torch.stack(train_hist) if train_hist else torch.zeros(0, b))
 
 
-__all__ = ["optimize", "OptimizeConfig", "OptimizeResult", "OptimizeError", "PRESETS", "LOSS_MODES"]
+__all__ = ["optimize", "reseed_collapsed", "OptimizeConfig", "OptimizeResult", "OptimizeError", "PRESETS", "LOSS_MODES"]

@@ -319,8 +319,11 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
                     aug_pool=cfg.aug_pool, lr=cfg.lr, text=cfg.text, text_weight=cfg.text_weight if cfg.text else None,
                     optimize_width=cfg.optimize_width, optimize_opacity=cfg.optimize_opacity,
                     optimize_color=cfg.optimize_color, color_from_image=cfg.color_from_image,
-                    pen_width=cfg.pen_width,
+                    pen_width=cfg.pen_width, reseed_interval=cfg.reseed_every,
                     abstraction=(abstraction_method if auto_strokes is not None else None))
+    if sum(run.reseeded):
+        notes.append(f"re-seeded {sum(run.reseeded)} stroke(s) that had shrunk to dots "
+                     f"(per seed: {', '.join(str(n) for n in run.reseeded)})")
     return SketchResult(strokes=winner, candidates=run.strokes, index=index, target=target, mask=mask,
                         saliency=sal, initial=initial, run=run, settings=settings, notes=notes,
                         seconds=time.perf_counter() - t0, abstraction=ab_result, drawing_order=ordering)
