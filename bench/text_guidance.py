@@ -13,7 +13,8 @@ drawings of six shapes, a real open_clip text tower and tokenizer, different see
   fooled the model it was optimised against.
 
 The picture is a clean drawing of one shape (a circle by default); the sketch is made with the real
-pipeline (`clipasso.sketch`, fast preset, random starts) and a prompt naming another shape
+pipeline (`clipasso.sketch`, fast preset, starts drawn inside the shape: the RGBA picture's alpha is
+the object mask, as background removal gives for a photo) and a prompt naming another shape
 ("a drawing of a square") at increasing text weights. Per setting: the judge's zero-shot
 probability of the prompted shape and of the pictured shape, the loss model's own probability
 of the prompted shape, and the edge F-score of the sketch against the picture's outline
@@ -72,9 +73,22 @@ def ensure_models(folder: Path, steps: int, threads: int) -> dict:
     return info
 
 
-def target_image(shape: str) -> torch.Tensor:
+def target_image(shape: str):
+    """The clean drawing of ``shape`` as RGBA uint8 [224,224,4]: black outline on white, alpha = the
+    filled shape (the object mask, as background removal would give for a photo)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
     g = torch.Generator().manual_seed(0)
-    return toy_clip.draw_batch([toy_clip.SHAPES.index(shape)], g, clean=True)[0]
+    rgb = toy_clip.draw_batch([toy_clip.SHAPES.index(shape)], g, clean=True)[0]
+    pts, _, alphas = toy_clip.shape_strokes(shape, torch.Generator().manual_seed(0), clean=True)
+    outline = pts[alphas > 0].reshape(-1, 2)
+    mask = Image.new("L", (toy_clip.SIZE, toy_clip.SIZE), 0)
+    ImageDraw.Draw(mask).polygon([tuple(map(float, p)) for p in outline], fill=255, outline=255, width=5)
+    rgba = np.zeros((toy_clip.SIZE, toy_clip.SIZE, 4), np.uint8)
+    rgba[..., :3] = (rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    rgba[..., 3] = np.asarray(mask)
+    return rgba
 
 
 def run_setting(target, prompt, weight, args, models_dir, judge, loss_model):
@@ -85,10 +99,11 @@ def run_setting(target, prompt, weight, args, models_dir, judge, loss_model):
     extra = dict(text=TEMPLATE.format(prompt), text_weight=weight) if prompt and weight > 0 else {}
     t0 = time.perf_counter()
     res = sketch(target, preset="fast", strokes=args.strokes, seeds=args.seeds, iterations=args.iterations,
-                 clip_model=LOSS_MODEL, models_dir=str(models_dir), allow_download=False, saliency="none",
+                 clip_model=LOSS_MODEL, models_dir=str(models_dir), allow_download=False, saliency="mask",
                  background_removal=False, device="cpu", seed=args.seed, **extra)
     seconds = time.perf_counter() - t0
     renders = render(res.candidates).image  # every seed's final sketch
+    target = res.target  # the picture as the pipeline prepared it ([3,224,224] on white)
     probs = toy_clip.class_probabilities(judge, renders, TEMPLATE)
     own = toy_clip.class_probabilities(loss_model, renders, TEMPLATE)
     fid = sketch_fidelity(renders, target)
@@ -125,6 +140,7 @@ def picture(target, results, prompts, weights, shape, path: Path) -> None:
     font = ImageFont.load_default()
     tile, head, left = 168, 30, 96
     cols = len(weights)
+    picture_rgb = next(iter(results.values()))[1].target  # as the pipeline prepared it
     sheet = Image.new("RGB", (left + (cols + 1) * tile, head + len(prompts) * (tile + 16)), "white")
     d = ImageDraw.Draw(sheet)
     d.text((left + tile / 2, 6), f"picture ({shape})", fill=(0, 0, 0), font=font, anchor="mt")
@@ -134,7 +150,7 @@ def picture(target, results, prompts, weights, shape, path: Path) -> None:
     for i, p in enumerate(prompts):
         y = head + i * (tile + 16)
         d.text((6, y + tile / 2), f'"{TEMPLATE.format(p)}"'.replace(" a ", "\na ", 1), fill=(0, 0, 0), font=font)
-        sheet.paste(to_pil(target).resize((tile - 8, tile - 8), Image.LANCZOS), (left + 4, y + 4))
+        sheet.paste(to_pil(picture_rgb).resize((tile - 8, tile - 8), Image.LANCZOS), (left + 4, y + 4))
         for j, w in enumerate(weights):
             row, res = results[(p if w > 0 else None, w)]
             img = to_pil(render(res.strokes, size=(448, 448)).image[0]).resize((tile - 8, tile - 8), Image.LANCZOS)
@@ -195,7 +211,7 @@ def main(argv=None) -> int:
     out = {"machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
            "settings": {"shape": args.shape, "prompts": prompts, "weights": weights, "template": TEMPLATE,
                         "strokes": args.strokes, "iterations": args.iterations, "seeds": args.seeds,
-                        "preset": "fast", "saliency": "none"},
+                        "preset": "fast", "saliency": "mask (the filled shape)"},
            "toy_models": {k: {kk: v.get(kk) for kk in ("steps", "seed", "held_out_accuracy", "train_seconds")}
                           for k, v in info.items()},
            "rows": rows}

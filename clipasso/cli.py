@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help='nudge the sketch toward a description, e.g. --text "a cat, side view" '
                             "(uses the loss model's text tower)")
     guide.add_argument("--text-weight", type=float, metavar="W",
-                       help="weight of the text term (default 0.1, like the semantic term; 0.5-1 pulls harder)")
+                       help="weight of the text term (default 0.3: a nudge; 1 and more let the words win over the picture; bench/text_guidance.py)")
     style = sk.add_argument_group("styled strokes")
     style.add_argument("--optimize-width", action="store_true",
                        help="also optimise each stroke's width (lines of 1 to 8 px)")

@@ -65,7 +65,7 @@ class OptimizeConfig:
     semantic_weight: float = 0.1
     # text guidance (clipasso.text): + text_weight * (1 - cos(sketch embedding, embedding of `text`))
     text: Optional[str] = None
-    text_weight: float = 0.1
+    text_weight: float = 0.3  # bench/text_guidance.py: 0.1 left sketches unchanged, 1+ lets the words win
     # styled strokes (clipasso.style): optimise per-stroke width / opacity / colour within bounds
     optimize_width: bool = False
     optimize_opacity: bool = False
@@ -127,7 +127,7 @@ class OptimizeConfig:
             raise OptimizeError(f"text must be a prompt string such as 'a cat, side view'; got {self.text!r}")
         if isinstance(self.text_weight, bool) or not isinstance(self.text_weight, (int, float)) \
                 or not math.isfinite(self.text_weight) or self.text_weight < 0:
-            raise OptimizeError(f"text_weight must be a number >= 0 (0.1 by default); got {self.text_weight!r}")
+            raise OptimizeError(f"text_weight must be a number >= 0 (0.3 by default); got {self.text_weight!r}")
         if self.text and self.text.strip() and self.loss == "trace":
             raise OptimizeError("a text prompt needs the CLIP loss; use loss 'clip' or 'clip+trace'")
         from .style import StyleError, check_pen_width

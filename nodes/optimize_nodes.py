@@ -75,8 +75,9 @@ def _feature_inputs(with_canvas: bool = False):
         io.String.Input("text", default="", multiline=False, optional=True,
                         tooltip="Text guidance: a short description such as 'a cat, side view'. The sketch of the "
                                 "picture is nudged toward it through the loss model's text tower. Empty: off."),
-        io.Float.Input("text_weight", default=0.1, min=0.0, max=100.0, step=0.01, optional=True,
-                       tooltip="Weight of the text term (0.1 like the semantic term; 0.5-1 pulls harder)."),
+        io.Float.Input("text_weight", default=0.3, min=0.0, max=100.0, step=0.01, optional=True,
+                       tooltip="Weight of the text term: 0.3 nudges the sketch toward the words; 1 and more let the words win "
+                               "over the picture."),
         io.Boolean.Input("optimize_width", default=False, optional=True,
                          tooltip="Also optimise each stroke's width (lines of 1 to 8 canvas pixels)."),
         io.Boolean.Input("optimize_opacity", default=False, optional=True,
@@ -97,7 +98,7 @@ def _feature_inputs(with_canvas: bool = False):
     return items
 
 
-def _feature_settings(text="", text_weight=0.1, optimize_width=False, optimize_opacity=False,
+def _feature_settings(text="", text_weight=0.3, optimize_width=False, optimize_opacity=False,
                       color_from_image=False, optimize_color=False, pen_width=0.0) -> dict:
     """The optimiser settings of those inputs (defaults: the plain CLIPasso run)."""
     out = dict(optimize_width=bool(optimize_width), optimize_opacity=bool(optimize_opacity),
