@@ -55,7 +55,7 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def ensure_models(folder: Path, steps: int, threads: int) -> dict:
+def ensure_models(folder: Path, steps: int, threads: int, batch: int = 48, held_out: int = 240) -> dict:
     """Train and save the two toy models unless ``folder`` already has them; returns their training info."""
     info = {}
     for name, seed in ((LOSS_MODEL, 0), (JUDGE_MODEL, 1)):
@@ -64,10 +64,10 @@ def ensure_models(folder: Path, steps: int, threads: int) -> dict:
             info[name] = json.loads(meta.read_text())
             continue
         log(f"training {name} (seed {seed}, {steps} steps) into {folder} ...")
-        out = toy_clip.train(steps=steps, seed=seed, threads=threads)
-        acc = toy_clip.held_out_accuracy(out["model"])
+        out = toy_clip.train(steps=steps, seed=seed, batch=batch, threads=threads)
+        acc = toy_clip.held_out_accuracy(out["model"], n=held_out)
         files = toy_clip.save(out["model"], folder, name)
-        info[name] = {"name": name, "steps": steps, "seed": seed, "held_out_accuracy": acc,
+        info[name] = {"name": name, "steps": steps, "seed": seed, "batch": batch, "held_out_accuracy": acc,
                       "train_seconds": out["seconds"], "history": out["history"], **files}
         meta.write_text(json.dumps(info[name], indent=1))
     return info
@@ -169,6 +169,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="folder of the toy models (trained if absent)")
     ap.add_argument("--train-steps", type=int, default=1200)
+    ap.add_argument("--train-batch", type=int, default=48)
+    ap.add_argument("--held-out", type=int, default=240, help="fresh drawings the toy models' accuracy is measured on")
     ap.add_argument("--shape", default="circle", choices=toy_clip.SHAPES, help="the pictured shape")
     ap.add_argument("--prompts", default="square,triangle,star")
     ap.add_argument("--weights", default="0,0.1,0.3,1,3")
@@ -189,7 +191,7 @@ def main(argv=None) -> int:
     if any(w < 0 for w in weights):
         ap.error("text weights must be >= 0")
 
-    info = ensure_models(args.models, args.train_steps, args.threads)
+    info = ensure_models(args.models, args.train_steps, args.threads, args.train_batch, args.held_out)
     from clipasso.models import load_clip
 
     loss_model = load_clip(LOSS_MODEL, models_dir=str(args.models), allow_download=False).model

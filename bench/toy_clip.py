@@ -252,7 +252,7 @@ def held_out_accuracy(model, n: int = 240, seed: int = 999) -> float:
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % len(SHAPES)
     probs = torch.cat([class_probabilities(model, draw_batch(labels[i:i + 60].tolist(), g))
-                       for i in range(0, n, 60)])
+                       for i in range(0, n, 60)])  # n: a multiple of len(SHAPES) keeps the classes even
     return float((probs.argmax(1) == labels).float().mean())
 
 

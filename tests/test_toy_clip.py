@@ -61,7 +61,8 @@ def test_trained_toy_model_round_trips_through_the_real_loader(tmp_path):
 def test_text_guidance_benchmark_runs_end_to_end(tmp_path):
     out = tmp_path / "tg.json"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "text_guidance.py"), "--models",
-                           str(tmp_path / "models"), "--train-steps", "2", "--prompts", "square", "--weights", "0,1",
+                           str(tmp_path / "models"), "--train-steps", "2", "--train-batch", "6",
+                           "--held-out", "12", "--prompts", "square", "--weights", "0,1",
                            "--strokes", "3", "--iterations", "2", "--seeds", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=600, env=dict(os.environ, CLIPASSO_OFFLINE="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
