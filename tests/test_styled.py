@@ -161,7 +161,7 @@ def test_cli_style_flags(tiny_models_dir, tmp_path, capsys):
                "--text", "a red square"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "text guidance: 'a red square' (weight 0.1)" in out
+    assert "text guidance: 'a red square' (weight 0.3)" in out
     assert "styled strokes: optimize width, optimize opacity, color from image, pen 2.5 px" in out
     text = svg.read_text()
     assert text.count('stroke-width="2.5"') == 3
