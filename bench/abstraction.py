@@ -2,6 +2,8 @@
 
     python bench/abstraction.py                     # both losses, writes bench/results/abstraction_cpu.json
     python bench/abstraction.py --loss trace --pictures   # also docs/auto_abstraction.png, docs/drawing_order.png
+    python bench/abstraction.py --grow-picture --strokes 16 --iterations 80 --prune-iterations 5
+                                                          # docs/grow_abstraction.png (section 4's runs)
 
 What is measured, on the bundled example (Chelsea the cat, matted with u2netp when its weights are
 there), per loss:
@@ -28,6 +30,12 @@ there), per loss:
    per stage): loss at equal stroke counts, wall and CPU time, and the
    count each method chooses for fidelity 0.9 (each relative to its own reference) and where growing's
    plateau rule (min_gain 0.01, patience 2) would have stopped.
+
+5. ``--grow-picture`` (with or without ``--grow-vs-prune``; the runs of section 4, done once): writes
+   grow_abstraction.png to ``--out-dir`` (default docs/): the picture and its XDoG line map (what the
+   trace loss compares with), the grown sketch at the ``--grow-counts`` stroke counts with its newest
+   stroke drawn in red, the pruned sketch at the same counts, and loss versus strokes of both. The
+   JSON is only written when ``--grow-vs-prune`` is given too.
 
 Prints a table last and writes JSON to bench/results/abstraction_<device>.json.
 """
@@ -147,7 +155,7 @@ def run_loss(mode: str, args, encoder, target, mask):
 
 
 def grow_vs_prune(args, target, mask):
-    """Section 4 of the module docstring (trace loss)."""
+    """Section 4 of the module docstring (trace loss): (JSON summary, pruning result, growing result)."""
     from clipasso.abstraction import auto_abstract, grow_abstract, reached_plateau
     from clipasso.optimize import OptimizeConfig, optimize
 
@@ -190,7 +198,71 @@ def grow_vs_prune(args, target, mask):
     out["wins"] = {"grow": sum(1 for c in out["curve"] if c["prune"] is not None and c["grow"] is not None
                                and c["grow"] < c["prune"]),
                    "counts_compared": sum(1 for c in out["curve"] if c["prune"] is not None and c["grow"] is not None)}
-    return out
+    return out, pr, gr
+
+
+NEWEST = (0.85, 0.1, 0.1, 1.0)  # colour of the newest grown stroke in grow_abstraction.png
+
+
+def grow_picture(target, pr, gr, counts, out_dir, tile: int = 180) -> Path:
+    """Section 5: grow_abstraction.png in ``out_dir`` from section 4's pruning (pr) and growing (gr) results."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from clipasso.images import to_pil
+    from clipasso.plots import line_chart
+    from clipasso.raster import render
+    from clipasso.xdog import xdog_edges
+
+    font = ImageFont.load_default()
+    label_h, head_w = 32, 90
+    counts = [k for k in counts if k in gr.sketches and k in pr.sketches]
+    if not counts:
+        raise ValueError("none of the picture's stroke counts was reached by both growing and pruning")
+
+    def labelled(img, *lines):
+        canvas = Image.new("RGB", (tile, tile + label_h), "white")
+        canvas.paste(img.resize((tile, tile), Image.LANCZOS), (0, label_h))
+        d = ImageDraw.Draw(canvas)
+        for i, text in enumerate(lines):
+            d.text((tile / 2, 3 + 13 * i), text, fill=(0, 0, 0), font=font, anchor="mt")
+        return canvas
+
+    def sketch_tile(r, k, newest_red):
+        s = r.sketches[k]
+        if newest_red:  # strokes of a grown sketch are in the order placed: the last one is the newest
+            colors = s.colors.clone()
+            colors[:, -1] = torch.tensor(NEWEST)
+            s = s.replace(colors=colors)
+        loss = r.losses[r.counts.index(k)]
+        return labelled(to_pil(render(s, size=(448, 448)).image[0]), f"{k} strokes",
+                        f"loss {loss:.3f}, fidelity {r.fidelity_of(loss):.2f}")
+
+    ink = xdog_edges(target)
+    rows = [("grown\n(newest\nstroke in\nred)", labelled(to_pil(target), "picture"),
+             [sketch_tile(gr, k, k > gr.counts[0]) for k in counts]),
+            ("pruned", labelled(to_pil((1 - ink).expand(3, -1, -1)), "its XDoG line map", "(trace loss target)"),
+             [sketch_tile(pr, k, False) for k in counts])]
+    width = head_w + (1 + len(counts)) * tile
+    chart = line_chart([(f"grown from {gr.counts[0]}", gr.counts, gr.losses),
+                        (f"pruned from {pr.counts[0]}", pr.counts[::-1], pr.losses[::-1])],
+                       title=f"trace loss versus strokes, growing against pruning (empty canvas: {gr.blank_loss:.3f})",
+                       xlabel="strokes", ylabel="eval loss", size=(width, 300))
+    row_h = tile + label_h
+    sheet = Image.new("RGB", (width, 2 * row_h + chart.height + 16), "white")
+    d = ImageDraw.Draw(sheet)
+    for r, (head, first, tiles) in enumerate(rows):
+        d.multiline_text((6, r * row_h + label_h + 8), head, fill=(0, 0, 0), font=font)
+        for i, im in enumerate([first] + tiles):
+            sheet.paste(im, (head_w + i * tile, r * row_h))
+    d.text((6, 2 * row_h + 2), f"fidelity: against each method's own reference (grown: its best loss; pruned: its "
+           f"{pr.counts[0]}-stroke start) -- compare losses across rows", fill=(90, 90, 90), font=font)
+    sheet.paste(chart, (0, 2 * row_h + 16))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "grow_abstraction.png"
+    sheet.save(path, optimize=True)
+    log(f"wrote {path}")
+    return path
 
 
 def grow_table(g) -> str:
@@ -218,8 +290,8 @@ def grow_table(g) -> str:
     return "\n".join(lines)
 
 
-def pictures(target, ab, greedy, rand_curves, mode: str, strokes: int, seed: int):
-    """docs/auto_abstraction.png and docs/drawing_order.png."""
+def pictures(target, ab, greedy, rand_curves, mode: str, strokes: int, seed: int, out_dir=ROOT / "docs"):
+    """auto_abstraction.png and drawing_order.png in ``out_dir`` (default docs/)."""
     from PIL import Image, ImageDraw, ImageFont
 
     from clipasso.images import to_pil
@@ -248,7 +320,9 @@ def pictures(target, ab, greedy, rand_curves, mode: str, strokes: int, seed: int
     sheet.paste(chart, (0, 0))
     for i, im in enumerate(row):
         sheet.paste(im, (i * tile, chart.height))
-    sheet.save(ROOT / "docs" / "auto_abstraction.png", optimize=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sheet.save(out_dir / "auto_abstraction.png", optimize=True)
 
     # drawing order: frames of the greedy order against a random order, and the prefix curves
     ks = [k for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32) if k <= strokes]
@@ -269,8 +343,8 @@ def pictures(target, ab, greedy, rand_curves, mode: str, strokes: int, seed: int
     chart = line_chart(series, title=f"loss of the first k strokes ({mode} loss)", xlabel="strokes drawn",
                        ylabel="eval loss", size=(n * tile + 90, 300))
     sheet.paste(chart, (0, 2 * (tile + 18)))
-    sheet.save(ROOT / "docs" / "drawing_order.png", optimize=True)
-    log("wrote docs/auto_abstraction.png and docs/drawing_order.png")
+    sheet.save(out_dir / "drawing_order.png", optimize=True)
+    log(f"wrote auto_abstraction.png and drawing_order.png in {out_dir}")
 
 
 def table(results) -> str:
@@ -313,6 +387,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--canvas", type=int, default=224)
     ap.add_argument("--pictures", action="store_true", help="write docs/ pictures from the last loss run")
+    ap.add_argument("--grow-picture", action="store_true",
+                    help="write grow_abstraction.png from section 4's runs (JSON only with --grow-vs-prune too)")
+    ap.add_argument("--grow-counts", type=int, nargs="+", default=[2, 4, 8, 12, 16],
+                    help="stroke counts shown in grow_abstraction.png (default 2 4 8 12 16)")
+    ap.add_argument("--out-dir", default=str(ROOT / "docs"), help="folder the pictures are written to (docs/)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "abstraction_cpu.json"))
     ap.add_argument("--table-only", action="store_true", help="print the table of an existing --out file")
     ap.add_argument("--grow-vs-prune", action="store_true",
@@ -325,13 +404,20 @@ def main(argv=None):
         data = json.loads(Path(args.out).read_text())
         print(table(data["results"]) + ("\n" + grow_table(data["grow_vs_prune"]) if "grow_vs_prune" in data else ""))
         return 0
-    if args.grow_vs_prune:
+    if args.grow_vs_prune or args.grow_picture:
         if not 1 <= args.grow_start < args.strokes:
             ap.error(f"--grow-start must be from 1 to --strokes - 1 ({args.strokes - 1})")
+        counts = [k for k in args.grow_counts if args.grow_start <= k <= args.strokes]
+        if args.grow_picture and not counts:
+            ap.error(f"--grow-counts needs a count from --grow-start ({args.grow_start}) to --strokes ({args.strokes})")
         torch.manual_seed(args.seed)
         torch.set_num_threads(min(2, torch.get_num_threads()))
         target, mask, matted = prepare(args.canvas)
-        g = grow_vs_prune(args, target, mask)
+        g, pr, gr = grow_vs_prune(args, target, mask)
+        if args.grow_picture:
+            grow_picture(target, pr, gr, counts, args.out_dir)
+        if not args.grow_vs_prune:
+            return 0
         g["picture"] = "clipasso/data/example.jpg" + (" (matted with u2netp)" if matted else " (not matted)")
         path = Path(args.out)
         data = json.loads(path.read_text()) if path.is_file() else {}
@@ -364,7 +450,7 @@ def main(argv=None):
             results.append(res)
             last = (ab, greedy, rand, m)
     if args.pictures and last is not None:
-        pictures(target, last[0], last[1], last[2], last[3], args.strokes, args.seed)
+        pictures(target, last[0], last[1], last[2], last[3], args.strokes, args.seed, args.out_dir)
     payload = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                            "torch": torch.__version__, "threads": torch.get_num_threads()},
                "picture": "clipasso/data/example.jpg" + (" (matted with u2netp)" if matted else " (not matted)"),
