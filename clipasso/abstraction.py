@@ -388,7 +388,8 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
 
     start: the sketch to grow from (one candidate, or several with losses: the best is used); its first
       ``start_strokes`` strokes (None: all) are kept, in order, and give the canvas and the pen (new
-      strokes take the median width and colour of these). target: ``[3,H,W]`` 0..1.
+      strokes take the median width and colour of these; with ``config.color_from_image`` the colour
+      of the picture under them instead). target: ``[3,H,W]`` 0..1.
     Each stage: the ink-benefit map (`ink_benefit`, times ``prior`` [H,W] >= 0 when given, e.g. a
       saliency map) proposes ``candidates`` new strokes (CLIPasso squiggles at its best pixel and at
       pixels drawn from its softmax); the one whose addition gives the lowest eval loss is appended,
@@ -464,9 +465,15 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
         benefit = ink_benefit(current, target, encoder, cfg, device, pen=color[:3].tolist())
         new = _place_candidates(benefit, candidates, current.num_segments, gen, prior)  # [n, P, 2]
         n = new.shape[0]
+        new_colors = color.view(1, 1, 4).expand(n, 1, 4)
+        if cfg.color_from_image:  # each candidate takes the picture's colour under it, as the first strokes did
+            from .style import colors_from_image
+
+            alone = Strokes(new.unsqueeze(1), torch.full((n, 1), half_width), new_colors.clone(), current.canvas)
+            new_colors = colors_from_image(alone, target, background=cfg.background).colors.to(color.dtype)
         trial = Strokes(torch.cat([current.points.expand(n, -1, -1, -1), new.unsqueeze(1)], 1),
                         torch.cat([current.widths.expand(n, -1), torch.full((n, 1), half_width)], 1),
-                        torch.cat([current.colors.expand(n, -1, -1), color.view(1, 1, 4).expand(n, 1, 4)], 1),
+                        torch.cat([current.colors.expand(n, -1, -1), new_colors], 1),
                         current.canvas)
         tried = torch.cat([_batch_losses(trial.select(list(range(i, min(n, i + EVAL_CHUNK)))), target, encoder, ev,
                                          device) for i in range(0, n, EVAL_CHUNK)])

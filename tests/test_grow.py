@@ -215,3 +215,18 @@ def np_white():
     import numpy as np
 
     return np.full((32, 32, 3), 255, dtype=np.uint8)
+
+
+def test_new_strokes_take_the_pictures_colour_with_color_from_image():
+    """A red T: with color_from_image the added strokes are red, without it they take the black pen."""
+    red = t_target().clone()
+    dark = red.mean(0) < 0.5
+    red[0][dark], red[1][dark], red[2][dark] = 0.85, 0.1, 0.1
+    for from_image in (False, True):
+        cfg = OptimizeConfig(iterations=0, num_augs=0, loss="trace", lr=1.0, color_from_image=from_image)
+        r = grow_abstract(corner_start(), red, None, 0.9, cfg, max_strokes=3, grow_iterations=0, min_gain=0.0)
+        added = r.sketches[3].colors[0, 1:, :3]
+        if from_image:
+            assert bool((added[:, 0] > 0.5).all() and (added[:, 1:] < 0.3).all()), added
+        else:
+            assert torch.equal(added, torch.zeros_like(added))  # the start's black pen
