@@ -283,12 +283,13 @@ def reseed_collapsed(points: torch.Tensor, alphas: torch.Tensor, image: torch.Te
     """Move every visible stroke shorter than ``min_length`` px to a spot of ``reference`` that the
     sketch ``image`` [B,3,H,W] does not cover yet; returns how many strokes moved per candidate.
 
-    points [B,S,P,2] (changed in place), alphas [B,S]. A moved stroke becomes a short random curve
-    (spread about 3 % of the canvas) around a point drawn with probability proportional to the
+    points [B,S,P,2] (changed in place), alphas [B,S]. A moved stroke becomes a new CLIPasso squiggle
+    (`clipasso.init.random_walk`, as at the start) from a point drawn with probability proportional to the
     missing ink (the reference minus the sketch's blurred ink; anywhere on the reference lines when
     nothing is missing). Its Adam moments are reset: the first moment to 0, the second to the mean
     of the other strokes' (steps of the usual size, without the bias-correction jump of a zero).
     """
+    from .init import DEFAULT_RADIUS, random_walk
     from .losses import blur_ink, ink_of
 
     b, s, p, _ = points.shape
@@ -302,7 +303,6 @@ def reseed_collapsed(points: torch.Tensor, alphas: torch.Tensor, image: torch.Te
         state = optimizer.state.get(points) if optimizer is not None else None
         have = blur_ink(ink_of(image.detach().float()), 1.0)[:, 0].clamp(0, 1)  # [B,H,W]
         ref = reference.to(have.device, have.dtype)
-        spread = 0.03 * max(h, w)
         for i in range(b):
             idx = torch.nonzero(collapsed[i]).flatten()
             if idx.numel() == 0:
@@ -313,10 +313,8 @@ def reseed_collapsed(points: torch.Tensor, alphas: torch.Tensor, image: torch.Te
             if float(missing.sum()) <= 1e-9:
                 continue  # nothing to draw anywhere: leave the stroke
             spots = torch.multinomial(missing, idx.numel(), replacement=True, generator=generators[i])
-            centre = torch.stack([spots % w + 0.5, spots // w + 0.5], -1).float()  # (x, y)
-            walk = torch.randn(idx.numel(), p, 2, generator=generators[i]).cumsum(1)
-            walk = walk - walk.mean(1, keepdim=True)
-            new = centre[:, None, :] + walk / max(1.0, float(walk.abs().amax())) * spread
+            starts = torch.stack([spots % w + 0.5, spots // w + 0.5], -1).float()  # (x, y)
+            new = random_walk(starts, (p - 1) // 3, DEFAULT_RADIUS, (h, w), generators[i])
             points[i, idx] = new.to(points.device, points.dtype)
             if state:
                 keep = ~collapsed[i]
