@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+
+log = logging.getLogger(__name__)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -294,44 +297,243 @@ def _find_config(name: str, weights: Optional[Path], models_dir) -> Tuple[Option
     return None, None
 
 
-def _build_model(name: str, custom_cfg: Optional[dict], quick_gelu: bool) -> torch.nn.Module:
+def _build_from_cfg(name: str, cfg: dict, quick_gelu: bool) -> torch.nn.Module:
+    """An open_clip model from a config dict, built directly (open_clip's ``create_model`` would log
+    "No pretrained weights loaded ... initialized randomly" right before we load the weights)."""
     import open_clip
 
-    if custom_cfg is not None:
-        cfg = {k: v for k, v in custom_cfg.items() if k != "preprocess_cfg"}
-        if quick_gelu:
-            cfg["quick_gelu"] = True
-        custom_text = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
+    cfg = {k: v for k, v in cfg.items() if k != "preprocess_cfg"}
+    if quick_gelu:
+        cfg["quick_gelu"] = True
+    custom_text = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
+    if "multimodal_cfg" in cfg:
+        cls = open_clip.CoCa
+    else:
         cls = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
-        try:
-            return cls(**cfg)
-        except Exception as exc:  # noqa: BLE001 - re-raised with context
-            raise ModelConfigError(f"open_clip cannot build model {name!r} from its config: {exc}") from exc
-    if open_clip.get_model_config(name) is None:
+    try:
+        return cls(**cfg)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise ModelConfigError(f"open_clip cannot build model {name!r} from its config: {exc}") from exc
+
+
+def _named_cfg(name: str) -> dict:
+    import open_clip
+
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
         raise ModelConfigError(
             f"unknown CLIP model {name!r}. Use an open_clip model name (e.g. RN101, RN50, ViT-B-32, ViT-B-16) "
             f"or put a config {name}.json beside its weights in the models folder.")
-    return open_clip.create_model(name, pretrained=None, force_quick_gelu=quick_gelu, device="cpu")
+    return cfg
 
 
-def _load_weights(model: torch.nn.Module, path: Path, name: str) -> torch.nn.Module:
-    import open_clip
+# --------------------------------------------------------------------------- checkpoint files
+
+# OpenAI's TorchScript archives keep these integers in their state dict; no model has them as weights.
+_OPENAI_INT_BUFFERS = ("input_resolution", "context_length", "vocab_size")
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+_KEY_PREFIXES = ("module.", "_orig_mod.")
+
+
+class WeightsFileError(WeightsNotFoundError):
+    """A weights file exists but cannot be used for the model; the message says why."""
+
+
+def is_torchscript_archive(path: PathLike) -> bool:
+    """A TorchScript archive (``torch.jit.save``; OpenAI's released CLIP ``.pt`` files) rather than a
+    ``torch.save`` state dict: both are zip files, only TorchScript's holds ``constants.pkl`` and code."""
+    import zipfile
 
     try:
-        open_clip.load_checkpoint(model, str(path), strict=True)
-        return model
-    except Exception as first:  # noqa: BLE001
-        # The official OpenAI files are TorchScript archives; open_clip rebuilds those from their state dict.
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def read_checkpoint(path: PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
+    """(state dict with fp32 floating tensors, format name) of a weights file.
+
+    Formats: safetensors; ``torch.save`` state dicts (``.pt/.pth/.bin``, loaded with
+    ``weights_only=True``), also wrapped in ``{"state_dict": ...}`` (open_clip training checkpoints) or
+    with ``module.`` / ``_orig_mod.`` key prefixes (DataParallel, torch.compile); OpenAI's TorchScript
+    archives (fp16 or fp32). Raises `WeightsFileError` with the reason when the file is none of these.
+    """
+    import pickle
+    import warnings
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise WeightsFileError(f"cannot read {path}: {exc}") from exc
+    if size == 0:
+        raise WeightsFileError(f"{path} is empty (an interrupted download?)")
+    fmt = ""
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj, fmt = load_file(str(path), device="cpu"), "safetensors"
+        elif is_torchscript_archive(path):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's deprecation notice for torch.jit
+                archive = torch.jit.load(str(path), map_location="cpu")
+            obj, fmt = dict(archive.state_dict()), "TorchScript archive (OpenAI format)"
+        else:
+            obj, fmt = torch.load(str(path), map_location="cpu", weights_only=True), "PyTorch state dict"
+    except pickle.UnpicklingError as exc:
+        raise WeightsFileError(
+            f"{path} holds pickled Python objects, not only tensors, so it is not loaded (weights_only=True "
+            f"keeps a downloaded file from running code). Save its state_dict() instead. ({str(exc)[:160]})") from exc
+    except Exception as exc:  # noqa: BLE001 - truncated zips, bad headers, ... all come out here
+        raise WeightsFileError(f"{path} is not a readable weights file ({type(exc).__name__}: "
+                               f"{str(exc)[:200]}); it may be truncated: download it again") from exc
+    for _ in range(3):  # {"state_dict": {...}} and similar wrappers
+        if isinstance(obj, dict):
+            inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+            if inner is not None and not any(isinstance(v, torch.Tensor) and k.startswith("visual.")
+                                             for k, v in obj.items()):
+                obj = inner
+                continue
+        break
+    if not isinstance(obj, dict) or not obj:
+        raise WeightsFileError(f"{path} ({fmt}) holds no state dict of tensors")
+    state = {}
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            continue  # epoch numbers, names, optimiser states of training checkpoints
+        state[str(k)] = v
+    for prefix in _KEY_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    for k in _OPENAI_INT_BUFFERS:
+        state.pop(k, None)
+    if not state:
+        raise WeightsFileError(f"{path} ({fmt}) holds no tensors")
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    return state, fmt
+
+
+def _count(state: Dict[str, torch.Tensor], prefix: str) -> int:
+    """How many numbered children ``prefix<i>.`` the state dict has."""
+    ids = set()
+    for k in state:
+        if k.startswith(prefix):
+            head = k[len(prefix):].split(".", 1)[0]
+            if head.isdigit():
+                ids.add(int(head))
+    return len(ids)
+
+
+def config_from_state_dict(state: Dict[str, torch.Tensor]) -> Optional[dict]:
+    """The open_clip config of a CLIP state dict in OpenAI's layout (which open_clip's CLIP shares),
+    read from its tensor shapes; None when the keys are not that layout.
+
+    OpenAI's files carry no config: their architecture *is* their shapes (head width 64 everywhere).
+    """
+    try:
+        text = {
+            "context_length": int(state["positional_embedding"].shape[0]),
+            "vocab_size": int(state["token_embedding.weight"].shape[0]),
+            "width": int(state["ln_final.weight"].shape[0]),
+            "layers": _count(state, "transformer.resblocks."),
+        }
+        text["heads"] = max(1, text["width"] // 64)
+        embed_dim = int(state["text_projection"].shape[1])
+        if "visual.proj" in state:  # ViT
+            conv = state["visual.conv1.weight"]
+            patch = int(conv.shape[-1])
+            grid = int(round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5))
+            vision = {"layers": _count(state, "visual.transformer.resblocks."), "width": int(conv.shape[0]),
+                      "patch_size": patch, "image_size": patch * grid}
+            fc = state.get("visual.transformer.resblocks.0.mlp.c_fc.weight")
+            if fc is not None:
+                vision["mlp_ratio"] = fc.shape[0] / conv.shape[0]
+        elif "visual.layer1.0.conv1.weight" in state:  # ModifiedResNet
+            grid = int(round((state["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5))
+            vision = {"layers": [_count(state, f"visual.layer{i}.") for i in range(1, 5)],
+                      "width": int(state["visual.layer1.0.conv1.weight"].shape[0]),
+                      "patch_size": None, "image_size": grid * 32}
+        else:
+            return None
+    except (KeyError, IndexError):
+        return None
+    if not vision["layers"] or not text["layers"]:
+        return None
+    return {"embed_dim": embed_dim, "vision_cfg": vision, "text_cfg": text}
+
+
+def _fit(model: torch.nn.Module, state: Dict[str, torch.Tensor]) -> None:
+    """Load ``state`` into ``model`` strictly (raises RuntimeError/ValueError when it does not fit)."""
+    state = dict(state)
+    ls = getattr(model, "logit_scale", None)
+    if isinstance(ls, torch.Tensor) and "logit_scale" in state and state["logit_scale"].ndim != ls.ndim:
+        state["logit_scale"] = state["logit_scale"].reshape(ls.shape)
+    if getattr(model, "logit_bias", None) is not None and "logit_bias" not in state and "logit_scale" in state:
+        state["logit_bias"] = torch.zeros_like(model.logit_bias)
+    model.load_state_dict(state, strict=True)
+
+
+def _kind(cfg: dict) -> str:
+    v = cfg.get("vision_cfg", {})
+    if v.get("timm_model_name"):
+        return "timm"
+    return "ResNet" if isinstance(v.get("layers"), (list, tuple)) else "ViT"
+
+
+def _describe_cfg(cfg: dict) -> str:
+    v = cfg["vision_cfg"]
+    if _kind(cfg) == "ResNet":
+        return f"a CLIP ResNet (blocks {tuple(v['layers'])}, width {v['width']})"
+    return f"a CLIP ViT ({v['layers']} blocks, width {v['width']}, patch {v.get('patch_size')})"
+
+
+def _load_file(name: str, path: Path, pcfg: dict, custom_cfg: Optional[dict]) -> Tuple[torch.nn.Module, dict]:
+    """(model with the file's weights, facts about the load) or `WeightsFileError` saying why not."""
+    named = _named_cfg(name) if custom_cfg is None else None  # an unknown name is the user's error, not the file's
+    state, fmt = read_checkpoint(path)
+    openai_archive = fmt.startswith("TorchScript")
+    # OpenAI's weights were trained with QuickGELU; a config file may say otherwise.
+    quick_gelu = bool(pcfg.get("quick_gelu", False)) or openai_archive
+    info = {"format": fmt, "architecture": name}
+    if custom_cfg is not None:
+        if "quick_gelu" in custom_cfg:
+            quick_gelu = bool(custom_cfg["quick_gelu"])
+        model = _build_from_cfg(name, custom_cfg, quick_gelu)
         try:
-            rebuilt = open_clip.load_openai_model(str(path), device="cpu", jit=False)
-            if type(rebuilt.visual) is not type(model.visual):
-                raise ModelConfigError("architecture differs")
-            return rebuilt
-        except Exception:  # noqa: BLE001
-            raise WeightsNotFoundError(
-                f"the weights file {path} does not fit CLIP model {name!r} ({type(first).__name__}: "
-                f"{str(first)[:300]}). Give the file that belongs to this model, or a matching {name}.json config."
-            ) from first
+            _fit(model, state)
+        except (RuntimeError, ValueError) as exc:
+            raise WeightsFileError(f"{path} ({fmt}) does not fit the config of {name!r} "
+                                   f"({str(exc).splitlines()[0][:200]})") from exc
+        return model, info
+    model = _build_from_cfg(name, named, quick_gelu)
+    try:
+        _fit(model, state)
+        return model, info
+    except (RuntimeError, ValueError) as exc:
+        first = exc
+    # The file may hold the same family at another size (OpenAI-layout files describe themselves).
+    inferred = config_from_state_dict(state)
+    if inferred is None:
+        raise WeightsFileError(f"{path} ({fmt}) is not a CLIP checkpoint for {name!r} "
+                               f"({str(first).splitlines()[0][:200]})") from first
+    if _kind(inferred) != _kind(named):
+        raise WeightsFileError(f"{path} ({fmt}) holds {_describe_cfg(inferred)}, but {name!r} is a CLIP "
+                               f"{_kind(named)}: give the file that belongs to {name!r}")
+    model = _build_from_cfg(name, inferred, quick_gelu)
+    try:
+        _fit(model, state)
+    except (RuntimeError, ValueError) as exc:
+        raise WeightsFileError(f"{path} ({fmt}) does not fit CLIP model {name!r} "
+                               f"({str(first).splitlines()[0][:200]})") from exc
+    log.warning("%s holds %s, not the %s architecture; using the file's own architecture",
+                path, _describe_cfg(inferred), name)
+    info["architecture"] = _describe_cfg(inferred)
+    return model, info
 
 
 # --------------------------------------------------------------------------- public
@@ -340,56 +542,69 @@ _CACHE: Dict[tuple, ClipEncoder] = {}
 _LOCK = threading.Lock()
 
 
-def resolve_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DEFAULT_PRETRAINED,
-                    weights: Optional[PathLike] = None, models_dir=None,
-                    allow_download: bool = True) -> Path:
-    """The checkpoint file for a model, downloading through open_clip only as the last resort."""
-    name = clean_name(name)
-    if weights is not None:
-        path = Path(os.path.expanduser(os.fspath(weights)))
-        if not path.is_file():
-            raise WeightsNotFoundError(
-                f"weights file for CLIP model {name!r} not found: {path}. Check the path, or leave it empty to "
-                f"search the models folder ({suggested_folder(models_dir)}).")
-        return path
+def find_weight_files(name: str, pretrained: Optional[str] = DEFAULT_PRETRAINED, models_dir=None
+                      ) -> Tuple[List[Path], List[Path]]:
+    """(existing candidate files in search order, every path looked at)."""
     tried = candidate_paths(name, pretrained, models_dir)
+    found: List[Path] = []
     for p in tried:
         hit = _existing(p)
-        if hit is not None:
-            return hit
-    tag = _clean_tag(pretrained)
-    cfg = _pretrained_cfg(name, tag)
-    download_note = ""
-    host = _download_host(cfg) if cfg else None
-    if cfg and allow_download and not _offline() and host and not _reachable(host):
-        download_note = (f"{host} cannot be reached (offline?), so nothing was downloaded")
-    elif cfg and allow_download and not _offline():
-        from open_clip import pretrained as oc_pretrained
+        if hit is not None and all(str(hit) != str(f) for f in found):
+            found.append(hit)
+    return found, tried
 
-        try:
-            got = oc_pretrained.download_pretrained(cfg)
-            if got and os.path.isfile(got):
-                return Path(got)
-            download_note = "open_clip's download returned no file"
-        except Exception as exc:  # noqa: BLE001 - offline, blocked, ...
-            download_note = f"open_clip's download failed ({type(exc).__name__}: {str(exc)[:200]})"
-    elif not cfg:
-        download_note = (f"open_clip knows no pretrained tag {pretrained!r} for {name!r}, so nothing can be "
-                         "downloaded")
-    elif not allow_download:
-        download_note = "downloading was not allowed"
-    else:
-        download_note = "downloading is off (HF_HUB_OFFLINE / CLIPASSO_OFFLINE is set)"
-    folder = suggested_folder(models_dir)
+
+def _download(name: str, tag: Optional[str], cfg: dict, allow_download: bool) -> Tuple[Optional[Path], str]:
+    """(downloaded file or None, why not) through open_clip's own download (Hugging Face cache)."""
+    if not cfg:
+        return None, (f"open_clip knows no pretrained tag {tag!r} for {name!r}, so nothing can be downloaded")
+    if not allow_download:
+        return None, "downloading was not allowed (--offline)"
+    if _offline():
+        return None, "downloading is off (HF_HUB_OFFLINE / CLIPASSO_OFFLINE is set)"
+    host = _download_host(cfg)
+    if host and not _reachable(host):
+        return None, f"{host} cannot be reached (offline?), so nothing was downloaded"
+    from open_clip import pretrained as oc_pretrained
+
+    try:
+        got = oc_pretrained.download_pretrained(cfg)
+    except Exception as exc:  # noqa: BLE001 - offline, blocked, ...
+        return None, f"open_clip's download failed ({type(exc).__name__}: {str(exc)[:200]})"
+    if got and os.path.isfile(got):
+        return Path(got), ""
+    return None, "open_clip's download returned no file"
+
+
+def official_file_name(name: str, pretrained: Optional[str] = DEFAULT_PRETRAINED) -> str:
+    """The file name a user should put into the models folder: OpenAI's own (``RN101.pt``) where
+    there is one, else ``<name>-<tag>.safetensors``."""
+    name, tag = clean_name(name), _clean_tag(pretrained)
+    cfg = _pretrained_cfg(name, tag)
     official = os.path.basename(cfg.get("url", "")) if cfg else ""
+    return official or f"{name}-{tag or 'weights'}.safetensors"
+
+
+def _missing_error(name: str, tag, pretrained, models_dir, tried: Sequence[Path],
+                   failures: Sequence[Tuple[Path, str]], download_note: str) -> WeightsNotFoundError:
+    folder = suggested_folder(models_dir)
+    fname = official_file_name(name, tag)
+    cfg = _pretrained_cfg(name, tag)
+    online = " or run `clipasso download-weights` once online" if cfg else ""
+    lines = [f"Put {fname} (CLIP {name}, {tag or 'your'} weights) into {folder}{online}; "
+             f"or give the file itself (--clip-weights / --saliency-weights, weights=...).",
+             f"No usable weights for CLIP model {name!r} (pretrained {pretrained!r}) were found."]
+    if failures:
+        lines.append("Files found but not usable:")
+        lines += [f"  {p}: {why}" for p, why in failures]
+    if download_note:
+        lines.append(f"Download: {download_note}.")
     repo, _ = _hf_repo(cfg) if cfg else (None, None)
-    what = f"the official file {official!r}" if official else f"a file named '{name}-{tag or 'weights'}.safetensors'"
     if repo:
-        what += f" (or open_clip_model.safetensors from huggingface.co/{repo}, renamed to '{name}-{tag}.safetensors')"
-    raise WeightsNotFoundError(
-        f"no weights for CLIP model {name!r} (pretrained {pretrained!r}). Tried:\n  " + _describe(tried)
-        + f"\n{download_note}.\nPut {what} into this folder: {folder}\n"
-        + "or pass an explicit file (weights=..., CLI --clip-weights / --saliency-weights).")
+        lines.append(f"(The same weights as safetensors: open_clip_model.safetensors from huggingface.co/{repo}, "
+                     f"saved as {name}-{tag}.safetensors.)")
+    lines.append("Looked in:\n  " + _describe(tried))
+    return WeightsNotFoundError("\n".join(lines))
 
 
 def load_clip(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DEFAULT_PRETRAINED,
@@ -397,27 +612,54 @@ def load_clip(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DEFAUL
               dtype: Optional[torch.dtype] = None, allow_download: bool = True) -> ClipEncoder:
     """A frozen, eval-mode open_clip encoder, cached per (name, weights file, device, dtype).
 
-    ``models_dir`` may be a folder or a list of folders (ComfyUI's ``models/clipasso``).
-    ``dtype`` None keeps fp32 (mixed precision is applied by autocast in the optimiser).
+    ``weights``: an explicit file (any format `read_checkpoint` reads). Otherwise the files of
+    `candidate_paths` are tried in order; one that cannot be used is reported and the next is tried,
+    then open_clip's download (when allowed and online). ``models_dir`` may be a folder or a list of
+    folders (ComfyUI's ``models/clipasso``). The weights end up in fp32 (``dtype``) on ``device``
+    whatever the file held; mixed precision is applied by autocast in the optimiser.
     """
     name = clean_name(name)
     tag = _clean_tag(pretrained)
     device = torch.device(device)
     dtype = dtype or torch.float32
-    path = resolve_weights(name, pretrained, weights, models_dir, allow_download)
+    pcfg = _pretrained_cfg(name, tag)
+    if weights is not None:
+        path = Path(os.path.expanduser(os.fspath(weights)))
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"Check the path, or leave it empty to search the models folder ({suggested_folder(models_dir)}): "
+                f"the weights file for CLIP model {name!r} was not found: {path}")
+        try:
+            return _encoder_from_file(name, pretrained, path, pcfg, models_dir, device, dtype)
+        except WeightsFileError as exc:
+            raise WeightsFileError(f"Give the weights file that belongs to CLIP model {name!r} (or a matching "
+                                   f"{name}.json config beside it): {exc}") from exc
+    found, tried = find_weight_files(name, pretrained, models_dir)
+    failures: List[Tuple[Path, str]] = []
+    for path in found:
+        try:
+            return _encoder_from_file(name, pretrained, path, pcfg, models_dir, device, dtype)
+        except WeightsFileError as exc:
+            log.warning("skipping %s: %s", path, exc)
+            failures.append((path, str(exc).replace(f"{path} ", "", 1)))
+    got, note = _download(name, tag, pcfg, allow_download)
+    if got is not None:
+        try:
+            return _encoder_from_file(name, pretrained, got, pcfg, models_dir, device, dtype)
+        except WeightsFileError as exc:
+            failures.append((got, str(exc).replace(f"{got} ", "", 1)))
+            note = "the downloaded file could not be used"
+    raise _missing_error(name, tag, pretrained, models_dir, tried, failures, note)
+
+
+def _encoder_from_file(name, pretrained, path: Path, pcfg: dict, models_dir, device, dtype) -> ClipEncoder:
     key = (name, str(path.resolve()), str(device), str(dtype))
     with _LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
             return hit
     custom_cfg, _ = _find_config(name, path, models_dir)
-    pcfg = _pretrained_cfg(name, tag)
-    # OpenAI's weights were trained with QuickGELU; a config file may leave that to the tag.
-    quick_gelu = bool(pcfg.get("quick_gelu", False))
-    if custom_cfg is not None and "quick_gelu" in custom_cfg:
-        quick_gelu = bool(custom_cfg["quick_gelu"])
-    model = _build_model(name, custom_cfg, quick_gelu)
-    model = _load_weights(model, path, name)
+    model, info = _load_file(name, path, pcfg, custom_cfg)
     mean, std = OPENAI_MEAN, OPENAI_STD
     pre = (custom_cfg or {}).get("preprocess_cfg") or {}
     if pcfg.get("mean"):
@@ -426,6 +668,7 @@ def load_clip(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DEFAUL
         mean, std = tuple(pre["mean"]), tuple(pre.get("std", std))
     enc = wrap_model(model, name=name, pretrained=pretrained, source=str(path), device=device, dtype=dtype,
                      mean=mean, std=std)
+    enc.extra.update(info)
     with _LOCK:
         _CACHE.setdefault(key, enc)
         return _CACHE[key]

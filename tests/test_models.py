@@ -71,10 +71,13 @@ def test_missing_weights_error_names_model_paths_and_folder(tmp_path):
     with pytest.raises(WeightsNotFoundError) as info:
         load_clip("RN101", "openai", models_dir=tmp_path, allow_download=False)
     msg = str(info.value)
+    first = msg.splitlines()[0]
+    # the first line is the action: which file into which folder
+    assert first.startswith(f"Put RN101.pt (CLIP RN101, openai weights) into {tmp_path}"), first
+    assert "clipasso download-weights" in first
     assert "'RN101'" in msg and "openai" in msg
     assert str(tmp_path / "RN101-openai.safetensors").replace(str(tmp_path) + os.sep, "") in msg
-    assert f"into this folder: {tmp_path}" in msg
-    assert "RN101.pt" in msg
+    assert "--offline" in msg  # why nothing was downloaded
 
 
 def test_offline_download_gives_the_same_error(tmp_path, monkeypatch):
@@ -91,8 +94,13 @@ def test_missing_explicit_file(tmp_path):
 def test_wrong_file_for_model_is_a_clear_error(tiny_models, tmp_path):
     w = tmp_path / "RN50-openai.safetensors"
     shutil.copy(tiny_models["vit"], w)  # a ViT file named like an RN50 checkpoint
-    with pytest.raises(WeightsNotFoundError, match="does not fit"):
+    with pytest.raises(WeightsNotFoundError, match="is a CLIP ResNet") as info:
         load_clip("RN50", "openai", models_dir=tmp_path, allow_download=False)
+    assert str(w) in str(info.value) and "holds a CLIP ViT" in str(info.value)
+    # given explicitly, the same file is an error whose first line says what to do
+    with pytest.raises(WeightsNotFoundError) as info:
+        load_clip("RN50", "openai", weights=w, allow_download=False)
+    assert str(info.value).startswith("Give the weights file that belongs to CLIP model 'RN50'")
 
 
 def test_unknown_model_name(tmp_path):
@@ -117,4 +125,4 @@ def test_unreachable_hub_fails_fast_with_the_same_error(tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFoundError, match="cannot be reached") as info:
         load_clip("ViT-B-32", "openai", models_dir=tmp_path, allow_download=True)
     assert time.perf_counter() - t < 30
-    assert f"into this folder: {tmp_path}" in str(info.value)
+    assert str(info.value).splitlines()[0].startswith(f"Put ViT-B-32.pt (CLIP ViT-B-32, openai weights) into {tmp_path}")
