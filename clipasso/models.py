@@ -704,3 +704,127 @@ def clear_cache() -> None:
     """Forget every loaded encoder (frees their memory once no one else holds them)."""
     with _LOCK:
         _CACHE.clear()
+
+
+# --------------------------------------------------------------------------- downloading on purpose
+
+def _progress_line(done: int, total: Optional[int], label: str, stream) -> None:
+    mb = done / 1e6
+    if total:
+        frac = min(1.0, done / total)
+        bar = "#" * int(frac * 24) + "." * (24 - int(frac * 24))
+        text = f"\r{label} [{bar}] {mb:7.1f} / {total / 1e6:.1f} MB"
+    else:
+        text = f"\r{label} {mb:7.1f} MB"
+    stream.write(text)
+    stream.flush()
+
+
+def fetch_url(url: str, dest: PathLike, sha256: Optional[str] = None, label: str = "", stream=None,
+              timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``dest`` with a progress line; atomic (a partial file never takes the
+    name), checked against ``sha256`` when given. Raises OSError/ValueError on failure."""
+    import hashlib
+    import sys
+    import urllib.request
+
+    stream = stream if stream is not None else sys.stderr
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f".{dest.name}.part-{os.getpid()}")
+    digest = hashlib.sha256()
+    done = 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as src, open(part, "wb") as out:
+            total = int(src.headers.get("Content-Length") or 0) or None
+            while True:
+                chunk = src.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                _progress_line(done, total, label or dest.name, stream)
+        stream.write("\n")
+        if total is not None and done != total:
+            raise OSError(f"the download of {url} stopped after {done} of {total} bytes")
+        if sha256 and not digest.hexdigest().startswith(sha256.lower()):
+            raise ValueError(f"the file downloaded from {url} has the wrong SHA-256 ({digest.hexdigest()[:16]}..., "
+                             f"expected {sha256[:16]}...)")
+        os.replace(part, dest)
+    finally:
+        if part.exists():
+            part.unlink()
+    return dest
+
+
+def download_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DEFAULT_PRETRAINED,
+                     folder: Optional[PathLike] = None, stream=None) -> ClipEncoder:
+    """Download (name, pretrained) once, with a progress bar, and check that it loads.
+
+    With ``folder`` the weights end up there as one file that the search finds
+    (``<name>-<tag>.safetensors`` from the Hugging Face hub, else OpenAI's own ``RN101.pt``);
+    without, in the caches the search looks in (Hugging Face's, ``~/.cache/clip``). Returns the
+    loaded encoder (CPU). Raises `WeightsNotFoundError` saying why and what to do instead.
+    """
+    import re
+    import shutil
+    import sys
+
+    stream = stream if stream is not None else sys.stderr
+    name, tag = clean_name(name), _clean_tag(pretrained)
+    cfg = _pretrained_cfg(name, tag)
+    manual = (f"put {official_file_name(name, tag)} into {folder or suggested_folder()} by hand "
+              f"(see the README's Weights section)")
+    if not cfg:
+        raise WeightsNotFoundError(f"open_clip knows no pretrained tag {pretrained!r} for {name!r}, so there is "
+                                   f"nothing to download: {manual}")
+    if _offline():
+        raise WeightsNotFoundError(f"Downloads are off (HF_HUB_OFFLINE / CLIPASSO_OFFLINE is set): unset it, or {manual}")
+    errors: List[str] = []
+    got: Optional[Path] = None
+    repo, repo_file = _hf_repo(cfg)
+    try:
+        import huggingface_hub
+    except ImportError:
+        huggingface_hub = None
+    if repo and huggingface_hub is not None:
+        host = _download_host(cfg)
+        if host and not _reachable(host):
+            errors.append(f"{host} cannot be reached")
+        else:
+            stream.write(f"{name} ({tag}): from huggingface.co/{repo}\n")
+            try:
+                cached = Path(huggingface_hub.hf_hub_download(repo, repo_file or HF_WEIGHT_NAMES[0]))
+                if folder is not None:
+                    got = Path(folder) / f"{name}-{tag}{cached.suffix}"
+                    got.parent.mkdir(parents=True, exist_ok=True)
+                    part = got.with_name(f".{got.name}.part-{os.getpid()}")
+                    shutil.copyfile(cached, part)
+                    os.replace(part, got)
+                else:
+                    got = cached
+            except Exception as exc:  # noqa: BLE001 - network, auth, disk
+                errors.append(f"Hugging Face hub: {type(exc).__name__}: {str(exc)[:200]}")
+    url = cfg.get("url")
+    if got is None and url:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(url)
+        host = parsed.hostname
+        port = parsed.port or (80 if parsed.scheme == "http" else 443)
+        if host and not _reachable(host, port):
+            errors.append(f"{host} cannot be reached")
+        else:
+            m = re.search(r"/([0-9a-f]{64})/", url)
+            dest = Path(folder or Path.home() / ".cache" / "clip") / os.path.basename(url)
+            stream.write(f"{name} ({tag}): from {host}\n")
+            try:
+                got = fetch_url(url, dest, sha256=m.group(1) if m else None, label=dest.name, stream=stream)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"{host}: {type(exc).__name__}: {str(exc)[:200]}")
+    if got is None:
+        raise WeightsNotFoundError(f"Could not download CLIP {name} ({tag}): {'; '.join(errors) or 'no source'}. "
+                                   f"Run again when online, or {manual}.")
+    clear_cache()
+    return load_clip(name, pretrained, weights=got, allow_download=False)
