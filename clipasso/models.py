@@ -1,21 +1,31 @@
 """Loading frozen open_clip image encoders for the CLIPasso losses and saliency.
 
+File formats (`read_checkpoint`): OpenAI's released TorchScript archives (``RN101.pt``,
+``ViT-B-32.pt``, ...; fp16 or fp32), open_clip / Hugging Face state dicts (``.safetensors``, and
+``.pt/.pth/.bin`` read with ``weights_only=True``, also wrapped in ``{"state_dict": ...}`` or with
+``module.`` prefixes). Whatever the file's dtype, the encoder ends up in fp32 on the compute device.
+A file in OpenAI's layout describes its own architecture (`config_from_state_dict`), so one whose
+sizes differ from the named model's config is still loaded, with a warning; one of the other kind
+(a ViT file for a ResNet name) is refused.
+
 Where weights come from, in this order:
 
-1. ``weights=FILE``: an explicit checkpoint (``.safetensors``, ``.pt``, ``.pth``, ``.bin``; the
-   official OpenAI TorchScript ``.pt`` files work too).
-2. ``models_dir`` (one folder or a list; ComfyUI passes ``models/clipasso``) and the folder in the
-   ``CLIPASSO_MODELS_DIR`` environment variable. A file is found by name: ``RN101-openai.safetensors``,
-   ``RN101_openai.pt``, ``RN101.pt`` (the official OpenAI file name), ``RN101.safetensors``, or a
-   Hugging Face style sub-folder such as ``resnet101_clip.openai/open_clip_model.safetensors``.
-3. The caches open_clip itself downloads into: ``~/.cache/clip/<file>`` and the Hugging Face hub
-   cache (``~/.cache/huggingface/hub/models--timm--resnet101_clip.openai/...``).
+1. ``weights=FILE``: an explicit checkpoint; if it cannot be used, that is the error.
+2. ``models_dir`` (one folder or a list; ComfyUI passes ``models/clipasso``), then the folders in the
+   ``CLIPASSO_MODELS_DIR`` environment variable. A file is found by name: ``RN101-openai.safetensors``
+   (.pt/.pth/.bin too), ``RN101_openai.*``, ``RN101.*``, OpenAI's own ``RN101.pt``, or a Hugging Face
+   style sub-folder such as ``resnet101_clip.openai/open_clip_model.safetensors``.
+3. The caches downloads go to: ``~/.cache/clip/<OpenAI file>`` (OpenAI's ``clip`` package and
+   open_clip) and the Hugging Face hub cache (``models--timm--resnet101_clip.openai/...``).
 4. open_clip's own download, only when ``allow_download`` is true and the hub is not set offline.
 
-A custom architecture is a real feature too: ``<models_dir>/<name>.json`` (an open_clip model
-config: ``embed_dim``, ``vision_cfg``, ``text_cfg``) beside ``<name>.safetensors`` (or .pt/.bin) is
-loaded by name. When nothing is found, one `WeightsNotFoundError` names the model, every path
-tried and the exact folder to put the file in. Nothing is loaded or downloaded at import.
+A candidate that cannot be used (truncated, another model, pickled code) is skipped with a warning
+and the next one is tried. A custom architecture is a real feature too: ``<models_dir>/<name>.json``
+(an open_clip model config: ``embed_dim``, ``vision_cfg``, ``text_cfg``) beside
+``<name>.safetensors`` (or .pt/.bin) is loaded by name. When nothing can be used, one
+`WeightsNotFoundError` whose first line says which file to put into which folder, then what was
+wrong with each file found, then every path looked at. Nothing is loaded or downloaded at import;
+`download_weights` (``clipasso download-weights``) fetches the defaults on purpose.
 """
 from __future__ import annotations
 
