@@ -157,26 +157,82 @@ def load_image_file(path) -> "Image.Image":
     return img
 
 
-def fit_square(image: torch.Tensor, size: int = 224, fill: float = 1.0, margin: int = 0,
-               mode: str = "bicubic") -> torch.Tensor:
-    """Pad ``[C, H, W]`` (or ``[B, C, H, W]``) to a centred square with ``fill`` and resize to ``size``.
+def resize_to(image: torch.Tensor, size: Tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """``[C, H, W]`` (or ``[B, C, H, W]``) resized to exactly ``size`` = (height, width), aspect not kept.
 
-    CLIPasso stretched non-square inputs unless ``fix_scale`` was on; we never stretch.
-    ``margin`` adds that many pixels of padding on every side first (the original's fix_scale used 20
-    in total, 10 a side).
+    Bicubic/bilinear use torch's ``antialias=True`` path both ways: it is PIL's resampling (support-scaled
+    filters when shrinking, PIL's bicubic kernel a = -0.5 when enlarging), so "bicubic" matches the PIL
+    bicubic resize the original CLIPasso applied (mean difference 0.0014 on random images, i.e. uint8
+    rounding; torch's plain bicubic, a = -0.75, differs by 0.015 when enlarging).
     """
     squeeze = image.ndim == 3
     x = image.unsqueeze(0) if squeeze else image
     h, w = x.shape[-2:]
-    side = max(h, w) + 2 * margin
-    top, left = (side - h) // 2, (side - w) // 2
-    x = F.pad(x, (left, side - w - left, top, side - h - top), value=fill)
-    if side != size:
-        kw = {"antialias": True} if mode in ("bilinear", "bicubic") and side > size else {}
-        x = F.interpolate(x, size=(size, size), mode=mode,
-                          align_corners=False if mode != "nearest" else None, **kw)
+    size = (int(size[0]), int(size[1]))
+    if (h, w) != size:
+        kw = {"antialias": True} if mode in ("bilinear", "bicubic") else {}
+        x = F.interpolate(x, size=size, mode=mode, align_corners=False if mode != "nearest" else None, **kw)
         x = x.clamp(0, 1)
     return x[0] if squeeze else x
+
+
+def fit_square(image: torch.Tensor, size: int = 224, fill: float = 1.0, margin: int = 0,
+               mode: str = "bicubic") -> torch.Tensor:
+    """Pad ``[C, H, W]`` (or ``[B, C, H, W]``) to a centred square with ``fill`` and resize to ``size``.
+
+    Never stretches. ``margin`` adds that many pixels of padding on every side first (the
+    original's fix_scale used 10 a side, in input pixels). `frame_square` picks the margin per framing.
+    """
+    squeeze = image.ndim == 3
+    x = image.unsqueeze(0) if squeeze else image
+    h, w = x.shape[-2:]
+    side, top, left = square_box(h, w, margin)
+    x = F.pad(x, (left, side - w - left, top, side - h - top), value=fill)
+    x = resize_to(x, (size, size), mode)
+    return x[0] if squeeze else x
+
+
+# How a picture becomes the square canvas CLIPasso optimises on (clipasso.pipeline.prepare_target):
+# "stretch"   the original's default (fix_scale=0): resized straight to size x size, so a non-square
+#             picture is stretched (the sketch is mapped back to the picture's aspect ratio afterwards);
+# "fix-scale" the original's fix_scale=1: padded to a white square of side max(H, W) + 20 (10 input
+#             pixels a side), then resized;
+# "pad"       padded to a white square with a margin of 10 px at the 224 canvas (10/224 of the long
+#             side a side), then resized; never stretched.
+FRAMINGS = ("stretch", "fix-scale", "pad")
+FIX_SCALE_MARGIN = 10  # input pixels a side (the original padded by 20 in total)
+
+
+def framing_margin(height: int, width: int, framing: str, input_scale: float = 1.0) -> int:
+    """Padding in pixels a side of a ``height`` x ``width`` picture for ``framing`` (0 for stretch).
+
+    ``input_scale``: this picture's pixels per pixel of the user's original input (below 1 when it was
+    shrunk first), so fix-scale pads by 10 of the ORIGINAL input's pixels.
+    """
+    if framing == "stretch":
+        return 0
+    if framing == "fix-scale":
+        return int(round(FIX_SCALE_MARGIN * float(input_scale)))
+    if framing == "pad":
+        return int(round(max(height, width) * 10 / 224))
+    raise ImageError(f"framing must be one of {', '.join(FRAMINGS)}; got {framing!r}")
+
+
+def frame_square(image: torch.Tensor, size: int, framing: str = "pad", fill: float = 1.0,
+                 mode: str = "bicubic", input_scale: float = 1.0) -> torch.Tensor:
+    """``[C, H, W]`` -> ``[C, size, size]`` framed as ``framing`` (see `FRAMINGS`)."""
+    h, w = image.shape[-2:]
+    margin = framing_margin(h, w, framing, input_scale)
+    if framing == "stretch":
+        return resize_to(image, (size, size), mode)
+    return fit_square(image, size, fill=fill, margin=margin, mode=mode)
+
+
+def aspect_canvas(height: int, width: int, long_side: int) -> Tuple[int, int]:
+    """(H, W) with the picture's aspect ratio and its long side = ``long_side`` (a stretched sketch's home)."""
+    if height >= width:
+        return int(long_side), max(1, int(round(long_side * width / height)))
+    return max(1, int(round(long_side * height / width))), int(long_side)
 
 
 def square_box(height: int, width: int, margin: int = 0) -> Tuple[int, int, int]:

@@ -1,17 +1,24 @@
 """Background removal with rembg (U²-Net family): the object on white, and its mask.
 
-CLIPasso computes a U²-Net salient-object mask on every run and, with ``mask_object``, sketches
-the object composited on white: cluttered backgrounds otherwise pull strokes away from the
-object. We use rembg's ONNX sessions, so any model rembg knows (u2netp, u2net, silueta,
-isnet-general-use, birefnet-general, ...) can be picked by name.
+CLIPasso computes a U²-Net salient-object mask on every run and, with ``mask_object=1`` (off by
+default in the original, though its README recommends it), sketches the object composited on
+white: cluttered backgrounds otherwise pull strokes away from the object. The original used the
+full U²-Net (``u2net.pth``, 176 MB); our default is its small sibling U²-Net-p (``u2netp``, 4.6 MB),
+which ships inside the package so matting works offline. We use rembg's ONNX sessions, so any
+model rembg knows (u2netp, u2net, silueta, isnet-general-use, birefnet-general, ...) can be picked
+by name; ``u2net`` is the original's network.
 
 Where the weights file ``<model>.onnx`` is looked for, in order:
-1. ``models_dir`` given by the caller (ComfyUI passes its models folder): ``models_dir/<model>.onnx``
-   or rembg's layout ``models_dir/models/<model>/<model>.onnx``;
-2. rembg's own places: ``$U2NET_HOME`` (or ``$REMBG_HOME``, ``~/.rembg``, the old ``~/.u2net``).
-If it is nowhere and ``allow_download`` is true, rembg downloads it (into ``models_dir`` when
-given); offline, or with downloads off, a `MattingWeightsNotFoundError` names the file and the
-folders to put it in. We check before rembg is asked, because rembg would go to the network.
+1. ``models_dir`` given by the caller (one folder or a list; ComfyUI passes its models folders),
+   then the folders in ``$CLIPASSO_MODELS_DIR`` (``os.pathsep``-separated, as for the CLIP weights):
+   ``<folder>/<model>.onnx`` or rembg's layout ``<folder>/models/<model>/<model>.onnx``;
+2. rembg's own places: ``$U2NET_HOME`` (or ``$REMBG_HOME``, ``~/.rembg``, the old ``~/.u2net``);
+3. the copy bundled with this package, ``clipasso/data/<model>.onnx`` (only ``u2netp.onnx`` is
+   shipped: rembg's official export, Apache-2.0, see ``clipasso/data/README.md``).
+If it is nowhere and ``allow_download`` is true, rembg downloads it (into the first folder of
+step 1 when there is one); offline, or with downloads off, a `MattingWeightsNotFoundError` names
+the file and the folders to put it in. We check before rembg is asked, because rembg would go to
+the network; with a file on disk (the bundled one included) nothing touches the network.
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ from .images import alpha_of, as_rgb, to_pil
 log = logging.getLogger(__name__)
 
 DEFAULT_MATTING_MODEL = "u2netp"
+MODELS_DIR_ENV = "CLIPASSO_MODELS_DIR"  # the same variable clipasso.models reads for CLIP weights
+BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # rembg sessions that take one image and return one mask, stored as "<name>.onnx"
 MATTING_MODELS = (
     "u2netp", "u2net", "u2net_human_seg", "silueta", "isnet-general-use", "isnet-anime",
@@ -92,11 +101,25 @@ def _session_class(model: str):
 
 
 def _folders(models_dir) -> List[str]:
-    """``models_dir`` as a list of absolute folders: None, one folder, or a list (ComfyUI's paths)."""
-    if not models_dir:
-        return []
-    items = [models_dir] if isinstance(models_dir, (str, os.PathLike)) else list(models_dir)
-    return [os.path.abspath(os.path.expanduser(os.fspath(d))) for d in items if d]
+    """The caller's folders (None, one folder, or a list such as ComfyUI's paths), then those of
+    ``$CLIPASSO_MODELS_DIR``, as absolute paths without repeats."""
+    items = []
+    if models_dir:
+        items += [models_dir] if isinstance(models_dir, (str, os.PathLike)) else list(models_dir)
+    items += os.environ.get(MODELS_DIR_ENV, "").split(os.pathsep)
+    out: List[str] = []
+    for d in items:
+        if d:
+            path = os.path.abspath(os.path.expanduser(os.fspath(d)))
+            if path not in out:
+                out.append(path)
+    return out
+
+
+def bundled_weights(model: str) -> Optional[str]:
+    """The copy of ``<model>.onnx`` shipped in ``clipasso/data`` (u2netp only), or None."""
+    path = os.path.join(BUNDLED_DIR, f"{model}.onnx")
+    return path if os.path.isfile(path) else None
 
 
 def candidate_paths(model: str, models_dir=None) -> List[str]:
@@ -107,6 +130,7 @@ def candidate_paths(model: str, models_dir=None) -> List[str]:
         paths += [os.path.join(d, fname), os.path.join(d, "models", model, fname)]
     cls = _session_class(model)
     paths += [os.path.join(cls.model_dir(), fname), os.path.join(cls.legacy_home(), fname)]
+    paths.append(os.path.join(BUNDLED_DIR, fname))  # last: the user's and rembg's copies win
     seen, out = set(), []
     for p in paths:
         if p not in seen:
@@ -115,7 +139,7 @@ def candidate_paths(model: str, models_dir=None) -> List[str]:
     return out
 
 
-def find_weights(model: str, models_dir: Optional[str] = None) -> Optional[str]:
+def find_weights(model: str, models_dir=None) -> Optional[str]:
     """The first existing weights file for ``model``, or None."""
     for path in candidate_paths(model, models_dir):
         if os.path.isfile(path):
@@ -140,28 +164,32 @@ def _rembg_home(folder: Optional[str]):
             os.environ["U2NET_HOME"] = old
 
 
-def _missing_error(model: str, models_dir: Optional[str], cause: Optional[BaseException] = None):
+def _missing_error(model: str, models_dir, cause: Optional[BaseException] = None):
     fname = f"{model}.onnx"
     where = candidate_paths(model, models_dir)
     folders = []
     for p in where:
         folder = os.path.dirname(p)
-        if folder not in folders:
+        if folder != BUNDLED_DIR and folder not in folders:  # the package's own folder is not for users
             folders.append(folder)
     why = f" (download failed: {type(cause).__name__}: {cause})" if cause is not None else ""
     return MattingWeightsNotFoundError(
         f"background-removal weights {fname} not found{why}. Put {fname} (rembg's '{model}' model) in "
         f"{folders[0]}" + (f" or one of: {', '.join(folders[1:])}" if len(folders) > 1 else "")
-        + "; or set U2NET_HOME to the folder that holds it; or turn background removal off.")
+        + f"; or set U2NET_HOME or {MODELS_DIR_ENV} to the folder that holds it (rembg downloads it by itself "
+        "when online and downloads are allowed); "
+        + ("or use model 'u2netp', which ships with clipasso; " if model != "u2netp" and bundled_weights("u2netp")
+           else "")
+        + "or turn background removal off.")
 
 
-def get_session(model: str = DEFAULT_MATTING_MODEL, models_dir: Optional[str] = None,
+def get_session(model: str = DEFAULT_MATTING_MODEL, models_dir=None,
                 allow_download: bool = True):
     """A cached rembg session for ``model``; see the module doc for where weights come from."""
     if not isinstance(model, str) or not model:
         raise MattingError(f"model must be a rembg model name such as 'u2netp'; got {model!r}")
     path = find_weights(model, models_dir)
-    key = (model, path or f"download:{models_dir}")
+    key = (model, path or f"download:{_folders(models_dir)}")
     with _lock:
         if key in _sessions:
             return _sessions[key]
@@ -191,12 +219,13 @@ def get_session(model: str = DEFAULT_MATTING_MODEL, models_dir: Optional[str] = 
 
 
 def remove_background(image, model: str = DEFAULT_MATTING_MODEL, threshold: float = 0.5,
-                      soft: bool = False, models_dir: Optional[str] = None,
+                      soft: bool = False, models_dir=None,
                       allow_download: bool = True, use_alpha: bool = True) -> Matting:
     """The object composited on white and its foreground mask, both at the input resolution.
 
     image: anything `clipasso.images.as_rgb` accepts. threshold: mask cut on the model's 0..1
     output. soft: return (and composite with) the soft mask instead of the binary one.
+    models_dir: a folder or a list of folders searched first (see the module doc).
     use_alpha: an input that already carries transparency is its own mask (no model is run).
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
@@ -243,6 +272,6 @@ def clear_sessions() -> None:
         _sessions.clear()
 
 
-__all__ = ["remove_background", "Matting", "get_session", "find_weights", "candidate_paths",
+__all__ = ["remove_background", "Matting", "get_session", "find_weights", "candidate_paths", "bundled_weights",
            "available_models", "clear_sessions", "MattingError", "MattingWeightsNotFoundError",
            "MattingWarning", "MATTING_MODELS", "DEFAULT_MATTING_MODEL"]

@@ -28,9 +28,10 @@ from .strokes import Strokes
 # What each preset sets; pipeline-level keys (model, strokes, seeds) are used by `pipeline.sketch`.
 PRESETS: Dict[str, Dict] = {
     # The original defaults (run_object_sketching.py): RN101, 4 fresh augmentations per iteration,
-    # 2000 iterations, 16 strokes, best of 3 seeds, eval every 10 iterations.
+    # 2000 iterations, 16 strokes, best of 3 seeds, eval every 10 iterations; a non-square picture is
+    # stretched onto the square canvas (its fix_scale=0; clipasso.images.FRAMINGS).
     "paper": dict(clip_model="RN101", strokes=16, seeds=3, iterations=2000, num_augs=4, aug_pool=0,
-                  eval_interval=10),
+                  eval_interval=10, framing="stretch"),
     # CPU-friendly (bench/sketch.py, results in bench/results/sketch_cpu.json): same loss and
     # encoder, but 2 augmented views per step drawn from a fixed pool of 16 whose target features
     # are computed once (no target forward passes in the loop), 500 iterations, best of 2.
@@ -38,9 +39,11 @@ PRESETS: Dict[str, Dict] = {
     # Loss reached (tiny test encoder, two runs): 13-17% above paper's after 2000 its, 1-3% above
     # paper's own value at 500 its (65% vs 70% reduction from the start). 300 its was clearly
     # worse; 1000 its, 3 seeds, 4 pooled views or fresh views moved it by less than the run-to-run
-    # spread (about 5%).
+    # spread (about 5%). Framing "pad" (a white square, never stretched): on three non-square photos
+    # (trace loss, 100 its, 2 seeds; bench/framing.py, bench/results/framing_cpu.json) the sketch's edge F
+    # in the photo's frame was 0.817 padded, 0.811 fix-scale, 0.772 stretched and mapped back.
     "fast": dict(clip_model="RN101", strokes=16, seeds=2, iterations=500, num_augs=2, aug_pool=16,
-                 eval_interval=10),
+                 eval_interval=10, framing="pad"),
 }
 
 

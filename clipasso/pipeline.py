@@ -1,9 +1,10 @@
 """Image in, sketch out: the whole CLIPasso pipeline as one call (used by the CLI and tests).
 
-    load -> alpha over white -> background removal (rembg, or the input's own alpha) -> fit to a
-    white square without stretching (224 px, small margin) -> saliency (ViT CLS attention) and
-    XDoG ink map -> stroke initialisation per seed -> batched optimisation of all seeds ->
-    best-of-N selection.
+    load -> alpha over white -> background removal (rembg, or the input's own alpha) -> framing on
+    the square canvas (``framing``: "stretch", the original's default; "fix-scale", its fix_scale=1;
+    "pad", a white square with a small margin) -> saliency (ViT CLS attention) and XDoG ink map ->
+    stroke initialisation per seed -> batched optimisation of all seeds -> best-of-N selection ->
+    abstraction / drawing order (optional) -> a stretched sketch mapped back to the picture's shape.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .images import ImageError, alpha_of, as_rgb, fit_square
+from .images import FRAMINGS, ImageError, alpha_of, as_rgb, aspect_canvas, frame_square
 from .models import DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, load_clip
 from .optimize import PRESETS, OptimizeConfig, OptimizeError, OptimizeResult, optimize
 from .select import select_best
@@ -40,6 +41,17 @@ class PipelineError(ValueError):
 
 @dataclass
 class SketchResult:
+    """What `sketch` returns.
+
+    Two frames: the optimisation frame is the square ``canvas`` x ``canvas`` the loss saw (the picture
+    framed as ``framing`` says); the picture frame has the input's aspect ratio. ``strokes`` and
+    ``candidates`` (what the SVG/PNG show) are in the picture frame: with framing "stretch" and a
+    non-square input they are the optimised strokes scaled back to the input's aspect ratio (long
+    side = canvas, pen widths kept), otherwise they are the optimised strokes as they are (the
+    padded square is already the picture's shape). ``target``, ``mask``, ``saliency``, ``initial``,
+    ``frame_strokes``, ``run``, ``abstraction`` and ``drawing_order`` stay in the optimisation frame,
+    so they line up with each other and with the losses.
+    """
     strokes: Strokes            # the winner: one candidate, with its loss, seed and best iteration
     candidates: Strokes         # every candidate's best state (losses = best eval loss)
     index: int                  # winner's position in `candidates`
@@ -53,6 +65,8 @@ class SketchResult:
     seconds: float = 0.0
     abstraction: Optional[object] = None    # clipasso.abstraction.AbstractionResult (auto_strokes)
     drawing_order: Optional[object] = None  # clipasso.order.OrderResult (drawing_order=True)
+    framing: str = "pad"                    # how the picture was put on the canvas (clipasso.images.FRAMINGS)
+    frame_strokes: Optional[Strokes] = None  # the winner in the optimisation frame (as the loss saw it)
 
     @property
     def loss(self) -> float:
@@ -107,30 +121,51 @@ def pick_device(device: str = "auto") -> torch.device:
 def _shrink_early(image):
     """Big files/arrays are shrunk with PIL before becoming float tensors (an 8000 px photo would
     otherwise cost gigabytes on the way to a 224 px target)."""
+    return _shrink_early_scaled(image)[0]
+
+
+def _shrink_early_scaled(image):
+    """`_shrink_early` and the scale it applied (new long side / original long side; 1.0 if none)."""
     from PIL import Image
 
     from .images import load_image_file
 
     if isinstance(image, (str, os.PathLike)):
         image = load_image_file(image)
+    scale = 1.0
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3) \
             and max(image.shape[:2]) > WORK_MAX_SIDE and (image.ndim == 2 or image.shape[2] in (1, 3, 4)):
         arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
         image = Image.fromarray(arr)
     if isinstance(image, Image.Image) and max(image.size) > WORK_MAX_SIDE:
+        before = max(image.size)
         image = image.copy()
         if image.mode not in ("RGB", "RGBA", "L", "LA"):
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         image.thumbnail((WORK_MAX_SIDE, WORK_MAX_SIDE), Image.LANCZOS)
-    return image
+        scale = max(image.size) / before
+    return image, scale
 
 
-def _first_dir(models_dir):
-    """matting takes one folder; we accept one or a list."""
-    if models_dir is None or isinstance(models_dir, (str, os.PathLike)):
-        return models_dir
-    items = [d for d in models_dir if d]
-    return items[0] if items else None
+def check_framing(framing: str) -> str:
+    if framing not in FRAMINGS:
+        raise PipelineError(f"framing must be one of {', '.join(FRAMINGS)} (stretch is the original's default, "
+                            f"fix-scale its fix_scale=1, pad a square with a small margin); got {framing!r}")
+    return framing
+
+
+def to_picture_frame(strokes: Strokes, height: int, width: int, framing: str) -> Strokes:
+    """Strokes optimised on the square canvas -> the input picture's frame.
+
+    Only "stretch" changes anything, and only for a non-square ``height`` x ``width`` input: the
+    stretch is undone by scaling x and y apart, so the drawing has the picture's aspect ratio with its
+    long side = the canvas side. Pen widths are kept (CLIPasso's 3 px line stays 3 px).
+    """
+    if framing != "stretch" or height == width:
+        return strokes
+    h, w = aspect_canvas(height, width, max(strokes.canvas))
+    sy, sx = h / strokes.height, w / strokes.width
+    return strokes.replace(points=strokes.points * strokes.points.new_tensor([sx, sy]), canvas=(h, w))
 
 
 def _seed_list(seeds, seed: int) -> tuple:
@@ -144,14 +179,32 @@ def _seed_list(seeds, seed: int) -> tuple:
 
 
 def prepare_target(image, canvas: int = 224, background_removal: bool = True, matting_model: str = "u2netp",
-                   models_dir=None, allow_download: bool = True, notes: Optional[List[str]] = None):
-    """(target [3,canvas,canvas] on white, mask [canvas,canvas] or None) from any input image."""
+                   models_dir=None, allow_download: bool = True, notes: Optional[List[str]] = None,
+                   framing: str = "pad"):
+    """(target [3,canvas,canvas] on white, mask [canvas,canvas] or None) from any input image.
+
+    framing (`clipasso.images.FRAMINGS`): "stretch" resizes straight to the square (a non-square
+    picture is stretched, as the original's default fix_scale=0 did); "fix-scale" pads to a white
+    square of side max(H, W) + 20 input pixels first (the original's fix_scale=1); "pad" (the default
+    here, for the nodes and benchmarks) pads with a margin of 10 px at 224. All resize with torch's
+    antialiased bicubic filter (PIL-like; the original used PIL's bicubic); the mask bilinearly, cut at 0.5.
+    models_dir: a folder or a list, searched for the matting model before $CLIPASSO_MODELS_DIR.
+    """
+    target, mask, _ = _prepare(image, canvas, background_removal, matting_model, models_dir, allow_download,
+                               notes, framing)
+    return target, mask
+
+
+def _prepare(image, canvas, background_removal, matting_model, models_dir, allow_download, notes, framing):
+    """prepare_target plus the input picture's (height, width), to map a stretched sketch back."""
+    check_framing(framing)
     notes = notes if notes is not None else []
-    image = _shrink_early(image)
+    image, scale = _shrink_early_scaled(image)
     rgb = as_rgb(image)  # alpha over white; clear errors for empty / NaN / odd channels
     h, w = rgb.shape[-2:]
     if max(h, w) > WORK_MAX_SIDE:  # tensors and float arrays
         s = WORK_MAX_SIDE / max(h, w)
+        scale *= s
         rgb = torch.nn.functional.interpolate(rgb.unsqueeze(0), size=(max(1, round(h * s)), max(1, round(w * s))),
                                               mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
         h, w = rgb.shape[-2:]
@@ -171,20 +224,19 @@ def prepare_target(image, canvas: int = 224, background_removal: bool = True, ma
     elif background_removal:
         from .matting import remove_background
 
-        mat = remove_background(rgb, model=matting_model, models_dir=_first_dir(models_dir),
+        mat = remove_background(rgb, model=matting_model, models_dir=models_dir,
                                 allow_download=allow_download)
         rgb, mask = mat.image, mat.mask
         if not mat.found:
             notes.append("background removal found no object; the whole image was used")
             mask = None
-    margin = int(round(max(h, w) * 10 / 224))  # the original's fix_scale: 10 px a side at 224
-    target = fit_square(rgb, canvas, fill=1.0, margin=margin)
+    target = frame_square(rgb, canvas, framing, fill=1.0, input_scale=scale)
     if mask is not None:
-        mask = fit_square(mask[None], canvas, fill=0.0, margin=margin, mode="bilinear")[0]
+        mask = frame_square(mask[None], canvas, framing, fill=0.0, mode="bilinear", input_scale=scale)[0]
         mask = (mask >= 0.5).float()
         if not bool(mask.any()):
             mask = None
-    return target, mask
+    return target, mask, (int(h), int(w))
 
 
 def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, seeds=None,
@@ -194,7 +246,8 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
            saliency_pretrained: Optional[str] = DEFAULT_PRETRAINED, saliency_weights=None,
            saliency_text: Optional[str] = None,
            use_edges: bool = True, background_removal: bool = True, matting_model: str = "u2netp",
-           models_dir=None, canvas: int = 224, num_segments: int = 1, width: float = 1.5,
+           models_dir=None, canvas: int = 224, framing: Optional[str] = None, num_segments: int = 1,
+           width: float = 1.5,
            temperature: float = 0.3, allow_download: bool = True,
            auto_strokes: Optional[float] = None, max_strokes: Optional[int] = None, prune_iterations: int = 20,
            abstraction_method: str = "prune", start_strokes: int = 2, grow_iterations: int = 20,
@@ -216,6 +269,11 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
     optimised and pruned with ``prune_iterations`` re-optimisation steps per removal; with ``"grow"`` only
     ``start_strokes`` are optimised, then strokes are added one at a time (``grow_iterations`` steps after
     each) until the gain of the last ones falls below ``min_gain`` of the total or ``max_strokes`` is reached.
+    framing: how the picture is put on the square canvas ("stretch", "fix-scale" or "pad"; None = the
+    preset's: paper stretches as the original did). With "stretch" a non-square picture is optimised
+    stretched (losses exactly as the original's) and the returned ``strokes``/``candidates`` are mapped
+    back to its aspect ratio (long side = canvas); see `SketchResult` for which frame holds what.
+    models_dir: a folder or a list of folders for CLIP and matting weights ($CLIPASSO_MODELS_DIR too).
     canvas: the working canvas side; above the encoder's input size (224) renders are downsampled
     with a box filter for the loss (finer lines; the encoder's cost is unchanged, rendering 448 px adds
     about 14 ms per step for 2 seeds x 16 strokes on a 2-core CPU, bench/features.py).
@@ -248,14 +306,15 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
         cfg = OptimizeConfig.from_preset(preset, iterations=iterations, **optimizer_settings).validate()
     except TypeError as exc:
         raise PipelineError(str(exc)) from exc
+    framing = check_framing(p.get("framing", "pad") if framing is None else framing)
     dev = pick_device(device)
     notes: List[str] = []
 
     if image is None:
         image = EXAMPLE_IMAGE
         notes.append(f"no input given: sketching the bundled example {EXAMPLE_IMAGE.name}")
-    target, mask = prepare_target(image, canvas, background_removal, matting_model, models_dir,
-                                  allow_download, notes)
+    target, mask, (pic_h, pic_w) = _prepare(image, canvas, background_removal, matting_model, models_dir,
+                                            allow_download, notes, framing)
 
     encoder = None  # loss="trace" needs no CLIP model (the saliency step may still use one)
     if cfg.uses_clip:
@@ -320,13 +379,19 @@ def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, 
                     optimize_width=cfg.optimize_width, optimize_opacity=cfg.optimize_opacity,
                     optimize_color=cfg.optimize_color, color_from_image=cfg.color_from_image,
                     pen_width=cfg.pen_width, reseed_interval=cfg.reseed_every,
-                    abstraction=(abstraction_method if auto_strokes is not None else None))
+                    abstraction=(abstraction_method if auto_strokes is not None else None), framing=framing,
+                    input_size=[pic_h, pic_w])
     if sum(run.reseeded):
         notes.append(f"re-seeded {sum(run.reseeded)} stroke(s) that had shrunk to dots "
                      f"(per seed: {', '.join(str(n) for n in run.reseeded)})")
-    return SketchResult(strokes=winner, candidates=run.strokes, index=index, target=target, mask=mask,
+    # post-processing above ran in the optimisation frame; only now is a stretched sketch un-stretched
+    shown = to_picture_frame(winner, pic_h, pic_w, framing)
+    shown_candidates = to_picture_frame(run.strokes, pic_h, pic_w, framing)
+    return SketchResult(strokes=shown, candidates=shown_candidates, index=index, target=target, mask=mask,
                         saliency=sal, initial=initial, run=run, settings=settings, notes=notes,
-                        seconds=time.perf_counter() - t0, abstraction=ab_result, drawing_order=ordering)
+                        seconds=time.perf_counter() - t0, abstraction=ab_result, drawing_order=ordering,
+                        framing=framing, frame_strokes=winner)
 
 
-__all__ = ["sketch", "SketchResult", "prepare_target", "pick_device", "PipelineError", "EXAMPLE_IMAGE"]
+__all__ = ["sketch", "SketchResult", "prepare_target", "to_picture_frame", "check_framing", "pick_device",
+           "PipelineError", "EXAMPLE_IMAGE", "FRAMINGS"]

@@ -66,13 +66,19 @@ def _edges(target, mask):
 def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, iterations: int = 150,
                 seeds: Sequence[int] = (0, 1000), loss: str = "trace", encoder=None, saliency_encoder=None,
                 background_removal: bool = True, models_dir=None, allow_download: bool = False,
-                canvas: int = 224, preset: str = "fast", log: Optional[Callable[[str], None]] = None) -> PictureRun:
-    """Prepare one picture once (matting, saliency, XDoG) and sketch it at every stroke count."""
+                canvas: int = 224, preset: str = "fast", log: Optional[Callable[[str], None]] = None,
+                framing: Optional[str] = None) -> PictureRun:
+    """Prepare one picture once (matting, saliency, XDoG) and sketch it at every stroke count.
+
+    framing: as `clipasso.pipeline.sketch` (None = the preset's). Scores are measured in the square
+    optimisation frame, against the target; ``sketches`` are kept in the picture's frame (a stretched
+    sketch is mapped back to the picture's aspect ratio), as `sketch` returns them."""
     from .images import as_rgb
     from .init import initialize_strokes
     from .metrics import sketch_fidelity
     from .optimize import OptimizeConfig, optimize
-    from .pipeline import _shrink_early, prepare_target
+    from .optimize import PRESETS
+    from .pipeline import _shrink_early, prepare_target, to_picture_frame
     from .raster import render
     from .saliency import saliency_map
     from .select import select_best
@@ -81,8 +87,9 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
     t0 = time.perf_counter()
     image = _shrink_early(image)
     shown = as_rgb(image)
+    framing = PRESETS[preset].get("framing", "pad") if framing is None else framing
     target, mask = prepare_target(image, canvas, background_removal=background_removal, models_dir=models_dir,
-                                  allow_download=allow_download)
+                                  allow_download=allow_download, framing=framing)
     if saliency_encoder is not None:
         sal = saliency_map(target, method="clip-attention", encoder=saliency_encoder, mask=mask)
     elif mask is not None:
@@ -99,7 +106,8 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
         res = optimize(init, target, encoder, cfg, device=device)
         winner, _ = select_best(res.strokes)
         s = sketch_fidelity(render(winner).image, target, mask, edges=edges)
-        out.sketches[n], out.runs[n], out.initial[n] = winner, res, init
+        out.sketches[n] = to_picture_frame(winner, shown.shape[-2], shown.shape[-1], framing)
+        out.runs[n], out.initial[n] = res, init
         out.scores[n] = {k: v[0] for k, v in s.items()}
         out.scores[n]["loss"] = float(winner.losses[0])
         if log:
@@ -255,7 +263,10 @@ def add_report_parser(sub) -> None:
     rp.add_argument("--saliency-weights", metavar="FILE", help="CLIP ViT checkpoint for attention saliency "
                                                                "(else the object mask)")
     rp.add_argument("--saliency-model", default="ViT-B-32", metavar="NAME")
-    rp.add_argument("--models-dir", metavar="DIR", help="folder with u2netp.onnx and model files")
+    rp.add_argument("--models-dir", metavar="DIR", action="append",
+                    help="folder with model files (repeatable; u2netp.onnx ships with clipasso)")
+    rp.add_argument("--framing", choices=("stretch", "fix-scale", "pad"),
+                    help="how pictures go onto the square canvas (default pad, the fast preset's; see clipasso sketch)")
     rp.add_argument("--no-background-removal", action="store_true")
     rp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
@@ -307,7 +318,7 @@ def run_report_cli(args) -> int:
         pics = [run_picture(Path(p).stem, p, strokes=args.strokes, iterations=args.iterations, seeds=seeds,
                             loss=loss, encoder=enc, saliency_encoder=sal,
                             background_removal=not args.no_background_removal, models_dir=args.models_dir,
-                            log=lambda m: print(m, file=sys.stderr)) for p in inputs]
+                            framing=args.framing, log=lambda m: print(m, file=sys.stderr)) for p in inputs]
         caption = caption_for(loss, enc, sal)
         out = draw_grid(pics, args.output, title=f"{loss} loss, {args.iterations} iterations, best of {args.seeds}")
         print(f"report: {out}")

@@ -109,19 +109,18 @@ def hw_to_masks(masks) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- the sketch canvas
 
-def picture_on_canvas(picture: torch.Tensor, side: int) -> torch.Tensor:
-    """[3,H,W] -> the square target CLIPasso sketches against: centred on white with the original's
-    small margin, never stretched (the engine's own preparation, matting off)."""
+def picture_on_canvas(picture: torch.Tensor, side: int, framing: str = "pad") -> torch.Tensor:
+    """[3,H,W] -> the square target CLIPasso sketches against (the engine's own preparation, matting
+    off). framing (clipasso.images.FRAMINGS): "pad" (default here: centred on white with a 10/224
+    margin, never stretched), "fix-scale" (the original's fix_scale=1) or "stretch" (its default)."""
     from clipasso.pipeline import prepare_target
 
-    return prepare_target(picture, canvas=int(side), background_removal=False)[0]
+    return prepare_target(picture, canvas=int(side), background_removal=False, framing=framing)[0]
 
 
-def map_on_canvas(m: torch.Tensor, side: int) -> torch.Tensor:
+def map_on_canvas(m: torch.Tensor, side: int, framing: str = "pad") -> torch.Tensor:
     """[H,W] map (saliency, mask) -> the same square geometry as `picture_on_canvas`, 0 outside."""
-    h, w = m.shape[-2:]
-    margin = int(round(max(h, w) * 10 / 224))  # as clipasso.pipeline.prepare_target
-    return cimages.fit_square(m[None].float(), int(side), fill=0.0, margin=margin, mode="bilinear")[0]
+    return cimages.frame_square(m[None].float(), int(side), framing, fill=0.0, mode="bilinear")[0]
 
 
 # --------------------------------------------------------------------------- colours

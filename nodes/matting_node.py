@@ -13,18 +13,6 @@ def _matting_models():
     return list(MATTING_MODELS)
 
 
-def matting_folder(model: str):
-    """The models/clipasso folder that holds ``<model>.onnx``; else the first one (where a download goes)."""
-    from clipasso.matting import find_weights
-
-    dirs = models_dirs()
-    for d in dirs:
-        path = find_weights(model, d)
-        if path is not None and path.startswith(d):
-            return d
-    return dirs[0] if dirs else None
-
-
 class RemoveBackground(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -38,15 +26,17 @@ class RemoveBackground(io.ComfyNode):
             inputs=[
                 io.Image.Input("image", tooltip="Picture(s) of an object; each picture of a batch is matted."),
                 io.Combo.Input("model", options=models, default="u2netp" if "u2netp" in models else models[0],
-                               tooltip="rembg model, looked for as <model>.onnx in models/clipasso (then rembg's "
-                                       "own folder); u2netp is small and fast."),
+                               tooltip="rembg model, looked for as <model>.onnx in every models/clipasso folder, "
+                                       "$CLIPASSO_MODELS_DIR, then rembg's own folder. u2netp (small and fast, "
+                                       "4.6 MB) ships with the pack; u2net is the full U2-Net the original "
+                                       "CLIPasso used (176 MB, downloaded on first use)."),
                 io.Float.Input("threshold", default=0.5, min=0.01, max=0.99, step=0.01,
                                tooltip="Mask cut on the model's 0..1 output; lower keeps more of the picture."),
                 io.Boolean.Input("soft_mask", default=False,
                                  tooltip="Keep the model's soft 0..1 mask instead of a hard cut."),
                 io.Boolean.Input("allow_download", default=True,
-                                 tooltip="Let rembg download the model into models/clipasso when it is not on disk "
-                                         "(first use only)."),
+                                 tooltip="Let rembg download the model into (the first) models/clipasso when it is not on "
+                                         "disk (first use only; u2netp never needs it)."),
             ],
             outputs=[
                 io.Image.Output("matted_image", display_name="image", tooltip="The object composited on white."),
@@ -58,12 +48,12 @@ class RemoveBackground(io.ComfyNode):
     def execute(cls, image, model="u2netp", threshold=0.5, soft_mask=False, allow_download=True):
         from clipasso.matting import remove_background
 
-        folder = matting_folder(model)
+        folders = models_dirs()  # all of them (extra_model_paths.yaml may add several)
         images, masks = [], []
         images_to_chw(image)  # validates the batch
         for picture in image:  # [H,W,C]; an RGBA picture is its own mask
             out = remove_background(picture.detach().float().cpu().clone(), model=model, threshold=float(threshold), soft=bool(soft_mask),
-                                    models_dir=folder, allow_download=bool(allow_download))
+                                    models_dir=folders, allow_download=bool(allow_download))
             images.append(out.image)
             masks.append(out.mask)
         return io.NodeOutput(chw_to_images(images), hw_to_masks(masks))

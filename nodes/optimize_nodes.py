@@ -13,6 +13,8 @@ from typing import List
 import torch
 from comfy_api.latest import io
 
+from clipasso.images import FRAMINGS
+
 from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, check_interrupted,
                      compute_device, free_memory, images_to_chw, models_dirs, picture_on_canvas,
                      strokes_or_error)
@@ -241,7 +243,8 @@ class CLIPassoSketch(io.ComfyNode):
                 io.Int.Input("iterations", default=0, min=0, max=20000,
                              tooltip="Optimisation steps; 0 uses the preset's number."),
                 io.Boolean.Input("remove_background", default=True,
-                                 tooltip="Cut the object out with rembg's u2netp (models/clipasso/u2netp.onnx) first."),
+                                 tooltip="Cut the object out with rembg's u2netp first (ships with the pack; a "
+                                         "u2netp.onnx in models/clipasso wins)."),
                 io.Combo.Input("loss_model", options=_options(LOSS_MODELS), default=DEFAULT_LOSS_MODEL,
                                tooltip="CLIP encoder of the loss (weights in models/clipasso)."),
                 io.Combo.Input("saliency_model", options=_options(SALIENCY_MODELS), default=DEFAULT_SALIENCY_MODEL,
@@ -250,6 +253,12 @@ class CLIPassoSketch(io.ComfyNode):
                                  tooltip="Download missing weights on first use (into models/clipasso for rembg, "
                                          "open_clip's cache for CLIP)."),
                 *_feature_inputs(with_canvas=True),
+                io.Combo.Input("framing", options=["preset", *FRAMINGS], default="preset", optional=True,
+                               tooltip="How the picture goes onto the square canvas. stretch: the original's "
+                                       "default (a non-square picture is stretched for the optimisation; the "
+                                       "sketch comes back in the picture's shape). fix-scale: the original's "
+                                       "fix_scale=1 (white square, 10 picture pixels a side). pad: white square, "
+                                       "10/224 margin. preset: the preset's (paper stretch, fast pad)."),
             ],
             outputs=[
                 SketchStrokes.Output("sketch", display_name="strokes", tooltip="The winning sketch of each picture."),
@@ -260,13 +269,12 @@ class CLIPassoSketch(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, preset="fast", strokes=16, seeds=0, seed=0, iterations=0, remove_background=True,
-                loss_model="RN101", saliency_model="ViT-B-32", allow_download=True, canvas=224, **features):
+                loss_model="RN101", saliency_model="ViT-B-32", allow_download=True, canvas=224, framing="preset",
+                **features):
         from clipasso.matting import remove_background as cut_out  # not the boolean input of the same name
         from clipasso.optimize import PRESETS
         from clipasso.pipeline import sketch
         from clipasso.strokes import Strokes
-
-        from .matting_node import matting_folder
 
         dirs = models_dirs()
         winners = []
@@ -278,10 +286,9 @@ class CLIPassoSketch(io.ComfyNode):
                 for i, pic in enumerate(pictures):
                     progress.offset = i * total_its
                     if remove_background:
-                        # matting here (ComfyUI may have several models/clipasso folders; rembg takes one):
-                        # the engine then uses the picture's alpha as the object mask, as for any RGBA input
-                        cut = cut_out(pic, model="u2netp", models_dir=matting_folder("u2netp"),
-                                                allow_download=bool(allow_download))
+                        # matting here, searching every models/clipasso folder: the engine then uses the
+                        # picture's alpha as the object mask, as for any RGBA input
+                        cut = cut_out(pic, model="u2netp", models_dir=dirs, allow_download=bool(allow_download))
                         if cut.found:
                             pic = torch.cat([cut.image, cut.mask[None]]).permute(1, 2, 0)  # RGBA [H,W,4]
                     result = sketch(pic, preset=preset, strokes=int(strokes), seeds=int(seeds) or None,
@@ -290,7 +297,8 @@ class CLIPassoSketch(io.ComfyNode):
                                     saliency_model=saliency_model, background_removal=False,
                                     models_dir=dirs, allow_download=bool(allow_download),
                                     callback=progress.callback, should_stop=_stop_when_cancelled,
-                                    canvas=int(canvas), **_feature_settings(**features))
+                                    canvas=int(canvas), framing=None if framing in (None, "preset") else framing,
+                                    **_feature_settings(**features))
                     winners.append(result.strokes)
                 best = Strokes.concat(winners).cpu()
             rendered, _ = render_to_comfy(best)

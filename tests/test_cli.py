@@ -34,8 +34,9 @@ def test_sketch_writes_svg_png_and_summary(tiny_models_dir, image_file, tmp_path
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert svg.read_text().count("<path") == 4
-    with Image.open(png) as im:
-        assert im.size == (448, 448)
+    with Image.open(png) as im:  # paper frames as the original (stretch); the sketch comes back 180:120
+        assert im.size == (448, 298)
+    assert 'viewBox="0 0 224 149"' in svg.read_text()
     assert "winner: seed" in out and "seed 0:" in out and "seed 1000:" in out
     assert "2/2 iterations" in out and "s/iteration" in out
     assert "best loss" in err and "ETA" in err  # progress bar on stderr
@@ -54,7 +55,8 @@ def test_missing_weights_error_says_where_to_put_them(tmp_path, image_file, caps
     rc = main(_args(str(tmp_path), str(image_file), "-o", str(tmp_path / "x.svg")))
     err = capsys.readouterr().err
     assert rc == 1
-    assert "no weights for CLIP model 'RN101'" in err and f"into this folder: {tmp_path}" in err
+    assert f"clipasso: error: Put RN101.pt (CLIP RN101, openai weights) into {tmp_path}" in err
+    assert "No usable weights for CLIP model 'RN101'" in err
     assert "Traceback" not in err
 
 
@@ -105,3 +107,36 @@ def test_saliency_and_initialisation_flags(tiny_models_dir, image_file, tmp_path
     rc = main(args)
     err = capsys.readouterr().err
     assert rc != 0 and "no-such-model" in err and "Traceback" not in err
+
+
+def test_framing_flag(tiny_models_dir, image_file, tmp_path, capsys):
+    """--framing pad keeps the padded square; stretch maps the sketch back to the picture's 3:2 shape."""
+    sizes = {}
+    for framing in ("pad", "fix-scale", "stretch"):
+        svg, png = tmp_path / f"{framing}.svg", tmp_path / f"{framing}.png"
+        rc = main(_args(tiny_models_dir, str(image_file), "-q", "-o", str(svg), "--png", str(png), "--framing",
+                        framing, "--saliency", "none", "--png-size", "300"))
+        assert rc == 0, capsys.readouterr().err
+        with Image.open(png) as im:
+            sizes[framing] = im.size
+    assert sizes == {"pad": (300, 300), "fix-scale": (300, 300), "stretch": (300, 200)}
+    with pytest.raises(SystemExit):
+        main(_args(tiny_models_dir, str(image_file), "--framing", "crop"))
+    assert "invalid choice: 'crop'" in capsys.readouterr().err
+
+
+def test_matting_model_choices_include_the_full_u2net(tmp_path, image_file, capsys, monkeypatch):
+    """u2net (the original's network) is offered; missing on disk and offline, the error says where it goes."""
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "rembg-home"))
+    monkeypatch.delenv("CLIPASSO_MODELS_DIR", raising=False)
+    rc = main(["sketch", str(image_file), "-o", str(tmp_path / "x.svg"), "--matting-model", "u2net", "--offline",
+               "--loss", "trace", "--saliency", "none", "--iterations", "1", "--device", "cpu", "-q",
+               "--models-dir", str(tmp_path / "a"), "--models-dir", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "u2net.onnx" in err and str(tmp_path / "a") in err and str(tmp_path / "b") in err
+    assert "--no-background-removal" in err and "Traceback" not in err
+    from clipasso.cli import build_parser
+
+    sk = next(a for a in build_parser()._subparsers._group_actions[0].choices["sketch"]._actions
+              if "--matting-model" in a.option_strings)
+    assert "u2net (the full U2-Net the original used" in sk.help and "as the paper" not in sk.help

@@ -1,4 +1,7 @@
-"""Background removal with rembg's real U²-Net-p weights (../shared/weights/u2netp.onnx), no mocks."""
+"""Background removal with rembg's real U²-Net-p weights (the copy shipped in clipasso/data), no mocks.
+
+Nothing here needs ../shared or U2NET_HOME: a fresh clone's test run uses the bundled file."""
+import hashlib
 import os
 import shutil
 
@@ -12,15 +15,24 @@ from clipasso.matting import (Matting, MattingError, MattingWarning, MattingWeig
 
 torch.set_num_threads(2)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WEIGHTS_DIR = os.path.normpath(os.path.join(ROOT, "..", "shared", "weights"))
+BUNDLED = os.path.join(matting.BUNDLED_DIR, "u2netp.onnx")
+U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"  # the checksum rembg verifies for its download
+
+
+@pytest.fixture(autouse=True)
+def no_user_folders(monkeypatch, tmp_path):
+    """Each test starts with rembg pointed at an empty home and no CLIPASSO_MODELS_DIR, so only what the
+    test sets up (or the bundled copy) can be found."""
+    monkeypatch.delenv(matting.MODELS_DIR_ENV, raising=False)
+    monkeypatch.delenv("REMBG_HOME", raising=False)
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "empty-rembg-home"))
 
 
 @pytest.fixture(scope="module")
 def weights_dir():
-    if not os.path.isfile(os.path.join(WEIGHTS_DIR, "u2netp.onnx")):
-        pytest.fail(f"rembg's u2netp.onnx is expected in {WEIGHTS_DIR} (the shared/ folder beside the repo)")
-    return WEIGHTS_DIR
+    """The folder of the bundled u2netp.onnx (a folder the tests may pass as models_dir)."""
+    assert os.path.isfile(BUNDLED), "clipasso/data/u2netp.onnx is part of the package"
+    return matting.BUNDLED_DIR
 
 
 @pytest.fixture(scope="module")
@@ -94,16 +106,80 @@ def test_soft_mask_and_threshold(photos, weights_dir):
     assert torch.equal(high, (soft.soft_mask >= 0.9).float())
 
 
-def test_rembg_finds_the_file_through_u2net_home_and_caches_the_session(monkeypatch, weights_dir):
-    monkeypatch.setenv("U2NET_HOME", weights_dir)
+def test_u2net_home_wins_over_the_bundled_copy_and_sessions_are_cached(monkeypatch, tmp_path):
+    home = tmp_path / "my-rembg"
+    home.mkdir()
+    shutil.copy(BUNDLED, home / "u2netp.onnx")
+    monkeypatch.setenv("U2NET_HOME", str(home))
+    assert matting.find_weights("u2netp") == str(home / "u2netp.onnx")
+    paths = matting.candidate_paths("u2netp")
+    assert paths.index(str(home / "u2netp.onnx")) < paths.index(BUNDLED) == len(paths) - 1
     a = matting.get_session("u2netp", allow_download=False)
     b = matting.get_session("u2netp", allow_download=False)
     assert a is b
-    assert matting.find_weights("u2netp") == os.path.join(weights_dir, "u2netp.onnx")
 
 
-def test_missing_weights_name_the_file_and_folder(monkeypatch, tmp_path, photos):
-    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "rembg-home"))
+def test_bundled_file_is_rembgs_u2netp_and_the_last_fallback():
+    with open(BUNDLED, "rb") as f:
+        assert hashlib.md5(f.read()).hexdigest() == U2NETP_MD5
+    assert matting.bundled_weights("u2netp") == BUNDLED and matting.bundled_weights("u2net") is None
+    assert matting.find_weights("u2netp") == BUNDLED  # nothing else on disk (empty U2NET_HOME)
+    assert matting.candidate_paths("u2netp")[-1] == BUNDLED
+    notice = os.path.join(matting.BUNDLED_DIR, "LICENSE-u2netp.txt")
+    text = open(notice, encoding="utf-8").read()
+    assert "Apache License" in text and U2NETP_MD5 in text and "Qin" in text
+
+
+def test_bundled_file_needs_no_network(monkeypatch, photos):
+    """With the file on disk, neither rembg's downloader nor any socket is touched, downloads allowed or not."""
+    import socket
+
+    import pooch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr(pooch, "retrieve", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    matting.clear_sessions()
+    m = remove_background(photos["coffee"][::4, ::4], allow_download=True)
+    assert m.found and m.model == "u2netp"
+
+
+def test_clipasso_models_dir_is_searched_before_rembgs_places(monkeypatch, tmp_path):
+    first, second, home = tmp_path / "one", tmp_path / "two", tmp_path / "home"
+    for d in (first, second, home):
+        d.mkdir()
+    shutil.copy(BUNDLED, second / "u2netp.onnx")
+    shutil.copy(BUNDLED, home / "u2netp.onnx")
+    monkeypatch.setenv("U2NET_HOME", str(home))
+    monkeypatch.setenv(matting.MODELS_DIR_ENV, os.pathsep.join([str(first), str(second)]))
+    assert matting.find_weights("u2netp") == str(second / "u2netp.onnx")
+    paths = matting.candidate_paths("u2netp")
+    assert paths.index(str(first / "u2netp.onnx")) < paths.index(str(second / "u2netp.onnx")) \
+        < paths.index(str(home / "u2netp.onnx"))
+    # an explicit models_dir comes before the environment's folders
+    explicit = tmp_path / "explicit"
+    explicit.mkdir()
+    shutil.copy(BUNDLED, explicit / "u2netp.onnx")
+    assert matting.find_weights("u2netp", str(explicit)) == str(explicit / "u2netp.onnx")
+    assert matting.candidate_paths("u2netp", [str(explicit)])[0] == str(explicit / "u2netp.onnx")
+
+
+def test_full_u2net_is_offered_and_its_missing_file_is_a_clear_error(tmp_path, photos):
+    """The original CLIPasso's network; too big to ship (176 MB), so only its absence is tested here."""
+    assert "u2net" in matting.MATTING_MODELS and "u2net" in matting.available_models()
+    folder = tmp_path / "models"
+    with pytest.raises(MattingWeightsNotFoundError) as err:
+        remove_background(photos["coffee"], model="u2net", models_dir=str(folder), allow_download=False)
+    msg = str(err.value)
+    assert "u2net.onnx" in msg and str(folder) in msg and "CLIPASSO_MODELS_DIR" in msg
+    assert "'u2netp', which ships with clipasso" in msg
+    assert matting.BUNDLED_DIR not in msg  # users are not told to put files into the package
+
+
+def test_missing_weights_name_the_file_and_folder(tmp_path, photos):
     folder = tmp_path / "comfy-models"
     with pytest.raises(MattingWeightsNotFoundError) as err:
         remove_background(photos["coffee"], model="silueta", models_dir=str(folder), allow_download=False)
@@ -113,8 +189,7 @@ def test_missing_weights_name_the_file_and_folder(monkeypatch, tmp_path, photos)
     assert not folder.exists()  # nothing was created or downloaded
 
 
-def test_models_dir_in_rembg_layout(tmp_path, weights_dir, photos, monkeypatch):
-    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "empty-home"))
+def test_models_dir_in_rembg_layout(tmp_path, weights_dir, photos):
     layout = tmp_path / "models" / "u2netp"
     layout.mkdir(parents=True)
     shutil.copy(os.path.join(weights_dir, "u2netp.onnx"), layout / "u2netp.onnx")
@@ -123,8 +198,8 @@ def test_models_dir_in_rembg_layout(tmp_path, weights_dir, photos, monkeypatch):
     assert m.found and float(m.mask[25:50, 37:75].mean()) > 0.9
 
 
-def test_alpha_input_is_its_own_mask(tmp_path, monkeypatch):
-    monkeypatch.setenv("U2NET_HOME", str(tmp_path))  # no weights anywhere: the model must not run
+def test_alpha_input_is_its_own_mask():
+    # silueta is on disk nowhere: had the model run, this would fail
     rgba = np.zeros((40, 50, 4), np.uint8)
     rgba[..., 0] = 200
     rgba[10:30, 10:40, 3] = 255
@@ -134,8 +209,7 @@ def test_alpha_input_is_its_own_mask(tmp_path, monkeypatch):
     assert float(m.image[:, 0, 0].min()) == 1.0
 
 
-def test_nothing_found_keeps_the_whole_image_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+def test_nothing_found_keeps_the_whole_image_and_says_so():
     rgba = np.zeros((16, 16, 4), np.uint8)  # fully transparent: an empty mask
     with pytest.warns(MattingWarning, match="found no object"):
         m = remove_background(rgba, allow_download=False)
@@ -154,8 +228,7 @@ def test_bad_arguments(weights_dir):
         remove_background(np.zeros((0, 5, 3), np.uint8), models_dir=weights_dir)
 
 
-def test_broken_weights_file_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "home"))
+def test_broken_weights_file_is_a_clear_error(tmp_path):
     (tmp_path / "u2netp.onnx").write_bytes(b"not an onnx model")
     with pytest.raises(MattingError, match="truncated"):
         remove_background(np.zeros((8, 8, 3), np.uint8), models_dir=str(tmp_path), allow_download=False)
@@ -163,13 +236,9 @@ def test_broken_weights_file_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_weights_found_in_any_of_several_folders(tmp_path):
     """ComfyUI hands a list of model folders (extra_model_paths.yaml); each one is searched."""
-    import shutil
-
     from clipasso.matting import candidate_paths, find_weights
 
-    src = os.path.join(os.environ.get("U2NET_HOME", ""), "u2netp.onnx")
-    if not os.path.isfile(src):
-        pytest.skip("u2netp.onnx is not available (set U2NET_HOME)")
+    src = BUNDLED
     empty, full = tmp_path / "a", tmp_path / "b"
     empty.mkdir()
     full.mkdir()

@@ -341,6 +341,21 @@ def test_one_box_sketch_node(N, models_folder, u2netp_folder, progress_events):
     assert progress_events[-1][0] == progress_events[-1][1] == 3
 
 
+def test_one_box_sketch_node_framing(N, models_folder):
+    """framing stretch (paper's, as the original) brings the sketch back in the picture's 3:2 shape; the
+    input's default 'preset' keeps the fast preset's padded square."""
+    schema = N["CLIPassoSketch"].GET_SCHEMA()
+    framing = next(i for i in schema.inputs if i.id == "framing")
+    assert framing.default == "preset" and set(framing.options) == {"preset", "stretch", "fix-scale", "pad"}
+    image = disk(90, r=0.25)[:, 15:75]  # 60 x 90
+    common = dict(image=image, strokes=3, seeds=1, seed=0, iterations=2, remove_background=False,
+                  loss_model="RN101", saliency_model="ViT-B-32", allow_download=False)
+    strokes, sketch_image, _ = run(N["CLIPassoSketch"], preset="fast", framing="stretch", **common).args
+    assert strokes.canvas == (149, 224) and sketch_image.shape == (1, 149, 224, 3)
+    strokes, sketch_image, _ = run(N["CLIPassoSketch"], preset="fast", **common).args
+    assert strokes.canvas == (224, 224) and sketch_image.shape == (1, 224, 224, 3)
+
+
 # --------------------------------------------------------------------------- SVG
 
 def test_save_svg_writes_each_candidate_with_workflow_metadata(N, core):

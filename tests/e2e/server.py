@@ -27,12 +27,14 @@ def free_port() -> int:
 
 
 def find_u2netp() -> Optional[Path]:
-    """rembg's u2netp.onnx for the matting node: $U2NET_HOME, ~/.u2net, or the project's shared weights."""
+    """rembg's u2netp.onnx for the matting node: $U2NET_HOME, ~/.u2net, the project's shared weights, or
+    the copy shipped in clipasso/data."""
     cands = []
     for env in ("U2NET_HOME", "REMBG_HOME"):
         if os.environ.get(env):
             cands.append(Path(os.environ[env]) / "u2netp.onnx")
-    cands += [Path.home() / ".u2net" / "u2netp.onnx", REPO.parent / "shared" / "weights" / "u2netp.onnx"]
+    cands += [Path.home() / ".u2net" / "u2netp.onnx", REPO.parent / "shared" / "weights" / "u2netp.onnx",
+              REPO / "clipasso" / "data" / "u2netp.onnx"]
     return next((p for p in cands if p.is_file()), None)
 
 
