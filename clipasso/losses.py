@@ -1,12 +1,16 @@
 """CLIPasso's loss: CLIP feature distances between a sketch and its target under shared augmentations.
 
 For every candidate sketch the batch holds 1 clean view and ``num_augs`` augmented views. An
-augmented view is a random perspective distortion (corners moved inward by up to
-``distortion`` x half the side, black fill outside the warped image, like torchvision's
-``RandomPerspective(0.5, fill=0)``) followed by a square crop of ``crop_scale`` of the area resized
-back; the sketch and the target get the very same parameters. Both steps are folded into one
-``grid_sample`` per view, so augmentation is batched, differentiable and exactly reproducible from a
-``torch.Generator``.
+augmented view is what the original's ``RandomPerspective(0.5, p=1, fill=0)`` then
+``RandomResizedCrop(224, scale=(0.8, 0.8), ratio=(1, 1))`` make of a tensor, resampled twice with
+torchvision's conventions: the perspective warp (corners moved inward by up to ``distortion`` x half
+the side; pixel centres at +0.5, ``grid_sample(align_corners=False)``, black fill blended in with the
+warped all-ones mask), then a plain square slice of ``crop_scale`` of the area resized back bilinearly
+(``align_corners=False``, source indices clamped to the box). The sketch and the target get the very
+same parameters. The views equal torchvision's functional ops to float32 rounding
+(tests/test_augment_parity.py), are batched over views, differentiable in the images and exactly
+reproducible from a ``torch.Generator``; the sampling grids (`augment_grid`) are built once per
+parameter set, which the ``aug_pool`` mode reuses every step.
 
     loss = sum_l w_l * mean((f_l(aug(S)) - f_l(aug(I)))^2) + semantic_weight * mean(1 - cos(e(aug(S)), e(aug(I))))
 
@@ -77,7 +81,11 @@ def sample_augment_params(n: int, size, generator: Optional[torch.Generator] = N
 
 
 def _homographies(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-    """3x3 maps taking each src quad [N,4,2] to the matching dst quad (float64)."""
+    """3x3 maps taking each src quad [N,4,2] to the matching dst quad (float64).
+
+    The 8 coefficients are rounded to float32 afterwards, as torchvision's ``_get_perspective_coeffs``
+    does, so the sampling positions are the ones torchvision computes.
+    """
     src, dst = src.double(), dst.double()
     n = src.shape[0]
     x, y = src[..., 0], src[..., 1]
@@ -87,43 +95,89 @@ def _homographies(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     rows_v = torch.stack([zeros, zeros, zeros, x, y, ones, -v * x, -v * y], -1)
     a = torch.cat([rows_u, rows_v], 1)  # [N, 8, 8]
     b = torch.cat([u, v], 1)            # [N, 8]
-    hvec = torch.linalg.solve(a, b)
+    hvec = torch.linalg.solve(a, b).float().double()
     return torch.cat([hvec, torch.ones(n, 1, dtype=hvec.dtype)], 1).view(n, 3, 3)
 
 
-def augment_grid(params: AugmentParams, out_size=None, device=None) -> torch.Tensor:
-    """Sampling grid [N, Ho, Wo, 2] (grid_sample, align_corners=True) of crop-after-perspective.
+@dataclass(frozen=True)
+class AugmentGrid:
+    """What `apply_augment` needs for N views, precomputed once per parameter set.
+
+    Only the crop box of the perspective output is ever used, so the perspective is evaluated at the
+    ``side x side`` pixels of each view's box: ``grid`` holds their source positions (grid_sample,
+    ``align_corners=False``) and ``mask`` the warped all-ones channel torchvision blends the fill with.
+    """
+
+    grid: torch.Tensor  # [N, side, side, 2]
+    mask: torch.Tensor  # [N, 1, side, side]
+    out_size: tuple     # (Ho, Wo) the crops are resized to
+
+    def __len__(self) -> int:
+        return self.grid.shape[0]
+
+    def index(self, idx: torch.Tensor) -> "AugmentGrid":
+        idx = idx.to(self.grid.device)
+        return AugmentGrid(self.grid[idx], self.mask[idx], self.out_size)
+
+    def to(self, device=None, dtype=None) -> "AugmentGrid":
+        return AugmentGrid(self.grid.to(device, dtype), self.mask.to(device, dtype), self.out_size)
+
+
+def augment_grid(params: AugmentParams, out_size=None, device=None) -> AugmentGrid:
+    """Sampling data of perspective-then-crop for every view of ``params``, built on ``device``.
+
+    Perspective as torchvision's tensor ``perspective``: the homography taking the moved corners back
+    to the image corners is applied to pixel centres ``(x + 0.5, y + 0.5)``, minus 0.5 gives the source
+    pixel (bilinear, zeros outside). The result is then multiplied by the same warp of an all-ones
+    image (torchvision's fill blend ``img * mask + (1 - mask) * fill`` with fill 0). The crop is a
+    plain slice of that image; `apply_augment` resizes it to ``out_size`` (default: the image size)
+    bilinearly with ``align_corners=False``, as ``resized_crop`` does.
 
     The small homography solve runs on the CPU in float64; the grid itself is built on ``device``
     (float64 on the CPU, float32 on accelerators, which saves a host-to-device copy per step).
     """
     h, w = params.size
-    ho, wo = out_size or (h, w)
+    out = tuple(int(s) for s in (out_size or (h, w)))
+    sides = params.crops[:, 2]
+    side = int(sides[0]) if len(params) else 1
+    if len(params) and not bool((sides == side).all()):
+        raise ValueError("all views of one AugmentParams must share the crop side")
     device = torch.device(device) if device is not None else torch.device("cpu")
     dt = torch.float64 if device.type == "cpu" else torch.float32
     start = torch.tensor([[0.0, 0.0], [w - 1.0, 0.0], [w - 1.0, h - 1.0], [0.0, h - 1.0]]).expand_as(params.corners)
-    # The warped image shows the input squeezed into the quad `corners`: output pixel -> input pixel.
+    # output pixel -> input pixel (the warped image shows the input squeezed into the quad `corners`)
     hom = _homographies(params.corners, start).to(device, dt)  # [N,3,3]
-    top, left, side = (params.crops[:, i].to(device, dt).view(-1, 1, 1) for i in range(3))
-    cols = torch.arange(wo, dtype=dt, device=device).view(1, 1, wo)
-    rows = torch.arange(ho, dtype=dt, device=device).view(1, ho, 1)
-    xc = left + (cols + 0.5) * side / wo - 0.5  # crop resized back (align_corners=False convention)
-    yc = top + (rows + 0.5) * side / ho - 0.5
-    xc, yc = torch.broadcast_tensors(xc, yc)
-    pts = torch.stack([xc, yc, torch.ones_like(xc)], -1)  # [N,Ho,Wo,3]
-    mapped = torch.einsum("nij,nhwj->nhwi", hom, pts)
-    xy = mapped[..., :2] / mapped[..., 2:3]
-    gx = xy[..., 0] * (2.0 / (w - 1)) - 1.0
-    gy = xy[..., 1] * (2.0 / (h - 1)) - 1.0
-    return torch.stack([gx, gy], -1).float()
+    top, left = (params.crops[:, i].to(device, dt).view(-1, 1, 1) for i in range(2))
+    steps = torch.arange(side, dtype=dt, device=device)
+    xc = left + steps.view(1, 1, side) + 0.5  # [N,1,s] centres of the box's pixels in the perspective output
+    yc = top + steps.view(1, side, 1) + 0.5   # [N,s,1]
+    hh = [hom[:, i, j].view(-1, 1, 1) for i in range(3) for j in range(3)]
+    # the homography applied separably (broadcast [N,1,s] x [N,s,1] -> [N,s,s])
+    den = (hh[6] * xc + hh[8]) + hh[7] * yc
+    sx = ((hh[0] * xc + hh[2]) + hh[1] * yc) / den
+    sy = ((hh[3] * xc + hh[5]) + hh[4] * yc) / den
+    # align_corners=False: normalised -1..1 spans the outer pixel edges 0..w
+    grid = torch.stack([sx * (2.0 / w) - 1.0, sy * (2.0 / h) - 1.0], -1).float()
+    ones = torch.ones(len(params), 1, h, w, device=device)
+    mask = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return AugmentGrid(grid, mask, out)
 
 
-def apply_augment(images: torch.Tensor, params: AugmentParams, grid: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Warp ``images`` [N,3,H,W] (one parameter set per image); black outside the warped image."""
+def apply_augment(images: torch.Tensor, params: Optional[AugmentParams],
+                  grid: Optional[AugmentGrid] = None) -> torch.Tensor:
+    """Augmented views of ``images`` [N,3,H,W] (one parameter set per image), as torchvision's
+    ``perspective(fill=0)`` then ``resized_crop`` give them; differentiable in ``images``."""
     if grid is None:
-        grid = augment_grid(params)
-    return F.grid_sample(images, grid.to(images.device, images.dtype), mode="bilinear",
-                         padding_mode="zeros", align_corners=True)
+        grid = augment_grid(params, device=images.device)
+    g = grid.to(images.device, images.dtype)
+    warped = F.grid_sample(images, g.grid, mode="bilinear", padding_mode="zeros", align_corners=False) * g.mask
+    if tuple(warped.shape[-2:]) == g.out_size:
+        return warped
+    # Bilinear, align_corners=False, source indices clamped to the box (PyTorch's convention). When
+    # upsampling (the default 200 -> 224) antialias=True computes exactly this, so it is only asked
+    # for when shrinking, where it changes the result.
+    shrink = any(s > o for s, o in zip(warped.shape[-2:], g.out_size))
+    return F.interpolate(warped, size=g.out_size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
 def augment_pair(sketch: torch.Tensor, target: torch.Tensor, num_augs: int = 4,
@@ -138,7 +192,7 @@ def augment_pair(sketch: torch.Tensor, target: torch.Tensor, num_augs: int = 4,
     if num_augs <= 0:
         return s, t
     params = sample_augment_params(num_augs, s.shape[-2:], generator, distortion, crop_scale)
-    grid = augment_grid(params)
+    grid = augment_grid(params, device=s.device)
     xs = apply_augment(s.expand(num_augs, -1, -1, -1), params, grid)
     ys = apply_augment(t.expand(num_augs, -1, -1, -1).to(s.dtype), params, grid)
     return torch.cat([s, xs]), torch.cat([t.to(s.dtype), ys])
@@ -255,7 +309,7 @@ class CLIPassoLoss:
             if self.aug_pool:
                 gen = torch.Generator().manual_seed(int(pool_seed))
                 params = sample_augment_params(self.aug_pool, self.work_size, gen, self.distortion, self.crop_scale)
-                self._pool_grid = augment_grid(params, device=self.device).float()
+                self._pool_grid = augment_grid(params, device=self.device)  # reused every step
                 views = apply_augment(self.target.expand(self.aug_pool, -1, -1, -1), params, self._pool_grid)
                 self._pool = self._features(views)
 
@@ -342,7 +396,7 @@ class CLIPassoLoss:
         tf, te = self._clean_target
         if self.aug_pool:
             picks = torch.stack([torch.randperm(self.aug_pool, generator=g)[:a] for g in generators])  # [B,A]
-            grid = self._pool_grid[picks.reshape(-1).to(self._pool_grid.device)]
+            grid = self._pool_grid.index(picks.reshape(-1))
             pf, pe = self._pool
             flat = picks.reshape(-1).to(self.device)
             aug_tf = {k: t[flat] for k, t in pf.items()}
@@ -350,7 +404,7 @@ class CLIPassoLoss:
         else:
             params = AugmentParams.cat([sample_augment_params(a, self.work_size, g, self.distortion, self.crop_scale)
                                         for g in generators])
-            grid = augment_grid(params, device=self.device).float()
+            grid = augment_grid(params, device=self.device)
             with torch.no_grad():
                 views = apply_augment(self.target.expand(b * a, -1, -1, -1), params, grid)
                 aug_tf, aug_te = self._features(views)
