@@ -170,17 +170,15 @@ def find_weights(name: str, weights: Optional[str], models_dir, pretrained: str 
     """The local checkpoint for a model, or None when there is none (nothing is downloaded).
 
     An explicit ``weights`` path that does not exist is an error, not "no weights"."""
-    from clipasso.models import WeightsNotFoundError, resolve_weights
+    from clipasso.models import find_weight_files
 
     if weights:
         p = Path(os.path.expanduser(weights))
         if not p.is_file():
             raise RecognitionError(f"weights file for {name!r} not found: {p}")
         return p
-    try:
-        return resolve_weights(name, pretrained, None, models_dir, allow_download=False)
-    except WeightsNotFoundError:
-        return None
+    found, _ = find_weight_files(name, pretrained, models_dir)
+    return found[0] if found else None
 
 
 def load_images(names: Sequence[str]) -> Dict[str, "object"]:
