@@ -67,6 +67,9 @@ class ProgressBar:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .images import FRAMINGS
+    from .matting import MATTING_MODELS  # a static list: rembg itself is not imported here
+
     parser = argparse.ArgumentParser(
         prog="clipasso", description="CLIPasso: turn a picture of an object into an abstract sketch of a few strokes.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -91,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="open_clip ViT for the saliency map (default ViT-B-32)")
     sk.add_argument("--saliency-weights", metavar="FILE", help="explicit weights file for the saliency model")
     sk.add_argument("--saliency", default="clip-attention", metavar="METHOD",
-                    help="stroke placement: clip-attention (original), clip-relevancy, timm-vit (a timm ViT such as DINO: name in --saliency-model, file in --saliency-weights), mask, or none (uniform random)")
+                    help="stroke placement: clip-attention (original), clip-relevancy, timm-vit (a timm ViT such as DINO: name in --saliency-model, file in --saliency-weights), mask (inside the object mask: no saliency model; the mask comes from the picture's alpha or from background removal with the bundled u2netp), or none (uniform random)")
     sk.add_argument("--saliency-text", metavar="PROMPT",
                     help="prompt for --saliency clip-relevancy (default: the image's own embedding)")
     sk.add_argument("--temperature", type=float, default=0.3,
@@ -99,15 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--no-xdog", action="store_true",
                     help="do not restrict start points to the XDoG edge map (the paper intersects them)")
     sk.add_argument("--matting-model", default="u2netp", metavar="NAME",
-                    help="rembg model for background removal (default u2netp, as the paper; also u2net, isnet-general-use, ...)")
+                    help="rembg model for background removal: u2netp (default; the small U2-Net, 4.6 MB, ships with "
+                         "clipasso so it works offline), u2net (the full U2-Net the original used, 176 MB, downloaded "
+                         "by rembg or put in --models-dir; the original cut the background out only with its "
+                         "--mask_object 1, off by default though its README recommends it), or another rembg model: "
+                         + ", ".join(MATTING_MODELS[2:]))
     sk.add_argument("--models-dir", metavar="DIR", action="append",
-                    help="folder with model files (repeatable); also $CLIPASSO_MODELS_DIR")
+                    help="folder with model files, CLIP and matting weights (repeatable: all are searched, in order); "
+                         "also $CLIPASSO_MODELS_DIR (folders separated by os.pathsep)")
     sk.add_argument("--no-background-removal", action="store_true", help="do not remove the background (rembg)")
     sk.add_argument("--offline", action="store_true", help="never download weights; fail with where to put them")
     sk.add_argument("--lr", type=float, help="Adam learning rate on pixel coordinates (default 1.0)")
     sk.add_argument("--loss", choices=["clip", "trace", "clip+trace"], default="clip",
                     help="clip: CLIPasso's CLIP loss (default); trace: a weights-free image-space loss that traces "
-                         "the picture's lines (no CLIP model; add --saliency mask or none to load no model at all); "
+                         "the picture's lines (no CLIP model; with --saliency mask or none no CLIP model is loaded at all, only "
+                         "the bundled u2netp for background removal unless --no-background-removal); "
                          "clip+trace: both")
     sk.add_argument("--trace-weight", type=float, metavar="W",
                     help="weight of the trace term in clip+trace (default 1.0)")
@@ -118,8 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="side of the working canvas (default 224, CLIP's input). Larger (e.g. 448) renders finer "
                          "and is box-downsampled for the loss; the encoder's cost is unchanged, rendering 4x the "
                          "pixels adds about 14 ms per step on a 2-core CPU (bench/features.py)")
+    sk.add_argument("--framing", choices=FRAMINGS,
+                    help="how the picture goes onto the square canvas: stretch (the original's default: a non-square "
+                         "picture is stretched for the optimisation and the sketch is mapped back to its shape), "
+                         "fix-scale (the original's fix_scale=1: a white square with 10 input pixels a side), pad "
+                         "(a white square with a 10/224 margin); default: the preset's (paper stretch, fast pad)")
     sk.add_argument("--png-size", type=int, metavar="N",
-                    help="side of the PNG in pixels (default 2x the canvas); the sketch is vector, any size is sharp")
+                    help="long side of the PNG in pixels (default 2x the canvas); the sketch is vector, any size is sharp")
     guide = sk.add_argument_group("text guidance")
     guide.add_argument("--text", metavar="PROMPT",
                        help='nudge the sketch toward a description, e.g. --text "a cat, side view" '
@@ -144,7 +158,46 @@ def build_parser() -> argparse.ArgumentParser:
     from .report import add_report_parser
 
     add_report_parser(sub)
+    dl = sub.add_parser("download-weights", help="download the default models once (online) and check they load",
+                        description="Download the CLIP models CLIPasso uses (RN101 for the loss, ViT-B-32 for the "
+                                    "saliency map, about 630 MB together) with a progress bar, and check that each "
+                                    "loads. With --models-dir each lands there as one file; without, in the caches "
+                                    "the search looks in (Hugging Face's, ~/.cache/clip). After that, sketching needs "
+                                    "no network (--offline).")
+    dl.add_argument("--models-dir", metavar="DIR", help="folder to put the files in (e.g. ComfyUI/models/clipasso); "
+                                                        "default: $CLIPASSO_MODELS_DIR, else the download caches")
+    dl.add_argument("--clip-model", metavar="NAME", default="RN101", help="loss model (default RN101)")
+    dl.add_argument("--saliency-model", metavar="NAME", default="ViT-B-32", help="saliency model (default ViT-B-32)")
+    dl.add_argument("--pretrained", metavar="TAG", default="openai", help="pretrained tag of both (default openai)")
+    dl.add_argument("--matting-model", metavar="NAME", default="u2netp",
+                    help="background-removal model (default u2netp, which ships with clipasso: nothing to download)")
     return parser
+
+
+def _download_weights(args) -> int:
+    from .models import MODELS_DIR_ENV, ModelConfigError, WeightsNotFoundError, download_weights
+
+    folder = args.models_dir or (os.environ.get(MODELS_DIR_ENV, "").split(os.pathsep)[0] or None)
+    failed = 0
+    for name in dict.fromkeys([args.clip_model, args.saliency_model]):
+        try:
+            enc = download_weights(name, args.pretrained, folder)
+            print(f"{enc.name} ({args.pretrained}): {enc.source} loads")
+        except (WeightsNotFoundError, ModelConfigError) as exc:
+            print(f"clipasso: error: {exc}", file=sys.stderr)
+            failed += 1
+    try:
+        from .matting import MattingError, MattingWeightsNotFoundError, find_weights, get_session
+
+        have = find_weights(args.matting_model, folder)
+        if have is None:
+            get_session(args.matting_model, models_dir=folder, allow_download=True)
+            have = find_weights(args.matting_model, folder)
+        print(f"{args.matting_model}: {have or 'loaded'}")
+    except (MattingError, MattingWeightsNotFoundError, ImportError) as exc:
+        print(f"clipasso: error: {exc}", file=sys.stderr)
+        failed += 1
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def _feature_settings(args) -> dict:
@@ -233,7 +286,7 @@ def _sketch(args) -> int:
                         saliency_text=args.saliency_text, temperature=args.temperature,
                         use_edges=not args.no_xdog, matting_model=args.matting_model,
                         background_removal=not args.no_background_removal, models_dir=args.models_dir,
-                        allow_download=not args.offline, callback=progress,
+                        framing=args.framing, allow_download=not args.offline, callback=progress,
                         should_stop=lambda: stop["requested"], callback_interval=1, **extra)
     except errors as exc:
         bar.close()
@@ -249,7 +302,7 @@ def _sketch(args) -> int:
 
     result.save_svg(out_svg)
     if args.png:
-        canvas = result.strokes.canvas[0]
+        canvas = max(result.strokes.canvas)  # a stretched sketch comes back with the picture's shape
         result.save_png(args.png, scale=(args.png_size / canvas) if args.png_size else 2.0)
     abstraction_lines = abstraction_cli.write_outputs(result, args)
     run = result.run
@@ -283,6 +336,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command == "download-weights":
+        return _download_weights(args)
     if args.command == "report":
         from .report import run_report_cli
 

@@ -83,7 +83,7 @@ class OptimizeConfig:
     distortion: float = 0.5
     crop_scale: float = 0.8
     distance: str = "l2"
-    mixed_precision: str = "auto"  # "auto" (bf16/fp16 on GPU, fp32 on CPU), "off", "bf16", "fp16"
+    mixed_precision: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU; see _amp_dtype), "off", "bf16", "fp16"
     background: tuple = (1.0, 1.0, 1.0)
     # "clip": the CLIPasso loss; "trace": the weights-free image-space loss alone (no encoder needed);
     # "clip+trace": clip + trace_weight * trace. See `clipasso.losses.TraceLoss`.
