@@ -600,7 +600,9 @@ def _missing_error(name: str, tag, pretrained, models_dir, tried: Sequence[Path]
     folder = suggested_folder(models_dir)
     fname = official_file_name(name, tag)
     cfg = _pretrained_cfg(name, tag)
-    online = " or run `clipasso download-weights` once online" if cfg else ""
+    dirs = _models_dirs(models_dir)
+    flag = f" --models-dir {dirs[0]}" if dirs else ""
+    online = f" or run `clipasso download-weights{flag}` once online" if cfg else ""
     lines = [f"Put {fname} (CLIP {name}, {tag or 'your'} weights) into {folder}{online}; "
              f"or give the file itself (--clip-weights / --saliency-weights, weights=...).",
              f"No usable weights for CLIP model {name!r} (pretrained {pretrained!r}) were found."]

@@ -74,7 +74,7 @@ def test_missing_weights_error_names_model_paths_and_folder(tmp_path):
     first = msg.splitlines()[0]
     # the first line is the action: which file into which folder
     assert first.startswith(f"Put RN101.pt (CLIP RN101, openai weights) into {tmp_path}"), first
-    assert "clipasso download-weights" in first
+    assert f"clipasso download-weights --models-dir {tmp_path}" in first
     assert "'RN101'" in msg and "openai" in msg
     assert str(tmp_path / "RN101-openai.safetensors").replace(str(tmp_path) + os.sep, "") in msg
     assert "--offline" in msg  # why nothing was downloaded
