@@ -549,6 +549,9 @@ def _load_file(name: str, path: Path, pcfg: dict, custom_cfg: Optional[dict]) ->
 # --------------------------------------------------------------------------- public
 
 _CACHE: Dict[tuple, ClipEncoder] = {}
+# Files found unusable, by (name, path, size, mtime): a truncated 300 MB download is not re-read on
+# every later call (ComfyUI queues the same graph again and again) until the file changes.
+_FAILED: Dict[tuple, WeightsFileError] = {}
 _LOCK = threading.Lock()
 
 
@@ -670,8 +673,19 @@ def _encoder_from_file(name, pretrained, path: Path, pcfg: dict, models_dir, dev
         hit = _CACHE.get(key)
         if hit is not None:
             return hit
+    st = path.stat()
+    fail_key = (name, str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _LOCK:
+        failed = _FAILED.get(fail_key)
+    if failed is not None:
+        raise failed
     custom_cfg, _ = _find_config(name, path, models_dir)
-    model, info = _load_file(name, path, pcfg, custom_cfg)
+    try:
+        model, info = _load_file(name, path, pcfg, custom_cfg)
+    except WeightsFileError as exc:
+        with _LOCK:
+            _FAILED[fail_key] = exc
+        raise
     mean, std = OPENAI_MEAN, OPENAI_STD
     pre = (custom_cfg or {}).get("preprocess_cfg") or {}
     if pcfg.get("mean"):
@@ -716,6 +730,7 @@ def clear_cache() -> None:
     """Forget every loaded encoder (frees their memory once no one else holds them)."""
     with _LOCK:
         _CACHE.clear()
+        _FAILED.clear()
 
 
 # --------------------------------------------------------------------------- downloading on purpose

@@ -137,6 +137,10 @@ def test_unusable_candidate_is_skipped_and_reported(openai_files, tmp_path, monk
     assert lines[0].startswith(f"Put RN101.pt (CLIP RN101, openai weights) into {folder}")
     bad = [ln for ln in lines if str(folder / "RN101.pt") in ln and "truncated" in ln]
     assert bad, str(info.value)
+    # the failure is remembered only until the file changes: a fresh copy is used at once
+    shutil.copy(openai_files["rn"], folder / "RN101.pt")
+    enc = load_clip("RN101", "openai", models_dir=folder, allow_download=False)
+    assert Path(enc.source) == folder / "RN101.pt"
 
 
 def test_wrong_kind_of_model_is_refused(openai_files):
