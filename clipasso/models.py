@@ -726,6 +726,15 @@ def wrap_model(model: torch.nn.Module, name: str, pretrained: Optional[str] = No
                        is_vit=is_vit, patch_size=patch)
 
 
+def forget(path: PathLike) -> None:
+    """Drop the cached encoders and remembered failures of one weights file."""
+    target = str(Path(path).resolve())
+    with _LOCK:
+        for cache in (_CACHE, _FAILED):
+            for key in [k for k in cache if k[1] == target]:
+                del cache[key]
+
+
 def clear_cache() -> None:
     """Forget every loaded encoder (frees their memory once no one else holds them)."""
     with _LOCK:
@@ -853,5 +862,5 @@ def download_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] =
     if got is None:
         raise WeightsNotFoundError(f"Could not download CLIP {name} ({tag}): {'; '.join(errors) or 'no source'}. "
                                    f"Run again when online, or {manual}.")
-    clear_cache()
+    forget(got)  # a file just (re)written must be read again
     return load_clip(name, pretrained, weights=got, allow_download=False)

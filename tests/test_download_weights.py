@@ -72,7 +72,7 @@ def test_download_weights_fetches_an_openai_file_and_checks_it_loads(server, tmp
     folder = tmp_path / "models"
     enc = models.download_weights("RN101", "openai", folder, stream=io.StringIO())
     assert Path(enc.source) == folder / "RN101.pt" and not enc.is_vit
-    models.clear_cache()
+    models.forget(folder / "RN101.pt")
     again = models.load_clip("RN101", "openai", models_dir=folder, allow_download=False)
     assert Path(again.source) == folder / "RN101.pt"
 

@@ -27,10 +27,14 @@ from tests.openai_format import (TINY_RN, TINY_VIT, build_openai_model, save_ope
 
 @pytest.fixture(autouse=True)
 def _fresh_cache(monkeypatch):
+    """Each test loads from files (no encoder cached by an earlier test); the session's encoders are
+    put back afterwards, so later tests still get the very objects their fixtures hold."""
     monkeypatch.delenv(models.MODELS_DIR_ENV, raising=False)
+    saved = dict(models._CACHE)
     models.clear_cache()
     yield
     models.clear_cache()
+    models._CACHE.update(saved)
 
 
 @pytest.fixture(scope="module")
