@@ -215,7 +215,7 @@ def u2netp_folder(core, tmp_path_factory):
 
     src = find_u2netp()
     if src is None:
-        msg = "rembg's u2netp.onnx is needed (set U2NET_HOME, or keep ../shared/weights/u2netp.onnx)"
+        msg = "rembg's u2netp.onnx is needed: clipasso/data/u2netp.onnx is missing (a broken checkout?), set U2NET_HOME"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(msg)
         pytest.skip(msg)

@@ -47,8 +47,8 @@ def comfy(comfy_server):
 def matting_weights(comfy_base):
     """The example workflows remove the background with rembg's u2netp; nothing may be downloaded."""
     if comfy_base["u2netp"] is None:
-        msg = ("rembg's u2netp.onnx is needed by the example workflows: set U2NET_HOME to its folder "
-               "(the project keeps it in ../shared/weights/)")
+        msg = ("rembg's u2netp.onnx is needed by the example workflows: clipasso/data/u2netp.onnx is "
+               "missing (a broken checkout?); set U2NET_HOME to a folder that holds it")
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
