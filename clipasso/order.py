@@ -190,7 +190,9 @@ def animated_svg(strokes: Strokes, stroke_seconds: float = 0.4, hold_seconds: fl
 
 def write_animated_svg(strokes: Strokes, path, **options) -> Path:
     path = Path(path)
-    path.write_text(animated_svg(strokes, **options), encoding="utf-8")
+    from .atomic import write_text_atomic
+
+    write_text_atomic(path, animated_svg(strokes, **options))
     return path
 
 
@@ -204,8 +206,10 @@ def frames_to_gif(frames: torch.Tensor, path, frame_ms: int = 150, hold_ms: int 
     durations = [int(frame_ms)] * (len(images) - 1) + [int(max(frame_ms, hold_ms))]
     path = Path(path)
     extra = {"loop": 0} if loop else {}
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, disposal=1,
-                   optimize=False, **extra)
+    from .atomic import save_image_atomic
+
+    save_image_atomic(images[0], path, format="GIF", save_all=True, append_images=images[1:],
+                      duration=durations, disposal=1, optimize=False, **extra)
     return path
 
 

@@ -96,7 +96,9 @@ class SketchResult:
     def save_png(self, path, scale: float = 2.0) -> None:
         from .images import to_pil
 
-        to_pil(self.render(scale)).save(path)
+        from .atomic import save_image_atomic
+
+        save_image_atomic(to_pil(self.render(scale)), path)
 
 
 def pick_device(device: str = "auto") -> torch.device:

@@ -112,7 +112,9 @@ def write_svg(strokes: Strokes, path, candidate: int = 0, **options) -> Path:
     text = to_svg(strokes, candidate, **options)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        from .atomic import write_text_atomic
+
+        write_text_atomic(path, text)  # a temporary file, then a rename: never a half-written SVG
     except OSError as exc:
         raise SVGError(f"cannot write the SVG to {path}: {exc.strerror or exc}") from exc
     return path

@@ -78,6 +78,7 @@ class SaveSVG(io.ComfyNode):
     @classmethod
     def execute(cls, strokes, filename_prefix="clipasso/sketch"):
         import folder_paths
+        from clipasso.atomic import write_text_atomic
         from clipasso.svg import to_svg
 
         strokes = strokes_or_error(strokes).cpu()
@@ -95,8 +96,7 @@ class SaveSVG(io.ComfyNode):
         for i in range(strokes.num_candidates):
             text = with_metadata(to_svg(strokes, candidate=i), metadata)
             name = f"{base.replace('%batch_num%', str(i))}_{counter + i:05}_.svg"
-            with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
-                f.write(text)
+            write_text_atomic(os.path.join(folder, name), text)
             blobs.append(BytesIO(text.encode("utf-8")))
             results.append(ui.SavedResult(name, subfolder, io.FolderType.output))
         args = (_core_svg_class()(blobs),) if HAS_CORE_SVG else ()
