@@ -31,6 +31,10 @@ def node(id, type, pos, widgets=None, links=None, title=None):
     return {"id": id, "type": type, "pos": pos, "widgets": widgets or {}, "links": links or {}, "title": title}
 
 
+# The shipped workflows were made when text_weight defaulted to 0.1 and keep that value (their prompt is
+# empty, so it changes nothing); saved graphs stay as users have them.
+OLD_TEXT_WEIGHT = {"text_weight": 0.1}
+
 SD_CKPT = "v1-5-pruned-emaonly-fp16.safetensors"
 SCRIBBLE_CN = "control_v11p_sd15_scribble_fp16.safetensors"
 
@@ -47,7 +51,7 @@ GRAPHS: Dict[str, dict] = {
             node(5, "PreviewImage", [1140, 0], links={"images": (4, 1)}, title="Saliency"),
             node(6, "CLIPassoInitStrokes", [760, 330], {"seeds": 2},
                  links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)}),
-            node(7, "CLIPassoOptimize", [1140, 330], links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)}),
+            node(7, "CLIPassoOptimize", [1140, 330], dict(OLD_TEXT_WEIGHT), links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)}),
             node(8, "CLIPassoSelectBest", [1520, 330], links={"strokes": (7, 0)}),
             node(9, "CLIPassoRasterize", [1900, 330], {"width": 512}, links={"strokes": (8, 0)}),
             node(10, "SaveImage", [2280, 330], {"filename_prefix": "clipasso/sketch"}, links={"images": (9, 0)}),
@@ -59,7 +63,7 @@ GRAPHS: Dict[str, dict] = {
         "description": "The whole pipeline in a single CLIPasso Sketch node, saved as SVG.",
         "nodes": [
             node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
-            node(2, "CLIPassoSketch", [380, 0], links={"image": (1, 0)}),
+            node(2, "CLIPassoSketch", [380, 0], dict(OLD_TEXT_WEIGHT), links={"image": (1, 0)}),
             node(3, "CLIPassoSaveSVG", [800, 0], links={"strokes": (2, 0)}),
             node(4, "PreviewImage", [800, 400], links={"images": (2, 1)}),
         ],
@@ -80,7 +84,7 @@ GRAPHS: Dict[str, dict] = {
                                            "scheduler": "normal", "denoise": 1.0},
                  links={"model": (1, 0), "positive": (2, 0), "negative": (3, 0), "latent_image": (4, 0)}),
             node(6, "VAEDecode", [1180, 0], links={"samples": (5, 0), "vae": (1, 2)}),
-            node(7, "CLIPassoSketch", [1180, 200], links={"image": (6, 0)}),
+            node(7, "CLIPassoSketch", [1180, 200], dict(OLD_TEXT_WEIGHT), links={"image": (6, 0)}),
             node(8, "CLIPassoSaveSVG", [1600, 0], links={"strokes": (7, 0)}),
             node(9, "PreviewImage", [1600, 400], links={"images": (7, 1)}),
         ],
@@ -91,7 +95,7 @@ GRAPHS: Dict[str, dict] = {
                        f"Needs {SD_CKPT} (checkpoints) and {SCRIBBLE_CN} (controlnet).",
         "nodes": [
             node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
-            node(2, "CLIPassoSketch", [380, 0], links={"image": (1, 0)}),
+            node(2, "CLIPassoSketch", [380, 0], dict(OLD_TEXT_WEIGHT), links={"image": (1, 0)}),
             node(3, "CLIPassoRasterize", [800, 0], {"width": 512, "height": 512, "stroke_color": "#ffffff",
                                                     "thickness": 2.0, "background": "#000000"},
                  links={"strokes": (2, 0)}, title="Scribble"),
@@ -125,7 +129,7 @@ GRAPHS: Dict[str, dict] = {
             node(4, "CLIPassoSaliency", [760, 0], links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
             node(5, "CLIPassoInitStrokes", [760, 330], {"strokes": 32, "seeds": 2},
                  links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)}),
-            node(6, "CLIPassoOptimize", [1140, 0], links={"models": (2, 0), "image": (3, 0), "strokes": (5, 0)}),
+            node(6, "CLIPassoOptimize", [1140, 0], dict(OLD_TEXT_WEIGHT), links={"models": (2, 0), "image": (3, 0), "strokes": (5, 0)}),
             node(7, "CLIPassoAutoAbstraction", [1520, 0], {"fidelity": 0.9},
                  links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)}),
             node(8, "PreviewImage", [1900, 0], links={"images": (7, 3)}, title="Loss versus strokes"),
