@@ -2,6 +2,9 @@
 
 Every entry point (CLI, pipeline, ComfyUI nodes) goes through `as_rgb`, so bad input is
 caught once, with one clear message: empty or NaN images, odd channel counts, huge images.
+Files are opened only by `load_image_file` (size checked from the header before decoding, damaged
+files, folders, links, EXIF orientation); `check_sketch_size` is the minimum `prepare_target` enforces.
+Every refusal is an `ImageError`, which the CLI prints as ``clipasso: error: ...``.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000; larger inputs are refused rather than silently eating RAM
+MIN_SIDE = 8  # px: a picture narrower or shorter than this has nothing to sketch (prepare_target refuses it)
 
 
 class ImageError(ValueError):
@@ -41,18 +45,10 @@ def as_rgb(image, background: Union[float, Sequence[float]] = 1.0,
     """
     if layout not in ("auto", "chw", "hwc"):
         raise ImageError(f"layout must be 'auto', 'chw' or 'hwc'; got {layout!r}")
-    if isinstance(image, (str, os.PathLike)):
+    if isinstance(image, (str, bytes, os.PathLike)):
         image = load_image_file(image)
     if hasattr(image, "mode") and hasattr(image, "convert"):  # PIL image
-        pil = image
-        if pil.mode in ("P", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
-            pil = pil.convert("RGBA")
-        elif pil.mode not in ("RGB", "RGBA", "L", "F", "I;16", "I"):
-            pil = pil.convert("RGB")
-        arr = np.asarray(pil)
-        if pil.mode in ("I;16", "I"):
-            arr = arr.astype(np.float32) / (65535.0 if arr.max() > 255 else 255.0)
-        image = arr
+        image = np.array(plain_mode(image))  # a writable copy (torch.from_numpy warns on read-only arrays)
     if isinstance(image, np.ndarray):
         if image.dtype == np.uint8:
             t = torch.from_numpy(image.astype(np.float32) / 255.0)
@@ -102,7 +98,9 @@ def as_rgb(image, background: Union[float, Sequence[float]] = 1.0,
     if c not in (1, 2, 3, 4):
         raise ImageError(f"an image needs 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) channels; got {c}")
     if not bool(torch.isfinite(t).all()):
-        raise ImageError("the image contains NaN or infinite values; check the node or file that produced it")
+        bad = int((~torch.isfinite(t)).sum())
+        raise ImageError(f"the image contains {bad} NaN or infinite value(s); fix the node or code that produced it "
+                         "(or replace them, e.g. with torch.nan_to_num) and try again")
     if float(t.max()) > 1.0 + 1e-3 or float(t.min()) < -1e-3:
         if float(t.min()) >= 0 and float(t.max()) <= 255.0 + 1e-3:
             t = t / 255.0  # a float image in 0..255
@@ -123,11 +121,12 @@ def as_rgb(image, background: Union[float, Sequence[float]] = 1.0,
 
 def alpha_of(image) -> torch.Tensor | None:
     """The alpha channel ``[H, W]`` of an RGBA/LA input, or None when it has none."""
-    if isinstance(image, (str, os.PathLike)):
+    if isinstance(image, (str, bytes, os.PathLike)):
         image = load_image_file(image)
-    if hasattr(image, "mode"):
-        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-            return torch.from_numpy(np.asarray(image.convert("RGBA"))[..., 3].astype(np.float32) / 255.0)
+    if hasattr(image, "mode") and hasattr(image, "convert"):
+        plain = plain_mode(image)
+        if plain.mode in ("RGBA", "LA"):
+            return torch.from_numpy(np.asarray(plain)[..., -1].astype(np.float32) / 255.0)
         return None
     arr = image if isinstance(image, torch.Tensor) else torch.from_numpy(np.asarray(image))
     if arr.ndim == 4:
@@ -138,22 +137,183 @@ def alpha_of(image) -> torch.Tensor | None:
     return None
 
 
-def load_image_file(path) -> "Image.Image":
-    from PIL import Image, UnidentifiedImageError
+# Pillow modes -> the few that `as_rgb` reads directly (8-bit L/LA/RGB/RGBA, or float F).
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I;16S")
 
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ImageError(f"image file not found: {path}")
+
+def plain_mode(pil):
+    """A PIL image in one of the modes L, LA, RGB, RGBA or F, with nothing lost that a sketch needs.
+
+    16-bit grey (I;16, I;16B, ...) is scaled to 8 bits (65535 -> 255; Pillow's own conversion would
+    clip it to white); 32-bit integer "I" is read as 16-bit when any value exceeds 255, as 8-bit
+    otherwise. Palette images become RGBA when they have transparency (RGB otherwise); CMYK, YCbCr,
+    LAB, HSV become RGB, 1-bit becomes L. Pillow already opens 16-bit-per-channel RGB(A) PNGs (48/64-bit)
+    as 8-bit RGB(A).
+    """
+    from PIL import Image
+
+    mode = pil.mode
+    if mode in ("L", "LA", "RGB", "RGBA", "F"):
+        return pil
     try:
-        img = Image.open(path)
-        img.load()
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"{path} is not an image Pillow can read (PNG, JPEG, WebP, ...)") from exc
+        if mode in _SIXTEEN_BIT or mode == "I":
+            arr = np.asarray(pil).astype(np.float64)
+            if mode in _SIXTEEN_BIT or float(arr.max(initial=0)) > 255:
+                arr = arr / 257.0
+            return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+        if mode == "1":
+            return pil.convert("L")
+        if mode in ("P", "PA"):
+            has_alpha = mode == "PA" or "transparency" in pil.info
+            return pil.convert("RGBA" if has_alpha else "RGB")
+        if mode == "La":
+            return pil.convert("LA")
+        if "A" in mode or "a" in mode or "transparency" in pil.info:  # RGBa, RGBA-like, tRNS on RGB
+            return pil.convert("RGBA")
+        return pil.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"cannot use a Pillow image in mode {mode!r} ({exc}); convert it to RGB first, "
+                         "e.g. image.convert('RGB')") from exc
+
+
+def check_sketch_size(height: int, width: int, min_side: int = MIN_SIDE) -> None:
+    """Refuse a picture too small to sketch (a side below ``min_side`` px): its loss would mean nothing."""
+    if min(int(height), int(width)) < min_side:
+        raise ImageError(f"the image is {int(width)}x{int(height)} pixels, too small to sketch: both sides must be "
+                         f"at least {min_side} px; give a larger picture of the object (sketching works at 224 px)")
+
+
+def _shown(path) -> str:
+    """A file name fit for a message: non-UTF-8 bytes escaped, very long names shortened."""
+    name = os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    return name if len(name) <= 160 else f"{name[:100]}...{name[-40:]} ({len(name)} characters)"
+
+
+def _header_size(path):
+    """(width, height) read from the file's header without Pillow's decompression-bomb check, or None.
+
+    Walks Pillow's format registry (Image.ID / Image.OPEN) as Image.open does; only the header is read."""
+    from PIL import Image
+
+    try:
+        Image.init()
+        with open(path, "rb") as fh:
+            prefix = fh.read(16)
+            for fmt in Image.ID:
+                factory, accept = Image.OPEN[fmt]
+                if accept is not None and not accept(prefix):
+                    continue
+                fh.seek(0)
+                try:
+                    return tuple(factory(fh, path).size)
+                except Exception:  # noqa: BLE001 - not this format: try the next
+                    continue
+    except Exception:  # noqa: BLE001 - the size only improves the message
+        return None
+    return None
+
+
+def _too_big(shown: str, width, height, pixels, limit: int) -> ImageError:
+    size = f"{width}x{height} = " if width else ""
+    side = int(limit ** 0.5)
+    mp = f"{pixels / 1e6:.0f}" if round(pixels / 1e6) > limit / 1e6 else f"{pixels / 1e6:.2f}"
+    return ImageError(f"{shown} is {size}{mp} megapixels, above the {limit / 1e6:.0f} megapixel "
+                      f"limit ({side}x{side}); shrink the picture first, e.g. to 2000 px on the long side "
+                      "(sketching works at 224 px anyway)")
+
+
+def load_image_file(path, max_pixels: int = MAX_PIXELS) -> "Image.Image":
+    """Open an image file with every check done before decoding, EXIF orientation applied.
+
+    ``path``: str, bytes (a non-UTF-8 name on Linux) or os.PathLike. Refused with `ImageError` and a
+    message that says what to do: a missing file, a folder, a symlink loop, a name too long, an
+    unreadable or empty file, a file that is not an image, one whose header claims more than
+    ``max_pixels`` (checked from the header, so a huge picture is never decoded; Pillow's own
+    decompression-bomb error and warning lead to the same message), and damaged or truncated data.
+    The result is loaded (the file is closed) and upright: a photo rotated by its EXIF Orientation
+    tag is turned the way a viewer shows it. Its mode is whatever the file holds (see `plain_mode`).
+    """
+    import errno
+    import re
+    import stat
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        path = os.fspath(path)
+    except TypeError as exc:
+        raise ImageError(f"an image file name must be a str, bytes or path; got {type(path).__name__}") from exc
+    if isinstance(path, bytes) and (b"\0" in path or len(path) > 65536):
+        raise ImageError("got bytes that look like file contents, not a file name; open them with "
+                         "PIL.Image.open(io.BytesIO(data)) and pass the image")
+    shown = _shown(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageError(f"image file not found: {shown} is a symbolic link to "
+                             f"{_shown(os.readlink(path))}, which does not exist; fix the link or give the "
+                             "picture itself") from None
+        raise ImageError(f"image file not found: {shown}; check the name and the folder") from None
     except OSError as exc:
-        raise ImageError(f"could not read {path}: {exc}") from exc
-    if img.width * img.height > MAX_PIXELS:
-        raise ImageError(f"{path} is {img.width}x{img.height}, above the {MAX_PIXELS / 1e6:.0f} megapixel "
-                         "limit; downscale it first")
+        if exc.errno == errno.ELOOP:
+            raise ImageError(f"cannot open {shown}: its symbolic links form a loop; fix the link or give the "
+                             "picture itself") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise ImageError(f"cannot open {shown}: the file name is too long for this system; rename the file "
+                             "or its folders to something shorter") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise ImageError(f"no permission to read {shown}; check its permissions") from None
+        raise ImageError(f"cannot open {shown}: {exc.strerror or exc}; check the path") from None
+    except ValueError as exc:  # an embedded NUL character
+        raise ImageError(f"invalid image file name {shown!r}: {exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(f"{shown} is a folder, not an image file; give the path of one picture in it")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"{shown} is not a regular file (a device, pipe or socket); save the picture to a file")
+    if st.st_size == 0:
+        raise ImageError(f"{shown} is empty (0 bytes); the picture was not written completely, save it again")
+    try:
+        with warnings.catch_warnings():
+            # the header check below is stricter than the size at which Pillow warns
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        size = _header_size(path)
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = size[0] * size[1] if size else (int(found.group(1)) if found else float("nan"))
+        raise _too_big(shown, *(size or (None, None)), pixels, max_pixels) from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{shown} is not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF, GIF, ...); check "
+                         "that it is a picture and not, e.g., a text file or web page saved under an image's "
+                         "name") from None
+    except PermissionError:
+        raise ImageError(f"no permission to read {shown}; check its permissions") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"could not read {shown}: {exc}; the file may be damaged, save or export it "
+                         "again") from None
+    with img:
+        w, h = img.size
+        if w * h > max_pixels:
+            raise _too_big(shown, w, h, w * h, max_pixels)
+        try:
+            img.load()
+        except MemoryError:
+            raise ImageError(f"not enough memory to decode {shown} ({w}x{h}); shrink the picture first") from None
+        except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise OSError, ValueError, SyntaxError, ...
+            why = str(exc) or type(exc).__name__
+            raise ImageError(f"could not decode {shown}: {why}; the file is damaged or truncated (was it copied "
+                             "or downloaded completely?), save or export it again") from None
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - unreadable EXIF: keep the picture as stored
+        orientation = 1
+    if orientation not in (1, None):
+        try:
+            img = ImageOps.exif_transpose(img)
+        except Exception:  # noqa: BLE001 - a bad orientation value: keep the picture as stored
+            pass
     return img
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .images import FRAMINGS, ImageError, alpha_of, as_rgb, aspect_canvas, frame_square
+from .images import FRAMINGS, ImageError, alpha_of, as_rgb, aspect_canvas, check_sketch_size, frame_square
 from .models import DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, load_clip
 from .optimize import PRESETS, OptimizeConfig, OptimizeError, OptimizeResult, optimize
 from .select import select_best
@@ -130,20 +130,22 @@ def _shrink_early_scaled(image):
     """`_shrink_early` and the scale it applied (new long side / original long side; 1.0 if none)."""
     from PIL import Image
 
-    from .images import load_image_file
+    from .images import check_sketch_size, load_image_file, plain_mode
 
-    if isinstance(image, (str, os.PathLike)):
+    if isinstance(image, (str, bytes, os.PathLike)):
         image = load_image_file(image)
     scale = 1.0
+    if isinstance(image, Image.Image):
+        check_sketch_size(image.height, image.width)  # before any shrinking: the picture's own size
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3) \
             and max(image.shape[:2]) > WORK_MAX_SIDE and (image.ndim == 2 or image.shape[2] in (1, 3, 4)):
+        check_sketch_size(*image.shape[:2])
         arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
         image = Image.fromarray(arr)
     if isinstance(image, Image.Image) and max(image.size) > WORK_MAX_SIDE:
         before = max(image.size)
+        image = plain_mode(image)  # 16-bit, palette, CMYK, ... -> L/LA/RGB/RGBA/F, transparency kept
         image = image.copy()
-        if image.mode not in ("RGB", "RGBA", "L", "LA"):
-            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         image.thumbnail((WORK_MAX_SIDE, WORK_MAX_SIDE), Image.LANCZOS)
         scale = max(image.size) / before
     return image, scale
@@ -204,6 +206,8 @@ def _prepare(image, canvas, background_removal, matting_model, models_dir, allow
     image, scale = _shrink_early_scaled(image)
     rgb = as_rgb(image)  # alpha over white; clear errors for empty / NaN / odd channels
     h, w = rgb.shape[-2:]
+    if scale == 1.0:  # not shrunk above: these are the picture's own sides
+        check_sketch_size(h, w)
     if max(h, w) > WORK_MAX_SIDE:  # tensors and float arrays
         s = WORK_MAX_SIDE / max(h, w)
         scale *= s
@@ -219,6 +223,9 @@ def _prepare(image, canvas, background_removal, matting_model, models_dir, allow
     if alpha is not None and tuple(alpha.shape) != (h, w):
         alpha = torch.nn.functional.interpolate(alpha[None, None].float(), size=(h, w), mode="bilinear",
                                                 align_corners=False)[0, 0]
+    if alpha is not None and not bool((alpha >= 0.5).any()):
+        raise ImageError(f"the image is fully transparent (no pixel of its {w}x{h} has alpha 0.5 or more): there "
+                         "is nothing to sketch; give a picture whose object is visible, or remove its alpha channel")
     if alpha is not None and float(alpha.min()) < 1.0:
         mask = (alpha >= 0.5).float()
         rgb = rgb * mask + (1 - mask)

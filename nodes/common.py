@@ -82,6 +82,9 @@ def masks_to_hw(mask: Optional[torch.Tensor], count: int, size: Tuple[int, int],
         m = m.unsqueeze(0)
     if m.ndim != 3 or m.shape[0] == 0:
         raise NodeInputError(f"'{name}' must be a MASK [B,H,W]; got shape {tuple(mask.shape)}")
+    if not bool(torch.isfinite(m).all()):
+        raise NodeInputError(f"'{name}' contains {int((~torch.isfinite(m)).sum())} NaN or infinite value(s); fix "
+                             "the node that produced the mask (or clean it, e.g. with a mask threshold node)")
     if m.shape[0] not in (1, count):
         raise NodeInputError(f"'{name}' has {m.shape[0]} masks for {count} pictures; give one mask, "
                              "or one per picture")

@@ -73,3 +73,52 @@ def test_fit_square_pads_centred_and_never_stretches():
     small = fit_square(img, size=20)
     assert small.shape == (3, 20, 20)
     assert to_pil(sq).size == (40, 40)
+
+
+@pytest.mark.parametrize("mode,make,expect_mode,expect_grey", [
+    ("I;16", lambda: Image.fromarray(np.full((4, 4), 65535, np.uint16)), "L", 1.0),
+    ("I;16B", lambda: Image.frombytes("I;16B", (4, 4), np.full((4, 4), 32896, ">u2").tobytes()), "L", 128 / 255),
+    ("I 16-bit values", lambda: Image.fromarray(np.full((4, 4), 65535, np.int32), "I"), "L", 1.0),
+    ("I 8-bit values", lambda: Image.fromarray(np.full((4, 4), 51, np.int32), "I"), "L", 0.2),
+    ("F", lambda: Image.fromarray(np.full((4, 4), 0.25, np.float32), "F"), "F", 0.25),
+    ("1", lambda: Image.new("1", (4, 4), 1), "L", 1.0),
+    ("CMYK", lambda: Image.new("CMYK", (4, 4), (0, 0, 0, 255)), "RGB", 0.0),
+    ("P", lambda: Image.new("P", (4, 4), 0), "RGB", 0.0),
+])
+def test_plain_mode_keeps_what_a_sketch_needs(mode, make, expect_mode, expect_grey):
+    from clipasso.images import plain_mode
+
+    img = make()
+    assert plain_mode(img).mode == expect_mode
+    torch.testing.assert_close(as_rgb(img), torch.full((3, 4, 4), float(expect_grey)), atol=1 / 255, rtol=0)
+
+
+def test_palette_transparency_and_alpha_modes():
+    p = Image.new("P", (4, 4), 0)
+    p.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    p.putpixel((0, 0), 1)
+    p.info["transparency"] = 0
+    a = alpha_of(p)
+    assert a is not None and float(a[0, 0]) == 1.0 and float(a[1, 1]) == 0.0
+    out = as_rgb(p)
+    assert torch.allclose(out[:, 0, 0], torch.tensor([1.0, 0, 0])) and torch.allclose(out[:, 1, 1], torch.ones(3))
+    assert alpha_of(Image.new("P", (4, 4), 0)) is None
+    assert alpha_of(Image.new("LA", (4, 4), (0, 128))) is not None
+
+
+def test_sketch_size_minimum_and_file_checks(tmp_path):
+    from clipasso.images import MIN_SIDE, check_sketch_size
+
+    check_sketch_size(MIN_SIDE, MIN_SIDE)
+    with pytest.raises(ImageError, match=f"at least {MIN_SIDE} px"):
+        check_sketch_size(MIN_SIDE - 1, 500)
+    with pytest.raises(ImageError, match="file contents, not a file name"):
+        load_image_file(b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.raises(ImageError, match="must be a str, bytes or path"):
+        load_image_file(3)
+    p = tmp_path / "ok.png"
+    Image.new("RGB", (10, 10), "red").save(p)
+    img = load_image_file(p)
+    assert img.size == (10, 10) and img.mode == "RGB"
+    with pytest.raises(ImageError, match="megapixel limit"):
+        load_image_file(p, max_pixels=99)

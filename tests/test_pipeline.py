@@ -99,13 +99,15 @@ def test_greyscale_and_tiny_inputs_are_handled():
     grey = _object().convert("L")
     t, _ = prepare_target(grey, background_removal=False)
     assert t.shape == (3, 224, 224) and torch.allclose(t[0], t[1])
-    one, _ = prepare_target(np.array([[[255, 0, 0]]], dtype=np.uint8), background_removal=False)
-    assert one.shape == (3, 224, 224) and torch.isfinite(one).all()
+    small, _ = prepare_target(np.full((8, 8, 3), 255, dtype=np.uint8), background_removal=False)  # the minimum
+    assert small.shape == (3, 224, 224) and torch.isfinite(small).all()
+    with pytest.raises(ImageError, match="at least 8 px"):  # issue 15: too small to sketch is an error
+        prepare_target(np.array([[[255, 0, 0]]], dtype=np.uint8), background_removal=False)
 
 
-def test_one_pixel_image_sketches(tiny_models_dir):
-    res = sketch(np.array([[[0, 0, 0]]], dtype=np.uint8), **_quick(tiny_models_dir, iterations=1, seeds=1))
-    assert torch.isfinite(res.strokes.points).all()
+def test_one_pixel_image_is_refused(tiny_models_dir):
+    with pytest.raises(ImageError, match="1x1 pixels, too small to sketch"):
+        sketch(np.array([[[0, 0, 0]]], dtype=np.uint8), **_quick(tiny_models_dir, iterations=1, seeds=1))
 
 
 def test_huge_input_is_shrunk_before_use():
