@@ -83,6 +83,11 @@ def check_arguments(args, parser) -> None:
                          + ("" if args.max_strokes is not None else ", twice --strokes") + "), where growing stops")
     if args.min_gain is not None and not 0 <= args.min_gain < 1:
         parser.error(f"--min-gain must be a share in [0, 1), e.g. 0.01; got {args.min_gain}")
+    from .cli import limit_problems  # the bounds live in one table there
+
+    problems = limit_problems(args, ("max_strokes", "start_strokes", "prune_iterations", "grow_iterations"))
+    if problems:
+        parser.error(problems[0])
     if args.curve and args.auto_strokes is None and not wants_order(args):
         parser.error("--curve needs --auto-strokes or --order (there is no curve to write otherwise)")
     for flag, value, suffix in (("--gif", args.gif, ".gif"), ("--animated-svg", args.animated_svg, ".svg"),
@@ -159,6 +164,8 @@ def write_outputs(result, args) -> List[str]:
             data["abstraction"] = ab.to_dict()
         if order is not None:
             data["drawing_order"] = order.to_dict()
-        Path(args.curve).write_text(json.dumps(data, indent=1))
+        from .atomic import write_text_atomic
+
+        write_text_atomic(args.curve, json.dumps(data, indent=1))
         lines.append(f"  curve: {args.curve}")
     return lines

@@ -11,6 +11,173 @@ from pathlib import Path
 from typing import List, Optional
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: stopped by SIGTERM after writing the best sketch so far
+
+EXIT_STATUS_HELP = ("exit status: 0 done (also after one Ctrl+C, which stops and writes the best sketch so far); "
+                    "1 an error while working (the message says what to do; --debug shows the traceback); "
+                    "2 a bad option or output path, found before any work starts; "
+                    f"{EXIT_TERMINATED} stopped by SIGTERM, after writing the best sketch so far. "
+                    "Every output is written to a temporary file in its folder and then renamed over the target, "
+                    "so an interrupted run never leaves a half-written file nor destroys the previous one.")
+
+
+class Bound:
+    """Documented range of one numeric option: ``low <= value <= high`` (``value > low`` when
+    ``low_open``), finite; ``above`` says why larger values are refused."""
+
+    def __init__(self, low, high, unit: str = "", above: str = "", low_open: bool = False):
+        self.low, self.high, self.unit, self.above, self.low_open = low, high, unit, above, low_open
+
+    def problem(self, flag: str, value) -> Optional[str]:
+        unit = f" {self.unit}" if self.unit else ""
+        if not math.isfinite(float(value)):
+            return f"{flag} must be a finite number between {self.low:g} and {self.high:g}{unit}; got {value}"
+        if value > self.high:
+            return (f"{flag} must be at most {self.high:g}{unit}; got {value:g}"
+                    + (f" ({self.above})" if self.above else ""))
+        if value < self.low or (self.low_open and value <= self.low):
+            if self.low_open:
+                return f"{flag} must be above {self.low:g} (at most {self.high:g}{unit}); got {value:g}"
+            if self.low == 0:
+                return f"{flag} must be 0 or more (at most {self.high:g}{unit}); got {value:g}"
+            if self.low == 1:
+                return f"{flag} must be at least 1 (at most {self.high:g}{unit}); got {value:g}"
+            return f"{flag} must be between {self.low:g} and {self.high:g}{unit}; got {value:g}"
+        return None
+
+
+# Every bound of `clipasso sketch` / `clipasso report` in one table (option dest -> Bound), checked
+# before any work starts. Keep them together: they are meant to move into the settings as one block.
+LIMITS = {
+    "strokes": Bound(1, 1024, "strokes", "every stroke is rendered for every seed on every step; 100000 strokes "
+                                         "took 7 GB and 5 min for a single iteration"),
+    "seeds": Bound(1, 64, "candidates", "all seeds are optimised together as one batch"),
+    "strokes_x_seeds": Bound(1, 16384, "strokes in all candidates together",
+                             "memory and time per step grow with strokes x seeds; lower --strokes or --seeds"),
+    "iterations": Bound(0, 100000, "steps", "the paper uses 2000; stop a long run with Ctrl+C, which keeps the "
+                                            "best sketch"),
+    "seed": Bound(0, 2**31 - 1 - 1000 * 64, "", "candidates use seed, seed+1000, ..., which must stay a 31-bit seed"),
+    "canvas": Bound(64, 1024, "pixels", "224 is CLIP's input; larger canvases only render finer"),
+    "png_size": Bound(8, 8192, "pixels", "the PNG is rendered in memory: 16384 px took 12 GB; the SVG is vector "
+                                         "and scales to any size"),
+    "lr": Bound(0, 100, "pixels per step", "a step that large throws the points off the canvas and the sketch "
+                                           "never improves on its starting strokes; CLIPasso uses 1.0",
+                low_open=True),
+    "temperature": Bound(0, 100, "", "the start points become uniformly random long before that", low_open=True),
+    "pen_width": Bound(0, 100, "canvas pixels", "3 is CLIPasso's pen", low_open=True),
+    "text_weight": Bound(0, 100, "", "1 and more already let the words win over the picture"),
+    "trace_weight": Bound(0, 100, "", "the weight is relative to the CLIP loss, which is about 1"),
+    "reseed": Bound(0, 100000, "steps", "0 turns re-seeding off"),
+    "max_strokes": Bound(2, 1024, "strokes", "as --strokes"),
+    "start_strokes": Bound(1, 1023, "strokes", "as --strokes"),
+    "prune_iterations": Bound(0, 10000, "steps", "they run after every removed stroke"),
+    "grow_iterations": Bound(0, 10000, "steps", "they run after every added stroke"),
+}
+
+
+def limit_problems(args, names=None) -> List[str]:
+    """The messages of every option of ``args`` outside its `LIMITS` range (empty when all fit)."""
+    out = []
+    for name, bound in LIMITS.items():
+        if names is not None and name not in names:
+            continue
+        value = getattr(args, name, None)
+        if value is None or name == "strokes_x_seeds":
+            continue
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            msg = bound.problem("--" + name.replace("_", "-"), v)
+            if msg:
+                out.append(msg)
+                break
+    return out
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written; found before any work starts."""
+
+
+NAME_MAX = 255
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists() and os.path.samefile(a, b):
+            return True
+    except OSError:
+        pass
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_output_paths(outputs, inputs=()) -> None:
+    """Raise `OutputPathError` for the first unusable output. ``outputs``: (flag, path, suffixes, hint)
+    with ``suffixes`` the accepted extensions (lower case) and ``hint`` what to use instead; ``inputs``:
+    paths that no output may overwrite."""
+    from .atomic import probe_folder
+
+    seen = []
+    probed = set()
+    for flag, value, suffixes, hint in outputs:
+        if value is None:
+            continue
+        p = Path(value)
+        if len(os.fsencode(p.name)) > NAME_MAX:
+            raise OutputPathError(f"{flag}: the file name is too long ({len(os.fsencode(p.name))} bytes, at most "
+                                  f"{NAME_MAX}); choose a shorter name")
+        if str(value).endswith(("/", os.sep)) or (p.exists() and p.is_dir()):
+            raise OutputPathError(f"{flag} names a folder: {value}; give a file name in it, such as "
+                                  f"{p / ('sketch' + suffixes[0])}")
+        if p.suffix.lower() not in suffixes:
+            got = f"'{p.suffix}'" if p.suffix else "no extension"
+            raise OutputPathError(f"{flag} must name a {' or '.join(suffixes)} file; got {value} ({got})"
+                                  + (f"; {hint}" if hint else ""))
+        if p.is_symlink() and not p.exists():
+            raise OutputPathError(f"{flag}: {value} is a broken symbolic link; remove it or choose another name")
+        if p.exists() and not p.is_file():
+            raise OutputPathError(f"{flag}: {value} exists and is not a regular file; choose another name")
+        for src in inputs:
+            if src is not None and _same_file(p, Path(src)):
+                raise OutputPathError(f"{flag} {value} is the input file {src}; writing it would destroy the "
+                                      "input: choose another output name")
+        for other_flag, other in seen:
+            if _same_file(p, other):
+                raise OutputPathError(f"{flag} and {other_flag} name the same file {value}; give each output "
+                                      "its own name")
+        seen.append((flag, p))
+        folder = p.parent if str(p.parent) else Path(".")
+        if not folder.exists():
+            raise OutputPathError(f"the folder for {value} does not exist; create it first")
+        if not folder.is_dir():
+            raise OutputPathError(f"the folder for {value} ({folder}) is not a folder")
+        key = str(folder.resolve())
+        if key not in probed:
+            try:
+                probe_folder(folder)
+            except OSError as exc:
+                raise OutputPathError(f"{flag}: cannot write to the folder {folder} ({exc.strerror or exc}); "
+                                      "choose a folder you can write to") from None
+            probed.add(key)
+
+
+def _print_error(exc: BaseException, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    msg = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        msg = "out of memory; use fewer --strokes or --seeds, a smaller --canvas or --png-size"
+    elif type(exc).__module__ == "builtins" and type(exc).__name__ not in ("ValueError", "RuntimeError"):
+        msg = f"{type(exc).__name__}: {msg}"
+    print(f"clipasso: error: {msg}" + ("" if debug else "\n(run again with --debug to see the traceback)"),
+          file=sys.stderr)
+
+
+def _add_debug(parser, top: bool = False) -> None:
+    parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="on an error, also print the Python traceback")
 
 
 def _fmt_time(seconds: float) -> str:
@@ -72,10 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="clipasso", description="CLIPasso: turn a picture of an object into an abstract sketch of a few strokes.")
+    _add_debug(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sk = sub.add_parser("sketch", help="sketch an image into an SVG (and PNG)",
                         description="Sketch INPUT with CLIPasso and write the winning sketch as SVG (and PNG). "
-                                    "Without INPUT the bundled example image is sketched.")
+                                    "Without INPUT the bundled example image is sketched. Every option and output "
+                                    "path is checked before any work starts.",
+                        epilog=EXIT_STATUS_HELP + " Upper bounds: " + ", ".join(
+                            f"--{k.replace('_', '-')} {b.high:g}" for k, b in LIMITS.items()
+                            if k != "strokes_x_seeds") + f", strokes x seeds {LIMITS['strokes_x_seeds'].high:g}.")
+    _add_debug(sk)
     sk.add_argument("input", nargs="?", metavar="INPUT", help="image file (PNG, JPEG, WebP, ...); default: bundled example")
     sk.add_argument("-o", "--output", metavar="OUT.svg", help="SVG to write (default: <input name>_sketch.svg)")
     sk.add_argument("--png", metavar="OUT.png", help="also write a PNG of the sketch (2x the canvas, 448 px, unless --png-size)")
@@ -158,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .report import add_report_parser
 
     add_report_parser(sub)
+    _add_debug(sub.choices["report"])
     dl = sub.add_parser("download-weights", help="download the default models once (online) and check they load",
                         description="Download the CLIP models CLIPasso uses (RN101 for the loss, ViT-B-32 for the "
                                     "saliency map, about 630 MB together) with a progress bar, and check that each "
@@ -171,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--pretrained", metavar="TAG", default="openai", help="pretrained tag of both (default openai)")
     dl.add_argument("--matting-model", metavar="NAME", default="u2netp",
                     help="background-removal model (default u2netp, which ships with clipasso: nothing to download)")
+    _add_debug(dl)
     return parser
 
 
@@ -178,6 +353,11 @@ def _download_weights(args) -> int:
     from .models import MODELS_DIR_ENV, ModelConfigError, WeightsNotFoundError, download_weights
 
     folder = args.models_dir or (os.environ.get(MODELS_DIR_ENV, "").split(os.pathsep)[0] or None)
+    if folder is not None:
+        problem = _folder_problem(Path(folder))
+        if problem:
+            print(f"clipasso: error: --models-dir {folder}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     failed = 0
     for name in dict.fromkeys([args.clip_model, args.saliency_model]):
         try:
@@ -200,6 +380,24 @@ def _download_weights(args) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _folder_problem(folder: Path) -> Optional[str]:
+    """Why files cannot be put in ``folder`` (created if missing), or None."""
+    from .atomic import probe_folder
+
+    if folder.exists() and not folder.is_dir():
+        return "this is a file, not a folder; give a folder to put the weights in"
+    probe = folder
+    while not probe.exists():  # the folder is created by the download: its nearest existing parent must be writable
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    try:
+        probe_folder(probe)
+    except OSError as exc:
+        return f"cannot write to {probe} ({exc.strerror or exc}); choose a folder you can write to"
+    return None
+
+
 def _feature_settings(args) -> dict:
     """Text guidance, styled strokes and canvas flags as `clipasso.pipeline.sketch` keywords."""
     out = {}
@@ -215,6 +413,27 @@ def _feature_settings(args) -> dict:
     if args.canvas is not None:
         out["canvas"] = args.canvas
     return out
+
+
+def sketch_path_problem(args, out_svg: Path) -> Optional[str]:
+    """The first problem with the input or an output path of `clipasso sketch`, or None."""
+    if args.input is not None:
+        if not os.path.exists(args.input):
+            return f"input image not found: {args.input}"
+        if os.path.isdir(args.input):
+            return f"the input {args.input} is a folder; give an image file (PNG, JPEG, WebP, ...)"
+    inputs = [p for p in (args.input, args.clip_weights, args.saliency_weights) if p]
+    try:
+        check_output_paths([
+            ("-o", str(out_svg), (".svg",), "-o writes the SVG; a PNG goes to --png OUT.png"),
+            ("--png", args.png, (".png",), "--png writes a PNG; the SVG goes to -o OUT.svg"),
+            ("--gif", args.gif, (".gif",), ""),
+            ("--animated-svg", args.animated_svg, (".svg",), ""),
+            ("--curve", args.curve, (".json",), ""),
+        ], inputs)
+    except OutputPathError as exc:
+        return str(exc)
+    return None
 
 
 def _sketch(args) -> int:
@@ -234,24 +453,18 @@ def _sketch(args) -> int:
     except ImportError:  # pragma: no cover - matting is part of the package
         pass
 
-    if args.input is not None and not os.path.exists(args.input):
-        print(f"clipasso: error: input image not found: {args.input}", file=sys.stderr)
-        return EXIT_USAGE
     stem = Path(args.input).stem if args.input else "example"
     out_svg = Path(args.output) if args.output else Path(f"{stem}_sketch.svg")
-    if out_svg.suffix.lower() != ".svg":
-        print(f"clipasso: error: the output must be an .svg file; got {out_svg}", file=sys.stderr)
+    problem = sketch_path_problem(args, out_svg)
+    if problem:
+        print(f"clipasso: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    for p in [out_svg] + ([Path(args.png)] if args.png else []):
-        if p.parent and not p.parent.exists():
-            print(f"clipasso: error: the folder for {p} does not exist; create it first", file=sys.stderr)
-            return EXIT_USAGE
 
     from .optimize import PRESETS
 
     total = args.iterations if args.iterations is not None else PRESETS[args.preset]["iterations"]
     bar = ProgressBar(total, enabled=not args.quiet)
-    stop = {"requested": False}
+    stop = {"requested": False, "terminated": False}
 
     def on_sigint(signum, frame):  # first Ctrl+C: stop and keep the best so far; second: abort
         if stop["requested"]:
@@ -259,15 +472,34 @@ def _sketch(args) -> int:
         stop["requested"] = True
         print("\nclipasso: stopping after this iteration (Ctrl+C again to abort)...", file=sys.stderr)
 
+    def on_sigterm(signum, frame):  # as Ctrl+C: stop, write the best sketch so far, then exit 143
+        stop["terminated"] = True
+        if not stop["requested"]:
+            stop["requested"] = True
+            print("\nclipasso: SIGTERM: stopping after this iteration and writing the best sketch so far...",
+                  file=sys.stderr)
+
     def progress(it, losses, image):
         best = float(torch.nan_to_num(losses["best"], nan=float("inf")).min())
         bar.update(it, best)
 
-    old = signal.getsignal(signal.SIGINT)
+    old = {}
+    for signum, handler in ((signal.SIGINT, on_sigint), (signal.SIGTERM, on_sigterm)):
+        try:
+            old[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread
+            pass
     try:
-        signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread
-        old = None
+        return _run_and_write(args, out_svg, bar, stop, progress, errors)
+    finally:  # the handlers stay until every file is written: a SIGTERM while writing does not cut it short
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+
+
+def _run_and_write(args, out_svg, bar, stop, progress, errors) -> int:
+    from . import abstraction_cli
+    from .pipeline import sketch
+
     try:
         extra = {"lr": args.lr} if args.lr is not None else {}
         extra.update(abstraction_cli.sketch_settings(args))
@@ -293,11 +525,12 @@ def _sketch(args) -> int:
         msg = str(exc)
         if "background" in type(exc).__name__.lower() or "Matting" in type(exc).__name__:
             msg += "\n(or run without background removal: --no-background-removal)"
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
         print(f"clipasso: error: {msg}", file=sys.stderr)
         return EXIT_ERROR
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
     bar.close()
 
     result.save_svg(out_svg)
@@ -326,13 +559,29 @@ def _sketch(args) -> int:
     if styled:
         lines.append("  styled strokes: " + ", ".join(styled))
     lines += [f"  note: {n}" for n in result.notes]
-    print("\n".join(lines))
-    return EXIT_OK
+    if stop.get("terminated"):
+        lines.append(f"  stopped by SIGTERM: the best sketch so far is written (exit status {EXIT_TERMINATED})")
+    print("\n".join(lines), flush=True)
+    return EXIT_TERMINATED if stop.get("terminated") else EXIT_OK
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return _dispatch(parser, args)
+    except KeyboardInterrupt as exc:  # a second Ctrl+C
+        if debug:
+            _print_error(exc, True)
+        print("clipasso: aborted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Exception as exc:  # an error no handler above expected: the message, not a traceback
+        _print_error(exc, debug)
+        return EXIT_ERROR
+
+
+def _dispatch(parser, args) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -343,22 +592,17 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         return run_report_cli(args)
     if args.command == "sketch":
-        for name in ("strokes", "seeds"):
-            v = getattr(args, name)
-            if v is not None and v < 1:
-                parser.error(f"--{name} must be at least 1")
-        if args.iterations is not None and args.iterations < 0:
-            parser.error("--iterations must be 0 or more")
-        if getattr(args, "reseed", None) is not None and args.reseed < 0:
-            parser.error("--reseed must be a number of steps, 0 or more (0 = off)")
-        if args.png_size is not None and not 8 <= args.png_size <= 16384:
-            parser.error("--png-size must be between 8 and 16384 pixels")
-        if args.canvas is not None and not 64 <= args.canvas <= 1024:
-            parser.error("--canvas must be between 64 and 1024 pixels (224 is CLIP's input size)")
-        if args.pen_width is not None and not (0 < args.pen_width <= 100):
-            parser.error("--pen-width must be a line width in canvas pixels, above 0 (3 = CLIPasso's pen)")
-        if args.text_weight is not None and not args.text_weight >= 0:
-            parser.error("--text-weight must be 0 or more")
+        problems = limit_problems(args, [n for n in LIMITS if n not in ("max_strokes", "start_strokes",
+                                                                        "prune_iterations", "grow_iterations")])
+        if problems:
+            parser.error(problems[0])
+        from .optimize import PRESETS
+
+        seeds = args.seeds if args.seeds is not None else int(PRESETS[args.preset]["seeds"])
+        strokes = max(args.strokes or int(PRESETS[args.preset]["strokes"]), args.max_strokes or 0)
+        msg = LIMITS["strokes_x_seeds"].problem("strokes x seeds", strokes * seeds)
+        if msg:
+            parser.error(f"{msg} ({strokes} strokes x {seeds} seeds)")
         if args.text is not None and not args.text.strip():
             parser.error("--text is empty; give a short description such as \"a cat, side view\"")
         from . import abstraction_cli

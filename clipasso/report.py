@@ -171,9 +171,14 @@ def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strok
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97 if title else 1))
+    from .atomic import atomic_path
+
     path = Path(path)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:  # never a half-written PNG, the previous one kept on failure
+            fig.savefig(tmp, dpi=dpi, format=(path.suffix[1:].lower() or "png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -303,12 +308,30 @@ def run_report_cli(args) -> int:
     from .pipeline import EXAMPLE_IMAGE, pick_device
 
     inputs = args.inputs or [str(EXAMPLE_IMAGE)]
+    from .cli import LIMITS, OutputPathError, check_output_paths, limit_problems
+
     for p in inputs:
         if not os.path.exists(p):
             print(f"clipasso: error: input image not found: {p}", file=sys.stderr)
             return 2
-    if any(n < 1 for n in args.strokes) or args.iterations < 0 or args.seeds < 1:
-        print("clipasso: error: --strokes and --seeds must be >= 1, --iterations >= 0", file=sys.stderr)
+        if os.path.isdir(p):
+            print(f"clipasso: error: the input {p} is a folder; give image files", file=sys.stderr)
+            return 2
+    if args.quality_json and not os.path.isfile(args.quality_json):
+        print(f"clipasso: error: --quality-json {args.quality_json} not found (bench/quality.py writes it)",
+              file=sys.stderr)
+        return 2
+    problems = limit_problems(args, ("strokes", "iterations", "seeds"))
+    too_many = LIMITS["strokes_x_seeds"].problem("strokes x seeds", max(args.strokes) * args.seeds)
+    if problems or too_many:
+        print(f"clipasso: error: {(problems or [too_many])[0]}", file=sys.stderr)
+        return 2
+    try:
+        check_output_paths([("-o", args.output, (".png",), "the report is a PNG grid; the page goes to --markdown"),
+                            ("--markdown", args.markdown, (".md",), "")],
+                           [*inputs, args.quality_json, args.clip_weights, args.saliency_weights])
+    except OutputPathError as exc:
+        print(f"clipasso: error: {exc}", file=sys.stderr)
         return 2
     try:
         dev = pick_device(args.device)
@@ -327,7 +350,9 @@ def run_report_cli(args) -> int:
             md = gallery_markdown(pics, os.path.relpath(out, Path(args.markdown).parent), caption,
                                   dict(loss=loss, iterations=args.iterations, seeds=args.seeds),
                                   quality, args.quality_json or "")
-            Path(args.markdown).write_text(md)
+            from .atomic import write_text_atomic
+
+            write_text_atomic(args.markdown, md)
             print(f"report: {args.markdown}")
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"clipasso: error: {exc}", file=sys.stderr)

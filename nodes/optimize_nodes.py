@@ -2,8 +2,13 @@
 
 ComfyUI runs every node under ``torch.inference_mode()``; the optimiser needs autograd, so both
 nodes leave inference mode, enable gradients and work on fresh copies of their inputs. Progress
-goes to ComfyUI's progress bar with a preview of the leading candidate; Cancel is checked on every
-iteration (the engine's ``should_stop`` hook raises ComfyUI's interruption exception).
+goes to ComfyUI's progress bar with a preview of the leading candidate.
+
+Cancel: ComfyUI's interrupt ends the whole prompt with ``InterruptProcessingException``, so a node
+cannot return outputs after it. Both nodes therefore check the interrupt on every iteration, let the
+engine stop cleanly at its best state, show that best sketch as the node's last preview image, free
+the memory, and then re-raise the interruption: the run's outputs are discarded (nothing goes
+downstream, nothing is saved), the preview is only to look at.
 """
 from __future__ import annotations
 
@@ -40,10 +45,28 @@ class _Progress:
         self.total = max(1, int(total))
         self.bar = comfy.utils.ProgressBar(self.total)
         self.offset = 0
+        self.value = 0
+
+    def show_best(self, strokes) -> None:
+        """One last preview: the lowest-loss candidate of ``strokes`` (sent even after Cancel)."""
+        import comfy.model_management as mm
+        from clipasso.images import to_pil
+        from clipasso.raster import render
+
+        lead = int(torch.argmin(torch.nan_to_num(strokes.losses.float(), nan=float("inf"))))
+        image = render(strokes.select([lead]).detach().cpu()).image[0]
+        mm.interrupt_current_processing(False)  # the hook refuses to send while the flag is set
+        try:
+            self.bar.update_absolute(self.value, self.total, ("JPEG", to_pil(image.float()), PREVIEW_SIZE))
+        finally:
+            mm.interrupt_current_processing(True)
 
     def callback(self, iteration, losses, render):
         from clipasso.images import to_pil
 
+        if cancel_requested():  # ComfyUI's progress hook would raise here; the engine stops on its own
+            return
+        self.value = min(self.total, self.offset + int(iteration))
         best = losses.get("best")
         lead = int(torch.argmin(torch.nan_to_num(best, nan=float("inf")))) if best is not None else 0
         preview = to_pil(render[lead].detach().float().cpu())
@@ -51,9 +74,28 @@ class _Progress:
                                  ("JPEG", preview, PREVIEW_SIZE))
 
 
+def cancel_requested() -> bool:
+    """True once the user pressed Cancel (ComfyUI's interrupt flag; reading it does not clear it)."""
+    import comfy.model_management as mm
+
+    return bool(mm.processing_interrupted())
+
+
 def _stop_when_cancelled() -> bool:
-    check_interrupted()  # raises ComfyUI's InterruptProcessingException when Cancel was pressed
-    return False
+    return cancel_requested()  # the engine then stops after this iteration, at its best state
+
+
+def _discard_cancelled(progress: "_Progress", best) -> None:
+    """After Cancel: show ``best`` as the last preview, then raise ComfyUI's interruption (the prompt ends
+    with no outputs). Does nothing when Cancel was not pressed."""
+    if not cancel_requested():
+        return
+    try:
+        if best is not None and best.num_candidates:
+            progress.show_best(best)
+    except Exception:  # a preview must never hide the cancellation
+        pass
+    check_interrupted()  # clears the flag and raises InterruptProcessingException
 
 
 def _picture_groups(strokes, pictures: int) -> List[List[int]]:
@@ -121,8 +163,10 @@ class OptimizeSketch(io.ComfyNode):
             category=CATEGORY,
             description="Move the strokes' control points by gradient descent so that CLIP features of the sketch "
                         "match those of the picture: ResNet layers keep the geometry, the embedding the meaning. "
-                        "All candidates run as one batch. Shows a live preview; Cancel stops it and keeps the best "
-                        "state reached.",
+                        "All candidates run as one batch. Shows a live preview. Cancel stops within one iteration and "
+                        "discards the run: ComfyUI ends the whole prompt, so no strokes or images come out and "
+                        "nothing downstream runs or is saved; the node's last preview shows the best sketch "
+                        "reached, to look at only. To keep a result, set fewer iterations.",
             inputs=[
                 ClipassoModelsType.Input("models", optional=True,
                                          tooltip="From Load CLIPasso Models; its loss encoder is used. Not needed "
@@ -190,14 +234,18 @@ class OptimizeSketch(io.ComfyNode):
             if augmentations == 0:
                 overrides["aug_pool"] = 0
         config = OptimizeConfig.from_preset(preset, **overrides).validate()
-        try:
+
+        def run_all(progress):
             with torch.inference_mode(False), torch.enable_grad():
                 pictures = images_to_chw(image)
                 groups = _picture_groups(strokes, len(pictures))
                 start = strokes.detach()  # fresh, autograd-capable copies
-                progress = _Progress(config.iterations * len(groups))
+                progress.total = max(1, config.iterations * len(groups))
+                progress.bar.total = progress.total
                 results = []
                 for i, (pic, group) in enumerate(zip(pictures, groups)):
+                    if cancel_requested():
+                        break
                     progress.offset = i * config.iterations
                     target = picture_on_canvas(pic, start.height)
                     if start.height != start.width:
@@ -207,8 +255,17 @@ class OptimizeSketch(io.ComfyNode):
                                    should_stop=_stop_when_cancelled,
                                    device=models.device if models is not None else compute_device())
                     results.append(run.strokes)
-                best = Strokes.concat(results).cpu()
+                return Strokes.concat(results).cpu() if results else None
+
+        progress = _Progress(config.iterations)
+        best = None
+        try:
+            best = run_all(progress)  # its frames (targets, encoder activations) are gone once it returns
+            _discard_cancelled(progress, best)
             images, _ = render_to_comfy(best)
+        except BaseException:
+            best = None  # nothing of a cancelled or failed run stays referenced from this frame
+            raise
         finally:
             gc.collect()
             free_memory()
@@ -228,7 +285,8 @@ class CLIPassoSketch(io.ComfyNode):
             category=CATEGORY,
             description="The whole CLIPasso pipeline in one node: remove the background, find the salient parts, "
                         "place strokes, optimise every seed against CLIP and keep the best. Each picture of a batch "
-                        "is sketched on its own.",
+                        "is sketched on its own. Cancel discards the run (no outputs, nothing saved); the last "
+                        "preview shows the best sketch reached.",
             inputs=[
                 io.Image.Input("image", tooltip="Picture(s) of an object; every picture of a batch gets a sketch."),
                 io.Combo.Input("preset", options=PRESET_NAMES, default="fast",
@@ -277,13 +335,17 @@ class CLIPassoSketch(io.ComfyNode):
         from clipasso.strokes import Strokes
 
         dirs = models_dirs()
-        winners = []
-        try:
+        total_its = int(iterations) or PRESETS[preset]["iterations"]
+        progress = _Progress(total_its)
+
+        def run_all():
+            winners = []
             with torch.inference_mode(False), torch.enable_grad():
                 pictures = images_to_chw(image)
-                total_its = int(iterations) or PRESETS[preset]["iterations"]
-                progress = _Progress(total_its * len(pictures))
+                progress.total = progress.bar.total = max(1, total_its * len(pictures))
                 for i, pic in enumerate(pictures):
+                    if cancel_requested():
+                        break
                     progress.offset = i * total_its
                     if remove_background:
                         # matting here, searching every models/clipasso folder: the engine then uses the
@@ -300,8 +362,17 @@ class CLIPassoSketch(io.ComfyNode):
                                     canvas=int(canvas), framing=None if framing in (None, "preset") else framing,
                                     **_feature_settings(**features))
                     winners.append(result.strokes)
-                best = Strokes.concat(winners).cpu()
+                    del result
+            return Strokes.concat(winners).cpu() if winners else None
+
+        best = None
+        try:
+            best = run_all()
+            _discard_cancelled(progress, best)
             rendered, _ = render_to_comfy(best)
+        except BaseException:
+            best = None
+            raise
         finally:
             gc.collect()
             free_memory()

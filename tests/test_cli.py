@@ -98,10 +98,11 @@ def test_saliency_and_initialisation_flags(tiny_models_dir, image_file, tmp_path
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert svg.read_text().count("<path") == 4
-    # a bad temperature and an unknown matting model are reported, not raised
-    rc = main(_args(tiny_models_dir, str(image_file), "-o", str(tmp_path / "t.svg"), "-q", "--temperature", "0"))
+    # a bad temperature is an option error, found before any work; an unknown matting model is reported
+    with pytest.raises(SystemExit) as exited:
+        main(_args(tiny_models_dir, str(image_file), "-o", str(tmp_path / "t.svg"), "-q", "--temperature", "0"))
     err = capsys.readouterr().err
-    assert rc != 0 and "temperature" in err and "Traceback" not in err
+    assert exited.value.code == 2 and "--temperature must be above 0" in err and "Traceback" not in err
     args = [a for a in _args(tiny_models_dir, str(image_file), "-o", str(tmp_path / "m.svg"), "-q",
                              "--matting-model", "no-such-model") if a != "--no-background-removal"]
     rc = main(args)

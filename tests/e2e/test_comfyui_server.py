@@ -167,6 +167,7 @@ def test_cancel_stops_a_running_optimization_within_seconds(comfy, matting_weigh
     def press_cancel(run, kind, data):
         if kind == "progress" and data.get("node") == opt and "at" not in state:
             state["at"] = time.monotonic()
+            state["previews"] = len(run.previews)
             comfy.interrupt()
 
     run = comfy.run(prompt, timeout=600, on_event=press_cancel)
@@ -177,6 +178,23 @@ def test_cancel_stops_a_running_optimization_within_seconds(comfy, matting_weigh
     assert stopped_after < 10
     steps = [p["value"] for p in run.progress if p["node"] == opt]
     assert max(steps) < 20000
+    # as the node's description says: the run is discarded (no outputs, nothing saved) ...
+    downstream, grew = {opt}, True
+    while grew:  # every node fed (directly or not) by Optimize Sketch
+        fed = {n for n, node in prompt.items()
+               if any(isinstance(v, list) and v and v[0] in downstream for v in node["inputs"].values())}
+        grew = not fed <= downstream
+        downstream |= fed
+    outputs = comfy.history(run.prompt_id).get("outputs", {})
+    assert not set(outputs) & downstream, outputs
+    # ... and the best sketch reached is shown as the last preview, a decodable image
+    assert len(run.previews) > state["previews"], "no preview of the best state after Cancel"
+    from PIL import Image
+
+    Image.open(io.BytesIO(run.previews[-1])).load()
+    # the server stays usable: the same workflow, short, runs to the end right after
+    again = comfy.run(small_pipeline(iterations=2), timeout=300)
+    assert again.status == "success", again.error
 
 
 def test_errors_are_ours_and_clear(comfy):
