@@ -190,6 +190,20 @@ def test_saliency_relevancy_runs_with_gradients_under_inference_mode(N, models):
     assert sal.shape == (1, 48, 48) and torch.isfinite(sal).all() and float(sal.max()) > 0
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_image_or_mask_inputs_are_refused(N, bad):
+    kw = dict(image=disk(32), saliency=None, mask=None, strokes=3, seeds=1, seed=0, temperature=0.3,
+              segments=1, width=1.5, use_edges=False, canvas=32)
+    mask = torch.ones(1, 32, 32)
+    mask[0, 3, 3] = bad
+    with pytest.raises(Exception, match="NaN or infinite"):
+        run(N["CLIPassoInitStrokes"], **dict(kw, mask=mask))
+    image = disk(32).clone()
+    image[0, 5, 5, 1] = bad
+    with pytest.raises(Exception, match="NaN or infinite"):
+        run(N["CLIPassoInitStrokes"], **dict(kw, image=image))
+
+
 def test_init_strokes_batch_of_pictures_times_seeds(N):
     image = disk(64, batch=2)
     sal = torch.zeros(2, 64, 64)
