@@ -418,10 +418,14 @@ def _feature_settings(args) -> dict:
 def sketch_path_problem(args, out_svg: Path) -> Optional[str]:
     """The first problem with the input or an output path of `clipasso sketch`, or None."""
     if args.input is not None:
-        if not os.path.exists(args.input):
-            return f"input image not found: {args.input}"
-        if os.path.isdir(args.input):
-            return f"the input {args.input} is a folder; give an image file (PNG, JPEG, WebP, ...)"
+        from .images import ImageError, check_image_path
+
+        try:
+            check_image_path(args.input)  # missing, a folder, a link loop, a name too long, ...
+        except ImageError as exc:
+            msg = str(exc)
+            return msg.replace("image file not found", "input image not found", 1) if \
+                msg.startswith("image file not found") else msg
     inputs = [p for p in (args.input, args.clip_weights, args.saliency_weights) if p]
     try:
         check_output_paths([

@@ -222,6 +222,41 @@ def _too_big(shown: str, width, height, pixels, limit: int) -> ImageError:
                       "(sketching works at 224 px anyway)")
 
 
+def check_image_path(path) -> os.stat_result:
+    """The file's stat if ``path`` can be an image file; `ImageError` saying what to do otherwise (missing,
+    a dangling link, a link loop, a name too long, no permission, a folder, not a regular file)."""
+    import errno
+    import stat
+
+    path = os.fspath(path)
+    shown = _shown(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageError(f"image file not found: {shown} is a symbolic link to "
+                             f"{_shown(os.readlink(path))}, which does not exist; fix the link or give the "
+                             "picture itself") from None
+        raise ImageError(f"image file not found: {shown}; check the name and the folder") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError(f"cannot open {shown}: its symbolic links form a loop; fix the link or give the "
+                             "picture itself") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise ImageError(f"cannot open {shown}: the file name is too long for this system; rename the file "
+                             "or its folders to something shorter") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise ImageError(f"no permission to read {shown}; check its permissions") from None
+        raise ImageError(f"cannot open {shown}: {exc.strerror or exc}; check the path") from None
+    except ValueError as exc:  # an embedded NUL character
+        raise ImageError(f"invalid image file name {shown!r}: {exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(f"{shown} is a folder, not an image file; give the path of one picture in it")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"{shown} is not a regular file (a device, pipe or socket); save the picture to a file")
+    return st
+
+
 def load_image_file(path, max_pixels: int = MAX_PIXELS) -> "Image.Image":
     """Open an image file with every check done before decoding, EXIF orientation applied.
 
@@ -248,30 +283,7 @@ def load_image_file(path, max_pixels: int = MAX_PIXELS) -> "Image.Image":
         raise ImageError("got bytes that look like file contents, not a file name; open them with "
                          "PIL.Image.open(io.BytesIO(data)) and pass the image")
     shown = _shown(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise ImageError(f"image file not found: {shown} is a symbolic link to "
-                             f"{_shown(os.readlink(path))}, which does not exist; fix the link or give the "
-                             "picture itself") from None
-        raise ImageError(f"image file not found: {shown}; check the name and the folder") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ImageError(f"cannot open {shown}: its symbolic links form a loop; fix the link or give the "
-                             "picture itself") from None
-        if exc.errno == errno.ENAMETOOLONG:
-            raise ImageError(f"cannot open {shown}: the file name is too long for this system; rename the file "
-                             "or its folders to something shorter") from None
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            raise ImageError(f"no permission to read {shown}; check its permissions") from None
-        raise ImageError(f"cannot open {shown}: {exc.strerror or exc}; check the path") from None
-    except ValueError as exc:  # an embedded NUL character
-        raise ImageError(f"invalid image file name {shown!r}: {exc}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageError(f"{shown} is a folder, not an image file; give the path of one picture in it")
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageError(f"{shown} is not a regular file (a device, pipe or socket); save the picture to a file")
+    st = check_image_path(path)
     if st.st_size == 0:
         raise ImageError(f"{shown} is empty (0 bytes); the picture was not written completely, save it again")
     try:

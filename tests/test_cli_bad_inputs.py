@@ -31,6 +31,8 @@ def work(tmp_path):
     (tmp_path / "link.png").symlink_to(photo)
     (tmp_path / "dangling.svg").symlink_to(tmp_path / "nowhere" / "x.svg")
     os.mkfifo(tmp_path / "pipe.svg")
+    (tmp_path / "loop_a.png").symlink_to(tmp_path / "loop_b.png")
+    (tmp_path / "loop_b.png").symlink_to(tmp_path / "loop_a.png")
     return tmp_path
 
 
@@ -64,6 +66,7 @@ SKETCH_CASES = [
     ("curve named .txt", ["--order", "--curve", "{d}/curve.txt"], "--curve must name a .json file"),
     ("input is a folder", ["@{d}/adir"], "is a folder"),
     ("input missing", ["@{d}/nope.png"], "input image not found"),
+    ("input a symlink loop", ["@{d}/loop_a.png"], "symbolic links form a loop"),
     ("strokes 100000", ["--strokes", "100000"], "--strokes must be at most 1024"),
     ("strokes 0", ["--strokes", "0"], "--strokes must be at least 1"),
     ("strokes negative", ["--strokes", "-3"], "--strokes must be at least 1"),
