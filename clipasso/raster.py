@@ -34,6 +34,13 @@ MAX_PIECE_PX = 6.0    # px: longer pieces have loose bounding boxes and waste ti
 MAX_PIECES = 1024     # per cubic segment
 TILE = 4              # px: side of the tiles the search bins pieces into
 _PAIRS_PER_CHUNK = 1 << 18  # (piece, tile) pairs per search chunk: bounds search memory (~40 MB)
+_PIECES_PER_GROUP = 1 << 18  # polyline pieces flattened and searched at once (strokes are grouped)
+_ENTRIES_BEFORE_COMPACT = 1 << 22  # found (pixel, stroke) entries kept before duplicates are merged
+_DENSE_SUFFIX_CELLS = 1 << 22  # pixels x max strokes per pixel above which compositing avoids a dense table
+
+MAX_RENDER_PIXELS = 1 << 25
+"""Most pixels `render` draws in one call, all candidates together (32 Mi: two 4096 x 4096 pictures):
+a bound on the picture buffers, which need about 40 bytes a pixel while rendering."""
 
 Background = Optional[Union[float, Sequence[float], torch.Tensor]]
 
@@ -152,6 +159,7 @@ def _near_pairs(A, Bp, stroke_of_piece, reach, S, H, W):
     loc = torch.arange(TILE * TILE, device=dev)
     lx, ly = loc % TILE, loc // TILE
     keys, pieces, dists = [], [], []
+    held = 0
     # chunk over pieces so the (pair, 16 pixels) buffers stay bounded for any canvas and stroke count
     bounds = torch.searchsorted(cum, torch.arange(_PAIRS_PER_CHUNK, total + _PAIRS_PER_CHUNK,
                                                   _PAIRS_PER_CHUNK, device=dev), right=False).tolist()
@@ -183,24 +191,34 @@ def _near_pairs(A, Bp, stroke_of_piece, reach, S, H, W):
             keys.append((bb * (H * W) + pix) * S + ss)
             pieces.append(segk)
             dists.append(d2[pi, li])
+            held += pi.numel()
+            if held > _ENTRIES_BEFORE_COMPACT and len(keys) > 1:
+                # many pieces near the same pixels (wide or dense strokes): keep only the nearest so far
+                k1, p1, q1 = _nearest_per_key(torch.cat(keys), torch.cat(pieces), torch.cat(dists))
+                keys, pieces, dists, held = [k1], [p1], [q1], k1.numel()
         start = stop
         if start >= cnt.numel():
             break
     if not keys:
         return empty, empty
-    key = torch.cat(keys)
-    piece = torch.cat(pieces)
-    d2 = torch.cat(dists)
+    key, piece, _ = _nearest_per_key(torch.cat(keys), torch.cat(pieces), torch.cat(dists))
+    return key, piece
+
+
+def _nearest_per_key(key, piece, d2):
+    """One entry per key (sorted ascending): the one with the nearest piece (the first such on ties)."""
     if key.numel() == 0:
-        return empty, empty
-    # nearest piece per key: sort by (key, distance) and take the first of each run
-    order = torch.argsort(d2)
-    key, piece = key[order], piece[order]
-    order = torch.argsort(key, stable=True)
-    key, piece = key[order], piece[order]
-    first = torch.ones_like(key, dtype=torch.bool)
-    first[1:] = key[1:] != key[:-1]
-    return key[first], piece[first]
+        return key, piece, d2
+    order = torch.argsort(key)                      # one sort; the minimum per run comes from a scatter
+    key, piece, d2 = key[order], piece[order], d2[order]
+    uniq, inv = torch.unique_consecutive(key, return_inverse=True)
+    G = uniq.numel()
+    best = torch.full((G,), float("inf"), dtype=d2.dtype, device=d2.device).scatter_reduce(
+        0, inv, d2, "amin", include_self=True)
+    at_min = (d2 == best[inv]).nonzero(as_tuple=True)[0]
+    pick = torch.full((G,), key.numel(), dtype=torch.long, device=key.device).scatter_reduce(
+        0, inv[at_min], at_min, "amin", include_self=True)
+    return uniq, piece[pick], d2[pick]
 
 
 def _composite_entries(alpha_e, group, colors_e, n_groups_hint=None):
@@ -221,46 +239,101 @@ def _composite_entries(alpha_e, group, colors_e, n_groups_hint=None):
         return uniq, trans, None
     # transmittance of what is painted after each entry: a suffix sum within its pixel
     starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(group.numel(), device=group.device) - starts[inv]
     D = int(counts.max())
-    M = torch.zeros(G, D, dtype=alpha_e.dtype, device=alpha_e.device).index_put((inv, rank), log_t)
-    suffix = torch.flip(torch.cumsum(torch.flip(M, [1]), 1), [1])   # inclusive
-    after = torch.exp(suffix[inv, rank] - log_t)
+    if G * D <= _DENSE_SUFFIX_CELLS:
+        rank = torch.arange(group.numel(), device=group.device) - starts[inv]
+        M = torch.zeros(G, D, dtype=alpha_e.dtype, device=alpha_e.device).index_put((inv, rank), log_t)
+        suffix = torch.flip(torch.cumsum(torch.flip(M, [1]), 1), [1])   # inclusive
+        after = torch.exp(suffix[inv, rank] - log_t)
+    else:
+        # many strokes over one pixel: the same suffix sums from one running sum over all entries
+        # (in float64, so the differences of large running sums stay exact enough), memory O(entries)
+        run = torch.cumsum(log_t.double(), 0)                          # inclusive prefix, all pixels
+        before_pixel = torch.cat([run.new_zeros(1), run])[starts]      # prefix up to each pixel's start
+        within = run - before_pixel[inv]                               # inclusive prefix within the pixel
+        after = torch.exp(total_log.double()[inv] - within).to(alpha_e.dtype)
     ink = torch.zeros(G, 3, dtype=alpha_e.dtype, device=alpha_e.device).index_add(
         0, inv, colors_e * (alpha_e * after)[:, None])
     return uniq, trans, ink
 
 
+def _drawn_counts(points, widths, H, W):
+    """Pieces per cubic [B, S, k] for rendering: as `piece_counts`, but 0 for cubics that cannot touch
+    the canvas (the control points' box, grown by the stroke's reach, misses it: a cubic lies inside its
+    control polygon) and for the zero-length segments that pad a stroke at its end (all four control
+    points on the previous segment's end point, which that segment already draws)."""
+    cub = _cubics(points).detach()                                     # [B,S,k,4,2]
+    n = piece_counts(cub)
+    reach = (widths.detach() + 0.5)[..., None]                         # [B,S,1]
+    lo, hi = cub.amin(-2), cub.amax(-2)                                # [B,S,k,2]
+    off = ((hi[..., 0] + reach <= 0) | (lo[..., 0] - reach >= W)
+           | (hi[..., 1] + reach <= 0) | (lo[..., 1] - reach >= H))
+    pad = (cub == cub[..., :1, :]).all(-1).all(-1)
+    pad[..., 0] = False                                                # a stroke's first segment always draws
+    return torch.where(off | pad, torch.zeros_like(n), n)
+
+
+def _stroke_groups(pieces_per_stroke: torch.Tensor, budget: int):
+    """Consecutive (start, stop) ranges of flat strokes with about `budget` pieces each (at least one stroke)."""
+    cum = torch.cumsum(pieces_per_stroke, 0).tolist()
+    groups, start, base = [], 0, 0
+    for i, c in enumerate(cum):
+        if c - base > budget and i > start:
+            groups.append((start, i))
+            start, base = i, cum[i - 1]
+    groups.append((start, len(cum)))
+    return groups
+
+
 def _rasterize_tiled(points, widths, colors, H, W, background):
-    Bn, S = points.shape[:2]
-    A, Bp, stroke = flatten(points)
-    r_flat = widths.reshape(-1)
-    reach = (r_flat.detach() + 0.5)[stroke]
-    key, piece = _near_pairs(A.detach(), Bp.detach(), stroke, reach, S, H, W)
+    """Strokes are flattened and searched a group at a time (about `_PIECES_PER_GROUP` pieces each),
+    and the groups are composited in painting order, so memory stays bounded for any stroke count."""
+    Bn, S, P, _ = points.shape
     HW = H * W
     dev, dt = points.device, points.dtype
-    group = key // S                                     # b * HW + pixel
-    st = stroke[piece]
-    pix = group % HW
-    px = (pix % W).to(dt) + 0.5
-    py = (pix // W).to(dt) + 0.5
-    a, b = A[piece], Bp[piece]                           # with gradients
-    d = _safe_sqrt(_seg_dist2(px, py, a[:, 0], a[:, 1], b[:, 0], b[:, 1]))
+    counts = _drawn_counts(points, widths, H, W)                       # [B,S,k]
+    flat_pts = points.reshape(1, Bn * S, P, 2)
+    flat_counts = counts.reshape(Bn * S, -1)
+    r_flat = widths.reshape(-1)
     col = colors.reshape(-1, 4)
-    alpha_e = coverage(d, r_flat[st]) * col[st, 3]
-    rgb = col[:, :3]
-    uniform = bool((rgb.detach() == rgb.detach()[:1]).all())
-    uniq, trans, ink = _composite_entries(alpha_e, group, None if uniform else rgb[st])
-    if uniform:  # one ink colour: the over-composite telescopes to c * (1 - T)
-        ink = (1 - trans)[:, None] * rgb[0][None, :]
-
-    alpha_img = torch.zeros(Bn * HW, dtype=dt, device=dev).index_copy(0, uniq, 1 - trans)
+    rgb_all = col[:, :3]
+    uniform = bool((rgb_all.detach() == rgb_all.detach()[:1]).all())
+    trans_img = torch.ones(Bn * HW, dtype=dt, device=dev)              # what shows through all ink
+    ink_img = torch.zeros(Bn * HW, 3, dtype=dt, device=dev)            # premultiplied ink colour
+    for s0, s1 in _stroke_groups(flat_counts.sum(-1), _PIECES_PER_GROUP):
+        A, Bp, stroke = flatten(flat_pts[:, s0:s1], flat_counts[s0:s1])
+        if stroke.numel() == 0:
+            continue
+        stroke = stroke + s0                                           # flat index b * S + s
+        reach = (r_flat.detach() + 0.5)[stroke]
+        key, piece = _near_pairs(A.detach(), Bp.detach(), stroke, reach, S, H, W)
+        if key.numel() == 0:
+            continue
+        group = key // S                                               # b * HW + pixel
+        st = stroke[piece]
+        pix = group % HW
+        px = (pix % W).to(dt) + 0.5
+        py = (pix // W).to(dt) + 0.5
+        a, b = A[piece], Bp[piece]                                     # with gradients
+        d = _safe_sqrt(_seg_dist2(px, py, a[:, 0], a[:, 1], b[:, 0], b[:, 1]))
+        alpha_e = coverage(d, r_flat[st]) * col[st, 3]
+        uniq, trans, ink = _composite_entries(alpha_e, group, None if uniform else rgb_all[st])
+        if uniform:  # one ink colour: the over-composite telescopes to c * (1 - T)
+            ink = (1 - trans)[:, None] * rgb_all[0][None, :]
+        # this group is painted over what is there: ink' = ink + T * ink_below, T' = T * T_below
+        ink_img = ink_img.index_copy(0, uniq, ink + trans[:, None] * ink_img[uniq])
+        trans_img = trans_img.index_copy(0, uniq, trans * trans_img[uniq])
+    if not trans_img.requires_grad and torch.is_grad_enabled() and any(
+            t.requires_grad for t in (points, widths, colors)):
+        # nothing reaches the canvas: the picture does not depend on the strokes, but stays in the graph
+        # (zero gradients) so that a caller's backward() works as for any other picture
+        trans_img = trans_img + 0 * (points.sum() + widths.sum() + colors.sum())
+    alpha_img = 1 - trans_img
     if background is None:
-        straight = ink / (1 - trans).clamp_min(1e-8)[:, None]
-        img = torch.zeros(Bn * HW, 3, dtype=dt, device=dev).index_copy(0, uniq, straight)
+        img = ink_img / alpha_img.clamp_min(1e-8)[:, None]
     else:
         bg = _bg(background, dev, dt)
-        img = bg.expand(Bn * HW, 3).index_copy(0, uniq, bg[None, :] * trans[:, None] + ink)
+        img = bg[None, :] * trans_img[:, None] + ink_img
     return (img.view(Bn, H, W, 3).permute(0, 3, 1, 2), alpha_img.view(Bn, H, W))
 
 
@@ -341,14 +414,36 @@ def _rasterize_diffvg(points, widths, colors, H, W, background, samples: int = 2
 # public calls
 # ---------------------------------------------------------------------------------------------
 def _bg(background, device, dtype) -> torch.Tensor:
-    bg = torch.as_tensor(background, dtype=dtype, device=device).reshape(-1)
+    try:
+        bg = torch.as_tensor(background, dtype=dtype, device=device).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise StrokeError(f"background must be a grey value or an RGB triple in 0..1; got {background!r}") from None
     if bg.numel() == 1:
         bg = bg.expand(3)
     if bg.numel() == 4:  # an RGBA background: only RGB matters for an opaque canvas
         bg = bg[:3]
     if bg.numel() != 3:
-        raise ValueError(f"background must be a grey value or an RGB triple in 0..1; got {background!r}")
+        raise StrokeError(f"background must be a grey value or an RGB triple in 0..1; got {background!r}")
     return bg
+
+
+def _check_inputs(points, widths, colors, background):
+    """Refuse what would render as garbage or crash deep inside: non-finite strokes or background."""
+    if background is not None:
+        bg = _bg(background, points.device, points.dtype).detach()
+        if not bool((torch.isfinite(bg) & (bg >= 0) & (bg <= 1)).all()):
+            raise StrokeError(f"background must be finite values in 0..1 (grey or RGB); got {background!r}")
+    for name, t in (("points", points), ("widths", widths), ("colors", colors)):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise StrokeError(f"{name} must be a floating-point tensor; got {type(t).__name__}")
+    ok = torch.isfinite(points.detach()).all() & torch.isfinite(widths.detach()).all() \
+        & torch.isfinite(colors.detach()).all()
+    if not bool(ok):  # one check (one device sync) for all three
+        bad = [n for n, t in (("points", points), ("widths", widths), ("colors", colors))
+               if not bool(torch.isfinite(t.detach()).all())]
+        raise StrokeError(f"cannot render: the stroke {' and '.join(bad)} contain NaN or infinity (the sketch "
+                          "is broken: an optimiser diverged, or the tensors were changed in place). "
+                          "Re-initialise the strokes or load the sketch again.")
 
 
 _BACKENDS = {"torch": _rasterize_tiled, "dense": _rasterize_dense, "diffvg": _rasterize_diffvg}
@@ -361,7 +456,9 @@ def rasterize(points: torch.Tensor, widths: torch.Tensor, colors: torch.Tensor, 
     ``points`` [B, S, 1+3k, 2] pixels, ``widths`` [B, S] half-widths, ``colors`` [B, S, 4] straight
     RGBA. Returns ``(image [B, 3, H, W], alpha [B, H, W])``; ``image`` is composited over
     ``background`` (white by default), or is the straight ink colour when ``background`` is None.
-    No validation here: this is the optimiser's hot path (use `render` for checked input).
+    Non-finite points, widths or colours and a non-finite background raise `StrokeError` (one check,
+    cheap next to the rendering); shapes are not checked here: this is the optimiser's hot path (use
+    `render` for fully checked input).
     """
     if backend == "auto":
         backend = "torch"
@@ -372,6 +469,7 @@ def rasterize(points: torch.Tensor, widths: torch.Tensor, colors: torch.Tensor, 
     if backend == "diffvg" and not diffvg_available():
         raise RuntimeError("the diffvg backend needs pydiffvg, which is not installed; "
                            "use backend='torch' (the default, no compilation needed)")
+    _check_inputs(points, widths, colors, background)
     return fn(points, widths, colors, int(height), int(width), background)
 
 
@@ -383,21 +481,29 @@ def render(strokes: Strokes, size: Optional[Tuple[int, int]] = None, background:
     """
     if not isinstance(strokes, Strokes):
         raise StrokeError(f"render() needs a Strokes value; got {type(strokes).__name__}")
-    if width_scale <= 0 or not math.isfinite(width_scale):
-        raise ValueError(f"width_scale must be a positive number; got {width_scale}")
+    if not (isinstance(width_scale, (int, float)) and math.isfinite(width_scale) and width_scale > 0):
+        raise StrokeError(f"width_scale must be a positive number; got {width_scale}")
+    h, w = strokes.canvas
     if size is not None:
-        h, w = int(size[0]), int(size[1])
+        try:
+            h, w = int(size[0]), int(size[1])
+        except (TypeError, ValueError, IndexError, OverflowError):
+            raise StrokeError(f"render size must be (height, width) in pixels; got {size!r}") from None
         if h <= 0 or w <= 0:
-            raise ValueError(f"render size must be positive (height, width); got {size}")
-        if (h, w) != strokes.canvas:
-            strokes = strokes.scaled(h, w)
+            raise StrokeError(f"render size must be positive (height, width); got {size}")
+    if strokes.num_candidates * h * w > MAX_RENDER_PIXELS:
+        raise StrokeError(f"cannot render {strokes.num_candidates} x {h} x {w} pixels: over the limit of "
+                          f"{MAX_RENDER_PIXELS} pixels in all (clipasso.raster.MAX_RENDER_PIXELS); render a "
+                          "smaller size or fewer candidates at a time")
+    if (h, w) != strokes.canvas:
+        strokes = strokes.scaled(h, w)
     colors = strokes.colors
     if color is not None:
         c = torch.as_tensor(list(color), dtype=colors.dtype, device=colors.device)
         if c.numel() == 3:
             c = torch.cat([c, colors.new_ones(1)])
-        if c.numel() != 4 or bool(((c < 0) | (c > 1)).any()):
-            raise ValueError(f"color must be RGB or RGBA in 0..1; got {color!r}")
+        if c.numel() != 4 or not bool(((c >= 0) & (c <= 1)).all()):  # NaN fails too
+            raise StrokeError(f"color must be RGB or RGBA in 0..1; got {color!r}")
         colors = c.expand_as(colors)
     if backend == "auto":
         backend = "torch"

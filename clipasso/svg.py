@@ -36,6 +36,44 @@ class SVGError(ValueError):
     """An SVG that cannot be read as strokes; the message names the problem and what to do."""
 
 
+# ---------------------------------------------------------------------------------------------- limits
+MAX_SVG_BYTES = 8 * 1024 * 1024
+"""Largest SVG `read_svg` accepts (file size, or the length of SVG text), in bytes: 8 MiB.
+
+Checked before the file is read. Every limit below is a module constant: a caller who really needs
+more can raise it (``clipasso.svg.MAX_SVG_BYTES = ...``) and accept the time and memory it costs."""
+
+MAX_SVG_ELEMENTS = 20_000
+"""Most XML elements (of any kind, ``<g>`` and ``<metadata>`` included) in one SVG; counted while the
+XML is parsed, so a file over it is refused before its whole tree is built."""
+
+MAX_PATH_SEGMENTS = 25_000
+"""Most cubic segments one element (a ``<path>``, ``<polyline>``...) may hold, all its subpaths
+together; lines and quadratics count as one segment each. Counted while the path data is read."""
+
+MAX_TOTAL_SEGMENTS = 100_000
+"""Most cubic segments in the whole SVG; counted while reading, before any tensor is made."""
+
+MAX_STROKES = 20_000
+"""Most strokes one SVG may become (subpaths, after long ones are split at `STROKE_SEGMENTS`)."""
+
+STROKE_SEGMENTS = 128
+"""Longest stroke `read_svg` makes, in cubic segments. A subpath with more is split into consecutive
+strokes of at most this many segments that share their end points (the picture is the same up to
+the round joins at the split points, which a round-capped stroke draws anyway), so that padding
+every stroke to the longest one costs at most strokes x 128 segments, however long one path is.
+Sketches we write have far fewer segments per stroke, so they read back stroke for stroke."""
+
+MAX_CANVAS_SIDE = 4096
+"""Largest canvas side, in px, that an SVG's ``viewBox`` (or ``width``/``height``) may give."""
+
+MAX_COORDINATE = 1e6
+"""Largest absolute coordinate, in canvas px after transforms, a point may have."""
+
+_SIMPLIFY = ("simplify the drawing (fewer paths and nodes, e.g. Inkscape: Path > Simplify) or split it "
+             "into several files")
+
+
 # ---------------------------------------------------------------------------------------------- write
 def _num(v: float) -> str:
     s = f"{v:.{_DECIMALS}f}".rstrip("0").rstrip(".")
@@ -160,6 +198,9 @@ def _parse_transform(text: str, where: str) -> Affine:
             raise SVGError(f"{where}: cannot read transform {text!r} near {text[pos:match.start() + 10]!r}")
         pos = match.end()
         name, args = match.group(1), [float(v) for v in _NUMBER.findall(match.group(2))]
+        if not all(math.isfinite(v) and abs(v) <= 1e9 for v in args):
+            raise SVGError(f"{where}: transform {name}({match.group(2).strip()}) has a number that is not "
+                           "finite or is absurdly large; fix the transform")
         n = len(args)
         if name == "matrix" and n == 6:
             t = tuple(args)
@@ -211,6 +252,9 @@ def _parse_color(value: str, where: str) -> Optional[Tuple[float, float, float]]
                 out.append(float(p[:-1]) / 100 if p.endswith("%") else float(p) / 255)
             except ValueError:
                 raise SVGError(f"{where}: cannot read colour {value!r}") from None
+            if not math.isfinite(out[-1]):
+                raise SVGError(f"{where}: colour {value!r} has a number that is not finite; "
+                               "use rgb(r,g,b) with values in 0..255")
         return tuple(min(max(x, 0.0), 1.0) for x in out)
     if low in _NAMED:
         return tuple(x / 255 for x in _NAMED[low])
@@ -224,15 +268,21 @@ def _length(value: str, where: str, what: str) -> float:
     m = re.fullmatch(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(px)?", v)
     if not m:
         raise SVGError(f"{where}: cannot read {what} {value!r}; give a plain number of pixels")
-    return float(m.group(1))
+    out = float(m.group(1))
+    if not math.isfinite(out):
+        raise SVGError(f"{where}: {what} {value!r} is not a finite number; give a plain number of pixels")
+    return out
 
 
 def _fraction(value: str, where: str, what: str) -> float:
     v = value.strip()
     try:
-        return float(v[:-1]) / 100 if v.endswith("%") else float(v)
+        out = float(v[:-1]) / 100 if v.endswith("%") else float(v)
     except ValueError:
         raise SVGError(f"{where}: cannot read {what} {value!r}; give a number in 0..1") from None
+    if not math.isfinite(out):
+        raise SVGError(f"{where}: {what} {value!r} is not a finite number; give a number in 0..1")
+    return out
 
 
 def _float_attr(el, name, where, default=0.0) -> float:
@@ -266,29 +316,68 @@ def _quad_cubic(p0, q, p1):
             (p1[0] + 2 / 3 * (q[0] - p1[0]), p1[1] + 2 / 3 * (q[1] - p1[1])), p1]
 
 
-def _path_subpaths(d: str, where: str) -> List[List[Tuple[float, float]]]:
+class _Budget:
+    """Running counts checked against the limits while the SVG is read (nothing big is built first)."""
+
+    def __init__(self):
+        self.total = 0     # cubic segments so far, whole file
+        self.element = 0   # cubic segments of the element being read
+
+    def start_element(self):
+        self.element = 0
+
+    def add(self, n: int, where: str):
+        self.element += n
+        self.total += n
+        if self.element > MAX_PATH_SEGMENTS:
+            raise SVGError(f"{where}: more than {MAX_PATH_SEGMENTS} cubic segments in one element, the limit "
+                           f"(clipasso.svg.MAX_PATH_SEGMENTS); {_SIMPLIFY}")
+        if self.total > MAX_TOTAL_SEGMENTS:
+            raise SVGError(f"{where}: the SVG has more than {MAX_TOTAL_SEGMENTS} cubic segments in all, the limit "
+                           f"(clipasso.svg.MAX_TOTAL_SEGMENTS); {_SIMPLIFY}")
+
+
+class _PathTokens:
+    """The path data as a stream of commands (str) and numbers (float), read one at a time."""
+
+    def __init__(self, d: str, where: str):
+        self._it = _TOKEN.finditer(d or "")
+        self._where = where
+        self._next = self._pull()
+
+    def _pull(self):
+        for m in self._it:
+            cmd, num, _space, bad = m.groups()
+            if bad is not None:
+                raise SVGError(f"{self._where}: unexpected character {bad!r} at position {m.start()} of the path data")
+            if cmd is not None:
+                return cmd
+            if num is not None:
+                return float(num)
+        return None
+
+    def peek(self):
+        return self._next
+
+    def take(self):
+        tok, self._next = self._next, self._pull()
+        return tok
+
+
+def _path_subpaths(d: str, where: str, budget: Optional[_Budget] = None) -> List[List[Tuple[float, float]]]:
     """Subpaths of a path ``d`` as lists of cubic control points (1 + 3k each)."""
-    tokens = []
-    for m in _TOKEN.finditer(d or ""):
-        cmd, num, _space, bad = m.groups()
-        if bad is not None:
-            raise SVGError(f"{where}: unexpected character {bad!r} at position {m.start()} of the path data")
-        if cmd is not None:
-            tokens.append(cmd)
-        elif num is not None:
-            tokens.append(float(num))
+    budget = budget if budget is not None else _Budget()
+    toks = _PathTokens(d, where)
     subpaths: List[List[Tuple[float, float]]] = []
     cur: Optional[List[Tuple[float, float]]] = None
     x = y = sx = sy = 0.0
     last_ctrl = None  # (kind, point) of the previous C/S or Q/T for smooth continuations
-    i = 0
     cmd = None
-    if tokens and not isinstance(tokens[0], str):
+    if toks.peek() is not None and not isinstance(toks.peek(), str):
         raise SVGError(f"{where}: path data must start with a command (M); got a number")
-    while i < len(tokens):
-        if isinstance(tokens[i], str):
-            cmd = tokens[i]
-            i += 1
+    while toks.peek() is not None:
+        if isinstance(toks.peek(), str):
+            cmd = toks.take()
         elif cmd is None:
             raise SVGError(f"{where}: path data must start with M")
         up = cmd.upper()
@@ -298,10 +387,11 @@ def _path_subpaths(d: str, where: str) -> List[List[Tuple[float, float]]]:
         n = _ARGS[up]
         if up != "Z" and cur is None and up != "M":
             raise SVGError(f"{where}: path data must start with M (moveto); got {cmd}")
-        args = tokens[i:i + n]
-        if len(args) < n or any(isinstance(a, str) for a in args):
-            raise SVGError(f"{where}: command {cmd} needs {n} numbers; the path data ends or breaks early")
-        i += n
+        args = []
+        for _ in range(n):
+            if not isinstance(toks.peek(), float):
+                raise SVGError(f"{where}: command {cmd} needs {n} numbers; the path data ends or breaks early")
+            args.append(toks.take())
         rel = cmd.islower()
         ox, oy = (x, y) if rel else (0.0, 0.0)
         if up == "M":
@@ -314,13 +404,17 @@ def _path_subpaths(d: str, where: str) -> List[List[Tuple[float, float]]]:
             continue
         if up == "Z":
             if cur is not None and (x, y) != (sx, sy):
+                budget.add(1, where)
                 cur.extend(_line_cubic((x, y), (sx, sy)))
             x, y = sx, sy
             # a new segment after Z without M starts a new subpath at the same point
             cur = [(x, y)]
             subpaths.append(cur)
             last_ctrl = None
+            if isinstance(toks.peek(), float):
+                raise SVGError(f"{where}: numbers after Z/z with no command; the path data is broken")
             continue
+        budget.add(1, where)
         p0 = (x, y)
         if up == "L":
             p1 = (ox + args[0], oy + args[1])
@@ -371,20 +465,29 @@ def _ellipse_cubics(cx, cy, rx, ry):
     return pts
 
 
-def _element_subpaths(el, tag: str, where: str):
+def _element_subpaths(el, tag: str, where: str, budget: Optional[_Budget] = None):
+    budget = budget if budget is not None else _Budget()
+    budget.start_element()
     if tag == "path":
-        return _path_subpaths(el.get("d", ""), where)
+        return _path_subpaths(el.get("d", ""), where, budget)
     if tag == "line":
         p0 = (_float_attr(el, "x1", where), _float_attr(el, "y1", where))
         p1 = (_float_attr(el, "x2", where), _float_attr(el, "y2", where))
+        budget.add(1, where)
         return [[p0] + _line_cubic(p0, p1)]
     if tag in ("polyline", "polygon"):
-        nums = [float(v) for v in _NUMBER.findall(el.get("points", ""))]
+        text = el.get("points", "")
+        # a point needs at least 2 characters per number: refuse a huge list before splitting it
+        if len(text) > 64 * (MAX_PATH_SEGMENTS + 1):
+            raise SVGError(f"{where}: 'points' is too long ({len(text)} characters) for the limit of "
+                           f"{MAX_PATH_SEGMENTS} segments per element; {_SIMPLIFY}")
+        nums = [float(v) for v in _NUMBER.findall(text)]
         if len(nums) < 4 or len(nums) % 2:
             raise SVGError(f"{where}: 'points' needs an even count of at least 4 numbers")
         pts = list(zip(nums[0::2], nums[1::2]))
         if tag == "polygon" and pts[-1] != pts[0]:
             pts.append(pts[0])
+        budget.add(len(pts) - 1, where)
         out = [pts[0]]
         for a, b in zip(pts[:-1], pts[1:]):
             out += _line_cubic(a, b)
@@ -397,53 +500,157 @@ def _element_subpaths(el, tag: str, where: str):
             rx, ry = _float_attr(el, "rx", where), _float_attr(el, "ry", where)
         if rx <= 0 or ry <= 0:
             return []
+        budget.add(4, where)
         return [_ellipse_cubics(cx, cy, rx, ry)]
     return None
 
 
-def _load_root(source) -> ET.Element:
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def _too_big(size: int, what: str) -> SVGError:
+    return SVGError(f"{what} is {_mb(size)}, over the {_mb(MAX_SVG_BYTES)} limit for an SVG "
+                    f"(clipasso.svg.MAX_SVG_BYTES); {_SIMPLIFY}")
+
+
+def _source_text(source) -> str:
+    """The SVG text of `source` (text, bytes or a file path), refusing an over-large one before reading it."""
     if isinstance(source, (str, bytes)) and not source.strip():
         raise SVGError("the SVG is empty: give SVG markup or a path to an .svg file")
-    if isinstance(source, bytes):
-        text = source.decode("utf-8", errors="replace")
-    elif isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("<")):
+    if isinstance(source, (bytes, bytearray)):
+        if len(source) > MAX_SVG_BYTES:
+            raise _too_big(len(source), "the SVG data")
+        return bytes(source).decode("utf-8", errors="replace")
+    if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("<")):
         path = Path(source)
         if not path.is_file():
             raise SVGError(f"SVG file not found: {path}")
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            size = path.stat().st_size
+            if size > MAX_SVG_BYTES:
+                raise _too_big(size, f"the SVG file {path}")
+            data = path.read_bytes()
         except OSError as exc:
             raise SVGError(f"cannot read the SVG file {path}: {exc.strerror or exc}") from exc
-    elif isinstance(source, str):
-        text = source
-    else:
-        raise SVGError(f"read_svg needs SVG text, bytes or a file path; got {type(source).__name__}")
+        if not data.strip():
+            raise SVGError(f"the SVG file {path} is empty: give an .svg file with a drawing in it")
+        head = data.lstrip()[:1]
+        if b"\0" in data[:4096] or head != b"<":
+            raise SVGError(f"{path} is not an SVG document: it does not start with XML markup ('<') "
+                           "(an image or other binary file?); give an .svg file")
+        return data.decode("utf-8", errors="replace")
+    if isinstance(source, str):
+        if len(source) > MAX_SVG_BYTES:
+            raise _too_big(len(source), "the SVG text")
+        return source
+    raise SVGError(f"read_svg needs SVG text, bytes or a file path; got {type(source).__name__}")
+
+
+def _load_root(source) -> ET.Element:
+    text = _source_text(source)
     if not text.strip():
-        raise SVGError("the SVG is empty")
+        raise SVGError("the SVG is empty: give SVG markup or a path to an .svg file")
+    if "<!ENTITY" in text:
+        # entity declarations are how XML bombs (billion laughs) and external-file reads are made;
+        # no SVG editor needs them for a drawing
+        raise SVGError("the SVG declares XML entities (<!ENTITY ...> in its DOCTYPE), which are refused "
+                       "(they can expand to gigabytes); remove the DOCTYPE block or re-save the file "
+                       "from a vector editor")
+    data = text.strip().encode("utf-8")
+    parser = ET.XMLPullParser(events=("start",))
+    count = 0
+    root = None
+    step = 1 << 16
+    too_many = SVGError(f"the SVG has more than {MAX_SVG_ELEMENTS} XML elements, the limit "
+                        f"(clipasso.svg.MAX_SVG_ELEMENTS); {_SIMPLIFY}")
     try:
-        root = ET.fromstring(text.strip().encode("utf-8"))
+        # fed a slice at a time, counting elements as they open: a file with too many is refused
+        # before its whole tree exists
+        for i in range(0, len(data) + step, step):
+            if i < len(data):
+                parser.feed(data[i:i + step])
+            else:
+                parser.close()
+            for _event, el in parser.read_events():
+                if root is None:
+                    root = el
+                count += 1
+            if count > MAX_SVG_ELEMENTS:
+                raise too_many
     except ET.ParseError as exc:
         raise SVGError(f"the SVG is not well-formed XML ({exc}); the file is broken or truncated") from None
+    if root is None:
+        raise SVGError("the SVG has no XML elements; give SVG markup or an .svg file")
     if _local(root.tag) != "svg":
         raise SVGError(f"not an SVG document: the root element is <{_local(root.tag)}>, not <svg>")
     return root
 
 
+_SIZE_HINT = f"each must be a finite number of pixels in (0, {MAX_CANVAS_SIDE}]"
+
+
+def _check_side(v: float, what: str, given: str):
+    if not (math.isfinite(v) and 0 < v <= MAX_CANVAS_SIDE):
+        raise SVGError(f"<svg>: {what} {given!r} gives a canvas side of {v:g} px; {_SIZE_HINT} "
+                       f"(clipasso.svg.MAX_CANVAS_SIDE); fix the SVG's viewBox, width and height, "
+                       f'e.g. viewBox="0 0 224 224"')
+
+
+def _plain_number(value: Optional[str]) -> Optional[float]:
+    """A width/height that is a plain number (or px); None when absent or in other units (mm, %)."""
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v.endswith("px"):
+        v = v[:-2].strip()
+    if v in ("inf", "+inf", "-inf", "infinity", "nan"):
+        return float(v)
+    if not _NUMBER.fullmatch(v):
+        return None
+    return float(v)
+
+
 def _canvas_of(root) -> Tuple[Tuple[int, int], Affine]:
     vb = root.get("viewBox")
-    if vb:
-        nums = [float(v) for v in _NUMBER.findall(vb)]
-        if len(nums) != 4 or nums[2] <= 0 or nums[3] <= 0:
-            raise SVGError(f"<svg>: cannot read viewBox {vb!r}; it needs 'min-x min-y width height' with positive size")
+    for name in ("width", "height"):  # the display size: must be sane when it is a plain number
+        v = _plain_number(root.get(name))
+        if v is not None:
+            _check_side(v, name, root.get(name))
+    if vb is not None and vb.strip():
+        parts = [p for p in re.split(r"[\s,]+", vb.strip()) if p]
+        try:
+            nums = [float(p) for p in parts]
+        except ValueError:
+            nums = []
+        if len(nums) != 4 or not all(_NUMBER.fullmatch(p) or p.lower().lstrip("+-") in ("inf", "infinity", "nan")
+                                     for p in parts):
+            raise SVGError(f"<svg>: cannot read viewBox {vb!r}; it needs four numbers 'min-x min-y width height' "
+                           f'with positive size, e.g. viewBox="0 0 224 224"')
         mx, my, w, h = nums
+        _check_side(w, "viewBox width in", vb)
+        _check_side(h, "viewBox height in", vb)
+        if not (math.isfinite(mx) and math.isfinite(my) and abs(mx) <= MAX_COORDINATE and abs(my) <= MAX_COORDINATE):
+            raise SVGError(f"<svg>: viewBox {vb!r} has an origin that is not finite or beyond "
+                           f"{MAX_COORDINATE:g} px; fix the viewBox, e.g. viewBox=\"0 0 224 224\"")
         return (max(1, int(round(h))), max(1, int(round(w)))), (1.0, 0.0, 0.0, 1.0, -mx, -my)
     w, h = root.get("width"), root.get("height")
     if w is None or h is None:
         raise SVGError("<svg>: the canvas size is unknown; give the root a viewBox or width and height")
-    w, h = _length(w, "<svg>", "width"), _length(h, "<svg>", "height")
-    if w <= 0 or h <= 0:
-        raise SVGError(f"<svg>: width and height must be positive; got {w} x {h}")
-    return (max(1, int(round(h))), max(1, int(round(w)))), _IDENTITY
+    wv, hv = _length(w, "<svg>", "width"), _length(h, "<svg>", "height")
+    if wv <= 0 or hv <= 0:
+        raise SVGError(f"<svg>: width and height must be positive; got {wv} x {hv}")
+    _check_side(wv, "width", w)
+    _check_side(hv, "height", h)
+    return (max(1, int(round(hv))), max(1, int(round(wv)))), _IDENTITY
+
+
+def _split(pts: List[Tuple[float, float]]) -> List[List[Tuple[float, float]]]:
+    """A subpath of more than `STROKE_SEGMENTS` segments as consecutive strokes sharing end points."""
+    step = 3 * STROKE_SEGMENTS
+    if len(pts) <= step + 1:
+        return [pts]
+    return [pts[i:i + step + 1] for i in range(0, len(pts) - 1, step)]
 
 
 def read_svg(source, width: Optional[float] = None) -> Strokes:
@@ -453,11 +660,18 @@ def read_svg(source, width: Optional[float] = None) -> Strokes:
     ``width`` overrides them with one half-width for every stroke. Stroke colour and opacity
     (``stroke-opacity`` times inherited ``opacity``) are kept. Elements with ``stroke="none"`` or
     hidden are skipped; a full-canvas ``<rect class="background">`` as `to_svg` writes it is ignored.
+
+    Size limits (`MAX_SVG_BYTES`, `MAX_SVG_ELEMENTS`, `MAX_PATH_SEGMENTS`, `MAX_TOTAL_SEGMENTS`,
+    `MAX_STROKES`, `MAX_CANVAS_SIDE`) are checked while reading and raise `SVGError` before anything
+    large is built. A subpath longer than `STROKE_SEGMENTS` becomes several consecutive strokes.
     """
+    if width is not None and not (isinstance(width, (int, float)) and width > 0 and math.isfinite(width)):
+        raise SVGError(f"width must be a positive half-width in pixels; got {width}")
     root = _load_root(source)
     canvas, base = _canvas_of(root)
     found: List[Tuple[List[Tuple[float, float]], float, Tuple[float, float, float, float]]] = []
     counter = {"n": 0}
+    budget = _Budget()
 
     def visit(el, style: Dict[str, str], mat: Affine, opacity: float):
         tag = _local(el.tag)
@@ -479,7 +693,7 @@ def read_svg(source, width: Optional[float] = None) -> Strokes:
             return
         if tag == "rect" and "background" in (el.get("class") or "").split():
             return
-        subs = _element_subpaths(el, tag, where)
+        subs = _element_subpaths(el, tag, where, budget)
         if subs is None:
             raise SVGError(f"{where}: <{tag}> elements are not supported in a stroke sketch; only paths, "
                            "lines, polylines, polygons, circles and ellipses (convert text and shapes to paths)")
@@ -491,28 +705,36 @@ def read_svg(source, width: Optional[float] = None) -> Strokes:
             return
         a, b, c, d, e, f = mat
         scale = math.sqrt(abs(a * d - b * c))
+        half = 0.5 * sw * scale
+        if not (math.isfinite(half) and half <= MAX_COORDINATE):
+            raise SVGError(f"{where}: stroke-width {sw:g} (after transforms) is absurdly large; "
+                           "give a width of a few pixels")
         alpha = _fraction(style.get("stroke-opacity", "1"), where, "stroke-opacity") * opacity
         alpha = min(max(alpha, 0.0), 1.0)
         for sp in subs:
             pts = [(a * px + c * py + e, b * px + d * py + f) for px, py in sp]
-            found.append((pts, 0.5 * sw * scale, (*stroke, alpha)))
+            for px, py in pts:
+                if not (abs(px) <= MAX_COORDINATE and abs(py) <= MAX_COORDINATE):  # False for NaN too
+                    raise SVGError(f"{where}: a coordinate ({px:g}, {py:g}) is not finite or is beyond "
+                                   f"{MAX_COORDINATE:g} px from the origin; fix the path data or transforms")
+            for part in _split(pts):
+                if len(found) >= MAX_STROKES:
+                    raise SVGError(f"{where}: the SVG makes more than {MAX_STROKES} strokes, the limit "
+                                   f"(clipasso.svg.MAX_STROKES); {_SIMPLIFY}")
+                found.append((part, half, (*stroke, alpha)))
 
     visit(root, {}, base, 1.0)
     if not found:
         raise SVGError("the SVG has no stroked paths to read (fill-only shapes and empty paths are not strokes)")
     p_max = max(len(pts) for pts, _, _ in found)
-    points = []
-    for pts, _, _ in found:
-        pts = pts + [pts[-1]] * (p_max - len(pts))  # zero-length segments at the end draw nothing new
-        points.append(pts)
-    for pts, _, _ in found:
-        for px, py in pts:
-            if not (math.isfinite(px) and math.isfinite(py)):
-                raise SVGError("the SVG has a coordinate that is not a finite number")
-    pts_t = torch.tensor([points], dtype=torch.float32)
+    # at most MAX_STROKES x (1 + 3 STROKE_SEGMENTS) points: strokes are padded with zero-length segments
+    # at their end (they draw nothing new), one stroke at a time
+    pts_t = torch.empty((1, len(found), p_max, 2), dtype=torch.float32)
+    for i, (pts, _, _) in enumerate(found):
+        row = torch.tensor(pts, dtype=torch.float32)
+        pts_t[0, i, :len(pts)] = row
+        pts_t[0, i, len(pts):] = row[-1]
     if width is not None:
-        if not (width > 0 and math.isfinite(width)):
-            raise SVGError(f"width must be a positive half-width in pixels; got {width}")
         widths = torch.full((1, len(found)), float(width))
     else:
         widths = torch.tensor([[max(w, 1e-3) for _, w, _ in found]], dtype=torch.float32)

@@ -307,3 +307,53 @@ def test_diffvg_backend_says_how_to_do_without_it():
     s = Strokes.from_points([line_stroke(0, 0, 5, 5)], (8, 8))
     with pytest.raises(RuntimeError, match="backend='torch'"):
         render(s, backend="diffvg")
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded memory: stroke groups, compaction, the running-sum compositing, culled segments
+# ---------------------------------------------------------------------------------------------
+def _scene(b=2, s=40, k=3, size=48, seed=3, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    pts = (torch.rand(b, s, 1 + 3 * k, 2, generator=g, dtype=dtype) * (size + 20) - 10).requires_grad_()
+    widths = (torch.rand(b, s, generator=g, dtype=dtype) * 2 + 0.5).requires_grad_()
+    colors = torch.rand(b, s, 4, generator=g, dtype=dtype).requires_grad_()
+    return pts, widths, colors
+
+
+def _image_and_grads(pts, widths, colors, size=48, background=(0.9, 0.8, 0.7)):
+    img, alpha = rasterize(pts, widths, colors, size, size, background)
+    w = torch.linspace(0, 1, img.numel(), dtype=img.dtype).reshape(img.shape)
+    (img * w).sum().add(alpha.sum()).backward()
+    out = (img.detach(), alpha.detach(), pts.grad.clone(), widths.grad.clone(), colors.grad.clone())
+    for t in (pts, widths, colors):
+        t.grad = None
+    return out
+
+
+@pytest.mark.parametrize("setting,value", [("_PIECES_PER_GROUP", 60), ("_ENTRIES_BEFORE_COMPACT", 50),
+                                           ("_DENSE_SUFFIX_CELLS", 0), ("_PAIRS_PER_CHUNK", 512)])
+def test_bounded_memory_paths_give_the_same_picture_and_gradients(monkeypatch, setting, value):
+    pts, widths, colors = _scene()
+    ref = _image_and_grads(pts, widths, colors)
+    monkeypatch.setattr(raster, setting, value)
+    got = _image_and_grads(pts, widths, colors)
+    for a, b in zip(ref, got):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
+    if setting == "_PIECES_PER_GROUP":
+        assert len(raster._stroke_groups(raster._drawn_counts(pts, widths, 48, 48).reshape(80, -1).sum(-1), 60)) > 3
+
+
+def test_padding_and_off_canvas_segments_are_not_drawn_but_the_picture_is_the_same():
+    pts = torch.tensor([[[[2.0, 2.0], [10, 4], [20, 30], [28, 28]] + [[28.0, 28.0]] * 6,     # padded to 3 segments
+                         [[-80.0, -80.0], [-70, -60], [-60, -70], [5, 5]] + [[5.0, 5.0]] * 6]])  # first segment partly off
+    widths = torch.full((1, 2), 1.5)
+    counts = raster._drawn_counts(pts, widths, 32, 32)
+    assert counts[0, 0, 1:].tolist() == [0, 0] and int(counts[0, 0, 0]) > 0
+    assert int(counts[0, 1, 0]) > 0 and counts[0, 1, 1:].tolist() == [0, 0]
+    off = torch.tensor([[[[-80.0, -80.0], [-70, -60], [-60, -70], [-50, -50]]]])
+    assert int(raster._drawn_counts(off, torch.full((1, 1), 1.5), 32, 32).sum()) == 0
+    colors = torch.tensor([[[0.0, 0, 0, 1], [1.0, 0, 0, 0.5]]])
+    tiled = rasterize(pts.double(), widths.double(), colors.double(), 32, 32, backend="torch")
+    dense = rasterize(pts.double(), widths.double(), colors.double(), 32, 32, backend="dense")
+    # the dense reference samples each cubic uniformly with one count for all: same picture to sampling error
+    torch.testing.assert_close(tiled[1], dense[1], atol=0.06, rtol=0)

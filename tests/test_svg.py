@@ -210,3 +210,57 @@ def test_width_override_and_bytes_input():
     with pytest.raises(SVGError, match="width"):
         read_svg(svg('<path d="M 0 0 L 5 5" stroke="black"/>'), width=-1)
     assert math.isclose(float(read_svg(svg('<path d="M0 0L5 5" stroke="#000"/>')).widths[0, 0]), 0.5)
+
+
+# ------------------------------------------------------------------------------------- long paths are split
+def test_a_path_longer_than_the_stroke_bound_becomes_consecutive_strokes_sharing_end_points():
+    from clipasso.svg import STROKE_SEGMENTS
+    n = 2 * STROKE_SEGMENTS + 44
+    d = "M0 0" + "".join(f" L{i + 1} {(i * 7) % 13}" for i in range(n))
+    s = read_svg(svg(f'<path d="{d}" stroke="black"/><path d="M 0 0 L 5 5" stroke="red"/>',
+                     'width="320" height="20"'))
+    assert s.num_strokes == 4 and s.num_segments == STROKE_SEGMENTS
+    p = s.points[0]
+    torch.testing.assert_close(p[0, -1], p[1, 0])   # consecutive pieces share their end points
+    torch.testing.assert_close(p[1, -1], p[2, 0])
+    torch.testing.assert_close(p[2, 3 * 44], torch.tensor([float(n), float(((n - 1) * 7) % 13)]))
+    torch.testing.assert_close(p[2, 3 * 44:], p[2, 3 * 44].expand(3 * (STROKE_SEGMENTS - 44) + 1, 2))  # padding
+    torch.testing.assert_close(s.colors[0, 3], torch.tensor([1.0, 0, 0, 1]))
+    # the split drawing renders as one unsplit stroke of the same points does
+    one = Strokes(torch.cat([p[0], p[1, 1:], p[2, 1:3 * 44 + 1]])[None, None], s.widths[:, :1], s.colors[:, :1],
+                  s.canvas)
+    first3 = s.replace(points=p[None, :3], widths=s.widths[:, :3], colors=s.colors[:, :3])
+    diff = (render(first3).alpha - render(one).alpha).abs()[0]
+    ys, xs = torch.meshgrid(torch.arange(20) + 0.5, torch.arange(320) + 0.5, indexing="ij")
+    near = torch.zeros_like(diff, dtype=torch.bool)
+    for joint in (p[0, -1], p[1, -1]):  # only where both pieces of a split reach (the joins) may differ
+        near |= (xs - joint[0]).abs() < 2.0
+    assert float(diff[~near].max()) < 1e-5 and bool((diff[near] < 0.5).all())
+
+
+def test_sketch_at_the_stroke_bound_reads_back_stroke_for_stroke():
+    from clipasso.svg import STROKE_SEGMENTS
+    s = random_strokes(b=1, s=3, segments=STROKE_SEGMENTS, canvas=(64, 64))
+    back = read_svg(to_svg(s))
+    assert back.points.shape == s.points.shape
+    assert float((back.points - s.points).abs().max()) <= 1e-4 + 1e-5
+
+
+@pytest.mark.parametrize("name,value", [("MAX_SVG_BYTES", 8 * 1024 * 1024), ("MAX_SVG_ELEMENTS", 20_000),
+                                        ("MAX_PATH_SEGMENTS", 25_000), ("MAX_TOTAL_SEGMENTS", 100_000),
+                                        ("MAX_STROKES", 20_000), ("STROKE_SEGMENTS", 128),
+                                        ("MAX_CANVAS_SIDE", 4096)])
+def test_limits_are_documented_module_constants(name, value):
+    import clipasso.svg as mod
+    assert getattr(mod, name) == value
+    assert f"`{name}`" in mod.read_svg.__doc__ or name == "STROKE_SEGMENTS"
+
+
+def test_a_limit_can_be_raised_by_the_caller(monkeypatch):
+    import clipasso.svg as mod
+    d = "M0 0" + " l1 1" * 30
+    monkeypatch.setattr(mod, "MAX_PATH_SEGMENTS", 20)
+    with pytest.raises(SVGError, match="more than 20 cubic segments"):
+        read_svg(svg(f'<path d="{d}" stroke="black"/>'))
+    monkeypatch.setattr(mod, "MAX_PATH_SEGMENTS", 40)
+    assert read_svg(svg(f'<path d="{d}" stroke="black"/>')).num_segments == 30
