@@ -300,7 +300,8 @@ def _rasterize_tiled(points, widths, colors, H, W, background):
     uniform = bool((rgb_all.detach() == rgb_all.detach()[:1]).all())
     trans_img = torch.ones(Bn * HW, dtype=dt, device=dev)              # what shows through all ink
     ink_img = torch.zeros(Bn * HW, 3, dtype=dt, device=dev)            # premultiplied ink colour
-    for s0, s1 in _stroke_groups(flat_counts.sum(-1), _PIECES_PER_GROUP):
+    groups = _stroke_groups(flat_counts.sum(-1), _PIECES_PER_GROUP)
+    for s0, s1 in groups:
         A, Bp, stroke = flatten(flat_pts[:, s0:s1], flat_counts[s0:s1])
         if stroke.numel() == 0:
             continue
@@ -320,6 +321,17 @@ def _rasterize_tiled(points, widths, colors, H, W, background):
         uniq, trans, ink = _composite_entries(alpha_e, group, None if uniform else rgb_all[st])
         if uniform:  # one ink colour: the over-composite telescopes to c * (1 - T)
             ink = (1 - trans)[:, None] * rgb_all[0][None, :]
+        if len(groups) == 1:
+            # the usual case (a sketch's strokes fit one group): the picture is computed on the touched
+            # pixels only and put into a blank canvas once, with no full-size arithmetic in the graph
+            alpha_img = torch.zeros(Bn * HW, dtype=dt, device=dev).index_copy(0, uniq, 1 - trans)
+            if background is None:
+                straight = ink / (1 - trans).clamp_min(1e-8)[:, None]
+                img = torch.zeros(Bn * HW, 3, dtype=dt, device=dev).index_copy(0, uniq, straight)
+            else:
+                bg = _bg(background, dev, dt)
+                img = bg.expand(Bn * HW, 3).index_copy(0, uniq, bg[None, :] * trans[:, None] + ink)
+            return (img.view(Bn, H, W, 3).permute(0, 3, 1, 2), alpha_img.view(Bn, H, W))
         # this group is painted over what is there: ink' = ink + T * ink_below, T' = T * T_below
         ink_img = ink_img.index_copy(0, uniq, ink + trans[:, None] * ink_img[uniq])
         trans_img = trans_img.index_copy(0, uniq, trans * trans_img[uniq])
