@@ -230,6 +230,14 @@ def test_errors_are_ours_and_clear(comfy):
         comfy.queue(broken)
     assert "SKETCH_STROKES" in json.dumps(wrong.value.body)
 
+    # a workflow with a required input left unconnected is refused before anything runs, naming it
+    missing = copy.deepcopy(prompt)
+    del missing["2"]["inputs"]["strokes"]
+    with pytest.raises(PromptRejected) as unconnected:
+        comfy.queue(missing)
+    body = json.dumps(unconnected.value.body)
+    assert "strokes" in body and "CLIPassoRasterize" in body and "missing" in body.lower()
+
 
 def test_every_node_has_a_help_page(comfy):
     for node_id in OUR_NODES:
