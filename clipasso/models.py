@@ -520,14 +520,17 @@ def _load_file(name: str, path: Path, pcfg: dict, custom_cfg: Optional[dict]) ->
             raise WeightsFileError(f"{path} ({fmt}) does not fit the config of {name!r} "
                                    f"({str(exc).splitlines()[0][:200]})") from exc
         return model, info
-    model = _build_from_cfg(name, named, quick_gelu)
-    try:
-        _fit(model, state)
-        return model, info
-    except (RuntimeError, ValueError) as exc:
-        first = exc
-    # The file may hold the same family at another size (OpenAI-layout files describe themselves).
+    # A file in OpenAI's layout describes its own architecture; building the named model first only
+    # to find it does not fit would cost seconds (a random RN101 / ViT-B-32 initialisation).
     inferred = config_from_state_dict(state)
+    first: Optional[BaseException] = None
+    if inferred is None or _same_architecture(inferred, named):
+        model = _build_from_cfg(name, named, quick_gelu)
+        try:
+            _fit(model, state)
+            return model, info
+        except (RuntimeError, ValueError) as exc:
+            first = exc
     if inferred is None:
         raise WeightsFileError(f"{path} ({fmt}) is not a CLIP checkpoint for {name!r} "
                                f"({str(first).splitlines()[0][:200]})") from first
@@ -538,12 +541,28 @@ def _load_file(name: str, path: Path, pcfg: dict, custom_cfg: Optional[dict]) ->
     try:
         _fit(model, state)
     except (RuntimeError, ValueError) as exc:
-        raise WeightsFileError(f"{path} ({fmt}) does not fit CLIP model {name!r} "
-                               f"({str(first).splitlines()[0][:200]})") from exc
-    log.warning("%s holds %s, not the %s architecture; using the file's own architecture",
-                path, _describe_cfg(inferred), name)
-    info["architecture"] = _describe_cfg(inferred)
+        why = str(first or exc).splitlines()[0][:200]
+        raise WeightsFileError(f"{path} ({fmt}) does not fit CLIP model {name!r} ({why})") from exc
+    if not _same_architecture(inferred, named):
+        log.warning("%s holds %s, not the %s architecture; using the file's own architecture",
+                    path, _describe_cfg(inferred), name)
+        info["architecture"] = _describe_cfg(inferred)
     return model, info
+
+
+def _same_architecture(a: dict, b: dict) -> bool:
+    """Whether two open_clip configs have the same shapes where a state dict can tell them apart."""
+    va, vb = a.get("vision_cfg", {}), b.get("vision_cfg", {})
+    ta, tb = a.get("text_cfg", {}), b.get("text_cfg", {})
+
+    def layers(v):
+        x = v.get("layers")
+        return tuple(x) if isinstance(x, (list, tuple)) else x
+
+    return (a.get("embed_dim") == b.get("embed_dim") and layers(va) == layers(vb)
+            and va.get("width") == vb.get("width") and va.get("patch_size") == vb.get("patch_size")
+            and va.get("image_size", 224) == vb.get("image_size", 224)
+            and all(ta.get(k) == tb.get(k) for k in ("context_length", "vocab_size", "width", "layers")))
 
 
 # --------------------------------------------------------------------------- public
