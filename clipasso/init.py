@@ -98,8 +98,11 @@ def sampling_map(saliency=None, edges=None, mask=None, use_edges: bool = True,
                  canvas: Optional[Tuple[int, int]] = None) -> torch.Tensor:
     """The map M in 0..1 whose non-zero pixels are start candidates (before the softmax).
 
-    ``saliency`` [H,W] >= 0 (uniform when None), ``edges`` [H,W] with 1 = ink (used when
-    ``use_edges``), ``mask`` [H,W] with 1 = object.
+    As the original's ``set_inds_clip``: the saliency A is min-max normalised to 0..1, then
+    multiplied by the ink map (and our object mask); M is *not* normalised again, so when the most
+    salient pixel is not ink the softmax over M is flatter than over A. ``saliency`` [H,W] >= 0
+    (uniform when None), ``edges`` [H,W] with 1 = ink (used when ``use_edges``), ``mask`` [H,W] with
+    1 = object.
     """
     ref = next((m for m in (saliency, edges, mask) if m is not None), None)
     if canvas is None:
@@ -108,13 +111,17 @@ def sampling_map(saliency=None, edges=None, mask=None, use_edges: bool = True,
         canvas = tuple(np.shape(ref)[-2:])
     canvas = _canvas(canvas)
     sal = _map("saliency", saliency, canvas)
-    m = torch.ones(canvas) if sal is None else sal.clone()
+    if sal is None:
+        m = torch.ones(canvas)
+    else:
+        lo, hi = float(sal.min()), float(sal.max())
+        # a constant map says nothing about where: every pixel it allows is as good as any other
+        m = (sal - lo) / (hi - lo) if hi > lo else (sal > 0).float()
     if use_edges and edges is not None:
         m = m * _map("edges", edges, canvas)
     if mask is not None:
         m = m * _map("mask", mask, canvas)
-    top = float(m.max())
-    return m / top if top > 0 else m
+    return m
 
 
 def start_probabilities(map_: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:

@@ -64,6 +64,7 @@ def test_softmax_temperature_sets_how_strongly_the_map_is_followed():
     sal = torch.zeros(100, 100)
     sal[:, :50] = 1.0
     sal[:, 50:] = 0.5
+    sal[-1, -1] = 0.0  # the map's minimum is 0, so its min-max normalisation leaves 1 and 0.5 as they are
 
     def high_fraction(temp):
         s = initialize_strokes((100, 100), 400, list(range(5)), saliency=sal, temperature=temp)
@@ -116,13 +117,16 @@ def test_mask_restricts_starts_to_the_object():
     assert bool((starts(u)[..., 0] > 30).all())
 
 
-def test_sampling_map_intersection_is_renormalised():
-    sal = torch.linspace(0, 1, 16).reshape(4, 4)
+def test_sampling_map_is_the_normalised_saliency_times_ink_not_normalised_again():
+    # as the original: A min-max normalised first, then M = ink * A, no second normalisation
+    sal = 2 + torch.linspace(0, 1, 16).reshape(4, 4)   # 2.0 .. 3.0
     edges = torch.zeros(4, 4)
     edges[0, :2] = 1
     m = sampling_map(sal, edges)
-    assert float(m.max()) == pytest.approx(1.0)
-    assert int((m > 0).sum()) == 1  # pixel (0,0) has saliency 0, (0,1) keeps it
+    assert int((m > 0).sum()) == 1  # pixel (0,0) is the minimum (0 after min-max), (0,1) keeps its value
+    assert float(m[0, 1]) == pytest.approx(1 / 15)  # not renormalised to 1
+    flat = sampling_map(torch.full((4, 4), 0.2), None)  # a constant map: every pixel alike
+    assert torch.equal(flat, torch.ones(4, 4))
 
 
 def test_too_few_salient_pixels_falls_back_and_says_so():
@@ -195,6 +199,7 @@ def test_huge_canvas_sampler_follows_the_map_too(monkeypatch):
     assert len({tuple(p) for p in st[0].tolist()}) == 16
     half = torch.zeros(100, 100)
     half[:, :50], half[:, 50:] = 1.0, 0.5
+    half[-1, -1] = 0.0  # minimum 0: min-max normalisation keeps 1 and 0.5
     u = initialize_strokes((100, 100), 400, list(range(5)), saliency=half)
     assert abs(float((starts(u)[..., 0] < 50).float().mean()) - 1 / (1 + math.exp(-0.5 / 0.3))) < 0.05
 

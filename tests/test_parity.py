@@ -131,16 +131,18 @@ def _maps(size=24, seed=0, inks=12):
     a = (a - a.min()) / (a.max() - a.min())
     ink = torch.zeros(size, size)
     order = torch.randperm(size * size, generator=g)
-    order = order[order != int(torch.argmax(a))]  # the most salient pixel is not ink: M is renormalised
+    order = order[order != int(torch.argmax(a))]  # the most salient pixel is not ink: max(M) < 1
     ink.view(-1)[order[:inks]] = 1.0
     a = torch.where(ink > 0, 0.05 + 0.65 * a, a)  # ink pixels: saliency 0.05..0.7, so max(M) < 1
     return a, ink
 
 
 def _reference_distribution(a, ink, tau=TAU):
-    """Spec 6.3 in numpy: M = (1 - E) A, min-max normalised; softmax(M / tau) over M > 0, 0 elsewhere."""
-    m = (ink.numpy().astype(np.float64)) * a.numpy().astype(np.float64)
-    m = (m - m.min()) / (m.max() - m.min())
+    """Spec 6.3 in numpy, as the original's set_inds_clip: A min-max normalised, M = (1 - E) A (not
+    normalised again); softmax(M / tau) over M > 0, 0 elsewhere."""
+    a = a.numpy().astype(np.float64)
+    a = (a - a.min()) / (a.max() - a.min())
+    m = ink.numpy().astype(np.float64) * a
     p = np.zeros_like(m)
     keep = m > 0
     e = np.exp(m[keep] / tau)
@@ -184,11 +186,12 @@ def test_start_points_follow_the_distribution_empirically():
     tv = 0.5 * np.abs(freq - p).sum()
     assert tv < bound, (tv, bound)
     # the same draws are told apart from a temperature of 0.25 or 0.4 instead of 0.3, and from an
-    # intersection that is not renormalised (M = (1 - E) A with max(M) < 1)
+    # intersection that is normalised again (M / max(M): sharper, since max(M) < 1 here)
     m = (ink * a).double().numpy().reshape(-1)
-    plain = np.where(m > 0, np.exp(m / TAU), 0)
+    m = m / m.max()
+    renormalised = np.where(m > 0, np.exp(m / TAU), 0)
     for other in (_reference_distribution(a, ink, 0.25), _reference_distribution(a, ink, 0.4),
-                  plain / plain.sum()):
+                  renormalised / renormalised.sum()):
         assert 0.5 * np.abs(freq - other).sum() > bound
 
 
