@@ -783,33 +783,30 @@ def fetch_url(url: str, dest: PathLike, sha256: Optional[str] = None, label: str
     import sys
     import urllib.request
 
+    from .atomic import atomic_open
+
     stream = stream if stream is not None else sys.stderr
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(f".{dest.name}.part-{os.getpid()}")
     digest = hashlib.sha256()
     done = 0
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as src, open(part, "wb") as out:
-            total = int(src.headers.get("Content-Length") or 0) or None
-            while True:
-                chunk = src.read(1 << 20)
-                if not chunk:
-                    break
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                _progress_line(done, total, label or dest.name, stream)
+    # an exception inside (a cut download, a wrong hash) leaves no file and any previous one untouched
+    with atomic_open(dest, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as src:
+        total = int(src.headers.get("Content-Length") or 0) or None
+        while True:
+            chunk = src.read(1 << 20)
+            if not chunk:
+                break
+            out.write(chunk)
+            digest.update(chunk)
+            done += len(chunk)
+            _progress_line(done, total, label or dest.name, stream)
         stream.write("\n")
         if total is not None and done != total:
             raise OSError(f"the download of {url} stopped after {done} of {total} bytes")
         if sha256 and not digest.hexdigest().startswith(sha256.lower()):
             raise ValueError(f"the file downloaded from {url} has the wrong SHA-256 ({digest.hexdigest()[:16]}..., "
                              f"expected {sha256[:16]}...)")
-        os.replace(part, dest)
-    finally:
-        if part.exists():
-            part.unlink()
     return dest
 
 
@@ -852,11 +849,12 @@ def download_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] =
             try:
                 cached = Path(huggingface_hub.hf_hub_download(repo, repo_file or HF_WEIGHT_NAMES[0]))
                 if folder is not None:
+                    from .atomic import atomic_path
+
                     got = Path(folder) / f"{name}-{tag}{cached.suffix}"
                     got.parent.mkdir(parents=True, exist_ok=True)
-                    part = got.with_name(f".{got.name}.part-{os.getpid()}")
-                    shutil.copyfile(cached, part)
-                    os.replace(part, got)
+                    with atomic_path(got) as tmp:
+                        shutil.copyfile(cached, tmp)
                 else:
                     got = cached
             except Exception as exc:  # noqa: BLE001 - network, auth, disk
