@@ -95,12 +95,6 @@ def write_text_atomic(dest: PathLike, text: str, encoding: str = "utf-8") -> Pat
     return Path(dest)
 
 
-def write_bytes_atomic(dest: PathLike, data: bytes) -> Path:
-    with atomic_open(dest, "wb") as f:
-        f.write(data)
-    return Path(dest)
-
-
 def save_image_atomic(image, dest: PathLike, **options) -> Path:
     """``PIL.Image.save`` to ``dest`` atomically (the format follows ``dest``'s extension)."""
     from PIL import Image
@@ -114,5 +108,5 @@ def save_image_atomic(image, dest: PathLike, **options) -> Path:
     return dest
 
 
-__all__ = ["atomic_path", "atomic_open", "write_text_atomic", "write_bytes_atomic", "save_image_atomic",
+__all__ = ["atomic_path", "atomic_open", "write_text_atomic", "save_image_atomic",
            "probe_folder", "TEMP_PREFIX"]

@@ -58,7 +58,8 @@ LIMITS = {
                                             "best sketch"),
     "seed": Bound(0, 2**31 - 1 - 1000 * 64, "", "candidates use seed, seed+1000, ..., which must stay a 31-bit seed"),
     "canvas": Bound(64, 1024, "pixels", "224 is CLIP's input; larger canvases only render finer"),
-    "png_size": Bound(8, 8192, "pixels", "the PNG is rendered in memory: 16384 px took 12 GB; the SVG is vector "
+    # 5792^2 is clipasso.raster.MAX_RENDER_PIXELS, the most one render draws (tests/test_cli_bad_inputs.py checks)
+    "png_size": Bound(8, 5792, "pixels", "the PNG is rendered in memory: 16384 px took 12 GB; the SVG is vector "
                                          "and scales to any size"),
     "lr": Bound(0, 100, "pixels per step", "a step that large throws the points off the canvas and the sketch "
                                            "never improves on its starting strokes; CLIPasso uses 1.0",
@@ -445,8 +446,7 @@ def _sketch(args) -> int:
 
     from .images import ImageError
     from .models import ModelConfigError, WeightsNotFoundError
-    from . import abstraction_cli
-    from .pipeline import PipelineError, sketch
+    from .pipeline import PipelineError
     from .strokes import StrokeError
 
     errors = (ImageError, WeightsNotFoundError, ModelConfigError, PipelineError, StrokeError, ValueError,
@@ -477,6 +477,8 @@ def _sketch(args) -> int:
         print("\nclipasso: stopping after this iteration (Ctrl+C again to abort)...", file=sys.stderr)
 
     def on_sigterm(signum, frame):  # as Ctrl+C: stop, write the best sketch so far, then exit 143
+        if stop["terminated"]:  # a second SIGTERM (e.g. while a model is still loading): stop now
+            raise SystemExit(128 + signal.SIGTERM)
         stop["terminated"] = True
         if not stop["requested"]:
             stop["requested"] = True

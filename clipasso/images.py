@@ -268,9 +268,7 @@ def load_image_file(path, max_pixels: int = MAX_PIXELS) -> "Image.Image":
     The result is loaded (the file is closed) and upright: a photo rotated by its EXIF Orientation
     tag is turned the way a viewer shows it. Its mode is whatever the file holds (see `plain_mode`).
     """
-    import errno
     import re
-    import stat
     import warnings
 
     from PIL import Image, ImageOps, UnidentifiedImageError

@@ -537,10 +537,10 @@ def _load_file(name: str, path: Path, pcfg: dict, custom_cfg: Optional[dict]) ->
     if _kind(inferred) != _kind(named):
         raise WeightsFileError(f"{path} ({fmt}) holds {_describe_cfg(inferred)}, but {name!r} is a CLIP "
                                f"{_kind(named)}: give the file that belongs to {name!r}")
-    model = _build_from_cfg(name, inferred, quick_gelu)
     try:
+        model = _build_from_cfg(name, inferred, quick_gelu)
         _fit(model, state)
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError) as exc:  # ModelConfigError is a ValueError: odd shapes in the file
         why = str(first or exc).splitlines()[0][:200]
         raise WeightsFileError(f"{path} ({fmt}) does not fit CLIP model {name!r} ({why})") from exc
     if not _same_architecture(inferred, named):

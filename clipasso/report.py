@@ -85,10 +85,11 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
     from .xdog import xdog_edges
 
     t0 = time.perf_counter()
+    original = image  # prepare_target measures fix-scale's margin in the input's own pixels
     image = _shrink_early(image)
     shown = as_rgb(image)
     framing = PRESETS[preset].get("framing", "pad") if framing is None else framing
-    target, mask = prepare_target(image, canvas, background_removal=background_removal, models_dir=models_dir,
+    target, mask = prepare_target(original, canvas, background_removal=background_removal, models_dir=models_dir,
                                   allow_download=allow_download, framing=framing)
     if saliency_encoder is not None:
         sal = saliency_map(target, method="clip-attention", encoder=saliency_encoder, mask=mask)
@@ -310,12 +311,16 @@ def run_report_cli(args) -> int:
     inputs = args.inputs or [str(EXAMPLE_IMAGE)]
     from .cli import LIMITS, OutputPathError, check_output_paths, limit_problems
 
+    from .images import ImageError, check_image_path
+
     for p in inputs:
-        if not os.path.exists(p):
-            print(f"clipasso: error: input image not found: {p}", file=sys.stderr)
-            return 2
-        if os.path.isdir(p):
-            print(f"clipasso: error: the input {p} is a folder; give image files", file=sys.stderr)
+        try:
+            check_image_path(p)  # missing, a folder, a link loop, a name too long, ...
+        except ImageError as exc:
+            msg = str(exc)
+            if msg.startswith("image file not found"):
+                msg = msg.replace("image file not found", "input image not found", 1)
+            print(f"clipasso: error: {msg}", file=sys.stderr)
             return 2
     if args.quality_json and not os.path.isfile(args.quality_json):
         print(f"clipasso: error: --quality-json {args.quality_json} not found (bench/quality.py writes it)",

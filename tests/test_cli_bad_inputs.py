@@ -76,7 +76,7 @@ SKETCH_CASES = [
     ("iterations negative", ["--iterations", "-1"], "--iterations must be 0 or more"),
     ("seed negative", ["--seed", "-1"], "--seed must be 0 or more"),
     ("canvas 4096", ["--canvas", "4096"], "--canvas must be at most 1024"),
-    ("png-size 16384", ["--png-size", "16384"], "--png-size must be at most 8192"),
+    ("png-size 16384", ["--png-size", "16384"], "--png-size must be at most 5792"),
     ("lr 1e30", ["--lr", "1e30"], "--lr must be at most 100"),
     ("lr nan", ["--lr", "nan"], "--lr must be a finite number"),
     ("lr inf", ["--lr", "inf"], "--lr must be a finite number"),
@@ -280,3 +280,12 @@ def test_sigterm_writes_the_best_sketch_so_far(work):
     with Image.open(png) as im:
         im.load()
     assert not [p for p in work.iterdir() if p.name.startswith(".clipasso-")]
+
+
+def test_the_largest_png_size_the_cli_allows_can_be_rendered():
+    from clipasso.cli import LIMITS
+    from clipasso.raster import MAX_RENDER_PIXELS
+
+    side = LIMITS["png_size"].high
+    assert side * side <= MAX_RENDER_PIXELS < (side + 1) * (side + 1)
+
