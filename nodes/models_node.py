@@ -62,7 +62,9 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
     if precision == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
-        return torch.float16
+        from clipasso.optimize import _amp_dtype
+
+        return _amp_dtype("auto", device)  # one rule for the engine and the node
     import comfy.model_management as mm
 
     if mm.should_use_fp16(device):
