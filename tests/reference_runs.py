@@ -1,0 +1,76 @@
+"""Fixed-seed sketches whose outputs are stored in tests/data/reference (the refactor guard).
+
+A change that is meant to change results regenerates them, in the same commit, with
+
+    python -m tests.reference_runs --write
+
+and says so; any other change must reproduce them exactly (tests/test_reference_outputs.py).
+Every run uses the bundled example picture and the bundled u2netp matting model; the CLIP runs use the
+tiny randomly initialised test models (`tests.tiny_models`), written with fixed seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+REFERENCE_DIR = Path(__file__).resolve().parent / "data" / "reference"
+
+BASE = dict(preset="fast", strokes=6, seeds=2, iterations=30, saliency="mask", device="cpu", allow_download=False)
+
+RUNS = {
+    # the weights-free trace loss, best of 2
+    "trace": dict(loss="trace"),
+    # trace, then pruning to a fidelity and the greedy drawing order
+    "trace_prune_order": dict(loss="trace", auto_strokes=0.8, max_strokes=8, prune_iterations=3,
+                              drawing_order=True),
+    # trace, growing from 2 strokes
+    "trace_grow": dict(loss="trace", auto_strokes=0.9, abstraction_method="grow", start_strokes=2, max_strokes=5,
+                       grow_iterations=3),
+    # the CLIP loss with the tiny ResNet, text guidance and styled strokes, stretched framing
+    "clip_text_styled": dict(loss="clip", clip_model="clipasso-tiny-rn", text="a cat", iterations=12,
+                             optimize_width=True, color_from_image=True, framing="stretch"),
+    # clip + trace with the tiny ResNet, pruned
+    "clip_trace_prune": dict(loss="clip+trace", clip_model="clipasso-tiny-rn", iterations=10, auto_strokes=0.9,
+                             max_strokes=7, prune_iterations=2),
+}
+
+
+def run(name: str, models_dir) -> dict:
+    import clipasso
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    settings = dict(BASE, **RUNS[name])
+    result = clipasso.sketch(None, models_dir=models_dir, **settings)
+    c = result.candidates
+    out = {"svg": result.svg(), "points": result.strokes.points.clone(), "widths": result.strokes.widths.clone(),
+           "colors": result.strokes.colors.clone(), "candidate_points": c.points.clone(),
+           "candidate_losses": c.losses.clone(), "loss": torch.tensor(result.loss)}
+    if result.drawing_order is not None:
+        out["prefix_losses"] = result.drawing_order.prefix_losses.clone()
+    if result.abstraction is not None:
+        out["abstraction_losses"] = torch.tensor(result.abstraction.losses, dtype=torch.float64)
+    return out
+
+
+def main() -> None:
+    from tests.tiny_models import write_tiny_models
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--write", action="store_true", help="store the outputs as the new reference")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_tiny_models(tmp)["folder"]
+        for name in RUNS:
+            out = run(name, folder)
+            if args.write:
+                REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
+                torch.save(out, REFERENCE_DIR / f"{name}.pt")
+                (REFERENCE_DIR / f"{name}.svg").write_text(out["svg"])
+            print(name, float(out["loss"]))
+
+
+if __name__ == "__main__":
+    main()
