@@ -39,16 +39,17 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from .init import DEFAULT_RADIUS
+from .errors import OptimizeError
+from .objective import EVAL_CHUNK, objective_for
 from .optimize import OptimizeConfig, optimize
+from .select import single_sketch
+from .errors import AbstractionError
 from .strokes import Strokes
 
 log = logging.getLogger(__name__)
 
-EVAL_CHUNK = 16  # sketches evaluated per encoder batch (bounds memory)
 
 
-class AbstractionError(ValueError):
-    """Settings or inputs automatic abstraction or drawing order cannot work with."""
 
 
 class NoImprovementError(AbstractionError):
@@ -56,34 +57,6 @@ class NoImprovementError(AbstractionError):
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-def single_sketch(strokes: Strokes, what: str = "automatic abstraction") -> Strokes:
-    """One sketch out of ``strokes``: itself if it has one candidate, else the lowest-loss candidate."""
-    if not isinstance(strokes, Strokes):
-        raise AbstractionError(f"{what} needs a clipasso Strokes value; got {type(strokes).__name__}")
-    if strokes.num_candidates == 1:
-        return strokes.cpu()
-    if strokes.losses is None:
-        raise AbstractionError(f"{what} works on one sketch, but these strokes hold {strokes.num_candidates} "
-                               "candidates and no losses to pick the best by; select one candidate first "
-                               "(Select Best, or Strokes.select)")
-    from .select import select_best
-
-    return select_best(strokes)[0].cpu()
-
-
-def eval_config(config: Optional[OptimizeConfig]) -> OptimizeConfig:
-    """The optimiser's settings reduced to evaluation: no steps, no augmentation pool to build."""
-    cfg = config or OptimizeConfig()
-    if not isinstance(cfg, OptimizeConfig):
-        raise AbstractionError(f"config must be an OptimizeConfig; got {type(cfg).__name__}")
-    # Strokes are measured as they are: nothing recoloured or clamped at the start (a transparent
-    # stroke must stay transparent: that is how a stroke is left out).
-    names = {f.name for f in dataclasses.fields(cfg)}
-    off = {k: False for k in ("color_from_image", "optimize_width", "optimize_opacity", "optimize_color")
-           if k in names}
-    return dataclasses.replace(cfg, iterations=0, num_augs=0, aug_pool=0, **off).validate()
-
 
 def reopt_config(config: Optional[OptimizeConfig], iterations: int) -> OptimizeConfig:
     """Settings of a short re-optimisation of strokes that already have their colours."""
@@ -96,31 +69,17 @@ def reopt_config(config: Optional[OptimizeConfig], iterations: int) -> OptimizeC
 
 def masked_losses(sketch: Strokes, visible: torch.Tensor, target: torch.Tensor, encoder,
                   config: Optional[OptimizeConfig] = None, device=None, chunk: int = EVAL_CHUNK) -> torch.Tensor:
-    """Eval loss of ``sketch`` (one candidate) with only some strokes drawn, for many stroke subsets.
+    """Eval loss of ``sketch`` (one candidate) with only some strokes drawn, for many stroke subsets
+    (`clipasso.objective.Objective.masked`; ``encoder`` may be the objective itself).
 
     visible: ``[N, S]`` bool, one row per subset (False = the stroke is made fully transparent).
     Returns ``[N]`` float losses on the CPU. An all-False row measures the empty canvas.
     """
-    visible = torch.as_tensor(visible, dtype=torch.bool).cpu()
-    if visible.ndim != 2 or visible.shape[1] != sketch.num_strokes:
-        raise AbstractionError(f"visible must be [N, {sketch.num_strokes}]; got {tuple(visible.shape)}")
-    cfg = eval_config(config)
-    out = []
-    for start in range(0, visible.shape[0], max(1, int(chunk))):
-        rows = visible[start:start + chunk]
-        n = rows.shape[0]
-        colors = sketch.colors[0].expand(n, -1, -1).clone()
-        colors[..., 3] = colors[..., 3] * rows.float()
-        batch = Strokes(sketch.points[0].expand(n, -1, -1, -1).clone(), sketch.widths[0].expand(n, -1).clone(),
-                        colors, sketch.canvas)
-        out.append(_batch_losses(batch, target, encoder, cfg, device))
-    return torch.cat(out)
-
-
-def _batch_losses(batch: Strokes, target, encoder, eval_cfg: OptimizeConfig, device=None) -> torch.Tensor:
-    """Eval loss ``[B]`` (CPU) of every candidate of ``batch`` (``eval_cfg`` from `eval_config`)."""
-    run = optimize(batch, target, encoder, eval_cfg, device=device, seeds=list(range(batch.num_candidates)))
-    return run.strokes.losses.float().cpu()
+    objective = objective_for(target, encoder, config, device, sketch.canvas)
+    try:
+        return objective.masked(sketch, visible, chunk)
+    except OptimizeError as exc:
+        raise AbstractionError(str(exc)) from None
 
 
 def drop_strokes(sketch: Strokes, keep: Sequence[int]) -> Strokes:
@@ -212,10 +171,11 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
         raise AbstractionError(f"prune_iterations must be a whole number >= 0; got {prune_iterations!r}")
     cfg = config or OptimizeConfig()
     reopt = reopt_config(cfg, prune_iterations)
+    objective = objective_for(target, encoder, cfg, device, sketch.canvas)  # one loss object for every measurement
 
     ends = torch.zeros(2, s, dtype=torch.bool)
     ends[1] = True
-    blank, full = (float(v) for v in masked_losses(sketch, ends, target, encoder, cfg, device))
+    blank, full = (float(v) for v in objective.masked(sketch, ends))
     if not (math.isfinite(blank) and math.isfinite(full)) or blank - full <= 1e-12 * max(1.0, abs(blank)):
         raise NoImprovementError(f"the sketch (loss {full:.6g}) is no closer to the picture than an empty canvas "
                                f"(loss {blank:.6g}), so there is no quality to keep; optimise it first "
@@ -240,7 +200,7 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
             break
         k = current.num_strokes
         trials = ~torch.eye(k, dtype=torch.bool)  # row j: every stroke but j
-        without = masked_losses(current, trials, target, encoder, cfg, device)
+        without = objective.masked(current, trials)
         without = torch.where(torch.isfinite(without), without, torch.full_like(without, float("inf")))
         j = int(torch.argmin(without))  # the stroke whose absence costs least (first on ties)
         keep = [i for i in range(k) if i != j]
@@ -248,8 +208,7 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
         ids = [ids[i] for i in keep]
         pruned = drop_strokes(current, keep)
         if prune_iterations > 0:
-            run = optimize(pruned, target, encoder, reopt, device=device, should_stop=should_stop,
-                           seeds=list(current.seeds or (0,)))
+            run = optimize(pruned, None, objective, reopt, should_stop=should_stop, seeds=list(current.seeds or (0,)))
             current = run.strokes.select(0)
             loss = float(current.losses[0])
             cancelled = run.cancelled
@@ -300,23 +259,17 @@ def ink_benefit(sketch: Strokes, target: torch.Tensor, encoder, config: Optional
     reach, so the map points at regions of missing ink, not at single noisy pixels. Works for every loss
     the optimiser has (CLIP, trace, both). ``pen``: RGB of the ink (default black).
     """
-    from .optimize import _prepare_target, build_loss
     from .raster import render
 
-    cfg = eval_config(config)
     sketch = single_sketch(sketch, "ink_benefit")
-    if encoder is None:
-        dev = torch.device(device) if device is not None else torch.device("cpu")
-    else:
-        dev = torch.device(device) if device is not None else encoder.device
     h, w = sketch.canvas
-    tgt = _prepare_target(target, (h, w)).to(dev)
-    loss_fn = build_loss(cfg, encoder, tgt, dev)
+    loss_fn = objective_for(target, encoder, config, device, (h, w))
+    dev = loss_fn.device
     ink = torch.as_tensor(list(pen) if pen is not None else [0.0, 0.0, 0.0], dtype=torch.float32,
                           device=dev).view(1, 3, 1, 1)
     with torch.enable_grad():
         with torch.no_grad():
-            image = render(sketch.to(dev), background=cfg.background).image.float()
+            image = render(sketch.to(dev), background=getattr(loss_fn.settings, 'background', (1.0, 1.0, 1.0))).image.float()
             # measured under a faint wash of ink: on pure paper a loss may clamp its ink at 0 and pass
             # no gradient there (the trace loss does)
             image = image + WASH * (ink - image)
@@ -438,13 +391,12 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
             raise AbstractionError(f"prior must be a finite map >= 0 of the canvas size {h}x{w} (e.g. the saliency "
                                    f"map); got shape {tuple(prior.shape)}")
     cfg = config or OptimizeConfig()
-    ev = eval_config(cfg)
     reopt = reopt_config(cfg, grow_iterations)
+    objective = objective_for(target, encoder, cfg, device, sketch.canvas)  # one loss object for every measurement
     seed = int(sketch.seeds[0]) if sketch.seeds else 0
     half_width, color = _pen(sketch)
 
-    blank, first = (float(v) for v in masked_losses(sketch, torch.tensor([[False] * k0, [True] * k0]), target,
-                                                      encoder, cfg, device))
+    blank, first = (float(v) for v in objective.masked(sketch, torch.tensor([[False] * k0, [True] * k0])))
     if not math.isfinite(blank):
         raise AbstractionError(f"the empty canvas has a non-finite loss ({blank}); check the target and the models")
     current = sketch.replace(losses=torch.tensor([first]), seeds=(seed,))
@@ -462,7 +414,7 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
             break
         k = current.num_strokes
         gen = torch.Generator().manual_seed(seed * 1_000_003 + k)
-        benefit = ink_benefit(current, target, encoder, cfg, device, pen=color[:3].tolist())
+        benefit = ink_benefit(current, target, objective, pen=color[:3].tolist())
         new = _place_candidates(benefit, candidates, current.num_segments, gen, prior)  # [n, P, 2]
         n = new.shape[0]
         new_colors = color.view(1, 1, 4).expand(n, 1, 4)
@@ -475,13 +427,13 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
                         torch.cat([current.widths.expand(n, -1), torch.full((n, 1), half_width)], 1),
                         torch.cat([current.colors.expand(n, -1, -1), new_colors], 1),
                         current.canvas)
-        tried = torch.cat([_batch_losses(trial.select(list(range(i, min(n, i + EVAL_CHUNK)))), target, encoder, ev,
-                                         device) for i in range(0, n, EVAL_CHUNK)])
+        tried = torch.cat([objective.evaluate(trial.select(list(range(i, min(n, i + EVAL_CHUNK)))))
+                           for i in range(0, n, EVAL_CHUNK)])
         tried = torch.where(torch.isfinite(tried), tried, torch.full_like(tried, float("inf")))
         j = int(torch.argmin(tried))
         grown = trial.select(j).replace(losses=tried[j:j + 1], seeds=(seed,))
         if grow_iterations > 0:
-            run = optimize(grown, target, encoder, reopt, device=device, should_stop=should_stop, seeds=[seed])
+            run = optimize(grown, None, objective, reopt, should_stop=should_stop, seeds=[seed])
             current = run.strokes.select(0).replace(seeds=(seed,))
             cancelled = run.cancelled
         else:
@@ -518,44 +470,6 @@ def check_method(method) -> str:
     return method
 
 
-def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None, *,
-                 fidelity: Optional[float] = None, prune_iterations: int = 20, order: bool = False,
-                 device=None, should_stop: Optional[Callable[[], bool]] = None, method: str = "prune",
-                 max_strokes: int = 32, grow_iterations: int = 20, min_gain: float = 0.01,
-                 prior: Optional[torch.Tensor] = None):
-    """What `clipasso.pipeline.sketch` runs after best-of-N: prune the winner to ``fidelity`` -- or, with
-    ``method="grow"``, grow it up to ``max_strokes`` and choose the count for ``fidelity`` -- (if a fidelity
-    is given), then put the strokes in greedy drawing order (if ``order``). Returns (strokes,
-    AbstractionResult or None, OrderResult or None); progress goes to this module's logger."""
-    abstraction = ordering = None
-    check_method(method)
-    if fidelity is not None:
-        def report(k, loss, _):
-            log.info("automatic abstraction (%s): %d strokes, loss %.4f", method, k, loss)
-        try:
-            if method == "grow":
-                abstraction = grow_abstract(winner, target, encoder, fidelity, config, max_strokes=max_strokes,
-                                            grow_iterations=grow_iterations, min_gain=min_gain, prior=prior,
-                                            device=device, callback=report, should_stop=should_stop)
-            else:
-                abstraction = auto_abstract(winner, target, encoder, fidelity, config,
-                                            prune_iterations=prune_iterations, device=device, callback=report,
-                                            should_stop=should_stop)
-        except NoImprovementError as exc:  # keep the run's result rather than losing it
-            warnings.warn(f"automatic abstraction skipped: {exc}", RuntimeWarning, stacklevel=2)
-        else:
-            winner = abstraction.strokes.replace(seeds=winner.seeds)
-            log.info("automatic abstraction: chose %d strokes for fidelity %.2f", abstraction.count, fidelity)
-    if order:
-        from .order import greedy_order
-
-        log.info("drawing order: ordering %d strokes", winner.num_strokes)
-        ordering = greedy_order(winner, target, encoder, config, device=device, should_stop=should_stop)
-        it = winner.iterations
-        winner = ordering.strokes.replace(seeds=winner.seeds, iterations=it)
-    return winner, abstraction, ordering
-
-
-__all__ = ["auto_abstract", "grow_abstract", "ink_benefit", "reached_plateau", "post_process", "generous_budget",
+__all__ = ["auto_abstract", "grow_abstract", "ink_benefit", "reached_plateau", "generous_budget",
            "check_method", "METHODS", "AbstractionResult", "AbstractionError", "NoImprovementError", "masked_losses",
-           "single_sketch", "reopt_config", "drop_strokes", "eval_config"]
+           "objective_for", "reopt_config", "drop_strokes"]

@@ -1,6 +1,8 @@
 """Command line: ``clipasso sketch INPUT -o OUT.svg`` (see ``clipasso sketch --help``)."""
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import argparse
 import math
 import os
@@ -93,7 +95,7 @@ def limit_problems(args, names=None) -> List[str]:
     return out
 
 
-class OutputPathError(ValueError):
+class OutputPathError(ClipassoError, ValueError):
     """An output path that cannot be written; found before any work starts."""
 
 

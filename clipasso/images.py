@@ -8,6 +8,8 @@ Every refusal is an `ImageError`, which the CLI prints as ``clipasso: error: ...
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import os
 from typing import Sequence, Tuple, Union
 
@@ -19,7 +21,7 @@ MAX_PIXELS = 64_000_000  # 8000 x 8000; larger inputs are refused rather than si
 MIN_SIDE = 8  # px: a picture narrower or shorter than this has nothing to sketch (prepare_target refuses it)
 
 
-class ImageError(ValueError):
+class ImageError(ClipassoError, ValueError):
     """An input image that cannot be used; the message says why and what to do."""
 
 
@@ -369,7 +371,7 @@ def fit_square(image: torch.Tensor, size: int = 224, fill: float = 1.0, margin: 
 #             pixels a side), then resized;
 # "pad"       padded to a white square with a margin of 10 px at the 224 canvas (10/224 of the long
 #             side a side), then resized; never stretched.
-FRAMINGS = ("stretch", "fix-scale", "pad")
+from .settings import FRAMINGS  # noqa: E402 - defined with the settings
 FIX_SCALE_MARGIN = 10  # input pixels a side (the original padded by 20 in total)
 
 

@@ -20,6 +20,8 @@ then the whole canvas, and finally repeats pixels - and says so with an `InitFal
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import logging
 import math
 import warnings
@@ -37,7 +39,7 @@ DEFAULT_RADIUS = 0.05  # CLIPasso's hard-coded random-walk radius, as a fraction
 MULTINOMIAL_LIMIT = 2 ** 24  # torch.multinomial's limit on categories; larger maps use Gumbel top-k
 
 
-class InitError(ValueError):
+class InitError(ClipassoError, ValueError):
     """Bad arguments for stroke initialization; the message says what to change."""
 
 

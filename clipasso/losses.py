@@ -22,6 +22,8 @@ candidate so that B candidates optimised in one batch behave like B separate run
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -34,7 +36,7 @@ DEFAULT_RESNET_WEIGHTS = {"layer2": 1.0, "layer3": 1.0}
 DEFAULT_SEMANTIC_WEIGHT = 0.1
 
 
-class LossConfigError(ValueError):
+class LossConfigError(ClipassoError, ValueError):
     """A loss setting that cannot work with the chosen encoder."""
 
 
@@ -425,8 +427,7 @@ class CLIPassoLoss:
 
 # --------------------------------------------------------------------------- weights-free trace loss
 
-DEFAULT_TRACE_SIGMAS = (1.0, 2.0, 4.0, 8.0)
-TRACE_REFERENCES = ("edges", "image")
+from .settings import DEFAULT_TRACE_SIGMAS, TRACE_REFERENCES  # noqa: E402 - defined with the settings
 TRACE_LINE_THICKNESS = 3
 
 

@@ -22,6 +22,8 @@ the network; with a file on disk (the bundled one included) nothing touches the 
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import contextlib
 import logging
 import os
@@ -41,18 +43,14 @@ DEFAULT_MATTING_MODEL = "u2netp"
 MODELS_DIR_ENV = "CLIPASSO_MODELS_DIR"  # the same variable clipasso.models reads for CLIP weights
 BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # rembg sessions that take one image and return one mask, stored as "<name>.onnx"
-MATTING_MODELS = (
-    "u2netp", "u2net", "u2net_human_seg", "silueta", "isnet-general-use", "isnet-anime",
-    "birefnet-general", "birefnet-general-lite", "birefnet-portrait", "birefnet-dis",
-    "birefnet-hrsod", "birefnet-cod", "birefnet-massive", "bria-rmbg",
-)
+from .settings import MATTING_MODELS  # noqa: E402 - defined with the settings
 
 
-class MattingError(ValueError):
+class MattingError(ClipassoError, ValueError):
     """Bad arguments for background removal."""
 
 
-class MattingWeightsNotFoundError(FileNotFoundError):
+class MattingWeightsNotFoundError(ClipassoError, FileNotFoundError):
     """The rembg model file is not on disk and could not be downloaded."""
 
 

@@ -17,6 +17,8 @@ scikit-image.
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import math
 from typing import Dict, Optional
 
@@ -28,7 +30,7 @@ DEFAULT_TOLERANCE = 3.0
 DEFAULT_COVER_RADIUS = 8.0
 
 
-class MetricError(ValueError):
+class MetricError(ClipassoError, ValueError):
     """Maps that cannot be compared."""
 
 

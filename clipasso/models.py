@@ -29,6 +29,8 @@ wrong with each file found, then every path looked at. Nothing is loaded or down
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import glob
 import json
 import logging
@@ -49,18 +51,16 @@ HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin",
                    "pytorch_model.bin")
 MODELS_DIR_ENV = "CLIPASSO_MODELS_DIR"
 
-DEFAULT_LOSS_MODEL = "RN101"
-DEFAULT_SALIENCY_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "openai"
+from .settings import DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL  # noqa: E402
 
 PathLike = Union[str, os.PathLike]
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(ClipassoError, FileNotFoundError):
     """No usable weights for a CLIP model; the message lists what was tried and where to put the file."""
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(ClipassoError, ValueError):
     """A model name or config that open_clip cannot build."""
 
 

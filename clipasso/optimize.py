@@ -22,159 +22,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .losses import DEFAULT_TRACE_SIGMAS, TRACE_REFERENCES, CLIPassoLoss, CombinedLoss, TraceLoss
+from .errors import OptimizeError
 from .strokes import Strokes
 
-# What each preset sets; pipeline-level keys (model, strokes, seeds) are used by `pipeline.sketch`.
-PRESETS: Dict[str, Dict] = {
-    # The original defaults (run_object_sketching.py): RN101, 4 fresh augmentations per iteration,
-    # 2000 iterations, 16 strokes, best of 3 seeds, eval every 10 iterations; a non-square picture is
-    # stretched onto the square canvas (its fix_scale=0; clipasso.images.FRAMINGS).
-    "paper": dict(clip_model="RN101", strokes=16, seeds=3, iterations=2000, num_augs=4, aug_pool=0,
-                  eval_interval=10, framing="stretch"),
-    # CPU-friendly (bench/sketch.py, results in bench/results/sketch_cpu.json): same loss and
-    # encoder, but 2 augmented views per step drawn from a fixed pool of 16 whose target features
-    # are computed once (no target forward passes in the loop), 500 iterations, best of 2.
-    # 2-core CPU, RN101: 1.35 s/it -> 11 min, against 4.4 s/it x 2000 -> 2.5 h for paper (13x).
-    # Loss reached (tiny test encoder, two runs): 13-17% above paper's after 2000 its, 1-3% above
-    # paper's own value at 500 its (65% vs 70% reduction from the start). 300 its was clearly
-    # worse; 1000 its, 3 seeds, 4 pooled views or fresh views moved it by less than the run-to-run
-    # spread (about 5%). Framing "pad" (a white square, never stretched): on three non-square photos
-    # (trace loss, 100 its, 2 seeds; bench/framing.py, bench/results/framing_cpu.json) the sketch's edge F
-    # in the photo's frame was 0.817 padded, 0.811 fix-scale, 0.772 stretched and mapped back.
-    "fast": dict(clip_model="RN101", strokes=16, seeds=2, iterations=500, num_augs=2, aug_pool=16,
-                 eval_interval=10, framing="pad"),
-}
-
-
-LOSS_MODES = ("clip", "trace", "clip+trace")
-AUTO_RESEED_INTERVAL = 50
-
-
-class OptimizeError(ValueError):
-    """Settings or inputs the optimiser cannot work with."""
-
-
-@dataclass(frozen=True)
-class OptimizeConfig:
-    iterations: int = 2000
-    lr: float = 1.0
-    num_augs: int = 4
-    aug_pool: int = 0
-    pool_seed: int = 0
-    eval_interval: int = 10
-    callback_interval: int = 10
-    layer_weights: Optional[Dict[str, float]] = None  # None: layer2 + layer3 (ResNet)
-    semantic_weight: float = 0.1
-    # text guidance (clipasso.text): + text_weight * (1 - cos(sketch embedding, embedding of `text`))
-    text: Optional[str] = None
-    text_weight: float = 0.3  # bench/text_guidance.py: 0.1 left sketches unchanged, 1+ lets the words win
-    # styled strokes (clipasso.style): optimise per-stroke width / opacity / colour within bounds
-    optimize_width: bool = False
-    optimize_opacity: bool = False
-    optimize_color: bool = False
-    color_from_image: bool = False   # start each stroke with the picture's colour under it
-    width_range: tuple = (0.5, 4.0)  # half-widths in canvas px (lines of 1 to 8 px)
-    min_opacity: float = 0.05
-    width_lr: float = 0.1
-    opacity_lr: float = 0.05
-    color_lr: float = 0.02
-    pen_width: Optional[float] = None  # full line width (canvas px) of every output stroke
-    distortion: float = 0.5
-    crop_scale: float = 0.8
-    distance: str = "l2"
-    mixed_precision: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU; see _amp_dtype), "off", "bf16", "fp16"
-    background: tuple = (1.0, 1.0, 1.0)
-    # "clip": the CLIPasso loss; "trace": the weights-free image-space loss alone (no encoder needed);
-    # "clip+trace": clip + trace_weight * trace. See `clipasso.losses.TraceLoss`.
-    loss: str = "clip"
-    trace_weight: float = 1.0
-    trace_sigmas: tuple = DEFAULT_TRACE_SIGMAS
-    trace_reference: str = "edges"  # trace the target's XDoG lines, or "image": its grey levels
-    # Re-seeding collapsed strokes: every `reseed_interval` steps (during the first `reseed_until`
-    # of the run) a visible stroke whose control polygon is shorter than `reseed_min_length` px (at
-    # 224, scaled with the canvas) -- a dot that draws nothing -- is moved to where the reference
-    # lines still lack ink. None = automatic: every 50 steps with a trace loss (strokes of the
-    # image-space loss can shrink to dots), off with CLIP alone (the paper). 0 = off.
-    reseed_interval: Optional[int] = None
-    reseed_min_length: float = 3.0
-    reseed_until: float = 0.7
-
-    @classmethod
-    def from_preset(cls, preset: str = "paper", **overrides) -> "OptimizeConfig":
-        if preset not in PRESETS:
-            raise OptimizeError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in PRESETS[preset].items() if k in names}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(values) - names
-        if unknown:
-            raise OptimizeError(f"unknown optimiser setting(s): {sorted(unknown)}")
-        return cls(**values)
-
-    def validate(self) -> "OptimizeConfig":
-        def whole(name, lo):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise OptimizeError(f"{name} must be a whole number >= {lo}; got {v!r}")
-        whole("iterations", 0)
-        whole("num_augs", 0)
-        whole("aug_pool", 0)
-        whole("eval_interval", 1)
-        whole("callback_interval", 1)
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise OptimizeError(f"lr must be a positive number (1.0 moves points about a pixel per step); got {self.lr!r}")
-        if self.mixed_precision not in ("auto", "off", "bf16", "fp16"):
-            raise OptimizeError(f"mixed_precision must be auto, off, bf16 or fp16; got {self.mixed_precision!r}")
-        if self.text is not None and not isinstance(self.text, str):
-            raise OptimizeError(f"text must be a prompt string such as 'a cat, side view'; got {self.text!r}")
-        if isinstance(self.text_weight, bool) or not isinstance(self.text_weight, (int, float)) \
-                or not math.isfinite(self.text_weight) or self.text_weight < 0:
-            raise OptimizeError(f"text_weight must be a number >= 0 (0.3 by default); got {self.text_weight!r}")
-        if self.text and self.text.strip() and self.loss == "trace":
-            raise OptimizeError("a text prompt needs the CLIP loss; use loss 'clip' or 'clip+trace'")
-        from .style import StyleError, check_pen_width
-        try:
-            check_pen_width(self.pen_width)
-        except StyleError as exc:
-            raise OptimizeError(str(exc)) from None
-        if self.loss not in LOSS_MODES:
-            raise OptimizeError(f"loss must be one of {', '.join(LOSS_MODES)}; got {self.loss!r}")
-        if isinstance(self.trace_weight, bool) or not isinstance(self.trace_weight, (int, float)) \
-                or not math.isfinite(self.trace_weight) or self.trace_weight < 0 \
-                or (self.loss == "clip+trace" and self.trace_weight == 0):
-            raise OptimizeError(f"trace_weight must be a number > 0 (1.0 by default); got {self.trace_weight!r}")
-        try:
-            sig = [float(v) for v in self.trace_sigmas]
-        except (TypeError, ValueError):
-            sig = []
-        if not sig or any(not math.isfinite(v) or v <= 0 for v in sig):
-            raise OptimizeError(f"trace_sigmas must be positive blur radii in pixels, e.g. {DEFAULT_TRACE_SIGMAS}; "
-                                f"got {self.trace_sigmas!r}")
-        if self.reseed_interval is not None:
-            whole("reseed_interval", 0)
-        if isinstance(self.reseed_min_length, bool) or not isinstance(self.reseed_min_length, (int, float)) \
-                or not math.isfinite(self.reseed_min_length) or self.reseed_min_length <= 0:
-            raise OptimizeError(f"reseed_min_length must be a positive length in pixels (3 by default); "
-                                f"got {self.reseed_min_length!r}")
-        if isinstance(self.reseed_until, bool) or not isinstance(self.reseed_until, (int, float)) \
-                or not 0 <= self.reseed_until <= 1:
-            raise OptimizeError(f"reseed_until must be a fraction of the iterations in [0, 1]; got {self.reseed_until!r}")
-        if self.trace_reference not in TRACE_REFERENCES:
-            raise OptimizeError(f"trace_reference must be one of {', '.join(TRACE_REFERENCES)}; "
-                                f"got {self.trace_reference!r}")
-        return self
-
-    @property
-    def uses_clip(self) -> bool:
-        return self.loss != "trace"
-
-    @property
-    def reseed_every(self) -> int:
-        """Steps between re-seeding checks (0 = never); see ``reseed_interval``."""
-        if self.reseed_interval is not None:
-            return int(self.reseed_interval)
-        return AUTO_RESEED_INTERVAL if self.loss != "clip" else 0
+from .settings import AUTO_RESEED_INTERVAL, LOSS_MODES, PRESETS, OptimizeConfig  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -196,50 +47,10 @@ class OptimizeResult:
 
 
 def _amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
-    """Autocast dtype for the encoder: fp16 on GPU for "auto" (bf16 only when asked), fp32 on CPU.
+    """`clipasso.objective.amp_dtype` (kept under its old name)."""
+    from .objective import amp_dtype
 
-    fp16, not bf16, by measurement (bench/precision.py, bench/results/precision_cpu.json): the RN101
-    loss gradient under fp16 autocast kept a cosine of >= 0.9987 with fp32 on every picture, bf16 only
-    0.990 (and a 2% different loss), below the 0.995 we require. The original CLIPasso ran in fp16 too.
-    fp16 runs with a GradScaler (see `optimize`).
-    """
-    if mode == "off":
-        return None
-    if device.type == "cuda":
-        if mode in ("bf16", "fp16"):
-            return torch.bfloat16 if mode == "bf16" else torch.float16
-        return torch.float16
-    if mode == "bf16":  # explicit request only; CPU bf16 autocast is slower on most CPUs
-        return torch.bfloat16
-    return None
-
-
-def _prepare_target(target: torch.Tensor, canvas) -> torch.Tensor:
-    from .images import as_rgb
-
-    t = as_rgb(target) if not (isinstance(target, torch.Tensor) and target.ndim == 3 and target.shape[0] == 3) \
-        else target.detach().float()
-    if not bool(torch.isfinite(t).all()):
-        raise OptimizeError("the target image contains NaN or infinite values; check the node or file that made it")
-    if float(t.min()) < -1e-3 or float(t.max()) > 1 + 1e-3:
-        raise OptimizeError(f"the target image must be RGB in 0..1; got values {float(t.min()):.3g}..{float(t.max()):.3g}")
-    if tuple(t.shape[-2:]) != tuple(canvas):
-        t = F.interpolate(t.unsqueeze(0), size=tuple(canvas), mode="bilinear", align_corners=False,
-                          antialias=True)[0].clamp(0, 1)
-    return t
-
-
-def _text_guidance(encoder, cfg: OptimizeConfig) -> Dict:
-    """CLIPassoLoss keyword arguments of the text term (none without a prompt)."""
-    from .text import TextGuidanceError, check_prompt, encode_text
-
-    prompt = check_prompt(cfg.text)
-    if prompt is None or cfg.text_weight == 0:
-        return {}
-    try:
-        return dict(text_embedding=encode_text(encoder, prompt), text_weight=float(cfg.text_weight))
-    except TextGuidanceError as exc:
-        raise OptimizeError(str(exc)) from None
+    return amp_dtype(mode, device)
 
 
 def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, device):
@@ -262,28 +73,11 @@ def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, de
         raise OptimizeError(str(exc)) from None
 
 
-def build_loss(cfg: OptimizeConfig, encoder, target: torch.Tensor, device) -> object:
-    """The loss object ``optimize`` uses for ``cfg`` (`CLIPassoLoss`, `TraceLoss` or `CombinedLoss`);
-    ``target`` is ``[3,H,W]`` at the canvas size on ``device``. Its ``eval_loss`` is the clean-view loss."""
-    loss_fn = CLIPassoLoss(encoder, target, layer_weights=cfg.layer_weights, semantic_weight=cfg.semantic_weight,
-                           num_augs=cfg.num_augs, distortion=cfg.distortion, crop_scale=cfg.crop_scale,
-                           distance=cfg.distance, aug_pool=cfg.aug_pool, pool_seed=cfg.pool_seed,
-                           amp_dtype=_amp_dtype(cfg.mixed_precision, device),
-                           **_text_guidance(encoder, cfg)) if cfg.uses_clip else None
-    if cfg.loss != "clip":
-        trace = TraceLoss(target, sigmas=cfg.trace_sigmas, reference=cfg.trace_reference, device=device)
-        loss_fn = trace if loss_fn is None else CombinedLoss(loss_fn, trace, cfg.trace_weight)
-    return loss_fn
+def build_loss(cfg: OptimizeConfig, encoder, target: torch.Tensor, device) -> "Objective":
+    """The `clipasso.objective.Objective` of ``cfg`` for ``target`` (``[3,H,W]`` at the canvas size)."""
+    from .objective import Objective
 
-
-def _reference_ink(loss_fn, target: torch.Tensor) -> torch.Tensor:
-    """[H,W] where the sketch should have ink: the trace loss's reference, else the target's lines."""
-    trace = loss_fn if isinstance(loss_fn, TraceLoss) else getattr(loss_fn, "trace", None)
-    if trace is not None:
-        return trace.reference_ink[0, 0].float()
-    from .losses import line_map
-
-    return line_map(target).to(target.device)
+    return Objective.build(cfg, encoder, target, device)
 
 
 def reseed_collapsed(points: torch.Tensor, alphas: torch.Tensor, image: torch.Tensor, reference: torch.Tensor,
@@ -341,7 +135,9 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
              device=None, seeds: Optional[Sequence[int]] = None) -> OptimizeResult:
     """Optimise every candidate of ``strokes`` towards ``target`` ([3,H,W] 0..1) in one batch.
 
-    encoder: a `ClipEncoder` (from `clipasso.models.load_clip`); None with ``config.loss="trace"``.
+    encoder: a `ClipEncoder` (from `clipasso.models.load_clip`); None with ``config.loss="trace"``; or an
+      `clipasso.objective.Objective` already built for the target (``target`` is then not used), which is
+      how the pipeline, pruning, growing and ordering share one loss object.
     callback(iteration, losses, render): called every ``callback_interval`` iterations and at the end;
       ``losses`` is a dict of per-candidate tensors ``train``, ``eval`` (last eval), ``best``;
       ``render`` is the sketch rendered in that iteration ``[B,3,H,W]`` (detached, on the compute device).
@@ -358,25 +154,26 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
 
     if not isinstance(strokes, Strokes):
         raise OptimizeError(f"optimize() needs a Strokes value; got {type(strokes).__name__}")
+    from .objective import Objective
+
     cfg = (config or OptimizeConfig()).validate()
-    if encoder is None and cfg.uses_clip:
-        raise OptimizeError(f"loss {cfg.loss!r} needs a CLIP encoder; pass one (clipasso.models.load_clip) "
-                            "or use loss='trace', which needs no weights")
-    if encoder is None:
-        device = torch.device(device) if device is not None else torch.device("cpu")
+    h, w = strokes.canvas
+    if isinstance(encoder, Objective):  # built once by the caller for this target
+        loss_fn = encoder
+        if device is not None and torch.device(device) != loss_fn.device:
+            raise OptimizeError(f"the objective was built on {loss_fn.device} but optimisation was asked on {device}")
+        device = loss_fn.device
+        if tuple(loss_fn.canvas) != (h, w):
+            raise OptimizeError(f"the objective's target is {loss_fn.canvas[0]}x{loss_fn.canvas[1]} but the strokes' "
+                                f"canvas is {h}x{w}")
     else:
-        device = torch.device(device) if device is not None else encoder.device
-    if encoder is not None and cfg.uses_clip and device != encoder.device:
-        raise OptimizeError(f"the encoder is on {encoder.device} but optimisation was asked on {device}; "
-                            "load the encoder on the same device")
+        loss_fn = Objective.build(cfg, encoder, target, device, canvas=(h, w))
+        device = loss_fn.device
+    target = loss_fn.target
     b = strokes.num_candidates
     seeds = tuple(int(s) for s in (seeds if seeds is not None else (strokes.seeds or range(b))))
     if len(seeds) != b:
         raise OptimizeError(f"need one seed per candidate ({b}); got {len(seeds)}")
-    h, w = strokes.canvas
-    target = _prepare_target(target, (h, w)).to(device)
-
-    loss_fn = build_loss(cfg, encoder, target, device)
     scaler = None
     if loss_fn.amp_dtype == torch.float16 and device.type == "cuda":
         scaler = torch.amp.GradScaler("cuda")
@@ -396,7 +193,7 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     reseed_last = int(cfg.reseed_until * cfg.iterations)
     reseed_gens = [torch.Generator().manual_seed(s + 7919) for s in seeds]  # apart from the views' streams
     reseeded = [0] * b
-    reference = _reference_ink(loss_fn, target) if reseed_every else None
+    reference = loss_fn.reference_ink() if reseed_every else None
     min_length = float(cfg.reseed_min_length) * max(h, w) / 224.0
 
     def render(p):

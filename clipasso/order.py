@@ -21,8 +21,10 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
-from .abstraction import AbstractionError, masked_losses, single_sketch
-from .optimize import OptimizeConfig
+from .errors import AbstractionError
+from .objective import objective_for
+from .select import single_sketch
+from .settings import OptimizeConfig
 from .strokes import Strokes
 
 FRAME_CHUNK = 16  # frames rendered per batch
@@ -63,7 +65,7 @@ def prefix_losses(strokes: Strokes, order: Optional[Sequence[int]], target: torc
     if order is not None:
         sketch = reorder(sketch, order)
     visible = torch.arange(s).unsqueeze(0) < torch.arange(s + 1).unsqueeze(1)  # row k: first k strokes
-    return masked_losses(sketch, visible, target, encoder, config, device)
+    return objective_for(target, encoder, config, device, sketch.canvas).masked(sketch, visible)
 
 
 def greedy_order(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None, *,
@@ -78,6 +80,7 @@ def greedy_order(strokes: Strokes, target: torch.Tensor, encoder, config: Option
     """
     t0 = time.perf_counter()
     sketch = single_sketch(strokes, "drawing order")
+    objective = objective_for(target, encoder, config, device, sketch.canvas)  # one loss object for every pick
     s = sketch.num_strokes
     placed: List[int] = []
     remaining = list(range(s))
@@ -91,7 +94,7 @@ def greedy_order(strokes: Strokes, target: torch.Tensor, encoder, config: Option
             if placed:
                 rows[:, placed] = True
             rows[torch.arange(len(remaining)), torch.as_tensor(remaining)] = True
-            losses = masked_losses(sketch, rows, target, encoder, config, device)
+            losses = objective.masked(sketch, rows)
             losses = torch.where(torch.isfinite(losses), losses, torch.full_like(losses, float("inf")))
             best = int(torch.argmin(losses))  # the lowest input index wins ties
             pick = remaining[best]
@@ -103,7 +106,7 @@ def greedy_order(strokes: Strokes, target: torch.Tensor, encoder, config: Option
     ordered = reorder(sketch, order)
     # Measured again on the reordered strokes: with strokes of different colours the compositing order
     # changes the picture a little, and this is the drawing that is output.
-    losses = prefix_losses(ordered, None, target, encoder, config, device)
+    losses = prefix_losses(ordered, None, target, objective)
     ordered = ordered.replace(losses=losses[-1:].clone())
     return OrderResult(strokes=ordered, order=order, prefix_losses=losses, seconds=time.perf_counter() - t0)
 

@@ -22,21 +22,22 @@ import torch
 
 from .images import FRAMINGS, ImageError, alpha_of, as_rgb, aspect_canvas, check_sketch_size, frame_square
 from .models import DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, load_clip
-from .optimize import PRESETS, OptimizeConfig, OptimizeError, OptimizeResult, optimize
+from .optimize import OptimizeConfig, OptimizeResult, optimize
 from .select import select_best
+from .settings import SEED_SPACING, SketchSettings  # noqa: F401 - SEED_SPACING re-exported
+from .errors import PipelineError
 from .strokes import Strokes
 
 log = logging.getLogger(__name__)
+abstraction_log = logging.getLogger("clipasso.abstraction")  # progress of the post stage, as before
+order_log = logging.getLogger("clipasso.order")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 EXAMPLE_IMAGE = DATA_DIR / "example.jpg"
 WORK_MAX_SIDE = 1024     # inputs are shrunk to this before matting; the sketch is made at 224 anyway
-SEED_SPACING = 1000      # the original ran seeds 0, 1000, 2000
 SALIENCY_METHODS_WITH_CLIP = ("clip-attention", "clip-relevancy")
 
 
-class PipelineError(ValueError):
-    """A pipeline setting that cannot work; the message says what to change."""
 
 
 @dataclass
@@ -67,6 +68,7 @@ class SketchResult:
     drawing_order: Optional[object] = None  # clipasso.order.OrderResult (drawing_order=True)
     framing: str = "pad"                    # how the picture was put on the canvas (clipasso.images.FRAMINGS)
     frame_strokes: Optional[Strokes] = None  # the winner in the optimisation frame (as the loss saw it)
+    sketch_settings: Optional[SketchSettings] = None  # every setting the sketch was made with
 
     @property
     def loss(self) -> float:
@@ -172,16 +174,6 @@ def to_picture_frame(strokes: Strokes, height: int, width: int, framing: str) ->
     return strokes.replace(points=strokes.points * strokes.points.new_tensor([sx, sy]), canvas=(h, w))
 
 
-def _seed_list(seeds, seed: int) -> tuple:
-    if isinstance(seeds, (list, tuple)):
-        if not seeds:
-            raise PipelineError("seeds is an empty list; give at least one seed")
-        return tuple(int(s) for s in seeds)
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
-        raise PipelineError(f"seeds must be a count >= 1 (best of N) or a list of seeds; got {seeds!r}")
-    return tuple(int(seed) + SEED_SPACING * i for i in range(int(seeds)))
-
-
 def prepare_target(image, canvas: int = 224, background_removal: bool = True, matting_model: str = "u2netp",
                    models_dir=None, allow_download: bool = True, notes: Optional[List[str]] = None,
                    framing: str = "pad"):
@@ -248,159 +240,163 @@ def _prepare(image, canvas, background_removal, matting_model, models_dir, allow
     return target, mask, (int(h), int(w))
 
 
-def sketch(image=None, *, preset: str = "paper", strokes: Optional[int] = None, seeds=None,
-           iterations: Optional[int] = None, seed: int = 0, device: str = "auto",
-           clip_model: Optional[str] = None, clip_pretrained: Optional[str] = DEFAULT_PRETRAINED,
-           clip_weights=None, saliency: str = "clip-attention", saliency_model: str = DEFAULT_SALIENCY_MODEL,
-           saliency_pretrained: Optional[str] = DEFAULT_PRETRAINED, saliency_weights=None,
-           saliency_text: Optional[str] = None,
-           use_edges: bool = True, background_removal: bool = True, matting_model: str = "u2netp",
-           models_dir=None, canvas: int = 224, framing: Optional[str] = None, num_segments: int = 1,
-           width: float = 1.5,
-           temperature: float = 0.3, allow_download: bool = True,
-           auto_strokes: Optional[float] = None, max_strokes: Optional[int] = None, prune_iterations: int = 20,
-           abstraction_method: str = "prune", start_strokes: int = 2, grow_iterations: int = 20,
-           min_gain: float = 0.01,
-           drawing_order: bool = False,
-           callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
-           **optimizer_settings) -> SketchResult:
+def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: Optional[Callable] = None,
+           should_stop: Optional[Callable[[], bool]] = None, **overrides) -> SketchResult:
     """Sketch ``image`` (file path, PIL, numpy, tensor; None = the bundled example) with CLIPasso.
 
-    preset: 'paper' (RN101, 4 augmentations, 2000 iterations, 16 strokes, best of 3) or 'fast'.
-    strokes / seeds / iterations / clip_model override the preset. seeds: a count (seeds are
-    seed, seed+1000, ...) or an explicit list. saliency: 'clip-attention' (the original), another
-    `clipasso.saliency` method, or 'none' for uniformly random starts. Extra keyword arguments go to
-    `OptimizeConfig` (lr, num_augs, aug_pool, eval_interval, layer_weights, semantic_weight, ...), among
-    them text guidance (``text="a cat, side view"``, ``text_weight``) and styled strokes
-    (``optimize_width``, ``optimize_opacity``, ``optimize_color``, ``color_from_image``, ``pen_width``).
-    auto_strokes: a fidelity in (0, 1]: the sketch chooses its stroke count (`clipasso.abstraction`). With
-    ``abstraction_method="prune"`` (default) ``max_strokes`` strokes (default twice ``strokes``) are
-    optimised and pruned with ``prune_iterations`` re-optimisation steps per removal; with ``"grow"`` only
-    ``start_strokes`` are optimised, then strokes are added one at a time (``grow_iterations`` steps after
-    each) until the gain of the last ones falls below ``min_gain`` of the total or ``max_strokes`` is reached.
-    framing: how the picture is put on the square canvas ("stretch", "fix-scale" or "pad"; None = the
-    preset's: paper stretches as the original did). With "stretch" a non-square picture is optimised
-    stretched (losses exactly as the original's) and the returned ``strokes``/``candidates`` are mapped
-    back to its aspect ratio (long side = canvas); see `SketchResult` for which frame holds what.
-    models_dir: a folder or a list of folders for CLIP and matting weights ($CLIPASSO_MODELS_DIR too).
-    canvas: the working canvas side; above the encoder's input size (224) renders are downsampled
-    with a box filter for the loss (finer lines; the encoder's cost is unchanged, rendering 448 px adds
-    about 14 ms per step for 2 seeds x 16 strokes on a 2-core CPU, bench/features.py).
+    settings: a `clipasso.settings.SketchSettings` (default: the ``preset`` override's, else "paper");
+    overrides: any of its fields by name, e.g. ``sketch("cat.jpg", preset="fast", strokes=8, loss="trace",
+    text="a cat, side view", auto_strokes=0.9)``; ``clipasso sketch --help`` and `clipasso.settings` list
+    them all with their defaults and ranges. An override of None keeps the preset's value.
+    Main ones: preset 'paper' (RN101, 4 augmentations, 2000 iterations, 16 strokes, best of 3) or 'fast';
+    seeds: a count (seeds are seed, seed+1000, ...) or an explicit list; saliency: 'clip-attention' (the
+    original), another `clipasso.saliency` method, or 'none'; auto_strokes: a fidelity in (0, 1], the
+    sketch chooses its stroke count (`clipasso.abstraction`, prune or grow); framing: how the picture goes
+    onto the square canvas (see `SketchResult` for which frame holds what); models_dir: a folder or a
+    list of folders for CLIP and matting weights ($CLIPASSO_MODELS_DIR too).
+    callback(iteration, losses, render) and should_stop() go to `clipasso.optimize.optimize`.
     """
     t0 = time.perf_counter()
-    if preset not in PRESETS:
-        raise PipelineError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    p = PRESETS[preset]
-    n_strokes = p["strokes"] if strokes is None else strokes
-    if isinstance(n_strokes, bool) or not isinstance(n_strokes, (int, np.integer)) or n_strokes < 1:
-        raise PipelineError(f"strokes must be a whole number >= 1 (16 by default); got {n_strokes!r}")
-    budget = None
-    if auto_strokes is not None:  # clipasso.abstraction: start generous and prune, or start small and grow
-        from .abstraction import AbstractionError, check_method, generous_budget
-
-        check_method(abstraction_method)
-        budget = generous_budget(auto_strokes, max_strokes, n_strokes)
-        if abstraction_method == "grow":
-            if isinstance(start_strokes, bool) or not isinstance(start_strokes, (int, np.integer)) \
-                    or not 1 <= start_strokes < budget:
-                raise AbstractionError(f"start_strokes must be a whole number from 1 to max_strokes - 1 "
-                                       f"({budget - 1}); got {start_strokes!r}")
-            n_strokes = int(start_strokes)
-        else:
-            n_strokes = budget
-    seed_list = _seed_list(p["seeds"] if seeds is None else seeds, seed)
-    if isinstance(canvas, bool) or not isinstance(canvas, int) or canvas < 8:
-        raise PipelineError(f"canvas must be a whole number of pixels >= 8 (224 by default); got {canvas!r}")
-    try:
-        cfg = OptimizeConfig.from_preset(preset, iterations=iterations, **optimizer_settings).validate()
-    except TypeError as exc:
-        raise PipelineError(str(exc)) from exc
-    framing = check_framing(p.get("framing", "pad") if framing is None else framing)
-    dev = pick_device(device)
+    if settings is None:
+        s = SketchSettings.from_preset(overrides.pop("preset", None) or "paper", **overrides)
+    elif not isinstance(settings, SketchSettings):
+        raise PipelineError(f"settings must be a clipasso.settings.SketchSettings; got {type(settings).__name__}")
+    else:
+        s = settings.replace(**overrides)
+    s.validate()
+    cfg = s.optimize_config()
+    dev = pick_device(s.device)
     notes: List[str] = []
+    seed_list = s.seed_list()
+    canvas = int(s.canvas)
 
     if image is None:
         image = EXAMPLE_IMAGE
         notes.append(f"no input given: sketching the bundled example {EXAMPLE_IMAGE.name}")
-    target, mask, (pic_h, pic_w) = _prepare(image, canvas, background_removal, matting_model, models_dir,
-                                            allow_download, notes, framing)
+    target, mask, (pic_h, pic_w) = _prepare(image, canvas, s.background_removal, s.matting_model, s.models_dir,
+                                            s.allow_download, notes, s.framing)
 
     encoder = None  # loss="trace" needs no CLIP model (the saliency step may still use one)
     if cfg.uses_clip:
-        encoder = load_clip(clip_model or p["clip_model"], clip_pretrained, weights=clip_weights,
-                            models_dir=models_dir, device=dev, allow_download=allow_download)
+        encoder = load_clip(s.clip_model, s.clip_pretrained, weights=s.clip_weights, models_dir=s.models_dir,
+                            device=dev, allow_download=s.allow_download)
+    from .objective import Objective
 
-    sal = None
+    objective = Objective.build(cfg, encoder, target, dev)  # once: optimiser, selection, pruning, growing, order
+
+    sal = _saliency(target, mask, s, dev)
     edges = None
-    method = (saliency or "none").lower()
-    if method != "none":
-        from .saliency import saliency_map
-
-        sal_encoder = None
-        if method in SALIENCY_METHODS_WITH_CLIP:
-            sal_encoder = load_clip(saliency_model, saliency_pretrained, weights=saliency_weights,
-                                    models_dir=models_dir, device=dev, allow_download=allow_download)
-        elif method == "timm-vit" and saliency_model != DEFAULT_SALIENCY_MODEL:
-            sal_encoder = saliency_model  # a timm model name (the default is DINO ViT-S/8)
-        sal = saliency_map(target, method=method, encoder=sal_encoder, mask=mask, text=saliency_text,
-                           models_dir=models_dir, allow_download=allow_download,
-                           weights=saliency_weights if method == "timm-vit" else None).float().cpu()
-    if use_edges and method != "none":
+    if s.use_edges and sal is not None:
         from .xdog import xdog_edges
 
         edges = xdog_edges(target)
     from .init import initialize_strokes
 
+    n_strokes = s.optimized_strokes
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        initial = initialize_strokes((canvas, canvas), int(n_strokes), list(seed_list), saliency=sal, edges=edges,
-                                     temperature=temperature, num_segments=num_segments, width=width,
+        initial = initialize_strokes((canvas, canvas), n_strokes, list(seed_list), saliency=sal, edges=edges,
+                                     temperature=s.temperature, num_segments=s.num_segments, width=s.width,
                                      mask=mask)
     notes.extend(str(w.message) for w in caught)
 
-    run = optimize(initial, target, encoder, cfg, callback=callback, should_stop=should_stop, device=dev,
-                   seeds=seed_list)
+    run = optimize(initial, target, objective, cfg, callback=callback, should_stop=should_stop, seeds=seed_list)
     winner, index = select_best(run.strokes)
-    ordering = None
-    if auto_strokes is not None or drawing_order:
-        from .abstraction import post_process
-
+    ordering = ab_result = None
+    if s.auto_strokes is not None or s.drawing_order:
         prior = None
-        if abstraction_method == "grow" and sal is not None:  # grown strokes go where ink helps, times saliency
+        if s.abstraction_method == "grow" and sal is not None:  # grown strokes go where ink helps, times saliency
             prior = sal if mask is None else sal * mask.to(sal)
             if not float(prior.max()) > 0:
                 prior = None
-        winner, ab_result, ordering = post_process(winner, target, encoder, cfg, fidelity=auto_strokes,
-                                                   prune_iterations=prune_iterations, order=drawing_order,
-                                                   device=dev, should_stop=should_stop, method=abstraction_method,
-                                                   max_strokes=budget or 32, grow_iterations=grow_iterations,
-                                                   min_gain=min_gain, prior=prior)
-    else:
-        ab_result = None
+        winner, ab_result, ordering = post_process(winner, target, objective, cfg, fidelity=s.auto_strokes,
+                                                   prune_iterations=s.prune_iterations, order=s.drawing_order,
+                                                   should_stop=should_stop, method=s.abstraction_method,
+                                                   max_strokes=s.budget or 32, grow_iterations=s.grow_iterations,
+                                                   min_gain=s.min_gain, prior=prior)
     if run.cancelled:
         notes.append(f"cancelled after {run.iterations_run} of {cfg.iterations} iterations; "
                      "returning the best state reached")
-    settings = dict(preset=preset, strokes=int(n_strokes), seeds=list(seed_list), iterations=cfg.iterations,
-                    device=str(dev), clip_model=encoder.name if encoder is not None else None,
-                    clip_source=encoder.source if encoder is not None else None, loss=cfg.loss, saliency=method,
-                    background_removal=bool(background_removal), canvas=canvas, num_augs=cfg.num_augs,
-                    aug_pool=cfg.aug_pool, lr=cfg.lr, text=cfg.text, text_weight=cfg.text_weight if cfg.text else None,
-                    optimize_width=cfg.optimize_width, optimize_opacity=cfg.optimize_opacity,
-                    optimize_color=cfg.optimize_color, color_from_image=cfg.color_from_image,
-                    pen_width=cfg.pen_width, reseed_interval=cfg.reseed_every,
-                    abstraction=(abstraction_method if auto_strokes is not None else None), framing=framing,
-                    input_size=[pic_h, pic_w])
+    summary = dict(preset=s.preset, strokes=int(n_strokes), seeds=list(seed_list), iterations=cfg.iterations,
+                   device=str(dev), clip_model=encoder.name if encoder is not None else None,
+                   clip_source=encoder.source if encoder is not None else None, loss=cfg.loss,
+                   saliency=s.saliency, background_removal=bool(s.background_removal), canvas=canvas,
+                   num_augs=cfg.num_augs, aug_pool=cfg.aug_pool, lr=cfg.lr, text=cfg.text,
+                   text_weight=cfg.text_weight if cfg.text else None, optimize_width=cfg.optimize_width,
+                   optimize_opacity=cfg.optimize_opacity, optimize_color=cfg.optimize_color,
+                   color_from_image=cfg.color_from_image, pen_width=cfg.pen_width, reseed_interval=cfg.reseed_every,
+                   abstraction=(s.abstraction_method if s.auto_strokes is not None else None), framing=s.framing,
+                   input_size=[pic_h, pic_w])
     if sum(run.reseeded):
         notes.append(f"re-seeded {sum(run.reseeded)} stroke(s) that had shrunk to dots "
                      f"(per seed: {', '.join(str(n) for n in run.reseeded)})")
     # post-processing above ran in the optimisation frame; only now is a stretched sketch un-stretched
-    shown = to_picture_frame(winner, pic_h, pic_w, framing)
-    shown_candidates = to_picture_frame(run.strokes, pic_h, pic_w, framing)
+    shown = to_picture_frame(winner, pic_h, pic_w, s.framing)
+    shown_candidates = to_picture_frame(run.strokes, pic_h, pic_w, s.framing)
     return SketchResult(strokes=shown, candidates=shown_candidates, index=index, target=target, mask=mask,
-                        saliency=sal, initial=initial, run=run, settings=settings, notes=notes,
+                        saliency=sal, initial=initial, run=run, settings=summary, notes=notes,
                         seconds=time.perf_counter() - t0, abstraction=ab_result, drawing_order=ordering,
-                        framing=framing, frame_strokes=winner)
+                        framing=s.framing, frame_strokes=winner, sketch_settings=s)
 
 
-__all__ = ["sketch", "SketchResult", "prepare_target", "to_picture_frame", "check_framing", "pick_device",
+def _saliency(target, mask, s: SketchSettings, dev):
+    """The saliency map [canvas, canvas] of the settings' method (None for 'none')."""
+    method = s.saliency
+    if method == "none":
+        return None
+    from .saliency import saliency_map
+
+    sal_encoder = None
+    if method in SALIENCY_METHODS_WITH_CLIP:
+        sal_encoder = load_clip(s.saliency_model, s.saliency_pretrained, weights=s.saliency_weights,
+                                models_dir=s.models_dir, device=dev, allow_download=s.allow_download)
+    elif method == "timm-vit" and s.saliency_model != DEFAULT_SALIENCY_MODEL:
+        sal_encoder = s.saliency_model  # a timm model name (the default is DINO ViT-S/8)
+    return saliency_map(target, method=method, encoder=sal_encoder, mask=mask, text=s.saliency_text,
+                        models_dir=s.models_dir, allow_download=s.allow_download,
+                        weights=s.saliency_weights if method == "timm-vit" else None).float().cpu()
+
+
+def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None, *,
+                 fidelity: Optional[float] = None, prune_iterations: int = 20, order: bool = False,
+                 device=None, should_stop: Optional[Callable[[], bool]] = None, method: str = "prune",
+                 max_strokes: int = 32, grow_iterations: int = 20, min_gain: float = 0.01,
+                 prior: Optional[torch.Tensor] = None):
+    """What `clipasso.pipeline.sketch` runs after best-of-N: prune the winner to ``fidelity`` -- or, with
+    ``method="grow"``, grow it up to ``max_strokes`` and choose the count for ``fidelity`` -- (if a fidelity
+    is given), then put the strokes in greedy drawing order (if ``order``). Returns (strokes,
+    AbstractionResult or None, OrderResult or None); progress goes to this module's logger."""
+    abstraction = ordering = None
+    from .abstraction import auto_abstract, check_method, grow_abstract, NoImprovementError
+
+    check_method(method)
+    if fidelity is not None:
+        def report(k, loss, _):
+            abstraction_log.info("automatic abstraction (%s): %d strokes, loss %.4f", method, k, loss)
+        try:
+            if method == "grow":
+                abstraction = grow_abstract(winner, target, encoder, fidelity, config, max_strokes=max_strokes,
+                                            grow_iterations=grow_iterations, min_gain=min_gain, prior=prior,
+                                            device=device, callback=report, should_stop=should_stop)
+            else:
+                abstraction = auto_abstract(winner, target, encoder, fidelity, config,
+                                            prune_iterations=prune_iterations, device=device, callback=report,
+                                            should_stop=should_stop)
+        except NoImprovementError as exc:  # keep the run's result rather than losing it
+            warnings.warn(f"automatic abstraction skipped: {exc}", RuntimeWarning, stacklevel=2)
+        else:
+            winner = abstraction.strokes.replace(seeds=winner.seeds)
+            abstraction_log.info("automatic abstraction: chose %d strokes for fidelity %.2f", abstraction.count, fidelity)
+    if order:
+        from .order import greedy_order
+
+        order_log.info("drawing order: ordering %d strokes", winner.num_strokes)
+        ordering = greedy_order(winner, target, encoder, config, device=device, should_stop=should_stop)
+        it = winner.iterations
+        winner = ordering.strokes.replace(seeds=winner.seeds, iterations=it)
+    return winner, abstraction, ordering
+
+
+
+__all__ = ["sketch", "SketchResult", "SketchSettings", "post_process", "prepare_target", "to_picture_frame", "check_framing", "pick_device",
            "PipelineError", "EXAMPLE_IMAGE", "FRAMINGS"]

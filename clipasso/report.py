@@ -13,6 +13,8 @@ CLIP attention when a ViT checkpoint is given (``saliency_weights``), otherwise 
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import json
 import os
 import time
@@ -25,7 +27,7 @@ import torch
 DEFAULT_STROKES = (4, 8, 16, 32)
 
 
-class ReportError(ValueError):
+class ReportError(ClipassoError, ValueError):
     """Settings the report cannot work with."""
 
 

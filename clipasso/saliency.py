@@ -22,6 +22,8 @@ work; non-square images keep their aspect ratio on a non-square patch grid.
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import logging
 import math
 import numbers
@@ -41,7 +43,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class SaliencyError(ValueError):
+class SaliencyError(ClipassoError, ValueError):
     """Bad arguments or an unusable model for a saliency map; the message says what to change."""
 
 

@@ -5,6 +5,7 @@ from typing import Tuple
 
 import torch
 
+from .errors import AbstractionError
 from .strokes import StrokeError, Strokes
 
 
@@ -27,6 +28,19 @@ def select_best(strokes: Strokes) -> Tuple[Strokes, int]:
     return strokes.select(index), index
 
 
+def single_sketch(strokes: Strokes, what: str = "automatic abstraction") -> Strokes:
+    """One sketch out of ``strokes``: itself if it has one candidate, else the lowest-loss candidate."""
+    if not isinstance(strokes, Strokes):
+        raise AbstractionError(f"{what} needs a clipasso Strokes value; got {type(strokes).__name__}")
+    if strokes.num_candidates == 1:
+        return strokes.cpu()
+    if strokes.losses is None:
+        raise AbstractionError(f"{what} works on one sketch, but these strokes hold {strokes.num_candidates} "
+                               "candidates and no losses to pick the best by; select one candidate first "
+                               "(Select Best, or Strokes.select)")
+    return select_best(strokes)[0].cpu()
+
+
 def rank(strokes: Strokes) -> list:
     """Candidate indices from best to worst loss."""
     if strokes.losses is None:
@@ -36,4 +50,4 @@ def rank(strokes: Strokes) -> list:
     return [int(i) for i in torch.sort(losses, stable=True).indices]
 
 
-__all__ = ["select_best", "rank"]
+__all__ = ["select_best", "single_sketch", "rank"]

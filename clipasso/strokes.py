@@ -16,6 +16,8 @@ Conventions (same as diffvg as CLIPasso used it):
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -25,7 +27,7 @@ import torch
 DEFAULT_HALF_WIDTH = 1.5  # diffvg half-width CLIPasso used: a 3 px line
 
 
-class StrokeError(ValueError):
+class StrokeError(ClipassoError, ValueError):
     """Raised for a malformed stroke set; the message says what is wrong and how to fix it."""
 
 

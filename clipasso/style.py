@@ -15,6 +15,8 @@ the output with one given width, as a plotter would.
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import math
 from typing import Optional, Sequence
 
@@ -27,7 +29,7 @@ WIDTH_RANGE = (0.5, 4.0)    # half-widths in canvas px: 1 to 8 px lines
 MIN_OPACITY = 0.05
 
 
-class StyleError(ValueError):
+class StyleError(ClipassoError, ValueError):
     """A style setting that cannot work; the message says what to change."""
 
 

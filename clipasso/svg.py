@@ -17,6 +17,8 @@ being dropped silently.
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import json
 import math
 import re
@@ -32,7 +34,7 @@ SVG_NS = "http://www.w3.org/2000/svg"
 _DECIMALS = 4
 
 
-class SVGError(ValueError):
+class SVGError(ClipassoError, ValueError):
     """An SVG that cannot be read as strokes; the message names the problem and what to do."""
 
 

@@ -11,13 +11,15 @@ configs with a text_cfg); the tokenizer is the one open_clip pairs with the mode
 """
 from __future__ import annotations
 
+from .errors import ClipassoError
+
 import logging
 from typing import Optional
 
 import torch
 
 
-class TextGuidanceError(ValueError):
+class TextGuidanceError(ClipassoError, ValueError):
     """A prompt or a model that text guidance cannot work with; the message says what to change."""
 
 

@@ -1,0 +1,266 @@
+"""The objective: one loss object per target, built from named, weighted terms.
+
+    total = sum over the enabled terms of  weight(term) * term.total        (per candidate)
+
+The optimiser, best-of-N selection, pruning, growing and the drawing order all measure sketches with
+the same `Objective`, built once per target from the `ObjectiveSettings` (and the drawing fields of the
+optimiser: background and pen). Terms are registered by name in `TERMS`:
+
+    clip    CLIPasso's loss (`clipasso.losses.CLIPassoLoss`): geometric distances of intermediate CLIP
+            layers (``layer_weights`` x ``geometric_weight``) + ``semantic_weight`` x embedding distance
+            (+ ``text_weight`` x distance to the ``text`` prompt's embedding), over the clean view and
+            ``num_augs`` augmented views; on with loss "clip" and "clip+trace".
+    trace   the weights-free image-space loss (`clipasso.losses.TraceLoss`); alone with loss "trace",
+            with weight ``trace_weight`` under "clip+trace".
+
+Adding a term is one module with a ``build(settings, encoder, target, device)`` returning an object
+with ``eval_loss(images)`` / ``train_loss(images, generators)`` (dicts of per-candidate tensors with a
+``total``), one settings field for its weight, and one `register_term` call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .errors import OptimizeError
+from .strokes import Strokes
+
+EVAL_CHUNK = 16  # sketches evaluated per encoder batch (bounds memory)
+
+
+@dataclass(frozen=True)
+class Term:
+    name: str
+    enabled: Callable    # settings -> bool
+    weight: Callable     # settings -> float
+    build: Callable      # (settings, encoder, target, device) -> loss object
+    needs_encoder: bool = False
+
+
+TERMS: Dict[str, Term] = {}
+
+
+def register_term(name: str, build, weight, enabled, needs_encoder: bool = False) -> None:
+    """Add a loss term by name (see the module docstring); later terms add to the total after earlier ones."""
+    TERMS[name] = Term(name, enabled, weight, build, needs_encoder)
+
+
+# --------------------------------------------------------------------------- the built-in terms
+
+def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
+    """Autocast dtype for the encoder: fp16 on GPU for "auto" (bf16 only when asked), fp32 on CPU.
+
+    fp16, not bf16, by measurement (bench/precision.py, bench/results/precision_cpu.json): the RN101
+    loss gradient under fp16 autocast kept a cosine of >= 0.9987 with fp32 on every picture, bf16 only
+    0.990 (and a 2% different loss), below the 0.995 we require. The original CLIPasso ran in fp16 too.
+    fp16 runs with a GradScaler (see `clipasso.optimize.optimize`).
+    """
+    if mode == "off":
+        return None
+    if device.type == "cuda":
+        if mode in ("bf16", "fp16"):
+            return torch.bfloat16 if mode == "bf16" else torch.float16
+        return torch.float16
+    if mode == "bf16":  # explicit request only; CPU bf16 autocast is slower on most CPUs
+        return torch.bfloat16
+    return None
+
+
+def _text_guidance(encoder, settings) -> Dict:
+    """CLIPassoLoss keyword arguments of the text term (none without a prompt)."""
+    from .text import TextGuidanceError, check_prompt, encode_text
+
+    prompt = check_prompt(settings.text)
+    if prompt is None or settings.text_weight == 0:
+        return {}
+    try:
+        return dict(text_embedding=encode_text(encoder, prompt), text_weight=float(settings.text_weight))
+    except TextGuidanceError as exc:
+        raise OptimizeError(str(exc)) from None
+
+
+def _build_clip(settings, encoder, target, device):
+    from .losses import CLIPassoLoss, default_layer_weights
+
+    layer_weights = settings.layer_weights
+    if settings.geometric_weight != 1.0:
+        base = default_layer_weights(encoder) if layer_weights is None else layer_weights
+        layer_weights = {k: v * float(settings.geometric_weight) for k, v in base.items()}
+    return CLIPassoLoss(encoder, target, layer_weights=layer_weights, semantic_weight=settings.semantic_weight,
+                        num_augs=settings.num_augs, distortion=settings.distortion, crop_scale=settings.crop_scale,
+                        distance=settings.distance, aug_pool=settings.aug_pool if settings.num_augs else 0,
+                        pool_seed=settings.pool_seed, amp_dtype=amp_dtype(settings.mixed_precision, device),
+                        **_text_guidance(encoder, settings))
+
+
+def _build_trace(settings, encoder, target, device):
+    from .losses import TraceLoss
+
+    return TraceLoss(target, sigmas=settings.trace_sigmas, reference=settings.trace_reference, device=device)
+
+
+register_term("clip", _build_clip, weight=lambda s: 1.0, enabled=lambda s: s.loss in ("clip", "clip+trace"),
+              needs_encoder=True)
+register_term("trace", _build_trace, weight=lambda s: 1.0 if s.loss == "trace" else float(s.trace_weight),
+              enabled=lambda s: s.loss in ("trace", "clip+trace"))
+
+
+# --------------------------------------------------------------------------- the objective
+
+def prepare_target(target, canvas=None) -> torch.Tensor:
+    """A target picture as the objective takes it: ``[3,H,W]`` RGB 0..1, finite, at the canvas size
+    (H, W) when given."""
+    from .images import as_rgb
+
+    t = as_rgb(target) if not (isinstance(target, torch.Tensor) and target.ndim == 3 and target.shape[0] == 3) \
+        else target.detach().float()
+    if not bool(torch.isfinite(t).all()):
+        raise OptimizeError("the target image contains NaN or infinite values; check the node or file that made it")
+    if float(t.min()) < -1e-3 or float(t.max()) > 1 + 1e-3:
+        raise OptimizeError(f"the target image must be RGB in 0..1; got values {float(t.min()):.3g}..{float(t.max()):.3g}")
+    if canvas is not None and tuple(t.shape[-2:]) != tuple(canvas):
+        t = F.interpolate(t.unsqueeze(0), size=tuple(canvas), mode="bilinear", align_corners=False,
+                          antialias=True)[0].clamp(0, 1)
+    return t
+
+
+class Objective:
+    """The loss of sketches against one target (see the module docstring).
+
+    ``train_loss(images, generators)`` / ``eval_loss(images)``: dicts of ``[B]`` tensors (each term's
+    total under its name, the terms' own parts, and ``total``) for renders ``[B,3,H,W]``.
+    ``evaluate(strokes)``: the eval loss ``[B]`` (CPU) of strokes as the optimiser draws them.
+    """
+
+    def __init__(self, terms: Sequence[Tuple[str, float, object]], target: torch.Tensor, device, settings,
+                 encoder=None):
+        if not terms:
+            raise OptimizeError("the objective has no loss term; use loss 'clip', 'trace' or 'clip+trace'")
+        self.terms = list(terms)
+        self.target = target
+        self.device = device
+        self.settings = settings
+        self.encoder = encoder
+        self.amp_dtype = getattr(self.terms[0][2], "amp_dtype", None)
+
+    @classmethod
+    def build(cls, settings, encoder, target, device=None, canvas=None) -> "Objective":
+        """The objective of ``settings`` (an `OptimizeConfig`, or anything with the objective's fields and
+        the optimiser's ``background`` / ``pen_width``) for ``target`` on ``device`` (default: the
+        encoder's, else the CPU). ``canvas`` (H, W): the size the target is brought to (default its own)."""
+        wanted = [t for t in TERMS.values() if t.enabled(settings)]
+        if any(t.needs_encoder for t in wanted) and encoder is None:
+            raise OptimizeError(f"loss {settings.loss!r} needs a CLIP encoder; pass one (clipasso.models.load_clip) "
+                                "or use loss='trace', which needs no weights")
+        if device is None:
+            device = encoder.device if encoder is not None else torch.device("cpu")
+        device = torch.device(device)
+        if encoder is not None and any(t.needs_encoder for t in wanted) and device != encoder.device:
+            raise OptimizeError(f"the encoder is on {encoder.device} but optimisation was asked on {device}; "
+                                "load the encoder on the same device")
+        t = prepare_target(target, canvas)
+        t = t.to(device)
+        terms = [(term.name, float(term.weight(settings)), term.build(settings, encoder, t, device)) for term in wanted]
+        return cls(terms, t, device, settings, encoder=encoder if any(x.needs_encoder for x in wanted) else None)
+
+    @property
+    def canvas(self) -> Tuple[int, int]:
+        return tuple(self.target.shape[-2:])
+
+    def term(self, name: str):
+        for n, _, loss in self.terms:
+            if n == name:
+                return loss
+        return None
+
+    def _join(self, parts: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+        if len(parts) == 1 and self.terms[0][1] == 1.0:
+            out = dict(parts[0])
+            out[self.terms[0][0]] = parts[0]["total"]
+            return out
+        out, total = {}, None
+        for (name, weight, _), part in zip(self.terms, parts):
+            out.update({k: v for k, v in part.items() if k != "total"})
+            value = part["total"].to(self.device)
+            out[name] = value
+            total = value * weight if total is None else total + weight * value
+        out["total"] = total
+        return out
+
+    def eval_loss(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Clean-view loss per candidate (what best-of-N compares). Call under no_grad."""
+        return self._join([loss.eval_loss(images) for _, _, loss in self.terms])
+
+    def train_loss(self, images: torch.Tensor, generators: Sequence[torch.Generator]) -> Dict[str, torch.Tensor]:
+        return self._join([loss.train_loss(images, generators) for _, _, loss in self.terms])
+
+    __call__ = train_loss
+
+    def reference_ink(self) -> torch.Tensor:
+        """[H,W] where the sketch should have ink: the trace term's reference, else the target's lines."""
+        trace = self.term("trace")
+        if trace is not None:
+            return trace.reference_ink[0, 0].float()
+        from .losses import line_map
+
+        return line_map(self.target).to(self.target.device)
+
+    # .................................................................. measuring strokes
+
+    def draw(self, strokes: Strokes) -> torch.Tensor:
+        """``[B,3,H,W]`` the strokes as the optimiser draws them (the pen, if set, overrides the widths)."""
+        from .raster import rasterize
+
+        h, w = strokes.canvas
+        widths = strokes.widths.detach().to(self.device, torch.float32)
+        pen = getattr(self.settings, "pen_width", None)
+        if pen is not None:
+            widths = torch.full_like(widths, pen / 2.0)
+        return rasterize(strokes.points.detach().to(self.device, torch.float32), widths,
+                         strokes.colors.detach().to(self.device, torch.float32), h, w,
+                         getattr(self.settings, "background", (1.0, 1.0, 1.0)))[0]
+
+    def evaluate(self, strokes: Strokes) -> torch.Tensor:
+        """Eval loss ``[B]`` (float, CPU) of every candidate of ``strokes``; non-finite losses are inf."""
+        if tuple(strokes.canvas) != self.canvas:
+            raise OptimizeError(f"the strokes' canvas {strokes.canvas} differs from the objective's {self.canvas}")
+        with torch.no_grad():
+            ev = self.eval_loss(self.draw(strokes))["total"].detach()
+        ev = torch.where(torch.isfinite(ev), ev, torch.full_like(ev, float("inf")))
+        return ev.float().cpu()
+
+    def masked(self, sketch: Strokes, visible: torch.Tensor, chunk: int = EVAL_CHUNK) -> torch.Tensor:
+        """Eval loss ``[N]`` of one sketch with only some strokes visible: ``visible`` ``[N, S]`` bool, one row
+        per subset (False = the stroke is made fully transparent; an all-False row is the empty canvas)."""
+        visible = torch.as_tensor(visible, dtype=torch.bool).cpu()
+        if visible.ndim != 2 or visible.shape[1] != sketch.num_strokes:
+            raise OptimizeError(f"visible must be [N, {sketch.num_strokes}]; got {tuple(visible.shape)}")
+        out = []
+        for start in range(0, visible.shape[0], max(1, int(chunk))):
+            rows = visible[start:start + chunk]
+            n = rows.shape[0]
+            colors = sketch.colors[0].expand(n, -1, -1).clone()
+            colors[..., 3] = colors[..., 3] * rows.float()
+            batch = Strokes(sketch.points[0].expand(n, -1, -1, -1).clone(), sketch.widths[0].expand(n, -1).clone(),
+                            colors, sketch.canvas)
+            out.append(self.evaluate(batch))
+        return torch.cat(out)
+
+
+def objective_for(target, encoder, config=None, device=None, canvas=None) -> Objective:
+    """The objective to measure with: ``encoder`` itself when it is an `Objective` (built once by the
+    caller), else one built from ``config`` (an `OptimizeConfig`; default its defaults) for ``target``."""
+    from .settings import OptimizeConfig
+
+    if isinstance(encoder, Objective):
+        return encoder
+    cfg = config or OptimizeConfig()
+    if not isinstance(cfg, OptimizeConfig):
+        raise OptimizeError(f"config must be an OptimizeConfig; got {type(cfg).__name__}")
+    return Objective.build(cfg.validate(), encoder, target, device, canvas=canvas)
+
+
+__all__ = ["Objective", "objective_for", "TERMS", "register_term", "amp_dtype", "prepare_target", "EVAL_CHUNK"]
