@@ -4,6 +4,9 @@ from __future__ import annotations
 from .errors import ClipassoError
 
 import argparse
+import dataclasses
+import json
+import logging
 import math
 import os
 import signal
@@ -23,59 +26,35 @@ EXIT_STATUS_HELP = ("exit status: 0 done (also after one Ctrl+C, which stops and
                     "so an interrupted run never leaves a half-written file nor destroys the previous one.")
 
 
-class Bound:
-    """Documented range of one numeric option: ``low <= value <= high`` (``value > low`` when
-    ``low_open``), finite; ``above`` says why larger values are refused."""
+def _limits():
+    """Every bound of `clipasso sketch` / `clipasso report`: the settings' own (`clipasso.settings`), the
+    strokes x seeds product and the PNG size, which is only the CLI's."""
+    from .settings import STROKES_X_SEEDS, Option, all_fields
 
-    def __init__(self, low, high, unit: str = "", above: str = "", low_open: bool = False):
-        self.low, self.high, self.unit, self.above, self.low_open = low, high, unit, above, low_open
-
-    def problem(self, flag: str, value) -> Optional[str]:
-        unit = f" {self.unit}" if self.unit else ""
-        if not math.isfinite(float(value)):
-            return f"{flag} must be a finite number between {self.low:g} and {self.high:g}{unit}; got {value}"
-        if value > self.high:
-            return (f"{flag} must be at most {self.high:g}{unit}; got {value:g}"
-                    + (f" ({self.above})" if self.above else ""))
-        if value < self.low or (self.low_open and value <= self.low):
-            if self.low_open:
-                return f"{flag} must be above {self.low:g} (at most {self.high:g}{unit}); got {value:g}"
-            if self.low == 0:
-                return f"{flag} must be 0 or more (at most {self.high:g}{unit}); got {value:g}"
-            if self.low == 1:
-                return f"{flag} must be at least 1 (at most {self.high:g}{unit}); got {value:g}"
-            return f"{flag} must be between {self.low:g} and {self.high:g}{unit}; got {value:g}"
-        return None
-
-
-# Every bound of `clipasso sketch` / `clipasso report` in one table (option dest -> Bound), checked
-# before any work starts. Keep them together: they are meant to move into the settings as one block.
-LIMITS = {
-    "strokes": Bound(1, 1024, "strokes", "every stroke is rendered for every seed on every step; 100000 strokes "
-                                         "took 7 GB and 5 min for a single iteration"),
-    "seeds": Bound(1, 64, "candidates", "all seeds are optimised together as one batch"),
-    "strokes_x_seeds": Bound(1, 16384, "strokes in all candidates together",
-                             "memory and time per step grow with strokes x seeds; lower --strokes or --seeds"),
-    "iterations": Bound(0, 100000, "steps", "the paper uses 2000; stop a long run with Ctrl+C, which keeps the "
-                                            "best sketch"),
-    "seed": Bound(0, 2**31 - 1 - 1000 * 64, "", "candidates use seed, seed+1000, ..., which must stay a 31-bit seed"),
-    "canvas": Bound(64, 1024, "pixels", "224 is CLIP's input; larger canvases only render finer"),
+    out = {f.name: f.metadata["option"] for _, f in all_fields()
+           if f.metadata["option"].high is not None and f.metadata["option"].above}
+    out["strokes_x_seeds"] = Option("strokes in all candidates together", low=1, high=STROKES_X_SEEDS, kind="int",
+                                    above="memory and time per step grow with strokes x seeds; lower --strokes or "
+                                          "--seeds")
     # 5792^2 is clipasso.raster.MAX_RENDER_PIXELS, the most one render draws (tests/test_cli_bad_inputs.py checks)
-    "png_size": Bound(8, 5792, "pixels", "the PNG is rendered in memory: 16384 px took 12 GB; the SVG is vector "
-                                         "and scales to any size"),
-    "lr": Bound(0, 100, "pixels per step", "a step that large throws the points off the canvas and the sketch "
-                                           "never improves on its starting strokes; CLIPasso uses 1.0",
-                low_open=True),
-    "temperature": Bound(0, 100, "", "the start points become uniformly random long before that", low_open=True),
-    "pen_width": Bound(0, 100, "canvas pixels", "3 is CLIPasso's pen", low_open=True),
-    "text_weight": Bound(0, 100, "", "1 and more already let the words win over the picture"),
-    "trace_weight": Bound(0, 100, "", "the weight is relative to the CLIP loss, which is about 1"),
-    "reseed": Bound(0, 100000, "steps", "0 turns re-seeding off"),
-    "max_strokes": Bound(2, 1024, "strokes", "as --strokes"),
-    "start_strokes": Bound(1, 1023, "strokes", "as --strokes"),
-    "prune_iterations": Bound(0, 10000, "steps", "they run after every removed stroke"),
-    "grow_iterations": Bound(0, 10000, "steps", "they run after every added stroke"),
-}
+    out["png_size"] = Option("long side of the PNG", low=8, high=5792, unit="pixels", kind="int",
+                             above="the PNG is rendered in memory: 16384 px took 12 GB; the SVG is vector and scales "
+                                   "to any size")
+    return out
+
+
+LIMITS = _limits()
+
+
+def flag_of(name: str) -> str:
+    """The CLI flag of a settings field (``strokes`` -> ``--strokes``, ``use_edges`` -> ``--no-xdog``)."""
+    from .settings import field_option
+
+    try:
+        flag = field_option(name).flag
+    except KeyError:
+        flag = None
+    return flag or "--" + name.replace("_", "-")
 
 
 def limit_problems(args, names=None) -> List[str]:
@@ -88,7 +67,7 @@ def limit_problems(args, names=None) -> List[str]:
         if value is None or name == "strokes_x_seeds":
             continue
         for v in (value if isinstance(value, (list, tuple)) else [value]):
-            msg = bound.problem("--" + name.replace("_", "-"), v)
+            msg = bound.problem(flag_of(name), v)
             if msg:
                 out.append(msg)
                 break
@@ -236,9 +215,78 @@ class ProgressBar:
             self.stream.flush()
 
 
+# CLI groups of the settings' stages (clipasso.settings.STAGES), in --help order
+STAGE_TITLES = {"prepare": "picture on the canvas (framing, background removal)", "models": "models",
+                "place": "stroke placement (saliency and initialisation)",
+                "objective": "loss (geometric, semantic, text guidance, trace)",
+                "optimizer": "optimisation (and styled strokes)",
+                "select": "seeds, automatic abstraction and drawing order"}
+
+# Options that only mean something together with another: (needs, value or None for "given").
+NEEDS = {"max_strokes": ("auto_strokes", None), "abstraction_method": ("auto_strokes", None),
+         "start_strokes": ("abstraction_method", "grow"), "grow_iterations": ("abstraction_method", "grow"),
+         "min_gain": ("abstraction_method", "grow"), "prune_iterations": ("abstraction_method", "prune"),
+         "saliency_text": ("saliency", "clip-relevancy")}
+
+
+def _preset_note(name: str) -> str:
+    from .settings import PRESETS
+
+    values = {p: PRESETS[p][name] for p in PRESETS}
+    if len(set(map(repr, values.values()))) == 1:
+        v = next(iter(values.values()))
+        return "" if v is None or isinstance(v, bool) else f" (default {v})"
+    return " (default: " + ", ".join(f"{p} {v}" for p, v in values.items()) + ")"
+
+
+def add_settings_arguments(parser) -> None:
+    """One CLI option per settings field (`clipasso.settings`), grouped by stage; every default is None so
+    that only what was given overrides the preset."""
+    from .settings import STAGES
+
+    for stage, cls in STAGES:
+        group = parser.add_argument_group(STAGE_TITLES[stage])
+        for f in dataclasses.fields(cls):
+            opt = f.metadata["option"]
+            if opt.flag == "":
+                continue
+            flag = flag_of(f.name)
+            help_text = (opt.off_help if f.default is True and opt.off_help else opt.help).replace("%", "%%") \
+                + ("" if f.default is True else _preset_note(f.name))
+            if opt.kind == "bool":
+                group.add_argument(flag, dest=f.name, action="store_const", const=not f.default, default=None,
+                                   help=help_text)
+                continue
+            kw = dict(dest=f.name, default=None, help=help_text)
+            if opt.metavar:
+                kw["metavar"] = opt.metavar
+            if opt.choices is not None:
+                kw["choices"] = list(opt.choices)
+            elif opt.kind in ("int", "float"):
+                kw["type"] = int if opt.kind == "int" else float
+            if f.name == "models_dir":
+                kw["action"] = "append"
+                kw["help"] += " (repeatable: all are searched, in order; $CLIPASSO_MODELS_DIR holds folders " \
+                              "separated by os.pathsep)"
+            group.add_argument(flag, **kw)
+
+
+def settings_overrides(args) -> dict:
+    """The settings fields given on the command line (`add_settings_arguments`), by name."""
+    from .settings import FIELD_STAGE
+
+    return {name: getattr(args, name) for name in FIELD_STAGE if getattr(args, name, None) is not None}
+
+
+def settings_from_args(args):
+    """The `SketchSettings` of a parsed command line, validated (messages name the flags)."""
+    from .settings import SketchSettings
+
+    return SketchSettings.from_preset(args.preset, **settings_overrides(args)).validate(label=flag_of)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .images import FRAMINGS
-    from .matting import MATTING_MODELS  # a static list: rembg itself is not imported here
+    from .settings import PRESET_HELP, PRESET_NAMES
 
     parser = argparse.ArgumentParser(
         prog="clipasso", description="CLIPasso: turn a picture of an object into an abstract sketch of a few strokes.")
@@ -247,89 +295,25 @@ def build_parser() -> argparse.ArgumentParser:
     sk = sub.add_parser("sketch", help="sketch an image into an SVG (and PNG)",
                         description="Sketch INPUT with CLIPasso and write the winning sketch as SVG (and PNG). "
                                     "Without INPUT the bundled example image is sketched. Every option and output "
-                                    "path is checked before any work starts.",
+                                    "path is checked before any work starts. The options are the settings of "
+                                    "clipasso.settings (the same as the Python API's and the nodes').",
                         epilog=EXIT_STATUS_HELP + " Upper bounds: " + ", ".join(
-                            f"--{k.replace('_', '-')} {b.high:g}" for k, b in LIMITS.items()
+                            f"{flag_of(k)} {b.high:g}" for k, b in LIMITS.items()
                             if k != "strokes_x_seeds") + f", strokes x seeds {LIMITS['strokes_x_seeds'].high:g}.")
     _add_debug(sk)
     sk.add_argument("input", nargs="?", metavar="INPUT", help="image file (PNG, JPEG, WebP, ...); default: bundled example")
     sk.add_argument("-o", "--output", metavar="OUT.svg", help="SVG to write (default: <input name>_sketch.svg)")
     sk.add_argument("--png", metavar="OUT.png", help="also write a PNG of the sketch (2x the canvas, 448 px, unless --png-size)")
-    sk.add_argument("--preset", choices=["paper", "fast"], default="paper",
-                    help="paper: the original settings (RN101, 4 augmentations, 2000 iterations, best of 3); "
-                         "fast: a CPU-friendly setting (see README)")
-    sk.add_argument("--strokes", type=int, help="number of strokes (abstraction level; preset default 16)")
-    sk.add_argument("--seeds", type=int, help="candidates to optimise together; the lowest loss wins (paper: 3)")
-    sk.add_argument("--iterations", type=int, help="optimisation steps (paper: 2000)")
-    sk.add_argument("--seed", type=int, default=0, help="first seed; candidates use seed, seed+1000, ... (default 0)")
-    sk.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device")
-    sk.add_argument("--clip-model", metavar="NAME", help="open_clip model for the loss (default RN101)")
-    sk.add_argument("--clip-pretrained", metavar="TAG", default="openai", help="pretrained tag (default openai)")
-    sk.add_argument("--clip-weights", metavar="FILE", help="explicit weights file for the loss model")
-    sk.add_argument("--saliency-model", metavar="NAME", default="ViT-B-32",
-                    help="open_clip ViT for the saliency map (default ViT-B-32)")
-    sk.add_argument("--saliency-weights", metavar="FILE", help="explicit weights file for the saliency model")
-    sk.add_argument("--saliency", default="clip-attention", metavar="METHOD",
-                    help="stroke placement: clip-attention (original), clip-relevancy, timm-vit (a timm ViT such as DINO: name in --saliency-model, file in --saliency-weights), mask (inside the object mask: no saliency model; the mask comes from the picture's alpha or from background removal with the bundled u2netp), or none (uniform random)")
-    sk.add_argument("--saliency-text", metavar="PROMPT",
-                    help="prompt for --saliency clip-relevancy (default: the image's own embedding)")
-    sk.add_argument("--temperature", type=float, default=0.3,
-                    help="softmax temperature of the start-point sampling (paper 0.3; higher spreads strokes)")
-    sk.add_argument("--no-xdog", action="store_true",
-                    help="do not restrict start points to the XDoG edge map (the paper intersects them)")
-    sk.add_argument("--matting-model", default="u2netp", metavar="NAME",
-                    help="rembg model for background removal: u2netp (default; the small U2-Net, 4.6 MB, ships with "
-                         "clipasso so it works offline), u2net (the full U2-Net the original used, 176 MB, downloaded "
-                         "by rembg or put in --models-dir; the original cut the background out only with its "
-                         "--mask_object 1, off by default though its README recommends it), or another rembg model: "
-                         + ", ".join(MATTING_MODELS[2:]))
-    sk.add_argument("--models-dir", metavar="DIR", action="append",
-                    help="folder with model files, CLIP and matting weights (repeatable: all are searched, in order); "
-                         "also $CLIPASSO_MODELS_DIR (folders separated by os.pathsep)")
-    sk.add_argument("--no-background-removal", action="store_true", help="do not remove the background (rembg)")
-    sk.add_argument("--offline", action="store_true", help="never download weights; fail with where to put them")
-    sk.add_argument("--lr", type=float, help="Adam learning rate on pixel coordinates (default 1.0)")
-    sk.add_argument("--loss", choices=["clip", "trace", "clip+trace"], default="clip",
-                    help="clip: CLIPasso's CLIP loss (default); trace: a weights-free image-space loss that traces "
-                         "the picture's lines (no CLIP model; with --saliency mask or none no CLIP model is loaded at all, only "
-                         "the bundled u2netp for background removal unless --no-background-removal); "
-                         "clip+trace: both")
-    sk.add_argument("--trace-weight", type=float, metavar="W",
-                    help="weight of the trace term in clip+trace (default 1.0)")
-    sk.add_argument("--reseed", type=int, metavar="N",
-                    help="every N steps move strokes that have shrunk to dots to lines still missing ink "
-                         "(default: 50 with --loss trace or clip+trace, off with clip; 0 = off)")
-    sk.add_argument("--canvas", type=int, metavar="PX",
-                    help="side of the working canvas (default 224, CLIP's input). Larger (e.g. 448) renders finer "
-                         "and is box-downsampled for the loss; the encoder's cost is unchanged, rendering 4x the "
-                         "pixels adds about 14 ms per step on a 2-core CPU (bench/features.py)")
-    sk.add_argument("--framing", choices=FRAMINGS,
-                    help="how the picture goes onto the square canvas: stretch (the original's default: a non-square "
-                         "picture is stretched for the optimisation and the sketch is mapped back to its shape), "
-                         "fix-scale (the original's fix_scale=1: a white square with 10 input pixels a side), pad "
-                         "(a white square with a 10/224 margin); default: the preset's (paper stretch, fast pad)")
     sk.add_argument("--png-size", type=int, metavar="N",
                     help="long side of the PNG in pixels (default 2x the canvas); the sketch is vector, any size is sharp")
-    guide = sk.add_argument_group("text guidance")
-    guide.add_argument("--text", metavar="PROMPT",
-                       help='nudge the sketch toward a description, e.g. --text "a cat, side view" '
-                            "(uses the loss model's text tower)")
-    guide.add_argument("--text-weight", type=float, metavar="W",
-                       help="weight of the text term (default 0.3: a nudge; 1 and more let the words win over the picture; bench/text_guidance.py)")
-    style = sk.add_argument_group("styled strokes")
-    style.add_argument("--optimize-width", action="store_true",
-                       help="also optimise each stroke's width (lines of 1 to 8 px)")
-    style.add_argument("--optimize-opacity", action="store_true",
-                       help="also optimise each stroke's opacity (0.05 to 1)")
-    style.add_argument("--color-from-image", action="store_true",
-                       help="colour each stroke like the picture under it")
-    style.add_argument("--optimize-color", action="store_true", help="also optimise each stroke's colour")
-    style.add_argument("--pen-width", type=float, metavar="PX",
-                       help="draw every stroke with this line width in canvas pixels (3 = CLIPasso's pen), "
-                            "whatever was optimised")
-    from .abstraction_cli import add_arguments as add_abstraction_arguments
-
-    add_abstraction_arguments(sk)
+    sk.add_argument("--preset", choices=list(PRESET_NAMES), default="paper", help=PRESET_HELP)
+    add_settings_arguments(sk)
+    out = sk.add_argument_group("drawing outputs")
+    out.add_argument("--gif", metavar="OUT.gif", help="write an animated GIF of the drawing being made (implies --order)")
+    out.add_argument("--animated-svg", metavar="OUT.svg",
+                     help="write an animated SVG, strokes drawn one after another (implies --order)")
+    out.add_argument("--curve", metavar="OUT.json",
+                     help="write the loss-versus-strokes curve (and the drawing order's prefix losses) as JSON")
     sk.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from .report import add_report_parser
 
@@ -401,23 +385,6 @@ def _folder_problem(folder: Path) -> Optional[str]:
     return None
 
 
-def _feature_settings(args) -> dict:
-    """Text guidance, styled strokes and canvas flags as `clipasso.pipeline.sketch` keywords."""
-    out = {}
-    if args.text is not None:
-        out["text"] = args.text
-    if args.text_weight is not None:
-        out["text_weight"] = args.text_weight
-    for name in ("optimize_width", "optimize_opacity", "optimize_color", "color_from_image"):
-        if getattr(args, name):
-            out[name] = True
-    if args.pen_width is not None:
-        out["pen_width"] = args.pen_width
-    if args.canvas is not None:
-        out["canvas"] = args.canvas
-    return out
-
-
 def sketch_path_problem(args, out_svg: Path) -> Optional[str]:
     """The first problem with the input or an output path of `clipasso sketch`, or None."""
     if args.input is not None:
@@ -443,21 +410,13 @@ def sketch_path_problem(args, out_svg: Path) -> Optional[str]:
     return None
 
 
-def _sketch(args) -> int:
+def _sketch(args, settings) -> int:
     import torch
 
-    from .images import ImageError
-    from .models import ModelConfigError, WeightsNotFoundError
-    from .pipeline import PipelineError
-    from .strokes import StrokeError
+    from .errors import ClipassoError
 
-    errors = (ImageError, WeightsNotFoundError, ModelConfigError, PipelineError, StrokeError, ValueError,
-              FileNotFoundError, RuntimeError)
-    try:
-        from .matting import MattingError, MattingWeightsNotFoundError
-        errors = errors + (MattingError, MattingWeightsNotFoundError)
-    except ImportError:  # pragma: no cover - matting is part of the package
-        pass
+    # every engine error derives from ClipassoError; torch and the OS raise the others
+    errors = (ClipassoError, ValueError, FileNotFoundError, RuntimeError)
 
     stem = Path(args.input).stem if args.input else "example"
     out_svg = Path(args.output) if args.output else Path(f"{stem}_sketch.svg")
@@ -466,9 +425,7 @@ def _sketch(args) -> int:
         print(f"clipasso: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
 
-    from .optimize import PRESETS
-
-    total = args.iterations if args.iterations is not None else PRESETS[args.preset]["iterations"]
+    total = settings.iterations
     bar = ProgressBar(total, enabled=not args.quiet)
     stop = {"requested": False, "terminated": False}
 
@@ -498,36 +455,20 @@ def _sketch(args) -> int:
         except ValueError:  # not the main thread
             pass
     try:
-        return _run_and_write(args, out_svg, bar, stop, progress, errors)
+        return _run_and_write(args, settings, out_svg, bar, stop, progress, errors)
     finally:  # the handlers stay until every file is written: a SIGTERM while writing does not cut it short
         for signum, handler in old.items():
             signal.signal(signum, handler)
 
 
-def _run_and_write(args, out_svg, bar, stop, progress, errors) -> int:
-    from . import abstraction_cli
+def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
     from .pipeline import sketch
 
+    if (settings.auto_strokes is not None or settings.drawing_order) and not args.quiet:
+        _log_stages_to_stderr()
     try:
-        extra = {"lr": args.lr} if args.lr is not None else {}
-        extra.update(abstraction_cli.sketch_settings(args))
-        extra.update(_feature_settings(args))
-        if args.loss != "clip":
-            extra["loss"] = args.loss
-        if args.trace_weight is not None:
-            extra["trace_weight"] = args.trace_weight
-        if args.reseed is not None:
-            extra["reseed_interval"] = args.reseed
-        result = sketch(args.input, preset=args.preset, strokes=args.strokes, seeds=args.seeds,
-                        iterations=args.iterations, seed=args.seed, device=args.device,
-                        clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
-                        clip_weights=args.clip_weights, saliency=args.saliency,
-                        saliency_model=args.saliency_model, saliency_weights=args.saliency_weights,
-                        saliency_text=args.saliency_text, temperature=args.temperature,
-                        use_edges=not args.no_xdog, matting_model=args.matting_model,
-                        background_removal=not args.no_background_removal, models_dir=args.models_dir,
-                        framing=args.framing, allow_download=not args.offline, callback=progress,
-                        should_stop=lambda: stop["requested"], callback_interval=1, **extra)
+        result = sketch(args.input, settings.replace(callback_interval=1), callback=progress,
+                        should_stop=lambda: stop["requested"])
     except errors as exc:
         bar.close()
         msg = str(exc)
@@ -545,7 +486,7 @@ def _run_and_write(args, out_svg, bar, stop, progress, errors) -> int:
     if args.png:
         canvas = max(result.strokes.canvas)  # a stretched sketch comes back with the picture's shape
         result.save_png(args.png, scale=(args.png_size / canvas) if args.png_size else 2.0)
-    abstraction_lines = abstraction_cli.write_outputs(result, args)
+    abstraction_lines = _drawing_outputs(result, args)
     run = result.run
     s = result.settings
     lines = [
@@ -571,6 +512,58 @@ def _run_and_write(args, out_svg, bar, stop, progress, errors) -> int:
         lines.append(f"  stopped by SIGTERM: the best sketch so far is written (exit status {EXIT_TERMINATED})")
     print("\n".join(lines), flush=True)
     return EXIT_TERMINATED if stop.get("terminated") else EXIT_OK
+
+
+def _log_stages_to_stderr() -> None:
+    """Show the progress of automatic abstraction and drawing order (their loggers) on stderr."""
+    for name in ("clipasso.abstraction", "clipasso.order"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+
+
+def _drawing_outputs(result, args) -> List[str]:
+    """Write --gif / --animated-svg / --curve; the summary lines to print."""
+    lines = []
+    ab, order = getattr(result, "abstraction", None), getattr(result, "drawing_order", None)
+    if ab is not None:
+        fid = ab.fidelities[ab.counts.index(ab.count)]
+        if getattr(ab, "method", "prune") == "grow":
+            why = {"plateau": "the last strokes stopped paying", "max_strokes": "--max-strokes reached"}
+            lines.append(f"  automatic abstraction (grow): grew from {ab.counts[0]} to {ab.counts[-1]} strokes "
+                         f"({why.get(ab.stop_reason, 'stopped early')}); {ab.count} strokes keep fidelity {fid:.3f} "
+                         f"of the best loss reached (target {ab.fidelity:.2f})")
+        else:
+            lines.append(f"  automatic abstraction: {ab.count} of {ab.counts[0]} strokes keep fidelity "
+                         f"{fid:.3f} (target {ab.fidelity:.2f})" + (" (stopped early)" if ab.cancelled else ""))
+        lines += ["    " + row for row in ab.table().splitlines()]
+    if order is not None:
+        pl = [float(v) for v in order.prefix_losses]
+        lines.append(f"  drawing order: {order.order}; loss after 1 stroke {pl[1]:.4f}, after all "
+                     f"{pl[-1]:.4f} (empty canvas {pl[0]:.4f})")
+        from .order import drawing_frames, frames_to_gif, write_animated_svg
+
+        if args.gif:
+            h, w = result.strokes.canvas
+            frames_to_gif(drawing_frames(result.strokes, size=(2 * h, 2 * w)), args.gif)
+            lines.append(f"  drawing animation: {args.gif}")
+        if args.animated_svg:
+            write_animated_svg(result.strokes, args.animated_svg)
+            lines.append(f"  animated SVG: {args.animated_svg}")
+    if args.curve:
+        data = {}
+        if ab is not None:
+            data["abstraction"] = ab.to_dict()
+        if order is not None:
+            data["drawing_order"] = order.to_dict()
+        from .atomic import write_text_atomic
+
+        write_text_atomic(args.curve, json.dumps(data, indent=1))
+        lines.append(f"  curve: {args.curve}")
+    return lines
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -600,23 +593,36 @@ def _dispatch(parser, args) -> int:
 
         return run_report_cli(args)
     if args.command == "sketch":
-        problems = limit_problems(args, [n for n in LIMITS if n not in ("max_strokes", "start_strokes",
-                                                                        "prune_iterations", "grow_iterations")])
+        problems = limit_problems(args, ["png_size"])
         if problems:
             parser.error(problems[0])
-        from .optimize import PRESETS
-
-        seeds = args.seeds if args.seeds is not None else int(PRESETS[args.preset]["seeds"])
-        strokes = max(args.strokes or int(PRESETS[args.preset]["strokes"]), args.max_strokes or 0)
-        msg = LIMITS["strokes_x_seeds"].problem("strokes x seeds", strokes * seeds)
-        if msg:
-            parser.error(f"{msg} ({strokes} strokes x {seeds} seeds)")
+        if args.gif or args.animated_svg:
+            args.drawing_order = True  # an animation of the drawing needs its order
+        for name, (parent, value) in NEEDS.items():
+            if getattr(args, name, None) is None:
+                continue
+            given = getattr(args, parent, None)
+            if value is None and given is None:
+                parser.error(f"{flag_of(name)} needs {flag_of(parent)}")
+            if value is not None and (given or ("prune" if parent == "abstraction_method" else None)) != value:
+                if parent == "abstraction_method" and args.auto_strokes is None:
+                    parser.error(f"{flag_of(name)} needs {flag_of(parent)} {value} (with --auto-strokes FIDELITY)")
+                if parent == "abstraction_method":
+                    parser.error(f"{flag_of(name)} is for {flag_of(parent)} {value}"
+                                 + ("; growing uses --grow-iterations" if value == "prune" else
+                                    " (with --auto-strokes FIDELITY)"))
+                parser.error(f"{flag_of(name)} needs {flag_of(parent)} {value}")
         if args.text is not None and not args.text.strip():
             parser.error("--text is empty; give a short description such as \"a cat, side view\"")
-        from . import abstraction_cli
+        if args.curve and args.auto_strokes is None and not args.drawing_order:
+            parser.error("--curve needs --auto-strokes or --order (there is no curve to write otherwise)")
+        from .settings import SettingsError
 
-        abstraction_cli.check_arguments(args, parser)
-        return _sketch(args)
+        try:
+            settings = settings_from_args(args)
+        except SettingsError as exc:
+            parser.error(str(exc))
+        return _sketch(args, settings)
     parser.print_help(sys.stderr)
     return EXIT_USAGE
 

@@ -45,6 +45,7 @@ MATTING_MODELS = (  # rembg's model names (a static list: rembg is not imported 
     "birefnet-hrsod", "birefnet-cod", "birefnet-massive", "bria-rmbg",
 )
 SEED_SPACING = 1000      # the original ran seeds 0, 1000, 2000
+DEFAULT_FIDELITY = 0.9   # automatic abstraction keeps 90 % of the loss improvement unless told otherwise
 MAX_SEEDS = 64
 
 
@@ -67,6 +68,7 @@ class Option:
     above: str = ""                 # why larger values are refused
     widget: Optional[str] = None    # ComfyUI widget name (None: the field's name)
     flag: Optional[str] = None      # CLI flag (None: --field-name; "" : no CLI option)
+    off_help: Optional[str] = None  # help of the CLI flag that turns a default-on option off
     metavar: Optional[str] = None
     step: Optional[float] = None    # node widget step
     whole: bool = False             # an int
@@ -83,7 +85,7 @@ class Option:
         if self.kind == "bool":
             return None if isinstance(value, bool) else f"{label} must be true or false; got {value!r}"
         if self.kind == "str":
-            return None if isinstance(value, str) else f"{label} must be text; got {value!r}"
+            return None if isinstance(value, str) else f"{label} must be a string (text); got {value!r}"
         if self.kind in ("int", "float"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     (self.kind == "int" and not float(value).is_integer()):
@@ -168,9 +170,9 @@ class PrepareSettings(_Stage):
                                      "10/224 margin)", choices=FRAMINGS)
     background_removal: bool = option(True, "cut the object out with rembg's u2netp first (bundled; the picture's own "
                                             "alpha is used instead when it has one)", widget="remove_background",
-                                      flag="--no-background-removal")
+                                      flag="--no-background-removal", off_help="do not remove the background")
     matting_model: str = option("u2netp", "background-removal model (u2netp ships with clipasso; others are "
-                                          "downloaded by rembg)", choices=MATTING_MODELS)
+                                          "downloaded by rembg)", choices=MATTING_MODELS, metavar="NAME")
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,8 @@ class ModelSettings(_Stage):
     saliency_weights: Any = option(None, "explicit weights file of the saliency model", metavar="FILE")
     models_dir: Any = option(None, "folder of weights files (CLIP, matting), searched before the caches; "
                                    "$CLIPASSO_MODELS_DIR too", metavar="DIR")
-    allow_download: bool = option(True, "download missing weights on first use", flag="--offline")
+    allow_download: bool = option(True, "download missing weights on first use", flag="--offline",
+                                  off_help="never download weights; fail with where to put them")
     device: str = option("auto", "compute device: auto picks cuda, then mps, then cpu", choices=DEVICES)
 
 
@@ -200,7 +203,8 @@ class PlaceSettings(_Stage):
                            choices=SALIENCY_METHODS, metavar="METHOD")
     saliency_text: Optional[str] = option(None, "prompt for clip-relevancy (relevancy to this text instead of to "
                                                 "the picture)", metavar="PROMPT", kind="str")
-    use_edges: bool = option(True, "multiply the saliency by the XDoG ink map (the original's)", flag="--no-xdog")
+    use_edges: bool = option(True, "multiply the saliency by the XDoG ink map (the original's)", flag="--no-xdog",
+                             off_help="do not restrict start points to the XDoG edge map (the paper intersects them)")
     temperature: float = option(0.3, "softmax temperature of the start-point sampling (lower: more concentrated)",
                                 low=0, high=100, low_open=True, step=0.01,
                                 above="the start points become uniformly random long before that")

@@ -13,9 +13,10 @@ from comfy_api.latest import io
 
 from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, check_interrupted, chw_to_images,
                      free_memory, images_to_chw, picture_on_canvas, strokes_or_error)
-from .render_nodes import render_to_comfy
+from clipasso.settings import ABSTRACTION_METHODS, DEFAULT_FIDELITY
 
-PRESET_NAMES = ["fast", "paper"]
+from .inputs import NODE_PRESET, loop_config, loop_inputs, preset_input, setting_input, widget_default
+from .render_nodes import render_to_comfy
 
 
 def _stop_when_cancelled() -> bool:
@@ -23,62 +24,25 @@ def _stop_when_cancelled() -> bool:
     return False
 
 
-LOSS_CHOICES = ["clip", "trace", "clip+trace"]  # clipasso.optimize.LOSS_MODES
-
-
-def _loss_inputs():
-    return [
-        io.Combo.Input("loss", options=LOSS_CHOICES, default="clip", optional=True,
-                       tooltip="The loss that measures the sketches; use the one Optimize Sketch used. trace needs "
-                               "no CLIP model."),
-        io.Float.Input("trace_weight", default=1.0, min=0.0, max=100.0, step=0.1, optional=True,
-                       tooltip="Weight of the trace term when loss is clip+trace."),
-    ]
-
-
-def _setup(models, loss: str, trace_weight: float, preset: str, learning_rate: float, semantic_weight: float):
-    """(encoder or None, device, optimiser settings) for the measurements and re-optimisations, built as
-    Optimize Sketch builds them."""
-    from clipasso.optimize import OptimizeConfig
-
-    from .common import compute_device
-    from .optimize_nodes import _precision_name
-
-    loss = loss or "clip"
-    if loss not in LOSS_CHOICES:
-        raise NodeInputError(f"loss must be one of {', '.join(LOSS_CHOICES)}; got {loss!r}")
-    if models is None and loss != "trace":
-        raise NodeInputError(f"loss {loss!r} needs a CLIP model: connect Load CLIPasso Models, or choose loss "
-                             "'trace', which needs none")
-    encoder = models.loss if models is not None and loss != "trace" else None
-    extra = {"loss": loss, "trace_weight": float(trace_weight)} if loss != "clip" else {}
-    if encoder is not None:
-        extra.update(semantic_weight=float(semantic_weight), mixed_precision=_precision_name(models.autocast_dtype))
-    config = OptimizeConfig.from_preset(preset, lr=float(learning_rate), **extra).validate()
-    return encoder, (models.device if models is not None else compute_device()), config
-
-
-METHOD_CHOICES = ["prune", "grow"]  # clipasso.abstraction.METHODS
-
-
 def _grow_inputs():
     """Inputs of the grow method; optional with defaults that keep older workflows pruning as before."""
     return [
-        io.Combo.Input("method", options=METHOD_CHOICES, default="prune", optional=True,
-                       tooltip="prune: remove strokes from the generous sketch. grow: start from the connected "
-                               "strokes and add strokes one at a time where ink helps most (fidelity is then "
-                               "relative to the best loss growing reached)."),
-        io.Int.Input("start_strokes", default=0, min=0, max=1000, optional=True,
-                     tooltip="grow: how many of the connected strokes to start from (their first ones); 0 = all "
-                             "of them. Connect a small optimised sketch (e.g. 2 strokes)."),
-        io.Int.Input("max_strokes", default=32, min=2, max=1000, optional=True,
-                     tooltip="grow: the most strokes growing may reach."),
-        io.Int.Input("grow_iterations", default=20, min=0, max=2000, optional=True,
-                     tooltip="grow: optimisation steps of all strokes after each added stroke (0: none, fastest)."),
-        io.Float.Input("min_gain", default=0.01, min=0.0, max=0.99, step=0.001, optional=True,
-                       tooltip="grow: stop when each of the last 2 added strokes lowered the loss by less than this "
-                               "share of the total improvement so far (0: grow to max_strokes)."),
+        setting_input("method", optional=True),
+        setting_input("start_strokes", optional=True, unset=0, low=0,
+                      tooltip="grow: how many of the connected strokes to start from (their first ones); 0 = all "
+                              "of them. Connect a small optimised sketch (e.g. 2 strokes)."),
+        setting_input("max_strokes", optional=True, default=2 * widget_default("strokes"),
+                      tooltip="grow: the most strokes growing may reach."),
+        setting_input("grow_iterations", optional=True),
+        setting_input("min_gain", optional=True),
     ]
+
+
+# inputs Optimize Sketch has that these nodes gained later (after their older inputs), so that they
+# measure with exactly the loss that optimised the sketch (nodes.inputs.loop_config)
+ABSTRACTION_EXTRA = ("geometric_weight", "augmentations", "text", "text_weight", "optimize_width",
+                     "optimize_opacity", "color_from_image", "optimize_color", "pen_width")
+ORDER_EXTRA = ("geometric_weight", "text", "text_weight", "pen_width")
 
 
 def _one_target(image, strokes):
@@ -121,23 +85,18 @@ class AutoAbstraction(io.ComfyNode):
                 io.Image.Input("image", tooltip="The picture the strokes were optimised against (one picture)."),
                 SketchStrokes.Input("strokes", tooltip="An optimised sketch with a generous stroke count (e.g. 32); "
                                                        "with several candidates the lowest-loss one is used."),
-                io.Float.Input("fidelity", default=0.9, min=0.01, max=1.0, step=0.01,
-                               tooltip="Share of the full sketch's loss improvement over an empty canvas to keep: "
-                                       "1.0 keeps its quality, 0.5 allows a much more abstract sketch."),
-                io.Int.Input("prune_iterations", default=20, min=0, max=2000,
-                             tooltip="prune: optimisation steps after each removed stroke so the others take over "
-                                     "its work (0: none, fastest)."),
+                setting_input("fidelity", default=DEFAULT_FIDELITY, low=0.01,
+                              tooltip="Share of the full sketch's loss improvement over an empty canvas to keep: "
+                                      "1.0 keeps its quality, 0.5 allows a much more abstract sketch."),
+                setting_input("prune_iterations"),
                 io.Boolean.Input("full_curve", default=False,
                                  tooltip="Keep pruning down to one stroke (grow: keep growing to max_strokes) to "
                                          "draw the whole curve (slower); off stops at the first count below the "
                                          "fidelity (grow: when new strokes stop paying)."),
-                io.Combo.Input("preset", options=PRESET_NAMES, default="fast",
-                               tooltip="Optimiser settings of the re-optimisations (as in Optimize Sketch)."),
-                io.Float.Input("learning_rate", default=1.0, min=0.001, max=10.0, step=0.01,
-                               tooltip="Adam step size of the re-optimisations, in canvas pixels."),
-                io.Float.Input("semantic_weight", default=0.1, min=0.0, max=100.0, step=0.01,
-                               tooltip="Weight of the semantic (CLIP embedding) term of the loss (CLIPasso: 0.1)."),
-            ] + _loss_inputs() + _grow_inputs(),
+                preset_input("Optimiser settings of the re-optimisations (as in Optimize Sketch)."),
+                setting_input("learning_rate"),
+                setting_input("semantic_weight"),
+            ] + loop_inputs(("loss", "trace_weight")) + _grow_inputs() + loop_inputs(ABSTRACTION_EXTRA),
             outputs=[
                 SketchStrokes.Output("chosen", display_name="strokes", tooltip="The sketch with the chosen stroke count."),
                 io.Image.Output("chosen_image", display_name="image", tooltip="The chosen sketch drawn on white."),
@@ -150,17 +109,20 @@ class AutoAbstraction(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, models=None, image=None, strokes=None, fidelity=0.9, prune_iterations=20, full_curve=False,
-                preset="fast", learning_rate=1.0, semantic_weight=0.1, loss="clip", trace_weight=1.0,
-                method="prune", start_strokes=0, max_strokes=32, grow_iterations=20, min_gain=0.01):
+    def execute(cls, models=None, image=None, strokes=None, fidelity=DEFAULT_FIDELITY, full_curve=False,
+                preset=NODE_PRESET, method=None, start_strokes=0, max_strokes=None, **widgets):
         import comfy.utils
         from clipasso.abstraction import auto_abstract, grow_abstract
         from clipasso.plots import abstraction_chart
 
         strokes = strokes_or_error(strokes)
-        method = method or "prune"
-        if method not in METHOD_CHOICES:
-            raise NodeInputError(f"method must be one of {', '.join(METHOD_CHOICES)}; got {method!r}")
+        method = method or widget_default("method")
+        if method not in ABSTRACTION_METHODS:
+            raise NodeInputError(f"method must be one of {', '.join(ABSTRACTION_METHODS)}; got {method!r}")
+        max_strokes = 2 * widget_default("strokes") if max_strokes is None else max_strokes
+        prune_iterations = widgets.pop("prune_iterations", widget_default("prune_iterations"))
+        grow_iterations = widgets.pop("grow_iterations", widget_default("grow_iterations"))
+        min_gain = widgets.pop("min_gain", widget_default("min_gain"))
         first = None if int(start_strokes) <= 0 else int(start_strokes)
         if method == "grow":
             begin = strokes.num_strokes if first is None else first
@@ -171,7 +133,7 @@ class AutoAbstraction(io.ComfyNode):
                 raise NodeInputError(f"max_strokes ({int(max_strokes)}) must be larger than the {begin} strokes "
                                      "growing starts from; raise max_strokes, lower start_strokes, or connect a "
                                      "sketch with fewer strokes")
-        encoder, device, config = _setup(models, loss, trace_weight, preset, learning_rate, semantic_weight)
+        encoder, device, config = loop_config(models, preset, **widgets)
         if method == "grow":
             bar = comfy.utils.ProgressBar(max(1, int(max_strokes) - begin))
             progress = lambda k, loss, s: bar.update_absolute(k - begin)  # noqa: E731
@@ -227,9 +189,8 @@ class DrawingOrder(io.ComfyNode):
                                          "per stroke."),
                 io.Float.Input("stroke_seconds", default=0.4, min=0.01, max=10.0, step=0.01,
                                tooltip="Time each stroke takes to draw in the animated SVG."),
-                io.Float.Input("semantic_weight", default=0.1, min=0.0, max=100.0, step=0.01,
-                               tooltip="Weight of the semantic (CLIP embedding) term of the loss (CLIPasso: 0.1)."),
-            ] + _loss_inputs(),
+                setting_input("semantic_weight"),
+            ] + loop_inputs(("loss", "trace_weight")) + loop_inputs(ORDER_EXTRA),
             outputs=[
                 SketchStrokes.Output("ordered", display_name="strokes",
                                      tooltip="The same strokes in drawing order (Save SVG writes them in that order)."),
@@ -246,13 +207,13 @@ class DrawingOrder(io.ComfyNode):
 
     @classmethod
     def execute(cls, models=None, image=None, strokes=None, frame_size=0, include_blank=True, stroke_seconds=0.4,
-                semantic_weight=0.1, loss="clip", trace_weight=1.0):
+                **widgets):
         import comfy.utils
         from clipasso.order import animated_svg, drawing_frames, greedy_order, order_json
         from clipasso.plots import order_chart
 
         strokes = strokes_or_error(strokes)
-        encoder, device, config = _setup(models, loss, trace_weight, "fast", 1.0, semantic_weight)
+        encoder, device, config = loop_config(models, NODE_PRESET, **widgets)
         bar = comfy.utils.ProgressBar(max(1, strokes.num_strokes))
         try:
             with torch.inference_mode(False), torch.no_grad():

@@ -18,22 +18,15 @@ from typing import List
 import torch
 from comfy_api.latest import io
 
-from clipasso.images import FRAMINGS
-
 from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, check_interrupted,
                      compute_device, free_memory, images_to_chw, models_dirs, picture_on_canvas,
                      strokes_or_error)
+from .inputs import LOOP_WIDGETS, loop_config, loop_inputs, preset_input, setting_input, settings_overrides
 from .render_nodes import candidate_groups, render_to_comfy
 
-PRESET_NAMES = ["fast", "paper"]
-LOSS_CHOICES = ("clip", "trace", "clip+trace")  # clipasso.optimize.LOSS_MODES
 PREVIEW_SIZE = 256
-
-
-def _precision_name(dtype) -> str:
-    if dtype is None:
-        return "off"
-    return "bf16" if dtype == torch.bfloat16 else "fp16"
+# the one-box node's optional inputs after its required ones (loss and trace_weight come last: added later)
+ONE_BOX_WIDGETS = tuple(n for n in LOOP_WIDGETS if n not in ("loss", "trace_weight")) + ("canvas", "framing")
 
 
 class _Progress:
@@ -113,47 +106,6 @@ def _picture_groups(strokes, pictures: int) -> List[List[int]]:
                          "batch to Initialize Strokes and Optimize Sketch")
 
 
-def _feature_inputs(with_canvas: bool = False):
-    """Optional inputs of text guidance, styled strokes (and the working canvas) shared by both nodes."""
-    items = [
-        io.String.Input("text", default="", multiline=False, optional=True,
-                        tooltip="Text guidance: a short description such as 'a cat, side view'. The sketch of the "
-                                "picture is nudged toward it through the loss model's text tower. Empty: off."),
-        io.Float.Input("text_weight", default=0.3, min=0.0, max=100.0, step=0.01, optional=True,
-                       tooltip="Weight of the text term: 0.3 nudges the sketch toward the words; 1 and more let the words win "
-                               "over the picture."),
-        io.Boolean.Input("optimize_width", default=False, optional=True,
-                         tooltip="Also optimise each stroke's width (lines of 1 to 8 canvas pixels)."),
-        io.Boolean.Input("optimize_opacity", default=False, optional=True,
-                         tooltip="Also optimise each stroke's opacity (0.05 to 1)."),
-        io.Boolean.Input("color_from_image", default=False, optional=True,
-                         tooltip="Colour each stroke like the picture under it (instead of black)."),
-        io.Boolean.Input("optimize_color", default=False, optional=True,
-                         tooltip="Also optimise each stroke's colour."),
-        io.Float.Input("pen_width", default=0.0, min=0.0, max=100.0, step=0.1, optional=True,
-                       tooltip="Draw every stroke with this line width in canvas pixels (3 = CLIPasso's pen), "
-                               "whatever was optimised; 0 keeps each stroke's own width."),
-    ]
-    if with_canvas:
-        items.append(io.Int.Input("canvas", default=224, min=64, max=1024, step=8, optional=True,
-                                  tooltip="Working canvas side. 224 is CLIP's input; larger (e.g. 448) draws finer "
-                                          "lines and is downsampled for the loss (the encoder's cost is unchanged; "
-                                          "rendering 448 px adds about 14 ms per step on a CPU)."))
-    return items
-
-
-def _feature_settings(text="", text_weight=0.3, optimize_width=False, optimize_opacity=False,
-                      color_from_image=False, optimize_color=False, pen_width=0.0) -> dict:
-    """The optimiser settings of those inputs (defaults: the plain CLIPasso run)."""
-    out = dict(optimize_width=bool(optimize_width), optimize_opacity=bool(optimize_opacity),
-               color_from_image=bool(color_from_image), optimize_color=bool(optimize_color))
-    if (text or "").strip():
-        out.update(text=text.strip(), text_weight=float(text_weight))
-    if pen_width is not None and float(pen_width) != 0:  # 0: off; anything else is checked by the engine
-        out["pen_width"] = float(pen_width)
-    return out
-
-
 class OptimizeSketch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -174,28 +126,13 @@ class OptimizeSketch(io.ComfyNode):
                 io.Image.Input("image", tooltip="Target picture(s), ideally the object on white; a batch of N "
                                                 "pictures pairs with N x seeds candidates."),
                 SketchStrokes.Input("strokes", tooltip="Starting strokes (Initialize Strokes, or Load SVG to refine)."),
-                io.Combo.Input("preset", options=PRESET_NAMES, default="fast",
-                               tooltip="fast: 500 iterations, 2 augmentations from a cached pool (CPU-friendly). "
-                                       "paper: the original settings, 2000 iterations and 4 fresh augmentations."),
-                io.Int.Input("iterations", default=0, min=0, max=20000,
-                             tooltip="Optimisation steps; 0 uses the preset's number."),
-                io.Float.Input("learning_rate", default=1.0, min=0.001, max=10.0, step=0.01,
-                               tooltip="Adam step size in canvas pixels (CLIPasso: 1.0)."),
-                io.Float.Input("geometric_weight", default=1.0, min=0.0, max=100.0, step=0.1,
-                               tooltip="Weight of the geometric term (intermediate encoder layers; CLIPasso: "
-                                       "1.0 on ResNet layer2 and layer3)."),
-                io.Float.Input("semantic_weight", default=0.1, min=0.0, max=100.0, step=0.01,
-                               tooltip="Weight of the semantic term (final CLIP embedding; CLIPasso: 0.1)."),
-                io.Int.Input("augmentations", default=-1, min=-1, max=16,
-                             tooltip="Augmented views (random perspective + crop) per step and candidate; -1 uses "
-                                     "the preset's number, 0 compares the clean view only."),
-                io.Combo.Input("loss", options=list(LOSS_CHOICES), default="clip", optional=True,
-                               tooltip="clip: the CLIPasso loss. trace: a weights-free image-space loss (blurred "
-                                       "ink compared at several scales) that traces the picture's lines; needs no "
-                                       "CLIP model. clip+trace: both added."),
-                io.Float.Input("trace_weight", default=1.0, min=0.0, max=100.0, step=0.1, optional=True,
-                               tooltip="Weight of the trace term when loss is clip+trace."),
-                *_feature_inputs(),
+                preset_input(),
+                setting_input("iterations"),
+                setting_input("learning_rate"),
+                setting_input("geometric_weight"),
+                setting_input("semantic_weight"),
+                setting_input("augmentations"),
+                *loop_inputs(),
             ],
             outputs=[
                 SketchStrokes.Output("optimized", display_name="strokes",
@@ -205,35 +142,12 @@ class OptimizeSketch(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, models=None, image=None, strokes=None, preset="fast", iterations=0, learning_rate=1.0,
-                geometric_weight=1.0, semantic_weight=0.1, augmentations=-1, loss="clip", trace_weight=1.0,
-                **features):
-        from clipasso.losses import default_layer_weights
-        from clipasso.optimize import OptimizeConfig, optimize
+    def execute(cls, models=None, image=None, strokes=None, preset="fast", **widgets):
+        from clipasso.optimize import optimize
         from clipasso.strokes import Strokes
 
         strokes = strokes_or_error(strokes)
-        loss = loss or "clip"
-        if loss not in LOSS_CHOICES:
-            raise NodeInputError(f"loss must be one of {', '.join(LOSS_CHOICES)}; got {loss!r}")
-        if models is None and loss != "trace":
-            raise NodeInputError(f"loss {loss!r} needs a CLIP model: connect Load CLIPasso Models, or choose "
-                                 "loss 'trace', which needs none")
-        encoder = models.loss if models is not None and loss != "trace" else None
-        overrides = dict(lr=float(learning_rate), loss=loss, trace_weight=float(trace_weight))
-        overrides.update(_feature_settings(**features))
-        if encoder is not None:
-            overrides.update(semantic_weight=float(semantic_weight),
-                             layer_weights={k: v * float(geometric_weight)
-                                            for k, v in default_layer_weights(encoder).items()},
-                             mixed_precision=_precision_name(models.autocast_dtype))
-        if iterations > 0:
-            overrides["iterations"] = int(iterations)
-        if augmentations >= 0:
-            overrides["num_augs"] = int(augmentations)
-            if augmentations == 0:
-                overrides["aug_pool"] = 0
-        config = OptimizeConfig.from_preset(preset, **overrides).validate()
+        encoder, device, config = loop_config(models, preset, **widgets)
 
         def run_all(progress):
             with torch.inference_mode(False), torch.enable_grad():
@@ -252,8 +166,7 @@ class OptimizeSketch(io.ComfyNode):
                         raise NodeInputError(f"the strokes' canvas is {start.height}x{start.width}; CLIPasso "
                                              "optimises on a square canvas")
                     run = optimize(start.select(group), target, encoder, config, callback=progress.callback,
-                                   should_stop=_stop_when_cancelled,
-                                   device=models.device if models is not None else compute_device())
+                                   should_stop=_stop_when_cancelled, device=device)
                     results.append(run.strokes)
                 return Strokes.concat(results).cpu() if results else None
 
@@ -275,8 +188,6 @@ class OptimizeSketch(io.ComfyNode):
 class CLIPassoSketch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        from clipasso.models import DEFAULT_LOSS_MODEL, DEFAULT_SALIENCY_MODEL
-
         from .models_node import LOSS_MODELS, SALIENCY_MODELS, _options
 
         return io.Schema(
@@ -289,34 +200,16 @@ class CLIPassoSketch(io.ComfyNode):
                         "preview shows the best sketch reached.",
             inputs=[
                 io.Image.Input("image", tooltip="Picture(s) of an object; every picture of a batch gets a sketch."),
-                io.Combo.Input("preset", options=PRESET_NAMES, default="fast",
-                               tooltip="fast: CPU-friendly (500 iterations, best of 2). paper: the original settings "
-                                       "(2000 iterations, best of 3, 4 augmentations)."),
-                io.Int.Input("strokes", default=16, min=1, max=512,
-                             tooltip="Number of strokes; fewer gives a more abstract sketch."),
-                io.Int.Input("seeds", default=0, min=0, max=64,
-                             tooltip="Candidates to optimise and pick the best from; 0 uses the preset's number."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1 - 64000, control_after_generate=True,
-                             tooltip="First random seed (candidates use seed, seed+1000, ...)."),
-                io.Int.Input("iterations", default=0, min=0, max=20000,
-                             tooltip="Optimisation steps; 0 uses the preset's number."),
-                io.Boolean.Input("remove_background", default=True,
-                                 tooltip="Cut the object out with rembg's u2netp first (ships with the pack; a "
-                                         "u2netp.onnx in models/clipasso wins)."),
-                io.Combo.Input("loss_model", options=_options(LOSS_MODELS), default=DEFAULT_LOSS_MODEL,
-                               tooltip="CLIP encoder of the loss (weights in models/clipasso)."),
-                io.Combo.Input("saliency_model", options=_options(SALIENCY_MODELS), default=DEFAULT_SALIENCY_MODEL,
-                               tooltip="CLIP ViT for the saliency map."),
-                io.Boolean.Input("allow_download", default=True,
-                                 tooltip="Download missing weights on first use (into models/clipasso for rembg, "
-                                         "open_clip's cache for CLIP)."),
-                *_feature_inputs(with_canvas=True),
-                io.Combo.Input("framing", options=["preset", *FRAMINGS], default="preset", optional=True,
-                               tooltip="How the picture goes onto the square canvas. stretch: the original's "
-                                       "default (a non-square picture is stretched for the optimisation; the "
-                                       "sketch comes back in the picture's shape). fix-scale: the original's "
-                                       "fix_scale=1 (white square, 10 picture pixels a side). pad: white square, "
-                                       "10/224 margin. preset: the preset's (paper stretch, fast pad)."),
+                preset_input(),
+                setting_input("strokes"),
+                setting_input("seeds"),
+                setting_input("seed", control_after_generate=True),
+                setting_input("iterations"),
+                setting_input("remove_background"),
+                setting_input("loss_model", options=_options(LOSS_MODELS)),
+                setting_input("saliency_model", options=_options(SALIENCY_MODELS)),
+                setting_input("allow_download"),
+                *loop_inputs(ONE_BOX_WIDGETS),
             ],
             outputs=[
                 SketchStrokes.Output("sketch", display_name="strokes", tooltip="The winning sketch of each picture."),
@@ -326,16 +219,17 @@ class CLIPassoSketch(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, preset="fast", strokes=16, seeds=0, seed=0, iterations=0, remove_background=True,
-                loss_model="RN101", saliency_model="ViT-B-32", allow_download=True, canvas=224, framing="preset",
-                **features):
-        from clipasso.matting import remove_background as cut_out  # not the boolean input of the same name
-        from clipasso.optimize import PRESETS
+    def execute(cls, image, preset="fast", **widgets):
         from clipasso.pipeline import sketch
+        from clipasso.settings import SettingsError, SketchSettings
         from clipasso.strokes import Strokes
 
-        dirs = models_dirs()
-        total_its = int(iterations) or PRESETS[preset]["iterations"]
+        try:
+            settings = SketchSettings.from_preset(preset, **settings_overrides(**widgets), models_dir=models_dirs(),
+                                                  device=str(compute_device())).validate()
+        except SettingsError as exc:
+            raise NodeInputError(str(exc)) from None
+        total_its = settings.iterations
         progress = _Progress(total_its)
 
         def run_all():
@@ -347,20 +241,7 @@ class CLIPassoSketch(io.ComfyNode):
                     if cancel_requested():
                         break
                     progress.offset = i * total_its
-                    if remove_background:
-                        # matting here, searching every models/clipasso folder: the engine then uses the
-                        # picture's alpha as the object mask, as for any RGBA input
-                        cut = cut_out(pic, model="u2netp", models_dir=dirs, allow_download=bool(allow_download))
-                        if cut.found:
-                            pic = torch.cat([cut.image, cut.mask[None]]).permute(1, 2, 0)  # RGBA [H,W,4]
-                    result = sketch(pic, preset=preset, strokes=int(strokes), seeds=int(seeds) or None,
-                                    iterations=int(iterations) or None, seed=int(seed),
-                                    device=str(compute_device()), clip_model=loss_model,
-                                    saliency_model=saliency_model, background_removal=False,
-                                    models_dir=dirs, allow_download=bool(allow_download),
-                                    callback=progress.callback, should_stop=_stop_when_cancelled,
-                                    canvas=int(canvas), framing=None if framing in (None, "preset") else framing,
-                                    **_feature_settings(**features))
+                    result = sketch(pic, settings, callback=progress.callback, should_stop=_stop_when_cancelled)
                     winners.append(result.strokes)
                     del result
             return Strokes.concat(winners).cpu() if winners else None

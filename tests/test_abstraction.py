@@ -140,7 +140,7 @@ def test_several_candidates_with_losses_use_the_best(tiny_rn):
 
 def test_pipeline_step_keeps_a_sketch_that_is_no_better_than_blank(tiny_rn):
     """After a long run, a sketch that is not better than an empty canvas is kept (with a warning), not lost."""
-    from clipasso.abstraction import post_process
+    from clipasso.pipeline import post_process
 
     off = Strokes.from_points(torch.full((1, 2, 4, 2), -50.0), (SIDE, SIDE))
     with pytest.warns(RuntimeWarning, match="automatic abstraction skipped"):

@@ -146,3 +146,37 @@ def test_auto_abstraction_node_inputs_of_older_workflows(N):
     assert grow["method"].default == "prune"
     ids = [i.id for i in schema.inputs]
     assert ids.index("method") > ids.index("trace_weight")  # appended: older saved widget values keep their places
+
+
+# Settings under which the loss has every kind of term: geometric (weighted), semantic, text, trace, a pen.
+LOSS_WIDGETS = dict(preset="fast", learning_rate=1.0, semantic_weight=0.3, geometric_weight=2.0, augmentations=1,
+                    loss="clip+trace", trace_weight=0.5, text="a letter T", text_weight=0.4, pen_width=2.0)
+
+
+def test_abstraction_nodes_measure_with_the_loss_optimize_sketch_optimised(N, models):
+    """The loss Auto Abstraction and Drawing Order measure a sketch with is the one Optimize Sketch
+    optimised it with (its best loss is the loss of the strokes it returns), for the same widgets; and it
+    depends on them (without the text term the same strokes measure differently)."""
+    image = picture()
+    best = run(N["CLIPassoOptimize"], models=models, image=image, strokes=t_sketch(), iterations=3,
+               **LOSS_WIDGETS)[0]
+    optimised = float(best.losses[0])
+
+    def measured(**change):
+        widgets = dict(LOSS_WIDGETS, **change)
+        out = run(N["CLIPassoAutoAbstraction"], models=models, image=image, strokes=best, fidelity=1.0,
+                  prune_iterations=0, full_curve=False, **widgets)
+        full = json.loads(out[4])["full_loss"]
+        order_widgets = {k: v for k, v in widgets.items()
+                         if k in ("semantic_weight", "geometric_weight", "loss", "trace_weight", "text",
+                                  "text_weight", "pen_width")}
+        ordered = run(N["CLIPassoDrawingOrder"], models=models, image=image, strokes=best, frame_size=0,
+                      include_blank=True, stroke_seconds=0.4, **order_widgets)
+        last = json.loads(ordered[4])["prefix_losses"][-1]
+        return full, last
+
+    full, last = measured()
+    assert full == pytest.approx(optimised, rel=1e-5, abs=1e-7)
+    assert last == pytest.approx(optimised, rel=1e-4, abs=1e-6)  # the strokes in another compositing order
+    no_text, no_text_last = measured(text="")
+    assert abs(no_text - optimised) > 1e-3 and abs(no_text_last - optimised) > 1e-3

@@ -96,6 +96,6 @@ def test_one_box_node_with_text_pen_and_a_larger_canvas(N):
 
 def test_bad_feature_inputs_say_what_to_change(N, models):
     image = _red_disk()
-    with pytest.raises(Exception, match="pen width must be a positive"):
+    with pytest.raises(Exception, match="pen_width must be a finite number"):
         run(N["CLIPassoOptimize"], models=models, image=image, strokes=_start(N, image), iterations=1,
             pen_width=float("nan"))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipasso.abstraction import (AbstractionError, NoImprovementError, grow_abstract, ink_benefit, masked_losses,
-                                  post_process)
+from clipasso.abstraction import AbstractionError, NoImprovementError, grow_abstract, ink_benefit, masked_losses
+from clipasso.pipeline import post_process
 from clipasso.optimize import OptimizeConfig
 from clipasso.strokes import Strokes
 from tests.test_abstraction import SIDE, seg, t_target
@@ -199,9 +199,9 @@ def test_sketch_pipeline_grows(tiny_models_dir):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(abstraction_method="grow", start_strokes=8, max_strokes=8), "start_strokes must be a whole number from 1"),
-    (dict(abstraction_method="grow", start_strokes=0), "start_strokes must be a whole number from 1"),
-    (dict(abstraction_method="shrink"), "'prune' .* or 'grow'"),
+    (dict(abstraction_method="grow", start_strokes=8, max_strokes=8), r"start_strokes \(8\) must be below max_strokes"),
+    (dict(abstraction_method="grow", start_strokes=0), "start_strokes must be at least 1"),
+    (dict(abstraction_method="shrink"), "abstraction_method must be one of prune, grow"),
 ])
 def test_sketch_pipeline_rejects_bad_growth_settings(kwargs, message):
     from clipasso.pipeline import sketch

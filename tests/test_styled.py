@@ -121,12 +121,12 @@ def test_svg_keeps_per_stroke_width_colour_and_opacity():
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(pen_width=0.0), "pen width must be a positive"),
-    (dict(pen_width=float("inf")), "pen width must be a positive"),
+    (dict(pen_width=0.0), "pen_width must be above 0"),
+    (dict(pen_width=float("inf")), "pen_width must be a finite number"),
     (dict(optimize_width=True, width_range=(2.0, 1.0)), "width range"),
     (dict(optimize_width=True, width_range=(0.0, 1.0)), "width range"),
     (dict(optimize_opacity=True, min_opacity=0.0), "min_opacity"),
-    (dict(optimize_width=True, width_lr=-1.0), "width_lr must be a positive"),
+    (dict(optimize_width=True, width_lr=-1.0), "width_lr must be above 0"),
 ])
 def test_bad_style_settings(tiny_rn, kw, match):
     with pytest.raises(OptimizeError, match=match):

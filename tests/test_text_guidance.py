@@ -145,9 +145,9 @@ def test_visual_only_model_gives_a_clear_error(tiny_rn):
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(text=3), "prompt string"),
-    (dict(text="a cat", text_weight=-1.0), "text_weight must be a number >= 0"),
-    (dict(text="a cat", text_weight=float("nan")), "text_weight must be a number >= 0"),
+    (dict(text=3), "text must be a string"),
+    (dict(text="a cat", text_weight=-1.0), "text_weight must be 0 or more"),
+    (dict(text="a cat", text_weight=float("nan")), "text_weight must be a finite number"),
     (dict(text="a cat", loss="trace"), "needs the CLIP loss"),
 ])
 def test_bad_text_settings(kw, match):
