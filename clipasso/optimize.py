@@ -272,7 +272,7 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
         callback(it, {"train": train, "eval": last_eval.cpu(), "best": best_loss.cpu()}, image.detach())
     seconds = time.perf_counter() - start
 
-    meta = dict(seeds=seeds)
+    meta = dict(seeds=seeds, pictures=strokes.pictures)
     widths, colors = style.snapshot()
     if cfg.pen_width is not None:  # the pen draws every output stroke with one width
         best_widths = torch.full_like(best_widths, cfg.pen_width / 2.0)

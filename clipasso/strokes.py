@@ -12,7 +12,8 @@ Conventions (same as diffvg as CLIPasso used it):
 - ``colors`` ``[B, S, 4]`` straight (not premultiplied) RGBA in 0..1; alpha is opacity.
 - ``canvas`` ``(H, W)`` is the coordinate frame of ``points``.
 - ``losses``/``iterations`` ``[B]`` and ``seeds`` (tuple of B ints) are optional bookkeeping
-  of the optimiser and best-of-N selection.
+  of the optimiser and best-of-N selection; ``pictures`` (tuple of B ints) says which picture of a
+  batch each candidate sketches (Initialize Strokes sets it; None: they all sketch one picture).
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class Strokes:
     losses: Optional[torch.Tensor] = None
     seeds: Optional[Tuple[int, ...]] = None
     iterations: Optional[torch.Tensor] = None
+    pictures: Optional[Tuple[int, ...]] = None
 
     # ------------------------------------------------------------------ building
     def __post_init__(self):
@@ -121,6 +123,11 @@ class Strokes:
             seeds = tuple(int(x) for x in seeds)
             if len(seeds) != b:
                 raise StrokeError(f"seeds must hold one value per candidate ({b}); got {len(seeds)}")
+        pictures = self.pictures
+        if pictures is not None:
+            pictures = tuple(int(x) for x in pictures)
+            if len(pictures) != b or any(p < 0 for p in pictures):
+                raise StrokeError(f"pictures must hold one picture index >= 0 per candidate ({b}); got {pictures}")
 
         set_ = object.__setattr__
         set_(self, "points", pts)
@@ -130,6 +137,7 @@ class Strokes:
         set_(self, "losses", losses)
         set_(self, "iterations", iterations)
         set_(self, "seeds", seeds)
+        set_(self, "pictures", pictures)
 
     @classmethod
     def from_points(cls, points, canvas, width: float = DEFAULT_HALF_WIDTH,
@@ -184,7 +192,7 @@ class Strokes:
         def mv(t):
             return None if t is None else t.to(device)
         return Strokes(mv(self.points), mv(self.widths), mv(self.colors), self.canvas,
-                       mv(self.losses), self.seeds, mv(self.iterations))
+                       mv(self.losses), self.seeds, mv(self.iterations), self.pictures)
 
     def cpu(self) -> "Strokes":
         return self.detach().to("cpu")
@@ -193,7 +201,7 @@ class Strokes:
         def dt(t):
             return None if t is None else t.detach().clone()
         return Strokes(dt(self.points), dt(self.widths), dt(self.colors), self.canvas,
-                       dt(self.losses), self.seeds, dt(self.iterations))
+                       dt(self.losses), self.seeds, dt(self.iterations), self.pictures)
 
     def select(self, index) -> "Strokes":
         """Candidates picked by an int, a list of ints or a slice, as a new stroke set."""
@@ -210,8 +218,9 @@ class Strokes:
         def pick(t):
             return None if t is None else t[dev_idx]
         seeds = None if self.seeds is None else tuple(self.seeds[i] for i in idx.tolist())
+        pictures = None if self.pictures is None else tuple(self.pictures[i] for i in idx.tolist())
         return Strokes(pick(self.points), pick(self.widths), pick(self.colors), self.canvas,
-                       pick(self.losses), seeds, pick(self.iterations))
+                       pick(self.losses), seeds, pick(self.iterations), pictures)
 
     def scaled(self, height: int, width: int) -> "Strokes":
         """The same drawing on a canvas of another size (points and widths scaled)."""
@@ -237,8 +246,18 @@ class Strokes:
             vals = [getattr(it, name) for it in items]
             return None if any(v is None for v in vals) else torch.cat(vals)
         seeds = None if any(it.seeds is None for it in items) else sum((it.seeds for it in items), ())
+        pictures = None if any(it.pictures is None for it in items) else sum((it.pictures for it in items), ())
         return Strokes(cat("points"), cat("widths"), cat("colors"), first.canvas,
-                       cat("losses"), seeds, cat("iterations"))
+                       cat("losses"), seeds, cat("iterations"), pictures)
+
+    def picture_groups(self):
+        """Candidate indices per picture, in picture order (one group when ``pictures`` is None)."""
+        if self.pictures is None:
+            return [list(range(self.num_candidates))]
+        groups = {}
+        for i, p in enumerate(self.pictures):
+            groups.setdefault(p, []).append(i)
+        return [groups[p] for p in sorted(groups)]
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:

@@ -6,7 +6,9 @@ import warnings
 import torch
 from comfy_api.latest import io
 
-from .common import CATEGORY, SketchStrokes, images_to_chw, map_on_canvas, masks_to_hw, picture_on_canvas
+from .common import (CATEGORY, NodeInputError, SketchStrokes, images_to_chw, map_on_canvas, masks_to_hw,
+                     picture_on_canvas)
+from .inputs import setting_input, settings_overrides
 
 
 class InitializeStrokes(io.ComfyNode):
@@ -25,28 +27,16 @@ class InitializeStrokes(io.ComfyNode):
                               tooltip="Saliency map (from ViT Saliency). Without it the starts are uniform "
                                       "(or follow the ink map)."),
                 io.Mask.Input("mask", optional=True, tooltip="Optional object mask: strokes start only on the object."),
-                io.Int.Input("strokes", default=16, min=1, max=512,
-                             tooltip="Number of strokes per sketch (CLIPasso: 16 for a recognisable sketch, "
-                                     "fewer for more abstraction)."),
-                io.Int.Input("seeds", default=3, min=1, max=64,
-                             tooltip="Candidates per picture, optimised together; Select Best keeps the one with "
-                                     "the lowest loss (CLIPasso: 3)."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1 - 64000, control_after_generate=True,
-                             tooltip="First random seed; the candidates use seed, seed+1000, seed+2000, ... "
-                                     "(as the original CLIPasso ran them)."),
-                io.Float.Input("temperature", default=0.3, min=0.01, max=10.0, step=0.01,
-                               tooltip="Softmax temperature over the saliency map: low = starts crowd on the most "
-                                       "salient spots, high = more spread (CLIPasso: 0.3)."),
-                io.Int.Input("segments", default=1, min=1, max=16,
-                             tooltip="Cubic Bezier segments per stroke (CLIPasso: 1, i.e. 4 control points)."),
-                io.Float.Input("width", default=1.5, min=0.1, max=20.0, step=0.1,
-                               tooltip="Stroke half-width in canvas pixels (1.5 draws CLIPasso's 3 px line)."),
-                io.Boolean.Input("use_edges", default=True,
-                                 tooltip="Intersect the saliency with an XDoG ink map, so strokes start on edges "
-                                         "(CLIPasso's default)."),
-                io.Int.Input("canvas", default=224, min=64, max=1024, step=8,
-                             tooltip="Side of the square canvas the sketch lives on (CLIPasso: 224, CLIP's input "
-                                     "size). Pictures are padded with white to a square, never stretched."),
+                setting_input("strokes"),
+                setting_input("seeds", preset_value=False),
+                setting_input("seed", control_after_generate=True),
+                setting_input("temperature"),
+                setting_input("segments"),
+                setting_input("width"),
+                setting_input("use_edges"),
+                setting_input("canvas", tooltip="Side of the square canvas the sketch lives on (CLIPasso: 224, "
+                                                "CLIP's input size). Pictures are padded with white to a square, "
+                                                "never stretched."),
             ],
             outputs=[
                 SketchStrokes.Output("initial_strokes", display_name="strokes", tooltip="Initial strokes: pictures x seeds candidates."),
@@ -54,34 +44,38 @@ class InitializeStrokes(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, saliency=None, mask=None, strokes=16, seeds=3, seed=0, temperature=0.3,
-                segments=1, width=1.5, use_edges=True, canvas=224):
+    def execute(cls, image, saliency=None, mask=None, **widgets):
         from clipasso.init import initialize_strokes
+        from clipasso.settings import SettingsError, SketchSettings
         from clipasso.strokes import Strokes
         from clipasso.xdog import xdog_edges
+
+        try:
+            s = SketchSettings().replace(**settings_overrides(**widgets)).validate()
+        except SettingsError as exc:
+            raise NodeInputError(str(exc)) from None
 
         pictures = images_to_chw(image)
         size = tuple(pictures[0].shape[-2:])
         sal_maps = masks_to_hw(saliency, len(pictures), size, "saliency")
         obj_masks = masks_to_hw(mask, len(pictures), size, "mask")
-        from clipasso.pipeline import SEED_SPACING
-
         # the same seeds as the one-box node and the CLI: seed, seed+1000, ... (as the original ran them)
-        seed_list = [int(seed) + SEED_SPACING * k for k in range(int(seeds))]
-        side = int(canvas)
+        seed_list = list(s.seed_list())
+        side = int(s.canvas)
         parts = []
         with torch.inference_mode(False), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine logs its fallbacks; ComfyUI shows logs, not warnings
-            for pic, sal, msk in zip(pictures, sal_maps, obj_masks):
+            for index, (pic, sal, msk) in enumerate(zip(pictures, sal_maps, obj_masks)):
                 pic_sq = picture_on_canvas(pic, side)
-                edges = xdog_edges(pic_sq) if use_edges else None
-                parts.append(initialize_strokes(
-                    (side, side), int(strokes), seed_list,
+                edges = xdog_edges(pic_sq) if s.use_edges else None
+                part = initialize_strokes(
+                    (side, side), int(s.strokes), seed_list,
                     saliency=None if sal is None else map_on_canvas(sal, side),
                     edges=edges,
                     mask=None if msk is None else map_on_canvas(msk, side),
-                    temperature=float(temperature), num_segments=int(segments), width=float(width),
-                    use_edges=bool(use_edges)))
+                    temperature=float(s.temperature), num_segments=int(s.num_segments), width=float(s.width),
+                    use_edges=bool(s.use_edges))
+                parts.append(part.replace(pictures=(index,) * part.num_candidates))  # which picture each sketches
             result = Strokes.concat(parts).cpu()
         return io.NodeOutput(result)
 

@@ -43,15 +43,18 @@ def field_of(widget: str) -> str:
 
 
 def setting_input(widget: str, *, optional: bool = False, default=None, low=None, high=None, unset=None,
-                  tooltip: Optional[str] = None, **extra):
+                  tooltip: Optional[str] = None, preset_value: bool = True, **extra):
     """The ComfyUI input of one settings field, under its widget name. ``unset`` (a widget value, for
-    example 0 for iterations) stands for the preset's value and becomes the default; ``default`` /
+    example 0 for iterations) stands for the preset's value and becomes the default (``preset_value=False``:
+    a node without a preset, whose widget always holds the value); ``default`` /
     ``low`` / ``high`` narrow what a node offers (only where a node must, e.g. the preset default)."""
     from clipasso.settings import PRESETS, field_option
 
     name = field_of(widget)
     opt = field_option(name)
     sentinel = WIDGETS.get(widget, (name, None))[1] if unset is None else unset
+    if not preset_value:  # this node has no preset: the widget holds the value itself
+        sentinel = None
     value = PRESETS["paper"][name] if default is None else default
     help_text = tooltip or (opt.help[0].upper() + opt.help[1:] + ".")
     if sentinel is not None and default is None:

@@ -22,7 +22,7 @@ from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes
                      compute_device, free_memory, images_to_chw, models_dirs, picture_on_canvas,
                      strokes_or_error)
 from .inputs import LOOP_WIDGETS, loop_config, loop_inputs, preset_input, setting_input, settings_overrides
-from .render_nodes import candidate_groups, render_to_comfy
+from .render_nodes import render_to_comfy
 
 PREVIEW_SIZE = 256
 # the one-box node's optional inputs after its required ones (loss and trace_weight come last: added later)
@@ -92,18 +92,15 @@ def _discard_cancelled(progress: "_Progress", best) -> None:
 
 
 def _picture_groups(strokes, pictures: int) -> List[List[int]]:
-    """Which candidates belong to which target picture."""
-    n = strokes.num_candidates
+    """Which candidates belong to which target picture (the strokes' picture index, from Initialize Strokes)."""
     if pictures == 1:
-        return [list(range(n))]
-    groups = candidate_groups(strokes)
-    if len(groups) == pictures:
+        return [list(range(strokes.num_candidates))]
+    groups = strokes.picture_groups()
+    if strokes.pictures is not None and len(groups) == pictures:
         return groups
-    if n % pictures == 0:
-        k = n // pictures
-        return [list(range(i * k, (i + 1) * k)) for i in range(pictures)]
-    raise NodeInputError(f"{n} candidates cannot be shared among {pictures} pictures; give the same picture "
-                         "batch to Initialize Strokes and Optimize Sketch")
+    have = "carry no picture index" if strokes.pictures is None else f"belong to {len(groups)} picture(s)"
+    raise NodeInputError(f"the {strokes.num_candidates} candidates {have}, but 'image' holds {pictures} pictures; "
+                         "give the same picture batch to Initialize Strokes and Optimize Sketch")
 
 
 class OptimizeSketch(io.ComfyNode):

@@ -81,23 +81,6 @@ class RasterizeStrokes(io.ComfyNode):
         return io.NodeOutput(image, mask)
 
 
-def candidate_groups(strokes) -> List[List[int]]:
-    """Candidates grouped by picture. Initialize Strokes lays out N pictures x K seeds picture by
-    picture with the same K seeds for each picture, so a seed seen again starts the next picture.
-    Without seeds every candidate belongs to one picture."""
-    n = strokes.num_candidates
-    if strokes.seeds is None:
-        return [list(range(n))]
-    groups, seen = [[]], set()
-    for i, seed in enumerate(strokes.seeds):
-        if seed in seen:
-            groups.append([])
-            seen = set()
-        seen.add(seed)
-        groups[-1].append(i)
-    return groups
-
-
 class SelectBestSketch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -128,7 +111,7 @@ class SelectBestSketch(io.ComfyNode):
             raise NodeInputError("these strokes carry no losses, so there is nothing to compare; connect the "
                                  "output of Optimize Sketch (CLIPasso)")
         winners, first_index = [], None
-        for group in candidate_groups(strokes):
+        for group in strokes.picture_groups():
             winner, index = select_best(strokes.select(group))
             winners.append(winner)
             if first_index is None:

@@ -1,9 +1,11 @@
-"""Shipped workflows load unchanged on the node inputs generated from the settings.
+"""Workflows load unchanged on the node inputs generated from the settings.
 
 The UI copy of a workflow stores widget values by position; the API copy stores them by name. Mapping
 every UI node's positional values through today's schema (inside the real ComfyUI 0.3.75 core) must
 give the API copy's named values, and every value must be one the widget accepts. A renamed, removed
-or reordered widget, a narrowed range or a dropped combo option fails here.
+or reordered widget, a narrowed range or a dropped combo option fails here. Checked for the shipped
+workflows and for the copies shipped with release 0.1 (tests/data/workflows_0.1, from before the
+settings-first refactor), which is what users have saved.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import pytest
 from e2e.comfy_env import comfyui_or_skip, import_core, load_pack
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+OLD_WORKFLOWS = Path(__file__).resolve().parent / "data" / "workflows_0.1"
+ALL = sorted(WORKFLOWS.glob("*.json")) + sorted(OLD_WORKFLOWS.glob("*.json"))
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
@@ -68,10 +72,10 @@ def _accepts(typ, opts, value):
     return opts.get("min", -float("inf")) <= value <= opts.get("max", float("inf"))
 
 
-@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("*.json")), ids=lambda p: p.stem)
-def test_shipped_workflow_widget_values_map_onto_the_generated_inputs(info, path):
+@pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_workflow_widget_values_map_onto_the_generated_inputs(info, path):
     ui = json.loads(path.read_text())
-    api = json.loads((WORKFLOWS / "api" / path.name).read_text())
+    api = json.loads((path.parent / "api" / path.name).read_text())
     checked = 0
     for node in ui["nodes"]:
         if not node["type"].startswith("CLIPasso"):

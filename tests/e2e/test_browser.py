@@ -113,6 +113,27 @@ def test_workflow_loads_in_the_real_frontend(page, name):
         _thumbnail(page, WORKFLOWS / f"{name}.jpg")
 
 
+OLD_WORKFLOWS = REPO / "tests" / "data" / "workflows_0.1"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in OLD_WORKFLOWS.glob("*.json")))
+def test_release_0_1_workflow_loads_with_its_values(page, name):
+    """A workflow saved with release 0.1 (before the node inputs were generated from the settings) loads
+    in the real frontend with every saved value in its widget; widgets added since show their defaults."""
+    wf = json.loads((OLD_WORKFLOWS / f"{name}.json").read_text())
+    api = json.loads((OLD_WORKFLOWS / "api" / f"{name}.json").read_text())
+    result = page.evaluate(LOAD_AND_CHECK, wf)
+    assert result["missing"] == [], result
+    for problem in result["widgetProblems"]:
+        assert problem["ui"][:len(problem["saved"])] == problem["saved"], problem
+    assert not [d for d in result["dialogs"] if "missing" in d.lower()], result["dialogs"]
+    got = result["output"]
+    for node_id, node in api.items():
+        for key, value in node["inputs"].items():
+            assert got[node_id]["inputs"].get(key) == value, (name, node_id, key)
+    assert not page.errors, page.errors
+
+
 FIT_VIEW = """
 () => {
   const c = window.app.canvas;
