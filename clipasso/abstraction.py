@@ -27,6 +27,8 @@ methods. The grown strokes come out in the order they were added (a drawing orde
 """
 from __future__ import annotations
 
+from .settings import DEFAULT_FIDELITY, DEFAULTS
+
 import dataclasses
 import json
 import logging
@@ -144,8 +146,8 @@ class AbstractionResult:
         return json.dumps(self.to_dict(), indent=1)
 
 
-def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: float = 0.9,
-                  config: Optional[OptimizeConfig] = None, *, prune_iterations: int = 20,
+def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: float = DEFAULT_FIDELITY,
+                  config: Optional[OptimizeConfig] = None, *, prune_iterations: int = DEFAULTS["prune_iterations"],
                   min_strokes: int = 1, full_curve: bool = False, device=None,
                   callback: Optional[Callable[[int, float, Strokes], None]] = None,
                   should_stop: Optional[Callable[[], bool]] = None) -> AbstractionResult:
@@ -318,7 +320,8 @@ def _check_whole(name: str, value, lo: int, what: str) -> int:
     return value
 
 
-def reached_plateau(losses: Sequence[float], blank: float, min_gain: float = 0.01, patience: int = 2) -> bool:
+def reached_plateau(losses: Sequence[float], blank: float, min_gain: float = DEFAULTS["min_gain"],
+                    patience: int = 2) -> bool:
     """Growing's stopping rule on the losses measured so far (one per stage, in order): each of the last
     ``patience`` stages lowered the loss by less than ``min_gain`` times ``blank - min(losses)``."""
     if len(losses) <= patience:
@@ -330,10 +333,10 @@ def reached_plateau(losses: Sequence[float], blank: float, min_gain: float = 0.0
     return all(g < min_gain * total for g in gains)
 
 
-def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float = 0.9,
-                  config: Optional[OptimizeConfig] = None, *, max_strokes: int = 32,
-                  start_strokes: Optional[int] = None, grow_iterations: int = 20, candidates: int = 8,
-                  min_gain: float = 0.01, patience: int = 2, full_curve: bool = False,
+def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float = DEFAULT_FIDELITY,
+                  config: Optional[OptimizeConfig] = None, *, max_strokes: int = 2 * DEFAULTS["strokes"],
+                  start_strokes: Optional[int] = None, grow_iterations: int = DEFAULTS["grow_iterations"],
+                  candidates: int = 8, min_gain: float = DEFAULTS["min_gain"], patience: int = 2, full_curve: bool = False,
                   prior: Optional[torch.Tensor] = None, device=None,
                   callback: Optional[Callable[[int, float, Strokes], None]] = None,
                   should_stop: Optional[Callable[[], bool]] = None) -> AbstractionResult:

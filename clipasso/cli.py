@@ -229,6 +229,33 @@ NEEDS = {"max_strokes": ("auto_strokes", None), "abstraction_method": ("auto_str
          "saliency_text": ("saliency", "clip-relevancy")}
 
 
+def needs_problem(args) -> Optional[str]:
+    """An option given without the one it needs (`NEEDS`), or None."""
+    from .settings import field_option
+
+    for name, (parent, value) in NEEDS.items():
+        mine = getattr(args, name, None)
+        if mine is None:
+            continue
+        flag = flag_of(name) + (f" {mine}" if field_option(name).choices is not None else "")
+        given = getattr(args, parent, None)
+        meta = field_option(parent).metavar or ""
+        if value is None:
+            if given is None:
+                return f"{flag} needs {flag_of(parent)} {meta}".rstrip()
+            continue
+        if parent == "abstraction_method":
+            if args.auto_strokes is None:
+                return f"{flag} needs {flag_of(parent)} {value} (with --auto-strokes FIDELITY)"
+            if (given or "prune") != value:
+                if value == "prune":
+                    return f"{flag} is for {flag_of(parent)} prune; growing uses --grow-iterations"
+                return f"{flag} needs {flag_of(parent)} {value}"
+        elif given != value:
+            return f"{flag} needs {flag_of(parent)} {value}"
+    return None
+
+
 def _preset_note(name: str) -> str:
     from .settings import PRESETS
 
@@ -598,20 +625,15 @@ def _dispatch(parser, args) -> int:
             parser.error(problems[0])
         if args.gif or args.animated_svg:
             args.drawing_order = True  # an animation of the drawing needs its order
-        for name, (parent, value) in NEEDS.items():
-            if getattr(args, name, None) is None:
-                continue
-            given = getattr(args, parent, None)
-            if value is None and given is None:
-                parser.error(f"{flag_of(name)} needs {flag_of(parent)}")
-            if value is not None and (given or ("prune" if parent == "abstraction_method" else None)) != value:
-                if parent == "abstraction_method" and args.auto_strokes is None:
-                    parser.error(f"{flag_of(name)} needs {flag_of(parent)} {value} (with --auto-strokes FIDELITY)")
-                if parent == "abstraction_method":
-                    parser.error(f"{flag_of(name)} is for {flag_of(parent)} {value}"
-                                 + ("; growing uses --grow-iterations" if value == "prune" else
-                                    " (with --auto-strokes FIDELITY)"))
-                parser.error(f"{flag_of(name)} needs {flag_of(parent)} {value}")
+        for flag, value, suffix in (("--gif", args.gif, ".gif"), ("--animated-svg", args.animated_svg, ".svg"),
+                                    ("--curve", args.curve, ".json")):
+            if value is not None and Path(value).suffix.lower() != suffix:
+                parser.error(f"{flag} must name a {suffix} file; got {value}")
+            if value is not None and not Path(value).parent.exists():
+                parser.error(f"the folder for {value} does not exist; create it first")
+        problem = needs_problem(args)
+        if problem:
+            parser.error(problem)
         if args.text is not None and not args.text.strip():
             parser.error("--text is empty; give a short description such as \"a cat, side view\"")
         if args.curve and args.auto_strokes is None and not args.drawing_order:

@@ -22,6 +22,8 @@ candidate so that B candidates optimised in one batch behave like B separate run
 """
 from __future__ import annotations
 
+from .settings import DEFAULTS
+
 from .errors import ClipassoError
 
 import math
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 
 RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 DEFAULT_RESNET_WEIGHTS = {"layer2": 1.0, "layer3": 1.0}
-DEFAULT_SEMANTIC_WEIGHT = 0.1
+DEFAULT_SEMANTIC_WEIGHT = DEFAULTS["semantic_weight"]
 
 
 class LossConfigError(ClipassoError, ValueError):
@@ -63,7 +65,7 @@ class AugmentParams:
 
 
 def sample_augment_params(n: int, size, generator: Optional[torch.Generator] = None,
-                          distortion: float = 0.5, crop_scale: float = 0.8) -> AugmentParams:
+                          distortion: float = DEFAULTS["distortion"], crop_scale: float = DEFAULTS["crop_scale"]) -> AugmentParams:
     """``n`` random (perspective, crop) parameter sets, drawn like torchvision's transforms."""
     h, w = int(size[0]), int(size[1])
     dx, dy = int(distortion * (w // 2)), int(distortion * (h // 2))
@@ -182,9 +184,9 @@ def apply_augment(images: torch.Tensor, params: Optional[AugmentParams],
     return F.interpolate(warped, size=g.out_size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def augment_pair(sketch: torch.Tensor, target: torch.Tensor, num_augs: int = 4,
-                 generator: Optional[torch.Generator] = None, distortion: float = 0.5,
-                 crop_scale: float = 0.8):
+def augment_pair(sketch: torch.Tensor, target: torch.Tensor, num_augs: int = DEFAULTS["num_augs"],
+                 generator: Optional[torch.Generator] = None, distortion: float = DEFAULTS["distortion"],
+                 crop_scale: float = DEFAULTS["crop_scale"]):
     """1 clean + ``num_augs`` jointly augmented views of one sketch/target pair ([1,3,H,W] or [3,H,W]).
 
     Returns (sketch_views, target_views), each ``[1 + num_augs, 3, H, W]`` in 0..1 (not normalised).
@@ -266,7 +268,7 @@ class CLIPassoLoss:
 
     def __init__(self, encoder, target: torch.Tensor, layer_weights: Optional[Dict[str, float]] = None,
                  semantic_weight: float = DEFAULT_SEMANTIC_WEIGHT, num_augs: int = 4,
-                 distortion: float = 0.5, crop_scale: float = 0.8, distance: str = "l2",
+                 distortion: float = DEFAULTS["distortion"], crop_scale: float = DEFAULTS["crop_scale"], distance: str = "l2",
                  aug_pool: int = 0, pool_seed: int = 0, amp_dtype: Optional[torch.dtype] = None,
                  text_embedding: Optional[torch.Tensor] = None, text_weight: float = 0.0):
         self.encoder = encoder
@@ -496,7 +498,7 @@ class TraceLoss:
     """
 
     def __init__(self, target: torch.Tensor, sigmas: Sequence[float] = DEFAULT_TRACE_SIGMAS,
-                 reference: str = "edges", device=None):
+                 reference: str = DEFAULTS["trace_reference"], device=None):
         t = target if target.ndim == 4 else target.unsqueeze(0)
         if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != 3:
             raise LossConfigError(f"target must be one RGB image [3,H,W]; got {tuple(target.shape)}")
@@ -544,29 +546,3 @@ class TraceLoss:
     __call__ = train_loss
 
 
-class CombinedLoss:
-    """``clip.total + weight * trace.total`` per candidate; the terms of both parts are kept
-    (the trace part's total as ``trace``)."""
-
-    def __init__(self, clip: CLIPassoLoss, trace: TraceLoss, trace_weight: float = 1.0):
-        if not math.isfinite(trace_weight) or trace_weight < 0:
-            raise LossConfigError(f"trace_weight must be >= 0; got {trace_weight}")
-        self.clip, self.trace, self.trace_weight = clip, trace, float(trace_weight)
-        self.amp_dtype = clip.amp_dtype
-        self.device = clip.device
-
-    def _join(self, a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        out = {k: v for k, v in a.items() if k != "total"}
-        out.update({k: v for k, v in b.items() if k != "total"})
-        out["clip"] = a["total"]
-        out["trace"] = b["total"].to(a["total"].device)
-        out["total"] = a["total"] + self.trace_weight * out["trace"]
-        return out
-
-    def eval_loss(self, sketch: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return self._join(self.clip.eval_loss(sketch), self.trace.eval_loss(sketch))
-
-    def train_loss(self, sketch: torch.Tensor, generators: Sequence[torch.Generator]) -> Dict[str, torch.Tensor]:
-        return self._join(self.clip.train_loss(sketch, generators), self.trace.eval_loss(sketch))
-
-    __call__ = train_loss

@@ -22,6 +22,8 @@ the network; with a file on disk (the bundled one included) nothing touches the 
 """
 from __future__ import annotations
 
+from .settings import DEFAULTS
+
 from .errors import ClipassoError
 
 import contextlib
@@ -39,7 +41,7 @@ from .images import alpha_of, as_rgb, to_pil
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MATTING_MODEL = "u2netp"
+DEFAULT_MATTING_MODEL = DEFAULTS["matting_model"]
 MODELS_DIR_ENV = "CLIPASSO_MODELS_DIR"  # the same variable clipasso.models reads for CLIP weights
 BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # rembg sessions that take one image and return one mask, stored as "<name>.onnx"

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+from .settings import DEFAULTS
+
 import logging
 import math
 import os
@@ -174,7 +176,8 @@ def to_picture_frame(strokes: Strokes, height: int, width: int, framing: str) ->
     return strokes.replace(points=strokes.points * strokes.points.new_tensor([sx, sy]), canvas=(h, w))
 
 
-def prepare_target(image, canvas: int = 224, background_removal: bool = True, matting_model: str = "u2netp",
+def prepare_target(image, canvas: int = DEFAULTS["canvas"], background_removal: bool = True,
+                   matting_model: str = DEFAULTS["matting_model"],
                    models_dir=None, allow_download: bool = True, notes: Optional[List[str]] = None,
                    framing: str = "pad"):
     """(target [3,canvas,canvas] on white, mask [canvas,canvas] or None) from any input image.
@@ -358,9 +361,10 @@ def _saliency(target, mask, s: SketchSettings, dev):
 
 
 def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None, *,
-                 fidelity: Optional[float] = None, prune_iterations: int = 20, order: bool = False,
-                 device=None, should_stop: Optional[Callable[[], bool]] = None, method: str = "prune",
-                 max_strokes: int = 32, grow_iterations: int = 20, min_gain: float = 0.01,
+                 fidelity: Optional[float] = None, prune_iterations: int = DEFAULTS["prune_iterations"],
+                 order: bool = False, device=None, should_stop: Optional[Callable[[], bool]] = None,
+                 method: str = DEFAULTS["abstraction_method"], max_strokes: int = 2 * DEFAULTS["strokes"],
+                 grow_iterations: int = DEFAULTS["grow_iterations"], min_gain: float = DEFAULTS["min_gain"],
                  prior: Optional[torch.Tensor] = None):
     """What `clipasso.pipeline.sketch` runs after best-of-N: prune the winner to ``fidelity`` -- or, with
     ``method="grow"``, grow it up to ``max_strokes`` and choose the count for ``fidelity`` -- (if a fidelity

@@ -22,6 +22,8 @@ work; non-square images keep their aspect ratio on a non-square patch grid.
 """
 from __future__ import annotations
 
+from .settings import DEFAULTS
+
 from .errors import ClipassoError
 
 import logging
@@ -37,7 +39,7 @@ from .xdog import image_chw
 log = logging.getLogger(__name__)
 
 METHODS = ("clip-attention", "clip-relevancy", "timm-vit", "mask")
-DEFAULT_METHOD = "clip-attention"
+DEFAULT_METHOD = DEFAULTS["saliency"]
 DEFAULT_TIMM_MODEL = "vit_small_patch8_224.dino"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -64,6 +64,8 @@ class Option:
     low: Optional[float] = None
     high: Optional[float] = None
     low_open: bool = False          # value > low, not >= low
+    high_open: bool = False         # value < high, not <= high
+    meaning: str = ""               # what a value is, for messages ("a fidelity in (0, 1], e.g. 0.9")
     unit: str = ""
     above: str = ""                 # why larger values are refused
     widget: Optional[str] = None    # ComfyUI widget name (None: the field's name)
@@ -106,6 +108,12 @@ class Option:
         unit = f" {self.unit}" if self.unit else ""
         if not math.isfinite(float(value)):
             return f"{label} must be a finite number{self._range_text()}; got {value}"
+        outside = (self.high is not None and (value > self.high or (self.high_open and value >= self.high))) or \
+            (self.low is not None and (value < self.low or (self.low_open and value <= self.low)))
+        if outside and self.meaning:
+            return f"{label} must be {self.meaning}; got {value:g}"
+        if self.high is not None and self.high_open and value >= self.high:
+            return f"{label} must be below {self.high:g}{unit}; got {value:g}"
         if self.high is not None and value > self.high:
             return f"{label} must be at most {self.high:g}{unit}; got {value:g}" + (f" ({self.above})" if self.above else "")
         if self.low is not None and (value < self.low or (self.low_open and value <= self.low)):
@@ -114,10 +122,7 @@ class Option:
                 return f"{label} must be above {self.low:g}{top}; got {value:g}"
             if self.low == 0:
                 return f"{label} must be 0 or more{top}; got {value:g}"
-            if self.low == 1:
-                return f"{label} must be at least 1{top}; got {value:g}"
-            return f"{label} must be between {self.low:g} and {self.high:g}{unit}; got {value:g}" \
-                if self.high is not None else f"{label} must be at least {self.low:g}{unit}; got {value:g}"
+            return f"{label} must be at least {self.low:g}{top}; got {value:g}"
         return None
 
 
@@ -171,8 +176,10 @@ class PrepareSettings(_Stage):
     background_removal: bool = option(True, "cut the object out with rembg's u2netp first (bundled; the picture's own "
                                             "alpha is used instead when it has one)", widget="remove_background",
                                       flag="--no-background-removal", off_help="do not remove the background")
-    matting_model: str = option("u2netp", "background-removal model (u2netp ships with clipasso; others are "
-                                          "downloaded by rembg)", choices=MATTING_MODELS, metavar="NAME")
+    matting_model: str = option("u2netp", "rembg model for background removal: u2netp (the small U2-Net, 4.6 MB, "
+                                          "ships with clipasso so it works offline), u2net (the full U2-Net the "
+                                          "original used, 176 MB, downloaded by rembg or put in the models folder), "
+                                          "or another rembg model: " + ", ".join(MATTING_MODELS[2:]), metavar="NAME")
 
 
 @dataclass(frozen=True)
@@ -292,12 +299,13 @@ class SelectSettings(_Stage):
     seeds: Any = option(3, "candidates optimised together; the lowest loss wins (a count, or a list of seeds)",
                         low=1, high=MAX_SEEDS, unit="candidates", above="all seeds are optimised together as one "
                                                                           "batch", kind="int")
-    seed: int = option(0, "first seed; candidates use seed, seed+1000, ...", low=0,
+    seed: int = option(0, "first seed; the candidates use seed, seed+1000, seed+2000 and so on", low=0,
                        high=2**31 - 1 - SEED_SPACING * MAX_SEEDS,
                        above="candidates use seed, seed+1000, ..., which must stay a 31-bit seed")
     auto_strokes: Optional[float] = option(None, "let the sketch choose its stroke count: keep this fidelity (0-1] "
                                                  "of the loss improvement over an empty canvas",
-                                           low=0, high=1, low_open=True, metavar="FIDELITY", kind="float")
+                                           low=0, high=1, low_open=True, metavar="FIDELITY", kind="float",
+                                           meaning="a fidelity in (0, 1], e.g. 0.9")
     abstraction_method: str = option("prune", "how auto_strokes searches the count: prune (optimise max_strokes, "
                                               "remove the least useful one at a time) or grow (optimise "
                                               "start_strokes, add one at a time where ink helps most)",
@@ -313,8 +321,8 @@ class SelectSettings(_Stage):
                                   low=0, high=10000, unit="steps", above="they run after every added stroke",
                                   metavar="N")
     min_gain: float = option(0.01, "grow: stop when each of the last 2 strokes lowered the loss by less than this "
-                                   "share of the total improvement so far (0 grows to max_strokes)", low=0, high=0.99,
-                             metavar="F", step=0.001)
+                                   "share of the total improvement so far (0 grows to max_strokes)", low=0, high=1,
+                             high_open=True, metavar="F", step=0.001, meaning="a share in [0, 1), e.g. 0.01")
     drawing_order: bool = option(False, "order the strokes so that every prefix is the best sketch of its size",
                                  flag="--order")
 
@@ -355,7 +363,9 @@ def _defaults() -> Dict[str, Any]:
 
 
 # Every field's value under each preset (read-only use: PRESETS["fast"]["iterations"]).
+# DEFAULTS: the field defaults by name, for the stage functions' own keyword defaults.
 PRESETS: Dict[str, Dict[str, Any]] = {name: {**_defaults(), **changes} for name, changes in PRESET_CHANGES.items()}
+DEFAULTS: Dict[str, Any] = _defaults()
 
 
 def field_option(name: str) -> Option:

@@ -17,6 +17,8 @@ Conventions (same as diffvg as CLIPasso used it):
 """
 from __future__ import annotations
 
+from .settings import DEFAULTS
+
 from .errors import ClipassoError
 
 import dataclasses
@@ -25,7 +27,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-DEFAULT_HALF_WIDTH = 1.5  # diffvg half-width CLIPasso used: a 3 px line
+DEFAULT_HALF_WIDTH = DEFAULTS["width"]  # diffvg half-width CLIPasso used: a 3 px line
 
 
 class StrokeError(ClipassoError, ValueError):

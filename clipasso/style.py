@@ -15,6 +15,8 @@ the output with one given width, as a plotter would.
 """
 from __future__ import annotations
 
+from .settings import DEFAULTS
+
 from .errors import ClipassoError
 
 import math
@@ -25,8 +27,8 @@ import torch.nn.functional as F
 
 from .strokes import Strokes
 
-WIDTH_RANGE = (0.5, 4.0)    # half-widths in canvas px: 1 to 8 px lines
-MIN_OPACITY = 0.05
+WIDTH_RANGE = DEFAULTS["width_range"]    # half-widths in canvas px: 1 to 8 px lines
+MIN_OPACITY = DEFAULTS["min_opacity"]
 
 
 class StyleError(ClipassoError, ValueError):
@@ -110,7 +112,8 @@ class StyleState:
     def __init__(self, widths: torch.Tensor, colors: torch.Tensor, optimize_width: bool = False,
                  optimize_opacity: bool = False, optimize_color: bool = False,
                  width_range=WIDTH_RANGE, min_opacity: float = MIN_OPACITY,
-                 width_lr: float = 0.1, opacity_lr: float = 0.05, color_lr: float = 0.02):
+                 width_lr: float = DEFAULTS["width_lr"], opacity_lr: float = DEFAULTS["opacity_lr"],
+                 color_lr: float = DEFAULTS["color_lr"]):
         lo, hi = (float(v) for v in width_range)
         if not (0 < lo <= hi and math.isfinite(hi)):
             raise StyleError(f"the width range must be 0 < min <= max half-widths in px; got {width_range!r}")

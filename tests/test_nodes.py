@@ -193,7 +193,7 @@ def test_saliency_relevancy_runs_with_gradients_under_inference_mode(N, models):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_image_or_mask_inputs_are_refused(N, bad):
     kw = dict(image=disk(32), saliency=None, mask=None, strokes=3, seeds=1, seed=0, temperature=0.3,
-              segments=1, width=1.5, use_edges=False, canvas=32)
+              segments=1, width=1.5, use_edges=False, canvas=64)
     mask = torch.ones(1, 32, 32)
     mask[0, 3, 3] = bad
     with pytest.raises(Exception, match="NaN or infinite"):

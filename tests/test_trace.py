@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipasso.losses import CombinedLoss, LossConfigError, TraceLoss, line_map
+from clipasso.losses import LossConfigError, TraceLoss, line_map
 from clipasso.optimize import OptimizeConfig, OptimizeError, optimize
 
 SIZE = 96
@@ -115,13 +115,16 @@ def test_bad_settings_are_clear_errors():
 
 def test_clip_plus_trace_adds_the_terms(tiny_rn):
     from clipasso.losses import CLIPassoLoss
+    from clipasso.objective import Objective
     from clipasso.raster import rasterize
 
     t = _ring_target(224)
     st = _strokes(4, seeds=(0, 1), size=224)
     img = rasterize(st.points, st.widths, st.colors, 224, 224)[0]
     clip, trace = CLIPassoLoss(tiny_rn, t, num_augs=0), TraceLoss(t)
-    both = CombinedLoss(clip, trace, trace_weight=2.5).eval_loss(img)
+    objective = Objective.build(OptimizeConfig(loss="clip+trace", trace_weight=2.5, num_augs=0), tiny_rn, t)
+    assert [(name, weight) for name, weight, _ in objective.terms] == [("clip", 1.0), ("trace", 2.5)]
+    both = objective.eval_loss(img)
     expect = clip.eval_loss(img)["total"] + 2.5 * trace.eval_loss(img)["total"]
     assert torch.allclose(both["total"], expect, rtol=1e-5)
     assert {"clip", "trace", "semantic", "trace_s1"} <= set(both)

@@ -1,0 +1,116 @@
+"""The engine's shape: no import cycles (module-level or inside functions), benchmark-only code outside
+the engine's import graph, every option defined once."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+ENGINE = Path(__file__).resolve().parent.parent / "clipasso"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ENGINE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def import_graph():
+    """{module: set of clipasso modules it imports anywhere in its code}."""
+    modules = {_module_name(p): p for p in ENGINE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[:len(base) - (node.level - 1)]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                targets.append(mod)
+                targets += [f"{mod}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets += [a.name for a in node.names]
+            for t in targets:
+                if t in modules and t != name:
+                    deps.add(t)
+        graph[name] = deps
+    return graph
+
+
+def _cycle(graph):
+    state, stack = {}, []
+
+    def visit(n):
+        state[n] = 1
+        stack.append(n)
+        for d in sorted(graph[n]):
+            if state.get(d) == 1:
+                return stack[stack.index(d):] + [d]
+            if d not in state:
+                found = visit(d)
+                if found:
+                    return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return None
+
+
+def _is_package_init_edge(a, b):
+    """A package's __init__ re-exporting its own submodules is not a cycle between stages."""
+    return b.startswith(a + ".") or a.startswith(b + ".")
+
+
+def test_the_engine_has_no_import_cycle():
+    graph = import_graph()
+    graph = {a: {b for b in deps if not _is_package_init_edge(a, b)} for a, deps in graph.items()}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_the_engine_never_imports_comfyui_or_the_benchmarks():
+    for path in ENGINE.rglob("*.py"):
+        text = path.read_text()
+        for bad in ("import comfy", "from comfy", "folder_paths", "from bench", "import bench", "from tests",
+                    "import tests"):
+            assert bad not in text, f"{path.relative_to(ENGINE.parent)} has {bad!r}"
+
+
+def test_every_option_is_defined_once_with_help_and_a_valid_default():
+    from clipasso.settings import PRESET_CHANGES, STAGES, FIELD_STAGE, SketchSettings, field_option
+
+    seen = {}
+    for stage, cls in STAGES:
+        for f in dataclasses.fields(cls):
+            assert f.name not in seen, f"{f.name} is defined in {seen[f.name]} and {stage}"
+            seen[f.name] = stage
+            opt = f.metadata["option"]
+            assert opt.help and not opt.help.endswith("."), f.name
+    for preset, changes in PRESET_CHANGES.items():
+        assert set(changes) <= set(FIELD_STAGE), preset
+        assert list(SketchSettings.from_preset(preset).problems()) == [], preset
+    assert field_option("strokes").problem("strokes", 0)
+
+
+@pytest.mark.parametrize("name, bad", [("strokes", 0), ("strokes", 2000), ("lr", 0.0), ("canvas", 32),
+                                       ("loss", "pixels"), ("framing", "crop"), ("seeds", 0), ("text", 3),
+                                       ("auto_strokes", 1.5), ("min_gain", 1.0), ("temperature", float("nan"))])
+def test_validate_is_the_one_place_that_refuses_a_value(name, bad):
+    from clipasso.settings import SettingsError, SketchSettings
+
+    with pytest.raises(SettingsError, match=name):
+        SketchSettings().replace(**{name: bad}).validate()
