@@ -14,18 +14,18 @@ there), per loss:
   has it: 1.0 is an empty canvas, 0 the picture's XDoG line map.
 
 1. A sketch of ``--strokes`` strokes is optimised, then pruned one stroke at a time down to one
-   (`clipasso.abstraction.auto_abstract`, full curve, ``--prune-iterations`` re-optimisation steps
+   (`clipasso.post.abstraction.auto_abstract`, full curve, ``--prune-iterations`` re-optimisation steps
    after each removal): the loss and fidelity per stroke count, and the count chosen for several
    fidelity targets.
 2. Baseline for the curve: sketches of a few sizes optimised from scratch with the same number of
    iterations, against the pruned sketch of the same size.
-3. Drawing order of the full sketch: greedy (`clipasso.order.greedy_order`) against the optimiser's
+3. Drawing order of the full sketch: greedy (`clipasso.post.order.greedy_order`) against the optimiser's
    own stroke order and ``--random-orders`` random orders: loss after the first k strokes and the
    mean fidelity over all prefixes (1 = every prefix as good as the whole sketch).
 
 4. ``--grow-vs-prune`` (trace loss only, merged into the JSON as "grow_vs_prune" without re-running
    1-3): pruning as in 1 (``--strokes`` strokes optimised for ``--iterations``, pruned to one) against
-   growing (`clipasso.abstraction.grow_abstract`: ``--grow-start`` strokes optimised for ``--iterations``,
+   growing (`clipasso.post.abstraction.grow_abstract`: ``--grow-start`` strokes optimised for ``--iterations``,
    then grown one stroke per stage to ``--strokes`` with ``--grow-iterations`` re-optimisation steps
    per stage): loss at equal stroke counts, wall and CPU time, and the
    count each method chooses for fidelity 0.9 (each relative to its own reference) and where growing's
@@ -75,8 +75,8 @@ def prepare(canvas: int):
 
 
 def start_strokes(target, mask, n: int, seed: int):
-    from clipasso.init import initialize_strokes
-    from clipasso.xdog import xdog_edges
+    from clipasso.place.init import initialize_strokes
+    from clipasso.prepare.xdog import xdog_edges
 
     import warnings
 
@@ -92,9 +92,9 @@ def fidelity(loss, blank, full):
 
 
 def run_loss(mode: str, args, encoder, target, mask):
-    from clipasso.abstraction import auto_abstract, masked_losses
+    from clipasso.post.abstraction import auto_abstract, masked_losses
     from clipasso.optimize import OptimizeConfig, optimize
-    from clipasso.order import greedy_order, prefix_losses
+    from clipasso.post.order import greedy_order, prefix_losses
 
     extra = {} if mode == "clip" else {"loss": "trace"}
     cfg = OptimizeConfig.from_preset("fast", iterations=args.iterations, lr=args.lr, **extra)
@@ -156,7 +156,7 @@ def run_loss(mode: str, args, encoder, target, mask):
 
 def grow_vs_prune(args, target, mask):
     """Section 4 of the module docstring (trace loss): (JSON summary, pruning result, growing result)."""
-    from clipasso.abstraction import auto_abstract, grow_abstract, reached_plateau
+    from clipasso.post.abstraction import auto_abstract, grow_abstract, reached_plateau
     from clipasso.optimize import OptimizeConfig, optimize
 
     cfg = OptimizeConfig.from_preset("fast", iterations=args.iterations, lr=args.lr, loss="trace")
@@ -208,10 +208,10 @@ def grow_picture(target, pr, gr, counts, out_dir, tile: int = 180) -> Path:
     """Section 5: grow_abstraction.png in ``out_dir`` from section 4's pruning (pr) and growing (gr) results."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from clipasso.images import to_pil
-    from clipasso.plots import line_chart
-    from clipasso.raster import render
-    from clipasso.xdog import xdog_edges
+    from clipasso.prepare.images import to_pil
+    from clipasso.output.plots import line_chart
+    from clipasso.output.raster import render
+    from clipasso.prepare.xdog import xdog_edges
 
     font = ImageFont.load_default()
     label_h, head_w = 32, 90
@@ -294,10 +294,10 @@ def pictures(target, ab, greedy, rand_curves, mode: str, strokes: int, seed: int
     """auto_abstraction.png and drawing_order.png in ``out_dir`` (default docs/)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from clipasso.images import to_pil
-    from clipasso.order import drawing_frames, reorder
-    from clipasso.plots import abstraction_chart, line_chart
-    from clipasso.raster import render
+    from clipasso.prepare.images import to_pil
+    from clipasso.post.order import drawing_frames, reorder
+    from clipasso.output.plots import abstraction_chart, line_chart
+    from clipasso.output.raster import render
 
     font = ImageFont.load_default()
     tile = 180
@@ -431,7 +431,7 @@ def main(argv=None):
     torch.set_num_threads(min(2, torch.get_num_threads()))
     from clipasso.models import load_clip
     from clipasso.optimize import OptimizeConfig
-    from tests.tiny_models import TINY_RN, write_tiny_models
+    from clipasso.testing.tiny_models import TINY_RN, write_tiny_models
 
     modes = ["clip", "trace"] if args.loss == "both" else [args.loss]
     if "trace" in modes and "loss" not in {f.name for f in __import__("dataclasses").fields(OptimizeConfig)}:

@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 OLD_COMMIT = "0294d69"
 import numpy as np, torch, torch.nn.functional as F
-import clipasso.losses as new
+import clipasso.objective.losses as new
 _old_src = subprocess.run(["git", "-C", ROOT, "show", f"{OLD_COMMIT}:clipasso/losses.py"], check=True,
                           capture_output=True, text=True).stdout
 _old_path = os.path.join(tempfile.mkdtemp(), "losses_old.py")
@@ -20,9 +20,9 @@ with open(_old_path, "w") as f:
     f.write(_old_src)
 spec = importlib.util.spec_from_file_location("clipasso.losses_old", _old_path)
 old = importlib.util.module_from_spec(spec); sys.modules["clipasso.losses_old"] = old; spec.loader.exec_module(old)
-from clipasso.xdog import xdog_edges
-from clipasso.raster import rasterize
-from clipasso.init import initialize_strokes
+from clipasso.prepare.xdog import xdog_edges
+from clipasso.output.raster import rasterize
+from clipasso.place.init import initialize_strokes
 
 ap = argparse.ArgumentParser(); ap.add_argument("--rn101", action="store_true"); ap.add_argument("--n", type=int, default=24)
 ap.add_argument("--timing", action="store_true"); args = ap.parse_args()
@@ -44,7 +44,7 @@ def render_pts(p):
     return rasterize(p[None], init.widths[:1], init.colors[:1], 224, 224, (1.0, 1.0, 1.0))[0]
 
 def encoders():
-    from tests.tiny_models import write_tiny_models, TINY_RN, _perturb_norms
+    from clipasso.testing.tiny_models import write_tiny_models, TINY_RN, _perturb_norms
     from clipasso.models import load_clip, wrap_model
     import tempfile
     out = {"tiny": load_clip(TINY_RN, models_dir=write_tiny_models(tempfile.mkdtemp())["folder"], allow_download=False)}

@@ -64,7 +64,7 @@ def _bench_sketch():
 def measure(args) -> list:
     import torch
 
-    from clipasso.init import initialize_strokes
+    from clipasso.place.init import initialize_strokes
     from clipasso.optimize import PRESETS, OptimizeConfig
     from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
 
@@ -115,10 +115,10 @@ def glue_cost(args) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from clipasso.init import initialize_strokes
+    from clipasso.place.init import initialize_strokes
     from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
-    from clipasso.raster import rasterize
-    from clipasso.style import StyleState, colors_from_image
+    from clipasso.output.raster import rasterize
+    from clipasso.optimize.style import StyleState, colors_from_image
 
     cases = {}
     views = 3 * args.seeds

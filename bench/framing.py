@@ -4,7 +4,7 @@ Each non-square scikit-image photo is matted with the bundled u2netp, sketched w
 (no CLIP weights needed), start points from the object mask, and the sketch is compared with the
 photo's outline (Canny edges of the matted photo + the mask's outline) in the PHOTO's frame, long
 side 224: a stretched sketch is mapped back by the pipeline; a padded one is un-padded here. The
-score is `clipasso.metrics.fscore` (3 px tolerance). Results: bench/results/framing_cpu.json.
+score is `clipasso.report.metrics.fscore` (3 px tolerance). Results: bench/results/framing_cpu.json.
 
     python bench/framing.py --iterations 100 --pictures chelsea,coffee,rocket --seeds 0,1000
 """
@@ -26,7 +26,7 @@ if ROOT not in sys.path:
 
 def to_photo_frame(strokes, h, w, framing, size):
     """A square (padded) sketch -> the photo's frame (H, W), long side 224, padding cropped away."""
-    from clipasso.images import framing_margin, square_box
+    from clipasso.prepare.images import framing_margin, square_box
 
     if framing == "stretch":
         return strokes  # sketch() already mapped it back
@@ -47,10 +47,10 @@ def main(argv=None):
     from skimage import data
 
     import clipasso
-    from clipasso.images import FRAMINGS, as_rgb, aspect_canvas, resize_to
-    from clipasso.matting import remove_background
-    from clipasso.metrics import edge_map, fscore, ink_map
-    from clipasso.raster import render
+    from clipasso.prepare.images import FRAMINGS, as_rgb, aspect_canvas, resize_to
+    from clipasso.prepare.matting import remove_background
+    from clipasso.report.metrics import edge_map, fscore, ink_map
+    from clipasso.output.raster import render
 
     rows = []
     for name in args.pictures.split(","):

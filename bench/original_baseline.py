@@ -104,7 +104,7 @@ def run_seed(points: torch.Tensor, widths: torch.Tensor, colors: torch.Tensor, t
              loss_fn: OriginalConvLoss, iterations: int, seed: int, device, lr: float = 1.0,
              eval_interval: int = ORIGINAL_EVAL_INTERVAL, canvas=(224, 224)) -> Dict:
     """One seed's optimisation, the original way. points [1,S,P,2]. Returns per-step times and losses."""
-    from clipasso.raster import rasterize
+    from clipasso.output.raster import rasterize
 
     device = torch.device(device)
     torch.manual_seed(seed)  # the original seeds torch (and numpy, random) per run

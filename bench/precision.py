@@ -19,7 +19,7 @@ How, without a GPU or pretrained weights:
   real photos (skimage.data, resized to 224, CLIP-normalised, with their mirror images): BN in
   train mode with momentum=None (a cumulative average) over a few forward passes, then eval. The
   script prints how different the pictures' embeddings are after that (mean pairwise cosine).
-- Loss: `clipasso.losses.CLIPassoLoss` exactly as `clipasso.optimize.build_loss` builds it (RN101
+- Loss: `clipasso.objective.losses.CLIPassoLoss` exactly as `clipasso.optimize.build_loss` builds it (RN101
   layer2 + layer3 + 0.1 semantic), with ``amp_dtype`` None / torch.bfloat16 / torch.float16, i.e.
   what `_amp_dtype` returns on CUDA for "off" / "bf16" / "fp16". The training loss is taken over
   1 clean + ``--augs`` augmented views with the same augmentation parameters for every dtype.
@@ -30,8 +30,8 @@ How, without a GPU or pretrained weights:
   the scale is halved when the gradient overflows. Numerics of oneDNN kernels are close to but
   not bit-identical with cuDNN's, so this is an estimate of the GPU behaviour.
 - Sketches: two per picture, as a batch of two candidates: "init" is CLIPasso's initial sketch
-  (16 strokes from `clipasso.init.initialize_strokes` on the picture's XDoG ink, rendered with
-  `clipasso.raster.rasterize`), "lines" is the XDoG line image blurred by a Gaussian of 1 px (a sketch
+  (16 strokes from `clipasso.place.init.initialize_strokes` on the picture's XDoG ink, rendered with
+  `clipasso.output.raster.rasterize`), "lines" is the XDoG line image blurred by a Gaussian of 1 px (a sketch
   that already looks like the target). The gradient is taken with respect to the sketch image
   and, for "init", also with respect to the stroke control points (through the fp32 rasteriser).
 
@@ -117,8 +117,8 @@ def build_rn101(pictures, seed: int = 0, batch: int = 4, branch_scale: float = 0
 
 def sketches(target: torch.Tensor, seed: int):
     """(points [1,16,4,2] requiring grad, widths, colours, 'lines' image [1,3,H,W]) for one picture."""
-    from clipasso.init import initialize_strokes
-    from clipasso.xdog import xdog_edges
+    from clipasso.place.init import initialize_strokes
+    from clipasso.prepare.xdog import xdog_edges
 
     ink = xdog_edges(target).float()  # 1 = ink
     st = initialize_strokes(tuple(target.shape[-2:]), 16, [seed], edges=ink)
@@ -133,8 +133,8 @@ def sketches(target: torch.Tensor, seed: int):
 
 def gradients(encoder, target, points, widths, colors, lines, dtype, augs: int, seed: int):
     """Training loss, eval loss, image gradients [2,3,H,W] and point gradient of the two sketches."""
-    from clipasso.losses import CLIPassoLoss
-    from clipasso.raster import rasterize
+    from clipasso.objective.losses import CLIPassoLoss
+    from clipasso.output.raster import rasterize
 
     loss_fn = CLIPassoLoss(encoder, target, num_augs=augs, amp_dtype=dtype)
     scale = FP16_SCALE if dtype == torch.float16 else 1.0

@@ -2,11 +2,11 @@
 
 For each picture the same initial strokes (object-mask saliency + XDoG ink rule, as the pipeline
 does with ``--saliency mask``) are optimised with each loss, and the sketch's ink is scored against
-the target's edges (`clipasso.metrics`): precision / recall / F within 3 px at 224, and coverage
+the target's edges (`clipasso.report.metrics`): precision / recall / F within 3 px at 224, and coverage
 (share of the object mask within 8 px of ink). Edges = Canny (sigma 2) of the target joined with
 the object mask's outline.
 
-Losses: ``trace`` (the weights-free image-space loss, `clipasso.losses.TraceLoss`), ``clip`` with a
+Losses: ``trace`` (the weights-free image-space loss, `clipasso.objective.losses.TraceLoss`), ``clip`` with a
 tiny randomly initialised CLIP ResNet (tests/tiny_models.py), ``clip+trace`` (same tiny model), and
 with ``--rn101`` also ``clip-rn101``: the real-size RN101 architecture with random weights (BatchNorm
 recalibrated on random images as for the tiny models). Random CLIP weights give only a weak signal;
@@ -89,9 +89,9 @@ def load_picture(name: str, canvas: int = 224):
 
 
 def initial_strokes(target, mask, strokes: int, seeds, canvas: int = 224):
-    from clipasso.init import initialize_strokes
-    from clipasso.saliency import saliency_map
-    from clipasso.xdog import xdog_edges
+    from clipasso.place.init import initialize_strokes
+    from clipasso.place.saliency import saliency_map
+    from clipasso.prepare.xdog import xdog_edges
 
     sal = saliency_map(target, method="mask", mask=mask) if mask is not None else None
     return initialize_strokes((canvas, canvas), strokes, list(seeds), saliency=sal, edges=xdog_edges(target),
@@ -101,7 +101,7 @@ def initial_strokes(target, mask, strokes: int, seeds, canvas: int = 224):
 def encoders(names, threads):
     """name -> ClipEncoder (or None for the trace loss)."""
     from clipasso.models import load_clip, wrap_model
-    from tests.tiny_models import TINY_RN, _perturb_norms, write_tiny_models
+    from clipasso.testing.tiny_models import TINY_RN, _perturb_norms, write_tiny_models
 
     out = {}
     if any(n in ("clip", "clip+trace") for n in names):
@@ -118,8 +118,8 @@ def encoders(names, threads):
 
 
 def score(strokes, target, mask, edges):
-    from clipasso.metrics import sketch_fidelity
-    from clipasso.raster import render
+    from clipasso.report.metrics import sketch_fidelity
+    from clipasso.output.raster import render
 
     return sketch_fidelity(render(strokes).image, target, mask, edges=edges)
 
@@ -127,8 +127,8 @@ def score(strokes, target, mask, edges):
 def balanced_trace_weight(init, target, encoder) -> float:
     """trace_weight that makes both terms equal at the start (mean over seeds): the CLIP loss of a random
     encoder has an arbitrary scale (about 20 for the tiny ResNet), the trace loss starts near 1."""
-    from clipasso.losses import CLIPassoLoss, TraceLoss
-    from clipasso.raster import render
+    from clipasso.objective.losses import CLIPassoLoss, TraceLoss
+    from clipasso.output.raster import render
 
     img = render(init).image
     with torch.no_grad():
@@ -142,7 +142,7 @@ def mean(v):
 
 
 def run(args) -> dict:
-    from clipasso.metrics import edge_map
+    from clipasso.report.metrics import edge_map
     from clipasso.optimize import OptimizeConfig, optimize
 
     torch.set_num_threads(args.threads)

@@ -36,7 +36,7 @@ def _rss_mb() -> float:
 def run_case(backend: str, strokes: int, size: int, device: str, repeats: int, threads: int) -> dict:
     import torch
 
-    from clipasso.raster import rasterize
+    from clipasso.output.raster import rasterize
 
     torch.set_num_threads(threads)
     dev = torch.device(device)

@@ -107,7 +107,7 @@ def time_optimize(strokes, target, enc, cfg, device) -> dict:
 def speed_worker(spec: dict) -> dict:
     import torch
 
-    from clipasso.init import initialize_strokes
+    from clipasso.place.init import initialize_strokes
     from clipasso.optimize import PRESETS
 
     torch.set_num_threads(spec["threads"])
@@ -163,11 +163,11 @@ def run_speed(args) -> list:
 def run_quality(args) -> dict:
     import torch
 
-    from clipasso.init import initialize_strokes
+    from clipasso.place.init import initialize_strokes
     from clipasso.models import load_clip
     from clipasso.optimize import PRESETS, optimize
-    from clipasso.select import select_best
-    from tests.tiny_models import TINY_RN, write_tiny_models
+    from clipasso.post.select import select_best
+    from clipasso.testing.tiny_models import TINY_RN, write_tiny_models
 
     torch.set_num_threads(args.threads)
     folder = tempfile.mkdtemp(prefix="clipasso_bench_models_")

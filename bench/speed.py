@@ -149,7 +149,7 @@ def encoders(spec: dict, need_saliency: bool = False):
     device = torch.device(spec["device"])
     if spec["quick"]:
         from clipasso.models import load_clip
-        from tests.tiny_models import TINY_RN, TINY_VIT, write_tiny_models
+        from clipasso.testing.tiny_models import TINY_RN, TINY_VIT, write_tiny_models
 
         folder = write_tiny_models(tempfile.mkdtemp(prefix="clipasso_speed_"))["folder"]
         enc = load_clip(TINY_RN, models_dir=folder, device=device, allow_download=False)
@@ -173,7 +173,7 @@ def _eval_cost(enc, target, image, device) -> float:
     """Median seconds of one clean-view evaluation of ``image`` [B,3,H,W] (what runs every eval_interval)."""
     import torch
 
-    from clipasso.losses import CLIPassoLoss
+    from clipasso.objective.losses import CLIPassoLoss
 
     loss = CLIPassoLoss(enc, target.to(device), num_augs=0, aug_pool=0, amp_dtype=_amp(device))
     with torch.no_grad():
@@ -185,9 +185,9 @@ def engine_worker(spec: dict) -> dict:
     """One (preset, seeds, strokes, canvas) case through the engine's optimiser."""
     import torch
 
-    from clipasso.init import initialize_strokes
+    from clipasso.place.init import initialize_strokes
     from clipasso.optimize import PRESETS
-    from clipasso.raster import render
+    from clipasso.output.raster import render
 
     device = torch.device(spec["device"])
     enc, _ = encoders(spec)
@@ -223,7 +223,7 @@ def baseline_worker(spec: dict) -> dict:
     import torch
 
     from bench.original_baseline import run_sequential, trainable_copy
-    from clipasso.init import initialize_strokes
+    from clipasso.place.init import initialize_strokes
 
     device = torch.device(spec["device"])
     enc, _ = encoders(spec)
@@ -262,8 +262,8 @@ def compare_worker(spec: dict) -> dict:
     import torch
 
     from bench.original_baseline import run_sequential, trainable_copy
-    from clipasso.init import initialize_strokes
-    from clipasso.raster import render
+    from clipasso.place.init import initialize_strokes
+    from clipasso.output.raster import render
 
     device = torch.device(spec["device"])
     enc, _ = encoders(spec)
@@ -294,14 +294,14 @@ def stages_worker(spec: dict) -> dict:
     """Every stage of one sketch at the paper preset, timed on its own."""
     import torch
 
-    from clipasso.init import initialize_strokes
-    from clipasso.losses import CLIPassoLoss
+    from clipasso.place.init import initialize_strokes
+    from clipasso.objective.losses import CLIPassoLoss
     from clipasso.optimize import PRESETS
     from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
-    from clipasso.raster import rasterize, render
-    from clipasso.saliency import saliency_map
-    from clipasso.select import select_best
-    from clipasso.xdog import xdog_edges
+    from clipasso.output.raster import rasterize, render
+    from clipasso.place.saliency import saliency_map
+    from clipasso.post.select import select_best
+    from clipasso.prepare.xdog import xdog_edges
 
     device = torch.device(spec["device"])
     load0 = _load()

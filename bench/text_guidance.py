@@ -18,7 +18,7 @@ the object mask, as background removal gives for a photo) and a prompt naming an
 ("a drawing of a square") at increasing text weights. Per setting: the judge's zero-shot
 probability of the prompted shape and of the pictured shape, the loss model's own probability
 of the prompted shape, and the edge F-score of the sketch against the picture's outline
-(`clipasso.metrics`, how much the sketch still traces the picture). Means over seeds.
+(`clipasso.report.metrics`, how much the sketch still traces the picture). Means over seeds.
 
 What it measures is the mechanism and the shape of the trade-off on a toy vocabulary. The weight
 that suits a real RN101 on photographs has to be measured again with real weights (the README
@@ -93,8 +93,8 @@ def target_image(shape: str):
 
 def run_setting(target, prompt, weight, args, models_dir, judge, loss_model):
     from clipasso import sketch
-    from clipasso.metrics import sketch_fidelity
-    from clipasso.raster import render
+    from clipasso.report.metrics import sketch_fidelity
+    from clipasso.output.raster import render
 
     extra = dict(text=TEMPLATE.format(prompt), text_weight=weight) if prompt and weight > 0 else {}
     t0 = time.perf_counter()
@@ -134,8 +134,8 @@ def table(rows, shape) -> str:
 def picture(target, results, prompts, weights, shape, path: Path) -> None:
     from PIL import Image, ImageDraw, ImageFont
 
-    from clipasso.images import to_pil
-    from clipasso.raster import render
+    from clipasso.prepare.images import to_pil
+    from clipasso.output.raster import render
 
     font = ImageFont.load_default()
     tile, head, left = 168, 30, 96

@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from clipasso.losses import apply_augment, sample_augment_params  # noqa: E402
+from clipasso.objective.losses import apply_augment, sample_augment_params  # noqa: E402
 from clipasso.models import OPENAI_MEAN, OPENAI_STD  # noqa: E402
-from clipasso.raster import rasterize  # noqa: E402
+from clipasso.output.raster import rasterize  # noqa: E402
 
 SHAPES = ("circle", "square", "triangle", "star", "heart", "cross")
 TEMPLATES = ("a {}", "a sketch of a {}", "a drawing of a {}", "{}")

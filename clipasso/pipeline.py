@@ -22,17 +22,17 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .images import FRAMINGS, ImageError, alpha_of, as_rgb, aspect_canvas, check_sketch_size, frame_square
+from .prepare.images import FRAMINGS, ImageError, alpha_of, as_rgb, aspect_canvas, check_sketch_size, frame_square
 from .models import DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, load_clip
 from .optimize import OptimizeConfig, OptimizeResult, optimize
-from .select import select_best
+from .post.select import select_best
 from .settings import SEED_SPACING, SketchSettings  # noqa: F401 - SEED_SPACING re-exported
 from .errors import PipelineError
 from .strokes import Strokes
 
 log = logging.getLogger(__name__)
-abstraction_log = logging.getLogger("clipasso.abstraction")  # progress of the post stage, as before
-order_log = logging.getLogger("clipasso.order")
+abstraction_log = logging.getLogger("clipasso.post.abstraction")  # progress of the post stage, as before
+order_log = logging.getLogger("clipasso.post.order")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 EXAMPLE_IMAGE = DATA_DIR / "example.jpg"
@@ -66,9 +66,9 @@ class SketchResult:
     settings: Dict
     notes: List[str] = field(default_factory=list)
     seconds: float = 0.0
-    abstraction: Optional[object] = None    # clipasso.abstraction.AbstractionResult (auto_strokes)
-    drawing_order: Optional[object] = None  # clipasso.order.OrderResult (drawing_order=True)
-    framing: str = "pad"                    # how the picture was put on the canvas (clipasso.images.FRAMINGS)
+    abstraction: Optional[object] = None    # clipasso.post.abstraction.AbstractionResult (auto_strokes)
+    drawing_order: Optional[object] = None  # clipasso.post.order.OrderResult (drawing_order=True)
+    framing: str = "pad"                    # how the picture was put on the canvas (clipasso.prepare.images.FRAMINGS)
     frame_strokes: Optional[Strokes] = None  # the winner in the optimisation frame (as the loss saw it)
     sketch_settings: Optional[SketchSettings] = None  # every setting the sketch was made with
 
@@ -81,24 +81,24 @@ class SketchResult:
         return int(self.strokes.seeds[0])
 
     def svg(self) -> str:
-        from .svg import to_svg
+        from .output.svg import to_svg
 
         return to_svg(self.strokes)
 
     def save_svg(self, path) -> None:
-        from .svg import write_svg
+        from .output.svg import write_svg
 
         write_svg(self.strokes, path)
 
     def render(self, scale: float = 2.0) -> torch.Tensor:
         """The winner rendered on white at ``scale`` x the canvas (2x = 448 px, as the original's PNG)."""
-        from .raster import render
+        from .output.raster import render
 
         h, w = self.strokes.canvas
         return render(self.strokes, size=(round(h * scale), round(w * scale))).image[0]
 
     def save_png(self, path, scale: float = 2.0) -> None:
-        from .images import to_pil
+        from .prepare.images import to_pil
 
         from .atomic import save_image_atomic
 
@@ -134,7 +134,7 @@ def _shrink_early_scaled(image):
     """`_shrink_early` and the scale it applied (new long side / original long side; 1.0 if none)."""
     from PIL import Image
 
-    from .images import check_sketch_size, load_image_file, plain_mode
+    from .prepare.images import check_sketch_size, load_image_file, plain_mode
 
     if isinstance(image, (str, bytes, os.PathLike)):
         image = load_image_file(image)
@@ -182,7 +182,7 @@ def prepare_target(image, canvas: int = DEFAULTS["canvas"], background_removal: 
                    framing: str = "pad"):
     """(target [3,canvas,canvas] on white, mask [canvas,canvas] or None) from any input image.
 
-    framing (`clipasso.images.FRAMINGS`): "stretch" resizes straight to the square (a non-square
+    framing (`clipasso.prepare.images.FRAMINGS`): "stretch" resizes straight to the square (a non-square
     picture is stretched, as the original's default fix_scale=0 did); "fix-scale" pads to a white
     square of side max(H, W) + 20 input pixels first (the original's fix_scale=1); "pad" (the default
     here, for the nodes and benchmarks) pads with a margin of 10 px at 224. All resize with torch's
@@ -226,7 +226,7 @@ def _prepare(image, canvas, background_removal, matting_model, models_dir, allow
         rgb = rgb * mask + (1 - mask)
         notes.append("the input's transparency was used as the object mask (no matting model run)")
     elif background_removal:
-        from .matting import remove_background
+        from .prepare.matting import remove_background
 
         mat = remove_background(rgb, model=matting_model, models_dir=models_dir,
                                 allow_download=allow_download)
@@ -253,8 +253,8 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
     them all with their defaults and ranges. An override of None keeps the preset's value.
     Main ones: preset 'paper' (RN101, 4 augmentations, 2000 iterations, 16 strokes, best of 3) or 'fast';
     seeds: a count (seeds are seed, seed+1000, ...) or an explicit list; saliency: 'clip-attention' (the
-    original), another `clipasso.saliency` method, or 'none'; auto_strokes: a fidelity in (0, 1], the
-    sketch chooses its stroke count (`clipasso.abstraction`, prune or grow); framing: how the picture goes
+    original), another `clipasso.place.saliency` method, or 'none'; auto_strokes: a fidelity in (0, 1], the
+    sketch chooses its stroke count (`clipasso.post.abstraction`, prune or grow); framing: how the picture goes
     onto the square canvas (see `SketchResult` for which frame holds what); models_dir: a folder or a
     list of folders for CLIP and matting weights ($CLIPASSO_MODELS_DIR too).
     callback(iteration, losses, render) and should_stop() go to `clipasso.optimize.optimize`.
@@ -290,10 +290,10 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
     sal = _saliency(target, mask, s, dev)
     edges = None
     if s.use_edges and sal is not None:
-        from .xdog import xdog_edges
+        from .prepare.xdog import xdog_edges
 
         edges = xdog_edges(target)
-    from .init import initialize_strokes
+    from .place.init import initialize_strokes
 
     n_strokes = s.optimized_strokes
     with warnings.catch_warnings(record=True) as caught:
@@ -347,7 +347,7 @@ def _saliency(target, mask, s: SketchSettings, dev):
     method = s.saliency
     if method == "none":
         return None
-    from .saliency import saliency_map
+    from .place.saliency import saliency_map
 
     sal_encoder = None
     if method in SALIENCY_METHODS_WITH_CLIP:
@@ -371,7 +371,7 @@ def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optiona
     is given), then put the strokes in greedy drawing order (if ``order``). Returns (strokes,
     AbstractionResult or None, OrderResult or None); progress goes to this module's logger."""
     abstraction = ordering = None
-    from .abstraction import auto_abstract, check_method, grow_abstract, NoImprovementError
+    from .post.abstraction import auto_abstract, check_method, grow_abstract, NoImprovementError
 
     check_method(method)
     if fidelity is not None:
@@ -392,7 +392,7 @@ def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optiona
             winner = abstraction.strokes.replace(seeds=winner.seeds)
             abstraction_log.info("automatic abstraction: chose %d strokes for fidelity %.2f", abstraction.count, fidelity)
     if order:
-        from .order import greedy_order
+        from .post.order import greedy_order
 
         order_log.info("drawing order: ordering %d strokes", winner.num_strokes)
         ordering = greedy_order(winner, target, encoder, config, device=device, should_stop=should_stop)

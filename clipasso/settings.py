@@ -335,7 +335,7 @@ FIELD_STAGE = {f.name: stage for stage, cls in STAGES for f in fields(cls)}
 PRESET_CHANGES: Dict[str, Dict[str, Any]] = {
     # The original defaults (run_object_sketching.py): RN101, 4 fresh augmentations per iteration,
     # 2000 iterations, 16 strokes, best of 3 seeds, eval every 10 iterations; a non-square picture is
-    # stretched onto the square canvas (its fix_scale=0; clipasso.images.FRAMINGS).
+    # stretched onto the square canvas (its fix_scale=0; clipasso.prepare.images.FRAMINGS).
     "paper": {},
     # CPU-friendly (bench/sketch.py, results in bench/results/sketch_cpu.json): same loss and
     # encoder, but 2 augmented views per step drawn from a fixed pool of 16 whose target features

@@ -2,7 +2,7 @@
 
     python docs/make_feature_pictures.py [--iterations 300] [--strokes 32] [--loss trace]
 
-The sketches are optimised with the weights-free ``trace`` loss (clipasso.losses.TraceLoss) on the
+The sketches are optimised with the weights-free ``trace`` loss (clipasso.objective.losses.TraceLoss) on the
 bundled example, because no pretrained CLIP weights can be downloaded where this project is built
 and a randomly initialised CLIP draws nothing meaningful. With real weights, pass ``--loss clip
 --models-dir DIR``: the same styled-stroke settings apply to the CLIP loss unchanged. Text guidance
@@ -48,13 +48,13 @@ def main(argv=None):
     import torch
     from PIL import Image
 
-    from clipasso.images import to_pil
-    from clipasso.init import initialize_strokes
+    from clipasso.prepare.images import to_pil
+    from clipasso.place.init import initialize_strokes
     from clipasso.optimize import OptimizeConfig, optimize
     from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
-    from clipasso.raster import render
-    from clipasso.style import with_pen
-    from clipasso.xdog import xdog_edges
+    from clipasso.output.raster import render
+    from clipasso.optimize.style import with_pen
+    from clipasso.prepare.xdog import xdog_edges
 
     torch.manual_seed(args.seed)
     weights = os.path.join(ROOT, "..", "shared", "weights")

@@ -39,11 +39,11 @@ def main(argv=None):
     from matplotlib.patches import PathPatch
     from skimage import data
 
-    from clipasso.images import as_rgb, fit_square
-    from clipasso.init import initialize_strokes, sampling_map, start_probabilities
-    from clipasso.matting import remove_background
-    from clipasso.saliency import saliency_map
-    from clipasso.xdog import xdog_edges
+    from clipasso.prepare.images import as_rgb, fit_square
+    from clipasso.place.init import initialize_strokes, sampling_map, start_probabilities
+    from clipasso.prepare.matting import remove_background
+    from clipasso.place.saliency import saliency_map
+    from clipasso.prepare.xdog import xdog_edges
 
     torch.set_num_threads(2)
     photo = as_rgb(getattr(data, args.photo)())

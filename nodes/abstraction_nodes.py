@@ -2,7 +2,7 @@
 
 Both work on one sketch (the lowest-loss candidate when given several) against the picture it was
 optimised for, measure with the CLIPasso loss of the connected models, and leave inference mode
-like the optimiser node (pruning re-optimises). The engine is `clipasso.abstraction` / `clipasso.order`.
+like the optimiser node (pruning re-optimises). The engine is `clipasso.post.abstraction` / `clipasso.post.order`.
 """
 from __future__ import annotations
 
@@ -112,8 +112,8 @@ class AutoAbstraction(io.ComfyNode):
     def execute(cls, models=None, image=None, strokes=None, fidelity=DEFAULT_FIDELITY, full_curve=False,
                 preset=NODE_PRESET, method=None, start_strokes=0, max_strokes=None, **widgets):
         import comfy.utils
-        from clipasso.abstraction import auto_abstract, grow_abstract
-        from clipasso.plots import abstraction_chart
+        from clipasso.post.abstraction import auto_abstract, grow_abstract
+        from clipasso.output.plots import abstraction_chart
 
         strokes = strokes_or_error(strokes)
         method = method or widget_default("method")
@@ -209,8 +209,8 @@ class DrawingOrder(io.ComfyNode):
     def execute(cls, models=None, image=None, strokes=None, frame_size=0, include_blank=True, stroke_seconds=0.4,
                 **widgets):
         import comfy.utils
-        from clipasso.order import animated_svg, drawing_frames, greedy_order, order_json
-        from clipasso.plots import order_chart
+        from clipasso.post.order import animated_svg, drawing_frames, greedy_order, order_json
+        from clipasso.output.plots import order_chart
 
         strokes = strokes_or_error(strokes)
         encoder, device, config = loop_config(models, NODE_PRESET, **widgets)

@@ -10,7 +10,7 @@ from typing import List, Optional, Tuple
 import torch
 from comfy_api.latest import io
 
-import clipasso.images as cimages
+import clipasso.prepare.images as cimages
 
 CATEGORY = "CLIPasso"
 
@@ -114,7 +114,7 @@ def hw_to_masks(masks) -> torch.Tensor:
 
 def picture_on_canvas(picture: torch.Tensor, side: int, framing: str = "pad") -> torch.Tensor:
     """[3,H,W] -> the square target CLIPasso sketches against (the engine's own preparation, matting
-    off). framing (clipasso.images.FRAMINGS): "pad" (default here: centred on white with a 10/224
+    off). framing (clipasso.prepare.images.FRAMINGS): "pad" (default here: centred on white with a 10/224
     margin, never stretched), "fix-scale" (the original's fix_scale=1) or "stretch" (its default)."""
     from clipasso.pipeline import prepare_target
 

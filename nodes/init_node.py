@@ -45,10 +45,10 @@ class InitializeStrokes(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, saliency=None, mask=None, **widgets):
-        from clipasso.init import initialize_strokes
+        from clipasso.place.init import initialize_strokes
         from clipasso.settings import SettingsError, SketchSettings
         from clipasso.strokes import Strokes
-        from clipasso.xdog import xdog_edges
+        from clipasso.prepare.xdog import xdog_edges
 
         try:
             s = SketchSettings().replace(**settings_overrides(**widgets)).validate()

@@ -8,7 +8,7 @@ from .common import CATEGORY, chw_to_images, hw_to_masks, images_to_chw, models_
 
 def _matting_models():
     # the static list, not rembg's: listing must not import rembg (and onnxruntime) at start-up
-    from clipasso.matting import MATTING_MODELS
+    from clipasso.prepare.matting import MATTING_MODELS
 
     return list(MATTING_MODELS)
 
@@ -46,7 +46,7 @@ class RemoveBackground(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, model="u2netp", threshold=0.5, soft_mask=False, allow_download=True):
-        from clipasso.matting import remove_background
+        from clipasso.prepare.matting import remove_background
 
         folders = models_dirs()  # all of them (extra_model_paths.yaml may add several)
         images, masks = [], []

@@ -43,8 +43,8 @@ class _Progress:
     def show_best(self, strokes) -> None:
         """One last preview: the lowest-loss candidate of ``strokes`` (sent even after Cancel)."""
         import comfy.model_management as mm
-        from clipasso.images import to_pil
-        from clipasso.raster import render
+        from clipasso.prepare.images import to_pil
+        from clipasso.output.raster import render
 
         lead = int(torch.argmin(torch.nan_to_num(strokes.losses.float(), nan=float("inf"))))
         image = render(strokes.select([lead]).detach().cpu()).image[0]
@@ -55,7 +55,7 @@ class _Progress:
             mm.interrupt_current_processing(True)
 
     def callback(self, iteration, losses, render):
-        from clipasso.images import to_pil
+        from clipasso.prepare.images import to_pil
 
         if cancel_requested():  # ComfyUI's progress hook would raise here; the engine stops on its own
             return

@@ -58,7 +58,7 @@ class ViTSaliency(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, image, mask=None, method="clip-attention", text=""):
-        from clipasso.saliency import saliency_map
+        from clipasso.place.saliency import saliency_map
 
         if method not in METHODS:
             raise NodeInputError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")

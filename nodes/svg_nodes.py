@@ -79,7 +79,7 @@ class SaveSVG(io.ComfyNode):
     def execute(cls, strokes, filename_prefix="clipasso/sketch"):
         import folder_paths
         from clipasso.atomic import write_text_atomic
-        from clipasso.svg import to_svg
+        from clipasso.output.svg import to_svg
 
         strokes = strokes_or_error(strokes).cpu()
         out_dir = folder_paths.get_output_directory()
@@ -170,7 +170,7 @@ class LoadSVG(io.ComfyNode):
 
     @classmethod
     def execute(cls, svg_file=NO_FILE, svg_text=""):
-        from clipasso.svg import read_svg
+        from clipasso.output.svg import read_svg
 
         strokes = read_svg(cls._source(svg_file, svg_text))
         image, _ = render_to_comfy(strokes)

@@ -14,7 +14,7 @@ if ROOT not in sys.path:
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-from tests.tiny_models import write_tiny_models  # noqa: E402
+from clipasso.testing.tiny_models import write_tiny_models  # noqa: E402
 
 
 @pytest.fixture(scope="session")

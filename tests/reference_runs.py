@@ -6,7 +6,7 @@ A change that is meant to change results regenerates them, in the same commit, w
 
 and says so; any other change must reproduce them exactly (tests/test_reference_outputs.py).
 Every run uses the bundled example picture and the bundled u2netp matting model; the CLIP runs use the
-tiny randomly initialised test models (`tests.tiny_models`), written with fixed seeds.
+tiny randomly initialised test models (`clipasso.testing.tiny_models`), written with fixed seeds.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def run(name: str, models_dir) -> dict:
 
 
 def main() -> None:
-    from tests.tiny_models import write_tiny_models
+    from clipasso.testing.tiny_models import write_tiny_models
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", action="store_true", help="store the outputs as the new reference")

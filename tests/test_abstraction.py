@@ -1,4 +1,4 @@
-"""clipasso.abstraction (automatic stroke count by pruning) with the tiny real open_clip ResNet."""
+"""clipasso.post.abstraction (automatic stroke count by pruning) with the tiny real open_clip ResNet."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from clipasso.abstraction import AbstractionError, auto_abstract, masked_losses
+from clipasso.post.abstraction import AbstractionError, auto_abstract, masked_losses
 from clipasso.optimize import OptimizeConfig
 from clipasso.strokes import StrokeError, Strokes
 
@@ -37,8 +37,8 @@ EVAL = OptimizeConfig(iterations=0, num_augs=1)
 
 def test_masked_losses_match_the_loss_of_the_drawn_subsets(tiny_rn):
     """Transparent strokes are absent strokes: the rows measure the empty canvas and the full sketch."""
-    from clipasso.losses import CLIPassoLoss
-    from clipasso.raster import render
+    from clipasso.objective.losses import CLIPassoLoss
+    from clipasso.output.raster import render
 
     sk = t_sketch()
     rows = torch.tensor([[False] * 4, [True] * 4, [True, False, False, False]])

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from clipasso.losses import (CLIPassoLoss, apply_augment, augment_grid, augment_pair,
+from clipasso.objective.losses import (CLIPassoLoss, apply_augment, augment_grid, augment_pair,
                              sample_augment_params)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)

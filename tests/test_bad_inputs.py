@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFile
 
 from clipasso import cli
-from clipasso.images import MIN_SIDE, ImageError, as_rgb, load_image_file
+from clipasso.prepare.images import MIN_SIDE, ImageError, as_rgb, load_image_file
 from clipasso.pipeline import prepare_target, sketch
 
 TIME_LIMIT_S = 10.0

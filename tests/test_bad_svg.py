@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipasso import svg as svgmod
-from clipasso.raster import rasterize, render
+from clipasso.output import svg as svgmod
+from clipasso.output.raster import rasterize, render
 from clipasso.strokes import StrokeError, Strokes
-from clipasso.svg import SVGError, read_svg
+from clipasso.output.svg import SVGError, read_svg
 
 ROOT = Path(__file__).resolve().parents[1]
 SIMPLIFY = "simplify the drawing"
@@ -172,15 +172,15 @@ def test_empty_text_route_is_refused():
 _CHILD = textwrap.dedent("""
     import json, resource, sys, time
     sys.path.insert(0, sys.argv[1])
-    import clipasso.raster, clipasso.svg
+    import clipasso.output.raster, clipasso.output.svg
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     out = {}
     try:
-        s = clipasso.svg.read_svg(sys.argv[2])
+        s = clipasso.output.svg.read_svg(sys.argv[2])
         out["strokes"], out["segments"] = s.num_strokes, s.num_segments
         out["read_s"] = time.perf_counter() - t0
-        r = clipasso.raster.render(s)
+        r = clipasso.output.raster.render(s)
         out["ink"] = float(r.alpha.mean())
         out["finite"] = bool(r.image.isfinite().all())
     except Exception as exc:

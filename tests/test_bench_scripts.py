@@ -108,9 +108,9 @@ def test_original_style_baseline_computes_the_engines_loss(tiny_rn):
     """The timing baseline is only a fair comparison if it does the same work: its clean-view loss must
     equal the engine's eval loss, and its weights really take gradients (as the original's did)."""
     from bench.original_baseline import OriginalConvLoss, run_sequential, trainable_copy
-    from clipasso.init import initialize_strokes
-    from clipasso.losses import CLIPassoLoss
-    from clipasso.raster import render
+    from clipasso.place.init import initialize_strokes
+    from clipasso.objective.losses import CLIPassoLoss
+    from clipasso.output.raster import render
 
     target = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(3))
     strokes = initialize_strokes((224, 224), 8, [0, 1000])

@@ -240,7 +240,7 @@ def _umask() -> int:
 
 
 def test_sigterm_writes_the_best_sketch_so_far(work):
-    from clipasso.svg import read_svg
+    from clipasso.output.svg import read_svg
 
     cut = Image.new("RGBA", (96, 80), (255, 255, 255, 0))  # an object cut out: its alpha is the mask
     ImageDraw.Draw(cut).ellipse((20, 15, 76, 65), fill=(40, 40, 40, 255), outline=(0, 0, 0, 255), width=4)
@@ -284,7 +284,7 @@ def test_sigterm_writes_the_best_sketch_so_far(work):
 
 def test_the_largest_png_size_the_cli_allows_can_be_rendered():
     from clipasso.cli import LIMITS
-    from clipasso.raster import MAX_RENDER_PIXELS
+    from clipasso.output.raster import MAX_RENDER_PIXELS
 
     side = LIMITS["png_size"].high
     assert side * side <= MAX_RENDER_PIXELS < (side + 1) * (side + 1)

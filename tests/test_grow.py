@@ -1,4 +1,4 @@
-"""clipasso.abstraction.grow_abstract: automatic stroke count by growing from few strokes.
+"""clipasso.post.abstraction.grow_abstract: automatic stroke count by growing from few strokes.
 
 Mostly measured with the weights-free trace loss (1.0 = empty canvas, 0 = the picture's line map),
 which makes "the sketch got closer to the picture" meaningful without pretrained CLIP weights; one
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipasso.abstraction import AbstractionError, NoImprovementError, grow_abstract, ink_benefit, masked_losses
+from clipasso.post.abstraction import AbstractionError, NoImprovementError, grow_abstract, ink_benefit, masked_losses
 from clipasso.pipeline import post_process
 from clipasso.optimize import OptimizeConfig
 from clipasso.strokes import Strokes

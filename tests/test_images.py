@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipasso.images import ImageError, alpha_of, as_rgb, fit_square, load_image_file, square_box, to_pil
+from clipasso.prepare.images import ImageError, alpha_of, as_rgb, fit_square, load_image_file, square_box, to_pil
 
 
 def test_forms_and_layouts():
@@ -86,7 +86,7 @@ def test_fit_square_pads_centred_and_never_stretches():
     ("P", lambda: Image.new("P", (4, 4), 0), "RGB", 0.0),
 ])
 def test_plain_mode_keeps_what_a_sketch_needs(mode, make, expect_mode, expect_grey):
-    from clipasso.images import plain_mode
+    from clipasso.prepare.images import plain_mode
 
     img = make()
     assert plain_mode(img).mode == expect_mode
@@ -107,7 +107,7 @@ def test_palette_transparency_and_alpha_modes():
 
 
 def test_sketch_size_minimum_and_file_checks(tmp_path):
-    from clipasso.images import MIN_SIDE, check_sketch_size
+    from clipasso.prepare.images import MIN_SIDE, check_sketch_size
 
     check_sketch_size(MIN_SIDE, MIN_SIDE)
     with pytest.raises(ImageError, match=f"at least {MIN_SIDE} px"):

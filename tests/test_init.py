@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-from clipasso.init import (InitError, InitFallbackWarning, initialize_strokes, sampling_map,
+from clipasso.place.init import (InitError, InitFallbackWarning, initialize_strokes, sampling_map,
                            start_probabilities)
 from clipasso.strokes import Strokes
 
@@ -188,7 +188,7 @@ def test_bad_inputs_give_clear_errors(kwargs, match):
 
 
 def test_huge_canvas_sampler_follows_the_map_too(monkeypatch):
-    import clipasso.init as init_mod
+    import clipasso.place.init as init_mod
 
     monkeypatch.setattr(init_mod, "MULTINOMIAL_LIMIT", 100)  # force the Gumbel top-k path
     sal = torch.zeros(100, 100)
@@ -205,7 +205,7 @@ def test_huge_canvas_sampler_follows_the_map_too(monkeypatch):
 
 
 def test_all_white_image_has_no_ink_and_still_gets_strokes():
-    from clipasso.xdog import xdog_edges
+    from clipasso.prepare.xdog import xdog_edges
 
     edges = xdog_edges(torch.ones(3, 64, 64))
     assert float(edges.sum()) == 0

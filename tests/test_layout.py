@@ -114,3 +114,27 @@ def test_validate_is_the_one_place_that_refuses_a_value(name, bad):
 
     with pytest.raises(SettingsError, match=name):
         SketchSettings().replace(**{name: bad}).validate()
+
+
+def test_release_0_1_module_names_still_import_as_the_moved_modules():
+    import importlib
+
+    import clipasso
+
+    for old, new in clipasso.MOVED.items():
+        assert importlib.import_module(f"clipasso.{old}") is importlib.import_module(f"clipasso.{new}"), old
+    from clipasso.svg import to_svg  # noqa: F401 - the README's 0.1 paths
+    from clipasso.raster import render  # noqa: F401
+    assert clipasso.sketch is importlib.import_module("clipasso.pipeline").sketch
+
+
+def test_benchmark_only_code_stays_out_of_the_pipeline_import_graph():
+    graph = import_graph()
+    reach, todo = set(), ["clipasso.pipeline", "clipasso.cli"]
+    while todo:
+        mod = todo.pop()
+        if mod in reach:
+            continue
+        reach.add(mod)
+        todo += [d for d in graph.get(mod, ()) if not (mod == "clipasso.cli" and d == "clipasso.report")]
+    assert not {m for m in reach if m.startswith(("clipasso.report", "clipasso.testing"))}, sorted(reach)

@@ -1,10 +1,10 @@
-"""clipasso.losses: augmentations and the CLIP loss, with tiny real open_clip encoders."""
+"""clipasso.objective.losses: augmentations and the CLIP loss, with tiny real open_clip encoders."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from clipasso.losses import (CLIPassoLoss, LossConfigError, augment_grid, augment_pair, apply_augment,
+from clipasso.objective.losses import (CLIPassoLoss, LossConfigError, augment_grid, augment_pair, apply_augment,
                              sample_augment_params)
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from clipasso import matting
-from clipasso.matting import (Matting, MattingError, MattingWarning, MattingWeightsNotFoundError,
+from clipasso.prepare import matting
+from clipasso.prepare.matting import (Matting, MattingError, MattingWarning, MattingWeightsNotFoundError,
                               remove_background)
 
 torch.set_num_threads(2)
@@ -236,7 +236,7 @@ def test_broken_weights_file_is_a_clear_error(tmp_path):
 
 def test_weights_found_in_any_of_several_folders(tmp_path):
     """ComfyUI hands a list of model folders (extra_model_paths.yaml); each one is searched."""
-    from clipasso.matting import candidate_paths, find_weights
+    from clipasso.prepare.matting import candidate_paths, find_weights
 
     src = BUNDLED
     empty, full = tmp_path / "a", tmp_path / "b"

@@ -1,10 +1,10 @@
-"""clipasso.metrics on hand-computable cases."""
+"""clipasso.report.metrics on hand-computable cases."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from clipasso.metrics import (MetricError, boundary, dilate, disk, edge_map, fscore, ink_map, mask_coverage,
+from clipasso.report.metrics import (MetricError, boundary, dilate, disk, edge_map, fscore, ink_map, mask_coverage,
                               sketch_fidelity)
 
 N = 224

@@ -375,7 +375,7 @@ def test_one_box_sketch_node_framing(N, models_folder):
 def test_save_svg_writes_each_candidate_with_workflow_metadata(N, core):
     import re
 
-    from clipasso.svg import read_svg
+    from clipasso.output.svg import read_svg
 
     strokes = line_strokes((40, 60), candidates=2)
     hidden = {"PROMPT": {"1": {"class_type": "CLIPassoSaveSVG", "inputs": {}}},
@@ -402,7 +402,7 @@ def test_save_svg_writes_each_candidate_with_workflow_metadata(N, core):
 
 
 def test_load_svg_from_input_folder_or_text(N, core):
-    from clipasso.svg import to_svg
+    from clipasso.output.svg import to_svg
 
     strokes = line_strokes((50, 50))
     path = os.path.join(core.get_input_directory(), "sketches", "line.svg")

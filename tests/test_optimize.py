@@ -1,4 +1,4 @@
-"""clipasso.optimize and clipasso.select with a tiny real open_clip ResNet (no mocks)."""
+"""clipasso.optimize and clipasso.post.select with a tiny real open_clip ResNet (no mocks)."""
 from __future__ import annotations
 
 import time
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from clipasso.optimize import PRESETS, OptimizeConfig, OptimizeError, optimize
-from clipasso.select import rank, select_best
+from clipasso.post.select import rank, select_best
 from clipasso.strokes import StrokeError, Strokes
 
 
@@ -19,7 +19,7 @@ def _target():
 
 
 def _strokes(seeds, n=6):
-    from clipasso.init import initialize_strokes
+    from clipasso.place.init import initialize_strokes
 
     return initialize_strokes((224, 224), n, list(seeds))
 
@@ -31,8 +31,8 @@ def _cfg(**kw):
 
 
 def test_gradients_reach_control_points(tiny_rn):
-    from clipasso.losses import CLIPassoLoss
-    from clipasso.raster import rasterize
+    from clipasso.objective.losses import CLIPassoLoss
+    from clipasso.output.raster import rasterize
 
     st = _strokes([0])
     pts = st.points.clone().requires_grad_()
@@ -56,8 +56,8 @@ def test_loss_decreases_over_a_short_run(tiny_rn):
 
 def test_best_state_is_the_evaluated_state(tiny_rn):
     """The kept points reproduce the kept loss when evaluated again (no off-by-one save)."""
-    from clipasso.losses import CLIPassoLoss
-    from clipasso.raster import rasterize
+    from clipasso.objective.losses import CLIPassoLoss
+    from clipasso.output.raster import rasterize
 
     st = _strokes([0, 1000])
     res = optimize(st, _target(), tiny_rn, _cfg(iterations=8, eval_interval=3))

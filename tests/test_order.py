@@ -1,4 +1,4 @@
-"""clipasso.order (greedy drawing order, frames, animated SVG/GIF) with the tiny real open_clip ResNet."""
+"""clipasso.post.order (greedy drawing order, frames, animated SVG/GIF) with the tiny real open_clip ResNet."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 import pytest
 import torch
 
-from clipasso.abstraction import AbstractionError
+from clipasso.post.abstraction import AbstractionError
 from clipasso.optimize import OptimizeConfig
-from clipasso.order import (animated_svg, drawing_frames, frames_to_gif, greedy_order, prefix_losses, reorder,
+from clipasso.post.order import (animated_svg, drawing_frames, frames_to_gif, greedy_order, prefix_losses, reorder,
                             write_animated_svg)
 from clipasso.strokes import Strokes
 from tests.test_abstraction import SIDE, seg, t_target
@@ -52,7 +52,7 @@ def test_each_greedy_prefix_is_the_best_extension(tiny_rn, greedy):
     sk, target, res = mixed_sketch(), t_target(), greedy
     placed = res.order[:1]
     left = [i for i in range(4) if i not in placed]
-    from clipasso.abstraction import masked_losses
+    from clipasso.post.abstraction import masked_losses
 
     rows = torch.zeros(len(left), 4, dtype=torch.bool)
     rows[:, placed] = True
@@ -63,7 +63,7 @@ def test_each_greedy_prefix_is_the_best_extension(tiny_rn, greedy):
 
 
 def test_frames_show_the_drawing_being_made():
-    from clipasso.raster import render
+    from clipasso.output.raster import render
 
     sk = mixed_sketch()
     frames = drawing_frames(sk)
@@ -78,7 +78,7 @@ def test_frames_show_the_drawing_being_made():
 
 
 def test_animated_svg_is_xml_with_every_stroke_in_order():
-    from clipasso.svg import read_svg
+    from clipasso.output.svg import read_svg
 
     sk = reorder(mixed_sketch(), [2, 0, 3, 1])
     for loop in (True, False):

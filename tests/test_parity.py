@@ -14,11 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipasso.init import initialize_strokes, sampling_map, start_probabilities
+from clipasso.place.init import initialize_strokes, sampling_map, start_probabilities
 from clipasso.optimize import OptimizeConfig, optimize
-from clipasso.raster import render
-from clipasso.saliency import saliency_map
-from clipasso.select import select_best
+from clipasso.output.raster import render
+from clipasso.place.saliency import saliency_map
+from clipasso.post.select import select_best
 
 torch.set_num_threads(2)
 

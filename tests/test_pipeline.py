@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from clipasso.images import ImageError
+from clipasso.prepare.images import ImageError
 from clipasso.pipeline import EXAMPLE_IMAGE, PipelineError, prepare_target, sketch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -258,7 +258,7 @@ def test_matting_searches_every_models_dir_and_the_environment(monkeypatch, tmp_
     """A list of folders and $CLIPASSO_MODELS_DIR reach the matting model (was: only the first folder)."""
     import shutil
 
-    from clipasso import matting
+    from clipasso.prepare import matting
 
     monkeypatch.setenv("U2NET_HOME", str(tmp_path / "empty"))
     first, second, env = tmp_path / "first", tmp_path / "second", tmp_path / "env"

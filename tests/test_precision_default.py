@@ -45,7 +45,7 @@ def test_the_rule_is_what_the_measurement_chose():
 
 def test_fp16_autocast_gradient_follows_fp32_on_the_tiny_encoder(tiny_rn):
     """The path the benchmark measures, on the CPU: CLIPassoLoss under fp16 autocast vs fp32."""
-    from clipasso.losses import CLIPassoLoss
+    from clipasso.objective.losses import CLIPassoLoss
 
     g = torch.Generator().manual_seed(0)
     target = F.interpolate(torch.rand(1, 3, 7, 7, generator=g), size=(224, 224), mode="bilinear",

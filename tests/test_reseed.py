@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from clipasso.optimize import OptimizeConfig, OptimizeError, optimize, reseed_collapsed
-from clipasso.raster import rasterize
+from clipasso.output.raster import rasterize
 from clipasso.strokes import Strokes
 
 SIZE = 96
@@ -33,7 +33,7 @@ def _left_bar_and_a_dot():
 
 
 def test_a_collapsed_stroke_moves_to_the_ink_the_sketch_lacks():
-    from clipasso.losses import line_map
+    from clipasso.objective.losses import line_map
 
     sk = _left_bar_and_a_dot()
     colors = sk.colors.clone()
@@ -60,7 +60,7 @@ def test_adam_moments_of_a_moved_stroke_are_reset():
     state = opt.state[points]
     before = state["exp_avg_sq"].clone()
     image, _ = rasterize(points.detach(), sk.widths, sk.colors, SIZE, SIZE)
-    from clipasso.losses import line_map
+    from clipasso.objective.losses import line_map
 
     moved = reseed_collapsed(points, sk.colors[..., 3], image, line_map(_two_bars()),
                              [torch.Generator().manual_seed(1)], 3.0, opt)

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipasso.init import initialize_strokes
+from clipasso.place.init import initialize_strokes
 from clipasso.models import load_clip, wrap_model
-from clipasso.saliency import (SaliencyError, clip_attention_map, clip_relevancy_map, load_timm_vit,
+from clipasso.place.saliency import (SaliencyError, clip_attention_map, clip_relevancy_map, load_timm_vit,
                                position_embedding, saliency_map, timm_attention_map,
                                vit_forward_with_attention)
-from clipasso.xdog import xdog_edges
+from clipasso.prepare.xdog import xdog_edges
 
 torch.set_num_threads(2)
 

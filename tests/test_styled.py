@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from clipasso.optimize import OptimizeConfig, OptimizeError, optimize
-from clipasso.raster import render
+from clipasso.output.raster import render
 from clipasso.strokes import Strokes
-from clipasso.style import StyleError, colors_from_image, with_pen
+from clipasso.optimize.style import StyleError, colors_from_image, with_pen
 
 SIZE = 96
 
@@ -46,7 +46,7 @@ def test_widths_and_opacities_are_optimised_within_bounds(tiny_rn):
     # the RGB stays black when only width and opacity are optimised
     assert torch.equal(run.final.colors[..., :3], start.colors[..., :3])
     # the best state keeps its own widths and opacities: its loss is the loss of what it draws
-    from clipasso.losses import CLIPassoLoss
+    from clipasso.objective.losses import CLIPassoLoss
 
     with torch.no_grad():
         again = CLIPassoLoss(tiny_rn, _target(), num_augs=0).eval_loss(render(run.strokes).image)["total"]
@@ -107,7 +107,7 @@ def test_pen_gives_uniform_widths(tiny_rn):
 
 
 def test_svg_keeps_per_stroke_width_colour_and_opacity():
-    svg = pytest.importorskip("clipasso.svg")
+    svg = pytest.importorskip("clipasso.output.svg")
     s = _strokes(b=1)
     styled = s.replace(widths=torch.tensor([[0.5, 1.25, 2.0, 3.5, 4.0]]),
                        colors=torch.tensor([[[1.0, 0, 0, 1], [0, 0.5, 0, 0.3], [0, 0, 1, 0.05],

@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 import pytest
 import torch
 
-from clipasso.raster import render
+from clipasso.output.raster import render
 from clipasso.strokes import Strokes
-from clipasso.svg import SVGError, path_data, read_svg, to_svg, write_svg
+from clipasso.output.svg import SVGError, path_data, read_svg, to_svg, write_svg
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -214,7 +214,7 @@ def test_width_override_and_bytes_input():
 
 # ------------------------------------------------------------------------------------- long paths are split
 def test_a_path_longer_than_the_stroke_bound_becomes_consecutive_strokes_sharing_end_points():
-    from clipasso.svg import STROKE_SEGMENTS
+    from clipasso.output.svg import STROKE_SEGMENTS
     n = 2 * STROKE_SEGMENTS + 44
     d = "M0 0" + "".join(f" L{i + 1} {(i * 7) % 13}" for i in range(n))
     s = read_svg(svg(f'<path d="{d}" stroke="black"/><path d="M 0 0 L 5 5" stroke="red"/>',
@@ -239,7 +239,7 @@ def test_a_path_longer_than_the_stroke_bound_becomes_consecutive_strokes_sharing
 
 
 def test_sketch_at_the_stroke_bound_reads_back_stroke_for_stroke():
-    from clipasso.svg import STROKE_SEGMENTS
+    from clipasso.output.svg import STROKE_SEGMENTS
     s = random_strokes(b=1, s=3, segments=STROKE_SEGMENTS, canvas=(64, 64))
     back = read_svg(to_svg(s))
     assert back.points.shape == s.points.shape
@@ -251,13 +251,13 @@ def test_sketch_at_the_stroke_bound_reads_back_stroke_for_stroke():
                                         ("MAX_STROKES", 20_000), ("STROKE_SEGMENTS", 128),
                                         ("MAX_CANVAS_SIDE", 4096)])
 def test_limits_are_documented_module_constants(name, value):
-    import clipasso.svg as mod
+    import clipasso.output.svg as mod
     assert getattr(mod, name) == value
     assert f"`{name}`" in mod.read_svg.__doc__ or name == "STROKE_SEGMENTS"
 
 
 def test_a_limit_can_be_raised_by_the_caller(monkeypatch):
-    import clipasso.svg as mod
+    import clipasso.output.svg as mod
     d = "M0 0" + " l1 1" * 30
     monkeypatch.setattr(mod, "MAX_PATH_SEGMENTS", 20)
     with pytest.raises(SVGError, match="more than 20 cubic segments"):

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipasso.losses import CLIPassoLoss, LossConfigError
+from clipasso.objective.losses import CLIPassoLoss, LossConfigError
 from clipasso.optimize import OptimizeConfig, OptimizeError, optimize
 from clipasso.strokes import Strokes
-from clipasso.text import TextGuidanceError, encode_text
+from clipasso.objective.text import TextGuidanceError, encode_text
 
 
 def _target(size=224):
@@ -27,7 +27,7 @@ def _strokes(seed=0, n=6, size=224, b=1):
 
 
 def _render(strokes):
-    from clipasso.raster import render
+    from clipasso.output.raster import render
 
     return render(strokes).image
 
@@ -77,7 +77,7 @@ def test_text_gradient_changes_direction_and_lowers_the_text_term(tiny_rn):
     guided = CLIPassoLoss(tiny_rn, target, num_augs=0, text_embedding=emb, text_weight=1.0)
     text_only = CLIPassoLoss(tiny_rn, target, layer_weights={}, semantic_weight=0.0, num_augs=0,
                              text_embedding=emb, text_weight=1.0)
-    from clipasso.raster import rasterize
+    from clipasso.output.raster import rasterize
 
     def grad(loss):
         pts = strokes.points.clone().requires_grad_(True)

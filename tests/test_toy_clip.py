@@ -17,7 +17,7 @@ import toy_clip  # noqa: E402
 
 
 def test_shape_drawings_trace_their_outline():
-    from clipasso.metrics import dilate, ink_map
+    from clipasso.report.metrics import dilate, ink_map
 
     g = torch.Generator().manual_seed(0)
     clean = toy_clip.draw_batch(list(range(len(toy_clip.SHAPES))), g, clean=True)

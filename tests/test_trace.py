@@ -1,11 +1,11 @@
-"""The weights-free trace loss (clipasso.losses.TraceLoss) and loss="trace" / "clip+trace" through
+"""The weights-free trace loss (clipasso.objective.losses.TraceLoss) and loss="trace" / "clip+trace" through
 the optimiser, the pipeline and the command line."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from clipasso.losses import LossConfigError, TraceLoss, line_map
+from clipasso.objective.losses import LossConfigError, TraceLoss, line_map
 from clipasso.optimize import OptimizeConfig, OptimizeError, optimize
 
 SIZE = 96
@@ -20,7 +20,7 @@ def _ring_target(size=SIZE):
 
 
 def _strokes(n=4, seeds=(0,), size=SIZE):
-    from clipasso.init import initialize_strokes
+    from clipasso.place.init import initialize_strokes
 
     return initialize_strokes((size, size), n, list(seeds))
 
@@ -57,7 +57,7 @@ def test_closer_sketch_scores_lower():
 
 
 def test_gradient_flows_to_stroke_points():
-    from clipasso.raster import rasterize
+    from clipasso.output.raster import rasterize
 
     st = _strokes(6, seeds=(0, 1))
     pts = st.points.clone().requires_grad_()
@@ -114,9 +114,9 @@ def test_bad_settings_are_clear_errors():
 
 
 def test_clip_plus_trace_adds_the_terms(tiny_rn):
-    from clipasso.losses import CLIPassoLoss
+    from clipasso.objective.losses import CLIPassoLoss
     from clipasso.objective import Objective
-    from clipasso.raster import rasterize
+    from clipasso.output.raster import rasterize
 
     t = _ring_target(224)
     st = _strokes(4, seeds=(0, 1), size=224)

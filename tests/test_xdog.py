@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from clipasso.images import as_rgb, fit_square
-from clipasso.xdog import (XDOG_DEFAULTS, gaussian_blur, otsu_threshold, xdog_edges,
+from clipasso.prepare.images import as_rgb, fit_square
+from clipasso.prepare.xdog import (XDOG_DEFAULTS, gaussian_blur, otsu_threshold, xdog_edges,
                            xdog_response)
 
 torch.set_num_threads(2)

@@ -50,7 +50,7 @@ def prepare_base(base: Path) -> dict:
     """Lay out a ComfyUI base directory: our pack, tiny CLIP models, u2netp, user settings."""
     sys.path.insert(0, str(REPO))
     try:
-        from tests.tiny_models import write_tiny_models
+        from clipasso.testing.tiny_models import write_tiny_models
     finally:
         sys.path.remove(str(REPO))
     for sub in ("custom_nodes", "input", "output", "temp", "models/clipasso", "user/default"):

@@ -12,7 +12,7 @@ from .test_comfyui_server import by_class, load_api, load_ui
 def test_abstraction_workflow_prunes_orders_and_animates(comfy, matting_weights):
     from PIL import Image
 
-    from clipasso.svg import read_svg
+    from clipasso.output.svg import read_svg
 
     prompt = load_api("clipasso_abstraction")
     (init,) = by_class(prompt, "CLIPassoInitStrokes")

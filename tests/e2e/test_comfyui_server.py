@@ -98,7 +98,7 @@ def test_step_by_step_workflow_writes_svg_and_png(comfy, matting_weights):
     files = outputs[save_svg]["images"]
     assert len(files) == 1 and files[0]["filename"].endswith(".svg") and files[0]["type"] == "output"
     svg_text = comfy.view(**files[0]).decode("utf-8")
-    from clipasso.svg import read_svg
+    from clipasso.output.svg import read_svg
 
     strokes = read_svg(svg_text)
     assert strokes.num_strokes == 6 and strokes.canvas == (224, 224)
@@ -128,14 +128,14 @@ def test_one_node_workflow(comfy, matting_weights):
     outputs = comfy.history(run.prompt_id)["outputs"]
     (save,) = by_class(prompt, "CLIPassoSaveSVG")
     (svg,) = outputs[save]["images"]
-    from clipasso.svg import read_svg
+    from clipasso.output.svg import read_svg
 
     assert read_svg(comfy.view(**svg).decode()).num_strokes == 5
 
 
 def test_saved_svg_loads_back_and_rerenders(comfy):
     from clipasso.strokes import Strokes
-    from clipasso.svg import to_svg
+    from clipasso.output.svg import to_svg
     import torch
 
     pts = torch.tensor([[[[10.0, 10.0], [40.0, 10.0], [60.0, 50.0], [90.0, 90.0]]]])

@@ -6,11 +6,11 @@ The optimiser, best-of-N selection, pruning, growing and the drawing order all m
 the same `Objective`, built once per target from the `ObjectiveSettings` (and the drawing fields of the
 optimiser: background and pen). Terms are registered by name in `TERMS`:
 
-    clip    CLIPasso's loss (`clipasso.losses.CLIPassoLoss`): geometric distances of intermediate CLIP
+    clip    CLIPasso's loss (`clipasso.objective.losses.CLIPassoLoss`): geometric distances of intermediate CLIP
             layers (``layer_weights`` x ``geometric_weight``) + ``semantic_weight`` x embedding distance
             (+ ``text_weight`` x distance to the ``text`` prompt's embedding), over the clean view and
             ``num_augs`` augmented views; on with loss "clip" and "clip+trace".
-    trace   the weights-free image-space loss (`clipasso.losses.TraceLoss`); alone with loss "trace",
+    trace   the weights-free image-space loss (`clipasso.objective.losses.TraceLoss`); alone with loss "trace",
             with weight ``trace_weight`` under "clip+trace".
 
 Adding a term is one module with a ``build(settings, encoder, target, device)`` returning an object
@@ -25,8 +25,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .errors import OptimizeError
-from .strokes import Strokes
+from ..errors import OptimizeError
+from ..strokes import Strokes
 
 EVAL_CHUNK = 16  # sketches evaluated per encoder batch (bounds memory)
 
@@ -113,7 +113,7 @@ register_term("trace", _build_trace, weight=lambda s: 1.0 if s.loss == "trace" e
 def prepare_target(target, canvas=None) -> torch.Tensor:
     """A target picture as the objective takes it: ``[3,H,W]`` RGB 0..1, finite, at the canvas size
     (H, W) when given."""
-    from .images import as_rgb
+    from ..prepare.images import as_rgb
 
     t = as_rgb(target) if not (isinstance(target, torch.Tensor) and target.ndim == 3 and target.shape[0] == 3) \
         else target.detach().float()
@@ -212,7 +212,7 @@ class Objective:
 
     def draw(self, strokes: Strokes) -> torch.Tensor:
         """``[B,3,H,W]`` the strokes as the optimiser draws them (the pen, if set, overrides the widths)."""
-        from .raster import rasterize
+        from ..output.raster import rasterize
 
         h, w = strokes.canvas
         widths = strokes.widths.detach().to(self.device, torch.float32)
@@ -253,7 +253,7 @@ class Objective:
 def objective_for(target, encoder, config=None, device=None, canvas=None) -> Objective:
     """The objective to measure with: ``encoder`` itself when it is an `Objective` (built once by the
     caller), else one built from ``config`` (an `OptimizeConfig`; default its defaults) for ``target``."""
-    from .settings import OptimizeConfig
+    from ..settings import OptimizeConfig
 
     if isinstance(encoder, Objective):
         return encoder

@@ -2,10 +2,10 @@
 
 Per picture, one row: the input, the object mask, the saliency map with the stroke start points,
 the sketches at several abstraction levels (4, 8, 16, 32 strokes by default, each titled with its
-edge F-score from `clipasso.metrics`) and the loss curve of every seed.
+edge F-score from `clipasso.report.metrics`) and the loss curve of every seed.
 
 The loss is CLIPasso's CLIP loss when a CLIP checkpoint is given (``clip_weights``), otherwise the
-weights-free trace loss (`clipasso.losses.TraceLoss`); the figure title says which. Saliency is
+weights-free trace loss (`clipasso.objective.losses.TraceLoss`); the figure title says which. Saliency is
 CLIP attention when a ViT checkpoint is given (``saliency_weights``), otherwise the object mask.
 
     clipasso report photo1.jpg photo2.png -o gallery.png --markdown report.md
@@ -13,7 +13,7 @@ CLIP attention when a ViT checkpoint is given (``saliency_weights``), otherwise 
 """
 from __future__ import annotations
 
-from .errors import ClipassoError
+from ..errors import ClipassoError
 
 import json
 import os
@@ -75,16 +75,16 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
     framing: as `clipasso.pipeline.sketch` (None = the preset's). Scores are measured in the square
     optimisation frame, against the target; ``sketches`` are kept in the picture's frame (a stretched
     sketch is mapped back to the picture's aspect ratio), as `sketch` returns them."""
-    from .images import as_rgb
-    from .init import initialize_strokes
+    from ..prepare.images import as_rgb
+    from ..place.init import initialize_strokes
     from .metrics import sketch_fidelity
-    from .optimize import OptimizeConfig, optimize
-    from .optimize import PRESETS
-    from .pipeline import _shrink_early, prepare_target, to_picture_frame
-    from .raster import render
-    from .saliency import saliency_map
-    from .select import select_best
-    from .xdog import xdog_edges
+    from ..optimize import OptimizeConfig, optimize
+    from ..optimize import PRESETS
+    from ..pipeline import _shrink_early, prepare_target, to_picture_frame
+    from ..output.raster import render
+    from ..place.saliency import saliency_map
+    from ..post.select import select_best
+    from ..prepare.xdog import xdog_edges
 
     t0 = time.perf_counter()
     original = image  # prepare_target measures fix-scale's margin in the input's own pixels
@@ -123,7 +123,7 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
 def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strokes: Optional[int] = None,
               dpi: int = 100) -> Path:
     """The PNG grid: one row per picture."""
-    from .raster import render
+    from ..output.raster import render
 
     plt = _matplotlib()
     if not pictures:
@@ -174,7 +174,7 @@ def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strok
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97 if title else 1))
-    from .atomic import atomic_path
+    from ..atomic import atomic_path
 
     path = Path(path)
     try:
@@ -237,7 +237,7 @@ def gallery_markdown(pictures: Sequence, image_name: str, caption: str, settings
         cells = [f"{p['scores'][n]['f']:.3f} / {p['scores'][n]['loss']:.3f}" for n in counts]
         out.append(f"| {p['name']} | " + " | ".join(cells) + f" | {p['seconds']:.0f} |")
     out += ["", "F: edge F-score of the winning sketch (ink within 3 px of the target's Canny edges or mask "
-                "outline, at 224 px; `clipasso.metrics`).", "",
+                "outline, at 224 px; `clipasso.report.metrics`).", "",
             "Reading the numbers: on a silhouette (the horse) the only edge is the outline, so F measures "
             "tracing cleanly. On textured photos Canny finds edges almost everywhere on the object, so nearly any "
             "ink on it counts as precise and F overstates the likeness; compare such numbers before and after "
@@ -282,7 +282,7 @@ def add_report_parser(sub) -> None:
 def load_encoders(clip_weights=None, clip_model="RN101", saliency_weights=None, saliency_model="ViT-B-32",
                   models_dir=None, device="cpu"):
     """(loss encoder or None, saliency encoder or None, loss name) from the given checkpoints."""
-    from .models import load_clip
+    from ..models import load_clip
 
     enc = sal = None
     if clip_weights:
@@ -308,12 +308,13 @@ def caption_for(loss: str, enc, sal) -> str:
 def run_report_cli(args) -> int:
     import sys
 
-    from .pipeline import EXAMPLE_IMAGE, pick_device
+    from ..pipeline import EXAMPLE_IMAGE, pick_device
 
     inputs = args.inputs or [str(EXAMPLE_IMAGE)]
-    from .cli import LIMITS, OutputPathError, check_output_paths, limit_problems
+    from ..cli.options import LIMITS, limit_problems
+    from ..output.paths import OutputPathError, check_output_paths
 
-    from .images import ImageError, check_image_path
+    from ..prepare.images import ImageError, check_image_path
 
     for p in inputs:
         try:
@@ -357,7 +358,7 @@ def run_report_cli(args) -> int:
             md = gallery_markdown(pics, os.path.relpath(out, Path(args.markdown).parent), caption,
                                   dict(loss=loss, iterations=args.iterations, seeds=args.seeds),
                                   quality, args.quality_json or "")
-            from .atomic import write_text_atomic
+            from ..atomic import write_text_atomic
 
             write_text_atomic(args.markdown, md)
             print(f"report: {args.markdown}")

@@ -8,7 +8,7 @@ Every refusal is an `ImageError`, which the CLI prints as ``clipasso: error: ...
 """
 from __future__ import annotations
 
-from .errors import ClipassoError
+from ..errors import ClipassoError
 
 import os
 from typing import Sequence, Tuple, Union
@@ -371,7 +371,7 @@ def fit_square(image: torch.Tensor, size: int = 224, fill: float = 1.0, margin: 
 #             pixels a side), then resized;
 # "pad"       padded to a white square with a margin of 10 px at the 224 canvas (10/224 of the long
 #             side a side), then resized; never stretched.
-from .settings import FRAMINGS  # noqa: E402 - defined with the settings
+from ..settings import FRAMINGS  # noqa: E402 - defined with the settings
 FIX_SCALE_MARGIN = 10  # input pixels a side (the original padded by 20 in total)
 
 

@@ -22,9 +22,9 @@ candidate so that B candidates optimised in one batch behave like B separate run
 """
 from __future__ import annotations
 
-from .settings import DEFAULTS
+from ..settings import DEFAULTS
 
-from .errors import ClipassoError
+from ..errors import ClipassoError
 
 import math
 from dataclasses import dataclass
@@ -276,11 +276,11 @@ class CLIPassoLoss:
             encoder, default_layer_weights(encoder) if layer_weights is None else layer_weights)
         if not math.isfinite(semantic_weight) or semantic_weight < 0:
             raise LossConfigError(f"semantic_weight must be >= 0; got {semantic_weight}")
-        # text guidance (clipasso.text): 1 - cos(sketch embedding, prompt embedding), over the same views
+        # text guidance (clipasso.objective.text): 1 - cos(sketch embedding, prompt embedding), over the same views
         if not math.isfinite(text_weight) or text_weight < 0:
             raise LossConfigError(f"text_weight must be >= 0; got {text_weight}")
         if text_weight > 0 and text_embedding is None:
-            raise LossConfigError("text_weight > 0 needs a text embedding (clipasso.text.encode_text)")
+            raise LossConfigError("text_weight > 0 needs a text embedding (clipasso.objective.text.encode_text)")
         self.text_weight = float(text_weight) if text_embedding is not None else 0.0
         self.text_embedding = None if text_embedding is None else \
             text_embedding.detach().reshape(1, -1).to(encoder.device, torch.float32)
@@ -429,7 +429,7 @@ class CLIPassoLoss:
 
 # --------------------------------------------------------------------------- weights-free trace loss
 
-from .settings import DEFAULT_TRACE_SIGMAS, TRACE_REFERENCES  # noqa: E402 - defined with the settings
+from ..settings import DEFAULT_TRACE_SIGMAS, TRACE_REFERENCES  # noqa: E402 - defined with the settings
 TRACE_LINE_THICKNESS = 3
 
 
@@ -462,7 +462,7 @@ def blur_ink(ink: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def ink_of(images: torch.Tensor) -> torch.Tensor:
     """``[N,3,H,W]`` 0..1 RGB on white -> ``[N,1,H,W]`` ink amount ``1 - grey`` (0 = paper)."""
-    from .xdog import GREY_WEIGHTS
+    from ..prepare.xdog import GREY_WEIGHTS
 
     w = torch.tensor(GREY_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     return (1.0 - (images * w).sum(1, keepdim=True)).clamp(0, 1)
@@ -472,7 +472,7 @@ def line_map(image: torch.Tensor, thickness: int = TRACE_LINE_THICKNESS) -> torc
     """[H,W] 0/1 lines to trace in ``image`` ([3,H,W] 0..1): the outline of its XDoG ink map (thin
     dark lines stay as they are, filled dark regions become their contour), thickened to about
     ``thickness`` px (the default strokes are 3 px wide)."""
-    from .xdog import xdog_edges
+    from ..prepare.xdog import xdog_edges
 
     ink = xdog_edges(image.detach().float().cpu().clamp(0, 1))[None, None]
     eroded = -F.max_pool2d(-ink, 3, stride=1, padding=1)
@@ -486,7 +486,7 @@ class TraceLoss:
     """Weights-free image-space loss: multi-scale blurred L2 between the sketch's ink and the target's.
 
     ink = 1 - grey. The target's ink is, with ``reference="edges"`` (default), its XDoG line map
-    (`clipasso.xdog.xdog_edges`: contours and dark lines, so the strokes *trace* the picture), or
+    (`clipasso.prepare.xdog.xdog_edges`: contours and dark lines, so the strokes *trace* the picture), or
     with ``"image"`` the picture's own darkness. Per blur scale sigma (pixels, default 1, 2, 4, 8)::
 
         term_sigma = mean((G_sigma * ink(S) - G_sigma * ink(T))^2) / mean((G_sigma * ink(T))^2)

@@ -17,7 +17,7 @@ scikit-image.
 """
 from __future__ import annotations
 
-from .errors import ClipassoError
+from ..errors import ClipassoError
 
 import math
 from typing import Dict, Optional
@@ -83,7 +83,7 @@ def boundary(maps: torch.Tensor) -> torch.Tensor:
 
 def ink_map(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """Bool [B,H,W] ink of renders on white: ``1 - grey > threshold``. Takes [3,H,W] or [B,3,H,W]."""
-    from .xdog import GREY_WEIGHTS
+    from ..prepare.xdog import GREY_WEIGHTS
 
     x = torch.as_tensor(images).float()
     if x.ndim == 3:
@@ -102,7 +102,7 @@ def edge_map(image: torch.Tensor, mask: Optional[torch.Tensor] = None, method: s
     of CLIPasso's XDoG ink map (filled dark regions become their contour); ``mask``: the mask's
     outline only (silhouettes).
     """
-    from .xdog import GREY_WEIGHTS, image_chw, xdog_edges
+    from ..prepare.xdog import GREY_WEIGHTS, image_chw, xdog_edges
 
     img = image_chw(image)
     if method == "canny":

@@ -11,7 +11,7 @@ configs with a text_cfg); the tokenizer is the one open_clip pairs with the mode
 """
 from __future__ import annotations
 
-from .errors import ClipassoError
+from ..errors import ClipassoError
 
 import logging
 from typing import Optional

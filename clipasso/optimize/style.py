@@ -15,9 +15,9 @@ the output with one given width, as a plotter would.
 """
 from __future__ import annotations
 
-from .settings import DEFAULTS
+from ..settings import DEFAULTS
 
-from .errors import ClipassoError
+from ..errors import ClipassoError
 
 import math
 from typing import Optional, Sequence
@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .strokes import Strokes
+from ..strokes import Strokes
 
 WIDTH_RANGE = DEFAULTS["width_range"]    # half-widths in canvas px: 1 to 8 px lines
 MIN_OPACITY = DEFAULTS["min_opacity"]

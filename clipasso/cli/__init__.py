@@ -1,7 +1,10 @@
 """Command line: ``clipasso sketch INPUT -o OUT.svg`` (see ``clipasso sketch --help``)."""
 from __future__ import annotations
 
-from .errors import ClipassoError
+from ..errors import ClipassoError
+from ..output.paths import NAME_MAX, OutputPathError, check_output_paths  # noqa: F401 - re-exported
+from .options import (LIMITS, NEEDS, STAGE_TITLES, ProgressBar, _fmt_time, add_settings_arguments,  # noqa: F401
+                      flag_of, limit_problems, needs_problem, settings_from_args, settings_overrides)
 
 import argparse
 import dataclasses
@@ -26,123 +29,6 @@ EXIT_STATUS_HELP = ("exit status: 0 done (also after one Ctrl+C, which stops and
                     "so an interrupted run never leaves a half-written file nor destroys the previous one.")
 
 
-def _limits():
-    """Every bound of `clipasso sketch` / `clipasso report`: the settings' own (`clipasso.settings`), the
-    strokes x seeds product and the PNG size, which is only the CLI's."""
-    from .settings import STROKES_X_SEEDS, Option, all_fields
-
-    out = {f.name: f.metadata["option"] for _, f in all_fields()
-           if f.metadata["option"].high is not None and f.metadata["option"].above}
-    out["strokes_x_seeds"] = Option("strokes in all candidates together", low=1, high=STROKES_X_SEEDS, kind="int",
-                                    above="memory and time per step grow with strokes x seeds; lower --strokes or "
-                                          "--seeds")
-    # 5792^2 is clipasso.raster.MAX_RENDER_PIXELS, the most one render draws (tests/test_cli_bad_inputs.py checks)
-    out["png_size"] = Option("long side of the PNG", low=8, high=5792, unit="pixels", kind="int",
-                             above="the PNG is rendered in memory: 16384 px took 12 GB; the SVG is vector and scales "
-                                   "to any size")
-    return out
-
-
-LIMITS = _limits()
-
-
-def flag_of(name: str) -> str:
-    """The CLI flag of a settings field (``strokes`` -> ``--strokes``, ``use_edges`` -> ``--no-xdog``)."""
-    from .settings import field_option
-
-    try:
-        flag = field_option(name).flag
-    except KeyError:
-        flag = None
-    return flag or "--" + name.replace("_", "-")
-
-
-def limit_problems(args, names=None) -> List[str]:
-    """The messages of every option of ``args`` outside its `LIMITS` range (empty when all fit)."""
-    out = []
-    for name, bound in LIMITS.items():
-        if names is not None and name not in names:
-            continue
-        value = getattr(args, name, None)
-        if value is None or name == "strokes_x_seeds":
-            continue
-        for v in (value if isinstance(value, (list, tuple)) else [value]):
-            msg = bound.problem(flag_of(name), v)
-            if msg:
-                out.append(msg)
-                break
-    return out
-
-
-class OutputPathError(ClipassoError, ValueError):
-    """An output path that cannot be written; found before any work starts."""
-
-
-NAME_MAX = 255
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists() and os.path.samefile(a, b):
-            return True
-    except OSError:
-        pass
-    try:
-        return a.resolve() == b.resolve()
-    except (OSError, RuntimeError):  # a symlink loop
-        return os.path.abspath(a) == os.path.abspath(b)
-
-
-def check_output_paths(outputs, inputs=()) -> None:
-    """Raise `OutputPathError` for the first unusable output. ``outputs``: (flag, path, suffixes, hint)
-    with ``suffixes`` the accepted extensions (lower case) and ``hint`` what to use instead; ``inputs``:
-    paths that no output may overwrite."""
-    from .atomic import probe_folder
-
-    seen = []
-    probed = set()
-    for flag, value, suffixes, hint in outputs:
-        if value is None:
-            continue
-        p = Path(value)
-        if len(os.fsencode(p.name)) > NAME_MAX:
-            raise OutputPathError(f"{flag}: the file name is too long ({len(os.fsencode(p.name))} bytes, at most "
-                                  f"{NAME_MAX}); choose a shorter name")
-        if str(value).endswith(("/", os.sep)) or (p.exists() and p.is_dir()):
-            raise OutputPathError(f"{flag} names a folder: {value}; give a file name in it, such as "
-                                  f"{p / ('sketch' + suffixes[0])}")
-        if p.suffix.lower() not in suffixes:
-            got = f"'{p.suffix}'" if p.suffix else "no extension"
-            raise OutputPathError(f"{flag} must name a {' or '.join(suffixes)} file; got {value} ({got})"
-                                  + (f"; {hint}" if hint else ""))
-        if p.is_symlink() and not p.exists():
-            raise OutputPathError(f"{flag}: {value} is a broken symbolic link; remove it or choose another name")
-        if p.exists() and not p.is_file():
-            raise OutputPathError(f"{flag}: {value} exists and is not a regular file; choose another name")
-        for src in inputs:
-            if src is not None and _same_file(p, Path(src)):
-                raise OutputPathError(f"{flag} {value} is the input file {src}; writing it would destroy the "
-                                      "input: choose another output name")
-        for other_flag, other in seen:
-            if _same_file(p, other):
-                raise OutputPathError(f"{flag} and {other_flag} name the same file {value}; give each output "
-                                      "its own name")
-        seen.append((flag, p))
-        folder = p.parent if str(p.parent) else Path(".")
-        if not folder.exists():
-            raise OutputPathError(f"the folder for {value} does not exist; create it first")
-        if not folder.is_dir():
-            raise OutputPathError(f"the folder for {value} ({folder}) is not a folder")
-        key = str(folder.resolve())
-        if key not in probed:
-            try:
-                probe_folder(folder)
-            except OSError as exc:
-                raise OutputPathError(f"{flag}: cannot write to the folder {folder} ({exc.strerror or exc}); "
-                                      "choose a folder you can write to") from None
-            probed.add(key)
-
-
 def _print_error(exc: BaseException, debug: bool) -> None:
     if debug:
         import traceback
@@ -162,158 +48,8 @@ def _add_debug(parser, top: bool = False) -> None:
                         help="on an error, also print the Python traceback")
 
 
-def _fmt_time(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-
-
-class ProgressBar:
-    """One stderr line: iterations, current best loss, speed and ETA (redrawn in place on a terminal,
-    printed every 10% otherwise, e.g. in CI logs)."""
-
-    def __init__(self, total: int, stream=None, width: int = 24, enabled: bool = True):
-        self.total = max(1, int(total))
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.enabled = enabled
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.start = time.perf_counter()
-        self.last_draw = 0.0
-        self.last_decile = -1
-
-    def update(self, iteration: int, best: float) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        frac = min(1.0, iteration / self.total)
-        decile = int(frac * 10)
-        if self.tty and now - self.last_draw < 0.1 and iteration < self.total:
-            return
-        if not self.tty and decile == self.last_decile and iteration < self.total:
-            return
-        self.last_draw, self.last_decile = now, decile
-        elapsed = now - self.start
-        rate = elapsed / iteration if iteration else float("nan")
-        eta = rate * (self.total - iteration) if iteration else float("nan")
-        filled = int(round(frac * self.width))
-        bar = "#" * filled + "." * (self.width - filled)
-        line = (f"[{bar}] {iteration}/{self.total} {frac * 100:3.0f}% | best loss {best:.4f} | "
-                f"{rate:.2f} s/it | ETA {_fmt_time(eta)}")
-        if self.tty:
-            self.stream.write("\r" + line + "\x1b[K")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-# CLI groups of the settings' stages (clipasso.settings.STAGES), in --help order
-STAGE_TITLES = {"prepare": "picture on the canvas (framing, background removal)", "models": "models",
-                "place": "stroke placement (saliency and initialisation)",
-                "objective": "loss (geometric, semantic, text guidance, trace)",
-                "optimizer": "optimisation (and styled strokes)",
-                "select": "seeds, automatic abstraction and drawing order"}
-
-# Options that only mean something together with another: (needs, value or None for "given").
-NEEDS = {"max_strokes": ("auto_strokes", None), "abstraction_method": ("auto_strokes", None),
-         "start_strokes": ("abstraction_method", "grow"), "grow_iterations": ("abstraction_method", "grow"),
-         "min_gain": ("abstraction_method", "grow"), "prune_iterations": ("abstraction_method", "prune"),
-         "saliency_text": ("saliency", "clip-relevancy")}
-
-
-def needs_problem(args) -> Optional[str]:
-    """An option given without the one it needs (`NEEDS`), or None."""
-    from .settings import field_option
-
-    for name, (parent, value) in NEEDS.items():
-        mine = getattr(args, name, None)
-        if mine is None:
-            continue
-        flag = flag_of(name) + (f" {mine}" if field_option(name).choices is not None else "")
-        given = getattr(args, parent, None)
-        meta = field_option(parent).metavar or ""
-        if value is None:
-            if given is None:
-                return f"{flag} needs {flag_of(parent)} {meta}".rstrip()
-            continue
-        if parent == "abstraction_method":
-            if args.auto_strokes is None:
-                return f"{flag} needs {flag_of(parent)} {value} (with --auto-strokes FIDELITY)"
-            if (given or "prune") != value:
-                if value == "prune":
-                    return f"{flag} is for {flag_of(parent)} prune; growing uses --grow-iterations"
-                return f"{flag} needs {flag_of(parent)} {value}"
-        elif given != value:
-            return f"{flag} needs {flag_of(parent)} {value}"
-    return None
-
-
-def _preset_note(name: str) -> str:
-    from .settings import PRESETS
-
-    values = {p: PRESETS[p][name] for p in PRESETS}
-    if len(set(map(repr, values.values()))) == 1:
-        v = next(iter(values.values()))
-        return "" if v is None or isinstance(v, bool) else f" (default {v})"
-    return " (default: " + ", ".join(f"{p} {v}" for p, v in values.items()) + ")"
-
-
-def add_settings_arguments(parser) -> None:
-    """One CLI option per settings field (`clipasso.settings`), grouped by stage; every default is None so
-    that only what was given overrides the preset."""
-    from .settings import STAGES
-
-    for stage, cls in STAGES:
-        group = parser.add_argument_group(STAGE_TITLES[stage])
-        for f in dataclasses.fields(cls):
-            opt = f.metadata["option"]
-            if opt.flag == "":
-                continue
-            flag = flag_of(f.name)
-            help_text = (opt.off_help if f.default is True and opt.off_help else opt.help).replace("%", "%%") \
-                + ("" if f.default is True else _preset_note(f.name))
-            if opt.kind == "bool":
-                group.add_argument(flag, dest=f.name, action="store_const", const=not f.default, default=None,
-                                   help=help_text)
-                continue
-            kw = dict(dest=f.name, default=None, help=help_text)
-            if opt.metavar:
-                kw["metavar"] = opt.metavar
-            if opt.choices is not None:
-                kw["choices"] = list(opt.choices)
-            elif opt.kind in ("int", "float"):
-                kw["type"] = int if opt.kind == "int" else float
-            if f.name == "models_dir":
-                kw["action"] = "append"
-                kw["help"] += " (repeatable: all are searched, in order; $CLIPASSO_MODELS_DIR holds folders " \
-                              "separated by os.pathsep)"
-            group.add_argument(flag, **kw)
-
-
-def settings_overrides(args) -> dict:
-    """The settings fields given on the command line (`add_settings_arguments`), by name."""
-    from .settings import FIELD_STAGE
-
-    return {name: getattr(args, name) for name in FIELD_STAGE if getattr(args, name, None) is not None}
-
-
-def settings_from_args(args):
-    """The `SketchSettings` of a parsed command line, validated (messages name the flags)."""
-    from .settings import SketchSettings
-
-    return SketchSettings.from_preset(args.preset, **settings_overrides(args)).validate(label=flag_of)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from .settings import PRESET_HELP, PRESET_NAMES
+    from ..settings import PRESET_HELP, PRESET_NAMES
 
     parser = argparse.ArgumentParser(
         prog="clipasso", description="CLIPasso: turn a picture of an object into an abstract sketch of a few strokes.")
@@ -342,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--curve", metavar="OUT.json",
                      help="write the loss-versus-strokes curve (and the drawing order's prefix losses) as JSON")
     sk.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    from .report import add_report_parser
+    from ..report import add_report_parser
 
     add_report_parser(sub)
     _add_debug(sub.choices["report"])
@@ -364,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _download_weights(args) -> int:
-    from .models import MODELS_DIR_ENV, ModelConfigError, WeightsNotFoundError, download_weights
+    from ..models import MODELS_DIR_ENV, ModelConfigError, WeightsNotFoundError, download_weights
 
     folder = args.models_dir or (os.environ.get(MODELS_DIR_ENV, "").split(os.pathsep)[0] or None)
     if folder is not None:
@@ -381,7 +117,7 @@ def _download_weights(args) -> int:
             print(f"clipasso: error: {exc}", file=sys.stderr)
             failed += 1
     try:
-        from .matting import MattingError, MattingWeightsNotFoundError, find_weights, get_session
+        from ..prepare.matting import MattingError, MattingWeightsNotFoundError, find_weights, get_session
 
         have = find_weights(args.matting_model, folder)
         if have is None:
@@ -396,7 +132,7 @@ def _download_weights(args) -> int:
 
 def _folder_problem(folder: Path) -> Optional[str]:
     """Why files cannot be put in ``folder`` (created if missing), or None."""
-    from .atomic import probe_folder
+    from ..atomic import probe_folder
 
     if folder.exists() and not folder.is_dir():
         return "this is a file, not a folder; give a folder to put the weights in"
@@ -415,7 +151,7 @@ def _folder_problem(folder: Path) -> Optional[str]:
 def sketch_path_problem(args, out_svg: Path) -> Optional[str]:
     """The first problem with the input or an output path of `clipasso sketch`, or None."""
     if args.input is not None:
-        from .images import ImageError, check_image_path
+        from ..prepare.images import ImageError, check_image_path
 
         try:
             check_image_path(args.input)  # missing, a folder, a link loop, a name too long, ...
@@ -440,7 +176,7 @@ def sketch_path_problem(args, out_svg: Path) -> Optional[str]:
 def _sketch(args, settings) -> int:
     import torch
 
-    from .errors import ClipassoError
+    from ..errors import ClipassoError
 
     # every engine error derives from ClipassoError; torch and the OS raise the others
     errors = (ClipassoError, ValueError, FileNotFoundError, RuntimeError)
@@ -489,7 +225,7 @@ def _sketch(args, settings) -> int:
 
 
 def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
-    from .pipeline import sketch
+    from ..pipeline import sketch
 
     if (settings.auto_strokes is not None or settings.drawing_order) and not args.quiet:
         _log_stages_to_stderr()
@@ -543,7 +279,7 @@ def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
 
 def _log_stages_to_stderr() -> None:
     """Show the progress of automatic abstraction and drawing order (their loggers) on stderr."""
-    for name in ("clipasso.abstraction", "clipasso.order"):
+    for name in ("clipasso.post.abstraction", "clipasso.post.order"):
         logger = logging.getLogger(name)
         if not logger.handlers:
             handler = logging.StreamHandler(sys.stderr)
@@ -571,7 +307,7 @@ def _drawing_outputs(result, args) -> List[str]:
         pl = [float(v) for v in order.prefix_losses]
         lines.append(f"  drawing order: {order.order}; loss after 1 stroke {pl[1]:.4f}, after all "
                      f"{pl[-1]:.4f} (empty canvas {pl[0]:.4f})")
-        from .order import drawing_frames, frames_to_gif, write_animated_svg
+        from ..post.order import drawing_frames, frames_to_gif, write_animated_svg
 
         if args.gif:
             h, w = result.strokes.canvas
@@ -586,7 +322,7 @@ def _drawing_outputs(result, args) -> List[str]:
             data["abstraction"] = ab.to_dict()
         if order is not None:
             data["drawing_order"] = order.to_dict()
-        from .atomic import write_text_atomic
+        from ..atomic import write_text_atomic
 
         write_text_atomic(args.curve, json.dumps(data, indent=1))
         lines.append(f"  curve: {args.curve}")
@@ -616,7 +352,7 @@ def _dispatch(parser, args) -> int:
     if args.command == "download-weights":
         return _download_weights(args)
     if args.command == "report":
-        from .report import run_report_cli
+        from ..report import run_report_cli
 
         return run_report_cli(args)
     if args.command == "sketch":
@@ -638,7 +374,7 @@ def _dispatch(parser, args) -> int:
             parser.error("--text is empty; give a short description such as \"a cat, side view\"")
         if args.curve and args.auto_strokes is None and not args.drawing_order:
             parser.error("--curve needs --auto-strokes or --order (there is no curve to write otherwise)")
-        from .settings import SettingsError
+        from ..settings import SettingsError
 
         try:
             settings = settings_from_args(args)

@@ -21,11 +21,11 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
-from .errors import AbstractionError
-from .objective import objective_for
+from ..errors import AbstractionError
+from ..objective import objective_for
 from .select import single_sketch
-from .settings import OptimizeConfig
-from .strokes import Strokes
+from ..settings import OptimizeConfig
+from ..strokes import Strokes
 
 FRAME_CHUNK = 16  # frames rendered per batch
 
@@ -120,7 +120,7 @@ def drawing_frames(strokes: Strokes, size=None, include_blank: bool = True, back
     Frame k shows the first k strokes in the strokes' own order. size (H, W) renders at another size
     (vector: exact at any size).
     """
-    from .raster import render
+    from ..output.raster import render
 
     sketch = single_sketch(strokes, "drawing_frames")
     s = sketch.num_strokes
@@ -148,10 +148,10 @@ def animated_svg(strokes: Strokes, stroke_seconds: float = 0.4, hold_seconds: fl
 
     Each stroke is traced along its path in ``stroke_seconds``; the finished drawing stays
     ``hold_seconds`` before the animation starts again (``loop``) or for good. The file is
-    `clipasso.svg.to_svg`'s (same paths, widths, colours; ``svg_options`` go to it) with an
+    `clipasso.output.svg.to_svg`'s (same paths, widths, colours; ``svg_options`` go to it) with an
     ``<animate>`` in every path, so readers that ignore SMIL see the finished drawing.
     """
-    from .svg import to_svg
+    from ..output.svg import to_svg
 
     if not (stroke_seconds > 0 and hold_seconds >= 0):
         raise AbstractionError(f"stroke_seconds must be > 0 and hold_seconds >= 0; got {stroke_seconds}, {hold_seconds}")
@@ -193,7 +193,7 @@ def animated_svg(strokes: Strokes, stroke_seconds: float = 0.4, hold_seconds: fl
 
 def write_animated_svg(strokes: Strokes, path, **options) -> Path:
     path = Path(path)
-    from .atomic import write_text_atomic
+    from ..atomic import write_text_atomic
 
     write_text_atomic(path, animated_svg(strokes, **options))
     return path
@@ -201,7 +201,7 @@ def write_animated_svg(strokes: Strokes, path, **options) -> Path:
 
 def frames_to_gif(frames: torch.Tensor, path, frame_ms: int = 150, hold_ms: int = 1500, loop: bool = True) -> Path:
     """Write ``frames`` ``[N,3,H,W]`` (0..1) as an animated GIF; the last frame is held ``hold_ms``."""
-    from .images import to_pil
+    from ..prepare.images import to_pil
 
     if frames.ndim != 4 or frames.shape[0] == 0 or frames.shape[1] != 3:
         raise AbstractionError(f"frames must be [N,3,H,W] with N >= 1; got {tuple(frames.shape)}")
@@ -209,7 +209,7 @@ def frames_to_gif(frames: torch.Tensor, path, frame_ms: int = 150, hold_ms: int 
     durations = [int(frame_ms)] * (len(images) - 1) + [int(max(frame_ms, hold_ms))]
     path = Path(path)
     extra = {"loop": 0} if loop else {}
-    from .atomic import save_image_atomic
+    from ..atomic import save_image_atomic
 
     save_image_atomic(images[0], path, format="GIF", save_all=True, append_images=images[1:],
                       duration=durations, disposal=1, optimize=False, **extra)

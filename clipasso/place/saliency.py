@@ -22,9 +22,9 @@ work; non-square images keep their aspect ratio on a non-square patch grid.
 """
 from __future__ import annotations
 
-from .settings import DEFAULTS
+from ..settings import DEFAULTS
 
-from .errors import ClipassoError
+from ..errors import ClipassoError
 
 import logging
 import math
@@ -34,7 +34,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .xdog import image_chw
+from ..prepare.xdog import image_chw
 
 log = logging.getLogger(__name__)
 
@@ -429,7 +429,7 @@ def saliency_map(image, method: str = DEFAULT_METHOD, encoder=None, mask=None, t
         out = timm_attention_map(img, encoder, size)
     else:
         if encoder is None:
-            from .models import DEFAULT_SALIENCY_MODEL, load_clip
+            from ..models import DEFAULT_SALIENCY_MODEL, load_clip
 
             encoder = load_clip(DEFAULT_SALIENCY_MODEL, models_dir=models_dir, allow_download=allow_download)
         if text is not None and method == "clip-attention":

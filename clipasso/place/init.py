@@ -20,9 +20,9 @@ then the whole canvas, and finally repeats pixels - and says so with an `InitFal
 """
 from __future__ import annotations
 
-from .settings import DEFAULTS
+from ..settings import DEFAULTS
 
-from .errors import ClipassoError
+from ..errors import ClipassoError
 
 import logging
 import math
@@ -32,7 +32,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .strokes import DEFAULT_HALF_WIDTH, Strokes
+from ..strokes import DEFAULT_HALF_WIDTH, Strokes
 
 log = logging.getLogger(__name__)
 

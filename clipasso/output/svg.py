@@ -17,7 +17,7 @@ being dropped silently.
 """
 from __future__ import annotations
 
-from .errors import ClipassoError
+from ..errors import ClipassoError
 
 import json
 import math
@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .strokes import Strokes
+from ..strokes import Strokes
 
 SVG_NS = "http://www.w3.org/2000/svg"
 _DECIMALS = 4
@@ -43,7 +43,7 @@ MAX_SVG_BYTES = 8 * 1024 * 1024
 """Largest SVG `read_svg` accepts (file size, or the length of SVG text), in bytes: 8 MiB.
 
 Checked before the file is read. Every limit below is a module constant: a caller who really needs
-more can raise it (``clipasso.svg.MAX_SVG_BYTES = ...``) and accept the time and memory it costs."""
+more can raise it (``clipasso.output.svg.MAX_SVG_BYTES = ...``) and accept the time and memory it costs."""
 
 MAX_SVG_ELEMENTS = 20_000
 """Most XML elements (of any kind, ``<g>`` and ``<metadata>`` included) in one SVG; counted while the
@@ -152,7 +152,7 @@ def write_svg(strokes: Strokes, path, candidate: int = 0, **options) -> Path:
     text = to_svg(strokes, candidate, **options)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        from .atomic import write_text_atomic
+        from ..atomic import write_text_atomic
 
         write_text_atomic(path, text)  # a temporary file, then a rename: never a half-written SVG
     except OSError as exc:
@@ -333,10 +333,10 @@ class _Budget:
         self.total += n
         if self.element > MAX_PATH_SEGMENTS:
             raise SVGError(f"{where}: more than {MAX_PATH_SEGMENTS} cubic segments in one element, the limit "
-                           f"(clipasso.svg.MAX_PATH_SEGMENTS); {_SIMPLIFY}")
+                           f"(clipasso.output.svg.MAX_PATH_SEGMENTS); {_SIMPLIFY}")
         if self.total > MAX_TOTAL_SEGMENTS:
             raise SVGError(f"{where}: the SVG has more than {MAX_TOTAL_SEGMENTS} cubic segments in all, the limit "
-                           f"(clipasso.svg.MAX_TOTAL_SEGMENTS); {_SIMPLIFY}")
+                           f"(clipasso.output.svg.MAX_TOTAL_SEGMENTS); {_SIMPLIFY}")
 
 
 class _PathTokens:
@@ -513,7 +513,7 @@ def _mb(n: int) -> str:
 
 def _too_big(size: int, what: str) -> SVGError:
     return SVGError(f"{what} is {_mb(size)}, over the {_mb(MAX_SVG_BYTES)} limit for an SVG "
-                    f"(clipasso.svg.MAX_SVG_BYTES); {_SIMPLIFY}")
+                    f"(clipasso.output.svg.MAX_SVG_BYTES); {_SIMPLIFY}")
 
 
 def _source_text(source) -> str:
@@ -565,7 +565,7 @@ def _load_root(source) -> ET.Element:
     root = None
     step = 1 << 16
     too_many = SVGError(f"the SVG has more than {MAX_SVG_ELEMENTS} XML elements, the limit "
-                        f"(clipasso.svg.MAX_SVG_ELEMENTS); {_SIMPLIFY}")
+                        f"(clipasso.output.svg.MAX_SVG_ELEMENTS); {_SIMPLIFY}")
     try:
         # fed a slice at a time, counting elements as they open: a file with too many is refused
         # before its whole tree exists
@@ -595,7 +595,7 @@ _SIZE_HINT = f"each must be a finite number of pixels in (0, {MAX_CANVAS_SIDE}]"
 def _check_side(v: float, what: str, given: str):
     if not (math.isfinite(v) and 0 < v <= MAX_CANVAS_SIDE):
         raise SVGError(f"<svg>: {what} {given!r} gives a canvas side of {v:g} px; {_SIZE_HINT} "
-                       f"(clipasso.svg.MAX_CANVAS_SIDE); fix the SVG's viewBox, width and height, "
+                       f"(clipasso.output.svg.MAX_CANVAS_SIDE); fix the SVG's viewBox, width and height, "
                        f'e.g. viewBox="0 0 224 224"')
 
 
@@ -722,7 +722,7 @@ def read_svg(source, width: Optional[float] = None) -> Strokes:
             for part in _split(pts):
                 if len(found) >= MAX_STROKES:
                     raise SVGError(f"{where}: the SVG makes more than {MAX_STROKES} strokes, the limit "
-                                   f"(clipasso.svg.MAX_STROKES); {_SIMPLIFY}")
+                                   f"(clipasso.output.svg.MAX_STROKES); {_SIMPLIFY}")
                 found.append((part, half, (*stroke, alpha)))
 
     visit(root, {}, base, 1.0)

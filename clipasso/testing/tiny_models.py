@@ -4,7 +4,7 @@ Importable without pytest. The files are what a user with a custom model would p
 folder: an open_clip model config ``<name>.json`` beside ``<name>.safetensors``, so they are loaded
 by name through the real loader (`clipasso.models.load_clip(name, models_dir=folder)`).
 
-    from tests.tiny_models import write_tiny_models
+    from clipasso.testing.tiny_models import write_tiny_models
     paths = write_tiny_models("/tmp/models")   # {'rn': ..., 'vit': ..., 'rn_name': ..., ...}
 
 Both encoders take 224x224 input like the real ones. The ResNet is a CLIP ``ModifiedResNet``

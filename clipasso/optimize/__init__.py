@@ -22,10 +22,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import OptimizeError
-from .strokes import Strokes
+from ..errors import OptimizeError
+from ..strokes import Strokes
 
-from .settings import AUTO_RESEED_INTERVAL, LOSS_MODES, PRESETS, OptimizeConfig  # noqa: F401 - re-exported
+from ..settings import AUTO_RESEED_INTERVAL, LOSS_MODES, PRESETS, OptimizeConfig  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -48,13 +48,13 @@ class OptimizeResult:
 
 def _amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
     """`clipasso.objective.amp_dtype` (kept under its old name)."""
-    from .objective import amp_dtype
+    from ..objective import amp_dtype
 
     return amp_dtype(mode, device)
 
 
 def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, device):
-    """Widths and colours to draw with, optimised or fixed (`clipasso.style.StyleState`)."""
+    """Widths and colours to draw with, optimised or fixed (`clipasso.optimize.style.StyleState`)."""
     from .style import StyleError, StyleState, colors_from_image
 
     start = strokes
@@ -75,7 +75,7 @@ def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, de
 
 def build_loss(cfg: OptimizeConfig, encoder, target: torch.Tensor, device) -> "Objective":
     """The `clipasso.objective.Objective` of ``cfg`` for ``target`` (``[3,H,W]`` at the canvas size)."""
-    from .objective import Objective
+    from ..objective import Objective
 
     return Objective.build(cfg, encoder, target, device)
 
@@ -87,13 +87,13 @@ def reseed_collapsed(points: torch.Tensor, alphas: torch.Tensor, image: torch.Te
     sketch ``image`` [B,3,H,W] does not cover yet; returns how many strokes moved per candidate.
 
     points [B,S,P,2] (changed in place), alphas [B,S]. A moved stroke becomes a new CLIPasso squiggle
-    (`clipasso.init.random_walk`, as at the start) from a point drawn with probability proportional to the
+    (`clipasso.place.init.random_walk`, as at the start) from a point drawn with probability proportional to the
     missing ink (the reference minus the sketch's blurred ink; anywhere on the reference lines when
     nothing is missing). Its Adam moments are reset: the first moment to 0, the second to the mean
     of the other strokes' (steps of the usual size, without the bias-correction jump of a zero).
     """
-    from .init import DEFAULT_RADIUS, random_walk
-    from .losses import blur_ink, ink_of
+    from ..place.init import DEFAULT_RADIUS, random_walk
+    from ..objective.losses import blur_ink, ink_of
 
     b, s, p, _ = points.shape
     h, w = image.shape[-2:]
@@ -148,13 +148,13 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     (``optimize_width`` / ``optimize_opacity`` / ``optimize_color``, kept within their bounds).
     ``color_from_image`` starts every stroke with the target's colour under it; ``pen_width`` draws
     every stroke with that full width (and the output keeps it whatever was optimised); ``text``
-    adds the text-guidance term (`clipasso.text`).
+    adds the text-guidance term (`clipasso.objective.text`).
     """
-    from .raster import rasterize
+    from ..output.raster import rasterize
 
     if not isinstance(strokes, Strokes):
         raise OptimizeError(f"optimize() needs a Strokes value; got {type(strokes).__name__}")
-    from .objective import Objective
+    from ..objective import Objective
 
     cfg = (config or OptimizeConfig()).validate()
     h, w = strokes.canvas

@@ -5,8 +5,8 @@ from typing import Tuple
 
 import torch
 
-from .errors import AbstractionError
-from .strokes import StrokeError, Strokes
+from ..errors import AbstractionError
+from ..strokes import StrokeError, Strokes
 
 
 def select_best(strokes: Strokes) -> Tuple[Strokes, int]:

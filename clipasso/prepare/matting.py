@@ -22,9 +22,9 @@ the network; with a file on disk (the bundled one included) nothing touches the 
 """
 from __future__ import annotations
 
-from .settings import DEFAULTS
+from ..settings import DEFAULTS
 
-from .errors import ClipassoError
+from ..errors import ClipassoError
 
 import contextlib
 import logging
@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MATTING_MODEL = DEFAULTS["matting_model"]
 MODELS_DIR_ENV = "CLIPASSO_MODELS_DIR"  # the same variable clipasso.models reads for CLIP weights
-BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+BUNDLED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")  # clipasso/data
 # rembg sessions that take one image and return one mask, stored as "<name>.onnx"
-from .settings import MATTING_MODELS  # noqa: E402 - defined with the settings
+from ..settings import MATTING_MODELS  # noqa: E402 - defined with the settings
 
 
 class MattingError(ClipassoError, ValueError):
@@ -223,7 +223,7 @@ def remove_background(image, model: str = DEFAULT_MATTING_MODEL, threshold: floa
                       allow_download: bool = True, use_alpha: bool = True) -> Matting:
     """The object composited on white and its foreground mask, both at the input resolution.
 
-    image: anything `clipasso.images.as_rgb` accepts. threshold: mask cut on the model's 0..1
+    image: anything `clipasso.prepare.images.as_rgb` accepts. threshold: mask cut on the model's 0..1
     output. soft: return (and composite with) the soft mask instead of the binary one.
     models_dir: a folder or a list of folders searched first (see the module doc).
     use_alpha: an input that already carries transparency is its own mask (no model is run).

@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .strokes import StrokeError, Strokes
+from ..strokes import StrokeError, Strokes
 
 FLATNESS_TOL = 0.05   # px: max distance between a cubic and its polyline
 MAX_PIECE_PX = 6.0    # px: longer pieces have loose bounding boxes and waste tile work
@@ -505,7 +505,7 @@ def render(strokes: Strokes, size: Optional[Tuple[int, int]] = None, background:
             raise StrokeError(f"render size must be positive (height, width); got {size}")
     if strokes.num_candidates * h * w > MAX_RENDER_PIXELS:
         raise StrokeError(f"cannot render {strokes.num_candidates} x {h} x {w} pixels: over the limit of "
-                          f"{MAX_RENDER_PIXELS} pixels in all (clipasso.raster.MAX_RENDER_PIXELS); render a "
+                          f"{MAX_RENDER_PIXELS} pixels in all (clipasso.output.raster.MAX_RENDER_PIXELS); render a "
                           "smaller size or fewer candidates at a time")
     if (h, w) != strokes.canvas:
         strokes = strokes.scaled(h, w)

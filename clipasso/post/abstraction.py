@@ -27,7 +27,7 @@ methods. The grown strokes come out in the order they were added (a drawing orde
 """
 from __future__ import annotations
 
-from .settings import DEFAULT_FIDELITY, DEFAULTS
+from ..settings import DEFAULT_FIDELITY, DEFAULTS
 
 import dataclasses
 import json
@@ -40,13 +40,13 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from .init import DEFAULT_RADIUS
-from .errors import OptimizeError
-from .objective import EVAL_CHUNK, objective_for
-from .optimize import OptimizeConfig, optimize
+from ..place.init import DEFAULT_RADIUS
+from ..errors import OptimizeError
+from ..objective import EVAL_CHUNK, objective_for
+from ..optimize import OptimizeConfig, optimize
 from .select import single_sketch
-from .errors import AbstractionError
-from .strokes import Strokes
+from ..errors import AbstractionError
+from ..strokes import Strokes
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def ink_benefit(sketch: Strokes, target: torch.Tensor, encoder, config: Optional
     reach, so the map points at regions of missing ink, not at single noisy pixels. Works for every loss
     the optimiser has (CLIP, trace, both). ``pen``: RGB of the ink (default black).
     """
-    from .raster import render
+    from ..output.raster import render
 
     sketch = single_sketch(sketch, "ink_benefit")
     h, w = sketch.canvas
@@ -294,7 +294,7 @@ def _place_candidates(benefit: torch.Tensor, n: int, num_segments: int, gen: tor
                       prior: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``[n, 1+3k, 2]`` new strokes: CLIPasso squiggles started at the best pixel of ``benefit * prior``
     and at ``n - 1`` pixels drawn from its softmax (without replacement); uniform where the map is empty."""
-    from .init import random_walk, start_probabilities
+    from ..place.init import random_walk, start_probabilities
 
     h, w = benefit.shape
     m = benefit if prior is None else benefit * prior
@@ -422,7 +422,7 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
         n = new.shape[0]
         new_colors = color.view(1, 1, 4).expand(n, 1, 4)
         if cfg.color_from_image:  # each candidate takes the picture's colour under it, as the first strokes did
-            from .style import colors_from_image
+            from ..optimize.style import colors_from_image
 
             alone = Strokes(new.unsqueeze(1), torch.full((n, 1), half_width), new_colors.clone(), current.canvas)
             new_colors = colors_from_image(alone, target, background=cfg.background).colors.to(color.dtype)
