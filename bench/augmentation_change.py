@@ -44,7 +44,7 @@ def render_pts(p):
     return rasterize(p[None], init.widths[:1], init.colors[:1], 224, 224, (1.0, 1.0, 1.0))[0]
 
 def encoders():
-    from clipasso.testing.tiny_models import write_tiny_models, TINY_RN, _perturb_norms
+    from clipasso.testing.tiny_models import write_tiny_models, TINY_RN, perturb_norms
     from clipasso.models import load_clip, wrap_model
     import tempfile
     out = {"tiny": load_clip(TINY_RN, models_dir=write_tiny_models(tempfile.mkdtemp())["folder"], allow_download=False)}
@@ -52,7 +52,7 @@ def encoders():
         import open_clip
         torch.manual_seed(0)
         m = open_clip.create_model("RN101", pretrained=None)
-        _perturb_norms(m, 0)  # random BN scales (open_clip zero-inits some)
+        perturb_norms(m, 0)  # random BN scales (open_clip zero-inits some)
         bns = [x for x in m.visual.modules() if isinstance(x, torch.nn.BatchNorm2d)]
         for b in bns: b.reset_running_stats(); b.momentum = None
         names = ["astronaut", "chelsea", "coffee", "rocket", "cat", "immunohistochemistry", "hubble_deep_field", "motorcycle_left"]

@@ -4,8 +4,7 @@
     python bench/precision.py --pictures 6 --augs 4
     python bench/precision.py --table-only     # reprint the last saved table
 
-Why: `mixed_precision="auto"` picks the autocast dtype of the encoder on CUDA (`_amp_dtype` in
-clipasso/optimize.py). This script measures how far the gradient the optimiser follows moves when
+Why: `mixed_precision="auto"` picks the autocast dtype of the encoder on CUDA (`clipasso.objective.amp_dtype`). This script measures how far the gradient the optimiser follows moves when
 the RN101 runs in bf16 or fp16, so the default can be the cheaper dtype that still keeps the
 gradient's direction (cosine >= 0.995 with fp32 on every picture).
 
@@ -21,7 +20,7 @@ How, without a GPU or pretrained weights:
   script prints how different the pictures' embeddings are after that (mean pairwise cosine).
 - Loss: `clipasso.objective.losses.CLIPassoLoss` exactly as `clipasso.optimize.build_loss` builds it (RN101
   layer2 + layer3 + 0.1 semantic), with ``amp_dtype`` None / torch.bfloat16 / torch.float16, i.e.
-  what `_amp_dtype` returns on CUDA for "off" / "bf16" / "fp16". The training loss is taken over
+  what `clipasso.objective.amp_dtype` returns on CUDA for "off" / "bf16" / "fp16". The training loss is taken over
   1 clean + ``--augs`` augmented views with the same augmentation parameters for every dtype.
 - Precision on CPU: ``torch.autocast("cpu", dtype=...)`` for both bf16 and fp16 (CPU autocast
   supports float16 in this torch; convolutions and matmuls run in the low dtype through oneDNN,

@@ -101,7 +101,7 @@ def initial_strokes(target, mask, strokes: int, seeds, canvas: int = 224):
 def encoders(names, threads):
     """name -> ClipEncoder (or None for the trace loss)."""
     from clipasso.models import load_clip, wrap_model
-    from clipasso.testing.tiny_models import TINY_RN, _perturb_norms, write_tiny_models
+    from clipasso.testing.tiny_models import TINY_RN, perturb_norms, write_tiny_models
 
     out = {}
     if any(n in ("clip", "clip+trace") for n in names):
@@ -112,7 +112,7 @@ def encoders(names, threads):
 
         torch.manual_seed(0)
         model = open_clip.create_model("RN101", pretrained=None)
-        _perturb_norms(model, 0)
+        perturb_norms(model, 0)
         out["rn101"] = wrap_model(model, name="RN101", pretrained=None, source="random (BatchNorm recalibrated)")
     return out
 

@@ -164,9 +164,9 @@ def encoders(spec: dict, need_saliency: bool = False):
 
 def _amp(device):
     """The autocast dtype the optimiser uses on this device (bf16/fp16 on GPU, None = fp32 on CPU)."""
-    from clipasso.optimize import _amp_dtype
+    from clipasso.objective import amp_dtype
 
-    return _amp_dtype("auto", device)
+    return amp_dtype("auto", device)
 
 
 def _eval_cost(enc, target, image, device) -> float:

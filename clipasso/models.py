@@ -29,8 +29,6 @@ wrong with each file found, then every path looked at. Nothing is loaded or down
 """
 from __future__ import annotations
 
-from .errors import ClipassoError
-
 import glob
 import json
 import logging
@@ -51,6 +49,7 @@ HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin",
                    "pytorch_model.bin")
 MODELS_DIR_ENV = "CLIPASSO_MODELS_DIR"
 
+from .errors import ClipassoError
 from .settings import DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL  # noqa: E402
 
 PathLike = Union[str, os.PathLike]

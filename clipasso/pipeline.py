@@ -8,16 +8,13 @@
 """
 from __future__ import annotations
 
-from .settings import DEFAULTS
-
 import logging
-import math
 import os
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -28,6 +25,7 @@ from .optimize import OptimizeConfig, OptimizeResult, optimize
 from .post.select import select_best
 from .settings import SEED_SPACING, SketchSettings  # noqa: F401 - SEED_SPACING re-exported
 from .errors import PipelineError
+from .settings import DEFAULTS
 from .strokes import Strokes
 
 log = logging.getLogger(__name__)
@@ -124,14 +122,14 @@ def pick_device(device: str = "auto") -> torch.device:
         raise PipelineError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from exc
 
 
-def _shrink_early(image):
+def shrink_early(image):
     """Big files/arrays are shrunk with PIL before becoming float tensors (an 8000 px photo would
     otherwise cost gigabytes on the way to a 224 px target)."""
     return _shrink_early_scaled(image)[0]
 
 
 def _shrink_early_scaled(image):
-    """`_shrink_early` and the scale it applied (new long side / original long side; 1.0 if none)."""
+    """`shrink_early` and the scale it applied (new long side / original long side; 1.0 if none)."""
     from PIL import Image
 
     from .prepare.images import check_sketch_size, load_image_file, plain_mode

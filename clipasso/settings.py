@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from .errors import AbstractionError, OptimizeError, PipelineError
 
@@ -122,7 +122,9 @@ class Option:
                 return f"{label} must be above {self.low:g}{top}; got {value:g}"
             if self.low == 0:
                 return f"{label} must be 0 or more{top}; got {value:g}"
-            return f"{label} must be at least {self.low:g}{top}; got {value:g}"
+            if self.low in (0, 1) or self.high is None:
+                return f"{label} must be at least {self.low:g}{top}; got {value:g}"
+            return f"{label} must be between {self.low:g} and {self.high:g}{unit}; got {value:g}"
         return None
 
 

@@ -17,15 +17,14 @@ Conventions (same as diffvg as CLIPasso used it):
 """
 from __future__ import annotations
 
-from .settings import DEFAULTS
-
-from .errors import ClipassoError
-
 import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import torch
+
+from .errors import ClipassoError
+from .settings import DEFAULTS
 
 DEFAULT_HALF_WIDTH = DEFAULTS["width"]  # diffvg half-width CLIPasso used: a 3 px line
 

@@ -51,7 +51,7 @@ def _options(base):
 def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
     """Mixed precision only pays (and is only safe) on accelerators; CPUs always run fp32.
 
-    ``auto`` on CUDA is fp16, as the engine's default (clipasso.optimize._amp_dtype): measured in
+    ``auto`` on CUDA is fp16, as the engine's default (clipasso.objective.amp_dtype): measured in
     bench/precision.py, bf16 bends the RN101 loss gradient to a cosine of 0.990 with fp32, fp16 keeps
     0.9987. Other accelerators follow ComfyUI's own judgement of what they support.
     """
@@ -62,9 +62,9 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
     if precision == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
-        from clipasso.optimize import _amp_dtype
+        from clipasso.objective import amp_dtype
 
-        return _amp_dtype("auto", device)  # one rule for the engine and the node
+        return amp_dtype("auto", device)  # one rule for the engine and the node
     import comfy.model_management as mm
 
     if mm.should_use_fp16(device):

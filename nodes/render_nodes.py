@@ -1,7 +1,7 @@
 """Rasterize Strokes and Select Best Sketch."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Tuple
 
 from comfy_api.latest import io
 

@@ -7,7 +7,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from clipasso.optimize import _amp_dtype
+from clipasso.objective import amp_dtype
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "precision_cpu.json")
@@ -16,17 +16,17 @@ CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 
 def test_auto_is_fp16_on_cuda_and_fp32_on_cpu():
-    assert _amp_dtype("auto", CUDA) is torch.float16  # whether or not the GPU has bf16
-    assert _amp_dtype("auto", CPU) is None
-    assert _amp_dtype("auto", torch.device("cuda", 1)) is torch.float16
+    assert amp_dtype("auto", CUDA) is torch.float16  # whether or not the GPU has bf16
+    assert amp_dtype("auto", CPU) is None
+    assert amp_dtype("auto", torch.device("cuda", 1)) is torch.float16
 
 
 def test_explicit_choices_are_kept():
-    assert _amp_dtype("bf16", CUDA) is torch.bfloat16
-    assert _amp_dtype("fp16", CUDA) is torch.float16
-    assert _amp_dtype("off", CUDA) is None
-    assert _amp_dtype("off", CPU) is None
-    assert _amp_dtype("bf16", CPU) is torch.bfloat16
+    assert amp_dtype("bf16", CUDA) is torch.bfloat16
+    assert amp_dtype("fp16", CUDA) is torch.float16
+    assert amp_dtype("off", CUDA) is None
+    assert amp_dtype("off", CPU) is None
+    assert amp_dtype("bf16", CPU) is torch.bfloat16
 
 
 def test_the_rule_is_what_the_measurement_chose():
@@ -36,7 +36,7 @@ def test_the_rule_is_what_the_measurement_chose():
     assert data["suggested_cuda_auto"] == "fp16"
     assert s["fp16"]["min_cosine"] >= data["settings"]["threshold"] > s["bf16"]["min_cosine"]
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[data["suggested_cuda_auto"]]
-    assert _amp_dtype("auto", CUDA) is dtype
+    assert amp_dtype("auto", CUDA) is dtype
     from bench.precision import table
 
     text = table(data)

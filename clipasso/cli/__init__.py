@@ -1,22 +1,18 @@
 """Command line: ``clipasso sketch INPUT -o OUT.svg`` (see ``clipasso sketch --help``)."""
 from __future__ import annotations
 
-from ..errors import ClipassoError
-from ..output.paths import NAME_MAX, OutputPathError, check_output_paths  # noqa: F401 - re-exported
-from .options import (LIMITS, NEEDS, STAGE_TITLES, ProgressBar, _fmt_time, add_settings_arguments,  # noqa: F401
-                      flag_of, limit_problems, needs_problem, settings_from_args, settings_overrides)
-
 import argparse
-import dataclasses
 import json
 import logging
-import math
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional
+
+from ..output.paths import NAME_MAX, OutputPathError, check_output_paths  # noqa: F401 - re-exported (0.1 names)
+from .options import (LIMITS, ProgressBar, _fmt_time, add_settings_arguments, flag_of,  # noqa: F401 - re-exported
+                      limit_problems, needs_problem, settings_from_args, settings_overrides)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: stopped by SIGTERM after writing the best sketch so far

@@ -3,7 +3,6 @@ grouped by stage, the bounds table and the rules of options that need another; a
 `clipasso report` uses the same pieces."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys

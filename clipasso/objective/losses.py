@@ -22,16 +22,15 @@ candidate so that B candidates optimised in one batch behave like B separate run
 """
 from __future__ import annotations
 
-from ..settings import DEFAULTS
-
-from ..errors import ClipassoError
-
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from ..errors import ClipassoError
+from ..settings import DEFAULTS
 
 RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 DEFAULT_RESNET_WEIGHTS = {"layer2": 1.0, "layer3": 1.0}

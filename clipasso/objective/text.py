@@ -11,12 +11,12 @@ configs with a text_cfg); the tokenizer is the one open_clip pairs with the mode
 """
 from __future__ import annotations
 
-from ..errors import ClipassoError
-
 import logging
 from typing import Optional
 
 import torch
+
+from ..errors import ClipassoError
 
 
 class TextGuidanceError(ClipassoError, ValueError):

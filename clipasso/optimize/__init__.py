@@ -13,14 +13,12 @@ candidate with its loss and iteration.
 """
 from __future__ import annotations
 
-import math
 import time
 import warnings
-from dataclasses import dataclass, field, fields, replace
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import OptimizeError
 from ..strokes import Strokes
@@ -46,13 +44,6 @@ class OptimizeResult:
         return self.seconds / max(1, self.iterations_run)
 
 
-def _amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
-    """`clipasso.objective.amp_dtype` (kept under its old name)."""
-    from ..objective import amp_dtype
-
-    return amp_dtype(mode, device)
-
-
 def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, device):
     """Widths and colours to draw with, optimised or fixed (`clipasso.optimize.style.StyleState`)."""
     from .style import StyleError, StyleState, colors_from_image
@@ -73,7 +64,7 @@ def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, de
         raise OptimizeError(str(exc)) from None
 
 
-def build_loss(cfg: OptimizeConfig, encoder, target: torch.Tensor, device) -> "Objective":
+def build_loss(cfg: OptimizeConfig, encoder, target: torch.Tensor, device):
     """The `clipasso.objective.Objective` of ``cfg`` for ``target`` (``[3,H,W]`` at the canvas size)."""
     from ..objective import Objective
 

@@ -15,16 +15,14 @@ the output with one given width, as a plotter would.
 """
 from __future__ import annotations
 
-from ..settings import DEFAULTS
-
-from ..errors import ClipassoError
-
 import math
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import ClipassoError
+from ..settings import DEFAULTS
 from ..strokes import Strokes
 
 WIDTH_RANGE = DEFAULTS["width_range"]    # half-widths in canvas px: 1 to 8 px lines

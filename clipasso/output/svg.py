@@ -17,8 +17,6 @@ being dropped silently.
 """
 from __future__ import annotations
 
-from ..errors import ClipassoError
-
 import json
 import math
 import re
@@ -28,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ..errors import ClipassoError
 from ..strokes import Strokes
 
 SVG_NS = "http://www.w3.org/2000/svg"

@@ -20,10 +20,6 @@ then the whole canvas, and finally repeats pixels - and says so with an `InitFal
 """
 from __future__ import annotations
 
-from ..settings import DEFAULTS
-
-from ..errors import ClipassoError
-
 import logging
 import math
 import warnings
@@ -32,6 +28,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..errors import ClipassoError
+from ..settings import DEFAULTS
 from ..strokes import DEFAULT_HALF_WIDTH, Strokes
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,6 @@ work; non-square images keep their aspect ratio on a non-square patch grid.
 """
 from __future__ import annotations
 
-from ..settings import DEFAULTS
-
-from ..errors import ClipassoError
-
 import logging
 import math
 import numbers
@@ -34,7 +30,9 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from ..errors import ClipassoError
 from ..prepare.xdog import image_chw
+from ..settings import DEFAULTS
 
 log = logging.getLogger(__name__)
 

@@ -27,14 +27,11 @@ methods. The grown strokes come out in the order they were added (a drawing orde
 """
 from __future__ import annotations
 
-from ..settings import DEFAULT_FIDELITY, DEFAULTS
-
 import dataclasses
 import json
 import logging
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -44,6 +41,7 @@ from ..place.init import DEFAULT_RADIUS
 from ..errors import OptimizeError
 from ..objective import EVAL_CHUNK, objective_for
 from ..optimize import OptimizeConfig, optimize
+from ..settings import DEFAULT_FIDELITY, DEFAULTS
 from .select import single_sketch
 from ..errors import AbstractionError
 from ..strokes import Strokes

@@ -8,14 +8,14 @@ Every refusal is an `ImageError`, which the CLI prints as ``clipasso: error: ...
 """
 from __future__ import annotations
 
-from ..errors import ClipassoError
-
 import os
 from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..errors import ClipassoError
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000; larger inputs are refused rather than silently eating RAM
 MIN_SIDE = 8  # px: a picture narrower or shorter than this has nothing to sketch (prepare_target refuses it)

@@ -22,10 +22,6 @@ the network; with a file on disk (the bundled one included) nothing touches the 
 """
 from __future__ import annotations
 
-from ..settings import DEFAULTS
-
-from ..errors import ClipassoError
-
 import contextlib
 import logging
 import os
@@ -37,6 +33,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..errors import ClipassoError
+from ..settings import DEFAULTS
 from .images import alpha_of, as_rgb, to_pil
 
 log = logging.getLogger(__name__)

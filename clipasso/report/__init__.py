@@ -13,8 +13,6 @@ CLIP attention when a ViT checkpoint is given (``saliency_weights``), otherwise 
 """
 from __future__ import annotations
 
-from ..errors import ClipassoError
-
 import json
 import os
 import time
@@ -23,6 +21,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+
+from ..errors import ClipassoError
 
 DEFAULT_STROKES = (4, 8, 16, 32)
 
@@ -80,7 +80,7 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
     from .metrics import sketch_fidelity
     from ..optimize import OptimizeConfig, optimize
     from ..optimize import PRESETS
-    from ..pipeline import _shrink_early, prepare_target, to_picture_frame
+    from ..pipeline import shrink_early, prepare_target, to_picture_frame
     from ..output.raster import render
     from ..place.saliency import saliency_map
     from ..post.select import select_best
@@ -88,7 +88,7 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
 
     t0 = time.perf_counter()
     original = image  # prepare_target measures fix-scale's margin in the input's own pixels
-    image = _shrink_early(image)
+    image = shrink_early(image)
     shown = as_rgb(image)
     framing = PRESETS[preset].get("framing", "pad") if framing is None else framing
     target, mask = prepare_target(original, canvas, background_removal=background_removal, models_dir=models_dir,

@@ -17,13 +17,13 @@ scikit-image.
 """
 from __future__ import annotations
 
-from ..errors import ClipassoError
-
 import math
 from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
+
+from ..errors import ClipassoError
 
 METRIC_SIZE = 224
 DEFAULT_TOLERANCE = 3.0

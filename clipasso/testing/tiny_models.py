@@ -48,7 +48,7 @@ def _save(name: str, cfg: dict, folder: Path, seed: int, file_stem: str = None) 
 
     torch.manual_seed(seed)
     model = open_clip.CLIP(**cfg)
-    _perturb_norms(model, seed)
+    perturb_norms(model, seed)
     stem = file_stem or name
     cfg_path = folder / f"{stem}.json"
     w_path = folder / f"{stem}.safetensors"
@@ -58,7 +58,7 @@ def _save(name: str, cfg: dict, folder: Path, seed: int, file_stem: str = None) 
     return {"config": str(cfg_path), "weights": str(w_path)}
 
 
-def _perturb_norms(model, seed: int) -> None:
+def perturb_norms(model, seed: int) -> None:
     """open_clip zero-initialises some BatchNorm scales (last BN of each block); give every norm a
     random non-trivial scale so all features respond to the input as in a trained network."""
     import torch
