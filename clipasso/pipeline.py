@@ -1,31 +1,33 @@
-"""Image in, sketch out: the whole CLIPasso pipeline as one call (used by the CLI and tests).
+"""Image in, sketch out: the whole CLIPasso pipeline as one call (used by the CLI, the one-box node, tests).
 
-    load -> alpha over white -> background removal (rembg, or the input's own alpha) -> framing on
-    the square canvas (``framing``: "stretch", the original's default; "fix-scale", its fix_scale=1;
-    "pad", a white square with a small margin) -> saliency (ViT CLS attention) and XDoG ink map ->
-    stroke initialisation per seed -> batched optimisation of all seeds -> best-of-N selection ->
-    abstraction / drawing order (optional) -> a stretched sketch mapped back to the picture's shape.
+The stages in order, each a call into its folder:
+
+    prepare    picture -> square target and object mask (prepare.target: matting, framing)
+    place      saliency map and XDoG ink map -> starting strokes per seed (place.saliency, place.init)
+    objective  one loss object for the target (objective.Objective)
+    optimize   all seeds as one batch (optimize.optimize)
+    post       best of N (post.select), automatic abstraction, drawing order (post.abstraction, post.order)
+    output     a stretched sketch mapped back to the picture's shape; SVG / PNG (output)
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-import numpy as np
 import torch
 
-from .prepare.images import FRAMINGS, ImageError, alpha_of, as_rgb, aspect_canvas, check_sketch_size, frame_square
-from .models import DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, load_clip
+from .errors import PipelineError
+from .models import DEFAULT_SALIENCY_MODEL, load_clip
 from .optimize import OptimizeConfig, OptimizeResult, optimize
 from .post.select import select_best
-from .settings import SEED_SPACING, SketchSettings  # noqa: F401 - SEED_SPACING re-exported
-from .errors import PipelineError
-from .settings import DEFAULTS
+from .prepare.images import FRAMINGS  # noqa: F401 - re-exported
+from .prepare.target import (WORK_MAX_SIDE, _prepare, check_framing, prepare_target,  # noqa: F401 - re-exported
+                             shrink_early, to_picture_frame)
+from .settings import DEFAULTS, SEED_SPACING, SketchSettings  # noqa: F401 - SEED_SPACING re-exported
 from .strokes import Strokes
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,6 @@ order_log = logging.getLogger("clipasso.post.order")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 EXAMPLE_IMAGE = DATA_DIR / "example.jpg"
-WORK_MAX_SIDE = 1024     # inputs are shrunk to this before matting; the sketch is made at 224 anyway
 SALIENCY_METHODS_WITH_CLIP = ("clip-attention", "clip-relevancy")
 
 
@@ -120,125 +121,6 @@ def pick_device(device: str = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError as exc:
         raise PipelineError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from exc
-
-
-def shrink_early(image):
-    """Big files/arrays are shrunk with PIL before becoming float tensors (an 8000 px photo would
-    otherwise cost gigabytes on the way to a 224 px target)."""
-    return _shrink_early_scaled(image)[0]
-
-
-def _shrink_early_scaled(image):
-    """`shrink_early` and the scale it applied (new long side / original long side; 1.0 if none)."""
-    from PIL import Image
-
-    from .prepare.images import check_sketch_size, load_image_file, plain_mode
-
-    if isinstance(image, (str, bytes, os.PathLike)):
-        image = load_image_file(image)
-    scale = 1.0
-    if isinstance(image, Image.Image):
-        check_sketch_size(image.height, image.width)  # before any shrinking: the picture's own size
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3) \
-            and max(image.shape[:2]) > WORK_MAX_SIDE and (image.ndim == 2 or image.shape[2] in (1, 3, 4)):
-        check_sketch_size(*image.shape[:2])
-        arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
-        image = Image.fromarray(arr)
-    if isinstance(image, Image.Image) and max(image.size) > WORK_MAX_SIDE:
-        before = max(image.size)
-        image = plain_mode(image)  # 16-bit, palette, CMYK, ... -> L/LA/RGB/RGBA/F, transparency kept
-        image = image.copy()
-        image.thumbnail((WORK_MAX_SIDE, WORK_MAX_SIDE), Image.LANCZOS)
-        scale = max(image.size) / before
-    return image, scale
-
-
-def check_framing(framing: str) -> str:
-    if framing not in FRAMINGS:
-        raise PipelineError(f"framing must be one of {', '.join(FRAMINGS)} (stretch is the original's default, "
-                            f"fix-scale its fix_scale=1, pad a square with a small margin); got {framing!r}")
-    return framing
-
-
-def to_picture_frame(strokes: Strokes, height: int, width: int, framing: str) -> Strokes:
-    """Strokes optimised on the square canvas -> the input picture's frame.
-
-    Only "stretch" changes anything, and only for a non-square ``height`` x ``width`` input: the
-    stretch is undone by scaling x and y apart, so the drawing has the picture's aspect ratio with its
-    long side = the canvas side. Pen widths are kept (CLIPasso's 3 px line stays 3 px).
-    """
-    if framing != "stretch" or height == width:
-        return strokes
-    h, w = aspect_canvas(height, width, max(strokes.canvas))
-    sy, sx = h / strokes.height, w / strokes.width
-    return strokes.replace(points=strokes.points * strokes.points.new_tensor([sx, sy]), canvas=(h, w))
-
-
-def prepare_target(image, canvas: int = DEFAULTS["canvas"], background_removal: bool = True,
-                   matting_model: str = DEFAULTS["matting_model"],
-                   models_dir=None, allow_download: bool = True, notes: Optional[List[str]] = None,
-                   framing: str = "pad"):
-    """(target [3,canvas,canvas] on white, mask [canvas,canvas] or None) from any input image.
-
-    framing (`clipasso.prepare.images.FRAMINGS`): "stretch" resizes straight to the square (a non-square
-    picture is stretched, as the original's default fix_scale=0 did); "fix-scale" pads to a white
-    square of side max(H, W) + 20 input pixels first (the original's fix_scale=1); "pad" (the default
-    here, for the nodes and benchmarks) pads with a margin of 10 px at 224. All resize with torch's
-    antialiased bicubic filter (PIL-like; the original used PIL's bicubic); the mask bilinearly, cut at 0.5.
-    models_dir: a folder or a list, searched for the matting model before $CLIPASSO_MODELS_DIR.
-    """
-    target, mask, _ = _prepare(image, canvas, background_removal, matting_model, models_dir, allow_download,
-                               notes, framing)
-    return target, mask
-
-
-def _prepare(image, canvas, background_removal, matting_model, models_dir, allow_download, notes, framing):
-    """prepare_target plus the input picture's (height, width), to map a stretched sketch back."""
-    check_framing(framing)
-    notes = notes if notes is not None else []
-    image, scale = _shrink_early_scaled(image)
-    rgb = as_rgb(image)  # alpha over white; clear errors for empty / NaN / odd channels
-    h, w = rgb.shape[-2:]
-    if scale == 1.0:  # not shrunk above: these are the picture's own sides
-        check_sketch_size(h, w)
-    if max(h, w) > WORK_MAX_SIDE:  # tensors and float arrays
-        s = WORK_MAX_SIDE / max(h, w)
-        scale *= s
-        rgb = torch.nn.functional.interpolate(rgb.unsqueeze(0), size=(max(1, round(h * s)), max(1, round(w * s))),
-                                              mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
-        h, w = rgb.shape[-2:]
-    alpha = None
-    try:
-        alpha = alpha_of(image)
-    except Exception:  # noqa: BLE001 - an odd alpha channel is simply not used
-        alpha = None
-    mask = None
-    if alpha is not None and tuple(alpha.shape) != (h, w):
-        alpha = torch.nn.functional.interpolate(alpha[None, None].float(), size=(h, w), mode="bilinear",
-                                                align_corners=False)[0, 0]
-    if alpha is not None and not bool((alpha >= 0.5).any()):
-        raise ImageError(f"the image is fully transparent (no pixel of its {w}x{h} has alpha 0.5 or more): there "
-                         "is nothing to sketch; give a picture whose object is visible, or remove its alpha channel")
-    if alpha is not None and float(alpha.min()) < 1.0:
-        mask = (alpha >= 0.5).float()
-        rgb = rgb * mask + (1 - mask)
-        notes.append("the input's transparency was used as the object mask (no matting model run)")
-    elif background_removal:
-        from .prepare.matting import remove_background
-
-        mat = remove_background(rgb, model=matting_model, models_dir=models_dir,
-                                allow_download=allow_download)
-        rgb, mask = mat.image, mat.mask
-        if not mat.found:
-            notes.append("background removal found no object; the whole image was used")
-            mask = None
-    target = frame_square(rgb, canvas, framing, fill=1.0, input_scale=scale)
-    if mask is not None:
-        mask = frame_square(mask[None], canvas, framing, fill=0.0, mode="bilinear", input_scale=scale)[0]
-        mask = (mask >= 0.5).float()
-        if not bool(mask.any()):
-            mask = None
-    return target, mask, (int(h), int(w))
 
 
 def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: Optional[Callable] = None,

@@ -13,7 +13,7 @@ from comfy_api.latest import io
 
 from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, check_interrupted, chw_to_images,
                      free_memory, images_to_chw, picture_on_canvas, strokes_or_error)
-from clipasso.settings import ABSTRACTION_METHODS, DEFAULT_FIDELITY
+from clipasso.settings import DEFAULT_FIDELITY
 
 from .inputs import NODE_PRESET, loop_config, loop_inputs, preset_input, setting_input, widget_default
 from .render_nodes import render_to_comfy
@@ -112,27 +112,17 @@ class AutoAbstraction(io.ComfyNode):
     def execute(cls, models=None, image=None, strokes=None, fidelity=DEFAULT_FIDELITY, full_curve=False,
                 preset=NODE_PRESET, method=None, start_strokes=0, max_strokes=None, **widgets):
         import comfy.utils
-        from clipasso.post.abstraction import auto_abstract, grow_abstract
+        from clipasso.post.abstraction import auto_abstract, check_method, grow_abstract
         from clipasso.output.plots import abstraction_chart
 
         strokes = strokes_or_error(strokes)
-        method = method or widget_default("method")
-        if method not in ABSTRACTION_METHODS:
-            raise NodeInputError(f"method must be one of {', '.join(ABSTRACTION_METHODS)}; got {method!r}")
+        method = check_method(method or widget_default("method"))
         max_strokes = 2 * widget_default("strokes") if max_strokes is None else max_strokes
         prune_iterations = widgets.pop("prune_iterations", widget_default("prune_iterations"))
         grow_iterations = widgets.pop("grow_iterations", widget_default("grow_iterations"))
         min_gain = widgets.pop("min_gain", widget_default("min_gain"))
-        first = None if int(start_strokes) <= 0 else int(start_strokes)
-        if method == "grow":
-            begin = strokes.num_strokes if first is None else first
-            if first is not None and first > strokes.num_strokes:
-                raise NodeInputError(f"start_strokes is {first} but the connected sketch has only "
-                                     f"{strokes.num_strokes} strokes; lower it (0 = all of them)")
-            if int(max_strokes) <= begin:
-                raise NodeInputError(f"max_strokes ({int(max_strokes)}) must be larger than the {begin} strokes "
-                                     "growing starts from; raise max_strokes, lower start_strokes, or connect a "
-                                     "sketch with fewer strokes")
+        first = None if int(start_strokes) <= 0 else int(start_strokes)  # 0: all the connected strokes
+        begin = strokes.num_strokes if first is None else min(first, strokes.num_strokes)
         encoder, device, config = loop_config(models, preset, **widgets)
         if method == "grow":
             bar = comfy.utils.ProgressBar(max(1, int(max_strokes) - begin))

@@ -121,11 +121,6 @@ def picture_on_canvas(picture: torch.Tensor, side: int, framing: str = "pad") ->
     return prepare_target(picture, canvas=int(side), background_removal=False, framing=framing)[0]
 
 
-def map_on_canvas(m: torch.Tensor, side: int, framing: str = "pad") -> torch.Tensor:
-    """[H,W] map (saliency, mask) -> the same square geometry as `picture_on_canvas`, 0 outside."""
-    return cimages.frame_square(m[None].float(), int(side), framing, fill=0.0, mode="bilinear")[0]
-
-
 # --------------------------------------------------------------------------- colours
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")

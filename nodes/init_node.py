@@ -6,8 +6,7 @@ import warnings
 import torch
 from comfy_api.latest import io
 
-from .common import (CATEGORY, NodeInputError, SketchStrokes, images_to_chw, map_on_canvas, masks_to_hw,
-                     picture_on_canvas)
+from .common import CATEGORY, NodeInputError, SketchStrokes, images_to_chw, masks_to_hw
 from .inputs import setting_input, settings_overrides
 
 
@@ -45,38 +44,19 @@ class InitializeStrokes(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, saliency=None, mask=None, **widgets):
-        from clipasso.place.init import initialize_strokes
+        from clipasso.place.init import place_strokes
         from clipasso.settings import SettingsError, SketchSettings
-        from clipasso.strokes import Strokes
-        from clipasso.prepare.xdog import xdog_edges
 
         try:
-            s = SketchSettings().replace(**settings_overrides(**widgets)).validate()
+            settings = SketchSettings().replace(**settings_overrides(**widgets)).validate()
         except SettingsError as exc:
             raise NodeInputError(str(exc)) from None
-
         pictures = images_to_chw(image)
         size = tuple(pictures[0].shape[-2:])
-        sal_maps = masks_to_hw(saliency, len(pictures), size, "saliency")
-        obj_masks = masks_to_hw(mask, len(pictures), size, "mask")
-        # the same seeds as the one-box node and the CLI: seed, seed+1000, ... (as the original ran them)
-        seed_list = list(s.seed_list())
-        side = int(s.canvas)
-        parts = []
         with torch.inference_mode(False), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the engine logs its fallbacks; ComfyUI shows logs, not warnings
-            for index, (pic, sal, msk) in enumerate(zip(pictures, sal_maps, obj_masks)):
-                pic_sq = picture_on_canvas(pic, side)
-                edges = xdog_edges(pic_sq) if s.use_edges else None
-                part = initialize_strokes(
-                    (side, side), int(s.strokes), seed_list,
-                    saliency=None if sal is None else map_on_canvas(sal, side),
-                    edges=edges,
-                    mask=None if msk is None else map_on_canvas(msk, side),
-                    temperature=float(s.temperature), num_segments=int(s.num_segments), width=float(s.width),
-                    use_edges=bool(s.use_edges))
-                parts.append(part.replace(pictures=(index,) * part.num_candidates))  # which picture each sketches
-            result = Strokes.concat(parts).cpu()
+            result = place_strokes(pictures, settings, masks_to_hw(saliency, len(pictures), size, "saliency"),
+                                   masks_to_hw(mask, len(pictures), size, "mask")).cpu()
         return io.NodeOutput(result)
 
 

@@ -13,13 +13,11 @@ downstream, nothing is saved), the preview is only to look at.
 from __future__ import annotations
 
 import gc
-from typing import List
-
 import torch
 from comfy_api.latest import io
 
 from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, check_interrupted,
-                     compute_device, free_memory, images_to_chw, models_dirs, picture_on_canvas,
+                     compute_device, free_memory, images_to_chw, models_dirs,
                      strokes_or_error)
 from .inputs import LOOP_WIDGETS, loop_config, loop_inputs, preset_input, setting_input, settings_overrides
 from .render_nodes import render_to_comfy
@@ -91,18 +89,6 @@ def _discard_cancelled(progress: "_Progress", best) -> None:
     check_interrupted()  # clears the flag and raises InterruptProcessingException
 
 
-def _picture_groups(strokes, pictures: int) -> List[List[int]]:
-    """Which candidates belong to which target picture (the strokes' picture index, from Initialize Strokes)."""
-    if pictures == 1:
-        return [list(range(strokes.num_candidates))]
-    groups = strokes.picture_groups()
-    if strokes.pictures is not None and len(groups) == pictures:
-        return groups
-    have = "carry no picture index" if strokes.pictures is None else f"belong to {len(groups)} picture(s)"
-    raise NodeInputError(f"the {strokes.num_candidates} candidates {have}, but 'image' holds {pictures} pictures; "
-                         "give the same picture batch to Initialize Strokes and Optimize Sketch")
-
-
 class OptimizeSketch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -140,8 +126,7 @@ class OptimizeSketch(io.ComfyNode):
 
     @classmethod
     def execute(cls, models=None, image=None, strokes=None, preset="fast", **widgets):
-        from clipasso.optimize import optimize
-        from clipasso.strokes import Strokes
+        from clipasso.optimize import optimize_pictures
 
         strokes = strokes_or_error(strokes)
         encoder, device, config = loop_config(models, preset, **widgets)
@@ -149,23 +134,13 @@ class OptimizeSketch(io.ComfyNode):
         def run_all(progress):
             with torch.inference_mode(False), torch.enable_grad():
                 pictures = images_to_chw(image)
-                groups = _picture_groups(strokes, len(pictures))
-                start = strokes.detach()  # fresh, autograd-capable copies
-                progress.total = max(1, config.iterations * len(groups))
-                progress.bar.total = progress.total
-                results = []
-                for i, (pic, group) in enumerate(zip(pictures, groups)):
-                    if cancel_requested():
-                        break
+                progress.total = progress.bar.total = max(1, config.iterations * len(pictures))
+
+                def next_picture(i):
                     progress.offset = i * config.iterations
-                    target = picture_on_canvas(pic, start.height)
-                    if start.height != start.width:
-                        raise NodeInputError(f"the strokes' canvas is {start.height}x{start.width}; CLIPasso "
-                                             "optimises on a square canvas")
-                    run = optimize(start.select(group), target, encoder, config, callback=progress.callback,
-                                   should_stop=_stop_when_cancelled, device=device)
-                    results.append(run.strokes)
-                return Strokes.concat(results).cpu() if results else None
+
+                return optimize_pictures(strokes, pictures, encoder, config, callback=progress.callback,
+                                         should_stop=_stop_when_cancelled, device=device, on_picture=next_picture)
 
         progress = _Progress(config.iterations)
         best = None

@@ -133,7 +133,7 @@ def test_auto_abstraction_node_grows(N):
     assert not strokes.points.is_inference()
     with pytest.raises(ValueError, match=r"max_strokes \(1\) must be larger than the 1 strokes"):
         run(N["CLIPassoAutoAbstraction"], fidelity=0.8, **dict(kw, max_strokes=1))
-    with pytest.raises(ValueError, match="start_strokes is 3 but the connected sketch has only 1"):
+    with pytest.raises(ValueError, match="start_strokes is 3 but the starting sketch has only 1"):
         run(N["CLIPassoAutoAbstraction"], fidelity=0.8, **dict(kw, start_strokes=3))
 
 

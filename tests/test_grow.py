@@ -142,7 +142,7 @@ def test_growing_through_the_clip_loss(tiny_rn):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(max_strokes=1), "max_strokes must be a whole number >= 2"),
+    (dict(max_strokes=1), r"max_strokes \(1\) must be larger than the 1 strokes"),
     (dict(max_strokes=2, start_strokes=2), "start_strokes is 2 but the starting sketch has only 1"),
     (dict(grow_iterations=-1), "grow_iterations must be a whole number >= 0"),
     (dict(candidates=0), "candidates must be a whole number >= 1"),

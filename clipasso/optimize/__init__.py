@@ -278,4 +278,47 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
                           train_losses=torch.stack(train_hist) if train_hist else torch.zeros(0, b))
 
 
-__all__ = ["optimize", "reseed_collapsed", "OptimizeConfig", "OptimizeResult", "OptimizeError", "PRESETS", "LOSS_MODES"]
+
+
+def optimize_pictures(strokes: Strokes, pictures: Sequence[torch.Tensor], encoder, config: Optional[OptimizeConfig] = None,
+                      callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
+                      device=None, on_picture: Optional[Callable[[int], None]] = None) -> Optional[Strokes]:
+    """Optimise the candidates of each picture against that picture (the Optimize Sketch node's call).
+
+    pictures: ``[3,H,W]`` images; each is framed on the strokes' square canvas with a white margin
+    (`clipasso.prepare.target.prepare_target`, framing "pad", matting off). The candidates of picture i
+    are those whose ``strokes.pictures`` index is i (Initialize Strokes sets it); with one picture all
+    of them. ``on_picture(i)`` is called before picture i; ``should_stop`` is also checked between
+    pictures. Returns every candidate's best state, picture after picture (None if stopped before the
+    first picture)."""
+    from ..prepare.target import prepare_target
+
+    if not isinstance(strokes, Strokes):
+        raise OptimizeError(f"optimize_pictures() needs a Strokes value; got {type(strokes).__name__}")
+    if strokes.height != strokes.width:
+        raise OptimizeError(f"the strokes' canvas is {strokes.height}x{strokes.width}; CLIPasso optimises on a "
+                            "square canvas")
+    n = len(pictures)
+    if n == 1:
+        groups = [list(range(strokes.num_candidates))]
+    else:
+        groups = strokes.picture_groups()
+        if strokes.pictures is None or len(groups) != n:
+            have = "carry no picture index" if strokes.pictures is None else f"belong to {len(groups)} picture(s)"
+            raise OptimizeError(f"the {strokes.num_candidates} candidates {have}, but there are {n} pictures; "
+                                "initialise the strokes from the same picture batch (Initialize Strokes)")
+    start = strokes.detach()  # fresh, autograd-capable copies
+    results = []
+    for i, (picture, group) in enumerate(zip(pictures, groups)):
+        if should_stop is not None and should_stop():
+            break
+        if on_picture is not None:
+            on_picture(i)
+        target = prepare_target(picture, canvas=start.height, background_removal=False, framing="pad")[0]
+        run = optimize(start.select(group), target, encoder, config, callback=callback, should_stop=should_stop,
+                       device=device)
+        results.append(run.strokes)
+    return Strokes.concat(results).cpu() if results else None
+
+
+__all__ = ["optimize", "optimize_pictures", "reseed_collapsed", "OptimizeConfig", "OptimizeResult", "OptimizeError", "PRESETS", "LOSS_MODES"]

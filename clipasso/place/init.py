@@ -261,3 +261,38 @@ def initialize_strokes(canvas: Tuple[int, int], num_strokes: int, seeds: Union[i
 
 __all__ = ["initialize_strokes", "sampling_map", "start_probabilities", "sample_start_pixels",
            "random_walk", "InitError", "InitFallbackWarning", "DEFAULT_TEMPERATURE", "DEFAULT_RADIUS"]
+
+
+def place_strokes(pictures, settings, saliency=None, masks=None, framing: str = "pad") -> Strokes:
+    """Starting strokes for a batch of pictures: each picture framed on the settings' square canvas
+    (`clipasso.prepare.target.prepare_target`, matting off), its XDoG ink map when ``use_edges``, its
+    saliency map and object mask (``[H,W]`` per picture, or None) framed the same way; one candidate
+    per seed (``settings.seed_list()``), picture after picture, each carrying its picture index.
+
+    pictures: a list of ``[3,H,W]`` images; settings: a `clipasso.settings.SketchSettings` (strokes,
+    seeds, seed, temperature, num_segments, width, use_edges, canvas)."""
+    from ..prepare.images import frame_square
+    from ..prepare.target import prepare_target
+    from ..prepare.xdog import xdog_edges
+
+    side = int(settings.canvas)
+    seeds = list(settings.seed_list())
+    saliency = list(saliency) if saliency is not None else [None] * len(pictures)
+    masks = list(masks) if masks is not None else [None] * len(pictures)
+    if not (len(pictures) == len(saliency) == len(masks)) or not pictures:
+        raise InitError(f"need one saliency map and one mask (or None) per picture; got {len(pictures)} "
+                        f"picture(s), {len(saliency)} map(s), {len(masks)} mask(s)")
+
+    def framed(m):
+        return None if m is None else frame_square(m[None].float(), side, framing, fill=0.0, mode="bilinear")[0]
+
+    parts = []
+    for index, (picture, sal, mask) in enumerate(zip(pictures, saliency, masks)):
+        target = prepare_target(picture, canvas=side, background_removal=False, framing=framing)[0]
+        edges = xdog_edges(target) if settings.use_edges else None
+        part = initialize_strokes((side, side), int(settings.strokes), seeds, saliency=framed(sal), edges=edges,
+                                  mask=framed(mask), temperature=float(settings.temperature),
+                                  num_segments=int(settings.num_segments), width=float(settings.width),
+                                  use_edges=bool(settings.use_edges))
+        parts.append(part.replace(pictures=(index,) * part.num_candidates))
+    return Strokes.concat(parts)

@@ -372,8 +372,8 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
                                    "strokes; ask for fewer or give a sketch with more")
         sketch = drop_strokes(sketch, range(start_strokes))
     k0 = sketch.num_strokes
-    _check_whole("max_strokes", max_strokes, 2, "the most strokes growing may reach")
-    if max_strokes <= k0:
+    _check_whole("max_strokes", max_strokes, 1, "the most strokes growing may reach")
+    if max_strokes <= k0:  # (k0 >= 1, so max_strokes >= 2 from here on)
         raise AbstractionError(f"max_strokes ({max_strokes}) must be larger than the {k0} strokes growing starts "
                                "from; raise max_strokes or start from fewer strokes")
     _check_whole("grow_iterations", grow_iterations, 0, "optimisation steps after each added stroke")
