@@ -1,4 +1,9 @@
-"""The CLIPasso nodes for ComfyUI (V3 schema), one module per node family.
+"""The CLIPasso nodes for ComfyUI (V3 schema), one module per stage (clipasso's folders):
+
+    models (Load CLIPasso Models), prepare (Remove Background), place (ViT Saliency, Initialize Strokes),
+    optimize (Optimize Sketch), post (Select Best, Auto Abstraction, Drawing Order), output (Rasterize,
+    Save SVG, Load SVG), pipeline (the one-box CLIPasso Sketch); inputs generated from the settings in
+    `inputs`, shared conversions in `common`.
 
 Every node id starts with ``CLIPasso`` and lives in the ``CLIPasso`` category. The nodes are thin:
 they convert ComfyUI tensors, report progress, honour Cancel and hand over to the engine in
@@ -10,14 +15,11 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import init_node, matting_node, models_node, optimize_nodes, render_nodes, saliency_node, svg_nodes
+from . import models, optimize, output, pipeline, place, post, prepare
 from .common import models_dirs
 
-NODE_MODULES = [models_node, matting_node, saliency_node, init_node, optimize_nodes, render_nodes, svg_nodes]
-
-from . import abstraction_nodes  # noqa: E402 - auto abstraction and drawing order
-
-NODE_MODULES.append(abstraction_nodes)
+# one module per stage of the pipeline (clipasso's folders), in pipeline order
+NODE_MODULES = [models, prepare, place, optimize, post, output, pipeline]
 
 
 def all_nodes() -> list:

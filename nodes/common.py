@@ -16,7 +16,7 @@ CATEGORY = "CLIPasso"
 
 # The stroke set (clipasso.Strokes) travelling between our nodes.
 SketchStrokes = io.Custom("SKETCH_STROKES")
-# The loaded loss and saliency encoders (nodes.models_node.ClipassoModels).
+# The loaded loss and saliency encoders (nodes.models.ClipassoModels).
 ClipassoModelsType = io.Custom("CLIPASSO_MODELS")
 
 MODELS_FOLDER = "clipasso"

@@ -1,4 +1,5 @@
-"""Optimize Sketch (the CLIP-loss loop) and the one-box CLIPasso Sketch node.
+"""The optimize stage: Optimize Sketch (the CLIP-loss loop over all seeds), and what the one-box
+CLIPasso Sketch node (`nodes.pipeline`) shares with it: progress with a live preview, and Cancel.
 
 ComfyUI runs every node under ``torch.inference_mode()``; the optimiser needs autograd, so both
 nodes leave inference mode, enable gradients and work on fresh copies of their inputs. Progress
@@ -13,18 +14,16 @@ downstream, nothing is saved), the preview is only to look at.
 from __future__ import annotations
 
 import gc
+
 import torch
 from comfy_api.latest import io
 
-from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, check_interrupted,
-                     compute_device, free_memory, images_to_chw, models_dirs,
+from .common import (CATEGORY, ClipassoModelsType, SketchStrokes, check_interrupted, free_memory, images_to_chw,
                      strokes_or_error)
-from .inputs import LOOP_WIDGETS, loop_config, loop_inputs, preset_input, setting_input, settings_overrides
-from .render_nodes import render_to_comfy
+from .inputs import loop_config, loop_inputs, preset_input, setting_input
+from .output import render_to_comfy
 
 PREVIEW_SIZE = 256
-# the one-box node's optional inputs after its required ones (loss and trace_weight come last: added later)
-ONE_BOX_WIDGETS = tuple(n for n in LOOP_WIDGETS if n not in ("loss", "trace_weight")) + ("canvas", "framing")
 
 
 class _Progress:
@@ -157,79 +156,4 @@ class OptimizeSketch(io.ComfyNode):
         return io.NodeOutput(best, images)
 
 
-class CLIPassoSketch(io.ComfyNode):
-    @classmethod
-    def define_schema(cls):
-        from .models_node import LOSS_MODELS, SALIENCY_MODELS, _options
-
-        return io.Schema(
-            node_id="CLIPassoSketch",
-            display_name="CLIPasso Sketch",
-            category=CATEGORY,
-            description="The whole CLIPasso pipeline in one node: remove the background, find the salient parts, "
-                        "place strokes, optimise every seed against CLIP and keep the best. Each picture of a batch "
-                        "is sketched on its own. Cancel discards the run (no outputs, nothing saved); the last "
-                        "preview shows the best sketch reached.",
-            inputs=[
-                io.Image.Input("image", tooltip="Picture(s) of an object; every picture of a batch gets a sketch."),
-                preset_input(),
-                setting_input("strokes"),
-                setting_input("seeds"),
-                setting_input("seed", control_after_generate=True),
-                setting_input("iterations"),
-                setting_input("remove_background"),
-                setting_input("loss_model", options=_options(LOSS_MODELS)),
-                setting_input("saliency_model", options=_options(SALIENCY_MODELS)),
-                setting_input("allow_download"),
-                *loop_inputs(ONE_BOX_WIDGETS),
-            ],
-            outputs=[
-                SketchStrokes.Output("sketch", display_name="strokes", tooltip="The winning sketch of each picture."),
-                io.Image.Output("sketch_image", display_name="image", tooltip="The sketch(es) drawn on white."),
-                io.Float.Output("loss", display_name="loss", tooltip="Loss of the (first) winner; lower is better."),
-            ],
-        )
-
-    @classmethod
-    def execute(cls, image, preset="fast", **widgets):
-        from clipasso.pipeline import sketch
-        from clipasso.settings import SettingsError, SketchSettings
-        from clipasso.strokes import Strokes
-
-        try:
-            settings = SketchSettings.from_preset(preset, **settings_overrides(**widgets), models_dir=models_dirs(),
-                                                  device=str(compute_device())).validate()
-        except SettingsError as exc:
-            raise NodeInputError(str(exc)) from None
-        total_its = settings.iterations
-        progress = _Progress(total_its)
-
-        def run_all():
-            winners = []
-            with torch.inference_mode(False), torch.enable_grad():
-                pictures = images_to_chw(image)
-                progress.total = progress.bar.total = max(1, total_its * len(pictures))
-                for i, pic in enumerate(pictures):
-                    if cancel_requested():
-                        break
-                    progress.offset = i * total_its
-                    result = sketch(pic, settings, callback=progress.callback, should_stop=_stop_when_cancelled)
-                    winners.append(result.strokes)
-                    del result
-            return Strokes.concat(winners).cpu() if winners else None
-
-        best = None
-        try:
-            best = run_all()
-            _discard_cancelled(progress, best)
-            rendered, _ = render_to_comfy(best)
-        except BaseException:
-            best = None
-            raise
-        finally:
-            gc.collect()
-            free_memory()
-        return io.NodeOutput(best, rendered, float(best.losses[0]))
-
-
-NODES = [OptimizeSketch, CLIPassoSketch]
+NODES = [OptimizeSketch]

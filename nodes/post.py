@@ -1,8 +1,10 @@
-"""Auto Abstraction (the sketch chooses its stroke count) and Drawing Order (strokes one after another).
+"""The post stage: Select Best Sketch (best of N, one winner per picture), Auto Abstraction (the sketch
+chooses its stroke count) and Drawing Order (strokes one after another).
 
-Both work on one sketch (the lowest-loss candidate when given several) against the picture it was
-optimised for, measure with the CLIPasso loss of the connected models, and leave inference mode
-like the optimiser node (pruning re-optimises). The engine is `clipasso.post.abstraction` / `clipasso.post.order`.
+Auto Abstraction and Drawing Order work on one sketch (the lowest-loss candidate when given several)
+against the picture it was optimised for, measure with exactly the loss Optimize Sketch optimised
+(`nodes.inputs.loop_config`), and leave inference mode like the optimiser node (pruning re-optimises).
+The engine is `clipasso.post`.
 """
 from __future__ import annotations
 
@@ -11,12 +13,54 @@ import gc
 import torch
 from comfy_api.latest import io
 
-from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, check_interrupted, chw_to_images,
-                     free_memory, images_to_chw, picture_on_canvas, strokes_or_error)
 from clipasso.settings import DEFAULT_FIDELITY
 
+from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, check_interrupted, chw_to_images,
+                     free_memory, images_to_chw, picture_on_canvas, strokes_or_error)
 from .inputs import NODE_PRESET, loop_config, loop_inputs, preset_input, setting_input, widget_default
-from .render_nodes import render_to_comfy
+from .output import render_to_comfy
+
+class SelectBestSketch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CLIPassoSelectBest",
+            display_name="Select Best Sketch (CLIPasso)",
+            category=CATEGORY,
+            description="Keep the candidate (seed) with the lowest CLIPasso loss, one per input picture.",
+            inputs=[
+                SketchStrokes.Input("strokes", tooltip="Optimized candidates with their losses (from Optimize "
+                                                       "Sketch). With several pictures, the best of each is kept."),
+            ],
+            outputs=[
+                SketchStrokes.Output("best", display_name="best", tooltip="The winning sketch (one per picture)."),
+                io.Image.Output("image", display_name="image", tooltip="The winning sketch(es) drawn on white at canvas size."),
+                io.Int.Output("index", display_name="index", tooltip="Index of the winner among the candidates (of the first picture)."),
+                io.Float.Output("loss", display_name="loss", tooltip="Loss of the winner (of the first picture); lower is better."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, strokes):
+        from clipasso.post.select import select_best
+        from clipasso.strokes import Strokes
+
+        strokes = strokes_or_error(strokes)
+        if strokes.losses is None:
+            raise NodeInputError("these strokes carry no losses, so there is nothing to compare; connect the "
+                                 "output of Optimize Sketch (CLIPasso)")
+        winners, first_index = [], None
+        for group in strokes.picture_groups():
+            winner, index = select_best(strokes.select(group))
+            winners.append(winner)
+            if first_index is None:
+                first_index = int(index)
+        best = Strokes.concat(winners).cpu()
+        image, _ = render_to_comfy(best)
+        loss = float(best.losses[0]) if best.losses is not None else float("nan")
+        return io.NodeOutput(best, image, first_index, loss)
+
+
 
 
 def _stop_when_cancelled() -> bool:
@@ -222,4 +266,6 @@ class DrawingOrder(io.ComfyNode):
         return io.NodeOutput(ordered, frames, chart, svg, order_json(result))
 
 
-NODES = [AutoAbstraction, DrawingOrder]
+
+
+NODES = [SelectBestSketch, AutoAbstraction, DrawingOrder]
