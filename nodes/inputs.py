@@ -28,6 +28,7 @@ WIDGETS = {
     "segments": ("num_segments", None),
     "method": ("abstraction_method", None),
     "fidelity": ("auto_strokes", None),
+    "pretrained": ("clip_pretrained", None),
 }
 UNSET_HELP = {0: "0 uses the preset's value.", -1: "-1 uses the preset's value.",
               "preset": "preset: the preset's (paper stretch, fast pad)."}
@@ -43,16 +44,17 @@ def field_of(widget: str) -> str:
 
 
 def setting_input(widget: str, *, optional: bool = False, default=None, low=None, high=None, unset=None,
-                  tooltip: Optional[str] = None, preset_value: bool = True, **extra):
+                  tooltip: Optional[str] = None, preset_value: bool = True, field: Optional[str] = None, **extra):
     """The ComfyUI input of one settings field, under its widget name. ``unset`` (a widget value, for
     example 0 for iterations) stands for the preset's value and becomes the default (``preset_value=False``:
     a node without a preset, whose widget always holds the value); ``default`` /
-    ``low`` / ``high`` narrow what a node offers (only where a node must, e.g. the preset default)."""
+    ``low`` / ``high`` narrow what a node offers (only where a node must, e.g. the preset default);
+    ``options`` offers a free-text field as a list (model names found on disk) or a subset of its choices."""
     from clipasso.settings import PRESETS, field_option
 
-    name = field_of(widget)
+    name = field or field_of(widget)  # field: a widget whose name means another setting on this node
     opt = field_option(name)
-    sentinel = WIDGETS.get(widget, (name, None))[1] if unset is None else unset
+    sentinel = (WIDGETS.get(widget, (name, None))[1] if field is None else None) if unset is None else unset
     if not preset_value:  # this node has no preset: the widget holds the value itself
         sentinel = None
     value = PRESETS["paper"][name] if default is None else default

@@ -9,6 +9,7 @@ import torch
 from comfy_api.latest import io
 
 from .common import CATEGORY, ClipassoModelsType, compute_device, models_dirs
+from .inputs import setting_input, widget_default
 
 # open_clip names offered in the lists; custom <name>.json configs in models/clipasso are added.
 LOSS_MODELS = ["RN101", "RN50", "RN50x4", "RN50x16", "RN50x64", "ViT-B-32", "ViT-B-16", "ViT-L-14"]
@@ -86,22 +87,21 @@ class LoadCLIPassoModels(io.ComfyNode):
                         "models/clipasso (e.g. RN101-openai.safetensors or the official RN101.pt) and in "
                         "open_clip's caches, and downloaded on first use when allowed.",
             inputs=[
-                io.Combo.Input("loss_model", options=_options(LOSS_MODELS), default="RN101",
-                               tooltip="CLIP image encoder for the loss. CLIPasso uses RN101 (ResNet stages give "
-                                       "the geometry term, the embedding the semantic term)."),
-                io.Combo.Input("saliency_model", options=_options(SALIENCY_MODELS), default="ViT-B-32",
-                               tooltip="CLIP ViT whose attention map places the initial strokes (CLIPasso: ViT-B/32)."),
-                io.String.Input("pretrained", default="openai",
-                                tooltip="open_clip pretrained tag of both models (weights file "
-                                        "<model>-<tag>.safetensors in models/clipasso)."),
-                io.Combo.Input("device", options=DEVICES, default="auto",
-                               tooltip="auto = ComfyUI's device (GPU when there is one); cpu forces the CPU."),
+                setting_input("loss_model", options=_options(LOSS_MODELS),
+                              tooltip="CLIP image encoder for the loss. CLIPasso uses RN101 (ResNet stages give "
+                                      "the geometry term, the embedding the semantic term)."),
+                setting_input("saliency_model", options=_options(SALIENCY_MODELS),
+                              tooltip="CLIP ViT whose attention map places the initial strokes (CLIPasso: ViT-B/32)."),
+                setting_input("pretrained", tooltip="open_clip pretrained tag of both models (weights file "
+                                                    "<model>-<tag>.safetensors in models/clipasso)."),
+                setting_input("device", options=DEVICES,
+                              tooltip="auto = ComfyUI's device (GPU when there is one); cpu forces the CPU."),
                 io.Combo.Input("precision", options=PRECISIONS, default="auto",
                                tooltip="Autocast precision of the optimiser on GPU (auto: fp16 on CUDA, which keeps the "
                                        "loss gradient closest to fp32; bf16 bends it more). The CPU always runs fp32."),
-                io.Boolean.Input("allow_download", default=True,
-                                 tooltip="Download missing weights through open_clip on first use. Off: only local "
-                                         "files are used, and a missing file gives a message naming where to put it."),
+                setting_input("allow_download", tooltip="Download missing weights through open_clip on first use. Off: "
+                                                        "only local files are used, and a missing file gives a "
+                                                        "message naming where to put it."),
             ],
             outputs=[
                 ClipassoModelsType.Output("models", display_name="models", tooltip="The loaded encoders, for ViT Saliency and Optimize Sketch."),
@@ -109,8 +109,9 @@ class LoadCLIPassoModels(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, loss_model="RN101", saliency_model="ViT-B-32", pretrained="openai", device="auto",
-                precision="auto", allow_download=True):
+    def execute(cls, loss_model=widget_default("loss_model"), saliency_model=widget_default("saliency_model"),
+                pretrained=widget_default("pretrained"), device=widget_default("device"), precision="auto",
+                allow_download=widget_default("allow_download")):
         from clipasso.models import load_clip
 
         dev = torch.device("cpu") if device == "cpu" else compute_device()

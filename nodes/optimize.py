@@ -20,7 +20,7 @@ from comfy_api.latest import io
 
 from .common import (CATEGORY, ClipassoModelsType, SketchStrokes, check_interrupted, free_memory, images_to_chw,
                      strokes_or_error)
-from .inputs import loop_config, loop_inputs, preset_input, setting_input
+from .inputs import NODE_PRESET, loop_config, loop_inputs, preset_input, setting_input
 from .output import render_to_comfy
 
 PREVIEW_SIZE = 256
@@ -124,7 +124,7 @@ class OptimizeSketch(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, models=None, image=None, strokes=None, preset="fast", **widgets):
+    def execute(cls, models=None, image=None, strokes=None, preset=NODE_PRESET, **widgets):
         from clipasso.optimize import optimize_pictures
 
         strokes = strokes_or_error(strokes)

@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io
 
 from .common import CATEGORY, NodeInputError, SketchStrokes, compute_device, free_memory, images_to_chw, models_dirs
-from .inputs import LOOP_WIDGETS, loop_inputs, preset_input, setting_input, settings_overrides
+from .inputs import LOOP_WIDGETS, NODE_PRESET, loop_inputs, preset_input, setting_input, settings_overrides
 from .optimize import _discard_cancelled, _Progress, _stop_when_cancelled, cancel_requested
 from .output import render_to_comfy
 
@@ -49,7 +49,7 @@ class CLIPassoSketch(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, preset="fast", **widgets):
+    def execute(cls, image, preset=NODE_PRESET, **widgets):
         from clipasso.pipeline import sketch
         from clipasso.settings import SettingsError, SketchSettings
         from clipasso.strokes import Strokes

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, chw_to_images, hw_to_masks,
                      images_to_chw, masks_to_hw)
-from .inputs import setting_input, settings_overrides
+from .inputs import setting_input, settings_overrides, widget_default
 
 METHODS = ["clip-attention", "clip-relevancy", "mask"]
 
@@ -46,12 +46,12 @@ class ViTSaliency(io.ComfyNode):
                 io.Image.Input("image", tooltip="The picture(s), ideally the object on white (Remove Background)."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Optional object mask (1 = object): the map is kept only inside it."),
-                io.Combo.Input("method", options=METHODS, default="clip-attention",
-                               tooltip="clip-attention: CLS attention averaged over all blocks (the released "
+                setting_input("method", field="saliency", options=METHODS,
+                              tooltip="clip-attention: CLS attention averaged over all blocks (the released "
                                        "CLIPasso code). clip-relevancy: gradient-weighted relevancy (the paper). "
                                        "mask: the mask itself, no ViT."),
-                io.String.Input("text", default="", optional=True,
-                                tooltip="Optional prompt for clip-relevancy (e.g. 'a cat'): relevancy to this "
+                setting_input("text", field="saliency_text", optional=True,
+                              tooltip="Optional prompt for clip-relevancy (e.g. 'a cat'): relevancy to this "
                                         "text instead of to the image itself."),
             ],
             outputs=[
@@ -61,7 +61,7 @@ class ViTSaliency(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, models, image, mask=None, method="clip-attention", text=""):
+    def execute(cls, models, image, mask=None, method=widget_default("saliency"), text=""):
         from clipasso.place.saliency import saliency_map
 
         if method not in METHODS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from .common import CATEGORY, chw_to_images, hw_to_masks, images_to_chw, models_dirs
+from .inputs import setting_input, widget_default
 
 
 def _matting_models():
@@ -25,8 +26,8 @@ class RemoveBackground(io.ComfyNode):
                         "as CLIPasso does before sketching. Pictures with transparency use their own alpha.",
             inputs=[
                 io.Image.Input("image", tooltip="Picture(s) of an object; each picture of a batch is matted."),
-                io.Combo.Input("model", options=models, default="u2netp" if "u2netp" in models else models[0],
-                               tooltip="rembg model, looked for as <model>.onnx in every models/clipasso folder, "
+                setting_input("model", field="matting_model", options=models,
+                              tooltip="rembg model, looked for as <model>.onnx in every models/clipasso folder, "
                                        "$CLIPASSO_MODELS_DIR, then rembg's own folder. u2netp (small and fast, "
                                        "4.6 MB) ships with the pack; u2net is the full U2-Net the original "
                                        "CLIPasso used (176 MB, downloaded on first use)."),
@@ -34,8 +35,8 @@ class RemoveBackground(io.ComfyNode):
                                tooltip="Mask cut on the model's 0..1 output; lower keeps more of the picture."),
                 io.Boolean.Input("soft_mask", default=False,
                                  tooltip="Keep the model's soft 0..1 mask instead of a hard cut."),
-                io.Boolean.Input("allow_download", default=True,
-                                 tooltip="Let rembg download the model into (the first) models/clipasso when it is not on "
+                setting_input("allow_download",
+                              tooltip="Let rembg download the model into (the first) models/clipasso when it is not on "
                                          "disk (first use only; u2netp never needs it)."),
             ],
             outputs=[
@@ -45,7 +46,8 @@ class RemoveBackground(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, model="u2netp", threshold=0.5, soft_mask=False, allow_download=True):
+    def execute(cls, image, model=widget_default("matting_model"), threshold=0.5, soft_mask=False,
+                allow_download=widget_default("allow_download")):
         from clipasso.prepare.matting import remove_background
 
         folders = models_dirs()  # all of them (extra_model_paths.yaml may add several)

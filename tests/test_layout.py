@@ -138,3 +138,34 @@ def test_benchmark_only_code_stays_out_of_the_pipeline_import_graph():
         reach.add(mod)
         todo += [d for d in graph.get(mod, ()) if not (mod == "clipasso.cli" and d == "clipasso.report")]
     assert not {m for m in reach if m.startswith(("clipasso.report", "clipasso.testing"))}, sorted(reach)
+
+
+def test_every_engine_error_derives_from_the_one_base_class():
+    import importlib
+    import inspect
+
+    from clipasso.errors import ClipassoError
+
+    found = []
+    for path in ENGINE.rglob("*.py"):
+        name = _module_name(path)
+        if name.startswith("clipasso.testing"):
+            continue
+        module = importlib.import_module(name)
+        for cls_name, cls in vars(module).items():
+            if inspect.isclass(cls) and issubclass(cls, Exception) and not issubclass(cls, Warning) \
+                    and cls.__module__ == name:
+                found.append(cls)
+                assert issubclass(cls, ClipassoError), f"{name}.{cls_name} does not derive from ClipassoError"
+    assert len(found) >= 15
+
+
+def test_the_cli_prints_any_engine_error_as_one_line_with_status_1(tmp_path, capsys):
+    from clipasso.cli import main
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    rc = main(["sketch", str(broken), "-o", str(tmp_path / "out.svg"), "--loss", "trace", "--saliency", "none",
+               "--no-background-removal", "--iterations", "1", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("clipasso: error: ") and "Traceback" not in err
