@@ -87,9 +87,15 @@ NO_FILE = "(none)"
 
 
 def _core_svg_class():
-    """Core's SVG value class (a list of BytesIO), wherever this core version keeps it; None if absent."""
+    """Core's SVG value class (``SVG(data: list[BytesIO])``): the public ``io.SVG.Type`` where this core
+    declares it as a class, else where this core keeps it (0.3.x: comfy_extras.nodes_images); None if absent."""
+    import typing
+
+    public = getattr(getattr(io, "SVG", None), "Type", None)
+    if isinstance(public, type) and public is not typing.Any and hasattr(public, "combine"):
+        return public
     try:
-        from comfy_api.latest._util import SVG  # late-2026 cores
+        from comfy_api.latest._util import SVG  # late-2026 cores, before the public type is declared
         return SVG
     except ImportError:
         pass
@@ -100,15 +106,39 @@ def _core_svg_class():
         return None
 
 
+def svg_documents(value) -> list:
+    """The SVG documents (text) of a core SVG value (``.data``: BytesIO, bytes or str), in order."""
+    items = getattr(value, "data", value)
+    if not isinstance(items, (list, tuple)):
+        items = [items]
+    docs = []
+    for item in items:
+        raw = item.getvalue() if hasattr(item, "getvalue") else item
+        if isinstance(raw, (bytes, bytearray)):
+            raw = bytes(raw).decode("utf-8", errors="replace")
+        if not isinstance(raw, str):
+            raise NodeInputError(f"'svg' must be core's SVG value (SVG documents as BytesIO); got an item of type "
+                                 f"{type(item).__name__}")
+        docs.append(raw)
+    if not docs:
+        raise NodeInputError("the connected SVG value holds no document")
+    return docs
+
+
 HAS_CORE_SVG = hasattr(io, "SVG") and _core_svg_class() is not None
 
 
 def with_metadata(svg_text: str, metadata: dict) -> str:
     """Put the workflow JSON into a <metadata> CDATA block right after the opening <svg> tag (as core's
-    Save SVG does), so dragging the file back into ComfyUI can restore the graph."""
+    Save SVG does), so dragging the file back into ComfyUI can restore the graph.
+
+    ``<``, ``>`` and ``&`` in the JSON are written as ``\\u003c`` / ``\\u003e`` / ``\\u0026`` (the same JSON), so
+    no markup appears in the block: a prompt holding SVG text (Load SVG's ``svg_text``) cannot end the CDATA
+    early, and core's Save SVG, which inserts its own block after every ``<svg`` it finds, still writes
+    well-formed XML when it re-saves our SVG."""
     if not metadata:
         return svg_text
-    payload = json.dumps(metadata, indent=1).replace("]]>", "]]]]><![CDATA[>")
+    payload = json.dumps(metadata, indent=1).replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
     start = svg_text.find("<svg")
     end = svg_text.find(">", start)
     if start < 0 or end < 0:
@@ -195,14 +225,19 @@ class LoadSVG(io.ComfyNode):
             node_id="CLIPassoLoadSVG",
             display_name="Load SVG (CLIPasso)",
             category=CATEGORY,
-            description="Read an SVG of open Bezier paths (as Save SVG writes them) back into SKETCH_STROKES, to "
-                        "refine a sketch with Optimize Sketch or draw it again at another size.",
+            description="Read an SVG of open Bezier paths (as Save SVG writes them; other SVGs' paths, lines and "
+                        "shapes are read as strokes too) into SKETCH_STROKES, to refine a sketch with Optimize "
+                        "Sketch or draw it again at another size. Takes a file, pasted markup, or core's SVG type.",
             inputs=[
                 io.Combo.Input("svg_file", options=[NO_FILE] + _input_svgs(), default=NO_FILE,
                                tooltip="An .svg file in ComfyUI's input folder."),
                 io.String.Input("svg_text", default="", multiline=True, optional=True,
                                 tooltip="Or paste SVG markup here; it is used instead of the file when not empty."),
-            ],
+            ] + ([io.SVG.Input("svg", optional=True,
+                               tooltip="Or connect core's SVG type (core's vectorize nodes, Save SVG of this pack, "
+                                       "...): used instead of the file and the text. Several documents become "
+                                       "several candidates when they have the same canvas and stroke layout.")]
+                 if HAS_CORE_SVG else []),
             outputs=[
                 SketchStrokes.Output("strokes", display_name="strokes", tooltip="The strokes of the SVG (one candidate)."),
                 io.Image.Output("image", display_name="image", tooltip="The strokes drawn on white at the SVG's canvas size."),
@@ -223,7 +258,12 @@ class LoadSVG(io.ComfyNode):
         return path
 
     @classmethod
-    def fingerprint_inputs(cls, svg_file=NO_FILE, svg_text=""):
+    def fingerprint_inputs(cls, svg_file=NO_FILE, svg_text="", svg=None):
+        if svg is not None:
+            try:
+                return "\n".join(svg_documents(svg))
+            except NodeInputError:
+                return ""
         try:
             src = cls._source(svg_file, svg_text)
         except NodeInputError:
@@ -234,7 +274,9 @@ class LoadSVG(io.ComfyNode):
         return f"{src}:{st.st_mtime_ns}:{st.st_size}"
 
     @classmethod
-    def validate_inputs(cls, svg_file=NO_FILE, svg_text=""):
+    def validate_inputs(cls, svg_file=NO_FILE, svg_text="", svg=NO_FILE):
+        if svg is not NO_FILE:  # the svg socket is connected (ComfyUI passes None for a link before it runs)
+            return True
         try:
             cls._source(svg_file, svg_text)
         except NodeInputError as exc:
@@ -242,14 +284,21 @@ class LoadSVG(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, svg_file=NO_FILE, svg_text=""):
+    def execute(cls, svg_file=NO_FILE, svg_text="", svg=None):
         from clipasso.output.svg import read_svg
+        from clipasso.strokes import StrokeError, Strokes
 
-        strokes = read_svg(cls._source(svg_file, svg_text))
+        if svg is not None:
+            parts = [read_svg(doc) for doc in svg_documents(svg)]
+            try:
+                strokes = Strokes.concat(parts)
+            except StrokeError as exc:
+                raise NodeInputError(f"the connected SVG value holds {len(parts)} drawings that cannot be one batch "
+                                     f"({exc}); pick one of them first") from None
+        else:
+            strokes = read_svg(cls._source(svg_file, svg_text))
         image, _ = render_to_comfy(strokes)
         return io.NodeOutput(strokes, image)
-
-
 
 
 NODES = [RasterizeStrokes, SaveSVG, LoadSVG]

@@ -11,8 +11,11 @@ from .inputs import LOOP_WIDGETS, NODE_PRESET, loop_inputs, preset_input, settin
 from .optimize import _discard_cancelled, _Progress, _stop_when_cancelled, cancel_requested
 from .output import render_to_comfy
 
-# the one-box node's optional inputs after its required ones (loss and trace_weight come last: added later)
-ONE_BOX_WIDGETS = tuple(n for n in LOOP_WIDGETS if n not in ("loss", "trace_weight")) + ("canvas", "framing")
+# the one-box node's optional inputs after its required ones, in the order they were added (older first, so
+# saved workflows keep their values): the features, then the canvas and framing, then the loss and where
+# strokes start (which together make a run that needs no CLIP weights: loss trace, saliency mask)
+ONE_BOX_WIDGETS = (tuple(n for n in LOOP_WIDGETS if n not in ("loss", "trace_weight")) + ("canvas", "framing")
+                   + ("loss", "trace_weight", "saliency"))
 
 
 class CLIPassoSketch(io.ComfyNode):
@@ -26,8 +29,9 @@ class CLIPassoSketch(io.ComfyNode):
             category=CATEGORY,
             description="The whole CLIPasso pipeline in one node: remove the background, find the salient parts, "
                         "place strokes, optimise every seed against CLIP and keep the best. Each picture of a batch "
-                        "is sketched on its own. Cancel discards the run (no outputs, nothing saved); the last "
-                        "preview shows the best sketch reached.",
+                        "is sketched on its own. Without CLIP weights: loss 'trace' with saliency 'mask' (or "
+                        "'none') needs no model but the bundled u2netp. Cancel discards the run (no outputs, "
+                        "nothing saved); the last preview shows the best sketch reached.",
             inputs=[
                 io.Image.Input("image", tooltip="Picture(s) of an object; every picture of a batch gets a sketch."),
                 preset_input(),
@@ -44,7 +48,7 @@ class CLIPassoSketch(io.ComfyNode):
             outputs=[
                 SketchStrokes.Output("sketch", display_name="strokes", tooltip="The winning sketch of each picture."),
                 io.Image.Output("sketch_image", display_name="image", tooltip="The sketch(es) drawn on white."),
-                io.Float.Output("loss", display_name="loss", tooltip="Loss of the (first) winner; lower is better."),
+                io.Float.Output("winner_loss", display_name="loss", tooltip="Loss of the (first) winner; lower is better."),
             ],
         )
 

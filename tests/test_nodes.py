@@ -401,6 +401,32 @@ def test_save_svg_writes_each_candidate_with_workflow_metadata(N, core):
     assert len(svg.data) == 2 and svg.data[0].getvalue().startswith(b"<")
 
 
+def test_core_svg_type_goes_both_ways(N, core):
+    """Save SVG's output is core's own SVG value (the class core's Save SVG node takes), and Load SVG takes
+    one: a value built with core's class from another producer's documents (as a vectorize node makes)."""
+    from io import BytesIO
+
+    from comfy_extras.nodes_images import SVG as CoreSVG  # core 0.3.75's class of the SVG type
+
+    strokes = line_strokes((40, 60), candidates=2)
+    (svg,) = run(N["CLIPassoSaveSVG"], strokes=strokes, filename_prefix="tests/core_svg").args
+    assert isinstance(svg, CoreSVG) and len(svg.data) == 2
+    schema = N["CLIPassoLoadSVG"].GET_SCHEMA()
+    assert [i.id for i in schema.inputs] == ["svg_file", "svg_text", "svg"]
+    back, image = run(N["CLIPassoLoadSVG"], svg_file="(none)", svg_text="", svg=svg).args
+    assert back.num_candidates == 2 and torch.allclose(back.points, strokes.points, atol=1e-3)
+    assert image.shape == (2, 40, 60, 3)
+    foreign = CoreSVG([BytesIO(b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="80">'
+                               b'<path d="M 10 10 C 30 10 50 40 90 70" fill="none" stroke="#000"/></svg>')])
+    (one, _) = run(N["CLIPassoLoadSVG"], svg=foreign).args
+    assert one.canvas == (80, 100) and one.num_strokes == 1
+    load = N["CLIPassoLoadSVG"]
+    assert load.validate_inputs(svg_file="(none)", svg_text="", svg=None) is True  # a link, before it runs
+    assert load.fingerprint_inputs(svg=foreign) != load.fingerprint_inputs(svg=svg)
+    with pytest.raises(ValueError, match="cannot be one batch"):
+        run(load, svg=CoreSVG(foreign.data + [svg.data[0]]))
+
+
 def test_load_svg_from_input_folder_or_text(N, core):
     from clipasso.output.svg import to_svg
 
@@ -423,3 +449,35 @@ def test_load_svg_from_input_folder_or_text(N, core):
     os.utime(path, ns=(1, 10**18))
     assert load.fingerprint_inputs(svg_file="sketches/line.svg", svg_text="") != before  # re-runs on change
     assert "needs an .svg file" in load.validate_inputs(svg_file="(none)", svg_text="")
+
+
+def test_one_box_node_runs_without_any_clip_weights(tmp_path):
+    """loss 'trace' with saliency 'mask' in CLIPasso Sketch, inside the real core, with no weights anywhere
+    (empty HOME and models folder, downloads off): the sketch is made and open_clip is never imported."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    code = (
+        "import asyncio, sys, torch\n"
+        f"sys.path.insert(0, {str(here)!r})\n"
+        "from e2e.comfy_env import import_core, load_pack, ensure_comfyui\n"
+        "folder_paths = import_core(ensure_comfyui())\n"
+        f"folder_paths.set_output_directory({str(tmp_path)!r})\n"
+        "pack = load_pack()\n"
+        "nodes = {n.GET_SCHEMA().node_id: n for n in asyncio.run(asyncio.run(pack.comfy_entrypoint()).get_node_list())}\n"
+        "image = torch.ones(1, 96, 128, 3)\n"
+        "image[0, 30:70, 40:90] = torch.tensor([0.8, 0.2, 0.1])\n"
+        "node = nodes['CLIPassoSketch'].PREPARE_CLASS_CLONE({})\n"
+        "with torch.inference_mode():\n"
+        "    out = node.execute(image=image, preset='fast', strokes=4, seeds=1, seed=0, iterations=3,\n"
+        "                       remove_background=True, loss_model='RN101', saliency_model='ViT-B-32',\n"
+        "                       allow_download=False, loss='trace', saliency='mask')\n"
+        "strokes = out.args[0]\n"
+        "print('STROKES', strokes.num_strokes, 'OPEN_CLIP', 'open_clip' in sys.modules)\n")
+    env = dict(os.environ, HOME=str(tmp_path), CLIPASSO_MODELS_DIR=str(tmp_path / "none"))
+    env.pop("HF_HOME", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "STROKES 4 OPEN_CLIP False" in out.stdout, out.stdout + out.stderr[-2000:]

@@ -133,6 +133,22 @@ def test_one_node_workflow(comfy, matting_weights):
     assert read_svg(comfy.view(**svg).decode()).num_strokes == 5
 
 
+def test_no_weights_workflow(comfy, matting_weights):
+    """The shipped weights-free example: CLIPasso Sketch with loss trace and saliency mask, downloads off."""
+    prompt = load_api("clipasso_no_weights")
+    (node,) = by_class(prompt, "CLIPassoSketch")
+    assert prompt[node]["inputs"]["loss"] == "trace" and prompt[node]["inputs"]["saliency"] == "mask"
+    prompt[node]["inputs"].update(strokes=5, seeds=2, iterations=3, allow_download=False)
+    run = comfy.run(prompt, timeout=600)
+    assert run.status == "success", run.error
+    outputs = comfy.history(run.prompt_id)["outputs"]
+    (save,) = by_class(prompt, "CLIPassoSaveSVG")
+    (svg,) = outputs[save]["images"]
+    from clipasso.output.svg import read_svg
+
+    assert read_svg(comfy.view(**svg).decode()).num_strokes == 5
+
+
 def test_saved_svg_loads_back_and_rerenders(comfy):
     from clipasso.strokes import Strokes
     from clipasso.output.svg import to_svg
@@ -157,6 +173,40 @@ def test_saved_svg_loads_back_and_rerenders(comfy):
     img = Image.open(io.BytesIO(comfy.view(**png))).convert("L")
     assert img.size == (200, 200)
     assert img.getpixel((20, 20)) < 80 and img.getpixel((180, 20)) > 240  # the stroke, scaled x2; paper
+
+
+def test_core_svg_chain_both_ways(comfy):
+    """Our Save SVG hands core's SVG type to core's own Save SVG node, and Load SVG takes core's SVG type
+    back (through the socket, not a file), in one prompt of the real server."""
+    from clipasso.output.svg import read_svg, to_svg
+    from clipasso.strokes import Strokes
+    import torch
+
+    pts = torch.tensor([[[[10.0, 10.0], [40.0, 10.0], [60.0, 50.0], [90.0, 90.0]],
+                         [[10.0, 90.0], [30.0, 70.0], [60.0, 40.0], [90.0, 10.0]]]])
+    source = to_svg(Strokes.from_points(pts, (100, 100)))
+    prompt = {
+        "1": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": "(none)", "svg_text": source}},
+        "2": {"class_type": "CLIPassoSaveSVG", "inputs": {"strokes": ["1", 0], "filename_prefix": "clipasso/ours"}},
+        "3": {"class_type": "SaveSVGNode", "inputs": {"svg": ["2", 0], "filename_prefix": "clipasso/by_core"}},
+        "4": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": "(none)", "svg_text": "", "svg": ["2", 0]}},
+        "5": {"class_type": "CLIPassoRasterize", "inputs": {"strokes": ["4", 0], "width": 200, "height": 0,
+                                                           "stroke_color": "", "thickness": 1.0,
+                                                           "background": "#ffffff"}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "clipasso/core_svg"}},
+    }
+    run = comfy.run(prompt, timeout=120)
+    assert run.status == "success", run.error
+    outputs = comfy.history(run.prompt_id)["outputs"]
+    (by_core,) = outputs["3"]["images"]
+    assert by_core["filename"].endswith(".svg")
+    written = read_svg(comfy.view(**by_core).decode())
+    assert written.num_strokes == 2 and torch.allclose(written.points, pts, atol=1e-2)
+    from PIL import Image
+
+    (png,) = outputs["6"]["images"]
+    img = Image.open(io.BytesIO(comfy.view(**png))).convert("L")
+    assert img.size == (200, 200) and img.getpixel((100, 100)) < 80 and img.getpixel((100, 20)) > 240
 
 
 def test_cancel_stops_a_running_optimization_within_seconds(comfy, matting_weights):

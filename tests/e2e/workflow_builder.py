@@ -68,6 +68,19 @@ GRAPHS: Dict[str, dict] = {
             node(4, "PreviewImage", [800, 400], links={"images": (2, 1)}),
         ],
     },
+    "clipasso_no_weights": {
+        "title": "CLIPasso: sketch without CLIP weights",
+        "description": "The one-box CLIPasso Sketch with the weights-free trace loss and strokes started inside "
+                       "the object mask: nothing to download, only the bundled u2netp cuts the object out. A "
+                       "faithful tracing of the outline rather than CLIPasso's semantic abstraction.",
+        "nodes": [
+            node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
+            node(2, "CLIPassoSketch", [380, 0], dict(OLD_TEXT_WEIGHT, loss="trace", saliency="mask"),
+                 links={"image": (1, 0)}),
+            node(3, "CLIPassoSaveSVG", [800, 0], links={"strokes": (2, 0)}),
+            node(4, "PreviewImage", [800, 400], links={"images": (2, 1)}),
+        ],
+    },
     "clipasso_from_diffusion": {
         "title": "CLIPasso: sketch a generated picture",
         "description": "A Stable Diffusion 1.5 checkpoint paints an object on a plain background; CLIPasso "
@@ -168,7 +181,7 @@ GRAPHS: Dict[str, dict] = {
 }
 
 # graphs whose models every user has (ours are random-weight tiny ones in the tests): run by the e2e tests
-RUNNABLE = ["clipasso_pipeline", "clipasso_one_node"]
+RUNNABLE = ["clipasso_pipeline", "clipasso_one_node", "clipasso_no_weights"]
 
 
 # --------------------------------------------------------------------------- schema helpers
