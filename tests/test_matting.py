@@ -246,3 +246,54 @@ def test_weights_found_in_any_of_several_folders(tmp_path):
     paths = candidate_paths("u2netp", [str(empty), str(full)])
     assert paths[0] == str(empty / "u2netp.onnx") and str(full / "u2netp.onnx") in paths
     assert find_weights("u2netp", [str(empty), str(full)]) == str(full / "u2netp.onnx")
+
+
+def test_u2net_family_runs_without_rembg_and_gives_rembg_s_masks():
+    """u2netp on disk runs through onnxruntime directly (no rembg import, whose first import compiles for
+    about 40 s), with exactly the mask rembg's own session makes."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from clipasso.prepare.matting import U2NetSession, bundled_weights, clear_sessions, get_session
+
+    clear_sessions()
+    session = get_session("u2netp", allow_download=False)
+    assert isinstance(session, U2NetSession)
+    from skimage import data
+
+    from clipasso.pipeline import EXAMPLE_IMAGE
+
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray(rng.integers(0, 255, (90, 130, 3), dtype=np.uint8)),
+                Image.open(EXAMPLE_IMAGE).convert("RGB"), Image.fromarray(data.chelsea())]
+    with matting._rembg_home(os.path.dirname(bundled_weights("u2netp"))):
+        from rembg import new_session
+
+        theirs = new_session("u2netp")
+    for pic in pictures:
+        ours = np.asarray(session.predict(pic)[0])
+        ref = np.asarray(theirs.predict(pic)[0])
+        assert ours.shape == ref.shape == (pic.height, pic.width) and np.array_equal(ours, ref)
+    code = ("import sys; from clipasso.prepare.matting import remove_background; import torch\n"
+            "m = remove_background(torch.rand(3, 64, 80), allow_download=False)\n"
+            "print('REMBG', 'rembg' in sys.modules, m.mask.shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "REMBG False" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("env", [{}, {"U2NET_HOME": "u2"}, {"REMBG_HOME": "rb"}, {"XDG_DATA_HOME": "xdg"},
+                                 {"XDG_DATA_HOME": "xdg", "REMBG_HOME": "rb"}])
+def test_rembg_folders_are_rembg_s_own(monkeypatch, tmp_path, env):
+    """The folders we look in for rembg's copies equal rembg's (its session classes), without importing it."""
+    from rembg.sessions import sessions_class
+
+    for key in ("U2NET_HOME", "REMBG_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(tmp_path / value))
+    for model in ("u2netp", "u2net", "isnet-general-use"):
+        cls = next(c for c in sessions_class if c.name() == model)
+        assert matting._rembg_paths(model, f"{model}.onnx") == [os.path.join(cls.model_dir(), f"{model}.onnx"),
+                                                                 os.path.join(cls.legacy_home(), f"{model}.onnx")]
