@@ -103,14 +103,74 @@ def test_workflow_loads_in_the_real_frontend(page, name):
     wf = json.loads((WORKFLOWS / f"{name}.json").read_text())
     api = json.loads((API_DIR / f"{name}.json").read_text())
     result = page.evaluate(LOAD_AND_CHECK, wf)
+    _close_dialogs(page)
     assert result["count"] == len(wf["nodes"])
     assert result["missing"] == [], result
     assert result["widgetProblems"] == [], result["widgetProblems"]
-    assert not [d for d in result["dialogs"] if "missing" in d.lower()], result["dialogs"]
+    dialogs = [d for d in result["dialogs"] if "missing" in d.lower()]
+    assert not [d for d in dialogs if "missing models" not in d.lower()], dialogs  # no missing node
+    models = [m for n in wf["nodes"] for m in n.get("properties", {}).get("models", [])]
+    if models:  # the models a user must fetch are offered for download, with their folder
+        (text,) = [d for d in dialogs if "missing models" in d.lower()]
+        for m in models:
+            assert f"{m['directory']} / {m['name']}" in text and "Download" in text, text
+    else:
+        assert not dialogs, dialogs
     assert _same_inputs(result["output"], api) == []
     assert not page.errors, page.errors
-    if os.environ.get("CLIPASSO_WRITE_THUMBNAILS"):  # maintenance: refresh workflows/<name>.jpg
+    if os.environ.get("CLIPASSO_WRITE_THUMBNAILS"):  # maintenance: refresh example_workflows/<name>.jpg
         _thumbnail(page, WORKFLOWS / f"{name}.jpg")
+
+
+def _close_dialogs(page) -> None:
+    """Close the dialogs a graph load opened (the missing-models dialog), so the next test starts clean."""
+    for _ in range(10):
+        if not page.query_selector(".p-dialog"):
+            return
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(200)
+
+
+NODE_BOXES = """
+async (wf) => {
+  await window.app.loadGraphData(wf, true, false, 'test');
+  await new Promise(r => setTimeout(r, 300));
+  const title = window.LiteGraph.NODE_TITLE_HEIGHT || 30;
+  const nodes = window.app.graph._nodes || window.app.graph.nodes;
+  return {title, boxes: nodes.map(n => ({id: n.id, type: n.type, x: n.pos[0], y: n.pos[1] - title,
+                                         w: n.size[0], h: n.size[1] + title}))};
+}
+"""
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_no_node_covers_another_in_the_real_frontend(page, name):
+    """Every shipped workflow, as the frontend lays it out (its own node sizes, title bars included):
+    no two nodes overlap, so no widget hides under another node."""
+    wf = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    boxes = page.evaluate(NODE_BOXES, wf)["boxes"]
+    _close_dialogs(page)
+    assert len(boxes) == len(wf["nodes"])
+    covered = [(a["type"], b["type"]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+               if a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
+               and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]]
+    assert covered == [], covered
+
+
+def test_loaders_name_the_models_a_user_must_download():
+    """The checkpoint and ControlNet loaders carry their model's name, URL and folder (the frontend's
+    missing-models dialog offers the download)."""
+    seen = set()
+    for path in WORKFLOWS.glob("*.json"):
+        for node in json.loads(path.read_text())["nodes"]:
+            if node["type"] in ("CheckpointLoaderSimple", "ControlNetLoader"):
+                (model,) = node["properties"]["models"]
+                assert model["name"] == node["widgets_values"][0] and model["url"].startswith("https://")
+                assert model["url"].endswith("/" + model["name"])
+                assert model["directory"] == {"CheckpointLoaderSimple": "checkpoints",
+                                              "ControlNetLoader": "controlnet"}[node["type"]]
+                seen.add(node["type"])
+    assert seen == {"CheckpointLoaderSimple", "ControlNetLoader"}
 
 
 OLD_WORKFLOWS = REPO / "tests" / "data" / "workflows_0.1"
@@ -123,6 +183,7 @@ def test_release_0_1_workflow_loads_with_its_values(page, name):
     wf = json.loads((OLD_WORKFLOWS / f"{name}.json").read_text())
     api = json.loads((OLD_WORKFLOWS / "api" / f"{name}.json").read_text())
     result = page.evaluate(LOAD_AND_CHECK, wf)
+    _close_dialogs(page)
     assert result["missing"] == [], result
     for problem in result["widgetProblems"]:
         assert problem["ui"][:len(problem["saved"])] == problem["saved"], problem

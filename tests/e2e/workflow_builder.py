@@ -2,7 +2,7 @@
 
 Each graph below lists its nodes with their widget values and links. `to_api` turns one into the
 API (prompt) format that /prompt executes; `to_ui` into the editor's save format (schema 0.4) that
-workflows/*.json holds, using the server's /object_info to put widget values in the order the
+example_workflows/*.json holds, using the server's /object_info to put widget values in the order the
 frontend expects (widgets in input order, plus the hidden 'control after generate' value after a
 seed and the upload button value of LoadImage).
 
@@ -21,14 +21,17 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = REPO / "workflows"
+WORKFLOWS = REPO / "example_workflows"
 API_DIR = WORKFLOWS / "api"
 EXAMPLE_INPUT = "clipasso_example.jpg"  # clipasso/data/example.jpg, copied into ComfyUI's input folder
 SOCKET_TYPES_WITH_WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
-def node(id, type, pos, widgets=None, links=None, title=None):
-    return {"id": id, "type": type, "pos": pos, "widgets": widgets or {}, "links": links or {}, "title": title}
+def node(id, type, pos, widgets=None, links=None, title=None, models=None):
+    """One node of a graph; ``models``: the files a loader needs ({name, url, directory}), which the
+    frontend's missing-models dialog offers to download."""
+    return {"id": id, "type": type, "pos": pos, "widgets": widgets or {}, "links": links or {}, "title": title,
+            "models": models or []}
 
 
 # The shipped workflows were made when text_weight defaulted to 0.1 and keep that value (their prompt is
@@ -37,6 +40,11 @@ OLD_TEXT_WEIGHT = {"text_weight": 0.1}
 
 SD_CKPT = "v1-5-pruned-emaonly-fp16.safetensors"
 SCRIBBLE_CN = "control_v11p_sd15_scribble_fp16.safetensors"
+SD_MODEL = {"name": SD_CKPT, "directory": "checkpoints",
+            "url": "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/" + SD_CKPT}
+SCRIBBLE_MODEL = {"name": SCRIBBLE_CN, "directory": "controlnet",
+                  "url": "https://huggingface.co/comfyanonymous/ControlNet-v1-1_fp16_safetensors/resolve/main/"
+                         + SCRIBBLE_CN}
 
 GRAPHS: Dict[str, dict] = {
     "clipasso_pipeline": {
@@ -86,7 +94,7 @@ GRAPHS: Dict[str, dict] = {
         "description": "A Stable Diffusion 1.5 checkpoint paints an object on a plain background; CLIPasso "
                        f"sketches it. Needs {SD_CKPT} in models/checkpoints.",
         "nodes": [
-            node(1, "CheckpointLoaderSimple", [0, 0], {"ckpt_name": SD_CKPT}),
+            node(1, "CheckpointLoaderSimple", [0, 0], {"ckpt_name": SD_CKPT}, models=[SD_MODEL]),
             node(2, "CLIPTextEncode", [380, 0], {"text": "a photo of a single cat sitting, whole body, plain white "
                                                          "background, studio light"},
                  links={"clip": (1, 1)}, title="Positive"),
@@ -113,8 +121,8 @@ GRAPHS: Dict[str, dict] = {
                                                     "thickness": 2.0, "background": "#000000"},
                  links={"strokes": (2, 0)}, title="Scribble"),
             node(4, "PreviewImage", [1180, 0], links={"images": (3, 0)}),
-            node(5, "CheckpointLoaderSimple", [0, 420], {"ckpt_name": SD_CKPT}),
-            node(6, "ControlNetLoader", [0, 560], {"control_net_name": SCRIBBLE_CN}),
+            node(5, "CheckpointLoaderSimple", [0, 420], {"ckpt_name": SD_CKPT}, models=[SD_MODEL]),
+            node(6, "ControlNetLoader", [0, 560], {"control_net_name": SCRIBBLE_CN}, models=[SCRIBBLE_MODEL]),
             node(7, "CLIPTextEncode", [380, 420], {"text": "a cute cat, watercolour illustration, soft colours"},
                  links={"clip": (5, 1)}, title="Positive"),
             node(8, "CLIPTextEncode", [380, 680], {"text": "text, watermark, blurry"}, links={"clip": (5, 1)},
@@ -281,17 +289,18 @@ def to_ui(graph: dict, object_info: dict) -> dict:
         for slot, (typ, oname) in enumerate(zip(info["output"], info["output_name"])):
             outputs.append({"name": oname, "type": typ, "links": out_links.get((n["id"], slot), []),
                             "slot_index": slot})
-        n_widgets = len(widgets_values)
-        height = 46 + 24 * max(len(inputs), len(outputs)) + 28 * n_widgets
+        height = 46 + 24 * max(len(inputs), len(outputs)) + _widgets_height(info, n["type"])
         ui_node = {"id": n["id"], "type": n["type"], "pos": n["pos"], "size": [340, height], "flags": {},
                    "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
-                   "properties": {"Node name for S&R": n["type"]}, "widgets_values": widgets_values}
+                   "properties": {"Node name for S&R": n["type"], **({"models": n["models"]} if n["models"] else {})},
+                   "widgets_values": widgets_values}
         if n["title"]:
             ui_node["title"] = n["title"]
         nodes.append(ui_node)
     for n in graph["nodes"]:
         n.pop("_sockets", None)
         n.pop("_in", None)
+    _no_overlaps(nodes)
     # open zoomed so the whole graph fits a 1600x900 window (the thumbnails are taken that way)
     right = max(n["pos"][0] + n["size"][0] for n in nodes)
     bottom = max(n["pos"][1] + n["size"][1] for n in nodes)
@@ -300,6 +309,46 @@ def to_ui(graph: dict, object_info: dict) -> dict:
             "config": {}, "extra": {"ds": {"scale": scale, "offset": [40, 60]},
                                     "info": {"title": graph["title"], "description": graph["description"]}},
             "version": 0.4}
+
+
+TITLE_HEIGHT = 30   # the frontend draws a node's title bar above its position
+GAP = 40
+
+
+def _widgets_height(info: dict, node_type: str) -> int:
+    """Room for a node's widgets (a multiline text box and an image preview are taller)."""
+    height = 0
+    for name, typ, opts, _ in _inputs(info):
+        if not _is_widget(typ, opts):
+            continue
+        height += 110 if typ == "STRING" and opts.get("multiline") else 28
+        if opts.get("image_upload"):
+            height += 300  # the picture preview under LoadImage's widgets
+    return height
+
+
+def boxes_overlap(a, b, gap=0) -> bool:
+    """Whether two UI nodes' boxes (title bar included) come closer than ``gap``."""
+    ax, ay = a["pos"]
+    bx, by = b["pos"]
+    aw, ah = a["size"]
+    bw, bh = b["size"]
+    return (ax < bx + bw and bx < ax + aw
+            and ay - TITLE_HEIGHT < by + bh + gap and by - TITLE_HEIGHT < ay + ah + gap)
+
+
+def _no_overlaps(nodes) -> None:
+    """Move nodes down, column by column, until no node covers another."""
+    placed = []
+    for n in sorted(nodes, key=lambda n: (n["pos"][0], n["pos"][1])):
+        moved = True
+        while moved:
+            moved = False
+            for p in placed:
+                if boxes_overlap(n, p, GAP):
+                    n["pos"] = [n["pos"][0], p["pos"][1] + p["size"][1] + GAP + TITLE_HEIGHT]
+                    moved = True
+        placed.append(n)
 
 
 def write_all(object_info: dict, out: Optional[Path] = None) -> List[Path]:
