@@ -573,6 +573,36 @@ _FAILED: Dict[tuple, WeightsFileError] = {}
 _LOCK = threading.Lock()
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+def model_names_in(folders) -> List[str]:
+    """CLIP model names whose files a folder holds, read from the file names alone (nothing is opened or
+    imported, so a ComfyUI node list can show them): ``<name>.json`` configs, OpenAI's own files
+    (``RN101.pt``; ``ViT-L-14-336px.pt`` is open_clip's ``ViT-L-14-336``) and ``<name>[-<tag>]`` weights
+    (``RN101-openai.safetensors``). Sorted, without repeats."""
+    names = set()
+    for folder in folders or []:
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for entry in entries:
+            stem, ext = os.path.splitext(entry)
+            if ext == ".json":
+                names.add(stem)
+                continue
+            if ext not in WEIGHT_SUFFIXES or not stem.startswith(("RN", "ViT-", "convnext", "EVA", "coca")):
+                continue
+            for sep in ("-", "_"):  # a pretrained tag after the name: "-openai", "-laion2b_s34b_b79k"
+                head, _, tail = stem.rpartition(sep)
+                if head and (tail == "openai" or (tail[:1].islower() and "_" in tail)):
+                    stem = head
+                    break
+            names.add(stem.replace("-336px", "-336"))  # OpenAI's ViT-L/14@336 file name
+    return sorted(names)
+
+
 def find_weight_files(name: str, pretrained: Optional[str] = DEFAULT_PRETRAINED, models_dir=None
                       ) -> Tuple[List[Path], List[Path]]:
     """(existing candidate files in search order, every path looked at)."""
@@ -775,9 +805,10 @@ def _progress_line(done: int, total: Optional[int], label: str, stream) -> None:
 
 
 def fetch_url(url: str, dest: PathLike, sha256: Optional[str] = None, label: str = "", stream=None,
-              timeout: float = 30.0) -> Path:
+              timeout: float = 30.0, on_progress=None) -> Path:
     """Download ``url`` to ``dest`` with a progress line; atomic (a partial file never takes the
-    name), checked against ``sha256`` when given. Raises OSError/ValueError on failure."""
+    name), checked against ``sha256`` when given. ``on_progress(done_bytes, total_bytes or None)`` is
+    called after every chunk (a ComfyUI node shows it in its progress bar). Raises OSError/ValueError."""
     import hashlib
     import sys
     import urllib.request
@@ -800,6 +831,8 @@ def fetch_url(url: str, dest: PathLike, sha256: Optional[str] = None, label: str
             digest.update(chunk)
             done += len(chunk)
             _progress_line(done, total, label or dest.name, stream)
+            if on_progress is not None:
+                on_progress(done, total)
         stream.write("\n")
         if total is not None and done != total:
             raise OSError(f"the download of {url} stopped after {done} of {total} bytes")
@@ -810,16 +843,17 @@ def fetch_url(url: str, dest: PathLike, sha256: Optional[str] = None, label: str
 
 
 def download_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DEFAULT_PRETRAINED,
-                     folder: Optional[PathLike] = None, stream=None) -> ClipEncoder:
+                     folder: Optional[PathLike] = None, stream=None, on_progress=None,
+                     device="cpu") -> ClipEncoder:
     """Download (name, pretrained) once, with a progress bar, and check that it loads.
 
     With ``folder`` the weights end up there as one file that the search finds
-    (``<name>-<tag>.safetensors`` from the Hugging Face hub, else OpenAI's own ``RN101.pt``);
-    without, in the caches the search looks in (Hugging Face's, ``~/.cache/clip``). Returns the
-    loaded encoder (CPU). Raises `WeightsNotFoundError` saying why and what to do instead.
+    (``<name>-<tag>.safetensors`` from the Hugging Face hub, else OpenAI's own ``RN101.pt``), fetched
+    straight into it; without, in the caches the search looks in (Hugging Face's, ``~/.cache/clip``).
+    ``on_progress(done_bytes, total_bytes or None)`` follows a download into ``folder``. Returns the
+    loaded encoder (on ``device``). Raises `WeightsNotFoundError` saying why and what to do instead.
     """
     import re
-    import shutil
     import sys
 
     stream = stream if stream is not None else sys.stderr
@@ -846,16 +880,13 @@ def download_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] =
         else:
             stream.write(f"{name} ({tag}): from huggingface.co/{repo}\n")
             try:
-                cached = Path(huggingface_hub.hf_hub_download(repo, repo_file or HF_WEIGHT_NAMES[0]))
-                if folder is not None:
-                    from .atomic import atomic_path
-
-                    got = Path(folder) / f"{name}-{tag}{cached.suffix}"
-                    got.parent.mkdir(parents=True, exist_ok=True)
-                    with atomic_path(got) as tmp:
-                        shutil.copyfile(cached, tmp)
+                remote = repo_file or HF_WEIGHT_NAMES[0]
+                if folder is not None:  # straight into the folder (no second copy in the hub's cache)
+                    dest = Path(folder) / f"{name}-{tag}{Path(remote).suffix}"
+                    got = fetch_url(huggingface_hub.hf_hub_url(repo, remote), dest, label=dest.name, stream=stream,
+                                    on_progress=on_progress)
                 else:
-                    got = cached
+                    got = Path(huggingface_hub.hf_hub_download(repo, remote))
             except Exception as exc:  # noqa: BLE001 - network, auth, disk
                 errors.append(f"Hugging Face hub: {type(exc).__name__}: {str(exc)[:200]}")
     url = cfg.get("url")
@@ -872,11 +903,12 @@ def download_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] =
             dest = Path(folder or Path.home() / ".cache" / "clip") / os.path.basename(url)
             stream.write(f"{name} ({tag}): from {host}\n")
             try:
-                got = fetch_url(url, dest, sha256=m.group(1) if m else None, label=dest.name, stream=stream)
+                got = fetch_url(url, dest, sha256=m.group(1) if m else None, label=dest.name, stream=stream,
+                                on_progress=on_progress if folder is not None else None)
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"{host}: {type(exc).__name__}: {str(exc)[:200]}")
     if got is None:
         raise WeightsNotFoundError(f"Could not download CLIP {name} ({tag}): {'; '.join(errors) or 'no source'}. "
                                    f"Run again when online, or {manual}.")
     forget(got)  # a file just (re)written must be read again
-    return load_clip(name, pretrained, weights=got, allow_download=False)
+    return load_clip(name, pretrained, weights=got, allow_download=False, device=device)

@@ -1,7 +1,6 @@
 """Load CLIPasso Models: the CLIP loss encoder and the ViT saliency encoder."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -33,17 +32,13 @@ class ClipassoModels:
                 f"device={self.device}, precision={dt})")
 
 
-def _custom_names():
-    names = []
-    for d in models_dirs():
-        if os.path.isdir(d):
-            names += [f[:-5] for f in os.listdir(d) if f.endswith(".json")]
-    return names
-
-
 def _options(base):
+    """The usual names, then every other model whose files (or <name>.json config) the models/clipasso
+    folders hold (`clipasso.models.model_names_in`: file names only, nothing is loaded)."""
+    from clipasso.models import model_names_in
+
     out = list(base)
-    for n in sorted(_custom_names()):
+    for n in model_names_in(models_dirs()):
         if n not in out:
             out.append(n)
     return out
@@ -112,17 +107,37 @@ class LoadCLIPassoModels(io.ComfyNode):
     def execute(cls, loss_model=widget_default("loss_model"), saliency_model=widget_default("saliency_model"),
                 pretrained=widget_default("pretrained"), device=widget_default("device"), precision="auto",
                 allow_download=widget_default("allow_download")):
-        from clipasso.models import load_clip
-
         dev = torch.device("cpu") if device == "cpu" else compute_device()
         dirs = models_dirs()
         tag = (pretrained or "").strip() or None
         with torch.inference_mode(False):  # encoders are used inside autograd by the optimiser
-            loss = load_clip(loss_model, pretrained=tag, models_dir=dirs, device=dev,
-                             allow_download=bool(allow_download))
-            sal = load_clip(saliency_model, pretrained=tag, models_dir=dirs, device=dev,
-                            allow_download=bool(allow_download))
+            loss = load_or_download(loss_model, tag, dirs, dev, bool(allow_download))
+            sal = load_or_download(saliency_model, tag, dirs, dev, bool(allow_download))
         return io.NodeOutput(ClipassoModels(loss, sal, dev, autocast_dtype(precision, dev)))
+
+
+def load_or_download(name: str, tag, dirs, device, allow_download: bool):
+    """The encoder from the files on disk; missing, and downloads allowed, fetched once into the first
+    models/clipasso folder with the node's progress bar following the bytes. Errors start with what to do."""
+    import comfy.utils
+    from clipasso.models import WeightsNotFoundError, download_weights, load_clip
+
+    try:
+        return load_clip(name, pretrained=tag, models_dir=dirs, device=device, allow_download=False)
+    except WeightsNotFoundError as missing:
+        if not allow_download or not dirs:
+            raise
+        action, _, details = str(missing).partition("\n")
+    bar = comfy.utils.ProgressBar(100)
+
+    def progress(done, total):
+        if total:
+            bar.update_absolute(min(100, int(100 * done / total)), 100)
+
+    try:
+        return download_weights(name, tag, folder=dirs[0], on_progress=progress, device=device)
+    except WeightsNotFoundError as failed:
+        raise WeightsNotFoundError(f"{action}\nThe download into {dirs[0]} did not work: {failed}\n{details}") from None
 
 
 NODES = [LoadCLIPassoModels]

@@ -13,7 +13,7 @@ import pytest
 
 from clipasso import models
 from clipasso.cli import main
-from tests.openai_format import TINY_RN, build_openai_model, save_openai_archive
+from clipasso.testing.openai_format import TINY_RN, build_openai_model, save_openai_archive
 
 
 @pytest.fixture

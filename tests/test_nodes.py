@@ -481,3 +481,77 @@ def test_one_box_node_runs_without_any_clip_weights(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "STROKES 4 OPEN_CLIP False" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_load_models_downloads_missing_weights_with_the_node_progress_bar(N, models_folder, monkeypatch, tmp_path,
+                                                                          progress_events):
+    """Missing weights with downloads allowed: fetched once (a real HTTP download, from 127.0.0.1) into the
+    first models/clipasso folder, the node's progress bar following the bytes, then loaded; a second run
+    finds the file. A failed download says first what to do."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    from clipasso import models as engine_models
+    from clipasso.testing.openai_format import TINY_RN, build_openai_model, save_openai_archive
+
+    from pathlib import Path
+
+    models_folder = Path(models_folder)
+    www = tmp_path / "www"
+    data = Path(save_openai_archive(build_openai_model(TINY_RN, 1), tmp_path / "RN50.pt")).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    (www / sha).mkdir(parents=True)
+    (www / sha / "RN50.pt").write_bytes(data)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    real_cfg = engine_models._pretrained_cfg
+
+    def cfg(name, tag):  # open_clip's registry entry for RN50, pointed at the local server
+        out = real_cfg(name, tag)
+        if name == "RN50" and out:
+            out = {k: v for k, v in out.items() if k != "hf_hub"}
+            out["url"] = f"http://127.0.0.1:{httpd.server_address[1]}/{sha}/RN50.pt"
+        return out
+
+    monkeypatch.setattr(engine_models, "_pretrained_cfg", cfg)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("CLIPASSO_OFFLINE", raising=False)
+    target = models_folder / "RN50.pt"
+    try:
+        (loaded,) = run(N["CLIPassoLoadModels"], loss_model="RN50", saliency_model="ViT-B-32", pretrained="openai",
+                        device="cpu", precision="fp32", allow_download=True).args
+        assert target.read_bytes() == data and loaded.loss.name == "RN50"
+        assert progress_events and progress_events[-1][:2] == (100, 100)
+        (again,) = run(N["CLIPassoLoadModels"], loss_model="RN50", saliency_model="ViT-B-32", pretrained="openai",
+                       device="cpu", precision="fp32", allow_download=True).args
+        assert again.loss.source == str(target)
+        target.unlink()
+        engine_models.forget(target)
+        httpd.shutdown()  # the next download fails: the message still starts with the action
+        httpd.server_close()
+        with pytest.raises(engine_models.WeightsNotFoundError) as err:
+            run(N["CLIPassoLoadModels"], loss_model="RN50", saliency_model="ViT-B-32", pretrained="openai",
+                device="cpu", precision="fp32", allow_download=True)
+        first, rest = str(err.value).split("\n", 1)
+        assert first.startswith("Put RN50.pt") and str(models_folder) in first and "did not work" in rest
+    finally:
+        httpd.server_close()
+        if target.exists():
+            target.unlink()
+        engine_models.forget(target)
+
+
+def test_load_models_offers_the_models_found_in_the_models_folder(N, core, tmp_path):
+    """A weights file a user put into models/clipasso (here OpenAI's ViT-L/14@336 name) is offered in the
+    lists, next to the usual names."""
+    folder = tmp_path / "more_models"
+    folder.mkdir()
+    (folder / "ViT-L-14-336px.pt").write_bytes(b"")
+    core.add_model_folder_path("clipasso", str(folder))
+    inputs = {i.id: i for i in N["CLIPassoLoadModels"].GET_SCHEMA().inputs}
+    assert "ViT-L-14-336" in inputs["loss_model"].options and "ViT-L-14-336" in inputs["saliency_model"].options
+    assert inputs["loss_model"].options[0] == "RN101" and inputs["loss_model"].default == "RN101"

@@ -1,7 +1,7 @@
 """Weights in the formats users really have, loaded through the real loader.
 
 OpenAI's released ``RN101.pt`` / ``ViT-B-32.pt`` are fp16 TorchScript archives (see
-tests/openai_format.py, which writes such files from a small model in OpenAI's own layout); open_clip
+clipasso/testing/openai_format.py, which writes such files from a small model in OpenAI's own layout); open_clip
 and Hugging Face hand out state dicts (``.safetensors``, ``.bin``, ``.pt``, sometimes wrapped in
 ``{"state_dict": ...}`` or with ``module.`` prefixes). Every one must load, end up in fp32 and
 compute the same embeddings as the model it was written from.
@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from clipasso import models
 from clipasso.cli import main
 from clipasso.models import WeightsNotFoundError, load_clip, read_checkpoint
-from tests.openai_format import (TINY_RN, TINY_VIT, build_openai_model, save_openai_archive,
+from clipasso.testing.openai_format import (TINY_RN, TINY_VIT, build_openai_model, save_openai_archive,
                                  state_dict_fp16_rounded)
 
 

@@ -11,7 +11,7 @@ This module writes such files from a model written here, in that layout, at any 
 for fast tests, or the real RN101 / ViT-B/32 architectures (random weights) for an end-to-end run.
 It does not use OpenAI's ``clip`` package; only the file format matters.
 
-    python tests/openai_format.py OUT_DIR [--real]   # tiny (default) or real-size RN101.pt + ViT-B-32.pt
+    python clipasso/testing/openai_format.py OUT_DIR [--real]   # tiny (default) or real-size RN101.pt + ViT-B-32.pt
 """
 from __future__ import annotations
 
