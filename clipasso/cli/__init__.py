@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the loss-versus-strokes curve (and the drawing order's prefix losses) as JSON")
     sk.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from ..report import add_report_parser
+    from .batch import add_batch_parser
+
+    add_batch_parser(sub)
+    _add_debug(sub.choices["batch"])
 
     add_report_parser(sub)
     _add_debug(sub.choices["report"])
@@ -341,12 +345,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_ERROR
 
 
+def _subparser(parser, name):
+    """The sub-command's own parser (its errors print its usage)."""
+    for action in parser._subparsers._group_actions:
+        if name in getattr(action, "choices", {}):
+            return action.choices[name]
+    return parser
+
+
 def _dispatch(parser, args) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     if args.command == "download-weights":
         return _download_weights(args)
+    if args.command == "batch":
+        from .batch import run_batch
+
+        return run_batch(args, _subparser(parser, "batch"))
     if args.command == "report":
         from ..report import run_report_cli
 
