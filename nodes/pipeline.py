@@ -1,10 +1,12 @@
-"""The whole pipeline in one node: CLIPasso Sketch (`clipasso.pipeline.sketch` for every picture of a batch)."""
+"""The whole pipeline in one node: CLIPasso Sketch (`clipasso.pipeline.sketch` for every picture of an IMAGE
+batch) and CLIPasso Batch (`clipasso.batch.sketch_many` over a folder of picture files, with its manifest
+and resume)."""
 from __future__ import annotations
 
 import gc
 
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from .common import CATEGORY, NodeInputError, SketchStrokes, compute_device, free_memory, images_to_chw, models_dirs
 from .inputs import LOOP_WIDGETS, NODE_PRESET, loop_inputs, preset_input, setting_input, settings_overrides
@@ -96,4 +98,94 @@ class CLIPassoSketch(io.ComfyNode):
 
 
 
-NODES = [CLIPassoSketch]
+class CLIPassoBatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        from .models import LOSS_MODELS, SALIENCY_MODELS, _options
+
+        return io.Schema(
+            node_id="CLIPassoBatch",
+            display_name="CLIPasso Batch (folder)",
+            category=CATEGORY,
+            description="Sketch every picture of a folder, as `clipasso batch` does: each becomes "
+                        "<output folder>/<its path in the folder>.svg (and .png), with one line per picture in "
+                        "manifest.jsonl. Pictures already sketched with the same settings are skipped, so "
+                        "queueing the node again resumes; a broken picture is recorded and the batch goes on. "
+                        "The progress bar counts pictures. Cancel stops after the current picture's iteration.",
+            is_output_node=True,
+            inputs=[
+                io.String.Input("folder", default="", tooltip="A folder of pictures: inside ComfyUI's input "
+                                                              "folder (e.g. 'photos'), or an absolute path."),
+                io.Boolean.Input("recursive", default=False, tooltip="Also sketch the pictures of sub-folders."),
+                io.String.Input("output_folder", default="clipasso/batch",
+                                tooltip="Where the sketches and manifest.jsonl go, inside ComfyUI's output folder."),
+                io.Boolean.Input("png", default=True, tooltip="Also write a PNG of every sketch."),
+                io.Boolean.Input("force", default=False, tooltip="Redo pictures the manifest says are done."),
+                preset_input(),
+                setting_input("strokes"),
+                setting_input("seeds"),
+                setting_input("seed", control_after_generate=True),
+                setting_input("iterations"),
+                setting_input("remove_background"),
+                setting_input("loss_model", options=_options(LOSS_MODELS)),
+                setting_input("saliency_model", options=_options(SALIENCY_MODELS)),
+                setting_input("allow_download"),
+                *loop_inputs(ONE_BOX_WIDGETS),
+            ],
+            outputs=[
+                io.String.Output("report", display_name="report",
+                                 tooltip="What happened, as JSON: counts, the manifest's path, the failed pictures."),
+                io.Int.Output("sketched", display_name="sketched", tooltip="Pictures sketched by this run."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, folder="", recursive=False, output_folder="clipasso/batch", png=True, force=False,
+                preset=NODE_PRESET, **widgets):
+        import json
+        import os
+
+        import comfy.utils
+        import folder_paths
+        from clipasso.batch import BatchError, collect_inputs, sketch_many
+        from clipasso.settings import SettingsError, SketchSettings
+
+        try:
+            settings = SketchSettings.from_preset(preset, **settings_overrides(**widgets), models_dir=models_dirs(),
+                                                  device=str(compute_device())).validate()
+        except SettingsError as exc:
+            raise NodeInputError(str(exc)) from None
+        where = (folder or "").strip()
+        if not where:
+            raise NodeInputError("'folder' is empty: name a folder of pictures inside ComfyUI's input folder, or "
+                                 "give an absolute path")
+        source = where if os.path.isabs(where) else os.path.join(folder_paths.get_input_directory(), where)
+        out_root = os.path.realpath(folder_paths.get_output_directory())
+        target = os.path.realpath(os.path.join(out_root, (output_folder or "").strip() or "clipasso/batch"))
+        if os.path.commonpath([out_root, target]) != out_root:
+            raise NodeInputError(f"'output_folder' must stay inside ComfyUI's output folder; got {output_folder!r}")
+        try:
+            total = len(collect_inputs([source], recursive=bool(recursive)))
+        except BatchError as exc:
+            raise NodeInputError(str(exc)) from None
+        bar = comfy.utils.ProgressBar(total)
+        with torch.inference_mode(False), torch.enable_grad():
+            try:
+                result = sketch_many([source], target, settings, png=bool(png), force=bool(force),
+                                     recursive=bool(recursive), should_stop=_stop_when_cancelled,
+                                     on_item=lambda done, _total, line: bar.update_absolute(done, total))
+            finally:
+                gc.collect()
+                free_memory()
+        if cancel_requested():  # what was done is on disk and in the manifest; the prompt ends as cancelled
+            from .common import check_interrupted
+
+            check_interrupted()
+        report = {"pictures": len(result.lines), "sketched": result.count("ok"), "skipped": result.count("skipped"),
+                  "failed": result.failed, "seconds": round(result.seconds, 1), "manifest": str(result.manifest),
+                  "errors": {line["name"]: line["error"] for line in result.lines if line["status"] == "error"}}
+        text = json.dumps(report, indent=1)
+        return io.NodeOutput(text, result.count("ok"), ui=ui.PreviewText(result.summary()))
+
+
+NODES = [CLIPassoSketch, CLIPassoBatch]

@@ -70,7 +70,7 @@ def line_strokes(canvas=(32, 32), candidates=1, losses=None, seeds=None):
 
 EXPECTED = {"CLIPassoLoadModels", "CLIPassoRemoveBackground", "CLIPassoSaliency", "CLIPassoInitStrokes",
             "CLIPassoOptimize", "CLIPassoRasterize", "CLIPassoSelectBest", "CLIPassoSaveSVG",
-            "CLIPassoLoadSVG", "CLIPassoSketch", "CLIPassoAutoAbstraction", "CLIPassoDrawingOrder"}
+            "CLIPassoLoadSVG", "CLIPassoSketch", "CLIPassoAutoAbstraction", "CLIPassoDrawingOrder", "CLIPassoBatch"}
 
 
 def test_entry_point_registers_every_node_with_tooltips(N):
@@ -83,6 +83,9 @@ def test_entry_point_registers_every_node_with_tooltips(N):
             assert item.tooltip, f"{node_id}.{item.id} has no tooltip"
         info = cls.GET_NODE_INFO_V1()  # what /object_info serves; must not raise
         assert info["name"] == node_id
+        help_page = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "docs",
+                                 f"{node_id}.md")
+        assert os.path.isfile(help_page), f"{node_id} has no help page (web/docs/{node_id}.md)"
 
 
 def test_pack_import_and_registration_stay_light(core):
@@ -555,3 +558,37 @@ def test_load_models_offers_the_models_found_in_the_models_folder(N, core, tmp_p
     inputs = {i.id: i for i in N["CLIPassoLoadModels"].GET_SCHEMA().inputs}
     assert "ViT-L-14-336" in inputs["loss_model"].options and "ViT-L-14-336" in inputs["saliency_model"].options
     assert inputs["loss_model"].options[0] == "RN101" and inputs["loss_model"].default == "RN101"
+
+
+def test_batch_node_sketches_a_folder_and_resumes(N, core, tmp_path):
+    """CLIPasso Batch over a folder of the input directory (one broken picture), weights-free settings:
+    sketches, manifest, report; queued again it skips what is done."""
+    import json
+
+    from PIL import Image
+
+    folder = os.path.join(core.get_input_directory(), "batch_pictures")
+    os.makedirs(os.path.join(folder, "more"), exist_ok=True)
+    pic = (disk(64)[0].numpy() * 255).astype("uint8")
+    Image.fromarray(pic).save(os.path.join(folder, "one.png"))
+    Image.fromarray(pic[::-1].copy()).save(os.path.join(folder, "more", "two.jpg"))
+    with open(os.path.join(folder, "broken.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+    kw = dict(folder="batch_pictures", recursive=True, output_folder="tests/batch", png=True, force=False,
+              preset="fast", strokes=4, seeds=1, seed=0, iterations=5, remove_background=True, loss_model="RN101",
+              saliency_model="ViT-B-32", allow_download=False, loss="trace", saliency="mask")
+    out = run(N["CLIPassoBatch"], **kw)
+    report, sketched = out.args
+    data = json.loads(report)
+    assert sketched == 2 and data["failed"] == 1 and "broken" in data["errors"]
+    target = os.path.join(core.get_output_directory(), "tests", "batch")
+    for name in ("one", os.path.join("more", "two")):
+        assert os.path.isfile(os.path.join(target, name + ".svg")) and os.path.isfile(os.path.join(target, name + ".png"))
+    assert data["manifest"] == os.path.join(os.path.realpath(target), "manifest.jsonl")
+    assert "2 sketched" in out.ui.as_dict()["text"][0]
+    again = json.loads(run(N["CLIPassoBatch"], **kw).args[0])
+    assert again["skipped"] == 2 and again["sketched"] == 0
+    with pytest.raises(ValueError, match="inside ComfyUI's output folder"):
+        run(N["CLIPassoBatch"], **dict(kw, output_folder="../../elsewhere"))
+    with pytest.raises(ValueError, match="input not found"):
+        run(N["CLIPassoBatch"], **dict(kw, folder="no_such_folder"))

@@ -25,6 +25,7 @@ OUR_NODES = {
     "CLIPassoSaveSVG": (["SKETCH_STROKES"], ["SVG"]),
     "CLIPassoLoadSVG": ([], ["SKETCH_STROKES", "IMAGE"]),
     "CLIPassoSketch": (["IMAGE"], ["SKETCH_STROKES", "IMAGE", "FLOAT"]),
+    "CLIPassoBatch": ([], ["STRING", "INT"]),
     # models is optional (loss 'trace' needs none): listed after the required inputs
     "CLIPassoAutoAbstraction": (["IMAGE", "SKETCH_STROKES", "CLIPASSO_MODELS"],
                                 ["SKETCH_STROKES", "IMAGE", "INT", "IMAGE", "STRING"]),
