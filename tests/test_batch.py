@@ -169,3 +169,15 @@ def _both_runs(ray, pictures, tmp_path, settings):
     again = sketch_many([pictures], tmp_path / "ray", settings, recursive=True, engine="ray", workers=2)
     assert sorted(line["status"] for line in again.lines) == ["error", "skipped", "skipped", "skipped"]
     assert os.path.isfile(tmp_path / "ray" / "manifest.jsonl")
+
+
+def test_a_torn_last_manifest_line_is_ignored(pictures, tmp_path):
+    """A run killed while writing leaves half a line: the next run reads the rest and goes on."""
+    out = tmp_path / "out"
+    settings = SketchSettings.from_preset(**QUICK)
+    sketch_many([pictures / "a.png"], out, settings)
+    with open(out / "manifest.jsonl", "a") as f:
+        f.write('{"input": "/somewhere/b.png", "status": "o')
+    again = sketch_many([pictures / "a.png", pictures / "b.jpg"], out, settings)
+    assert [line["status"] for line in again.lines] == ["skipped", "ok"]
+    assert set(read_manifest(out / "manifest.jsonl")) == {str((pictures / n).resolve()) for n in ("a.png", "b.jpg")}

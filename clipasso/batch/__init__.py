@@ -149,8 +149,14 @@ def read_manifest(path: Path) -> Dict[str, dict]:
 
 
 def _append(path: Path, line: dict) -> None:
+    """One JSON line, flushed to disk (a line torn by a killed run is closed first, so it stays alone)."""
+    torn = False
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line, sort_keys=True) + "\n")
+        f.write(("\n" if torn else "") + json.dumps(line, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
