@@ -101,8 +101,8 @@ class Option:
             return ""
         unit = f" {self.unit}" if self.unit else ""
         if self.high is None:
-            return f" {'>' if self.low_open else '>='} {self.low:g}{unit}"
-        return f" between {self.low:g} and {self.high:g}{unit}"
+            return f" {'>' if self.low_open else '>='} {fmt(self.low)}{unit}"
+        return f" between {fmt(self.low)} and {fmt(self.high)}{unit}"
 
     def _bound_problem(self, label, value) -> Optional[str]:
         unit = f" {self.unit}" if self.unit else ""
@@ -111,21 +111,26 @@ class Option:
         outside = (self.high is not None and (value > self.high or (self.high_open and value >= self.high))) or \
             (self.low is not None and (value < self.low or (self.low_open and value <= self.low)))
         if outside and self.meaning:
-            return f"{label} must be {self.meaning}; got {value:g}"
+            return f"{label} must be {self.meaning}; got {fmt(value)}"
         if self.high is not None and self.high_open and value >= self.high:
-            return f"{label} must be below {self.high:g}{unit}; got {value:g}"
+            return f"{label} must be below {fmt(self.high)}{unit}; got {fmt(value)}"
         if self.high is not None and value > self.high:
-            return f"{label} must be at most {self.high:g}{unit}; got {value:g}" + (f" ({self.above})" if self.above else "")
+            return f"{label} must be at most {fmt(self.high)}{unit}; got {fmt(value)}" + (f" ({self.above})" if self.above else "")
         if self.low is not None and (value < self.low or (self.low_open and value <= self.low)):
-            top = f" (at most {self.high:g}{unit})" if self.high is not None else ""
+            top = f" (at most {fmt(self.high)}{unit})" if self.high is not None else ""
             if self.low_open:
-                return f"{label} must be above {self.low:g}{top}; got {value:g}"
+                return f"{label} must be above {fmt(self.low)}{top}; got {fmt(value)}"
             if self.low == 0:
-                return f"{label} must be 0 or more{top}; got {value:g}"
+                return f"{label} must be 0 or more{top}; got {fmt(value)}"
             if self.low in (0, 1) or self.high is None:
-                return f"{label} must be at least {self.low:g}{top}; got {value:g}"
-            return f"{label} must be between {self.low:g} and {self.high:g}{unit}; got {value:g}"
+                return f"{label} must be at least {fmt(self.low)}{top}; got {fmt(value)}"
+            return f"{label} must be between {fmt(self.low)} and {fmt(self.high)}{unit}; got {fmt(value)}"
         return None
+
+
+def fmt(value) -> str:
+    """A bound as people write it: 2147418111, not 2.14742e+09; 0.5 stays 0.5."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def option(default, help: str, **meta) -> Any:
@@ -170,7 +175,7 @@ class _Stage:
 class PrepareSettings(_Stage):
     canvas: int = option(224, "working canvas side in pixels; 224 is CLIP's input, larger (e.g. 448) draws finer lines, "
                               "downsampled for the loss", low=64, high=1024, unit="pixels", step=8,
-                         above="224 is CLIP's input; larger canvases only render finer")
+                         above="224 is CLIP's input; larger canvases only render finer", metavar="PX")
     framing: str = option("stretch", "how the picture goes onto the square canvas: stretch (the original's default; a "
                                      "stretched sketch comes back in the picture's shape), fix-scale (the original's "
                                      "fix_scale=1: a white square, 10 picture pixels a side), pad (a white square, "
@@ -205,7 +210,7 @@ class ModelSettings(_Stage):
 class PlaceSettings(_Stage):
     strokes: int = option(16, "number of strokes (the abstraction level)", low=1, high=1024, unit="strokes",
                           above="every stroke is rendered for every seed on every step; 100000 strokes took 7 GB "
-                                "and 5 min for a single iteration")
+                                "and 5 min for a single iteration", metavar="N")
     saliency: str = option("clip-attention", "where strokes start: clip-attention (the original), clip-relevancy "
                                              "(the paper), timm-vit (a timm ViT such as DINO), mask (inside the object "
                                              "mask, no model) or none (uniformly random)",
@@ -216,8 +221,8 @@ class PlaceSettings(_Stage):
                              off_help="do not restrict start points to the XDoG edge map (the paper intersects them)")
     temperature: float = option(0.3, "softmax temperature of the start-point sampling (lower: more concentrated)",
                                 low=0, high=100, low_open=True, step=0.01,
-                                above="the start points become uniformly random long before that")
-    num_segments: int = option(1, "cubic Bezier segments per stroke", low=1, high=16, flag="--segments")
+                                above="the start points become uniformly random long before that", metavar="T")
+    num_segments: int = option(1, "cubic Bezier segments per stroke", low=1, high=16, flag="--segments", metavar="N")
     width: float = option(1.5, "stroke half-width in canvas pixels (1.5 draws CLIPasso's 3 px line)", low=0,
                           high=50, low_open=True, flag="")
 
@@ -230,23 +235,23 @@ class ObjectiveSettings(_Stage):
     layer_weights: Optional[Dict[str, float]] = option(None, "weights of the geometric layers (None: layer2 and "
                                                              "layer3 of a ResNet, 1 each)", flag="")
     geometric_weight: float = option(1.0, "scale of the geometric term (intermediate encoder layers; CLIPasso: 1.0 "
-                                          "on ResNet layer2 and layer3)", low=0, high=100, step=0.1)
+                                          "on ResNet layer2 and layer3)", low=0, high=100, step=0.1, metavar="W")
     semantic_weight: float = option(0.1, "weight of the semantic term (final CLIP embedding; CLIPasso: 0.1)", low=0,
-                                    high=100, step=0.01)
+                                    high=100, step=0.01, metavar="W")
     text: Optional[str] = option(None, "text guidance: a short description such as 'a cat, side view'; the sketch is "
                                        "nudged toward it through the loss model's text tower", metavar="PROMPT",
                                  kind="str")
     text_weight: float = option(0.3, "weight of the text term: 0.3 nudges, 1 and more let the words win over the "
                                      "picture (bench/text_guidance.py)", low=0, high=100, step=0.01,
-                                above="1 and more already let the words win over the picture")
+                                above="1 and more already let the words win over the picture", metavar="W")
     trace_weight: float = option(1.0, "weight of the trace term with loss clip+trace", low=0, high=100, step=0.1,
-                                 above="the weight is relative to the CLIP loss, which is about 1")
+                                 above="the weight is relative to the CLIP loss, which is about 1", metavar="W")
     trace_sigmas: Tuple[float, ...] = option(DEFAULT_TRACE_SIGMAS, "blur radii (pixels) at which the trace loss "
                                                                    "compares ink", flag="")
     trace_reference: str = option("edges", "what the trace loss traces: the target's XDoG lines or its grey "
                                            "levels", choices=TRACE_REFERENCES, flag="")
     num_augs: int = option(4, "augmented views (random perspective + crop) per step and candidate; 0 compares the "
-                              "clean view only", low=0, high=64, widget="augmentations")
+                              "clean view only", low=0, high=64, widget="augmentations", metavar="N")
     aug_pool: int = option(0, "draw the augmented views from a fixed pool of this many, whose target features are "
                               "computed once (0: fresh views every step, the original)", low=0, high=1024, flag="")
     pool_seed: int = option(0, "seed of the augmentation pool", low=0, flag="")
@@ -264,11 +269,11 @@ class ObjectiveSettings(_Stage):
 @dataclass(frozen=True)
 class OptimizerSettings(_Stage):
     iterations: int = option(2000, "optimisation steps", low=0, high=100000, unit="steps",
-                             above="the paper uses 2000; stop a long run with Ctrl+C, which keeps the best sketch")
+                             above="the paper uses 2000; stop a long run with Ctrl+C, which keeps the best sketch", metavar="N")
     lr: float = option(1.0, "Adam step size in canvas pixels (CLIPasso: 1.0)", low=0, high=100, low_open=True,
                        unit="pixels per step", widget="learning_rate", step=0.01,
                        above="a step that large throws the points off the canvas and the sketch never improves on "
-                             "its starting strokes; CLIPasso uses 1.0")
+                             "its starting strokes; CLIPasso uses 1.0", metavar="LR")
     eval_interval: int = option(10, "steps between evaluations of the clean-view loss (the best state is kept)",
                                 low=1, high=100000, flag="")
     callback_interval: int = option(10, "steps between progress callbacks", low=1, flag="")
@@ -298,12 +303,12 @@ class OptimizerSettings(_Stage):
 
 @dataclass(frozen=True)
 class SelectSettings(_Stage):
-    seeds: Any = option(3, "candidates optimised together; the lowest loss wins (a count, or a list of seeds)",
+    seeds: Any = option(3, "candidates optimised together; the lowest loss wins (in Python also a list of seeds)",
                         low=1, high=MAX_SEEDS, unit="candidates", above="all seeds are optimised together as one "
-                                                                          "batch", kind="int")
+                                                                          "batch", kind="int", metavar="N")
     seed: int = option(0, "first seed; the candidates use seed, seed+1000, seed+2000 and so on", low=0,
                        high=2**31 - 1 - SEED_SPACING * MAX_SEEDS,
-                       above="candidates use seed, seed+1000, ..., which must stay a 31-bit seed")
+                       above="candidates use seed, seed+1000, ..., which must stay a 31-bit seed", metavar="N")
     auto_strokes: Optional[float] = option(None, "let the sketch choose its stroke count: keep this fidelity (0-1] "
                                                  "of the loss improvement over an empty canvas",
                                            low=0, high=1, low_open=True, metavar="FIDELITY", kind="float",

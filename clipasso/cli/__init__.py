@@ -45,6 +45,7 @@ def _add_debug(parser, top: bool = False) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..settings import fmt
     from ..settings import PRESET_HELP, PRESET_NAMES
 
     parser = argparse.ArgumentParser(
@@ -57,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "path is checked before any work starts. The options are the settings of "
                                     "clipasso.settings (the same as the Python API's and the nodes').",
                         epilog=EXIT_STATUS_HELP + " Upper bounds: " + ", ".join(
-                            f"{flag_of(k)} {b.high:g}" for k, b in LIMITS.items()
-                            if k != "strokes_x_seeds") + f", strokes x seeds {LIMITS['strokes_x_seeds'].high:g}.")
+                            f"{flag_of(k)} {fmt(b.high)}" for k, b in LIMITS.items()
+                            if k != "strokes_x_seeds") + f", strokes x seeds {fmt(LIMITS['strokes_x_seeds'].high)}.")
     _add_debug(sk)
     sk.add_argument("input", nargs="?", metavar="INPUT", help="image file (PNG, JPEG, WebP, ...); default: bundled example")
     sk.add_argument("-o", "--output", metavar="OUT.svg", help="SVG to write (default: <input name>_sketch.svg)")
