@@ -20,11 +20,28 @@ ONE_BOX_WIDGETS = (tuple(n for n in LOOP_WIDGETS if n not in ("loss", "trace_wei
                    + ("loss", "trace_weight", "saliency"))
 
 
+def sketch_inputs():
+    """The settings inputs of the whole pipeline, shared by CLIPasso Sketch and CLIPasso Batch (in the
+    order saved workflows keep)."""
+    from .models import LOSS_MODELS, SALIENCY_MODELS, _options
+
+    return [
+        preset_input(),
+        setting_input("strokes"),
+        setting_input("seeds"),
+        setting_input("seed", control_after_generate=True),
+        setting_input("iterations"),
+        setting_input("remove_background"),
+        setting_input("loss_model", options=_options(LOSS_MODELS)),
+        setting_input("saliency_model", options=_options(SALIENCY_MODELS)),
+        setting_input("allow_download"),
+        *loop_inputs(ONE_BOX_WIDGETS),
+    ]
+
+
 class CLIPassoSketch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        from .models import LOSS_MODELS, SALIENCY_MODELS, _options
-
         return io.Schema(
             node_id="CLIPassoSketch",
             display_name="CLIPasso Sketch",
@@ -36,16 +53,7 @@ class CLIPassoSketch(io.ComfyNode):
                         "nothing saved); the last preview shows the best sketch reached.",
             inputs=[
                 io.Image.Input("image", tooltip="Picture(s) of an object; every picture of a batch gets a sketch."),
-                preset_input(),
-                setting_input("strokes"),
-                setting_input("seeds"),
-                setting_input("seed", control_after_generate=True),
-                setting_input("iterations"),
-                setting_input("remove_background"),
-                setting_input("loss_model", options=_options(LOSS_MODELS)),
-                setting_input("saliency_model", options=_options(SALIENCY_MODELS)),
-                setting_input("allow_download"),
-                *loop_inputs(ONE_BOX_WIDGETS),
+                *sketch_inputs(),
             ],
             outputs=[
                 SketchStrokes.Output("sketch", display_name="strokes", tooltip="The winning sketch of each picture."),
@@ -101,8 +109,6 @@ class CLIPassoSketch(io.ComfyNode):
 class CLIPassoBatch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        from .models import LOSS_MODELS, SALIENCY_MODELS, _options
-
         return io.Schema(
             node_id="CLIPassoBatch",
             display_name="CLIPasso Batch (folder)",
@@ -121,16 +127,7 @@ class CLIPassoBatch(io.ComfyNode):
                                 tooltip="Where the sketches and manifest.jsonl go, inside ComfyUI's output folder."),
                 io.Boolean.Input("png", default=True, tooltip="Also write a PNG of every sketch."),
                 io.Boolean.Input("force", default=False, tooltip="Redo pictures the manifest says are done."),
-                preset_input(),
-                setting_input("strokes"),
-                setting_input("seeds"),
-                setting_input("seed", control_after_generate=True),
-                setting_input("iterations"),
-                setting_input("remove_background"),
-                setting_input("loss_model", options=_options(LOSS_MODELS)),
-                setting_input("saliency_model", options=_options(SALIENCY_MODELS)),
-                setting_input("allow_download"),
-                *loop_inputs(ONE_BOX_WIDGETS),
+                *sketch_inputs(),
             ],
             outputs=[
                 io.String.Output("report", display_name="report",
