@@ -58,6 +58,12 @@ def test_batch_writes_outputs_and_one_manifest_line_per_picture(pictures, tmp_pa
     assert broken["status"] == "error" and "not an image" in broken["error"] and not (out / "broken.svg").exists()
     on_disk = [json.loads(raw) for raw in (out / "manifest.jsonl").read_text().splitlines()]
     assert on_disk == result.lines and result.failed == 1
+    # an output folder inside the input folder: its PNGs are not taken for pictures to sketch
+    inner = sketch_many([pictures], pictures / "sketches", SketchSettings.from_preset(**QUICK), png=True,
+                        recursive=True)
+    again = sketch_many([pictures], pictures / "sketches", SketchSettings.from_preset(**QUICK), png=True,
+                        recursive=True)
+    assert len(inner.lines) == len(again.lines) == 4 and again.count("skipped") == 3
     assert not [p for p in out.rglob("*") if p.name.startswith(".clipasso-")]  # no temporary file left
 
 

@@ -259,6 +259,10 @@ def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engi
     settings.validate()
     items = collect_inputs(inputs, recursive=recursive)
     out_dir = Path(out_dir).expanduser()
+    inside = out_dir.resolve()
+    items = [i for i in items if inside not in i.path.parents]  # our own PNGs, when OUT_DIR is in an input folder
+    if not items:
+        raise BatchError(f"every picture found is inside the output folder {out_dir}; give other inputs")
     if out_dir.exists() and not out_dir.is_dir():
         raise BatchError(f"the output folder {out_dir} is a file; give a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
