@@ -18,7 +18,7 @@ How, without a GPU or pretrained weights:
   real photos (skimage.data, resized to 224, CLIP-normalised, with their mirror images): BN in
   train mode with momentum=None (a cumulative average) over a few forward passes, then eval. The
   script prints how different the pictures' embeddings are after that (mean pairwise cosine).
-- Loss: `clipasso.objective.losses.CLIPassoLoss` exactly as `clipasso.optimize.build_loss` builds it (RN101
+- Loss: `clipasso.objective.losses.CLIPassoLoss` exactly as `clipasso.objective.Objective.build` builds it (RN101
   layer2 + layer3 + 0.1 semantic), with ``amp_dtype`` None / torch.bfloat16 / torch.float16, i.e.
   what `clipasso.objective.amp_dtype` returns on CUDA for "off" / "bf16" / "fp16". The training loss is taken over
   1 clean + ``--augs`` augmented views with the same augmentation parameters for every dtype.

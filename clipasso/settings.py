@@ -497,8 +497,7 @@ class SketchSettings:
                 yield f"{label('seeds')} must be whole numbers >= 0; got {list(seeds)!r}"
             elif len(seeds) > MAX_SEEDS:
                 yield f"{label('seeds')} lists {len(seeds)} seeds; at most {MAX_SEEDS} run together"
-        total = self.optimized_strokes if not isinstance(self.strokes, bool) and isinstance(self.strokes, int) and \
-            self.problem_free("strokes", "max_strokes", "start_strokes") else None
+        total = self.optimized_strokes if self.problem_free("strokes", "max_strokes", "start_strokes") else None
         n_seeds = len(seeds) if isinstance(seeds, (list, tuple)) else seeds
         if total is not None and isinstance(n_seeds, int) and total * n_seeds > STROKES_X_SEEDS:
             yield (f"strokes x seeds must be at most {STROKES_X_SEEDS} ({total} strokes x {n_seeds} seeds; memory and "

@@ -76,16 +76,14 @@ def setting_input(widget: str, *, optional: bool = False, default=None, low=None
         return io.String.Input(widget, default=value or "", multiline=False, **kw)
     lo = low if low is not None else opt.low
     hi = high if high is not None else opt.high
+    step = opt.step or 0.01
+    if opt.kind != "int" and lo is not None and opt.low_open and lo == opt.low:
+        lo = lo + step / 10  # the widget's smallest value above an open bound
     if sentinel is not None and isinstance(sentinel, (int, float)):
-        lo = min(sentinel, lo) if lo is not None else sentinel
+        lo = min(sentinel, lo) if lo is not None else sentinel  # the "not set" value (pen width 0 = off)
     if opt.kind == "int":
         limits = {k: int(v) for k, v in (("min", lo), ("max", hi)) if v is not None}
         return io.Int.Input(widget, default=int(value), **limits, **kw)
-    step = opt.step or 0.01
-    if lo is not None and opt.low_open and lo == opt.low:
-        lo = lo + step / 10  # the widget's smallest value above an open bound
-    if sentinel == 0.0 and widget == "pen_width":
-        lo = 0.0
     limits = {k: float(v) for k, v in (("min", lo), ("max", hi)) if v is not None}
     return io.Float.Input(widget, default=float(value or 0.0), step=step, **limits, **kw)
 
@@ -133,6 +131,21 @@ def settings_overrides(**widgets) -> Dict:
             value = float(value)
         out[name] = value
     return out
+
+
+def node_settings(preset: Optional[str] = None, **widgets):
+    """The validated `SketchSettings` of a node's widget values, from ``preset`` (a node without a preset:
+    the field defaults); fields that are not widgets (models_dir, device) may be given by name too. A value
+    that cannot work is a `NodeInputError` naming it."""
+    from clipasso.settings import SettingsError, SketchSettings
+
+    from .common import NodeInputError
+
+    try:
+        base = SketchSettings.from_preset(preset) if preset is not None else SketchSettings()
+        return base.replace(**settings_overrides(**widgets)).validate()
+    except SettingsError as exc:
+        raise NodeInputError(str(exc)) from None
 
 
 def loop_config(models, preset: str = "fast", **widgets):

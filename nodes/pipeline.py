@@ -9,7 +9,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from .common import CATEGORY, NodeInputError, SketchStrokes, compute_device, free_memory, images_to_chw, models_dirs
-from .inputs import LOOP_WIDGETS, NODE_PRESET, loop_inputs, preset_input, setting_input, settings_overrides
+from .inputs import LOOP_WIDGETS, NODE_PRESET, loop_inputs, node_settings, preset_input, setting_input
 from .optimize import _discard_cancelled, _Progress, _stop_when_cancelled, cancel_requested
 from .output import render_to_comfy
 
@@ -65,14 +65,9 @@ class CLIPassoSketch(io.ComfyNode):
     @classmethod
     def execute(cls, image, preset=NODE_PRESET, **widgets):
         from clipasso.pipeline import sketch
-        from clipasso.settings import SettingsError, SketchSettings
         from clipasso.strokes import Strokes
 
-        try:
-            settings = SketchSettings.from_preset(preset, **settings_overrides(**widgets), models_dir=models_dirs(),
-                                                  device=str(compute_device())).validate()
-        except SettingsError as exc:
-            raise NodeInputError(str(exc)) from None
+        settings = node_settings(preset, **widgets, models_dir=models_dirs(), device=str(compute_device()))
         total_its = settings.iterations
         progress = _Progress(total_its)
 
@@ -145,13 +140,8 @@ class CLIPassoBatch(io.ComfyNode):
         import comfy.utils
         import folder_paths
         from clipasso.batch import BatchError, collect_inputs, sketch_many
-        from clipasso.settings import SettingsError, SketchSettings
 
-        try:
-            settings = SketchSettings.from_preset(preset, **settings_overrides(**widgets), models_dir=models_dirs(),
-                                                  device=str(compute_device())).validate()
-        except SettingsError as exc:
-            raise NodeInputError(str(exc)) from None
+        settings = node_settings(preset, **widgets, models_dir=models_dirs(), device=str(compute_device()))
         where = (folder or "").strip()
         if not where:
             raise NodeInputError("'folder' is empty: name a folder of pictures inside ComfyUI's input folder, or "

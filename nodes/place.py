@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, chw_to_images, hw_to_masks,
                      images_to_chw, masks_to_hw)
-from .inputs import setting_input, settings_overrides, widget_default
+from .inputs import node_settings, setting_input, widget_default
 
 METHODS = ["clip-attention", "clip-relevancy", "mask"]
 
@@ -117,12 +117,8 @@ class InitializeStrokes(io.ComfyNode):
     @classmethod
     def execute(cls, image, saliency=None, mask=None, **widgets):
         from clipasso.place.init import place_strokes
-        from clipasso.settings import SettingsError, SketchSettings
 
-        try:
-            settings = SketchSettings().replace(**settings_overrides(**widgets)).validate()
-        except SettingsError as exc:
-            raise NodeInputError(str(exc)) from None
+        settings = node_settings(**widgets)
         pictures = images_to_chw(image)
         size = tuple(pictures[0].shape[-2:])
         with torch.inference_mode(False), warnings.catch_warnings():

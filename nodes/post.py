@@ -20,6 +20,7 @@ from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes
 from .inputs import NODE_PRESET, loop_config, loop_inputs, preset_input, setting_input, widget_default
 from .output import render_to_comfy
 
+
 class SelectBestSketch(io.ComfyNode):
     @classmethod
     def define_schema(cls):

@@ -138,6 +138,9 @@ def test_the_cli_batch_command(pictures, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["batch", str(pictures), "-o", str(out), *QUICK_FLAGS, "--workers", "2"])
     assert "for --engine ray" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the command-line rules are `clipasso sketch`'s
+        main(["batch", str(pictures), "-o", str(out), *QUICK_FLAGS, "--text", " "])
+    assert "--text is empty" in capsys.readouterr().err
 
 
 def test_ray_engine_missing_is_a_clear_error(monkeypatch, pictures, tmp_path):

@@ -2,39 +2,27 @@
 and loadable afterwards; a clear error when downloads are off."""
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
-import threading
 from pathlib import Path
 
 import pytest
 
 from clipasso import models
 from clipasso.cli import main
-from clipasso.testing.openai_format import TINY_RN, build_openai_model, save_openai_archive
+from clipasso.testing.openai_format import (TINY_RN, LocalDownloads, build_openai_model, registry_entry_at,
+                                            save_openai_archive)
 
 
 @pytest.fixture
 def server(tmp_path):
     """An HTTP server on 127.0.0.1 serving ``tmp_path/www``."""
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with LocalDownloads(tmp_path / "www") as downloads:
+        yield downloads
 
 
 def test_fetch_url_checks_the_hash_and_never_leaves_a_partial_file(server, tmp_path):
-    root, base = server
+    root, base = server.root, server.base
     payload = b"x" * 300_000
     (root / "f.bin").write_bytes(payload)
     sha = hashlib.sha256(payload).hexdigest()
@@ -51,23 +39,10 @@ def test_fetch_url_checks_the_hash_and_never_leaves_a_partial_file(server, tmp_p
 
 
 def test_download_weights_fetches_an_openai_file_and_checks_it_loads(server, tmp_path, monkeypatch):
-    root, base = server
     archive = save_openai_archive(build_openai_model(TINY_RN, 0), tmp_path / "RN101.pt")
-    data = Path(archive).read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    (root / sha).mkdir()
-    (root / sha / "RN101.pt").write_bytes(data)
+    url = server.publish("RN101.pt", Path(archive).read_bytes())
     # open_clip's registry would name OpenAI's server; point that entry at the local one
-    real_cfg = models._pretrained_cfg
-
-    def cfg(name, tag):
-        out = real_cfg(name, tag)
-        if name == "RN101" and out:
-            out = {k: v for k, v in out.items() if k != "hf_hub"}
-            out["url"] = f"{base}/{sha}/RN101.pt"
-        return out
-
-    monkeypatch.setattr(models, "_pretrained_cfg", cfg)
+    monkeypatch.setattr(models, "_pretrained_cfg", registry_entry_at(models._pretrained_cfg, "RN101", url))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     folder = tmp_path / "models"
     enc = models.download_weights("RN101", "openai", folder, stream=io.StringIO())

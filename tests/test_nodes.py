@@ -491,36 +491,17 @@ def test_load_models_downloads_missing_weights_with_the_node_progress_bar(N, mod
     """Missing weights with downloads allowed: fetched once (a real HTTP download, from 127.0.0.1) into the
     first models/clipasso folder, the node's progress bar following the bytes, then loaded; a second run
     finds the file. A failed download says first what to do."""
-    import functools
-    import hashlib
-    import http.server
-    import threading
-
-    from clipasso import models as engine_models
-    from clipasso.testing.openai_format import TINY_RN, build_openai_model, save_openai_archive
-
     from pathlib import Path
 
+    from clipasso import models as engine_models
+    from clipasso.testing.openai_format import (TINY_RN, LocalDownloads, build_openai_model, registry_entry_at,
+                                                save_openai_archive)
+
     models_folder = Path(models_folder)
-    www = tmp_path / "www"
     data = Path(save_openai_archive(build_openai_model(TINY_RN, 1), tmp_path / "RN50.pt")).read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    (www / sha).mkdir(parents=True)
-    (www / sha / "RN50.pt").write_bytes(data)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    real_cfg = engine_models._pretrained_cfg
-
-    def cfg(name, tag):  # open_clip's registry entry for RN50, pointed at the local server
-        out = real_cfg(name, tag)
-        if name == "RN50" and out:
-            out = {k: v for k, v in out.items() if k != "hf_hub"}
-            out["url"] = f"http://127.0.0.1:{httpd.server_address[1]}/{sha}/RN50.pt"
-        return out
-
-    monkeypatch.setattr(engine_models, "_pretrained_cfg", cfg)
+    downloads = LocalDownloads(tmp_path / "www")
+    url = downloads.publish("RN50.pt", data)  # open_clip's registry entry for RN50, pointed at it
+    monkeypatch.setattr(engine_models, "_pretrained_cfg", registry_entry_at(engine_models._pretrained_cfg, "RN50", url))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("CLIPASSO_OFFLINE", raising=False)
     target = models_folder / "RN50.pt"
@@ -534,15 +515,14 @@ def test_load_models_downloads_missing_weights_with_the_node_progress_bar(N, mod
         assert again.loss.source == str(target)
         target.unlink()
         engine_models.forget(target)
-        httpd.shutdown()  # the next download fails: the message still starts with the action
-        httpd.server_close()
+        downloads.close()  # the next download fails: the message still starts with the action
         with pytest.raises(engine_models.WeightsNotFoundError) as err:
             run(N["CLIPassoLoadModels"], loss_model="RN50", saliency_model="ViT-B-32", pretrained="openai",
                 device="cpu", precision="fp32", allow_download=True)
         first, rest = str(err.value).split("\n", 1)
         assert first.startswith("Put RN50.pt") and str(models_folder) in first and "did not work" in rest
     finally:
-        httpd.server_close()
+        downloads.close()
         if target.exists():
             target.unlink()
         engine_models.forget(target)

@@ -161,50 +161,55 @@ def _append(path: Path, line: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _done(item: Item, previous: Optional[dict], digest: str, outputs: List[Path]) -> bool:
+def _done(previous: Optional[dict], digest: str, outputs: List[Path]) -> bool:
     return (previous is not None and previous.get("status") in ("ok", "skipped")
             and previous.get("settings_hash") == digest and all(p.is_file() for p in outputs))
 
 
 # --------------------------------------------------------------------------- one picture
 
-def sketch_bytes(data: bytes, suffix: str, settings: SketchSettings, png_size: Optional[int] = None,
-                 png: bool = False, callback=None, should_stop=None) -> dict:
-    """Sketch one picture given as file bytes (what a Ray worker receives); returns the SVG text, the
-    PNG bytes when asked, and the winner's figures. Errors come back as ``{"error": ...}``."""
+def sketch_file(path, settings: SketchSettings, png_size: Optional[int] = None, png: bool = False,
+                callback=None, should_stop=None) -> dict:
+    """Sketch one picture file; returns the SVG text, the PNG bytes when asked (``png_size``: its long side,
+    default 2x the canvas, as `clipasso sketch --png`), and the winner's figures. Errors come back as
+    ``{"error": ...}``: the batch records them and goes on."""
     from ..pipeline import sketch
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="clipasso-batch-") as tmp:
-        path = Path(tmp) / f"picture{suffix}"
-        path.write_bytes(data)
-        try:
-            result = sketch(path, settings, callback=callback, should_stop=should_stop)
-        except Exception as exc:  # noqa: BLE001 - recorded in the manifest; the batch goes on
-            msg = str(exc).strip() or type(exc).__name__
-            if not isinstance(exc, ClipassoError):
-                msg = f"{type(exc).__name__}: {msg}"
-            return {"error": msg.replace(str(path), "the picture"), "seconds": time.perf_counter() - start}
+    try:
+        result = sketch(path, settings, callback=callback, should_stop=should_stop)
+    except Exception as exc:  # noqa: BLE001 - recorded in the manifest; the batch goes on
+        msg = str(exc).strip() or type(exc).__name__
+        if not isinstance(exc, ClipassoError):
+            msg = f"{type(exc).__name__}: {msg}"
+        return {"error": msg, "seconds": time.perf_counter() - start}
     out = {"svg": result.svg(), "loss": result.loss, "seed": result.seed,
            "iterations": int(result.run.iterations_run), "cancelled": bool(result.run.cancelled),
            "strokes": int(result.strokes.num_strokes)}
     if png:
-        from ..output.raster import render
         from ..prepare.images import to_pil
 
-        h, w = result.strokes.canvas
-        scale = (png_size / max(h, w)) if png_size else 2.0
-        image = render(result.strokes, size=(round(h * scale), round(w * scale))).image[0]
         buf = io.BytesIO()
-        to_pil(image).save(buf, format="PNG")
+        to_pil(result.render(scale=(png_size / max(result.strokes.canvas)) if png_size else 2.0)).save(buf, format="PNG")
         out["png"] = buf.getvalue()
     out["seconds"] = time.perf_counter() - start
     return out
 
 
+def sketch_bytes(data: bytes, suffix: str, settings: SketchSettings, **options) -> dict:
+    """`sketch_file` of a picture given as file bytes (what a Ray worker receives from the driver)."""
+    with tempfile.TemporaryDirectory(prefix="clipasso-batch-") as tmp:
+        path = Path(tmp) / f"picture{suffix}"
+        path.write_bytes(data)
+        out = sketch_file(path, settings, **options)
+    if "error" in out:
+        out["error"] = out["error"].replace(str(path), "the picture")
+    return out
+
+
 def _record(item: Item, outcome: dict, out_dir: Path, png: bool, digest: str) -> dict:
     """Write one picture's outputs (atomically) and return its manifest line."""
-    from ..atomic import save_image_atomic, write_text_atomic
+    from ..atomic import atomic_open, write_text_atomic
 
     outputs = item.outputs(out_dir, png)
     line = {"input": str(item.path), "name": item.name, "outputs": [str(p) for p in outputs],
@@ -221,9 +226,8 @@ def _record(item: Item, outcome: dict, out_dir: Path, png: bool, digest: str) ->
         outputs[0].parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(outputs[0], outcome["svg"])
         if png:
-            from PIL import Image
-
-            save_image_atomic(Image.open(io.BytesIO(outcome["png"])), outputs[1])
+            with atomic_open(outputs[1], "wb") as f:
+                f.write(outcome["png"])
     except OSError as exc:
         line.update(status="error", error=f"cannot write {outputs[0].parent}: {exc.strerror or exc}")
         return line
@@ -288,7 +292,7 @@ def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engi
     todo: List[Item] = []
     for item in items:
         before = previous.get(str(item.path))
-        if not force and _done(item, before, digest, item.outputs(out_dir, png)):
+        if not force and _done(before, digest, item.outputs(out_dir, png)):
             finish(dict(before, status="skipped", seconds=0.0, time=time.strftime("%Y-%m-%dT%H:%M:%S")))
         else:
             todo.append(item)
@@ -304,17 +308,12 @@ def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engi
             if should_stop is not None and should_stop():
                 result.stopped = True
                 break
-            try:
-                data = item.path.read_bytes()
-            except OSError as exc:
-                outcome = {"error": f"cannot read {item.path}: {exc.strerror or exc}"}
-            else:
-                outcome = sketch_bytes(data, item.path.suffix, settings, png_size=png_size, png=png,
-                                       callback=callback, should_stop=should_stop)
+            outcome = sketch_file(item.path, settings, png_size=png_size, png=png, callback=callback,
+                                  should_stop=should_stop)
             finish(_record(item, outcome, out_dir, png, digest))
     result.seconds = time.perf_counter() - t0
     return result
 
 
-__all__ = ["sketch_many", "collect_inputs", "settings_hash", "read_manifest", "sketch_bytes", "BatchResult",
+__all__ = ["sketch_many", "collect_inputs", "settings_hash", "read_manifest", "sketch_file", "sketch_bytes", "BatchResult",
            "BatchError", "Item", "MANIFEST", "ENGINES", "IMAGE_SUFFIXES"]

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 from ..output.paths import NAME_MAX, OutputPathError, check_output_paths  # noqa: F401 - re-exported (0.1 names)
 from .options import (LIMITS, ProgressBar, _fmt_time, add_settings_arguments, flag_of,  # noqa: F401 - re-exported
-                      limit_problems, needs_problem, settings_from_args, settings_overrides)
+                      limit_problems, settings_or_usage_error)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: stopped by SIGTERM after writing the best sketch so far
@@ -369,9 +369,6 @@ def _dispatch(parser, args) -> int:
 
         return run_report_cli(args)
     if args.command == "sketch":
-        problems = limit_problems(args, ["png_size"])
-        if problems:
-            parser.error(problems[0])
         if args.gif or args.animated_svg:
             args.drawing_order = True  # an animation of the drawing needs its order
         for flag, value, suffix in (("--gif", args.gif, ".gif"), ("--animated-svg", args.animated_svg, ".svg"),
@@ -380,20 +377,9 @@ def _dispatch(parser, args) -> int:
                 parser.error(f"{flag} must name a {suffix} file; got {value}")
             if value is not None and not Path(value).parent.exists():
                 parser.error(f"the folder for {value} does not exist; create it first")
-        problem = needs_problem(args)
-        if problem:
-            parser.error(problem)
-        if args.text is not None and not args.text.strip():
-            parser.error("--text is empty; give a short description such as \"a cat, side view\"")
         if args.curve and args.auto_strokes is None and not args.drawing_order:
             parser.error("--curve needs --auto-strokes or --order (there is no curve to write otherwise)")
-        from ..settings import SettingsError
-
-        try:
-            settings = settings_from_args(args)
-        except SettingsError as exc:
-            parser.error(str(exc))
-        return _sketch(args, settings)
+        return _sketch(args, settings_or_usage_error(args, parser))
     parser.print_help(sys.stderr)
     return EXIT_USAGE
 

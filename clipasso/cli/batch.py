@@ -5,7 +5,7 @@ import signal
 import sys
 import time
 
-from .options import ProgressBar, _fmt_time, add_settings_arguments, flag_of, needs_problem, settings_from_args
+from .options import ProgressBar, _fmt_time, add_settings_arguments, flag_of, settings_or_usage_error
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
@@ -46,23 +46,12 @@ def add_batch_parser(sub) -> None:
 def run_batch(args, parser) -> int:
     from ..batch import BatchError, collect_inputs, sketch_many
     from ..errors import ClipassoError
-    from ..settings import SettingsError
-    from .options import limit_problems
 
-    problems = limit_problems(args, ["png_size"])
-    if problems:
-        parser.error(problems[0])
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.engine != "ray" and (args.ray_address or args.workers):
         parser.error("--ray-address and --workers are for --engine ray")
-    problem = needs_problem(args)
-    if problem:
-        parser.error(problem)
-    try:
-        settings = settings_from_args(args)
-    except SettingsError as exc:
-        parser.error(str(exc))
+    settings = settings_or_usage_error(args, parser)
     try:
         collect_inputs(args.inputs, recursive=args.recursive)  # a missing input is a usage error, before any work
     except BatchError as exc:

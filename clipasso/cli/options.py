@@ -154,6 +154,26 @@ def settings_from_args(args):
     return SketchSettings.from_preset(args.preset, **settings_overrides(args)).validate(label=flag_of)
 
 
+def settings_or_usage_error(args, parser):
+    """`settings_from_args`, after the command-line rules the settings cannot see (the PNG size, an option
+    given without the one it needs, an empty --text); any problem is ``parser.error`` (exit status 2),
+    before any work. `clipasso sketch` and `clipasso batch` both start here."""
+    from ..settings import SettingsError
+
+    problems = limit_problems(args, ["png_size"])
+    if problems:
+        parser.error(problems[0])
+    problem = needs_problem(args)
+    if problem:
+        parser.error(problem)
+    if args.text is not None and not args.text.strip():
+        parser.error("--text is empty; give a short description such as \"a cat, side view\"")
+    try:
+        return settings_from_args(args)
+    except SettingsError as exc:
+        parser.error(str(exc))
+
+
 def _fmt_time(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"

@@ -64,13 +64,6 @@ def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, de
         raise OptimizeError(str(exc)) from None
 
 
-def build_loss(cfg: OptimizeConfig, encoder, target: torch.Tensor, device):
-    """The `clipasso.objective.Objective` of ``cfg`` for ``target`` (``[3,H,W]`` at the canvas size)."""
-    from ..objective import Objective
-
-    return Objective.build(cfg, encoder, target, device)
-
-
 def reseed_collapsed(points: torch.Tensor, alphas: torch.Tensor, image: torch.Tensor, reference: torch.Tensor,
                      generators: Sequence[torch.Generator], min_length: float,
                      optimizer: Optional[torch.optim.Optimizer] = None) -> List[int]:

@@ -473,4 +473,4 @@ def check_method(method) -> str:
 
 __all__ = ["auto_abstract", "grow_abstract", "ink_benefit", "reached_plateau", "generous_budget",
            "check_method", "METHODS", "AbstractionResult", "AbstractionError", "NoImprovementError", "masked_losses",
-           "objective_for", "reopt_config", "drop_strokes"]
+           "reopt_config", "drop_strokes"]

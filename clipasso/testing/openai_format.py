@@ -372,6 +372,63 @@ def write_openai_files(folder, real: bool = False, fp16: bool = True, seed: int 
     return out
 
 
+class LocalDownloads:
+    """OpenAI's download server, played on 127.0.0.1: files published as ``<base>/<sha256>/<name>`` (the
+    layout of OpenAI's URLs, whose hash `clipasso.models.download_weights` checks), served over real HTTP
+    from ``root`` until `close` (also on leaving a ``with`` block)."""
+
+    def __init__(self, root):
+        import functools
+        import http.server
+        import threading
+        from pathlib import Path
+
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(self.root))
+        handler.log_message = lambda *a, **k: None
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._open = True
+
+    def publish(self, name: str, data: bytes) -> str:
+        """Serve ``data`` as OpenAI would serve ``name``; returns its URL."""
+        import hashlib
+
+        sha = hashlib.sha256(data).hexdigest()
+        (self.root / sha).mkdir(parents=True, exist_ok=True)
+        (self.root / sha / name).write_bytes(data)
+        return f"{self.base}/{sha}/{name}"
+
+    def close(self) -> None:
+        """Stop serving and close the socket (a later download is refused at once)."""
+        if self._open:
+            self._open = False
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def registry_entry_at(real_cfg, model: str, url: str):
+    """A stand-in for `clipasso.models._pretrained_cfg` whose entry for ``model`` names ``url`` (and no
+    Hugging Face repository): open_clip's registry pointed at `LocalDownloads`, the rest unchanged."""
+
+    def cfg(name, tag):
+        out = real_cfg(name, tag)
+        if name == model and out:
+            out = {k: v for k, v in out.items() if k != "hf_hub"}
+            out["url"] = url
+        return out
+
+    return cfg
+
+
 if __name__ == "__main__":
     import sys
 
