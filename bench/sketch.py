@@ -50,6 +50,9 @@ def _config(preset: str, **over):
     from clipasso.optimize import OptimizeConfig
 
     over.setdefault("callback_interval", 1)
+    # per-iteration cost: every seed runs every timed step (no seed trial cut, no plateau stop)
+    over.setdefault("seed_trial", 0.0)
+    over.setdefault("plateau", 0.0)
     return OptimizeConfig.from_preset(preset, **over)
 
 

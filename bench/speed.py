@@ -385,8 +385,164 @@ def stages_worker(spec: dict) -> dict:
                 timed_cpu_s=timed_cpu, timed_wall_s=timed_wall, **mem)
 
 
+def _whole_models(spec: dict, folder: str):
+    """Write the loss and saliency models under their default names into ``folder`` (so `clipasso.sketch`
+    loads them like real weights): the tiny test models with --quick, else a real-size RN101 with random
+    weights and BatchNorm statistics calibrated on photos (`bench.precision.build_rn101`: its loss is
+    not ~0, so the plateau rule sees a real curve) and a random ViT-B-32 for the saliency map."""
+    import torch
+
+    if spec["quick"]:
+        from clipasso.testing.tiny_models import write_tiny_models
+
+        write_tiny_models(folder, as_defaults=True)
+        return "tiny test models (as RN101 / ViT-B-32)"
+    import open_clip
+
+    from bench.precision import PICTURES, build_rn101, picture
+
+    rn = build_rn101([picture(n) for n in PICTURES[:6]], seed=0)
+    torch.save(rn.model.state_dict(), os.path.join(folder, "RN101-openai.pt"))
+    torch.manual_seed(1)
+    vit = open_clip.create_model("ViT-B-32", pretrained=None)
+    torch.save(vit.state_dict(), os.path.join(folder, "ViT-B-32-openai.pt"))
+    return "RN101 random with BatchNorm calibrated on photos; ViT-B-32 random"
+
+
+def whole_worker(spec: dict) -> dict:
+    """Whole sketches of the bundled example at `fast` and `paper`, and what each speed-up buys, in ONE
+    process: the fp32 floor (2 seeds x 3 views of RN101 forward + backward, x 500), release 0.2's fast
+    (fp32, both seeds all the way), bf16 alone, bf16 + seed trial, and today's fast preset (bf16 where
+    native, seed trial, plateau stop) run whole, start to end; paper in fp32 and in the precision
+    'auto' picks; the original's loop (bench/original_baseline.py) at paper settings."""
+    import torch
+
+    import clipasso
+    from bench.original_baseline import run_sequential, trainable_copy
+    from clipasso.models import load_clip
+    from clipasso.objective import amp_dtype
+    from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
+    from clipasso.settings import PRESETS
+
+    device = torch.device(spec["device"])
+    folder = tempfile.mkdtemp(prefix="clipasso_whole_")
+    models = _whole_models(spec, folder)
+    common = dict(device=spec["device"], models_dir=folder, allow_download=False)
+    if spec["quick"]:
+        common["iterations"] = 40  # whole runs of the tiny models, still start to end
+    load0 = _load()
+    c0, w0 = time.process_time(), time.perf_counter()
+    enc = load_clip("RN101", models_dir=folder, device=device, allow_download=False)
+    clipasso.sketch(None, preset="fast", **dict(common, iterations=1))  # warm-up: model loads, matting session
+    from clipasso.pipeline import precision_label
+
+    out = dict(kind="whole", models=models, precision_auto=precision_label(amp_dtype("auto", device)))
+
+    # the fp32 floor of issue 14: RN101 forward + input-gradient backward of 2 seeds x 3 views
+    x0 = torch.rand(6, 3, 224, 224, device=device)
+
+    def fwd_bwd(dtype):
+        x = x0.clone().requires_grad_(True)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            y = enc.visual(enc.normalize(x))
+        y.float().square().sum().backward()
+
+    out["floor_step_s"], _, _ = timed(lambda: fwd_bwd(None), device, 3, warmup=1)
+    native = amp_dtype("auto", device)
+    out["floor_step_auto_s"], _, _ = timed(lambda: fwd_bwd(native), device, 3, warmup=1) if native else \
+        (out["floor_step_s"], None, None)
+
+    # fixed cost of a sketch: everything but the steps (prepare, matting, saliency, init, objective, eval, output)
+    t = time.perf_counter()
+    clipasso.sketch(None, preset="fast", **dict(common, iterations=0))
+    out["fixed_s"] = time.perf_counter() - t
+
+    target, _ = prepare_target(EXAMPLE_IMAGE, 224, background_removal=False)
+    from clipasso.place.init import initialize_strokes
+
+    def step(preset, seeds, **over):
+        """median steady step and clean-view eval cost of the engine's loop (uniform random starts)."""
+        cfg = _config(preset, iterations=spec["measure"] + 2, **over)
+        strokes = initialize_strokes((224, 224), 16, [1000 * i for i in range(seeds)])
+        r = time_optimize(strokes, target, enc, cfg, device)
+        from clipasso.objective import Objective
+
+        obj = Objective.build(cfg, enc, target, device)
+        image = obj.draw(r["result"].final.to(device))
+        with torch.no_grad():
+            ev, _, _ = timed(lambda: obj.eval_loss(image), device, 3, warmup=1)
+        return r["median"], ev
+
+    steps = {}
+    for key, preset, seeds, over in (("fast2_fp32", "fast", 2, dict(mixed_precision="off")),
+                                     ("fast2_auto", "fast", 2, {}), ("fast1_auto", "fast", 1, {}),
+                                     ("paper3_fp32", "paper", 3, dict(mixed_precision="off")),
+                                     ("paper3_auto", "paper", 3, {})):
+        steps[key] = step(preset, seeds, **over)
+    out["steps"] = {k: dict(s_per_it=v[0], eval_s=v[1]) for k, v in steps.items()}
+
+    # the original's loop at paper settings, one seed (seeds run one after another: x3)
+    model = trainable_copy(enc)
+    strokes = initialize_strokes((224, 224), 16, [0])
+    b = run_sequential(strokes, target.to(device), model, enc.mean, enc.std, spec["measure"] + 1, device)
+    out["original_step_s"], out["original_eval_s"] = b["per_iteration"], b["eval_s"]
+    del model
+
+    # today's fast preset, whole, start to end (bundled example, models already loaded)
+    t = time.perf_counter()
+    res = clipasso.sketch(None, preset="fast", **common)
+    out["fast_whole_s"] = time.perf_counter() - t
+    run = res.run
+    out["fast_run"] = dict(iterations_run=run.iterations_run, stop_reason=run.stop_reason, survivors=run.survivors,
+                           trial_iteration=run.trial_iteration, candidate_steps=run.candidate_steps,
+                           loss=res.loss, seconds_optimise=run.seconds, precision=res.settings["precision"])
+    if device.type == "cuda":  # cheap enough on a GPU: paper best-of-3, whole, start to end
+        t = time.perf_counter()
+        res_p = clipasso.sketch(None, preset="paper", **common)
+        out["paper_whole_s"] = time.perf_counter() - t
+        out["paper_run"] = dict(iterations_run=res_p.run.iterations_run, loss=res_p.loss,
+                                precision=res_p.settings["precision"])
+    fast, paper = PRESETS["fast"], PRESETS["paper"]
+    it_f = common.get("iterations", fast["iterations"])
+    it_p = common.get("iterations", paper["iterations"])
+    ev_f, ev_p = it_f // fast["eval_interval"], it_p // paper["eval_interval"]
+    trial = int(round(fast["seed_trial"] * it_f))
+    fixed = out["fixed_s"]
+    s = out["steps"]
+    out["rows"] = [
+        dict(name="fp32 floor: 2 seeds x 3 views RN101 fwd+bwd, x iterations", total_s=it_f * out["floor_step_s"],
+             measured=False),
+        dict(name="fast, release 0.2 (fp32, both seeds to the end)", measured=False,
+             total_s=fixed + it_f * s["fast2_fp32"]["s_per_it"] + ev_f * s["fast2_fp32"]["eval_s"]),
+        dict(name=f"fast, {out['precision_auto']} (precision auto), both seeds to the end", measured=False,
+             total_s=fixed + it_f * s["fast2_auto"]["s_per_it"] + ev_f * s["fast2_auto"]["eval_s"]),
+        dict(name=f"fast, {out['precision_auto']} + seed trial {fast['seed_trial']:g}", measured=False,
+             total_s=fixed + trial * s["fast2_auto"]["s_per_it"] + (it_f - trial) * s["fast1_auto"]["s_per_it"]
+             + ev_f * s["fast1_auto"]["eval_s"]),
+        dict(name=f"fast preset today ({out['precision_auto']}, seed trial, plateau {fast['plateau']:g}/"
+                  f"{fast['plateau_window']}): stopped at {run.iterations_run}", measured=True,
+             total_s=out["fast_whole_s"]),
+        dict(name="paper, release 0.2 (fp32, best of 3)", measured=False,
+             total_s=fixed + it_p * s["paper3_fp32"]["s_per_it"] + ev_p * s["paper3_fp32"]["eval_s"]),
+        dict(name=f"paper today (precision auto: {out['precision_auto']}, best of 3)", measured=False,
+             total_s=fixed + it_p * s["paper3_auto"]["s_per_it"] + ev_p * s["paper3_auto"]["eval_s"]),
+        dict(name="paper, the original's loop (seeds one after another)", measured=False,
+             total_s=fixed + it_p * 3 * out["original_step_s"] + ev_p * 3 * out["original_eval_s"]),
+    ]
+    if "paper_whole_s" in out:
+        out["rows"].append(dict(name=f"paper today, run whole ({out['paper_run']['precision']})", measured=True,
+                                total_s=out["paper_whole_s"]))
+    floor = out["rows"][0]["total_s"]
+    for r in out["rows"]:
+        r["vs_floor"] = r["total_s"] / floor
+    out["iterations_fast"], out["iterations_paper"] = it_f, it_p
+    out.update(load_before=load0, timed_cpu_s=time.process_time() - c0, timed_wall_s=time.perf_counter() - w0,
+               **memory(device))
+    return out
+
+
 WORKERS = {"engine": engine_worker, "baseline": baseline_worker, "compare": compare_worker,
-           "stages": stages_worker}
+           "stages": stages_worker, "whole": whole_worker}
 
 
 # --------------------------------------------------------------------------- driver
@@ -457,6 +613,9 @@ def run_device(args, device: str) -> dict:
                 loss_model=args.loss_model, saliency_model=args.saliency_model)
     started = time.perf_counter()
     load_start = _load()
+    whole = run_case(dict(base, kind="whole"))
+    if args.only_whole:
+        return dict(whole=whole)
     stages = run_case(dict(base, kind="stages", strokes=16, seeds=3, u2net_dir=args.u2net_dir))
 
     engine_specs = {}
@@ -535,7 +694,7 @@ def run_device(args, device: str) -> dict:
         info["open_clip"] = open_clip.__version__
     except Exception:  # noqa: BLE001
         pass
-    return dict(info=info, stages=stages, totals=totals, compare=compare, headline=headline, scaling=scaling,
+    return dict(info=info, whole=whole, stages=stages, totals=totals, compare=compare, headline=headline, scaling=scaling,
                 engine_cases=list(engine.values()), baseline_cases=list(baseline.values()),
                 side_by_side_cases=list(side.values()))
 
@@ -550,6 +709,32 @@ def _ms(s: float) -> str:
 
 def _mib(v) -> str:
     return "-" if v is None else f"{v:,.0f}"
+
+
+def whole_table(w: dict, info: dict) -> str:
+    """The whole-sketch section: today's fast preset run start to end, the rest extrapolated from their steps."""
+    where = info.get("device_name", "?")
+    if info.get("device") != "cuda":
+        where = f"CPU {where}, {info.get('threads')} torch threads of {info.get('cores')} cores"
+    L = [f"Whole sketch of the bundled example on {where}; {w['models']}; torch {info.get('torch')}",
+         f"fast: {w['iterations_fast']} iterations max, best of 2; paper: {w['iterations_paper']} iterations, best of 3. "
+         f"Measured = run start to end (models already loaded); the others = fixed cost of a sketch "
+         f"({w['fixed_s']:.1f} s: matting, saliency, init, target features, output) + iterations x measured step "
+         f"+ evaluations",
+         f"{'':<72}{'time':>10}{'x floor':>9}"]
+    for r in w["rows"]:
+        L.append(f"{r['name'][:71]:<72}{_hms(r['total_s']):>10}{r['vs_floor']:>8.2f}x" + (" measured" if r["measured"] else ""))
+    s = w["steps"]
+    L.append(f"steps (s/it): fast 2 seeds fp32 {s['fast2_fp32']['s_per_it']:.3f}, {w['precision_auto']} "
+             f"{s['fast2_auto']['s_per_it']:.3f}, 1 seed {s['fast1_auto']['s_per_it']:.3f}; paper 3 seeds fp32 "
+             f"{s['paper3_fp32']['s_per_it']:.3f}, {w['precision_auto']} {s['paper3_auto']['s_per_it']:.3f}; "
+             f"the original's loop {w['original_step_s']:.3f} per seed; floor step {w['floor_step_s']:.3f} fp32, "
+             f"{w['floor_step_auto_s']:.3f} {w['precision_auto']}")
+    fr = w["fast_run"]
+    L.append(f"the measured fast run: {fr['iterations_run']} iterations ({fr['stop_reason']}), seed trial cut at "
+             f"{fr['trial_iteration']} keeping candidate(s) {fr['survivors']}, {fr['candidate_steps']} candidate "
+             f"steps, encoder in {fr['precision']}, loss {fr['loss']:.4f}")
+    return "\n".join(L)
 
 
 def tables(rep: dict) -> str:
@@ -567,6 +752,8 @@ def tables(rep: dict) -> str:
         if util < 0.8 and not inf.get("quick"):
             L.append("WARNING: some cases ran while other jobs took the cores: their times are inflated")
     st, sg = rep["stages"]["stages"], rep["stages"]
+    if rep.get("whole"):
+        L += ["", whole_table(rep["whole"], rep.get("whole_info", inf))]
     L += ["", f"Stages of one sketch (paper preset: {sg['strokes']} strokes, {sg['seeds']} seeds, 1+4 views each)",
           f"{'stage':<58}{'time':>12}"]
     rows = [("load + fit to 224 (no matting)", st["load_fit_s"])]
@@ -648,6 +835,10 @@ def main(argv=None) -> int:
     ap.add_argument("--u2net-dir", default=None, help="folder with rembg's u2netp.onnx (default $U2NET_HOME or "
                                                       "../shared/weights)")
     ap.add_argument("--table-only", action="store_true", help="print the tables of the last saved run")
+    ap.add_argument("--results", default=None, help="folder of the JSON results (default bench/results)")
+    ap.add_argument("--only-whole", action="store_true", help="only the whole-sketch section (fast and paper, whole "
+                                                              "runs and what each speed-up buys); merged into the "
+                                                              "saved results")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -663,9 +854,10 @@ def main(argv=None) -> int:
     suffix = "_quick" if args.quick else ""
     if args.table_only:
         for dev in devices:
-            path = RESULTS / f"speed_{dev}{suffix}.json"
+            path = (Path(args.results) if args.results else RESULTS) / f"speed_{dev}{suffix}.json"
             if path.is_file():
-                print(tables(json.loads(path.read_text())))
+                rep = json.loads(path.read_text())
+                print(tables(rep) if "stages" in rep else whole_table(rep["whole"], rep["whole_info"]))
             else:
                 print(f"no saved run for {dev}: {path} does not exist")
         return 0
@@ -674,14 +866,24 @@ def main(argv=None) -> int:
     args.threads = args.threads or os.cpu_count() or 1
     args.u2net_dir = args.u2net_dir or default_u2net_dir()
     reports = []
+    results = Path(args.results) if args.results else RESULTS
     for dev in devices:
         rep = run_device(args, dev)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        path = RESULTS / f"speed_{dev}{suffix}.json"
+        results.mkdir(parents=True, exist_ok=True)
+        path = results / f"speed_{dev}{suffix}.json"
+        if args.only_whole:  # keep the other sections of the last full run
+            old = json.loads(path.read_text()) if path.is_file() else {}
+            info = dict(old.get("info", {}), device=dev, threads=args.threads, cores=os.cpu_count(),
+                        torch=torch.__version__, device_name=(torch.cuda.get_device_name(0) if dev == "cuda"
+                                                              else cpu_name()))
+            old.update(whole=rep["whole"], whole_info=info)
+            rep = old
+            print(whole_table(rep["whole"], info))
         path.write_text(json.dumps(rep, indent=2))
         print(f"wrote {path}", file=sys.stderr)
         reports.append(rep)
-    print("\n\n".join(tables(r) for r in reports))
+    if not args.only_whole:
+        print("\n\n".join(tables(r) for r in reports))
     return 0
 
 

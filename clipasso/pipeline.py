@@ -200,6 +200,9 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
     if run.cancelled:
         notes.append(f"cancelled after {run.iterations_run} of {cfg.iterations} iterations; "
                      "returning the best state reached")
+    elif run.stop_reason == "plateau":
+        notes.append(f"stopped on a plateau at iteration {run.iterations_run} of {cfg.iterations}: no seed's loss "
+                     f"improved by more than {100 * cfg.plateau:g}% over the last {cfg.plateau_window} steps")
     summary = dict(preset=s.preset, strokes=int(n_strokes), seeds=list(seed_list), iterations=cfg.iterations,
                    device=str(dev), clip_model=encoder.name if encoder is not None else None,
                    clip_source=encoder.source if encoder is not None else None, loss=cfg.loss,
@@ -209,7 +212,10 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
                    optimize_opacity=cfg.optimize_opacity, optimize_color=cfg.optimize_color,
                    color_from_image=cfg.color_from_image, pen_width=cfg.pen_width, reseed_interval=cfg.reseed_every,
                    abstraction=(s.abstraction_method if s.auto_strokes is not None else None), framing=s.framing,
-                   input_size=[pic_h, pic_w])
+                   input_size=[pic_h, pic_w], precision=precision_label(objective.amp_dtype),
+                   seed_trial=cfg.seed_trial, seed_survivors=cfg.seed_survivors, plateau=cfg.plateau,
+                   plateau_window=cfg.plateau_window, stop_reason=run.stop_reason,
+                   iterations_run=run.iterations_run, survivors=run.survivors)
     if sum(run.reseeded):
         notes.append(f"re-seeded {sum(run.reseeded)} stroke(s) that had shrunk to dots "
                      f"(per seed: {', '.join(str(n) for n in run.reseeded)})")
@@ -220,6 +226,11 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
                         saliency=sal, initial=initial, run=run, settings=summary, notes=notes,
                         seconds=time.perf_counter() - t0, abstraction=ab_result, drawing_order=ordering,
                         framing=s.framing, frame_strokes=winner, sketch_settings=s)
+
+
+def precision_label(dtype) -> str:
+    """'fp32', 'bf16' or 'fp16': the encoder's autocast dtype in words."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
 def _saliency(target, mask, s: SketchSettings, dev):

@@ -258,8 +258,11 @@ class ObjectiveSettings(_Stage):
     distortion: float = option(0.5, "perspective distortion of the augmentations", low=0, high=1, flag="")
     crop_scale: float = option(0.8, "area share of the augmentations' crop", low=0, high=1, low_open=True, flag="")
     distance: str = option("l2", "distance of the geometric term", choices=("l2", "l1"), flag="")
-    mixed_precision: str = option("auto", "encoder precision: auto (fp16 on CUDA, fp32 on CPU), off, bf16, fp16",
-                                  choices=PRECISIONS, flag="")
+    mixed_precision: str = option("auto", "encoder precision: auto (fp16 on CUDA; bf16 on a CPU with native bf16, "
+                                          "i.e. avx512_bf16 or AMX, about 2x faster; else fp32), off (fp32), bf16, "
+                                          "fp16 (CUDA only; a CPU runs fp32). The eval loss that keeps the best state "
+                                          "and picks the winner is fp32 under bf16",
+                                  choices=PRECISIONS, flag="--precision")
 
     @property
     def uses_clip(self) -> bool:
@@ -299,6 +302,18 @@ class OptimizerSettings(_Stage):
     reseed_min_length: float = option(3.0, "control polygon length (px at 224) below which a stroke is a dot",
                                       low=0, low_open=True, flag="")
     reseed_until: float = option(0.7, "share of the run during which re-seeding happens", low=0, high=1, flag="")
+    seed_trial: float = option(0.0, "share of the iterations that every seed runs; then only the seed_survivors "
+                                    "best (lowest eval loss) go on to the end (0: every seed runs all iterations, "
+                                    "as in the original)", low=0, high=1, high_open=True, step=0.05, metavar="SHARE",
+                               meaning="a share of the iterations in [0, 1), e.g. 0.2")
+    seed_survivors: int = option(1, "seeds that go on after seed_trial", low=1, high=MAX_SEEDS, unit="seeds",
+                                 metavar="N", above="at most as many as run")
+    plateau: float = option(0.0, "stop early when no running seed's best eval loss improved by more than this share "
+                                 "over the last plateau_window steps (0: always run all iterations)", low=0, high=1,
+                            high_open=True, step=0.001, metavar="SHARE",
+                            meaning="a share in [0, 1), e.g. 0.01 (1 %)")
+    plateau_window: int = option(100, "steps over which plateau measures the improvement", low=1, high=100000,
+                                 unit="steps", metavar="N")
 
 
 @dataclass(frozen=True)
@@ -354,7 +369,12 @@ PRESET_CHANGES: Dict[str, Dict[str, Any]] = {
     # spread (about 5%). Framing "pad" (a white square, never stretched): on three non-square photos
     # (trace loss, 100 its, 2 seeds; bench/framing.py, bench/results/framing_cpu.json) the sketch's edge F
     # in the photo's frame was 0.817 padded, 0.811 fix-scale, 0.772 stretched and mapped back.
-    "fast": dict(seeds=2, iterations=500, num_augs=2, aug_pool=16, framing="pad"),
+    # Issue 14 (bench/seed_trial.py, bench/precision_reach.py, bench/speed.py --only-whole): both seeds run the
+    # first 20% of the steps, then only the leader (a cut waits for the end of re-seeding with the trace
+    # loss); the run stops once the best loss improved by less than 0.5% over 100 steps; the encoder runs in
+    # bf16 on a CPU with native bf16 (mixed_precision "auto", as every preset).
+    "fast": dict(seeds=2, iterations=500, num_augs=2, aug_pool=16, framing="pad", seed_trial=0.2, seed_survivors=1,
+                 plateau=0.005, plateau_window=100),
 }
 PRESET_NAMES = tuple(PRESET_CHANGES)
 PRESET_HELP = ("paper: the original settings (RN101, 4 augmentations, 2000 iterations, best of 3); fast: CPU-friendly "

@@ -29,6 +29,8 @@ WIDGETS = {
     "method": ("abstraction_method", None),
     "fidelity": ("auto_strokes", None),
     "pretrained": ("clip_pretrained", None),
+    "seed_trial": ("seed_trial", -1.0),
+    "plateau": ("plateau", -1.0),
 }
 UNSET_HELP = {0: "0 uses the preset's value.", -1: "-1 uses the preset's value.",
               "preset": "preset: the preset's (paper stretch, fast pad)."}
@@ -37,6 +39,11 @@ UNSET_HELP = {0: "0 uses the preset's value.", -1: "-1 uses the preset's value."
 # required ones; Auto Abstraction and Drawing Order take the same (their older inputs first).
 LOOP_WIDGETS = ("loss", "trace_weight", "text", "text_weight", "optimize_width", "optimize_opacity",
                 "color_from_image", "optimize_color", "pen_width")
+
+
+# Optional inputs that spend less on a run (the seed trial and the plateau stop; -1: the preset's value),
+# after the loop inputs on Optimize Sketch and last on the one-box nodes.
+SPEED_WIDGETS = ("seed_trial", "plateau")
 
 
 def field_of(widget: str) -> str:

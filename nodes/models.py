@@ -45,22 +45,24 @@ def _options(base):
 
 
 def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """Mixed precision only pays (and is only safe) on accelerators; CPUs always run fp32.
+    """The optimiser's autocast dtype (None = fp32) for the node's precision on ``device``.
 
-    ``auto`` on CUDA is fp16, as the engine's default (clipasso.objective.amp_dtype): measured in
-    bench/precision.py, bf16 bends the RN101 loss gradient to a cosine of 0.990 with fp32, fp16 keeps
-    0.9987. Other accelerators follow ComfyUI's own judgement of what they support.
+    ``auto`` on CUDA and on the CPU is the engine's rule (clipasso.objective.amp_dtype): fp16 on CUDA
+    (bench/precision.py: bf16 bends the RN101 loss gradient to a cosine of 0.990 with fp32, fp16 keeps
+    0.9987), bf16 on a CPU that computes bf16 natively (avx512_bf16 / AMX: about 2x faster, loss
+    reached within 2% of fp32, bench/precision_reach.py), else fp32. fp16 on a CPU runs fp32 (fp16
+    kernels there are emulated and many times slower). Other accelerators follow ComfyUI's own judgement.
     """
-    if device.type == "cpu" or precision == "fp32":
+    if precision == "fp32":
         return None
+    if device.type in ("cpu", "cuda"):
+        from clipasso.objective import amp_dtype
+
+        return amp_dtype({"auto": "auto", "fp16": "fp16", "bf16": "bf16"}[precision], device)
     if precision == "fp16":
         return torch.float16
     if precision == "bf16":
         return torch.bfloat16
-    if device.type == "cuda":
-        from clipasso.objective import amp_dtype
-
-        return amp_dtype("auto", device)  # one rule for the engine and the node
     import comfy.model_management as mm
 
     if mm.should_use_fp16(device):
@@ -92,8 +94,11 @@ class LoadCLIPassoModels(io.ComfyNode):
                 setting_input("device", options=DEVICES,
                               tooltip="auto = ComfyUI's device (GPU when there is one); cpu forces the CPU."),
                 io.Combo.Input("precision", options=PRECISIONS, default="auto",
-                               tooltip="Autocast precision of the optimiser on GPU (auto: fp16 on CUDA, which keeps the "
-                                       "loss gradient closest to fp32; bf16 bends it more). The CPU always runs fp32."),
+                               tooltip="Autocast precision of the CLIP encoder in the optimiser. auto: fp16 on CUDA "
+                                       "(keeps the loss gradient closest to fp32; bf16 bends it more), bf16 on a CPU "
+                                       "with native bf16 (avx512_bf16 or AMX: about 2x faster, the loss reached "
+                                       "within 2% of fp32), fp32 on other CPUs. fp16 on a CPU runs fp32. The loss "
+                                       "that keeps the best state and picks the winner is fp32 under bf16."),
                 setting_input("allow_download", tooltip="Download missing weights through open_clip on first use. Off: "
                                                         "only local files are used, and a missing file gives a "
                                                         "message naming where to put it."),

@@ -20,7 +20,7 @@ from comfy_api.latest import io
 
 from .common import (CATEGORY, ClipassoModelsType, SketchStrokes, check_interrupted, free_memory, images_to_chw,
                      strokes_or_error)
-from .inputs import NODE_PRESET, loop_config, loop_inputs, preset_input, setting_input
+from .inputs import NODE_PRESET, SPEED_WIDGETS, loop_config, loop_inputs, preset_input, setting_input
 from .output import render_to_comfy
 
 PREVIEW_SIZE = 256
@@ -115,6 +115,7 @@ class OptimizeSketch(io.ComfyNode):
                 setting_input("semantic_weight"),
                 setting_input("augmentations"),
                 *loop_inputs(),
+                *loop_inputs(SPEED_WIDGETS),
             ],
             outputs=[
                 SketchStrokes.Output("optimized", display_name="strokes",

@@ -9,7 +9,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from .common import CATEGORY, NodeInputError, SketchStrokes, compute_device, free_memory, images_to_chw, models_dirs
-from .inputs import LOOP_WIDGETS, NODE_PRESET, loop_inputs, node_settings, preset_input, setting_input
+from .inputs import LOOP_WIDGETS, NODE_PRESET, SPEED_WIDGETS, loop_inputs, node_settings, preset_input, setting_input
 from .optimize import _discard_cancelled, _Progress, _stop_when_cancelled, cancel_requested
 from .output import render_to_comfy
 
@@ -17,7 +17,7 @@ from .output import render_to_comfy
 # saved workflows keep their values): the features, then the canvas and framing, then the loss and where
 # strokes start (which together make a run that needs no CLIP weights: loss trace, saliency mask)
 ONE_BOX_WIDGETS = (tuple(n for n in LOOP_WIDGETS if n not in ("loss", "trace_weight")) + ("canvas", "framing")
-                   + ("loss", "trace_weight", "saliency"))
+                   + ("loss", "trace_weight", "saliency") + SPEED_WIDGETS)
 
 
 def sketch_inputs():

@@ -1,4 +1,5 @@
-"""The mixed-precision rule of the optimiser (issue 12 part 4): fp16 on CUDA for "auto", by measurement."""
+"""The mixed-precision rule of the optimiser (issue 12 part 4): fp16 on CUDA for "auto", by measurement
+(the CPU rule, bf16 where native, is issue 14's: tests/test_speedups.py)."""
 from __future__ import annotations
 
 import json
@@ -15,9 +16,11 @@ RESULTS = os.path.join(ROOT, "bench", "results", "precision_cpu.json")
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 
-def test_auto_is_fp16_on_cuda_and_fp32_on_cpu():
+def test_auto_is_fp16_on_cuda_and_on_the_cpu_bf16_only_where_native():
+    from clipasso.objective import cpu_bf16_native
+
     assert amp_dtype("auto", CUDA) is torch.float16  # whether or not the GPU has bf16
-    assert amp_dtype("auto", CPU) is None
+    assert amp_dtype("auto", CPU) is (torch.bfloat16 if cpu_bf16_native() else None)  # tests/test_speedups.py
     assert amp_dtype("auto", torch.device("cuda", 1)) is torch.float16
 
 

@@ -260,10 +260,16 @@ def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
         "  candidates: " + ", ".join(f"seed {sd}: {float(l):.4f}"
                                      for sd, l in zip(result.candidates.seeds, result.candidates.losses)),
         f"  {s['strokes']} strokes, {run.iterations_run}/{s['iterations']} iterations"
-        + (" (stopped early)" if run.cancelled else "") + f", preset {s['preset']}, {s['clip_model'] or 'trace loss'} on {s['device']}",
+        + (" (stopped early)" if run.cancelled else " (plateau)" if run.stop_reason == "plateau" else "")
+        + f", preset {s['preset']}, {s['clip_model'] or 'trace loss'} on {s['device']}"
+        + (f" in {s['precision']}" if s.get("clip_model") else ""),
         f"  time: {_fmt_time(result.seconds)} total, {run.seconds_per_iteration:.3f} s/iteration "
-        f"for {len(s['seeds'])} seed(s) together",
+        f"for {len(s['seeds'])} seed(s) together" if run.survivors is None else
+        f"  time: {_fmt_time(result.seconds)} total, {run.seconds_per_iteration:.3f} s/iteration on average "
+        f"({run.candidate_steps} candidate steps)",
     ]
+    if run.survivors is not None:
+        lines.append(f"  seed trial: {run.trial_text()}")
     lines += abstraction_lines
     styled = [n.replace("_", " ") for n in ("optimize_width", "optimize_opacity", "color_from_image", "optimize_color")
               if s.get(n)] + ([f"pen {s['pen_width']:g} px"] if s.get("pen_width") else [])

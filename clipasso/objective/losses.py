@@ -269,7 +269,7 @@ class CLIPassoLoss:
                  semantic_weight: float = DEFAULT_SEMANTIC_WEIGHT, num_augs: int = 4,
                  distortion: float = DEFAULTS["distortion"], crop_scale: float = DEFAULTS["crop_scale"], distance: str = "l2",
                  aug_pool: int = 0, pool_seed: int = 0, amp_dtype: Optional[torch.dtype] = None,
-                 text_embedding: Optional[torch.Tensor] = None, text_weight: float = 0.0):
+                 eval_amp_dtype="same", text_embedding: Optional[torch.Tensor] = None, text_weight: float = 0.0):
         self.encoder = encoder
         self.layer_weights = check_layer_weights(
             encoder, default_layer_weights(encoder) if layer_weights is None else layer_weights)
@@ -297,6 +297,8 @@ class CLIPassoLoss:
         self.distance = distance
         self.aug_pool = int(aug_pool)
         self.amp_dtype = amp_dtype
+        self.eval_amp_dtype = amp_dtype if isinstance(eval_amp_dtype, str) and eval_amp_dtype == "same" \
+            else eval_amp_dtype
         self.device = encoder.device
         t = target if target.ndim == 4 else target.unsqueeze(0)
         if t.shape[0] != 1 or t.shape[1] != 3:
@@ -308,6 +310,8 @@ class CLIPassoLoss:
         self.target = self._to_work_size(t.detach().to(self.device, torch.float32))
         with torch.no_grad():
             self._clean_target = self._features(self.target)
+            self._eval_target = self._clean_target if self.eval_amp_dtype == self.amp_dtype else \
+                self._features(self.target, self.eval_amp_dtype)
             self._pool = None
             if self.aug_pool:
                 gen = torch.Generator().manual_seed(int(pool_seed))
@@ -317,8 +321,10 @@ class CLIPassoLoss:
                 self._pool = self._features(views)
 
     # .................................................................. encoder
-    def _features(self, images: torch.Tensor):
-        """(per-layer features, embedding or None) of 0..1 images, in fp32."""
+    def _features(self, images: torch.Tensor, amp_dtype="train"):
+        """(per-layer features, embedding or None) of 0..1 images, in fp32; the encoder runs under
+        autocast to ``amp_dtype`` (default: the training one; None: fp32)."""
+        amp_dtype = self.amp_dtype if isinstance(amp_dtype, str) else amp_dtype
         enc = self.encoder
         x = images
         if tuple(x.shape[-2:]) != (enc.image_size, enc.image_size):
@@ -327,8 +333,8 @@ class CLIPassoLoss:
         if not enc.is_vit:
             x = x.contiguous(memory_format=torch.channels_last)
         need_emb = self.semantic_weight > 0 or self.text_weight > 0
-        amp = self.amp_dtype is not None and x.device.type in ("cuda", "mps", "cpu")
-        with torch.autocast(x.device.type, dtype=self.amp_dtype, enabled=bool(amp and self.amp_dtype)):
+        amp = amp_dtype is not None and x.device.type in ("cuda", "mps", "cpu")
+        with torch.autocast(x.device.type, dtype=amp_dtype, enabled=bool(amp and amp_dtype)):
             if enc.is_vit:
                 feats, emb = _vit_features(enc.visual, x, list(self.layer_weights), need_emb)
             else:
@@ -378,11 +384,15 @@ class CLIPassoLoss:
         return F.interpolate(images, size=self.work_size, mode="area")
 
     def eval_loss(self, sketch: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Loss of the clean view only, per candidate (the value best-of-N compares). Call under no_grad."""
-        sketch = self._check(sketch)
+        """Loss of the clean view only, per candidate (the value best-of-N compares), in the eval precision
+        (``eval_amp_dtype``). Call under no_grad."""
+        return self._clean_loss(self._check(sketch), self.eval_amp_dtype, self._eval_target)
+
+    def _clean_loss(self, sketch: torch.Tensor, amp_dtype="train", target=None) -> Dict[str, torch.Tensor]:
+        """Clean-view loss of checked renders, by default in the training precision."""
         b = sketch.shape[0]
-        feats, emb = self._features(sketch)
-        tf, te = self._clean_target
+        feats, emb = self._features(sketch, amp_dtype)
+        tf, te = self._clean_target if target is None else target
         tg = ({k: v.expand(b, *v.shape[1:]) for k, v in tf.items()}, None if te is None else te.expand(b, -1))
         return self._terms((feats, emb), tg, b)
 
@@ -395,7 +405,7 @@ class CLIPassoLoss:
         a = self.num_augs
         v = 1 + a
         if a == 0:
-            return self.eval_loss(sketch)
+            return self._clean_loss(sketch)
         tf, te = self._clean_target
         if self.aug_pool:
             picks = torch.stack([torch.randperm(self.aug_pool, generator=g)[:a] for g in generators])  # [B,A]

@@ -10,9 +10,20 @@ Every ``eval_interval`` iterations (and at the very end) the clean-view loss of 
 state is measured and, if it improved, that same state is kept as the candidate's best (the
 original saved the post-step points under the pre-step loss). The result holds the best state per
 candidate with its loss and iteration.
+
+Two ways to spend less (both off by default, as in the original; the `fast` preset turns them on):
+
+- a seed trial (``seed_trial``, ``seed_survivors``): all candidates run the first share of the
+  iterations, then only the best go on; the others keep their best state and are not passed through
+  the loss again. Since candidates never mix, a survivor ends exactly where it would have in the full
+  batch, so the winner is the full run's whenever the leader at the cut is also the leader at the end
+  (bench/seed_trial.py measures how often, and what a different winner costs);
+- a plateau stop (``plateau``, ``plateau_window``): the run ends once no running candidate's best
+  eval loss improved by more than that share over the window; the iteration budget stays the cap.
 """
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -35,13 +46,26 @@ class OptimizeResult:
     iterations_run: int
     cancelled: bool
     seconds: float
-    train_losses: torch.Tensor = field(default=None)  # [iterations_run, B] training loss per step
+    train_losses: torch.Tensor = field(default=None)  # [iterations_run, B] training loss per step (NaN: not run)
     diverged: bool = False           # stopped because points became non-finite (best state returned)
     reseeded: List[int] = field(default_factory=list)  # collapsed strokes re-seeded, per candidate
+    stop_reason: str = "iterations"  # iterations (the budget), plateau, cancelled or diverged
+    trial_iteration: Optional[int] = None   # where the seed trial ended (None: every candidate ran to the end)
+    survivors: Optional[List[int]] = None   # candidates that went on after the trial (indices into B)
+    candidate_steps: int = 0         # steps taken summed over candidates (the work done: B x iterations without a trial)
 
     @property
     def seconds_per_iteration(self) -> float:
         return self.seconds / max(1, self.iterations_run)
+
+    def trial_text(self) -> str:
+        """How the seed trial cut the candidates, in words ('' without a cut)."""
+        if self.trial_iteration is None or self.survivors is None:
+            return ""
+        seeds = self.strokes.seeds or list(range(self.strokes.num_candidates))
+        kept = ", ".join(str(seeds[i]) for i in self.survivors)
+        return (f"all {self.strokes.num_candidates} seeds ran {self.trial_iteration} iterations, then only "
+                f"seed{'s' if len(self.survivors) > 1 else ''} {kept} went on")
 
 
 def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, device):
@@ -173,8 +197,27 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     best_iter = torch.zeros(b, dtype=torch.long, device=device)
     last_eval = torch.full((b,), float("nan"), device=device)
     history, history_its, train_hist = [], [], []
+    # Seed trial (successive halving in one cut): every candidate runs until `trial_end`, then only the
+    # `seed_survivors` lowest best-so-far eval losses go on. The others keep their best state (which loses
+    # to every survivor's, so best-of-N never picks them) and cost nothing more: only the survivors are
+    # passed through the loss. Adam and the views are per candidate, so a survivor goes on as it would
+    # in the full batch (float rounding aside).
     reseed_every = cfg.reseed_every
     reseed_last = int(cfg.reseed_until * cfg.iterations)
+    trial_end = int(round(cfg.seed_trial * cfg.iterations)) if cfg.seed_trial and b > cfg.seed_survivors else None
+    if trial_end is not None and reseed_every:
+        # re-seeding moves strokes (and re-ranks the seeds) until reseed_until: cut only once the last
+        # re-seeded strokes had an interval to settle (bench/seed_trial.py: with the trace loss a cut at 20%
+        # kept a clearly worse seed in some runs)
+        trial_end = max(trial_end, reseed_last + reseed_every)
+    if trial_end is not None and not 1 <= trial_end < cfg.iterations:
+        trial_end = None
+    active = None            # indices of the candidates still optimised (None: all of them)
+    frozen = None            # the dropped candidates' points, style and final eval, kept as they were
+    survivors = None
+    plateau_window = int(cfg.plateau_window)
+    stop_reason = "iterations"
+    candidate_steps = 0
     reseed_gens = [torch.Generator().manual_seed(s + 7919) for s in seeds]  # apart from the views' streams
     reseeded = [0] * b
     reference = loss_fn.reference_ink() if reseed_every else None
@@ -186,18 +229,66 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     def evaluate(it: int, image: torch.Tensor):
         nonlocal last_eval
         with torch.no_grad():
-            ev = loss_fn.eval_loss(image.detach())["total"].detach()
-        ev = torch.where(torch.isfinite(ev), ev, torch.full_like(ev, float("inf")))
-        improved = ev < best_loss
+            shown = image.detach() if active is None else image.detach()[active]
+            part = loss_fn.eval_loss(shown)["total"].detach()
+        part = torch.where(torch.isfinite(part), part, torch.full_like(part, float("inf")))
+        if active is None:
+            ev = part
+        else:  # dropped candidates: no new evaluation (NaN in the history), their last one kept
+            ev = torch.full((b,), float("nan"), device=device, dtype=part.dtype)
+            ev[active] = part
+        improved = ev < best_loss  # NaN compares False
         best_loss.copy_(torch.where(improved, ev, best_loss))
         best_points[improved] = points.detach()[improved]
         best_widths[improved] = style.widths.detach()[improved]
         best_colors[improved] = style.colors().detach()[improved]
         best_iter[improved] = it
-        last_eval = ev
+        last_eval = ev if active is None else torch.where(torch.isnan(ev), last_eval, ev)
         history.append(ev.cpu())
         history_its.append(it)
+        best_hist.append(best_loss.detach().cpu().clone())
 
+    def cut_seeds():
+        """End of the seed trial: only the `seed_survivors` best go on; the rest are frozen as they are."""
+        nonlocal active, frozen, survivors
+        order = torch.argsort(best_loss.detach().cpu(), stable=True)
+        survivors = sorted(int(i) for i in order[:int(cfg.seed_survivors)])
+        active = torch.tensor(survivors, dtype=torch.long, device=device)
+        dropped = torch.tensor(sorted(int(i) for i in order[int(cfg.seed_survivors):]), dtype=torch.long,
+                               device=device)
+        frozen = (dropped, points.detach()[dropped].clone(), style.widths.detach()[dropped].clone(),
+                  style.rgb.detach()[dropped].clone(), style.alpha.detach()[dropped].clone())
+
+    def hold_frozen():
+        """Put the dropped candidates back where they were cut (Adam's momentum would move them on)."""
+        if frozen is None:
+            return
+        idx, p0, w0, rgb0, a0 = frozen
+        with torch.no_grad():
+            points[idx] = p0
+            style.widths[idx] = w0
+            style.rgb[idx] = rgb0
+            style.alpha[idx] = a0
+
+    def plateaued(it: int) -> bool:
+        """No running candidate's best eval loss improved by more than `plateau` (a share) over the last
+        `plateau_window` steps."""
+        if not cfg.plateau or it < plateau_window or not history_its:
+            return False
+        back = [k for k, at in enumerate(history_its) if at <= it - plateau_window]
+        if not back:
+            return False
+        then, now = best_hist[back[-1]], best_hist[-1]
+        rows = range(b) if active is None else survivors
+        for i in rows:
+            old, new = float(then[i]), float(now[i])
+            if not math.isfinite(old) or not math.isfinite(new):
+                return False
+            if old - new > float(cfg.plateau) * abs(old):
+                return False
+        return True
+
+    best_hist = []
     start = time.perf_counter()
     cancelled = diverged = False
     it = 0
@@ -207,14 +298,23 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     while True:
         if should_stop is not None and should_stop():
             cancelled = True
+            stop_reason = "cancelled"
             break
         if it >= cfg.iterations:
             break
         opt.zero_grad(set_to_none=True)
         image = render(points)
-        if it % cfg.eval_interval == 0:
+        if it % cfg.eval_interval == 0 or it == trial_end:
             evaluate(it, image)  # the state about to be stepped: evaluated and kept as one
-        terms = loss_fn.train_loss(image, gens)
+            if it == trial_end:
+                cut_seeds()
+            if it % cfg.eval_interval == 0 and plateaued(it):
+                stop_reason = "plateau"
+                break
+        if active is None:
+            terms = loss_fn.train_loss(image, gens)
+        else:  # only the survivors are worth the loss's cost; the others' rows get no gradient
+            terms = loss_fn.train_loss(image[active], [gens[int(i)] for i in active])
         total = terms["total"]
         objective = total.sum()  # sum: each candidate's gradient is its own loss's gradient
         if scaler is not None:
@@ -225,7 +325,13 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
             objective.backward()
             opt.step()
         style.project()
-        train = total.detach().cpu()
+        hold_frozen()
+        if active is None:
+            train = total.detach().cpu()
+        else:
+            train = torch.full((b,), float("nan"))
+            train[active.cpu()] = total.detach().cpu().to(train.dtype)
+        candidate_steps += int(total.shape[0])
         train_hist.append(train)
         it += 1
         if not (bool(torch.isfinite(points.detach()).all()) and bool(torch.isfinite(style.widths.detach()).all())
@@ -238,10 +344,14 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
             with torch.no_grad():
                 points.copy_(best_points)
             style.restore(best_widths, best_colors)
+            stop_reason = "diverged"
             break
         if reseed_every and it % reseed_every == 0 and it <= reseed_last:
-            moved = reseed_collapsed(points, style.colors().detach()[..., 3], image, reference, reseed_gens,
-                                     min_length, opt)
+            alphas = style.colors().detach()[..., 3]
+            if active is not None:  # frozen candidates are not re-seeded
+                alphas = alphas.clone()
+                alphas[frozen[0]] = 0
+            moved = reseed_collapsed(points, alphas, image, reference, reseed_gens, min_length, opt)
             reseeded = [a + m for a, m in zip(reseeded, moved)]
         if callback is not None and it % cfg.callback_interval == 0:
             callback(it, {"train": train, "eval": last_eval.cpu(), "best": best_loss.cpu()}, image.detach())
@@ -263,12 +373,17 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
         widths = torch.full_like(widths, cfg.pen_width / 2.0)
     best = Strokes(best_points.detach(), best_widths, best_colors, strokes.canvas, losses=best_loss.detach(),
                    iterations=best_iter, **meta)
+    ran = torch.full((b,), it, dtype=torch.long)
+    if frozen is not None:  # the dropped candidates stopped at the end of the trial
+        ran[frozen[0].cpu()] = int(trial_end)
     final = Strokes(points.detach().clone(), widths, colors, strokes.canvas, losses=last_eval.detach(),
-                    iterations=torch.full((b,), it, dtype=torch.long), **meta)
+                    iterations=ran, **meta)
     return OptimizeResult(strokes=best.cpu(), final=final.cpu(), history=torch.stack(history),
                           history_iterations=history_its, iterations_run=it, cancelled=cancelled,
                           seconds=seconds, diverged=diverged, reseeded=reseeded,
-                          train_losses=torch.stack(train_hist) if train_hist else torch.zeros(0, b))
+                          train_losses=torch.stack(train_hist) if train_hist else torch.zeros(0, b),
+                          stop_reason=stop_reason, trial_iteration=trial_end if survivors is not None else None,
+                          survivors=survivors, candidate_steps=candidate_steps)
 
 
 
