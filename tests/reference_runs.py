@@ -4,7 +4,11 @@ A change that is meant to change results regenerates them, in the same commit, w
 
     python -m tests.reference_runs --write
 
-and says so; any other change must reproduce them exactly (tests/test_reference_outputs.py).
+and says so; any other change must reproduce them exactly (tests/test_reference_outputs.py). Float
+rounding depends on the CPU and on torch, so each machine kind keeps its own set, under
+tests/data/reference/machines/<key> (`machine_key`: CPU model, instruction sets, torch version); the
+set directly in tests/data/reference is the first one, made before the settings-first refactor on a
+CPU with AMX (release 0.2's CI machine).
 Every run uses the bundled example picture and the bundled u2netp matting model; the CLIP runs use the
 tiny randomly initialised test models (`clipasso.testing.tiny_models`), written with fixed seeds.
 """
@@ -58,21 +62,61 @@ def run(name: str, models_dir) -> dict:
     return out
 
 
+def machine() -> dict:
+    """What decides the float rounding of a run: the CPU (model and instruction sets, which pick oneDNN's
+    kernels) and torch. The same run on another CPU differs in the last bits, and those differences grow
+    over the steps (e.g. the tiny-CLIP run ends 0.1-0.8 % apart and may pick the other seed)."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = sorted(x for x in line.split(":", 1)[1].split()
+                                   if x.startswith(("avx", "amx", "fma", "sse4", "f16c")))
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "flags": flags, "torch": torch.__version__.split("+")[0]}
+
+
+def machine_key(info=None) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha1(json.dumps(info or machine(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def reference_dir(info=None) -> Path:
+    """This machine's own reference set (tests/data/reference/machines/<key>), which may not exist."""
+    return REFERENCE_DIR / "machines" / machine_key(info)
+
+
 def main() -> None:
+    import json
+
     from clipasso.testing.tiny_models import write_tiny_models
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--write", action="store_true", help="store the outputs as the new reference")
+    parser.add_argument("--write", action="store_true", help="store the outputs as this machine's reference "
+                                                               "(tests/data/reference/machines/<key>)")
     args = parser.parse_args()
+    target = reference_dir()
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_tiny_models(tmp)["folder"]
         for name in RUNS:
             out = run(name, folder)
             if args.write:
-                REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
-                torch.save(out, REFERENCE_DIR / f"{name}.pt")
-                (REFERENCE_DIR / f"{name}.svg").write_text(out["svg"])
+                target.mkdir(parents=True, exist_ok=True)
+                torch.save(out, target / f"{name}.pt")
+                (target / f"{name}.svg").write_text(out["svg"])
             print(name, float(out["loss"]))
+    if args.write:
+        (target / "machine.json").write_text(json.dumps(machine(), indent=1) + "\n")
+        print(f"wrote {target}")
 
 
 if __name__ == "__main__":
