@@ -27,7 +27,7 @@ class ClipassoModels:
     autocast_dtype: Optional[torch.dtype]
 
     def __repr__(self) -> str:
-        dt = str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "fp32"
+        dt = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.autocast_dtype, "fp32")
         return (f"ClipassoModels(loss={self.loss.name}, saliency={self.saliency.name}, "
                 f"device={self.device}, precision={dt})")
 

@@ -160,9 +160,28 @@ def test_load_models_finds_weights_in_models_folder(models, models_folder):
     assert models.loss.name == "RN101" and not models.loss.is_vit
     assert models.saliency.is_vit
     assert models.loss.source.startswith(str(models_folder))
-    assert models.device.type == "cpu" and models.autocast_dtype is None  # CPU runs fp32
+    from clipasso.objective import cpu_bf16_native
+
+    # the CPU runs bf16 where it computes bf16 natively, else fp32 (the engine's rule)
+    assert models.device.type == "cpu" and models.autocast_dtype is (torch.bfloat16 if cpu_bf16_native() else None)
+    assert ("precision=bf16" if cpu_bf16_native() else "precision=fp32") in repr(models)
     assert not any(p.is_inference() for p in models.loss.model.parameters())
     assert "RN101" in repr(models)
+
+
+def test_load_models_precision_on_the_cpu(N):
+    import sys
+
+    autocast_dtype = sys.modules[N["CLIPassoLoadModels"].__module__].autocast_dtype
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("fp16", cpu) is None  # fp16 kernels on a CPU are emulated, many times slower: fp32
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    from clipasso.objective import amp_dtype
+
+    assert autocast_dtype("auto", cpu) is amp_dtype("auto", cpu)
+    assert autocast_dtype("auto", torch.device("cuda")) is torch.float16
 
 
 def test_load_models_missing_weights_names_the_folder(N, models_folder):

@@ -270,7 +270,7 @@ def test_cli_flags_and_summary(tmp_path):
     out = tmp_path / "s.svg"
     cmd = [sys.executable, "-m", "clipasso", "sketch", "--preset", "fast", "--loss", "trace", "--saliency", "mask",
            "--strokes", "4", "--seeds", "3", "--iterations", "40", "--seed-trial", "0.25", "--plateau", "0.9",
-           "--plateau-window", "20", "--precision", "off", "-o", str(out), "--quiet"]
+           "--plateau-window", "20", "--precision", "off", "--reseed", "0", "-o", str(out), "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "seed trial: all 3 seeds ran 10 iterations, then only seed" in proc.stdout
@@ -290,7 +290,8 @@ def test_sketch_reports_the_cut_and_the_plateau():
     import clipasso
 
     res = clipasso.sketch(None, preset="fast", loss="trace", saliency="mask", strokes=4, seeds=2, iterations=40,
-                          seed_trial=0.25, plateau=0.9, plateau_window=20, device="cpu", allow_download=False)
+                          seed_trial=0.25, plateau=0.9, plateau_window=20, reseed_interval=0, device="cpu",
+                          allow_download=False)
     s = res.settings
     assert s["stop_reason"] == "plateau" and s["iterations_run"] == 20 and s["survivors"] == res.run.survivors
     assert res.index in res.run.survivors
