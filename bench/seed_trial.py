@@ -50,7 +50,7 @@ RESULTS = ROOT / "bench" / "results" / "seed_trial_cpu.json"
 PICTURES = ("horse", "chelsea", "coffee", "astronaut", "rocket")
 CUTS = (0.1, 0.2, 0.3)
 REAL_CUT = 0.2
-PLATEAUS = ((0.002, 50), (0.005, 50), (0.005, 100), (0.01, 100), (0.02, 100))
+PLATEAUS = ((0.005, 50), (0.002, 100), (0.005, 100), (0.01, 100), (0.002, 200), (0.005, 200), (0.01, 200))
 
 
 def best_so_far(history: torch.Tensor) -> torch.Tensor:
@@ -109,19 +109,42 @@ def run_case(loss, name, seeds, encoder, args):
         lead = simulate_cut(full.history, its, share, args.iterations)
         row["simulated"][str(share)] = dict(leader=lead, same_winner=lead == w_full,
                                             regret=float(fl[lead] / fl[w_full] - 1))
-    # plateau rules on the full run (all seeds running) and on the survivor after a 0.2 cut
-    row["plateau"] = {}
-    final_best = float(fl[w_full])
-    lead = simulate_cut(full.history, its, REAL_CUT, args.iterations)
-    for share, window in PLATEAUS:
-        at, k = simulate_plateau(full.history, its, share, window)
-        reached = float(best_so_far(full.history)[k].min())
-        at_s, k_s = simulate_plateau(full.history, its, share, window, rows=[lead])
-        reached_s = float(best_so_far(full.history)[k_s, lead])
-        row["plateau"][f"{share}/{window}"] = dict(
-            stop=at, loss_given_up=reached / final_best - 1,
-            stop_survivor=at_s, loss_given_up_survivor=reached_s / float(fl[lead]) - 1)
     return row
+
+
+def engine_cut(loss: str, share: float, iterations: int) -> int:
+    """Where the optimiser cuts for ``share`` (`clipasso.optimize.optimize`): with re-seeding (the trace
+    loss: every 50 steps until 70% of the run) only one interval after the last re-seeding."""
+    from clipasso.optimize import OptimizeConfig
+
+    cfg = OptimizeConfig(loss=loss, iterations=iterations)
+    cut = int(round(share * iterations))
+    if cfg.reseed_every:
+        cut = max(cut, int(cfg.reseed_until * iterations) + cfg.reseed_every)
+    return cut
+
+
+def pairs(rows, cut: int):
+    """Best of 2 (the fast preset) from the best-of-3 runs: every pair of seeds of every run, the pair's
+    winner against the leader of the pair at ``cut`` (exact from the full history, as `simulate_cut`)."""
+    import itertools
+
+    same, regrets = 0, []
+    for r in rows:
+        h = torch.tensor(r["history"])
+        its = r["history_iterations"]
+        best = best_so_far(h)
+        at = [k for k, a in enumerate(its) if a <= cut][-1]
+        for pair in itertools.combinations(range(h.shape[1]), 2):
+            pair = list(pair)
+            win = pair[int(torch.argmin(best[-1, pair]))]
+            lead = pair[int(torch.argmin(best[at, pair]))]
+            same += lead == win
+            regrets.append(float(best[-1, lead] / best[-1, win] - 1))
+    regrets.sort()
+    n = len(regrets)
+    return dict(cut=cut, pairs=n, same_winner=same, regret_mean=sum(regrets) / n, regret_median=regrets[n // 2],
+                regret_worst=regrets[-1], cost=1 + cut / max(1, rows[0]["history_iterations"][-1]))
 
 
 def summarise(rows, iterations):
@@ -141,16 +164,25 @@ def summarise(rows, iterations):
                                               regret_mean=sum(x["regret"] for x in sims) / n,
                                               regret_worst=max(x["regret"] for x in sims),
                                               cost=3 * share + (1 - share))
-        for key in rs[0]["plateau"]:
-            ps = [r["plateau"][key] for r in rs]
-            stops = [p["stop"] if p["stop"] is not None else iterations for p in ps]
-            stops_s = [p["stop_survivor"] if p["stop_survivor"] is not None else iterations for p in ps]
-            s["plateau"][key] = dict(stopped=sum(p["stop"] is not None for p in ps), mean_stop=sum(stops) / n,
-                                     given_up_mean=sum(p["loss_given_up"] for p in ps) / n,
-                                     given_up_worst=max(p["loss_given_up"] for p in ps),
-                                     survivor_mean_stop=sum(stops_s) / n,
-                                     survivor_given_up_mean=sum(p["loss_given_up_survivor"] for p in ps) / n,
-                                     survivor_given_up_worst=max(p["loss_given_up_survivor"] for p in ps))
+        for share, window in PLATEAUS:  # from the saved histories: every run, and every candidate alone
+            stops, given, stops1, given1 = [], [], [], []
+            for r in rs:
+                h = torch.tensor(r["history"])
+                its = r["history_iterations"]
+                best = best_so_far(h)
+                at, k = simulate_plateau(h, its, share, window)
+                stops.append(at if at is not None else iterations)
+                given.append(float(best[k].min() / best[-1].min() - 1))
+                for c in range(h.shape[1]):  # one candidate running alone: a single seed, or the survivor
+                    at, k = simulate_plateau(h, its, share, window, rows=[c])
+                    stops1.append(at if at is not None else iterations)
+                    given1.append(float(best[k, c] / best[-1, c] - 1))
+            s["plateau"][f"{share}/{window}"] = dict(
+                stopped=sum(x < iterations for x in stops), mean_stop=sum(stops) / n, given_up_mean=sum(given) / n,
+                given_up_worst=max(given), single_runs=len(stops1), single_stopped=sum(x < iterations for x in stops1),
+                single_mean_stop=sum(stops1) / len(stops1), single_given_up_mean=sum(given1) / len(given1),
+                single_given_up_worst=max(given1))
+        s["best_of_2"] = {str(share): pairs(rs, engine_cut(loss, share, iterations)) for share in CUTS}
         out[loss] = s
     return out
 
@@ -161,7 +193,7 @@ def table(data) -> str:
          f"optimiser, fp32, {len(st['pictures'])} pictures x {st['sets']} seed sets; {st['cpu']}, {st['threads']} thread(s)"]
     for loss, s in data["summary"].items():
         L += ["", f"loss {loss}: {s['cases']} cases",
-              f"  real cut at {REAL_CUT} (survivors 1): same winner {s['same_winner']}/{s['cases']}; cut winner's loss vs "
+              f"  real cut at {REAL_CUT} (survivors 1{'; before the cut waited for re-seeding' if loss == 'trace' else ''}): same winner {s['same_winner']}/{s['cases']}; cut winner's loss vs "
               f"full winner's: mean {100 * s['cut_vs_full_mean']:+.2f}%, worst {100 * s['cut_vs_full_worst']:+.2f}%; "
               f"cost {s['cost_cut']:.2f} vs {s['cost_full']:.2f} one-seed runs "
               f"({s['seconds_cut']:.0f} s vs {s['seconds_full']:.0f} s)",
@@ -169,13 +201,19 @@ def table(data) -> str:
         for share, x in s["simulated"].items():
             L.append(f"  {float(share):>8.2f} {x['same_winner']:>7}/{s['cases']:<4} {100 * x['regret_mean']:>+11.2f}% "
                      f"{100 * x['regret_worst']:>+7.2f}% {x['cost']:>6.2f}")
+        L.append(f"  best of 2 (every pair of seeds), cut where the optimiser cuts for seed_trial (after re-seeding "
+                 f"with trace):")
+        for share, x in s["best_of_2"].items():
+            L.append(f"  {float(share):>8.2f} -> step {x['cut']:>3}: same winner {x['same_winner']}/{x['pairs']}, "
+                     f"regret mean {100 * x['regret_mean']:+.2f}% (median {100 * x['regret_median']:+.2f}%, worst "
+                     f"{100 * x['regret_worst']:+.2f}%), cost {x['cost']:.2f} one-seed runs")
         L.append(f"  {'plateau share/window':>22} {'stopped':>8} {'mean stop':>10} {'loss given up':>14} {'worst':>8}"
-                 f" | after the cut: {'mean stop':>9} {'given up':>9} {'worst':>8}")
+                 f" | one candidate alone: {'stopped':>8} {'mean stop':>9} {'given up':>9} {'worst':>8}")
         for key, p in s["plateau"].items():
             L.append(f"  {key:>22} {p['stopped']:>4}/{s['cases']:<3} {p['mean_stop']:>10.0f} "
                      f"{100 * p['given_up_mean']:>+13.2f}% {100 * p['given_up_worst']:>+7.2f}% | "
-                     f"{p['survivor_mean_stop']:>24.0f} {100 * p['survivor_given_up_mean']:>+8.2f}% "
-                     f"{100 * p['survivor_given_up_worst']:>+7.2f}%")
+                     f"{p['single_stopped']:>26}/{p['single_runs']:<3} {p['single_mean_stop']:>7.0f} "
+                     f"{100 * p['single_given_up_mean']:>+8.2f}% {100 * p['single_given_up_worst']:>+7.2f}%")
     return "\n".join(L)
 
 
@@ -190,8 +228,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--table-only", action="store_true")
     args = p.parse_args(argv)
-    if args.table_only:
-        print(table(json.loads(Path(args.out).read_text())))
+    if args.table_only:  # the summary is recomputed from the saved runs (and saved again)
+        data = json.loads(Path(args.out).read_text())
+        data["summary"] = summarise(data["rows"], data["settings"]["iterations"])
+        Path(args.out).write_text(json.dumps(data, indent=1))
+        print(table(data))
         return 0
     torch.set_num_threads(args.threads)
     encoder = None
