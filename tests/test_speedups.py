@@ -330,3 +330,37 @@ def test_cuda_auto_keeps_fp16_for_training_and_evaluation(tiny_rn):
     obj = Objective.build(_cfg(loss="clip"), enc, _target(), "cuda")
     clip = obj.term("clip")
     assert clip.amp_dtype is torch.float16 and clip.eval_amp_dtype is torch.float16
+
+
+# --------------------------------------------------------------------------- the one-command GPU check
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the check would run for real")
+def test_gpu_check_refuses_without_a_gpu_and_says_what_to_do():
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh")], capture_output=True, text=True,
+                          timeout=300, env=dict(__import__("os").environ, PYTHON=sys.executable))
+    assert proc.returncode == 2
+    assert "sees no CUDA GPU" in proc.stderr and "GPU_CHECK_SMOKE=1" in proc.stderr
+
+
+def test_gpu_check_steps_run_on_the_cpu_with_tiny_sizes(tmp_path):
+    """GPU_CHECK_SMOKE=1: the same four steps on the CPU (tiny models, few repeats): every command and flag
+    of the script exists and writes its results."""
+    import json
+    import os
+
+    env = dict(os.environ, PYTHON=sys.executable, GPU_CHECK_SMOKE="1", GPU_CHECK_RESULTS=str(tmp_path),
+               OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh")], capture_output=True, text=True,
+                          timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "gpu_check: all steps passed" in proc.stdout
+    whole = json.loads((tmp_path / "speed_cpu_quick.json").read_text())["whole"]
+    assert whole["fast_run"]["iterations_run"] >= 1 and whole["rows"][0]["vs_floor"] == 1.0
+    reach = json.loads((tmp_path / "precision_reach_cpu_smoke.json").read_text())
+    assert len(reach["rows"]) == 2 and all(math.isfinite(r["rel"]) for r in reach["rows"])
+    assert json.loads((tmp_path / "raster_cpu_smoke.json").read_text())
+    log = (tmp_path / "gpu_check_cpu_smoke.log").read_text()
+    assert log.count(": exit 0 after") == 4
