@@ -3,6 +3,7 @@
     python bench/precision_reach.py                        # 3 photos x 2 seeds x 200 steps, ~25 min on 2 cores
     python bench/precision_reach.py --pictures 2 --iterations 100
     python bench/precision_reach.py --table-only
+    python bench/precision_reach.py --noise-floor          # + fp32 again, each seed alone: the rounding noise floor
 
 bench/precision.py compares one gradient (bf16 keeps a cosine of 0.990-0.996 with fp32 on RN101);
 this script asks what matters to a user: run the optimiser of the `fast` preset (2 augmented views
@@ -105,6 +106,50 @@ def run(args) -> dict:
                 rows=rows, summary=summary)
 
 
+def noise_floor(args, data: dict) -> dict:
+    """What float rounding alone does to the loss reached: every seed of the saved run optimised again in
+    fp32, alone (a batch of one instead of two), from the same start and views. The per-candidate maths is
+    the same, only the rounding differs; the trajectories drift apart like the bf16 ones do, so this is
+    the yardstick for the bf16 differences."""
+    from clipasso.optimize import OptimizeConfig, optimize
+    from clipasso.place.init import initialize_strokes
+    from clipasso.prepare.xdog import xdog_edges
+
+    torch.set_num_threads(args.threads)
+    st = data["settings"]
+    device = torch.device(st.get("device", "cpu"))
+    if st.get("quick"):
+        from clipasso.models import load_clip
+        from clipasso.testing.tiny_models import TINY_RN, write_tiny_models
+
+        import tempfile
+
+        folder = write_tiny_models(tempfile.mkdtemp(prefix="clipasso_reach_"))["folder"]
+        enc = load_clip(TINY_RN, models_dir=folder, device=device, allow_download=False)
+    else:
+        from clipasso.models import wrap_model
+
+        enc = build_rn101([picture(n) for n in PICTURES[:max(len(st["pictures"]), 6)]], seed=0)
+        enc = wrap_model(enc.model, "RN101", source=enc.source, device=device)
+    seeds = st["seeds"]
+    for name in st["pictures"]:
+        target = picture(name)
+        start = initialize_strokes((224, 224), 16, seeds, edges=xdog_edges(target).float())
+        cfg = OptimizeConfig.from_preset("fast", iterations=st["iterations"], mixed_precision="off", seed_trial=0.0,
+                                         plateau=0.0)
+        for k, seed in enumerate(seeds):
+            res = optimize(start.select([k]), target, enc, cfg, seeds=[seed], device=device)
+            row = next(r for r in data["rows"] if r["picture"] == name and r["seed"] == seed)
+            row["fp32_alone"] = float(res.strokes.losses[0])
+            row["rel_alone"] = row["fp32_alone"] / row["fp32"] - 1
+            print(f"  {name} seed {seed} fp32 alone: {row['fp32_alone']:.4f} ({100 * row['rel_alone']:+.2f}%)",
+                  flush=True)
+    rels = [abs(r["rel_alone"]) for r in data["rows"]]
+    data["summary"]["noise_max_abs_rel"] = max(rels)
+    data["summary"]["noise_mean_abs_rel"] = sum(rels) / len(rels)
+    return data
+
+
 def table(data: dict) -> str:
     st = data["settings"]
     low = st.get("mode", "bf16")
@@ -114,11 +159,18 @@ def table(data: dict) -> str:
            f"{st.get('encoder', 'RN101 (random, BatchNorm calibrated)')}, {st['strokes']} strokes; loss measured in "
            f"fp32 for both",
            f"{'picture':12s} {'seed':>5s} {'start':>8s} {'fp32':>8s} {low:>8s} {low + ' vs fp32':>13s} "
-           f"{'s/step fp32':>12s} {'s/step ' + low:>12s}"]
+           f"{'fp32 alone':>11s} {'alone vs fp32':>14s} {'s/step fp32':>12s} {'s/step ' + low:>12s}"]
     for r in data["rows"]:
+        alone = (f"{r['fp32_alone']:11.4f} {100 * r['rel_alone']:+13.2f}%" if "fp32_alone" in r
+                 else f"{'-':>11s} {'-':>14s}")
         out.append(f"{r['picture']:12s} {r['seed']:>5d} {r['start']:8.4f} {r['fp32']:8.4f} {r['low']:8.4f} "
-                   f"{100 * r['rel']:+12.2f}% {r['s_per_step_fp32']:12.3f} {r['s_per_step_low']:12.3f}")
+                   f"{100 * r['rel']:+12.2f}% {alone} {r['s_per_step_fp32']:12.3f} {r['s_per_step_low']:12.3f}")
     s = data["summary"]
+    if st.get("timing_note"):
+        out.append(f"note: {st['timing_note']}")
+    if "noise_max_abs_rel" in s:
+        out.append(f"float rounding alone (fp32, each seed alone instead of in a batch of {len(st['seeds'])}): largest "
+                   f"difference {100 * s['noise_max_abs_rel']:.2f}%, mean absolute {100 * s['noise_mean_abs_rel']:.2f}%")
     out.append(f"largest difference {100 * s['max_abs_rel']:.2f}% (mean {100 * s['mean_rel']:+.2f}%, mean absolute "
                f"{100 * s['mean_abs_rel']:.2f}%); best-of-{len(st['seeds'])} picked the same seed on "
                f"{s['same_winner']} of {s['pictures']} pictures; {low} step {s['speedup']:.2f}x faster; "
@@ -139,6 +191,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="the tiny test ResNet: checks the script, not the numbers")
     p.add_argument("--out", default=None, help="JSON file (default bench/results/precision_reach_<device>[_<mode>].json)")
     p.add_argument("--table-only", action="store_true")
+    p.add_argument("--noise-floor", action="store_true", help="add to the saved run what float rounding alone does: "
+                                                              "each seed again in fp32, alone (~15 min for the default run)")
     args = p.parse_args(argv)
     if args.out is None:
         suffix = "" if args.mode == "bf16" else f"_{args.mode}"
@@ -148,6 +202,13 @@ def main(argv=None) -> int:
     if args.table_only:
         with open(args.out) as f:
             print(table(json.load(f)))
+        return 0
+    if args.noise_floor:
+        with open(args.out) as f:
+            data = noise_floor(args, json.load(f))
+        with open(args.out, "w") as f:
+            json.dump(data, f, indent=2)
+        print(table(data))
         return 0
     data = run(args)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
