@@ -44,6 +44,22 @@ from bench.precision import PICTURES, build_rn101, picture  # noqa: E402
 THRESHOLD = 0.02  # largest accepted relative difference of the loss reached
 
 
+def encoder(quick: bool, device, pictures: int):
+    """The tiny test ResNet (``quick``: checks the script, not the numbers), else the calibrated RN101."""
+    if quick:
+        import tempfile
+
+        from clipasso.models import load_clip
+        from clipasso.testing.tiny_models import TINY_RN, write_tiny_models
+
+        folder = write_tiny_models(tempfile.mkdtemp(prefix="clipasso_reach_"))["folder"]
+        return load_clip(TINY_RN, models_dir=folder, device=device, allow_download=False)
+    from clipasso.models import wrap_model
+
+    enc = build_rn101([picture(n) for n in PICTURES[:max(pictures, 6)]], seed=0)
+    return wrap_model(enc.model, "RN101", source=enc.source, device=device)
+
+
 def run(args) -> dict:
     from clipasso.objective import cpu_bf16_native
     from clipasso.optimize import OptimizeConfig, optimize
@@ -54,19 +70,7 @@ def run(args) -> dict:
     device = torch.device(args.device)
     names = PICTURES[:args.pictures]
     t0 = time.perf_counter()
-    if args.quick:  # the tiny test ResNet: checks the script, not the numbers
-        from clipasso.models import load_clip
-        from clipasso.testing.tiny_models import TINY_RN, write_tiny_models
-
-        import tempfile
-
-        folder = write_tiny_models(tempfile.mkdtemp(prefix="clipasso_reach_"))["folder"]
-        enc = load_clip(TINY_RN, models_dir=folder, device=device, allow_download=False)
-    else:
-        from clipasso.models import wrap_model
-
-        enc = build_rn101([picture(n) for n in PICTURES[:max(args.pictures, 6)]], seed=0)
-        enc = wrap_model(enc.model, "RN101", source=enc.source, device=device)
+    enc = encoder(args.quick, device, len(names))
     print(f"encoder ready in {time.perf_counter() - t0:.0f}s", flush=True)
     seeds = [args.seed + 1000 * k for k in range(args.seeds)]
     low = args.mode
@@ -118,19 +122,7 @@ def noise_floor(args, data: dict) -> dict:
     torch.set_num_threads(args.threads)
     st = data["settings"]
     device = torch.device(st.get("device", "cpu"))
-    if st.get("quick"):
-        from clipasso.models import load_clip
-        from clipasso.testing.tiny_models import TINY_RN, write_tiny_models
-
-        import tempfile
-
-        folder = write_tiny_models(tempfile.mkdtemp(prefix="clipasso_reach_"))["folder"]
-        enc = load_clip(TINY_RN, models_dir=folder, device=device, allow_download=False)
-    else:
-        from clipasso.models import wrap_model
-
-        enc = build_rn101([picture(n) for n in PICTURES[:max(len(st["pictures"]), 6)]], seed=0)
-        enc = wrap_model(enc.model, "RN101", source=enc.source, device=device)
+    enc = encoder(st.get("quick", False), device, len(st["pictures"]))
     seeds = st["seeds"]
     for name in st["pictures"]:
         target = picture(name)
