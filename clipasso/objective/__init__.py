@@ -82,9 +82,10 @@ def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
       RN101 loss gradient under fp16 autocast kept a cosine of >= 0.9987 with fp32 on every picture,
       bf16 only 0.990 (and a 2% different loss). The original CLIPasso ran in fp16 too. fp16 runs with
       a GradScaler (see `clipasso.optimize.optimize`).
-    - CPU: bf16 where it is native, by measurement (bench/precision.py --reach): the loss reached after
-      the optimisation, measured in fp32, stays within 2% of an fp32 run's while a step takes half the
-      time. fp16 on a CPU is never used (it ran 36x slower than fp32 here): "fp16" means fp32 there.
+    - CPU: bf16 where it is native, by measurement (bench/precision_reach.py): the loss a 200-step run
+      reaches, measured in fp32, was on average 0.8% above an fp32 run's (worst 2.8%; float rounding alone,
+      each seed alone instead of batched, moved it by up to 1.6%) while a step takes under half the
+      time (bench/speed.py --only-whole). fp16 on a CPU is never used (it ran 36x slower than fp32 here): "fp16" means fp32 there.
       The eval loss stays fp32 under bf16 (`eval_amp_dtype`).
     """
     if mode == "off":
