@@ -434,7 +434,7 @@ def whole_worker(spec: dict) -> dict:
     c0, w0 = time.process_time(), time.perf_counter()
     enc = load_clip("RN101", models_dir=folder, device=device, allow_download=False)
     clipasso.sketch(None, preset="fast", **dict(common, iterations=1))  # warm-up: model loads, matting session
-    from clipasso.pipeline import precision_label
+    from clipasso.objective import precision_label
 
     out = dict(kind="whole", models=models, precision_auto=precision_label(amp_dtype("auto", device)))
 

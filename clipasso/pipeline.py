@@ -163,7 +163,7 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
     if cfg.uses_clip:
         encoder = load_clip(s.clip_model, s.clip_pretrained, weights=s.clip_weights, models_dir=s.models_dir,
                             device=dev, allow_download=s.allow_download)
-    from .objective import Objective
+    from .objective import Objective, precision_label
 
     objective = Objective.build(cfg, encoder, target, dev)  # once: optimiser, selection, pruning, growing, order
 
@@ -226,11 +226,6 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
                         saliency=sal, initial=initial, run=run, settings=summary, notes=notes,
                         seconds=time.perf_counter() - t0, abstraction=ab_result, drawing_order=ordering,
                         framing=s.framing, frame_strokes=winner, sketch_settings=s)
-
-
-def precision_label(dtype) -> str:
-    """'fp32', 'bf16' or 'fp16': the encoder's autocast dtype in words."""
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
 def _saliency(target, mask, s: SketchSettings, dev):

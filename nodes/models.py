@@ -27,7 +27,9 @@ class ClipassoModels:
     autocast_dtype: Optional[torch.dtype]
 
     def __repr__(self) -> str:
-        dt = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.autocast_dtype, "fp32")
+        from clipasso.objective import precision_label
+
+        dt = precision_label(self.autocast_dtype)
         return (f"ClipassoModels(loss={self.loss.name}, saliency={self.saliency.name}, "
                 f"device={self.device}, precision={dt})")
 
@@ -50,15 +52,16 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
     ``auto`` on CUDA and on the CPU is the engine's rule (clipasso.objective.amp_dtype): fp16 on CUDA
     (bench/precision.py: bf16 bends the RN101 loss gradient to a cosine of 0.990 with fp32, fp16 keeps
     0.9987), bf16 on a CPU that computes bf16 natively (avx512_bf16 / AMX: about 2x faster, loss
-    reached on average within 1% of fp32's, bench/precision_reach.py), else fp32. fp16 on a CPU runs fp32 (fp16
-    kernels there are emulated and many times slower). Other accelerators follow ComfyUI's own judgement.
+    reached on average within 1% of fp32's, bench/precision_reach.py), else fp32. fp16 on a CPU runs fp32
+    (fp16 kernels there are emulated and many times slower). Other accelerators follow ComfyUI's own
+    judgement.
     """
     if precision == "fp32":
         return None
     if device.type in ("cpu", "cuda"):
         from clipasso.objective import amp_dtype
 
-        return amp_dtype({"auto": "auto", "fp16": "fp16", "bf16": "bf16"}[precision], device)
+        return amp_dtype(precision, device)  # auto, fp16 or bf16: the engine's names
     if precision == "fp16":
         return torch.float16
     if precision == "bf16":
@@ -97,8 +100,8 @@ class LoadCLIPassoModels(io.ComfyNode):
                                tooltip="Autocast precision of the CLIP encoder in the optimiser. auto: fp16 on CUDA "
                                        "(keeps the loss gradient closest to fp32; bf16 bends it more), bf16 on a CPU "
                                        "with native bf16 (avx512_bf16 or AMX: about 2x faster, the loss reached "
-                                       "on average within 1% of fp32's), fp32 on other CPUs. fp16 on a CPU runs fp32. The loss "
-                                       "that keeps the best state and picks the winner is fp32 under bf16."),
+                                       "on average within 1% of fp32's), fp32 on other CPUs. fp16 on a CPU runs "
+                                       "fp32. The loss that keeps the best state and picks the winner is fp32 under bf16."),
                 setting_input("allow_download", tooltip="Download missing weights through open_clip on first use. Off: "
                                                         "only local files are used, and a missing file gives a "
                                                         "message naming where to put it."),

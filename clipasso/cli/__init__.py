@@ -264,9 +264,8 @@ def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
         + f", preset {s['preset']}, {s['clip_model'] or 'trace loss'} on {s['device']}"
         + (f" in {s['precision']}" if s.get("clip_model") else ""),
         f"  time: {_fmt_time(result.seconds)} total, {run.seconds_per_iteration:.3f} s/iteration "
-        f"for {len(s['seeds'])} seed(s) together" if run.survivors is None else
-        f"  time: {_fmt_time(result.seconds)} total, {run.seconds_per_iteration:.3f} s/iteration on average "
-        f"({run.candidate_steps} candidate steps)",
+        + (f"for {len(s['seeds'])} seed(s) together" if run.survivors is None else
+           f"on average ({run.candidate_steps} candidate steps)"),
     ]
     if run.survivors is not None:
         lines.append(f"  seed trial: {run.trial_text()}")

@@ -85,8 +85,8 @@ def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
     - CPU: bf16 where it is native, by measurement (bench/precision_reach.py): the loss a 200-step run
       reaches, measured in fp32, was on average 0.8% above an fp32 run's (worst 2.8%; float rounding alone,
       each seed alone instead of batched, moved it by up to 1.6%) while a step takes under half the
-      time (bench/speed.py --only-whole). fp16 on a CPU is never used (it ran 36x slower than fp32 here): "fp16" means fp32 there.
-      The eval loss stays fp32 under bf16 (`eval_amp_dtype`).
+      time (bench/speed.py --only-whole). fp16 on a CPU is never used (it ran 36x slower than fp32
+      here): "fp16" means fp32 there. The eval loss stays fp32 under bf16 (`eval_amp_dtype`).
     """
     if mode == "off":
         return None
@@ -99,6 +99,11 @@ def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
     if mode == "auto" and device.type == "cpu" and cpu_bf16_native():
         return torch.bfloat16
     return None
+
+
+def precision_label(dtype: Optional[torch.dtype]) -> str:
+    """'fp32', 'bf16' or 'fp16': an autocast dtype from `amp_dtype` in words (None is fp32)."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
 def eval_amp_dtype(train_dtype: Optional[torch.dtype]) -> Optional[torch.dtype]:
@@ -303,4 +308,4 @@ def objective_for(target, encoder, config=None, device=None, canvas=None) -> Obj
     return Objective.build(cfg.validate(), encoder, target, device, canvas=canvas)
 
 
-__all__ = ["Objective", "objective_for", "TERMS", "register_term", "amp_dtype", "eval_amp_dtype", "cpu_bf16_native", "prepare_target", "EVAL_CHUNK"]
+__all__ = ["Objective", "objective_for", "TERMS", "register_term", "amp_dtype", "eval_amp_dtype", "cpu_bf16_native", "precision_label", "prepare_target", "EVAL_CHUNK"]

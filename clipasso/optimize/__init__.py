@@ -213,7 +213,7 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     if trial_end is not None and not 1 <= trial_end < cfg.iterations:
         trial_end = None
     active = None            # indices of the candidates still optimised (None: all of them)
-    frozen = None            # the dropped candidates' points, style and final eval, kept as they were
+    frozen = None            # (indices, points, widths, rgb, alpha) of the dropped candidates at the cut
     survivors = None
     plateau_window = int(cfg.plateau_window)
     stop_reason = "iterations"
@@ -246,7 +246,6 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
         last_eval = ev if active is None else torch.where(torch.isnan(ev), last_eval, ev)
         history.append(ev.cpu())
         history_its.append(it)
-        best_hist.append(best_loss.detach().cpu().clone())
 
     def cut_seeds():
         """End of the seed trial: only the `seed_survivors` best go on; the rest are frozen as they are."""
@@ -278,7 +277,9 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
         back = [k for k, at in enumerate(history_its) if at <= it - plateau_window]
         if not back:
             return False
-        then, now = best_hist[back[-1]], best_hist[-1]
+        # the best loss then: the lowest evaluation up to that row (not evaluated / non-finite: none)
+        then = torch.nan_to_num(torch.stack(history[:back[-1] + 1]), nan=math.inf, posinf=math.inf).amin(0)
+        now = best_loss.detach().cpu()
         rows = range(b) if active is None else survivors
         for i in rows:
             old, new = float(then[i]), float(now[i])
@@ -288,7 +289,6 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
                 return False
         return True
 
-    best_hist = []
     start = time.perf_counter()
     cancelled = diverged = False
     it = 0
