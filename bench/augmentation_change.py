@@ -19,19 +19,25 @@ _old_path = os.path.join(tempfile.mkdtemp(), "losses_old.py")
 with open(_old_path, "w") as f:
     f.write(_old_src)
 spec = importlib.util.spec_from_file_location("clipasso.losses_old", _old_path)
-old = importlib.util.module_from_spec(spec); sys.modules["clipasso.losses_old"] = old; spec.loader.exec_module(old)
+old = importlib.util.module_from_spec(spec)
+sys.modules["clipasso.losses_old"] = old
+spec.loader.exec_module(old)
 from clipasso.prepare.xdog import xdog_edges
 from clipasso.output.raster import rasterize
 from clipasso.place.init import initialize_strokes
 
-ap = argparse.ArgumentParser(); ap.add_argument("--rn101", action="store_true"); ap.add_argument("--n", type=int, default=24)
-ap.add_argument("--timing", action="store_true"); args = ap.parse_args()
+ap = argparse.ArgumentParser()
+ap.add_argument("--rn101", action="store_true")
+ap.add_argument("--n", type=int, default=24)
+ap.add_argument("--timing", action="store_true")
+args = ap.parse_args()
 torch.set_num_threads(2)
 
 def photo(name):
     import skimage.data as d
     a = torch.from_numpy(getattr(d, name)().copy()).permute(2, 0, 1).float()[None] / 255
-    s = min(a.shape[-2:]); t, l = (a.shape[-2] - s) // 2, (a.shape[-1] - s) // 2
+    s = min(a.shape[-2:])
+    t, l = (a.shape[-2] - s) // 2, (a.shape[-1] - s) // 2
     return F.interpolate(a[..., t:t + s, l:l + s], size=(224, 224), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)[0]
 
 target = photo("chelsea")
@@ -54,13 +60,16 @@ def encoders():
         m = open_clip.create_model("RN101", pretrained=None)
         perturb_norms(m, 0)  # random BN scales (open_clip zero-inits some)
         bns = [x for x in m.visual.modules() if isinstance(x, torch.nn.BatchNorm2d)]
-        for b in bns: b.reset_running_stats(); b.momentum = None
+        for b in bns:
+            b.reset_running_stats()
+            b.momentum = None
         names = ["astronaut", "chelsea", "coffee", "rocket", "cat", "immunohistochemistry", "hubble_deep_field", "motorcycle_left"]
         imgs = []
         for n in names:
             try: imgs.append(photo(n))
             except Exception as e: print("skip", n, e)
-        x = torch.stack(imgs); x = torch.cat([x, x.flip(-1)])
+        x = torch.stack(imgs)
+        x = torch.cat([x, x.flip(-1)])
         mean = torch.tensor(new.__dict__.get("OPENAI_MEAN", (0.48145466, 0.4578275, 0.40821073))).view(1, 3, 1, 1)
         std = torch.tensor((0.26862954, 0.26130258, 0.27577711)).view(1, 3, 1, 1)
         m.visual.train()
@@ -95,11 +104,16 @@ if args.timing:
             for _ in range(2): f()
             ts = []
             for _ in range(r):
-                t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
-            ts.sort(); return ts[0], ts[len(ts) // 2]
+                t0 = time.perf_counter()
+                f()
+                ts.append(time.perf_counter() - t0)
+            ts.sort()
+            return ts[0], ts[len(ts) // 2]
         tp, tpm = tmin(step)
         p16 = mod.sample_augment_params(16, (224, 224), torch.Generator().manual_seed(0))
-        t0 = time.perf_counter(); pool = mod.augment_grid(p16, device="cpu"); tbuild = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pool = mod.augment_grid(p16, device="cpu")
+        tbuild = time.perf_counter() - t0
         if name == "old": pool = pool.float()
         tq, tqm = tmin(lambda: step(pool))
         print(f"{name}: paper mode (draw + grids + target views + sketch views fwd+bwd, 12 aug views): min {tp*1e3:.1f} / median {tpm*1e3:.1f} ms;"
@@ -134,13 +148,17 @@ for ename, enc in encoders().items():
                 if sname == "line drawing":
                     x = sk[None].clone().requires_grad_()
                     v = LL.train_loss(x, [torch.Generator().manual_seed(seed)])["total"]
-                    v.sum().backward(); outs.append((float(v.detach()), x.grad.clone(), None))
+                    v.sum().backward()
+                    outs.append((float(v.detach()), x.grad.clone(), None))
                 else:
                     p = pts0.clone().requires_grad_()
-                    x = render_pts(p); x.retain_grad()
+                    x = render_pts(p)
+                    x.retain_grad()
                     v = LL.train_loss(x, [torch.Generator().manual_seed(seed)])["total"]
-                    v.sum().backward(); outs.append((float(v.detach()), x.grad.clone(), p.grad.clone()))
-            gi.append(cos(outs[0][1], outs[1][1])); tr.append(outs[0][0] / outs[1][0])
+                    v.sum().backward()
+                    outs.append((float(v.detach()), x.grad.clone(), p.grad.clone()))
+            gi.append(cos(outs[0][1], outs[1][1]))
+            tr.append(outs[0][0] / outs[1][0])
             if outs[0][2] is not None: gp.append(cos(outs[0][2], outs[1][2]))
         print(f"[{ename}] sketch={sname}: views mean|old-new| sketch {float((vo_s-vn_s).abs().mean()):.4f}"
               f" target {float((vo_t-vn_t).abs().mean()):.4f} (max {float((vo_t-vn_t).abs().max()):.3f});"

@@ -42,9 +42,12 @@ def test_the_mit_licence_ships_and_pyproject_names_it():
 
 
 def test_one_dependency_list_and_it_never_names_torch():
+    """requirements.txt (what ComfyUI-Manager installs) and [project].dependencies (what pip, comfy-cli and
+    the Registry read; listed statically, since the Registry does not resolve `dynamic`) are one list."""
     project = PYPROJECT["project"]
-    assert "dependencies" not in project and "dependencies" in project["dynamic"]
-    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
+    assert "dependencies" not in project.get("dynamic", []), "the Registry reads no dynamic dependencies"
+    assert project["dependencies"] == _requirements(), (
+        "pyproject.toml [project].dependencies and requirements.txt differ: keep them identical, line by line")
     names = {_name(r) for r in _requirements()}
     assert not names & TORCH, names
     assert {"open-clip-torch", "timm", "rembg", "onnxruntime", "numpy", "pillow"} <= names
