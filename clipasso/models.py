@@ -1,7 +1,8 @@
 """Loading frozen open_clip image encoders for the CLIPasso losses and saliency.
 
 File formats (`read_checkpoint`): OpenAI's released TorchScript archives (``RN101.pt``,
-``ViT-B-32.pt``, ...; fp16 or fp32), open_clip / Hugging Face state dicts (``.safetensors``, and
+``ViT-B-32.pt``, ...; fp16 or fp32; their tensors are read as data by `clipasso.safe_archive`, nothing in
+them is run), open_clip / Hugging Face state dicts (``.safetensors``, and
 ``.pt/.pth/.bin`` read with ``weights_only=True``, also wrapped in ``{"state_dict": ...}`` or with
 ``module.`` prefixes). Whatever the file's dtype, the encoder ends up in fp32 on the compute device.
 A file in OpenAI's layout describes its own architecture (`config_from_state_dict`), so one whose
@@ -47,10 +48,10 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 WEIGHT_EXTS = (".safetensors", ".pt", ".pth", ".bin")
 HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors",
                    "pytorch_model.bin")
-MODELS_DIR_ENV = "CLIPASSO_MODELS_DIR"
 
 from .errors import ClipassoError
 from .settings import DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL  # noqa: E402
+from .settings import MODELS_DIR_ENV  # noqa: E402 - defined with the settings: the CLI reads it without torch
 
 PathLike = Union[str, os.PathLike]
 
@@ -350,7 +351,9 @@ class WeightsFileError(WeightsNotFoundError):
 
 def is_torchscript_archive(path: PathLike) -> bool:
     """A TorchScript archive (``torch.jit.save``; OpenAI's released CLIP ``.pt`` files) rather than a
-    ``torch.save`` state dict: both are zip files, only TorchScript's holds ``constants.pkl`` and code."""
+    ``torch.save`` state dict: both are zip files, only TorchScript's holds ``constants.pkl`` or code.
+    Either one sends the file to `clipasso.safe_archive` (``torch.load`` would hand it to ``torch.jit.load``
+    were ``weights_only`` ever off)."""
     import zipfile
 
     try:
@@ -360,7 +363,7 @@ def is_torchscript_archive(path: PathLike) -> bool:
             names = zf.namelist()
     except (OSError, zipfile.BadZipFile):
         return False
-    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+    return any(n.endswith("/constants.pkl") for n in names) or any("/code/" in n for n in names)
 
 
 def read_checkpoint(path: PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
@@ -372,7 +375,6 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
     archives (fp16 or fp32). Raises `WeightsFileError` with the reason when the file is none of these.
     """
     import pickle
-    import warnings
 
     path = Path(path)
     try:
@@ -388,12 +390,15 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
 
             obj, fmt = load_file(str(path), device="cpu"), "safetensors"
         elif is_torchscript_archive(path):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch's deprecation notice for torch.jit
-                archive = torch.jit.load(str(path), map_location="cpu")
-            obj, fmt = dict(archive.state_dict()), "TorchScript archive (OpenAI format)"
+            # read as data: torch.jit.load would compile and run code from the file (see safe_archive)
+            from .safe_archive import read_torchscript_state
+
+            fmt = "TorchScript archive (OpenAI format)"
+            obj = dict(read_torchscript_state(path))
         else:
             obj, fmt = torch.load(str(path), map_location="cpu", weights_only=True), "PyTorch state dict"
+    except WeightsFileError:
+        raise
     except pickle.UnpicklingError as exc:
         raise WeightsFileError(
             f"{path} holds pickled Python objects, not only tensors, so it is not loaded (weights_only=True "

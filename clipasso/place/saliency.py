@@ -322,7 +322,7 @@ def load_timm_vit(name: str = DEFAULT_TIMM_MODEL, weights=None, allow_download: 
             raise FileNotFoundError(f"timm ViT weights not found: {path}. Check the path, or give the model name "
                                     "only and allow the download.")
         try:
-            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": path}, **kwargs)
+            model = _timm_from_file(timm, name, path, kwargs)
         except Exception as exc:  # noqa: BLE001 - wrong file for the architecture, unknown name, ...
             raise SaliencyError(f"could not build timm model {name!r} from {path}: {exc}") from exc
     elif allow_download:
@@ -336,6 +336,28 @@ def load_timm_vit(name: str = DEFAULT_TIMM_MODEL, weights=None, allow_download: 
                                 "(e.g. DINO's dino_deitsmall8_pretrain.pth) or allow the download")
     model = model.to(device).eval()
     model.requires_grad_(False)
+    return model
+
+
+def _timm_from_file(timm, name: str, path: str, kwargs: dict) -> torch.nn.Module:
+    """The timm model ``name`` with the weights of ``path``, read by our own `read_checkpoint` (safetensors,
+    ``weights_only=True``, TorchScript as data): timm's own file loading would use ``torch.load`` without
+    ``weights_only`` in the older timm/torch versions we accept, and that runs code from the file."""
+    import importlib
+
+    from ..models import read_checkpoint
+
+    state, _fmt = read_checkpoint(path)
+    model = timm.create_model(name, pretrained=False, **kwargs)
+    convert = getattr(importlib.import_module(type(model).__module__), "checkpoint_filter_fn", None)
+    if convert is not None:  # timm's converter for this family (DINO / original ViT layouts, position sizes)
+        state = convert(state, model)
+    head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "head"
+    own = model.state_dict()
+    for key in [k for k in state if k.startswith(head + ".")]:
+        if key not in own or own[key].shape != state[key].shape:  # num_classes=0, or another class count
+            del state[key]
+    model.load_state_dict(state, strict=True)
     return model
 
 
