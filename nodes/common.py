@@ -159,3 +159,85 @@ def models_dirs() -> List[str]:
     # appended after any folders extra_model_paths.yaml registered under the same name
     folder_paths.add_model_folder_path(MODELS_FOLDER, os.path.join(folder_paths.models_dir, MODELS_FOLDER))
     return list(folder_paths.get_folder_paths(MODELS_FOLDER))
+
+
+# --------------------------------------------------------------------------- where nodes may read and write
+
+# A shared server (--listen) runs workflows from anyone who reaches it: a node that takes a file or folder
+# name keeps to ComfyUI's folders, as core's own loaders do. The server's owner lifts that with this variable.
+ANY_PATH_ENV = "CLIPASSO_ALLOW_ANY_PATH"
+# More folders pictures may come from, registered by the owner in extra_model_paths.yaml under this name.
+PICTURES_FOLDER = "clipasso_input"
+
+
+class PathNotAllowedError(NodeInputError):
+    """A file or folder name that leads outside the folders a node may use."""
+
+
+def any_path_allowed() -> bool:
+    """True when the server's owner set CLIPASSO_ALLOW_ANY_PATH=1 (or true/yes/on)."""
+    return os.environ.get(ANY_PATH_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def picture_roots() -> List[str]:
+    """Where pictures may be read from: ComfyUI's input folder (moved by --input-directory), then the
+    folders registered as ``clipasso_input`` in extra_model_paths.yaml."""
+    import folder_paths
+
+    roots = [folder_paths.get_input_directory()]
+    try:
+        roots += [p for p in folder_paths.get_folder_paths(PICTURES_FOLDER) if p not in roots]
+    except KeyError:  # nothing registered under that name
+        pass
+    return roots
+
+
+def _real(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def is_inside(path: str, root: str) -> bool:
+    """Whether ``path`` lies in ``root`` once both are resolved (``..`` and symlinks followed), compared
+    by whole path components (``/data/in`` does not contain ``/data/input2``)."""
+    real, top = _real(path), _real(root)
+    try:
+        return os.path.commonpath([real, top]) == top
+    except ValueError:  # different drives (Windows), or one relative and one absolute
+        return False
+
+
+def contained_path(name: str, roots: List[str], what: str, label: str, rule: str,
+                   base: Optional[str] = None, shown: Optional[str] = None) -> str:
+    """The resolved path of ``name`` (a relative name is taken inside ``base``, by default ``roots[0]``)
+    when it stays inside one of ``roots``; else `PathNotAllowedError` saying what was refused, where it
+    may lead (``label``: the folders, e.g. "ComfyUI's input folder"; ``rule``: what may be there). The message
+    shows ``shown`` (default ``name``), never where a symlink points: it goes back to whoever queued the
+    workflow. With CLIPASSO_ALLOW_ANY_PATH=1 every path is accepted."""
+    path = os.path.join(base or roots[0], name)  # an absolute name replaces the base
+    real = os.path.realpath(path)
+    if any_path_allowed() or any(is_inside(real, root) for root in roots):
+        return real
+    where = " or ".join(os.path.realpath(r) for r in roots)
+    raise PathNotAllowedError(
+        f"{what} {(shown or name)!r} is refused: it leads outside {label} ({where}). {rule}: give a name "
+        f"relative to {os.path.realpath(roots[0])}, without '..' or symlinks that point elsewhere. A server's "
+        f"owner who wants these nodes to use any path on the machine starts ComfyUI with {ANY_PATH_ENV}=1.")
+
+
+def picture_path(name: str, what: str, kind: str = "Pictures", shown: Optional[str] = None) -> str:
+    """``name`` (a file or folder of pictures) resolved inside ComfyUI's input folder or another
+    `picture_roots` folder; anything else is refused (see `contained_path`)."""
+    roots = picture_roots()
+    label = "ComfyUI's input folder" + (f" and the {PICTURES_FOLDER} folders" if len(roots) > 1 else "")
+    return contained_path(name, roots, what, label, f"{kind} may come only from inside {label} (the server's "
+                          f"owner can add folders as '{PICTURES_FOLDER}: <folder>' in extra_model_paths.yaml)",
+                          shown=shown)
+
+
+def output_path(name: str, what: str) -> str:
+    """``name`` resolved inside ComfyUI's output folder (moved by --output-directory); anything else is
+    refused (see `contained_path`)."""
+    import folder_paths
+
+    return contained_path(name, [folder_paths.get_output_directory()], what, "ComfyUI's output folder",
+                          "Nodes write only inside ComfyUI's output folder")

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from comfy_api.latest import io
 
-from .common import CATEGORY, ClipassoModelsType, compute_device, models_dirs
+from .common import CATEGORY, ClipassoModelsType, NodeInputError, compute_device, models_dirs
 from .inputs import setting_input, widget_default
 
 # open_clip names offered in the lists; custom <name>.json configs in models/clipasso are added.
@@ -118,6 +118,8 @@ class LoadCLIPassoModels(io.ComfyNode):
         dev = torch.device("cpu") if device == "cpu" else compute_device()
         dirs = models_dirs()
         tag = (pretrained or "").strip() or None
+        if tag and any(c in tag for c in ("/", "\\", "..", ":")):  # it becomes part of weight file names
+            raise NodeInputError(f"'pretrained' is an open_clip tag such as 'openai', not a path; got {tag!r}")
         with torch.inference_mode(False):  # encoders are used inside autograd by the optimiser
             loss = load_or_download(loss_model, tag, dirs, dev, bool(allow_download))
             sal = load_or_download(saliency_model, tag, dirs, dev, bool(allow_download))

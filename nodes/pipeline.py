@@ -8,7 +8,8 @@ import gc
 import torch
 from comfy_api.latest import io, ui
 
-from .common import CATEGORY, NodeInputError, SketchStrokes, compute_device, free_memory, images_to_chw, models_dirs
+from .common import (CATEGORY, NodeInputError, SketchStrokes, compute_device, free_memory, images_to_chw, models_dirs,
+                     output_path, picture_path)
 from .inputs import LOOP_WIDGETS, NODE_PRESET, SPEED_WIDGETS, loop_inputs, node_settings, preset_input, setting_input
 from .optimize import _discard_cancelled, _Progress, _stop_when_cancelled, cancel_requested
 from .output import render_to_comfy
@@ -115,8 +116,9 @@ class CLIPassoBatch(io.ComfyNode):
                         "The progress bar counts pictures. Cancel stops after the current picture's iteration.",
             is_output_node=True,
             inputs=[
-                io.String.Input("folder", default="", tooltip="A folder of pictures: inside ComfyUI's input "
-                                                              "folder (e.g. 'photos'), or an absolute path."),
+                io.String.Input("folder", default="", tooltip="A folder of pictures inside ComfyUI's input folder "
+                                                              "(e.g. 'photos'). Other paths are refused unless the "
+                                                              "server runs with CLIPASSO_ALLOW_ANY_PATH=1."),
                 io.Boolean.Input("recursive", default=False, tooltip="Also sketch the pictures of sub-folders."),
                 io.String.Input("output_folder", default="clipasso/batch",
                                 tooltip="Where the sketches and manifest.jsonl go, inside ComfyUI's output folder."),
@@ -135,7 +137,6 @@ class CLIPassoBatch(io.ComfyNode):
     def execute(cls, folder="", recursive=False, output_folder="clipasso/batch", png=True, force=False,
                 preset=NODE_PRESET, **widgets):
         import json
-        import os
 
         import comfy.utils
         import folder_paths
@@ -144,17 +145,19 @@ class CLIPassoBatch(io.ComfyNode):
         settings = node_settings(preset, **widgets, models_dir=models_dirs(), device=str(compute_device()))
         where = (folder or "").strip()
         if not where:
-            raise NodeInputError("'folder' is empty: name a folder of pictures inside ComfyUI's input folder, or "
-                                 "give an absolute path")
-        source = where if os.path.isabs(where) else os.path.join(folder_paths.get_input_directory(), where)
-        out_root = os.path.realpath(folder_paths.get_output_directory())
-        target = os.path.realpath(os.path.join(out_root, (output_folder or "").strip() or "clipasso/batch"))
-        if os.path.commonpath([out_root, target]) != out_root:
-            raise NodeInputError(f"'output_folder' must stay inside ComfyUI's output folder; got {output_folder!r}")
+            raise NodeInputError("'folder' is empty: name a folder of pictures inside ComfyUI's input folder "
+                                 f"({folder_paths.get_input_directory()}), e.g. 'photos'")
+        # inside the input folder only (CLIPASSO_ALLOW_ANY_PATH=1 lifts it): '..', absolute paths and
+        # symlinks that leave it are refused, and so is every picture found that resolves elsewhere
+        source = picture_path(where, "'folder'")
+        target = output_path((output_folder or "").strip() or "clipasso/batch", "'output_folder'")
         try:
-            total = len(collect_inputs([source], recursive=bool(recursive)))
+            items = collect_inputs([source], recursive=bool(recursive))
         except BatchError as exc:
             raise NodeInputError(str(exc)) from None
+        for item in items:
+            picture_path(str(item.path), "the picture", shown=f"{where}/{item.name}")
+        total = len(items)
         bar = comfy.utils.ProgressBar(total)
         with torch.inference_mode(False), torch.enable_grad():
             try:
