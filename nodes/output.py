@@ -8,8 +8,8 @@ from typing import Tuple
 
 from comfy_api.latest import io, ui
 
-from .common import (CATEGORY, NodeInputError, SketchStrokes, chw_to_images, hw_to_masks, parse_color,
-                     strokes_or_error)
+from .common import (CATEGORY, NodeInputError, SketchStrokes, chw_to_images, contained_path, hw_to_masks,
+                     output_path, parse_color, picture_roots, strokes_or_error)
 
 def _canvas_size(strokes, width: int, height: int) -> Tuple[int, int]:
     """(H, W) to draw at: 0 keeps the canvas size, one side alone keeps the aspect ratio."""
@@ -186,8 +186,12 @@ class SaveSVG(io.ComfyNode):
 
         strokes = strokes_or_error(strokes).cpu()
         out_dir = folder_paths.get_output_directory()
+        prefix = filename_prefix or "clipasso/sketch"
+        # core refuses a prefix whose folder leaves the output folder by name ('..', absolute); this also
+        # follows symlinks, before core creates the folder
+        output_path(os.path.dirname(os.path.normpath(prefix)), "'filename_prefix'")
         folder, base, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix or "clipasso/sketch", out_dir, strokes.width, strokes.height)
+            prefix, out_dir, strokes.width, strokes.height)
         metadata = {}
         hidden = cls.hidden
         if hidden is not None and not _metadata_disabled():
@@ -218,6 +222,31 @@ def _input_svgs():
     return sorted(found)
 
 
+def _fill_shape_inputs():
+    """Load SVG's inputs for filled shapes, after the older ones (saved workflows keep their widget order);
+    optional, so API prompts from before they existed still run, reading as before."""
+    from clipasso.output.svg import MIN_OUTLINE_AREA, OUTLINE_SEGMENTS
+
+    return [
+        io.Boolean.Input("fill_shapes", default=False, optional=True,
+                         tooltip="Read filled shapes that have no stroke (what tracers write: ComfyUI-ToSVG, "
+                                 "vtracer, potrace, core's vectorize nodes) as strokes along their outlines, one "
+                                 "per closed outline, so a traced picture becomes a starting sketch for Optimize "
+                                 f"Sketch or Auto Abstraction. Specks under {MIN_OUTLINE_AREA:.2%} of the canvas "
+                                 "and the canvas-sized background are dropped. Off: filled shapes are ignored, as "
+                                 "a sketch is strokes."),
+        io.Int.Input("outline_segments", default=OUTLINE_SEGMENTS, min=1, max=32, step=1, optional=True,
+                     tooltip="With fill_shapes: cubic Bezier segments each outline is simplified to (every "
+                             "outline gets the same number, as the strokes of one sketch share it)."),
+        io.Int.Input("max_outlines", default=64, min=1, max=4096, step=1, optional=True,
+                     tooltip="With fill_shapes: keep at most this many outlines, the largest; the rest are "
+                             "dropped (the console says how many)."),
+        io.String.Input("outline_color", default="", optional=True,
+                        tooltip="With fill_shapes: draw every outline in this colour (#rrggbb or a name such as "
+                                "'black', as CLIPasso sketches are); empty keeps each shape's fill colour."),
+    ]
+
+
 class LoadSVG(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -227,7 +256,9 @@ class LoadSVG(io.ComfyNode):
             category=CATEGORY,
             description="Read an SVG of open Bezier paths (as Save SVG writes them; other SVGs' paths, lines and "
                         "shapes are read as strokes too) into SKETCH_STROKES, to refine a sketch with Optimize "
-                        "Sketch or draw it again at another size. Takes a file, pasted markup, or core's SVG type.",
+                        "Sketch or draw it again at another size. Takes a file, pasted markup, or core's SVG type. "
+                        "With fill_shapes on, a tracer's filled shapes (vtracer, potrace, vectorize nodes) become "
+                        "strokes along their outlines.",
             inputs=[
                 io.Combo.Input("svg_file", options=[NO_FILE] + _input_svgs(), default=NO_FILE,
                                tooltip="An .svg file in ComfyUI's input folder."),
@@ -237,7 +268,7 @@ class LoadSVG(io.ComfyNode):
                                tooltip="Or connect core's SVG type (core's vectorize nodes, Save SVG of this pack, "
                                        "...): used instead of the file and the text. Several documents become "
                                        "several candidates when they have the same canvas and stroke layout.")]
-                 if HAS_CORE_SVG else []),
+                 if HAS_CORE_SVG else []) + _fill_shape_inputs(),
             outputs=[
                 SketchStrokes.Output("strokes", display_name="strokes", tooltip="The strokes of the SVG (one candidate)."),
                 io.Image.Output("image", display_name="image", tooltip="The strokes drawn on white at the SVG's canvas size."),
@@ -252,13 +283,19 @@ class LoadSVG(io.ComfyNode):
             return svg_text
         if not svg_file or svg_file == NO_FILE:
             raise NodeInputError("Load SVG needs an .svg file from the input folder or SVG markup in 'svg_text'")
-        path = folder_paths.get_annotated_filepath(svg_file)
+        # 'name [output]' / 'name [temp]' read from those folders, as core's loaders do; nothing else
+        # outside the input folder (no '..', absolute path or symlink leading out) unless the owner allows it
+        name, base = folder_paths.annotated_filepath(svg_file)
+        roots = picture_roots() + [folder_paths.get_output_directory(), folder_paths.get_temp_directory()]
+        path = contained_path(name, roots, "'svg_file'", "ComfyUI's input, output and temp folders",
+                              "SVG files may come only from inside them", base=base or roots[0])
         if not os.path.isfile(path):
             raise NodeInputError(f"SVG file not found in the input folder: {svg_file}")
         return path
 
     @classmethod
-    def fingerprint_inputs(cls, svg_file=NO_FILE, svg_text="", svg=None):
+    def fingerprint_inputs(cls, svg_file=NO_FILE, svg_text="", svg=None, **_fill_options):
+        # the fill-shape options are widget values, already part of ComfyUI's cache key
         if svg is not None:
             try:
                 return "\n".join(svg_documents(svg))
@@ -284,19 +321,26 @@ class LoadSVG(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, svg_file=NO_FILE, svg_text="", svg=None):
-        from clipasso.output.svg import read_svg
+    def execute(cls, svg_file=NO_FILE, svg_text="", svg=None, fill_shapes=False, outline_segments=None,
+                max_outlines=64, outline_color=""):
+        from clipasso.output.svg import OUTLINE_SEGMENTS, read_svg
         from clipasso.strokes import StrokeError, Strokes
 
+        options = {}
+        if fill_shapes:
+            options = dict(fills="outline", segments=int(outline_segments or OUTLINE_SEGMENTS),
+                           max_outlines=int(max_outlines) if max_outlines else None,
+                           outline_color=parse_color(outline_color, "outline_color") if (outline_color or "").strip()
+                           else None)
         if svg is not None:
-            parts = [read_svg(doc) for doc in svg_documents(svg)]
+            parts = [read_svg(doc, **options) for doc in svg_documents(svg)]
             try:
                 strokes = Strokes.concat(parts)
             except StrokeError as exc:
                 raise NodeInputError(f"the connected SVG value holds {len(parts)} drawings that cannot be one batch "
                                      f"({exc}); pick one of them first") from None
         else:
-            strokes = read_svg(cls._source(svg_file, svg_text))
+            strokes = read_svg(cls._source(svg_file, svg_text), **options)
         image, _ = render_to_comfy(strokes)
         return io.NodeOutput(strokes, image)
 

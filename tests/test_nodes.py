@@ -83,9 +83,22 @@ def test_entry_point_registers_every_node_with_tooltips(N):
             assert item.tooltip, f"{node_id}.{item.id} has no tooltip"
         info = cls.GET_NODE_INFO_V1()  # what /object_info serves; must not raise
         assert info["name"] == node_id
+        # the frontend asks for docs/<node>/<locale>.md first, then falls back to docs/<node>.md
         help_page = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "docs",
-                                 f"{node_id}.md")
-        assert os.path.isfile(help_page), f"{node_id} has no help page (web/docs/{node_id}.md)"
+                                 node_id, "en.md")
+        assert os.path.isfile(help_page), f"{node_id} has no help page (web/docs/{node_id}/en.md)"
+
+
+def test_help_pages_are_in_the_frontends_locale_layout_only():
+    """web/docs holds one folder per node with its en.md and nothing else: a page left at web/docs/<node>.md
+    (the frontend's fallback) would be a second copy that goes stale, and a folder for no node is dead."""
+    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "docs")
+    entries = sorted(os.listdir(docs))
+    assert [e for e in entries if not os.path.isdir(os.path.join(docs, e))] == [], "move them to <node>/en.md"
+    assert set(entries) == EXPECTED
+    for node_id in entries:
+        with open(os.path.join(docs, node_id, "en.md"), encoding="utf-8") as f:
+            assert f.read().startswith("# "), node_id
 
 
 def test_pack_import_and_registration_stay_light(core):
@@ -434,7 +447,8 @@ def test_core_svg_type_goes_both_ways(N, core):
     (svg,) = run(N["CLIPassoSaveSVG"], strokes=strokes, filename_prefix="tests/core_svg").args
     assert isinstance(svg, CoreSVG) and len(svg.data) == 2
     schema = N["CLIPassoLoadSVG"].GET_SCHEMA()
-    assert [i.id for i in schema.inputs] == ["svg_file", "svg_text", "svg"]
+    assert [i.id for i in schema.inputs] == ["svg_file", "svg_text", "svg", "fill_shapes", "outline_segments",
+                                            "max_outlines", "outline_color"]
     back, image = run(N["CLIPassoLoadSVG"], svg_file="(none)", svg_text="", svg=svg).args
     assert back.num_candidates == 2 and torch.allclose(back.points, strokes.points, atol=1e-3)
     assert image.shape == (2, 40, 60, 3)
@@ -471,6 +485,31 @@ def test_load_svg_from_input_folder_or_text(N, core):
     os.utime(path, ns=(1, 10**18))
     assert load.fingerprint_inputs(svg_file="sketches/line.svg", svg_text="") != before  # re-runs on change
     assert "needs an .svg file" in load.validate_inputs(svg_file="(none)", svg_text="")
+
+
+def test_load_svg_reads_a_tracers_filled_shapes_as_outlines_when_asked(N, core):
+    """vtracer's output (what ComfyUI-ToSVG writes): refused as before with fill_shapes off, naming the input;
+    with it on, outlines with the asked segments, cap and colour, drawn on the picture's shape."""
+    import io as _io
+
+    import numpy as np
+    from PIL import Image
+
+    vtracer = pytest.importorskip("vtracer")
+    disk_png = _io.BytesIO()
+    Image.fromarray((disk(64, r=0.3)[0].numpy() * 255).astype(np.uint8)).save(disk_png, "PNG")
+    text = vtracer.convert_raw_image_to_svg(disk_png.getvalue(), img_format="png")
+    load = N["CLIPassoLoadSVG"]
+    with pytest.raises(ValueError, match="fill_shapes"):
+        run(load, svg_file="(none)", svg_text=text)
+    strokes, image = run(load, svg_file="(none)", svg_text=text, fill_shapes=True, outline_segments=6,
+                         max_outlines=1, outline_color="black").args
+    assert strokes.num_strokes == 1 and strokes.num_segments == 6 and strokes.canvas == (64, 64)
+    assert torch.equal(strokes.colors[0, 0], torch.tensor([0.0, 0.0, 0.0, 1.0]))
+    # the outline runs round the disk (radius 0.3 of the side: 19 px from the centre), not through it
+    radius = (strokes.points[0, 0] - 31.5).norm(dim=-1)
+    assert float((radius - 19.2).abs().max()) < 2.5
+    assert float(image[0, 32, 32].min()) > 0.9 and float(image[0, 32, 13:16].min()) < 0.3
 
 
 def test_one_box_node_runs_without_any_clip_weights(tmp_path):

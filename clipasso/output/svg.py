@@ -13,11 +13,14 @@ rotate, skewX, skewY, matrix) and inherited presentation attributes or ``style``
 becomes one stroke; lines and quadratics become exact cubics; strokes with fewer segments than the
 longest are padded with zero-length segments at their end (which draw nothing new). Anything else
 that would draw (text, images, arcs in paths, ``<use>``) raises `SVGError` naming it, instead of
-being dropped silently.
+being dropped silently. Filled shapes without a stroke draw no line and are skipped, unless asked for
+with ``fills="outline"``: then each closed subpath of one becomes a stroke along its outline
+(`clipasso.output.outline`), which makes a tracer's output (vtracer, potrace) a starting sketch.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -27,8 +30,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from ..errors import ClipassoError
-from ..strokes import Strokes
+from ..strokes import DEFAULT_HALF_WIDTH, Strokes
 
+log = logging.getLogger(__name__)
 SVG_NS = "http://www.w3.org/2000/svg"
 _DECIMALS = 4
 
@@ -176,7 +180,7 @@ _NAMED = {
 # elements that never draw: skipped with their children
 _IGNORED = {"metadata", "title", "desc", "defs", "style", "script", "namedview", "sodipodi:namedview",
             "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "filter", "symbol", "marker"}
-_INHERITED = ("stroke", "stroke-width", "stroke-opacity", "opacity", "fill", "display", "visibility")
+_INHERITED = ("stroke", "stroke-width", "stroke-opacity", "opacity", "fill", "fill-opacity", "display", "visibility")
 
 Affine = Tuple[float, float, float, float, float, float]  # a b c d e f: x' = a x + c y + e, y' = b x + d y + f
 _IDENTITY: Affine = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
@@ -654,7 +658,76 @@ def _split(pts: List[Tuple[float, float]]) -> List[List[Tuple[float, float]]]:
     return [pts[i:i + step + 1] for i in range(0, len(pts) - 1, step)]
 
 
-def read_svg(source, width: Optional[float] = None) -> Strokes:
+FILL_MODES = ("ignore", "outline")
+"""What `read_svg` does with a filled shape that has no stroke: ``ignore`` it (the default: a sketch is
+strokes), or read each closed subpath of its ``outline`` as one stroke (a tracer's output as a sketch)."""
+
+OUTLINE_SEGMENTS = 16
+"""Cubic segments of each outline stroke with ``fills="outline"`` (the ``segments`` argument's default): a
+traced horse's silhouette keeps its legs and head at 16; at 8 it is a blob with stumps."""
+
+MIN_OUTLINE_AREA = 0.0005
+"""With ``fills="outline"``: a closed subpath enclosing less than this share of the canvas area is dropped
+as a speck (a tracer's noise; 0.05 %: 25 px² on a 224 x 224 canvas)."""
+
+BACKGROUND_AREA = 0.9
+"""With ``fills="outline"``: a closed subpath enclosing at least this share of the canvas area is taken
+for the background (tracers start with a canvas-sized shape) and dropped."""
+
+
+def _rect_subpaths(el, where: str, budget: _Budget):
+    """A filled ``<rect>`` (rounded corners included) as one closed subpath of cubics."""
+    x, y = _float_attr(el, "x", where), _float_attr(el, "y", where)
+    w, h = _float_attr(el, "width", where), _float_attr(el, "height", where)
+    if w <= 0 or h <= 0:
+        return []
+    rx_attr, ry_attr = el.get("rx"), el.get("ry")
+    rx = _length(rx_attr, where, "rx") if rx_attr is not None else None
+    ry = _length(ry_attr, where, "ry") if ry_attr is not None else None
+    rx = ry if rx is None else rx
+    ry = rx if ry is None else ry
+    rx, ry = min(max(rx or 0.0, 0.0), w / 2), min(max(ry or 0.0, 0.0), h / 2)
+    if rx <= 0 or ry <= 0:
+        corners = [(x, y), (x + w, y), (x + w, y + h), (x, y + h), (x, y)]
+        budget.add(4, where)
+        out = [corners[0]]
+        for a, b in zip(corners[:-1], corners[1:]):
+            out += _line_cubic(a, b)
+        return [out]
+    k = 0.5522847498307936  # a quarter ellipse as one cubic, as in _ellipse_cubics
+    budget.add(8, where)
+    out = [(x + rx, y)]
+    # each side, then the corner after it: (where the side ends, where the corner ends, the corner's two controls)
+    for (lx, ly), (ex, ey), (cx1, cy1), (cx2, cy2) in (
+            ((x + w - rx, y), (x + w, y + ry), (x + w - rx + k * rx, y), (x + w, y + ry - k * ry)),
+            ((x + w, y + h - ry), (x + w - rx, y + h), (x + w, y + h - ry + k * ry), (x + w - rx + k * rx, y + h)),
+            ((x + rx, y + h), (x, y + h - ry), (x + rx - k * rx, y + h), (x, y + h - ry + k * ry)),
+            ((x, y + ry), (x + rx, y), (x, y + ry - k * ry), (x + rx - k * rx, y))):
+        out += _line_cubic(out[-1], (lx, ly))
+        out += [(cx1, cy1), (cx2, cy2), (ex, ey)]
+    return [out]
+
+
+def _outline_color(value, where: str = "outline_color") -> Optional[Tuple[float, float, float, float]]:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        rgb = _parse_color(value, where)
+        if rgb is None:
+            raise SVGError(f"{where} {value!r} draws nothing; give a colour such as 'black' or #000000, or None to "
+                           "keep each shape's fill colour")
+        return (*rgb, 1.0)
+    try:
+        vals = [float(v) for v in value]
+    except (TypeError, ValueError):
+        vals = []
+    if len(vals) not in (3, 4) or not all(0.0 <= v <= 1.0 for v in vals):
+        raise SVGError(f"{where} must be a colour name, #rrggbb or 3-4 numbers in 0..1 (RGB[A]); got {value!r}")
+    return (vals[0], vals[1], vals[2], vals[3] if len(vals) == 4 else 1.0)
+
+
+def read_svg(source, width: Optional[float] = None, *, fills: str = "ignore", segments: int = OUTLINE_SEGMENTS,
+             max_outlines: Optional[int] = None, outline_color=None) -> Strokes:
     """Strokes (one candidate) from SVG text, bytes or a file path.
 
     Stroke widths come from ``stroke-width`` (SVG default 1) halved and scaled by the transforms;
@@ -662,17 +735,86 @@ def read_svg(source, width: Optional[float] = None) -> Strokes:
     (``stroke-opacity`` times inherited ``opacity``) are kept. Elements with ``stroke="none"`` or
     hidden are skipped; a full-canvas ``<rect class="background">`` as `to_svg` writes it is ignored.
 
+    Filled shapes with no stroke (what tracers such as vtracer and potrace write) are not strokes and
+    are skipped, unless ``fills="outline"``: then each closed subpath of such a shape (``<rect>`` too)
+    becomes one closed stroke along its outline, fitted with ``segments`` cubic segments (every outline
+    has 1 + 3 segments points); its colour is the fill colour and fill opacity, or ``outline_color``
+    (a colour name, #rrggbb or RGB[A] numbers in 0..1) for all of them, and its half-width ``width``
+    or the sketch default (1.5). Subpaths enclosing less than `MIN_OUTLINE_AREA` of the canvas
+    (specks) or at least `BACKGROUND_AREA` of it (the background) are dropped; of the rest, the
+    largest ``max_outlines`` (default: as many as `MAX_STROKES` allows) are kept, in document order,
+    and what was dropped is logged. Shapes that are stroked keep their stroke, as without the option.
+
     Size limits (`MAX_SVG_BYTES`, `MAX_SVG_ELEMENTS`, `MAX_PATH_SEGMENTS`, `MAX_TOTAL_SEGMENTS`,
     `MAX_STROKES`, `MAX_CANVAS_SIDE`) are checked while reading and raise `SVGError` before anything
     large is built. A subpath longer than `STROKE_SEGMENTS` becomes several consecutive strokes.
     """
     if width is not None and not (isinstance(width, (int, float)) and width > 0 and math.isfinite(width)):
         raise SVGError(f"width must be a positive half-width in pixels; got {width}")
+    if fills not in FILL_MODES:
+        raise SVGError(f"fills must be one of {', '.join(FILL_MODES)} (what to do with filled shapes that have no "
+                       f"stroke); got {fills!r}")
+    outline = fills == "outline"
+    if isinstance(segments, bool) or not isinstance(segments, int) or not 1 <= segments <= STROKE_SEGMENTS:
+        raise SVGError(f"segments must be a whole number of cubic segments per outline in 1..{STROKE_SEGMENTS}; "
+                       f"got {segments!r}")
+    if max_outlines is not None and (isinstance(max_outlines, bool) or not isinstance(max_outlines, int)
+                                     or max_outlines < 1):
+        raise SVGError(f"max_outlines must be a whole number of strokes, 1 or more (None: up to MAX_STROKES); "
+                       f"got {max_outlines!r}")
+    fixed_color = _outline_color(outline_color)
     root = _load_root(source)
     canvas, base = _canvas_of(root)
+    canvas_area = float(canvas[0] * canvas[1])
     found: List[Tuple[List[Tuple[float, float]], float, Tuple[float, float, float, float]]] = []
-    counter = {"n": 0}
+    # outline candidates: (strokes found before it, enclosed area, closed polyline, colour)
+    shapes: List[Tuple[int, float, object, Tuple[float, float, float, float]]] = []
+    counter = {"n": 0, "fill_only": 0, "specks": 0, "background": 0}
     budget = _Budget()
+
+    def to_canvas(sp, mat: Affine, where: str):
+        a, b, c, d, e, f = mat
+        pts = [(a * px + c * py + e, b * px + d * py + f) for px, py in sp]
+        for px, py in pts:
+            if not (abs(px) <= MAX_COORDINATE and abs(py) <= MAX_COORDINATE):  # False for NaN too
+                raise SVGError(f"{where}: a coordinate ({px:g}, {py:g}) is not finite or is beyond "
+                               f"{MAX_COORDINATE:g} px from the origin; fix the path data or transforms")
+        return pts
+
+    def stroke_of(style, where):
+        stroke = _parse_color(style.get("stroke", "none"), where)
+        if stroke is None:
+            return None, 0.0
+        return stroke, _length(style.get("stroke-width", "1"), where, "stroke-width")
+
+    def add_outlines(subs, style, mat, opacity, where):
+        from . import outline as geometry
+
+        fill_text = style.get("fill", "black")  # SVG's initial fill is black
+        if fill_text.strip().lower().startswith("url(") and fixed_color is not None:
+            fill = fixed_color[:3]
+        else:
+            try:
+                fill = _parse_color(fill_text, where)
+            except SVGError as exc:
+                raise SVGError(f"{exc} (the fill of a shape read as an outline; outline_color='black' draws "
+                               "every outline in one colour whatever the fill)") from None
+        if fill is None:
+            return
+        alpha = _fraction(style.get("fill-opacity", "1"), where, "fill-opacity") * opacity
+        alpha = min(max(alpha, 0.0), 1.0)
+        if alpha <= 0.0:
+            return
+        color = fixed_color if fixed_color is not None else (*fill, alpha)
+        for sp in subs:
+            poly = geometry.flatten(to_canvas(sp, mat, where))
+            enclosed = geometry.area(poly)
+            if enclosed < MIN_OUTLINE_AREA * canvas_area:
+                counter["specks"] += 1
+            elif enclosed >= BACKGROUND_AREA * canvas_area:
+                counter["background"] += 1
+            else:
+                shapes.append((len(found), enclosed, poly, color))
 
     def visit(el, style: Dict[str, str], mat: Affine, opacity: float):
         tag = _local(el.tag)
@@ -695,14 +837,17 @@ def read_svg(source, width: Optional[float] = None) -> Strokes:
         if tag == "rect" and "background" in (el.get("class") or "").split():
             return
         subs = _element_subpaths(el, tag, where, budget)
+        if subs is None and tag == "rect" and outline and stroke_of(style, where)[1] <= 0:
+            subs = _rect_subpaths(el, where, budget)  # a filled rectangle: only its outline is read
         if subs is None:
             raise SVGError(f"{where}: <{tag}> elements are not supported in a stroke sketch; only paths, "
                            "lines, polylines, polygons, circles and ellipses (convert text and shapes to paths)")
-        stroke = _parse_color(style.get("stroke", "none"), where)
-        if stroke is None:
-            return  # not stroked: draws no line (a fill-only shape is not a stroke)
-        sw = _length(style.get("stroke-width", "1"), where, "stroke-width")
-        if sw <= 0:
+        stroke, sw = stroke_of(style, where)
+        if stroke is None or sw <= 0:  # not stroked: draws no line (a fill-only shape is not a stroke)
+            if tag != "line" and style.get("fill", "black").strip().lower() not in ("none", "transparent"):
+                counter["fill_only"] += 1
+                if outline:
+                    add_outlines(subs, style, mat, opacity, where)
             return
         a, b, c, d, e, f = mat
         scale = math.sqrt(abs(a * d - b * c))
@@ -713,19 +858,27 @@ def read_svg(source, width: Optional[float] = None) -> Strokes:
         alpha = _fraction(style.get("stroke-opacity", "1"), where, "stroke-opacity") * opacity
         alpha = min(max(alpha, 0.0), 1.0)
         for sp in subs:
-            pts = [(a * px + c * py + e, b * px + d * py + f) for px, py in sp]
-            for px, py in pts:
-                if not (abs(px) <= MAX_COORDINATE and abs(py) <= MAX_COORDINATE):  # False for NaN too
-                    raise SVGError(f"{where}: a coordinate ({px:g}, {py:g}) is not finite or is beyond "
-                                   f"{MAX_COORDINATE:g} px from the origin; fix the path data or transforms")
-            for part in _split(pts):
+            for part in _split(to_canvas(sp, mat, where)):
                 if len(found) >= MAX_STROKES:
                     raise SVGError(f"{where}: the SVG makes more than {MAX_STROKES} strokes, the limit "
                                    f"(clipasso.output.svg.MAX_STROKES); {_SIMPLIFY}")
                 found.append((part, half, (*stroke, alpha)))
 
     visit(root, {}, base, 1.0)
+    if shapes:
+        found = _with_outlines(found, shapes, segments, max_outlines,
+                               float(width) if width is not None else DEFAULT_HALF_WIDTH, counter)
     if not found:
+        if outline and counter["fill_only"]:
+            raise SVGError(f"the SVG has no stroked paths and no filled shape to outline: of its filled subpaths, "
+                           f"{counter['specks']} enclose less than {MIN_OUTLINE_AREA:.2%} of the canvas (specks) and "
+                           f"{counter['background']} cover the whole canvas (background); "
+                           "trace the picture with less speckle filtering or at a larger size")
+        if counter["fill_only"]:
+            raise SVGError(f"the SVG has no stroked paths to read: its {counter['fill_only']} fill-only shape(s) are "
+                           "not strokes. To read them as strokes along their outlines (a tracer's output: vtracer, "
+                           "potrace, a vectorize node), pass fills='outline' to read_svg (Load SVG: turn on "
+                           "fill_shapes)")
         raise SVGError("the SVG has no stroked paths to read (fill-only shapes and empty paths are not strokes)")
     p_max = max(len(pts) for pts, _, _ in found)
     # at most MAX_STROKES x (1 + 3 STROKE_SEGMENTS) points: strokes are padded with zero-length segments
@@ -741,3 +894,34 @@ def read_svg(source, width: Optional[float] = None) -> Strokes:
         widths = torch.tensor([[max(w, 1e-3) for _, w, _ in found]], dtype=torch.float32)
     colors = torch.tensor([[col for _, _, col in found]], dtype=torch.float32)
     return Strokes(pts_t, widths, colors, canvas)
+
+
+def _with_outlines(found, shapes, segments: int, max_outlines: Optional[int], half: float, counter):
+    """`found` with the largest outline candidates fitted and put back in document order (up to the cap)."""
+    from .outline import fit_closed
+
+    room = MAX_STROKES - len(found)
+    limit = room if max_outlines is None else min(room, max_outlines)
+    if limit <= 0:
+        raise SVGError(f"the SVG makes more than {MAX_STROKES} strokes with its outlines, the limit "
+                       f"(clipasso.output.svg.MAX_STROKES); {_SIMPLIFY}")
+    keep = sorted(sorted(range(len(shapes)), key=lambda i: -shapes[i][1])[:limit])
+    capped = len(shapes) - len(keep)
+    merged, k = [], 0
+    for i, stroke in enumerate(found + [None]):
+        while k < len(keep) and shapes[keep[k]][0] <= i:
+            _pos, _area, poly, color = shapes[keep[k]]
+            merged.append((fit_closed(poly, segments), half, color))
+            k += 1
+        if stroke is not None:
+            merged.append(stroke)
+    dropped = []
+    if counter["specks"]:
+        dropped.append(f"{counter['specks']} specks under {MIN_OUTLINE_AREA:.2%} of the canvas")
+    if counter["background"]:
+        dropped.append(f"{counter['background']} canvas-sized background shape(s)")
+    if capped:
+        dropped.append(f"{capped} smaller outlines over the cap of {limit}")
+    log.info("read_svg: %d filled subpath(s) read as outline strokes of %d segments%s", len(keep), segments,
+             f"; dropped {', '.join(dropped)}" if dropped else "")
+    return merged
