@@ -25,14 +25,14 @@ import importlib.util
 import sys
 
 from .errors import ClipassoError
-from .strokes import Strokes, StrokeError
 
 __all__ = ["Strokes", "StrokeError", "ClipassoError", "SketchSettings", "sketch", "render", "read_svg",
            "write_svg", "to_svg"]
 __version__ = "0.2.0"
 
-_LAZY = {"sketch": "pipeline", "SketchSettings": "settings", "render": "output.raster", "read_svg": "output.svg",
-         "write_svg": "output.svg", "to_svg": "output.svg"}
+# imported on first use, so that ``import clipasso`` (and the command line's parsing and checks) loads no torch
+_LAZY = {"Strokes": "strokes", "StrokeError": "strokes", "sketch": "pipeline", "SketchSettings": "settings",
+         "render": "output.raster", "read_svg": "output.svg", "write_svg": "output.svg", "to_svg": "output.svg"}
 
 # release 0.1's module names -> where the module lives now (deprecated; kept for one release)
 MOVED = {"images": "prepare.images", "matting": "prepare.matting", "xdog": "prepare.xdog",
@@ -65,4 +65,6 @@ if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)  # ``clipasso.strokes`` without importing it first
     raise AttributeError(f"module 'clipasso' has no attribute {name!r}")

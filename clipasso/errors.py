@@ -24,4 +24,13 @@ class AbstractionError(ClipassoError, ValueError):
     """Settings or inputs automatic abstraction or drawing order cannot work with."""
 
 
-__all__ = ["ClipassoError", "PipelineError", "OptimizeError", "AbstractionError"]
+class WeightsNotFoundError(ClipassoError, FileNotFoundError):
+    """No usable weights for a CLIP model; the message lists what was tried and where to put the file."""
+
+
+class WeightsFileError(WeightsNotFoundError):
+    """A weights file exists but cannot be used for the model; the message says why."""
+
+
+__all__ = ["ClipassoError", "PipelineError", "OptimizeError", "AbstractionError", "WeightsNotFoundError",
+           "WeightsFileError"]

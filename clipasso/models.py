@@ -49,15 +49,11 @@ WEIGHT_EXTS = (".safetensors", ".pt", ".pth", ".bin")
 HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors",
                    "pytorch_model.bin")
 
-from .errors import ClipassoError
+from .errors import ClipassoError, WeightsFileError, WeightsNotFoundError
 from .settings import DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL  # noqa: E402
 from .settings import MODELS_DIR_ENV  # noqa: E402 - defined with the settings: the CLI reads it without torch
 
 PathLike = Union[str, os.PathLike]
-
-
-class WeightsNotFoundError(ClipassoError, FileNotFoundError):
-    """No usable weights for a CLIP model; the message lists what was tried and where to put the file."""
 
 
 class ModelConfigError(ClipassoError, ValueError):
@@ -343,10 +339,6 @@ def _named_cfg(name: str) -> dict:
 _OPENAI_INT_BUFFERS = ("input_resolution", "context_length", "vocab_size")
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 _KEY_PREFIXES = ("module.", "_orig_mod.")
-
-
-class WeightsFileError(WeightsNotFoundError):
-    """A weights file exists but cannot be used for the model; the message says why."""
 
 
 def is_torchscript_archive(path: PathLike) -> bool:

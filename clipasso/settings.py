@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 from .errors import AbstractionError, OptimizeError, PipelineError
 
 DEFAULT_PRETRAINED = "openai"
+MODELS_DIR_ENV = "CLIPASSO_MODELS_DIR"  # folders of weights files, os.pathsep-separated (clipasso.models)
 DEFAULT_LOSS_MODEL = "RN101"
 DEFAULT_SALIENCY_MODEL = "ViT-B-32"
 FRAMINGS = ("stretch", "fix-scale", "pad")

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _download_weights(args) -> int:
-    from ..models import MODELS_DIR_ENV, ModelConfigError, WeightsNotFoundError, download_weights
+    from ..settings import MODELS_DIR_ENV
 
     folder = args.models_dir or (os.environ.get(MODELS_DIR_ENV, "").split(os.pathsep)[0] or None)
     if folder is not None:
@@ -109,6 +109,7 @@ def _download_weights(args) -> int:
         if problem:
             print(f"clipasso: error: --models-dir {folder}: {problem}", file=sys.stderr)
             return EXIT_USAGE
+    from ..models import ModelConfigError, WeightsNotFoundError, download_weights  # torch: the work starts here
     failed = 0
     for name in dict.fromkeys([args.clip_model, args.saliency_model]):
         try:
@@ -152,7 +153,7 @@ def _folder_problem(folder: Path) -> Optional[str]:
 def sketch_path_problem(args, out_svg: Path) -> Optional[str]:
     """The first problem with the input or an output path of `clipasso sketch`, or None."""
     if args.input is not None:
-        from ..prepare.images import ImageError, check_image_path
+        from ..prepare.files import ImageError, check_image_path  # no torch: the checks come before any work
 
         try:
             check_image_path(args.input)  # missing, a folder, a link loop, a name too long, ...
@@ -175,8 +176,6 @@ def sketch_path_problem(args, out_svg: Path) -> Optional[str]:
 
 
 def _sketch(args, settings) -> int:
-    import torch
-
     from ..errors import ClipassoError
 
     # every engine error derives from ClipassoError; torch and the OS raise the others
@@ -188,6 +187,7 @@ def _sketch(args, settings) -> int:
     if problem:
         print(f"clipasso: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    import torch  # the work starts here: every option and path above was checked without torch
 
     total = settings.iterations
     bar = ProgressBar(total, enabled=not args.quiet)

@@ -15,14 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ClipassoError
+from ..errors import ClipassoError  # noqa: F401 - the base of ImageError, imported here since 0.1
+from .files import ImageError, _shown, check_image_path  # noqa: F401 - checks that need no torch
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000; larger inputs are refused rather than silently eating RAM
 MIN_SIDE = 8  # px: a picture narrower or shorter than this has nothing to sketch (prepare_target refuses it)
-
-
-class ImageError(ClipassoError, ValueError):
-    """An input image that cannot be used; the message says why and what to do."""
 
 
 def _background_tensor(background, device, dtype) -> torch.Tensor:
@@ -185,12 +182,6 @@ def check_sketch_size(height: int, width: int, min_side: int = MIN_SIDE) -> None
                          f"at least {min_side} px; give a larger picture of the object (sketching works at 224 px)")
 
 
-def _shown(path) -> str:
-    """A file name fit for a message: non-UTF-8 bytes escaped, very long names shortened."""
-    name = os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
-    return name if len(name) <= 160 else f"{name[:100]}...{name[-40:]} ({len(name)} characters)"
-
-
 def _header_size(path):
     """(width, height) read from the file's header without Pillow's decompression-bomb check, or None.
 
@@ -222,41 +213,6 @@ def _too_big(shown: str, width, height, pixels, limit: int) -> ImageError:
     return ImageError(f"{shown} is {size}{mp} megapixels, above the {limit / 1e6:.0f} megapixel "
                       f"limit ({side}x{side}); shrink the picture first, e.g. to 2000 px on the long side "
                       "(sketching works at 224 px anyway)")
-
-
-def check_image_path(path) -> os.stat_result:
-    """The file's stat if ``path`` can be an image file; `ImageError` saying what to do otherwise (missing,
-    a dangling link, a link loop, a name too long, no permission, a folder, not a regular file)."""
-    import errno
-    import stat
-
-    path = os.fspath(path)
-    shown = _shown(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise ImageError(f"image file not found: {shown} is a symbolic link to "
-                             f"{_shown(os.readlink(path))}, which does not exist; fix the link or give the "
-                             "picture itself") from None
-        raise ImageError(f"image file not found: {shown}; check the name and the folder") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ImageError(f"cannot open {shown}: its symbolic links form a loop; fix the link or give the "
-                             "picture itself") from None
-        if exc.errno == errno.ENAMETOOLONG:
-            raise ImageError(f"cannot open {shown}: the file name is too long for this system; rename the file "
-                             "or its folders to something shorter") from None
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            raise ImageError(f"no permission to read {shown}; check its permissions") from None
-        raise ImageError(f"cannot open {shown}: {exc.strerror or exc}; check the path") from None
-    except ValueError as exc:  # an embedded NUL character
-        raise ImageError(f"invalid image file name {shown!r}: {exc}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageError(f"{shown} is a folder, not an image file; give the path of one picture in it")
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageError(f"{shown} is not a regular file (a device, pipe or socket); save the picture to a file")
-    return st
 
 
 def load_image_file(path, max_pixels: int = MAX_PIXELS) -> "Image.Image":

@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import torch
-
-from ..errors import ClipassoError
+from ..errors import ClipassoError  # no torch at import: `clipasso report --help` and its checks stay light
 
 DEFAULT_STROKES = (4, 8, 16, 32)
 
@@ -43,6 +41,7 @@ class PictureRun:
     initial: Dict[int, object] = field(default_factory=dict)    # strokes -> initial Strokes
     scores: Dict[int, Dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
+    stopped: bool = False               # should_stop cut it short: the stroke counts after the last are missing
 
 
 def _matplotlib():
@@ -69,12 +68,18 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
                 seeds: Sequence[int] = (0, 1000), loss: str = "trace", encoder=None, saliency_encoder=None,
                 background_removal: bool = True, models_dir=None, allow_download: bool = False,
                 canvas: int = 224, preset: str = "fast", log: Optional[Callable[[str], None]] = None,
-                framing: Optional[str] = None) -> PictureRun:
+                framing: Optional[str] = None, should_stop: Optional[Callable[[], bool]] = None) -> PictureRun:
     """Prepare one picture once (matting, saliency, XDoG) and sketch it at every stroke count.
 
     framing: as `clipasso.pipeline.sketch` (None = the preset's). Scores are measured in the square
     optimisation frame, against the target; ``sketches`` are kept in the picture's frame (a stretched
-    sketch is mapped back to the picture's aspect ratio), as `sketch` returns them."""
+    sketch is mapped back to the picture's aspect ratio), as `sketch` returns them.
+
+    should_stop(): checked before each stroke count and at every iteration; when it returns True the
+    sketch being optimised keeps its best state so far, the later stroke counts are left out and
+    ``stopped`` is set."""
+    import torch
+
     from ..prepare.images import as_rgb
     from ..place.init import initialize_strokes
     from .metrics import sketch_fidelity
@@ -104,9 +109,12 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
     out = PictureRun(name=name, image=shown, target=target, mask=mask, saliency=sal)
     device = encoder.device if encoder is not None else torch.device("cpu")
     for n in strokes:
+        if should_stop is not None and should_stop():
+            out.stopped = True
+            break
         init = initialize_strokes((canvas, canvas), int(n), list(seeds), saliency=sal, edges=ink, mask=mask)
         cfg = OptimizeConfig.from_preset(preset, iterations=iterations, loss=loss)
-        res = optimize(init, target, encoder, cfg, device=device)
+        res = optimize(init, target, encoder, cfg, device=device, should_stop=should_stop)
         winner, _ = select_best(res.strokes)
         s = sketch_fidelity(render(winner).image, target, mask, edges=edges)
         out.sketches[n] = to_picture_frame(winner, shown.shape[-2], shown.shape[-1], framing)
@@ -115,20 +123,25 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
         out.scores[n]["loss"] = float(winner.losses[0])
         if log:
             log(f"report: {name}, {n} strokes: loss {float(winner.losses[0]):.4f}, F {s['f'][0]:.3f} "
-                f"({res.seconds:.0f} s)")
+                f"({res.seconds:.0f} s)" + (f"; stopped at iteration {res.iterations_run} of {iterations}"
+                                            if res.cancelled else ""))
+        if res.cancelled:
+            out.stopped = True
+            break
     out.seconds = time.perf_counter() - t0
     return out
 
 
 def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strokes: Optional[int] = None,
-              dpi: int = 100) -> Path:
-    """The PNG grid: one row per picture."""
+              dpi: int = 100, counts: Optional[Sequence[int]] = None) -> Path:
+    """The PNG grid: one row per picture; a column per stroke count (``counts``, default: those the pictures
+    have), a count a picture lacks (its run was stopped) drawn as "not done"."""
     from ..output.raster import render
 
     plt = _matplotlib()
     if not pictures:
         raise ReportError("no pictures to draw")
-    counts = list(pictures[0].sketches)
+    counts = list(dict.fromkeys(counts)) if counts is not None else _all_counts(pic.sketches for pic in pictures)
     cols = 3 + len(counts) + 1
     fig, axes = plt.subplots(len(pictures), cols, figsize=(1.75 * cols + 0.6, 1.95 * len(pictures) + 0.5),
                              squeeze=False, gridspec_kw=dict(width_ratios=[1] * (cols - 1) + [1.35]))
@@ -144,17 +157,29 @@ def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strok
         ax[1].set_title("mask", fontsize=9)
         if pic.saliency is not None:
             ax[2].imshow(pic.saliency.numpy(), cmap="magma")
-        mid = curve_strokes if curve_strokes in pic.initial else counts[len(counts) // 2]
-        starts = pic.initial[mid].points[0, :, 0]  # first seed's start points
-        ax[2].scatter(starts[:, 0].numpy(), starts[:, 1].numpy(), s=7, c="#00e5ff", edgecolors="none")
-        ax[2].set_title(f"saliency + {mid} starts", fontsize=9)
+        done = [n for n in counts if n in pic.sketches]
+        if done:
+            mid = curve_strokes if curve_strokes in pic.initial else done[len(done) // 2]
+            starts = pic.initial[mid].points[0, :, 0]  # first seed's start points
+            ax[2].scatter(starts[:, 0].numpy(), starts[:, 1].numpy(), s=7, c="#00e5ff", edgecolors="none")
+            ax[2].set_title(f"saliency + {mid} starts", fontsize=9)
+        else:
+            ax[2].set_title("saliency", fontsize=9)
         for c, n in enumerate(counts):
+            if n not in pic.sketches:
+                ax[3 + c].text(0.5, 0.5, "not done\n(stopped)", ha="center", va="center", fontsize=8,
+                               transform=ax[3 + c].transAxes)
+                ax[3 + c].set_title(f"{n} strokes", fontsize=9)
+                continue
             img = render(pic.sketches[n]).image[0].permute(1, 2, 0).clamp(0, 1).numpy()
             a = ax[3 + c]
             a.imshow(img)
-            a.set_title(f"{n} strokes, F {pic.scores[n]['f']:.2f}", fontsize=9)
+            cut = getattr(pic.runs.get(n), "cancelled", False)  # stopped before its last iteration
+            a.set_title(f"{n} strokes, F {pic.scores[n]['f']:.2f}" + (" (cut)" if cut else ""), fontsize=9)
         a = ax[-1]
         for i, n in enumerate(counts):
+            if n not in pic.runs:
+                continue
             run = pic.runs[n]
             hist = run.history.numpy()
             for s in range(hist.shape[1]):
@@ -183,6 +208,11 @@ def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strok
     finally:
         plt.close(fig)
     return path
+
+
+def _all_counts(per_picture) -> list:
+    """The stroke counts of every picture, in the order they were run (a stopped picture has fewer)."""
+    return list(dict.fromkeys(n for counts in per_picture for n in counts))
 
 
 def quality_markdown(report: dict) -> str:
@@ -216,25 +246,33 @@ def quality_markdown(report: dict) -> str:
 
 def picture_summary(pic: PictureRun) -> dict:
     """What the page shows of a picture's run (JSON-friendly)."""
+    cut = {str(n): r.iterations_run for n, r in pic.runs.items() if getattr(r, "cancelled", False)}
     return dict(name=pic.name, seconds=pic.seconds,
                 scores={str(n): {k: float(v) for k, v in sc.items()} for n, sc in pic.scores.items()},
                 history={str(n): dict(iterations=list(r.history_iterations), losses=r.history.tolist())
-                         for n, r in pic.runs.items()})
+                         for n, r in pic.runs.items()},
+                **({"stopped_at": cut} if cut else {}))  # a sketch cut short by a stop: its iterations
 
 
 def gallery_markdown(pictures: Sequence, image_name: str, caption: str, settings: dict,
-                     quality: Optional[dict] = None, quality_source: str = "") -> str:
+                     quality: Optional[dict] = None, quality_source: str = "",
+                     counts: Optional[Sequence[int]] = None) -> str:
     """The page: gallery image, caption, per-picture table, quality table. ``pictures``: `PictureRun`s or
-    `picture_summary` dicts."""
+    `picture_summary` dicts; ``counts``: the table's stroke counts (default: those the pictures have; a
+    picture without one shows "not done")."""
     pictures = [p if isinstance(p, dict) else picture_summary(p) for p in pictures]
-    counts = list(pictures[0]["scores"]) if pictures else []
+    counts = (list(dict.fromkeys(str(n) for n in counts)) if counts is not None
+              else _all_counts(p["scores"] for p in pictures))
     out = ["# CLIPasso visual report", "", f"![gallery]({image_name})", "", caption, ""]
     out += ["## Gallery run", "",
             "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + ".", "",
             "| picture | " + " | ".join(f"{n} strokes: F / loss" for n in counts) + " | wall seconds |",
             "|---|" + "---|" * len(counts) + "---|"]
     for p in pictures:
-        cells = [f"{p['scores'][n]['f']:.3f} / {p['scores'][n]['loss']:.3f}" for n in counts]
+        cut = p.get("stopped_at", {})
+        cells = [(f"{p['scores'][n]['f']:.3f} / {p['scores'][n]['loss']:.3f}"
+                  + (f" (stopped at iteration {cut[n]})" if n in cut else "")) if n in p["scores"] else "not done"
+                 for n in counts]
         out.append(f"| {p['name']} | " + " | ".join(cells) + f" | {p['seconds']:.0f} |")
     out += ["", "F: edge F-score of the winning sketch (ink within 3 px of the target's Canny edges or mask "
                 "outline, at 224 px; `clipasso.report.metrics`).", "",
@@ -258,7 +296,11 @@ def add_report_parser(sub) -> None:
     rp = sub.add_parser("report", help="render a PNG gallery (and Markdown page) of sketches at several stroke counts",
                         description="Sketch each INPUT at several stroke counts and draw a PNG grid: input, mask, "
                                     "saliency with start points, the sketches, the loss curve of each seed. Uses "
-                                    "the CLIP loss with --clip-weights, otherwise the weights-free trace loss.")
+                                    "the CLIP loss with --clip-weights, otherwise the weights-free trace loss.",
+                        epilog="exit status: 0 done; 1 an error while working; 2 a bad option, input or output "
+                               "path, found before any work starts; 143 stopped by SIGTERM, after writing the "
+                               "report of the sketches done so far (the PNG and the page are written to a "
+                               "temporary file and renamed over the target, never left half-written).")
     rp.add_argument("inputs", nargs="*", metavar="INPUT", help="image files (default: the bundled example)")
     rp.add_argument("-o", "--output", default="gallery.png", metavar="OUT.png", help="PNG to write")
     rp.add_argument("--markdown", metavar="OUT.md", help="also write a Markdown page with the tables")
@@ -305,16 +347,22 @@ def caption_for(loss: str, enc, sal) -> str:
     return what + " " + sal_txt
 
 
-def run_report_cli(args) -> int:
-    import sys
+# the bundled example (`clipasso.pipeline.EXAMPLE_IMAGE`, named here so that the checks import no torch)
+EXAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "data" / "example.jpg"
 
-    from ..pipeline import EXAMPLE_IMAGE, pick_device
+
+def run_report_cli(args) -> int:
+    """`clipasso report`: every input, option and output path is checked before torch is imported. On
+    SIGTERM it stops at the next iteration, writes the report of the sketches done so far (atomically, as
+    always) and returns 143; a second SIGTERM stops at once."""
+    import signal
+    import sys
 
     inputs = args.inputs or [str(EXAMPLE_IMAGE)]
     from ..cli.options import LIMITS, limit_problems
     from ..output.paths import OutputPathError, check_output_paths
 
-    from ..prepare.images import ImageError, check_image_path
+    from ..prepare.files import ImageError, check_image_path
 
     for p in inputs:
         try:
@@ -341,23 +389,65 @@ def run_report_cli(args) -> int:
     except OutputPathError as exc:
         print(f"clipasso: error: {exc}", file=sys.stderr)
         return 2
+    terminated = 128 + signal.SIGTERM
+    stop = {"terminated": False}
+
+    def on_sigterm(signum, frame):  # as `clipasso sketch`: stop, write what is done, exit 143
+        if stop["terminated"]:  # a second SIGTERM (e.g. while a model is still loading): stop now
+            raise SystemExit(terminated)
+        stop["terminated"] = True
+        print("\nclipasso: SIGTERM: stopping after this iteration and writing the report of the sketches done "
+              "so far...", file=sys.stderr, flush=True)
+
+    try:
+        old = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        return _report(args, inputs, stop, terminated)
+    finally:  # the handler stays until the files are written: a SIGTERM while writing does not cut it short
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _report(args, inputs, stop, terminated) -> int:
+    import sys
+
+    from ..pipeline import pick_device  # the work (and torch) starts here
+
     try:
         dev = pick_device(args.device)
         enc, sal, loss = load_encoders(args.clip_weights, args.clip_model, args.saliency_weights,
                                        args.saliency_model, args.models_dir, dev)
         seeds = [1000 * i for i in range(args.seeds)]
-        pics = [run_picture(Path(p).stem, p, strokes=args.strokes, iterations=args.iterations, seeds=seeds,
-                            loss=loss, encoder=enc, saliency_encoder=sal,
-                            background_removal=not args.no_background_removal, models_dir=args.models_dir,
-                            framing=args.framing, log=lambda m: print(m, file=sys.stderr)) for p in inputs]
+        pics = []
+        for p in inputs:
+            if stop["terminated"]:
+                break
+            pics.append(run_picture(Path(p).stem, p, strokes=args.strokes, iterations=args.iterations, seeds=seeds,
+                                    loss=loss, encoder=enc, saliency_encoder=sal,
+                                    background_removal=not args.no_background_removal, models_dir=args.models_dir,
+                                    framing=args.framing, log=lambda m: print(m, file=sys.stderr),
+                                    should_stop=lambda: stop["terminated"]))
+        pics = [pic for pic in pics if pic.sketches]  # a picture stopped before its first sketch has no row
         caption = caption_for(loss, enc, sal)
-        out = draw_grid(pics, args.output, title=f"{loss} loss, {args.iterations} iterations, best of {args.seeds}")
+        title = f"{loss} loss, {args.iterations} iterations, best of {args.seeds}"
+        if stop["terminated"]:
+            if not pics:
+                print(f"clipasso: stopped by SIGTERM before the first sketch was done: no report written (exit "
+                      f"status {terminated})", file=sys.stderr)
+                return terminated
+            done = sum(len(pic.sketches) for pic in pics)
+            title += f" (stopped by SIGTERM after {done} of {len(inputs) * len(args.strokes)} sketches)"
+            caption += (f" Stopped by SIGTERM after {done} of {len(inputs) * len(args.strokes)} sketches: the report "
+                        "holds those done (the last one possibly before its final iteration).")
+        out = draw_grid(pics, args.output, title=title, counts=args.strokes)
         print(f"report: {out}")
         if args.markdown:
             quality = json.loads(Path(args.quality_json).read_text()) if args.quality_json else None
             md = gallery_markdown(pics, os.path.relpath(out, Path(args.markdown).parent), caption,
                                   dict(loss=loss, iterations=args.iterations, seeds=args.seeds),
-                                  quality, args.quality_json or "")
+                                  quality, args.quality_json or "", counts=args.strokes)
             from ..atomic import write_text_atomic
 
             write_text_atomic(args.markdown, md)
@@ -365,6 +455,10 @@ def run_report_cli(args) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"clipasso: error: {exc}", file=sys.stderr)
         return 1
+    if stop["terminated"]:
+        print(f"report: stopped by SIGTERM: the report holds the sketches done so far (exit status {terminated})",
+              flush=True)
+        return terminated
     return 0
 
 
