@@ -53,7 +53,7 @@ def _register_engine():
 
 _register_engine()
 
-# Help pages (web/docs/<node id>.md) are served by ComfyUI from here.
+# Help pages (web/docs/<node id>/en.md, the frontend's locale layout) are served by ComfyUI from here.
 WEB_DIRECTORY = "./web"
 
 

@@ -89,16 +89,21 @@ def test_entry_point_registers_every_node_with_tooltips(N):
         assert os.path.isfile(help_page), f"{node_id} has no help page (web/docs/{node_id}/en.md)"
 
 
-def test_help_pages_are_in_the_frontends_locale_layout_only():
-    """web/docs holds one folder per node with its en.md and nothing else: a page left at web/docs/<node>.md
-    (the frontend's fallback) would be a second copy that goes stale, and a folder for no node is dead."""
+def test_help_pages_are_in_the_frontends_locale_layout():
+    """web/docs holds one folder per node with its en.md (what the frontend asks for first:
+    docs/<node>/<locale>.md), plus web/docs/<node>.md, the frontend's fallback for every other language,
+    which must be an exact copy of en.md (edit en.md, then copy it over)."""
     docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "docs")
     entries = sorted(os.listdir(docs))
-    assert [e for e in entries if not os.path.isdir(os.path.join(docs, e))] == [], "move them to <node>/en.md"
-    assert set(entries) == EXPECTED
-    for node_id in entries:
+    folders = {e for e in entries if os.path.isdir(os.path.join(docs, e))}
+    assert folders == EXPECTED
+    assert set(entries) - folders == {f"{node_id}.md" for node_id in EXPECTED}
+    for node_id in folders:
         with open(os.path.join(docs, node_id, "en.md"), encoding="utf-8") as f:
-            assert f.read().startswith("# "), node_id
+            page = f.read()
+        assert page.startswith("# "), node_id
+        with open(os.path.join(docs, f"{node_id}.md"), encoding="utf-8") as f:
+            assert f.read() == page, f"web/docs/{node_id}.md differs from {node_id}/en.md: copy en.md over it"
 
 
 def test_pack_import_and_registration_stay_light(core):

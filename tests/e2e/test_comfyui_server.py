@@ -292,5 +292,5 @@ def test_errors_are_ours_and_clear(comfy):
 
 def test_every_node_has_a_help_page(comfy):
     for node_id in OUR_NODES:
-        text = comfy.get(f"/extensions/comfyui-clipasso/docs/{node_id}.md").text
+        text = comfy.get(f"/extensions/comfyui-clipasso/docs/{node_id}/en.md").text
         assert text.startswith("# "), node_id

@@ -4,7 +4,10 @@ Each graph below lists its nodes with their widget values and links. `to_api` tu
 API (prompt) format that /prompt executes; `to_ui` into the editor's save format (schema 0.4) that
 example_workflows/*.json holds, using the server's /object_info to put widget values in the order the
 frontend expects (widgets in input order, plus the hidden 'control after generate' value after a
-seed and the upload button value of LoadImage).
+seed and the upload button value of LoadImage). Nodes are laid out in columns (each node below the ones
+listed before it in its column) and every workflow opens at a zoom of at least 0.8 with the whole graph in
+the free canvas of a 1400x850 browser window (`opening_view`); the browser test checks that in the real
+frontend and saves a screenshot of each as opened.
 
 Regenerate after changing a node's inputs (needs the e2e ComfyUI, fetched on first use):
 
@@ -16,6 +19,7 @@ API copy, so the two cannot drift apart silently.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -27,10 +31,11 @@ EXAMPLE_INPUT = "clipasso_example.jpg"  # clipasso/data/example.jpg, copied into
 SOCKET_TYPES_WITH_WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
-def node(id, type, pos, widgets=None, links=None, title=None, models=None):
-    """One node of a graph; ``models``: the files a loader needs ({name, url, directory}), which the
-    frontend's missing-models dialog offers to download."""
-    return {"id": id, "type": type, "pos": pos, "widgets": widgets or {}, "links": links or {}, "title": title,
+def node(id, type, col, widgets=None, links=None, title=None, models=None):
+    """One node of a graph, placed in column ``col`` below the nodes listed before it in that column;
+    ``models``: the files a loader needs ({name, url, directory}), which the frontend's missing-models
+    dialog offers to download."""
+    return {"id": id, "type": type, "col": col, "widgets": widgets or {}, "links": links or {}, "title": title,
             "models": models or []}
 
 
@@ -52,28 +57,28 @@ GRAPHS: Dict[str, dict] = {
         "description": "Remove the background, find the salient parts with a CLIP ViT, place strokes, optimise "
                        "every seed against CLIP, keep the best, save it as SVG and as a PNG.",
         "nodes": [
-            node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
-            node(2, "CLIPassoLoadModels", [0, 420]),
-            node(3, "CLIPassoRemoveBackground", [380, 0], links={"image": (1, 0)}),
-            node(4, "CLIPassoSaliency", [760, 0], links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
-            node(5, "PreviewImage", [1140, 0], links={"images": (4, 1)}, title="Saliency"),
-            node(6, "CLIPassoInitStrokes", [760, 330], {"seeds": 2},
+            node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
+            node(2, "CLIPassoLoadModels", 0),
+            node(3, "CLIPassoRemoveBackground", 1, links={"image": (1, 0)}),
+            node(4, "CLIPassoSaliency", 1, links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
+            node(5, "PreviewImage", 2, links={"images": (4, 1)}, title="Saliency"),
+            node(6, "CLIPassoInitStrokes", 1, {"seeds": 2},
                  links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)}),
-            node(7, "CLIPassoOptimize", [1140, 330], dict(OLD_TEXT_WEIGHT), links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)}),
-            node(8, "CLIPassoSelectBest", [1520, 330], links={"strokes": (7, 0)}),
-            node(9, "CLIPassoRasterize", [1900, 330], {"width": 512}, links={"strokes": (8, 0)}),
-            node(10, "SaveImage", [2280, 330], {"filename_prefix": "clipasso/sketch"}, links={"images": (9, 0)}),
-            node(11, "CLIPassoSaveSVG", [1900, 700], links={"strokes": (8, 0)}),
+            node(7, "CLIPassoOptimize", 2, dict(OLD_TEXT_WEIGHT), links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)}),
+            node(8, "CLIPassoSelectBest", 3, links={"strokes": (7, 0)}),
+            node(9, "CLIPassoRasterize", 3, {"width": 512}, links={"strokes": (8, 0)}),
+            node(10, "SaveImage", 3, {"filename_prefix": "clipasso/sketch"}, links={"images": (9, 0)}),
+            node(11, "CLIPassoSaveSVG", 3, links={"strokes": (8, 0)}),
         ],
     },
     "clipasso_one_node": {
         "title": "CLIPasso: one node",
         "description": "The whole pipeline in a single CLIPasso Sketch node, saved as SVG.",
         "nodes": [
-            node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
-            node(2, "CLIPassoSketch", [380, 0], dict(OLD_TEXT_WEIGHT), links={"image": (1, 0)}),
-            node(3, "CLIPassoSaveSVG", [800, 0], links={"strokes": (2, 0)}),
-            node(4, "PreviewImage", [800, 400], links={"images": (2, 1)}),
+            node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
+            node(2, "CLIPassoSketch", 1, dict(OLD_TEXT_WEIGHT), links={"image": (1, 0)}),
+            node(3, "CLIPassoSaveSVG", 2, links={"strokes": (2, 0)}),
+            node(4, "PreviewImage", 2, links={"images": (2, 1)}),
         ],
     },
     "clipasso_no_weights": {
@@ -82,11 +87,11 @@ GRAPHS: Dict[str, dict] = {
                        "the object mask: nothing to download, only the bundled u2netp cuts the object out. A "
                        "faithful tracing of the outline rather than CLIPasso's semantic abstraction.",
         "nodes": [
-            node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
-            node(2, "CLIPassoSketch", [380, 0], dict(OLD_TEXT_WEIGHT, loss="trace", saliency="mask"),
+            node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
+            node(2, "CLIPassoSketch", 1, dict(OLD_TEXT_WEIGHT, loss="trace", saliency="mask"),
                  links={"image": (1, 0)}),
-            node(3, "CLIPassoSaveSVG", [800, 0], links={"strokes": (2, 0)}),
-            node(4, "PreviewImage", [800, 400], links={"images": (2, 1)}),
+            node(3, "CLIPassoSaveSVG", 2, links={"strokes": (2, 0)}),
+            node(4, "PreviewImage", 2, links={"images": (2, 1)}),
         ],
     },
     "clipasso_from_diffusion": {
@@ -94,20 +99,20 @@ GRAPHS: Dict[str, dict] = {
         "description": "A Stable Diffusion 1.5 checkpoint paints an object on a plain background; CLIPasso "
                        f"sketches it. Needs {SD_CKPT} in models/checkpoints.",
         "nodes": [
-            node(1, "CheckpointLoaderSimple", [0, 0], {"ckpt_name": SD_CKPT}, models=[SD_MODEL]),
-            node(2, "CLIPTextEncode", [380, 0], {"text": "a photo of a single cat sitting, whole body, plain white "
+            node(1, "CheckpointLoaderSimple", 0, {"ckpt_name": SD_CKPT}, models=[SD_MODEL]),
+            node(2, "CLIPTextEncode", 0, {"text": "a photo of a single cat sitting, whole body, plain white "
                                                          "background, studio light"},
                  links={"clip": (1, 1)}, title="Positive"),
-            node(3, "CLIPTextEncode", [380, 260], {"text": "cluttered background, several animals, text, watermark, "
+            node(3, "CLIPTextEncode", 0, {"text": "cluttered background, several animals, text, watermark, "
                                                            "blurry"}, links={"clip": (1, 1)}, title="Negative"),
-            node(4, "EmptyLatentImage", [380, 520], {"width": 512, "height": 512, "batch_size": 1}),
-            node(5, "KSampler", [800, 0], {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
+            node(4, "EmptyLatentImage", 0, {"width": 512, "height": 512, "batch_size": 1}),
+            node(5, "KSampler", 1, {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
                                            "scheduler": "normal", "denoise": 1.0},
                  links={"model": (1, 0), "positive": (2, 0), "negative": (3, 0), "latent_image": (4, 0)}),
-            node(6, "VAEDecode", [1180, 0], links={"samples": (5, 0), "vae": (1, 2)}),
-            node(7, "CLIPassoSketch", [1180, 200], dict(OLD_TEXT_WEIGHT), links={"image": (6, 0)}),
-            node(8, "CLIPassoSaveSVG", [1600, 0], links={"strokes": (7, 0)}),
-            node(9, "PreviewImage", [1600, 400], links={"images": (7, 1)}),
+            node(6, "VAEDecode", 1, links={"samples": (5, 0), "vae": (1, 2)}),
+            node(7, "CLIPassoSketch", 2, dict(OLD_TEXT_WEIGHT), links={"image": (6, 0)}),
+            node(8, "CLIPassoSaveSVG", 3, links={"strokes": (7, 0)}),
+            node(9, "PreviewImage", 3, links={"images": (7, 1)}),
         ],
     },
     "clipasso_scribble_controlnet": {
@@ -115,27 +120,27 @@ GRAPHS: Dict[str, dict] = {
         "description": "The sketch, drawn as white lines on black at 512 px, conditions a scribble ControlNet. "
                        f"Needs {SD_CKPT} (checkpoints) and {SCRIBBLE_CN} (controlnet).",
         "nodes": [
-            node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
-            node(2, "CLIPassoSketch", [380, 0], dict(OLD_TEXT_WEIGHT), links={"image": (1, 0)}),
-            node(3, "CLIPassoRasterize", [800, 0], {"width": 512, "height": 512, "stroke_color": "#ffffff",
+            node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
+            node(2, "CLIPassoSketch", 1, dict(OLD_TEXT_WEIGHT), links={"image": (1, 0)}),
+            node(3, "CLIPassoRasterize", 2, {"width": 512, "height": 512, "stroke_color": "#ffffff",
                                                     "thickness": 2.0, "background": "#000000"},
                  links={"strokes": (2, 0)}, title="Scribble"),
-            node(4, "PreviewImage", [1180, 0], links={"images": (3, 0)}),
-            node(5, "CheckpointLoaderSimple", [0, 420], {"ckpt_name": SD_CKPT}, models=[SD_MODEL]),
-            node(6, "ControlNetLoader", [0, 560], {"control_net_name": SCRIBBLE_CN}, models=[SCRIBBLE_MODEL]),
-            node(7, "CLIPTextEncode", [380, 420], {"text": "a cute cat, watercolour illustration, soft colours"},
+            node(4, "PreviewImage", 3, links={"images": (3, 0)}),
+            node(5, "CheckpointLoaderSimple", 0, {"ckpt_name": SD_CKPT}, models=[SD_MODEL]),
+            node(6, "ControlNetLoader", 0, {"control_net_name": SCRIBBLE_CN}, models=[SCRIBBLE_MODEL]),
+            node(7, "CLIPTextEncode", 2, {"text": "a cute cat, watercolour illustration, soft colours"},
                  links={"clip": (5, 1)}, title="Positive"),
-            node(8, "CLIPTextEncode", [380, 680], {"text": "text, watermark, blurry"}, links={"clip": (5, 1)},
+            node(8, "CLIPTextEncode", 2, {"text": "text, watermark, blurry"}, links={"clip": (5, 1)},
                  title="Negative"),
-            node(9, "ControlNetApplyAdvanced", [800, 420], {"strength": 0.9},
+            node(9, "ControlNetApplyAdvanced", 3, {"strength": 0.9},
                  links={"positive": (7, 0), "negative": (8, 0), "control_net": (6, 0), "image": (3, 0),
                         "vae": (5, 2)}),
-            node(10, "EmptyLatentImage", [800, 720], {"width": 512, "height": 512, "batch_size": 1}),
-            node(11, "KSampler", [1180, 420], {"seed": 7, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
+            node(10, "EmptyLatentImage", 3, {"width": 512, "height": 512, "batch_size": 1}),
+            node(11, "KSampler", 4, {"seed": 7, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
                                               "scheduler": "normal", "denoise": 1.0},
                  links={"model": (5, 0), "positive": (9, 0), "negative": (9, 1), "latent_image": (10, 0)}),
-            node(12, "VAEDecode", [1560, 420], links={"samples": (11, 0), "vae": (5, 2)}),
-            node(13, "SaveImage", [1560, 560], {"filename_prefix": "clipasso/scribble"}, links={"images": (12, 0)}),
+            node(12, "VAEDecode", 4, links={"samples": (11, 0), "vae": (5, 2)}),
+            node(13, "SaveImage", 4, {"filename_prefix": "clipasso/scribble"}, links={"images": (12, 0)}),
         ],
     },
     "clipasso_abstraction": {
@@ -144,22 +149,22 @@ GRAPHS: Dict[str, dict] = {
                        "90% of the sketch's quality (loss-versus-strokes curve shown), then put the strokes in "
                        "drawing order and save the drawing being made as an animated WebP and the sketch as SVG.",
         "nodes": [
-            node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
-            node(2, "CLIPassoLoadModels", [0, 420]),
-            node(3, "CLIPassoRemoveBackground", [380, 0], links={"image": (1, 0)}),
-            node(4, "CLIPassoSaliency", [760, 0], links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
-            node(5, "CLIPassoInitStrokes", [760, 330], {"strokes": 32, "seeds": 2},
+            node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
+            node(2, "CLIPassoLoadModels", 0),
+            node(3, "CLIPassoRemoveBackground", 1, links={"image": (1, 0)}),
+            node(4, "CLIPassoSaliency", 1, links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
+            node(5, "CLIPassoInitStrokes", 1, {"strokes": 32, "seeds": 2},
                  links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)}),
-            node(6, "CLIPassoOptimize", [1140, 0], dict(OLD_TEXT_WEIGHT), links={"models": (2, 0), "image": (3, 0), "strokes": (5, 0)}),
-            node(7, "CLIPassoAutoAbstraction", [1520, 0], {"fidelity": 0.9},
+            node(6, "CLIPassoOptimize", 2, dict(OLD_TEXT_WEIGHT), links={"models": (2, 0), "image": (3, 0), "strokes": (5, 0)}),
+            node(7, "CLIPassoAutoAbstraction", 3, {"fidelity": 0.9},
                  links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)}),
-            node(8, "PreviewImage", [1900, 0], links={"images": (7, 3)}, title="Loss versus strokes"),
-            node(9, "CLIPassoDrawingOrder", [1520, 460], {"frame_size": 448},
+            node(8, "PreviewImage", 3, links={"images": (7, 3)}, title="Loss versus strokes"),
+            node(9, "CLIPassoDrawingOrder", 4, {"frame_size": 448},
                  links={"models": (2, 0), "image": (3, 0), "strokes": (7, 0)}),
-            node(10, "SaveAnimatedWEBP", [1900, 460], {"filename_prefix": "clipasso/drawing", "fps": 4.0,
+            node(10, "SaveAnimatedWEBP", 4, {"filename_prefix": "clipasso/drawing", "fps": 4.0,
                                                     "method": "default"},
                  links={"images": (9, 1)}),
-            node(11, "CLIPassoSaveSVG", [1900, 900], links={"strokes": (9, 0)}),
+            node(11, "CLIPassoSaveSVG", 4, links={"strokes": (9, 0)}),
         ],
     },
     "clipasso_styled_text": {
@@ -168,21 +173,21 @@ GRAPHS: Dict[str, dict] = {
                        "picture with their width and opacity optimised; the winner is saved as SVG (vector, any "
                        "size) and rendered at 1024 px. (A fixed pen: set pen_width on Optimize Sketch.)",
         "nodes": [
-            node(1, "LoadImage", [0, 0], {"image": EXAMPLE_INPUT}),
-            node(2, "CLIPassoLoadModels", [0, 420]),
-            node(3, "CLIPassoRemoveBackground", [380, 0], links={"image": (1, 0)}),
-            node(4, "CLIPassoSaliency", [760, 0], links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
-            node(5, "CLIPassoInitStrokes", [760, 330], {"strokes": 24, "seeds": 2},
+            node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
+            node(2, "CLIPassoLoadModels", 0),
+            node(3, "CLIPassoRemoveBackground", 1, links={"image": (1, 0)}),
+            node(4, "CLIPassoSaliency", 1, links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
+            node(5, "CLIPassoInitStrokes", 1, {"strokes": 24, "seeds": 2},
                  links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)}),
-            node(6, "CLIPassoOptimize", [1140, 0], {"text": "a cat, side view", "text_weight": 0.3,
+            node(6, "CLIPassoOptimize", 2, {"text": "a cat, side view", "text_weight": 0.3,
                                                     "optimize_width": True, "optimize_opacity": True,
                                                     "color_from_image": True},
                  links={"models": (2, 0), "image": (3, 0), "strokes": (5, 0)}),
-            node(7, "CLIPassoSelectBest", [1520, 0], links={"strokes": (6, 0)}),
-            node(8, "CLIPassoRasterize", [1900, 0], {"width": 1024}, links={"strokes": (7, 0)},
+            node(7, "CLIPassoSelectBest", 3, links={"strokes": (6, 0)}),
+            node(8, "CLIPassoRasterize", 3, {"width": 1024}, links={"strokes": (7, 0)},
                  title="Rasterize at 1024 px"),
-            node(9, "SaveImage", [2280, 0], {"filename_prefix": "clipasso/styled"}, links={"images": (8, 0)}),
-            node(10, "CLIPassoSaveSVG", [1900, 420], {"filename_prefix": "clipasso/styled"},
+            node(9, "SaveImage", 3, {"filename_prefix": "clipasso/styled"}, links={"images": (8, 0)}),
+            node(10, "CLIPassoSaveSVG", 3, {"filename_prefix": "clipasso/styled"},
                  links={"strokes": (7, 0)}),
         ],
     },
@@ -289,8 +294,7 @@ def to_ui(graph: dict, object_info: dict) -> dict:
         for slot, (typ, oname) in enumerate(zip(info["output"], info["output_name"])):
             outputs.append({"name": oname, "type": typ, "links": out_links.get((n["id"], slot), []),
                             "slot_index": slot})
-        height = 46 + 24 * max(len(inputs), len(outputs)) + _widgets_height(info, n["type"])
-        ui_node = {"id": n["id"], "type": n["type"], "pos": n["pos"], "size": [340, height], "flags": {},
+        ui_node = {"id": n["id"], "type": n["type"], "pos": [0, 0], "size": [WIDTH, _node_height(info)], "flags": {},
                    "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
                    "properties": {"Node name for S&R": n["type"], **({"models": n["models"]} if n["models"] else {})},
                    "widgets_values": widgets_values}
@@ -300,31 +304,70 @@ def to_ui(graph: dict, object_info: dict) -> dict:
     for n in graph["nodes"]:
         n.pop("_sockets", None)
         n.pop("_in", None)
+    _place(nodes, [n["col"] for n in graph["nodes"]])
     _no_overlaps(nodes)
-    # open zoomed so the whole graph fits a 1600x900 window (the thumbnails are taken that way)
-    right = max(n["pos"][0] + n["size"][0] for n in nodes)
-    bottom = max(n["pos"][1] + n["size"][1] for n in nodes)
-    scale = round(min(1.0, 1500 / (right + 60), 820 / (bottom + 60)), 3)
     return {"last_node_id": max(by_id), "last_link_id": link_id, "nodes": nodes, "links": links, "groups": [],
-            "config": {}, "extra": {"ds": {"scale": scale, "offset": [40, 60]},
+            "config": {}, "extra": {"ds": opening_view(nodes, graph["title"]),
                                     "info": {"title": graph["title"], "description": graph["description"]}},
             "version": 0.4}
 
 
 TITLE_HEIGHT = 30   # the frontend draws a node's title bar above its position
-GAP = 40
+GAP = 30            # between columns, and between a node and the title of the node below it
+WIDTH = 300         # every node's width (the widest title, Remove Background (CLIPasso), needs 262)
+
+# An example opens readable in a 1400x850 browser window: at a zoom of at least MIN_SCALE (the frontend
+# draws titles and widgets as blank bars below its level-of-detail threshold: 8 px font / 14 px text =
+# 0.57 by default, 0.6 in older releases), the whole graph inside the free part of the canvas. That part,
+# measured in the real frontend at 1400x850: the side bar ends at x = 59; the "Nodes 2.0" banner, the tab
+# bar and the floating breadcrumb/Run toolbar end at y = 130 (y = 90 without the banner); the zoom
+# toolbar sits in the bottom right corner from y = 800, the canvas statistics in the bottom left.
+WINDOW = (1400, 850)
+VIEW_LEFT, VIEW_TOP, VIEW_RIGHT, VIEW_BOTTOM = 80, 160, 1380, 790
+MIN_SCALE = 0.8
 
 
-def _widgets_height(info: dict, node_type: str) -> int:
-    """Room for a node's widgets (a multiline text box and an image preview are taller)."""
-    height = 0
+def _node_height(info: dict) -> int:
+    """The height the frontend needs for a node's sockets and widgets (its computeSize, measured in
+    frontend 1.28: 6 + 20 per socket row, then 8 + 24 per widget), plus a little room."""
+    sockets, widgets = 0, 0
     for name, typ, opts, _ in _inputs(info):
         if not _is_widget(typ, opts):
+            sockets += 1
             continue
-        height += 110 if typ == "STRING" and opts.get("multiline") else 28
+        widgets += 100 if typ == "STRING" and opts.get("multiline") else 24
+        if opts.get("control_after_generate"):
+            widgets += 24
         if opts.get("image_upload"):
-            height += 300  # the picture preview under LoadImage's widgets
-    return height
+            widgets += 24 + 240  # the upload button and the picture under LoadImage's widgets
+    height = 6 + 20 * max(sockets, len(info["output"]), 1) + (8 + widgets if widgets else 0)
+    return height + 10
+
+
+def _place(nodes, columns) -> None:
+    """Put each node in its column, below the nodes listed before it in the same column."""
+    tops: Dict[int, float] = {}
+    for n, col in zip(nodes, columns):
+        y = tops.get(col, 0)
+        n["pos"] = [col * (WIDTH + GAP), y]
+        tops[col] = y + n["size"][1] + GAP + TITLE_HEIGHT
+
+
+def opening_view(nodes, name="graph") -> dict:
+    """The zoom and offset the workflow opens at: as large as fits (at most 1), the whole graph inside
+    the free canvas of a 1400x850 window, its top-left title at (VIEW_LEFT, VIEW_TOP). The frontend
+    draws canvas point p at (p + offset) * scale."""
+    x0 = min(n["pos"][0] for n in nodes)
+    y0 = min(n["pos"][1] - TITLE_HEIGHT for n in nodes)
+    x1 = max(n["pos"][0] + n["size"][0] for n in nodes)
+    y1 = max(n["pos"][1] + n["size"][1] for n in nodes)
+    scale = min(1.0, (VIEW_RIGHT - VIEW_LEFT) / (x1 - x0), (VIEW_BOTTOM - VIEW_TOP) / (y1 - y0))
+    scale = math.floor(scale * 1000) / 1000
+    if scale < MIN_SCALE:
+        raise ValueError(f"{name}: the graph ({x1 - x0:.0f} x {y1 - y0:.0f}) fits a {WINDOW[0]}x{WINDOW[1]} window "
+                         f"only at zoom {scale}, below {MIN_SCALE}, where it would open hard to read: put its "
+                         "nodes in more columns, or fewer in the tallest column")
+    return {"scale": scale, "offset": [round(VIEW_LEFT / scale - x0, 1), round(VIEW_TOP / scale - y0, 1)]}
 
 
 def boxes_overlap(a, b, gap=0) -> bool:
