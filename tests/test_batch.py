@@ -190,3 +190,43 @@ def test_a_torn_last_manifest_line_is_ignored(pictures, tmp_path):
     again = sketch_many([pictures / "a.png", pictures / "b.jpg"], out, settings)
     assert [line["status"] for line in again.lines] == ["skipped", "ok"]
     assert set(read_manifest(out / "manifest.jsonl")) == {str((pictures / n).resolve()) for n in ("a.png", "b.jpg")}
+
+
+def test_a_sigkilled_local_batch_resumes_with_nothing_lost_or_redone(tmp_path):
+    """SIGKILL (the OOM killer, a pre-empted machine) in the middle of a local batch: what was finished is
+    kept and skipped by the rerun, what was not is done by it, and no temporary file is left for good."""
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "in"
+    names = [f"p{i}" for i in range(4)]
+    for i, name in enumerate(names):
+        _picture(root / f"{name}.png", 10 + i)
+    out = tmp_path / "out"
+    manifest = out / "manifest.jsonl"
+    at = QUICK_FLAGS.index("--iterations") + 1
+    flags = QUICK_FLAGS[:at] + ["30"] + QUICK_FLAGS[at + 1:]
+    cmd = [sys.executable, "-m", "clipasso", "batch", str(root), "-o", str(out), *flags]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if manifest.is_file() and len(manifest.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the batch ended before it could be killed: give it more work"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done_before = {json.loads(raw)["name"] for raw in manifest.read_text().splitlines() if raw.strip()}
+    assert 2 <= len(done_before) < len(names)
+    stamps = {name: (out / f"{name}.svg").stat().st_mtime_ns for name in done_before}
+    rerun = sketch_many([root], out, SketchSettings.from_preset(**dict(QUICK, iterations=30)))
+    status = {line["name"]: line["status"] for line in rerun.lines}
+    assert status == {name: ("skipped" if name in done_before else "ok") for name in names}
+    assert {name: (out / f"{name}.svg").stat().st_mtime_ns for name in done_before} == stamps  # not redone
+    assert all((out / f"{name}.svg").read_text().count("<path") == 4 for name in names)
+    assert not [p for p in out.rglob("*") if p.name.startswith(".clipasso-")]

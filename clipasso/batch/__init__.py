@@ -13,7 +13,8 @@ iteration is recorded as an error, so the next run redoes it.
 The models are loaded once for the batch (`clipasso.models.load_clip` and the matting sessions are
 cached per process). ``engine="ray"`` runs the pictures as Ray tasks on actors that each load the
 models once (`clipasso.batch.ray_engine`); the driver writes every output and manifest line, so the
-workers need no shared disk.
+workers need no shared disk, and a worker that dies costs at most a retry of the picture it held
+(``ray_tries``).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from ..settings import SketchSettings
 MANIFEST = "manifest.jsonl"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 ENGINES = ("local", "ray")
+RAY_TRIES = 3  # default tries per picture on Ray: a picture whose worker died this many times is an error
 # settings that change where or how visibly a sketch is made, not the sketch: left out of the hash
 NOT_HASHED = ("models_dir", "allow_download", "callback_interval", "device")
 
@@ -243,12 +245,15 @@ def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engi
                 png: bool = False, png_size: Optional[int] = None, force: bool = False, recursive: bool = False,
                 on_item: Optional[Callable[[int, int, dict], None]] = None,
                 callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
-                ray_address: Optional[str] = None, workers: Optional[int] = None, **overrides) -> BatchResult:
+                ray_address: Optional[str] = None, workers: Optional[int] = None, ray_tries: int = RAY_TRIES,
+                **overrides) -> BatchResult:
     """Sketch every picture of ``inputs`` into ``out_dir`` (see the module docstring).
 
     settings: a `SketchSettings` (default: the ``preset`` override's, else "paper"), with ``overrides`` by
     field name as `clipasso.sketch` takes them. engine: "local" (this process) or "ray" (``ray_address``:
-    an existing cluster, else a local Ray; ``workers``: actors, default one per GPU, else one per CPU).
+    an existing cluster, else a local Ray; ``workers``: actors, default one per GPU, else one per CPU;
+    ``ray_tries``: a Ray worker that dies costs the picture it held a try on another or restarted worker,
+    and a picture whose worker died that many times is recorded as an error naming Ray's cause).
     on_item(done, total, line) after each picture; callback(iteration, losses, render) follows the
     current picture's optimisation (local engine); should_stop() is checked between pictures and inside
     the current one (a stopped picture is recorded as an error, so resume redoes it).
@@ -256,6 +261,9 @@ def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engi
     t0 = time.perf_counter()
     if engine not in ENGINES:
         raise BatchError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+    if isinstance(ray_tries, bool) or not isinstance(ray_tries, int) or ray_tries < 1:
+        raise BatchError(f"ray_tries must be a whole number of at least 1 (tries per picture when its Ray worker "
+                         f"dies); got {ray_tries!r}")
     if settings is None:
         settings = SketchSettings.from_preset(overrides.pop("preset", None) or "paper", **overrides)
     else:
@@ -300,7 +308,7 @@ def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engi
         from .ray_engine import run_on_ray
 
         for item, outcome in run_on_ray(todo, settings, png=png, png_size=png_size, address=ray_address,
-                                        workers=workers, should_stop=should_stop):
+                                        workers=workers, should_stop=should_stop, tries=ray_tries):
             finish(_record(item, outcome, out_dir, png, digest))
         result.stopped = len(result.lines) < total
     else:
@@ -316,4 +324,4 @@ def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engi
 
 
 __all__ = ["sketch_many", "collect_inputs", "settings_hash", "read_manifest", "sketch_file", "sketch_bytes", "BatchResult",
-           "BatchError", "Item", "MANIFEST", "ENGINES", "IMAGE_SUFFIXES"]
+           "BatchError", "Item", "MANIFEST", "ENGINES", "IMAGE_SUFFIXES", "RAY_TRIES"]

@@ -38,19 +38,25 @@ def add_batch_parser(sub) -> None:
                     help="an existing Ray cluster (e.g. ray://head:10001 or auto); default: a local Ray for the run")
     bp.add_argument("--workers", type=int, metavar="N",
                     help="Ray actors (default: one per GPU, else one per CPU)")
+    bp.add_argument("--ray-tries", type=int, metavar="N",
+                    help="a Ray worker process that dies (killed, out of memory, node gone) is restarted and the "
+                         "picture it held goes to the next free worker; a picture whose worker died N times is "
+                         "recorded as an error naming Ray's cause (default 3)")
     bp.add_argument("--preset", choices=list(PRESET_NAMES), default="paper", help=PRESET_HELP)
     add_settings_arguments(bp)
     bp.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
 def run_batch(args, parser) -> int:
-    from ..batch import BatchError, collect_inputs, sketch_many
+    from ..batch import RAY_TRIES, BatchError, collect_inputs, sketch_many
     from ..errors import ClipassoError
 
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
-    if args.engine != "ray" and (args.ray_address or args.workers):
-        parser.error("--ray-address and --workers are for --engine ray")
+    if args.ray_tries is not None and args.ray_tries < 1:
+        parser.error("--ray-tries must be at least 1")
+    if args.engine != "ray" and (args.ray_address or args.workers or args.ray_tries is not None):
+        parser.error("--ray-address, --workers and --ray-tries are for --engine ray")
     settings = settings_or_usage_error(args, parser)
     try:
         collect_inputs(args.inputs, recursive=args.recursive)  # a missing input is a usage error, before any work
@@ -98,7 +104,7 @@ def run_batch(args, parser) -> int:
                              png_size=args.png_size, force=args.force, recursive=args.recursive, on_item=on_item,
                              callback=progress if args.engine == "local" else None,
                              should_stop=lambda: stop["requested"], ray_address=args.ray_address,
-                             workers=args.workers)
+                             workers=args.workers, ray_tries=args.ray_tries or RAY_TRIES)
     except (ClipassoError, OSError) as exc:
         print(f"clipasso: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
