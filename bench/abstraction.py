@@ -7,7 +7,7 @@
 
 What is measured, on the bundled example (Chelsea the cat, matted with u2netp when its weights are
 there), per loss:
-- clip: the CLIPasso loss with the tiny randomly initialised test ResNet (tests/tiny_models.py) --
+- clip: the CLIPasso loss with the tiny randomly initialised test ResNet (clipasso/testing/tiny_models.py) --
   no pretrained CLIP weights can be downloaded here, so absolute values mean nothing for real
   CLIP, only comparisons within a row do;
 - trace: the weights-free image-space loss (`OptimizeConfig(loss="trace")`), when this checkout
@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -67,8 +66,11 @@ def log(msg):
 def prepare(canvas: int):
     from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
 
-    weights = Path(os.environ.get("U2NET_HOME", ROOT.parent / "shared" / "weights")) / "u2netp.onnx"
-    matted = weights.is_file()
+    from bench.harness import u2net_folder
+
+    folder = u2net_folder()
+    weights = Path(folder or ".") / "u2netp.onnx"
+    matted = folder is not None
     target, mask = prepare_target(EXAMPLE_IMAGE, canvas, background_removal=matted,
                                   models_dir=str(weights.parent) if matted else None, allow_download=False)
     return target, mask, matted
@@ -454,7 +456,7 @@ def main(argv=None):
     payload = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                            "torch": torch.__version__, "threads": torch.get_num_threads()},
                "picture": "clipasso/data/example.jpg" + (" (matted with u2netp)" if matted else " (not matted)"),
-               "clip_encoder": "tiny random ResNet (tests/tiny_models.py)" if "clip" in modes else None,
+               "clip_encoder": "tiny random ResNet (clipasso/testing/tiny_models.py)" if "clip" in modes else None,
                "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=1))

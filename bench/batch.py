@@ -19,16 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.harness import RESULTS, machine, markdown_table, write_results  # noqa: E402
 
 SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "horse", "cat", "camera", "moon")
 
@@ -97,24 +97,23 @@ def main() -> None:
         base = next(r for r in rows if r["engine"] == "local" and r["images"] == slope_count)
         per_step = (longer["seconds"] - base["seconds"]) / slope_count / (2 * args.iterations)
         fixed = base["seconds_per_image"] - per_step * args.iterations
-    sketch_json = ROOT / "bench" / "results" / "sketch_cpu.json"
+    sketch_json = RESULTS / "sketch_cpu.json"
     rn101 = None
     if sketch_json.exists():
         speed = json.loads(sketch_json.read_text())["speed"]
         fast = [r for r in speed if r["preset"] == "fast" and r["seeds"] == 2]
         rn101 = fast[0]["seconds_per_iteration"] if fast else None
     trace_500 = fixed + 500 * per_step
-    info = dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), python=platform.python_version(),
-                time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    info = machine()
     summary = dict(trace_fixed_s_per_image=fixed, trace_s_per_step=per_step,
                    trace_fast_500_s_per_image=trace_500, trace_fast_images_per_hour=3600 / trace_500,
                    clip_fast_s_per_step_rn101=rn101,
                    clip_fast_images_per_hour=(3600 / (fixed + 500 * rn101)) if rn101 else None)
-    out = ROOT / "bench" / "results" / "batch_cpu.json"
-    out.write_text(json.dumps(dict(info=info, rows=rows, summary=summary), indent=1))
-    print(f"\n{'engine':6s} {'images':>6s} {'steps':>5s} {'total s':>8s} {'s/image':>8s}")
-    for r in rows:
-        print(f"{r['engine']:6s} {r['images']:6d} {r['iterations']:5d} {r['seconds']:8.1f} {r['seconds_per_image']:8.2f}")
+    out = write_results(RESULTS / "batch_cpu.json", dict(info=info, rows=rows, summary=summary), info)
+    print()
+    print(markdown_table(["engine", "images", "steps", "total s", "s/image"],
+                         [(r["engine"], r["images"], r["iterations"], f"{r['seconds']:.1f}",
+                           f"{r['seconds_per_image']:.2f}") for r in rows]))
     print(f"\ntrace loss, fast preset (16 strokes, best of 2): {fixed:.2f} s fixed + {per_step * 1000:.1f} ms/step per "
           f"image -> {trace_500:.1f} s per image at 500 steps = {3600 / trace_500:.0f} images/hour")
     if rn101:

@@ -5,7 +5,7 @@
     python bench/gallery.py --images horse chelsea --iterations 300
 
 Rows: scikit-image's horse silhouette (its own mask) and photos matted with u2netp ($U2NET_HOME,
-default ../shared/weights). Columns: input, mask, saliency with start points, sketches at 4, 8,
+else the copy bundled in clipasso/data). Columns: input, mask, saliency with start points, sketches at 4, 8,
 16, 32 strokes (with their edge F-score), loss curve of each seed. Without a CLIP checkpoint the
 loss is the weights-free trace loss, and the caption says so. The page adds the tables of
 bench/results/quality_cpu.json when present. Prints a table last.

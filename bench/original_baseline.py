@@ -25,11 +25,17 @@ files written every 10 iterations.
 from __future__ import annotations
 
 import copy
+import os
 import statistics
+import sys
 import time
 from typing import Dict, List
 
 import torch
+
+if __package__ in (None, ""):  # run as a script: python bench/original_baseline.py --check
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.harness import markdown_table, sync as _sync  # noqa: E402
 
 ORIGINAL_LAYER_WEIGHTS = (0.0, 0.0, 1.0, 1.0, 0.0)  # stem, layer1, layer2, layer3, layer4
 ORIGINAL_FC_WEIGHT = 0.1
@@ -118,8 +124,7 @@ def run_seed(points: torch.Tensor, widths: torch.Tensor, colors: torch.Tensor, t
     best = float("inf")
 
     def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        _sync(device)
 
     for it in range(iterations):
         sync()
@@ -171,4 +176,70 @@ def run_sequential(strokes, target: torch.Tensor, model: torch.nn.Module, mean, 
     return dict(runs=runs, per_iteration=per_it, fastest=fastest, eval_s=eval_s)
 
 
-__all__ = ["OriginalConvLoss", "trainable_copy", "run_seed", "run_sequential"]
+def check(iterations: int = 2) -> List[tuple]:
+    """Is the baseline a fair comparison? On the tiny random test ResNet: its clean-view loss equals the
+    engine's eval loss, its weights really take gradients (as the original's did) while the engine's copy
+    stays frozen, and a sequential run times every seed. Returns (what, measured, ok) rows."""
+    import tempfile
+
+    from clipasso.models import load_clip
+    from clipasso.objective.losses import CLIPassoLoss
+    from clipasso.output.raster import render
+    from clipasso.place.init import initialize_strokes
+    from clipasso.testing.tiny_models import TINY_RN, write_tiny_models
+
+    encoder = load_clip(TINY_RN, models_dir=write_tiny_models(tempfile.mkdtemp(prefix="clipasso_baseline_"))["folder"],
+                        allow_download=False)
+    target = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(3))
+    strokes = initialize_strokes((224, 224), 8, [0, 1000])
+    sketch = render(strokes).image
+    model = trainable_copy(encoder)
+    base = OriginalConvLoss(model, encoder.mean, encoder.std)
+    engine = CLIPassoLoss(encoder, target, num_augs=0)
+    with torch.no_grad():
+        want = engine.eval_loss(sketch)["total"]
+        got = torch.stack([sum(base(sketch[i:i + 1], target[None], "eval").values()) for i in range(2)])
+    rel = float(((got - want).abs() / want.abs().clamp_min(1e-12)).max())
+    x = sketch[:1].clone().requires_grad_(True)
+    sum(base(x, target[None], "train").values()).backward()
+    image_grad = x.grad is not None and float(x.grad.abs().sum()) > 0
+    weight_grad = any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.visual.parameters())
+    frozen = not any(p.requires_grad for p in encoder.model.parameters())
+    out = run_sequential(strokes, target, model, encoder.mean, encoder.std, iterations=iterations, device="cpu")
+    timed_all = len(out["runs"]) == 2 and all(len(r["steps"]) == iterations for r in out["runs"])
+    return [("clean-view loss vs the engine's eval loss (max relative difference)", f"{rel:.1e}",
+             bool(torch.allclose(got, want, rtol=1e-4, atol=1e-7))),
+            ("the sketch gets a gradient", image_grad, image_grad),
+            ("the encoder's weights get gradients (as the original's)", weight_grad, weight_grad),
+            ("the engine's encoder stays frozen", frozen, frozen),
+            ("a sequential run times every seed and its evaluations",
+             f"{out['per_iteration']:.3f} s/it", timed_all and out["per_iteration"] > 0 and out["eval_s"] > 0)]
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="The original CLIPasso's way of optimising, the timing baseline that "
+                                             "bench/speed.py runs side by side with the engine. --check verifies "
+                                             "on tiny random models that it computes the engine's loss.")
+    ap.add_argument("--check", action="store_true", help="run the fairness check and exit 0 when it holds")
+    ap.add_argument("--iterations", type=int, default=2, help="steps per seed in the check's sequential run")
+    args = ap.parse_args(argv)
+    if not args.check:
+        ap.print_help()
+        return 0
+    rows = check(args.iterations)
+    print(markdown_table(["check", "measured", "ok"], rows, align="llr"))
+    bad = [r[0] for r in rows if not r[2]]
+    if bad:
+        print("original_baseline: NOT a fair baseline: " + "; ".join(bad), file=sys.stderr)
+        return 1
+    print("original_baseline: fair (same loss as the engine, weights taking gradients)")
+    return 0
+
+
+__all__ = ["OriginalConvLoss", "trainable_copy", "run_seed", "run_sequential", "check"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

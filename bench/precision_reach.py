@@ -5,7 +5,7 @@
     python bench/precision_reach.py --table-only
     python bench/precision_reach.py --noise-floor          # + fp32 again, each seed alone: the rounding noise floor
 
-bench/precision.py compares one gradient (bf16 keeps a cosine of 0.990-0.996 with fp32 on RN101);
+bench/studies/precision.py compares one gradient (bf16 keeps a cosine of 0.990-0.996 with fp32 on RN101);
 this script asks what matters to a user: run the optimiser of the `fast` preset (2 augmented views
 from a pool of 16, lr 1) for ``--iterations`` steps with ``mixed_precision="off"`` (fp32) and
 ``"bf16"``, from the same starting strokes and views, and compare the best loss reached. Both are
@@ -13,7 +13,7 @@ measured by the engine's eval loss, which is fp32 in both runs (`clipasso.object
 so the numbers are directly comparable.
 
 Encoder: open_clip RN101 with random weights and BatchNorm statistics calibrated on real photos
-(`bench.precision.build_rn101`): an uncalibrated random RN101 maps every picture to nearly the same
+(`bench.rn101.build_rn101`): an uncalibrated random RN101 maps every picture to nearly the same
 features, its loss is ~0 and a comparison could not fail. Pictures: skimage photos, 224 px.
 Starting strokes: 16 strokes from the picture's XDoG ink map, one set per seed.
 
@@ -39,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.precision import PICTURES, build_rn101, picture  # noqa: E402
+from bench.rn101 import PICTURES, build_rn101, picture  # noqa: E402
 
 THRESHOLD = 0.02  # largest accepted relative difference of the loss reached
 

@@ -7,14 +7,13 @@ the target's edges (`clipasso.report.metrics`): precision / recall / F within 3 
 the object mask's outline.
 
 Losses: ``trace`` (the weights-free image-space loss, `clipasso.objective.losses.TraceLoss`), ``clip`` with a
-tiny randomly initialised CLIP ResNet (tests/tiny_models.py), ``clip+trace`` (same tiny model), and
+tiny randomly initialised CLIP ResNet (clipasso/testing/tiny_models.py), ``clip+trace`` (same tiny model), and
 with ``--rn101`` also ``clip-rn101``: the real-size RN101 architecture with random weights (BatchNorm
 recalibrated on random images as for the tiny models). Random CLIP weights give only a weak signal;
 the trace loss is the control that shows what the renderer and optimiser reach without CLIP.
 
 Pictures: scikit-image's horse silhouette (its own mask) and photos (chelsea, coffee, astronaut)
-matted with u2netp (folder from $U2NET_HOME, default ../shared/weights; photos are skipped when it
-is missing). Nothing is downloaded.
+matted with u2netp ($U2NET_HOME, else the copy bundled in clipasso/data). Nothing is downloaded.
 
     python bench/quality.py                         # fast preset cut to 150 iterations, 2 seeds: about 5 min
                                                     # of CPU time on 2 cores (34 min wall here, sharing the CPU)
@@ -51,12 +50,7 @@ ALL_LOSSES = ("trace", "clip", "clip+trace")
 EXTRA_LOSSES = ("trace-no-reseed",)
 
 
-def u2net_folder():
-    for cand in (os.environ.get("U2NET_HOME"), ROOT.parent / "shared" / "weights",
-                 Path.home() / ".u2net"):
-        if cand and (Path(cand) / "u2netp.onnx").is_file():
-            return str(cand)
-    return None
+from bench.harness import u2net_folder  # noqa: E402,F401  ($U2NET_HOME, else the bundled clipasso/data)
 
 
 def horse_rgba() -> np.ndarray:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -24,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.harness import RESULTS, cpu_name, machine, write_results  # noqa: E402
 
 CASES = [(16, 224), (32, 224), (64, 224), (256, 224), (16, 512)]
 
@@ -128,7 +129,7 @@ def main() -> None:
     dreps = 1 if args.quick else args.dense_repeats
 
     for device in devices:
-        name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({platform.processor() or platform.machine()}), {args.threads} threads"
+        name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({cpu_name()}), {args.threads} threads"
         rows = []
         for strokes, size in CASES:
             row = {"strokes": strokes, "size": size}
@@ -142,9 +143,8 @@ def main() -> None:
         result = {"device": name, "torch_version": torch.__version__, "threads": args.threads,
                   "repeats": reps, "dense_repeats": dreps, "cases": rows,
                   "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-        out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"raster_{device}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        out = write_results(Path(args.out) if args.out else RESULTS / f"raster_{device}.json", result,
+                            machine(args.threads, device))
 
         print(f"\nRasterizer on {name} (torch {torch.__version__}); median ms over {reps} runs "
               f"(dense: {dreps}); memory = peak rise while rendering")

@@ -14,7 +14,7 @@ count is extrapolated: total = setup (target features, augmentation pool) + iter
 
 Quality: the fast preset's loss reached compared with the paper preset's, both run to their full
 iteration counts on the bundled example with the tiny randomly initialised test ResNet
-(tests/tiny_models.py) -- the only encoder that can run thousands of iterations on this CPU. Both
+(clipasso/testing/tiny_models.py) -- the only encoder that can run thousands of iterations on this CPU. Both
 are judged by the same clean-view loss (no augmentation), so the numbers are comparable; absolute
 values mean nothing for real CLIP weights, only the ratios do.
 
@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.harness import RESULTS, hms as _hms, machine, write_results  # noqa: E402
 
 
 def _target(canvas=224):
@@ -232,7 +234,7 @@ def run_quality(args) -> dict:
         reduction_paper=1 - pa["winner_loss"] / pa["start_loss"],
         reduction_fast=1 - fa["winner_loss"] / fa["start_loss"],
         scale=scale,
-        encoder=f"{TINY_RN} (random weights, tests/tiny_models.py)",
+        encoder=f"{TINY_RN} (random weights, clipasso/testing/tiny_models.py)",
     )
     return out
 
@@ -288,13 +290,6 @@ def table(rows, quality, device) -> str:
     return "\n".join(lines)
 
 
-def _hms(s: float) -> str:
-    s = int(round(s))
-    h, r = divmod(s, 3600)
-    m, sec = divmod(r, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
@@ -329,8 +324,7 @@ def main(argv=None):
     args.threads = args.threads or os.cpu_count() or 1
     if "fast" in args.presets and 2 not in args.seeds:
         args.seeds = sorted(set(args.seeds) | {2})
-    out_dir = ROOT / "bench" / "results"
-    path = out_dir / f"sketch_{args.device.split(':')[0]}.json"
+    path = RESULTS / f"sketch_{args.device.split(':')[0]}.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     rows = old.get("speed", []) if args.skip_speed else run_speed(args)
     quality = old.get("quality") if args.skip_quality else run_quality(args)
@@ -339,8 +333,7 @@ def main(argv=None):
                 gpu=torch.cuda.get_device_name(0) if args.device == "cuda" else None,
                 weights="random (architecture cost only)", measured_iterations=args.measure)
     report = dict(info=info, speed=rows, quality=quality)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
+    write_results(path, report, machine(args.threads, args.device))
     print(f"wrote {path}", file=sys.stderr)
     print(table(rows, quality, f"{args.device} ({info['gpu'] or str(info['cores']) + ' cores'})"))
     return 0

@@ -27,7 +27,7 @@ from /proc, plus torch.cuda.max_memory_allocated on GPU):
 
 Encoders: open_clip's RN101 (loss) and ViT-B-32 (saliency) built with RANDOM weights: no
 pretrained weights can be downloaded here, and the cost of a pass does not depend on the weight
-values. `--quick` uses the tiny randomly initialised test models (tests/tiny_models.py) instead.
+values. `--quick` uses the tiny randomly initialised test models (clipasso/testing/tiny_models.py) instead.
 The machine may be shared: besides wall time, process CPU seconds per iteration are recorded, and
 the load average before each case.
 
@@ -52,9 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.sketch import _config, _hms, _target, random_encoder, time_optimize  # noqa: E402
+from bench.harness import RESULTS, cpu_name, hms as _hms, machine, timed, u2net_folder, write_results  # noqa: E402,F401
+from bench.sketch import _config, _target, random_encoder, time_optimize  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 STROKES_AXIS = (4, 8, 16, 32, 64)
 SEEDS_AXIS = (1, 3, 8)
 CANVAS_AXIS = (224, 448)
@@ -62,7 +62,8 @@ BASE = dict(strokes=16, seeds=1, canvas=224)  # the scaling cases vary one of th
 
 
 def default_u2net_dir() -> str:
-    return os.environ.get("U2NET_HOME") or str((ROOT / ".." / "shared" / "weights").resolve())
+    """$U2NET_HOME, else the u2netp.onnx bundled with the package (clipasso/data)."""
+    return u2net_folder() or str(ROOT / "clipasso" / "data")
 
 
 # --------------------------------------------------------------------------- measuring helpers
@@ -72,21 +73,6 @@ def _sync(device):
 
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def timed(fn, device, reps: int = 3, warmup: int = 0):
-    """(median seconds, all times, last result) of ``fn()``; CUDA is synchronised around each call."""
-    out = None
-    for _ in range(warmup):
-        out = fn()
-    times = []
-    for _ in range(reps):
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, out
 
 
 def reset_peak_rss() -> bool:
@@ -127,17 +113,6 @@ def _load() -> float:
         return os.getloadavg()[0]
     except OSError:
         return float("nan")
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # --------------------------------------------------------------------------- encoders
@@ -388,7 +363,7 @@ def stages_worker(spec: dict) -> dict:
 def _whole_models(spec: dict, folder: str):
     """Write the loss and saliency models under their default names into ``folder`` (so `clipasso.sketch`
     loads them like real weights): the tiny test models with --quick, else a real-size RN101 with random
-    weights and BatchNorm statistics calibrated on photos (`bench.precision.build_rn101`: its loss is
+    weights and BatchNorm statistics calibrated on photos (`bench.rn101.build_rn101`: its loss is
     not ~0, so the plateau rule sees a real curve) and a random ViT-B-32 for the saliency map."""
     import torch
 
@@ -399,7 +374,7 @@ def _whole_models(spec: dict, folder: str):
         return "tiny test models (as RN101 / ViT-B-32)"
     import open_clip
 
-    from bench.precision import PICTURES, build_rn101, picture
+    from bench.rn101 import PICTURES, build_rn101, picture
 
     rn = build_rn101([picture(n) for n in PICTURES[:6]], seed=0)
     torch.save(rn.model.state_dict(), os.path.join(folder, "RN101-openai.pt"))
@@ -675,7 +650,7 @@ def run_device(args, device: str) -> dict:
                       for k in keys] for axis, keys in scal_keys.items()}
     info = dict(device=device, device_name=(torch.cuda.get_device_name(0) if device == "cuda" else cpu_name()),
                 cores=os.cpu_count(), threads=args.threads, torch=torch.__version__, python=platform.python_version(),
-                loss_model=("tiny test ResNet (tests/tiny_models.py)" if args.quick else args.loss_model),
+                loss_model=("tiny test ResNet (clipasso/testing/tiny_models.py)" if args.quick else args.loss_model),
                 saliency_model=("tiny test ViT" if args.quick else args.saliency_model),
                 weights="random (cost is weight-independent)", quick=args.quick, measured_iterations=measure,
                 timing="median of the steady iterations (the first is warm-up)",
@@ -832,8 +807,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     ap.add_argument("--loss-model", default="RN101", help="open_clip ResNet name built with random weights")
     ap.add_argument("--saliency-model", default="ViT-B-32", help="open_clip ViT name built with random weights")
-    ap.add_argument("--u2net-dir", default=None, help="folder with rembg's u2netp.onnx (default $U2NET_HOME or "
-                                                      "../shared/weights)")
+    ap.add_argument("--u2net-dir", default=None, help="folder with rembg's u2netp.onnx (default $U2NET_HOME, else "
+                                                      "the copy bundled in clipasso/data)")
     ap.add_argument("--table-only", action="store_true", help="print the tables of the last saved run")
     ap.add_argument("--results", default=None, help="folder of the JSON results (default bench/results)")
     ap.add_argument("--only-whole", action="store_true", help="only the whole-sketch section (fast and paper, whole "
@@ -879,7 +854,7 @@ def main(argv=None) -> int:
             old.update(whole=rep["whole"], whole_info=info)
             rep = old
             print(whole_table(rep["whole"], info))
-        path.write_text(json.dumps(rep, indent=2))
+        write_results(path, rep, machine(args.threads, dev))
         print(f"wrote {path}", file=sys.stderr)
         reports.append(rep)
     if not args.only_whole:

@@ -1,5 +1,6 @@
-"""bench/ scripts: recognition says plainly when it has no real weights, its zero-shot classifier works, and
-the speed benchmark's original-style baseline computes the same loss as the engine (so its timing is fair)."""
+"""bench/ scripts, run as programs (tests import nothing from bench/): recognition says plainly when it has
+no real weights, its zero-shot classifier (clipasso.report.recognition) works, and the speed benchmark's
+original-style baseline computes the same loss as the engine (so its timing is fair)."""
 from __future__ import annotations
 
 import json
@@ -10,12 +11,9 @@ import sys
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from clipasso.report.recognition import RecognitionError, classify, text_embeddings, top_k_hits, zero_shot_probs
 
-from bench.recognition import (RecognitionError, classify, text_embeddings, top_k_hits,  # noqa: E402
-                               zero_shot_probs)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CLASSES = ["cat", "horse", "coffee cup", "rocket"]
 
@@ -104,31 +102,16 @@ def test_zero_shot_rejects_an_empty_or_repeated_class_list(judge):
         zero_shot_probs(torch.ones(1, 32), torch.zeros(0, 32))
 
 
-def test_original_style_baseline_computes_the_engines_loss(tiny_rn):
-    """The timing baseline is only a fair comparison if it does the same work: its clean-view loss must
-    equal the engine's eval loss, and its weights really take gradients (as the original's did)."""
-    from bench.original_baseline import OriginalConvLoss, run_sequential, trainable_copy
-    from clipasso.place.init import initialize_strokes
-    from clipasso.objective.losses import CLIPassoLoss
-    from clipasso.output.raster import render
-
-    target = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(3))
-    strokes = initialize_strokes((224, 224), 8, [0, 1000])
-    sketch = render(strokes).image  # [2,3,224,224]
-    model = trainable_copy(tiny_rn)
-    base = OriginalConvLoss(model, tiny_rn.mean, tiny_rn.std)
-    engine = CLIPassoLoss(tiny_rn, target, num_augs=0)
-    with torch.no_grad():
-        want = engine.eval_loss(sketch)["total"]
-        got = torch.stack([sum(base(sketch[i:i + 1], target[None], "eval").values()) for i in range(2)])
-    assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
-
-    x = sketch[:1].clone().requires_grad_(True)
-    sum(base(x, target[None], "train").values()).backward()
-    assert x.grad is not None and float(x.grad.abs().sum()) > 0
-    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.visual.parameters())
-    assert not any(p.requires_grad for p in tiny_rn.model.parameters())  # the engine's copy stays frozen
-
-    out = run_sequential(strokes, target, model, tiny_rn.mean, tiny_rn.std, iterations=2, device="cpu")
-    assert len(out["runs"]) == 2 and all(len(r["steps"]) == 2 for r in out["runs"])
-    assert out["per_iteration"] > 0 and out["eval_s"] > 0
+def test_original_style_baseline_computes_the_engines_loss():
+    """The timing baseline is only a fair comparison if it does the same work: `--check` builds the tiny
+    random ResNet, and its clean-view loss must equal the engine's eval loss, its weights must really take
+    gradients (as the original's did) while the engine's copy stays frozen, and a sequential run times
+    every seed."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "original_baseline.py"), "--check"],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, CLIPASSO_OFFLINE="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 5 and all(row.rstrip(" |").endswith("True") for row in rows), proc.stdout
+    rel = float(rows[0].split("|")[2])
+    assert rel < 1e-4
+    assert "fair" in proc.stdout

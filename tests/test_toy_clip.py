@@ -1,4 +1,5 @@
-"""bench/toy_clip.py (the toy CLIP that text guidance is measured with) and bench/text_guidance.py."""
+"""clipasso/testing/toy_clip.py (the toy CLIP that text guidance is measured with) and the study that uses it,
+bench/studies/text_guidance.py (run as a program)."""
 from __future__ import annotations
 
 import json
@@ -8,12 +9,9 @@ import sys
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for p in (ROOT, os.path.join(ROOT, "bench")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from clipasso.testing import toy_clip
 
-import toy_clip  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_shape_drawings_trace_their_outline():
@@ -60,7 +58,7 @@ def test_trained_toy_model_round_trips_through_the_real_loader(tmp_path):
 
 def test_text_guidance_benchmark_runs_end_to_end(tmp_path):
     out = tmp_path / "tg.json"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "text_guidance.py"), "--models",
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "studies", "text_guidance.py"), "--models",
                            str(tmp_path / "models"), "--train-steps", "2", "--train-batch", "6",
                            "--held-out", "12", "--prompts", "square", "--weights", "0,1",
                            "--strokes", "3", "--iterations", "2", "--seeds", "1", "--out", str(out)],

@@ -1,9 +1,9 @@
 """Seed trial and plateau stop: how often a cut best-of-N picks the full run's winner, what it costs,
 and how much loss a plateau stop gives up.
 
-    python bench/seed_trial.py                 # trace + tiny CLIP, 5 pictures x 2 seed sets, 3 seeds, 500 steps (~35 min, 1 thread)
-    python bench/seed_trial.py --losses trace --pictures horse chelsea --sets 1 --iterations 100   # a quick look
-    python bench/seed_trial.py --table-only
+    python bench/studies/seed_trial.py                 # trace + tiny CLIP, 5 pictures x 2 seed sets, 3 seeds, 500 steps (~35 min, 1 thread)
+    python bench/studies/seed_trial.py --losses trace --pictures horse chelsea --sets 1 --iterations 100   # a quick look
+    python bench/studies/seed_trial.py --table-only
 
 For every (loss, picture, seed set) the optimiser runs best-of-3 twice from the same starting strokes
 (mask saliency + XDoG, as ``--saliency mask``), with the `fast` preset's optimiser settings (2 views from
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -6,7 +6,7 @@ photo's outline (Canny edges of the matted photo + the mask's outline) in the PH
 side 224: a stretched sketch is mapped back by the pipeline; a padded one is un-padded here. The
 score is `clipasso.report.metrics.fscore` (3 px tolerance). Results: bench/results/framing_cpu.json.
 
-    python bench/framing.py --iterations 100 --pictures chelsea,coffee,rocket --seeds 0,1000
+    python bench/studies/framing.py --iterations 100 --pictures chelsea,coffee,rocket --seeds 0,1000
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 

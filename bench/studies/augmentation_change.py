@@ -3,12 +3,12 @@ align_corners=True; clipasso/losses.py at commit 0294d69, read from git) against
 (torchvision's perspective then resized crop, as the original CLIPasso): view differences, the loss
 ratio on augmented views, gradient cosines; with --timing the cost of both.
 
-    python bench/augmentation_change.py [--rn101] [--n 16] [--timing]
+    python bench/studies/augmentation_change.py [--rn101] [--n 16] [--timing]
 
 Needs the git history (a clone, not an sdist). Figures are in the README's parity section.
 """
 import importlib.util, os, subprocess, sys, tempfile, time, argparse
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 OLD_COMMIT = "0294d69"
 import numpy as np, torch, torch.nn.functional as F

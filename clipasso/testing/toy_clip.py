@@ -12,7 +12,7 @@ ones, seen through CLIPasso's own perspective-and-crop augmentation.
 It is a toy: six words, line drawings only. It says nothing about photographs or about the
 absolute weight that suits a real RN101; it does let the text term be measured end to end.
 
-    python bench/toy_clip.py OUT_DIR [--steps 1200] [--seed 0]
+    python -m clipasso.testing.toy_clip OUT_DIR [--steps 1200] [--seed 0]
 
 writes ``OUT_DIR/<name>.json`` (the open_clip config) and ``OUT_DIR/<name>.safetensors``, loadable
 by name through `clipasso.models.load_clip(name, models_dir=OUT_DIR)` like any custom model.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,13 +30,9 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from clipasso.objective.losses import apply_augment, sample_augment_params  # noqa: E402
-from clipasso.models import OPENAI_MEAN, OPENAI_STD  # noqa: E402
-from clipasso.output.raster import rasterize  # noqa: E402
+from clipasso.objective.losses import apply_augment, sample_augment_params
+from clipasso.models import OPENAI_MEAN, OPENAI_STD
+from clipasso.output.raster import rasterize
 
 SHAPES = ("circle", "square", "triangle", "star", "heart", "cross")
 TEMPLATES = ("a {}", "a sketch of a {}", "a drawing of a {}", "{}")

@@ -1,11 +1,11 @@
 """Does text guidance steer a sketch, and how much does text_weight trade against likeness?
 
-    python bench/text_guidance.py                    # trains the toy models first if needed (~20 min on 2 cores)
-    python bench/text_guidance.py --picture          # also docs/text_guidance.png
-    python bench/text_guidance.py --models DIR --weights 0,0.3,1,3 --prompts square,triangle
+    python bench/studies/text_guidance.py                    # trains the toy models first if needed (~20 min on 2 cores)
+    python bench/studies/text_guidance.py --picture          # also docs/text_guidance.png
+    python bench/studies/text_guidance.py --models DIR --weights 0,0.3,1,3 --prompts square,triangle
 
 No pretrained CLIP exists on the machines this is built on, and a random text tower gives words
-no meaning, so this benchmark uses two toy CLIP models trained here (bench/toy_clip.py: line
+no meaning, so this benchmark uses two toy CLIP models trained here (clipasso/testing/toy_clip.py: line
 drawings of six shapes, a real open_clip text tower and tokenizer, different seeds):
 
 - the *loss model* drives the sketch (geometric + semantic CLIPasso loss + the text term);
@@ -38,12 +38,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT, ROOT / "bench"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-import toy_clip  # noqa: E402
+from clipasso.testing import toy_clip  # noqa: E402
 
 LOSS_MODEL = "toy-shapes"
 JUDGE_MODEL = "toy-shapes-judge"
