@@ -32,5 +32,9 @@ class WeightsFileError(WeightsNotFoundError):
     """A weights file exists but cannot be used for the model; the message says why."""
 
 
+class ModelConfigError(ClipassoError, ValueError):
+    """A model name or config that open_clip cannot build."""
+
+
 __all__ = ["ClipassoError", "PipelineError", "OptimizeError", "AbstractionError", "WeightsNotFoundError",
-           "WeightsFileError"]
+           "WeightsFileError", "ModelConfigError"]

@@ -42,7 +42,7 @@ def test_download_weights_fetches_an_openai_file_and_checks_it_loads(server, tmp
     archive = save_openai_archive(build_openai_model(TINY_RN, 0), tmp_path / "RN101.pt")
     url = server.publish("RN101.pt", Path(archive).read_bytes())
     # open_clip's registry would name OpenAI's server; point that entry at the local one
-    monkeypatch.setattr(models, "_pretrained_cfg", registry_entry_at(models._pretrained_cfg, "RN101", url))
+    monkeypatch.setattr(models.search, "pretrained_cfg", registry_entry_at(models.search.pretrained_cfg, "RN101", url))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     folder = tmp_path / "models"
     enc = models.download_weights("RN101", "openai", folder, stream=io.StringIO())

@@ -30,11 +30,11 @@ def _fresh_cache(monkeypatch):
     """Each test loads from files (no encoder cached by an earlier test); the session's encoders are
     put back afterwards, so later tests still get the very objects their fixtures hold."""
     monkeypatch.delenv(models.MODELS_DIR_ENV, raising=False)
-    saved = dict(models._CACHE)
+    saved = models.cached_encoders()
     models.clear_cache()
     yield
     models.clear_cache()
-    models._CACHE.update(saved)
+    models.restore_cache(saved)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Weights files never run code: TorchScript archives are read as data (clipasso/safe_archive.py).
+"""Weights files never run code: TorchScript archives are read as data (clipasso/models/archive.py).
 
 ``torch.jit.load`` compiles an archive's code and runs its ``__setstate__`` methods while loading. The
 hostile archives below are real: each test first shows that ``torch.jit.load`` triggers their effect
@@ -26,7 +26,7 @@ import torch
 
 from clipasso import models
 from clipasso.models import WeightsFileError, load_clip, read_checkpoint
-from clipasso.safe_archive import read_torchscript_state
+from clipasso.models.archive import read_torchscript_state
 from clipasso.testing.openai_format import TINY_RN, TINY_VIT, build_openai_model, save_openai_archive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,11 +43,11 @@ def _mark(x: torch.Tensor) -> torch.Tensor:
 def _fresh(monkeypatch):
     monkeypatch.delenv(models.MODELS_DIR_ENV, raising=False)
     EFFECTS.clear()
-    saved = dict(models._CACHE)
+    saved = models.cached_encoders()
     models.clear_cache()
     yield
     models.clear_cache()
-    models._CACHE.update(saved)
+    models.restore_cache(saved)
 
 
 def _jit_load(path):
@@ -112,7 +112,7 @@ def test_encoder_from_archive_embeds_as_the_torch_jit_path_did(archives, which):
     for k, v in old.items():
         assert torch.equal(own[k].reshape(v.shape), v), k
     before = copy.deepcopy(enc)
-    models._fit(before.model, old)
+    models.load_weights(before.model, old)
     x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(5))
     assert torch.equal(enc.embed(x), before.embed(x))
     # and both are the source model's embedding with the weights as the fp16 file holds them
@@ -341,7 +341,7 @@ def test_truncated_and_damaged_archives_say_why(archives, tmp_path):
 
 # ---------------------------------------------------------------------------- the package never calls them
 SCANNED = ["__init__.py", "clipasso", "nodes"]
-SAFE_MODULE = "clipasso/safe_archive.py"  # the one place that subclasses pickle.Unpickler (find_class gated)
+SAFE_MODULE = "clipasso/models/archive.py"  # the one place that subclasses pickle.Unpickler (find_class gated)
 # clipasso/testing/ is scanned too: it only *writes* archives (torch.jit.trace / torch.jit.save), which is
 # not a way in for a user's file; were it ever to read one, this test would say so.
 
@@ -387,7 +387,7 @@ def _forbidden_calls(path: Path, rel: str):
                       "joblib.load", "cloudpickle.load", "cloudpickle.loads"):
             why = f"{full} runs code from the data"
         elif full.endswith("Unpickler") and rel != SAFE_MODULE:
-            why = "an Unpickler outside clipasso/safe_archive.py"
+            why = "an Unpickler outside clipasso/models/archive.py"
         elif full in ("torch.load", "torch.serialization.load"):
             wo = kw.get("weights_only")
             if not (isinstance(wo, ast.Constant) and wo.value is True):

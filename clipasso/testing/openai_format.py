@@ -416,7 +416,7 @@ class LocalDownloads:
 
 
 def registry_entry_at(real_cfg, model: str, url: str):
-    """A stand-in for `clipasso.models._pretrained_cfg` whose entry for ``model`` names ``url`` (and no
+    """A stand-in for `clipasso.models.search.pretrained_cfg` whose entry for ``model`` names ``url`` (and no
     Hugging Face repository): open_clip's registry pointed at `LocalDownloads`, the rest unchanged."""
 
     def cfg(name, tag):

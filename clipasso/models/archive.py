@@ -44,7 +44,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .errors import WeightsFileError
+from ..errors import WeightsFileError
 
 # torch.<Name>Storage in the pickle -> the dtype of its elements
 _STORAGE_DTYPES = {
