@@ -27,7 +27,7 @@ from .post.select import select_best
 from .prepare.images import FRAMINGS  # noqa: F401 - re-exported
 from .prepare.target import (WORK_MAX_SIDE, _prepare, check_framing, prepare_target,  # noqa: F401 - re-exported
                              shrink_early, to_picture_frame)
-from .settings import DEFAULTS, SEED_SPACING, SketchSettings  # noqa: F401 - SEED_SPACING re-exported
+from .settings import SEED_SPACING, SketchSettings  # noqa: F401 - SEED_SPACING re-exported
 from .strokes import Strokes
 
 log = logging.getLogger(__name__)
@@ -192,11 +192,8 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
             prior = sal if mask is None else sal * mask.to(sal)
             if not float(prior.max()) > 0:
                 prior = None
-        winner, ab_result, ordering = post_process(winner, target, objective, cfg, fidelity=s.auto_strokes,
-                                                   prune_iterations=s.prune_iterations, order=s.drawing_order,
-                                                   should_stop=should_stop, method=s.abstraction_method,
-                                                   max_strokes=s.budget or 32, grow_iterations=s.grow_iterations,
-                                                   min_gain=s.min_gain, prior=prior)
+        winner, ab_result, ordering = post_process(winner, target, objective, cfg, s, should_stop=should_stop,
+                                                   prior=prior)
     if run.cancelled:
         notes.append(f"cancelled after {run.iterations_run} of {cfg.iterations} iterations; "
                      "returning the best state reached")
@@ -246,38 +243,34 @@ def _saliency(target, mask, s: SketchSettings, dev):
                         weights=s.saliency_weights if method == "timm-vit" else None).float().cpu()
 
 
-def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None, *,
-                 fidelity: Optional[float] = None, prune_iterations: int = DEFAULTS["prune_iterations"],
-                 order: bool = False, device=None, should_stop: Optional[Callable[[], bool]] = None,
-                 method: str = DEFAULTS["abstraction_method"], max_strokes: int = 2 * DEFAULTS["strokes"],
-                 grow_iterations: int = DEFAULTS["grow_iterations"], min_gain: float = DEFAULTS["min_gain"],
-                 prior: Optional[torch.Tensor] = None):
-    """What `clipasso.pipeline.sketch` runs after best-of-N: prune the winner to ``fidelity`` -- or, with
-    ``method="grow"``, grow it up to ``max_strokes`` and choose the count for ``fidelity`` -- (if a fidelity
-    is given), then put the strokes in greedy drawing order (if ``order``). Returns (strokes,
-    AbstractionResult or None, OrderResult or None); progress goes to this module's logger."""
-    abstraction = ordering = None
-    from .post.abstraction import auto_abstract, check_method, grow_abstract, NoImprovementError
+def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
+                 settings=None, *, device=None, should_stop: Optional[Callable[[], bool]] = None,
+                 prior: Optional[torch.Tensor] = None, **overrides):
+    """What `clipasso.pipeline.sketch` runs after best-of-N, as ``settings`` say (a `SketchSettings` or its
+    `SelectSettings`; None: the defaults; ``overrides``: select fields on top, e.g. ``auto_strokes=0.9,
+    abstraction_method="grow", drawing_order=True``): with ``auto_strokes`` set, automatic abstraction
+    (`clipasso.post.abstraction.abstract`: prune the winner to that fidelity, or grow it up to the stroke
+    budget and choose the count); then, with ``drawing_order``, the strokes in greedy drawing order. Returns
+    (strokes, AbstractionResult or None, OrderResult or None); progress goes to this module's logger."""
+    from .settings import SelectSettings
+    from .post.abstraction import NoImprovementError, abstract
 
-    check_method(method)
+    select = SelectSettings.of(settings, **overrides)
+    whole = settings if isinstance(settings, SketchSettings) and not overrides else select
+    abstraction = ordering = None
+    fidelity, method = select.auto_strokes, select.abstraction_method
     if fidelity is not None:
         def report(k, loss, _):
             abstraction_log.info("automatic abstraction (%s): %d strokes, loss %.4f", method, k, loss)
         try:
-            if method == "grow":
-                abstraction = grow_abstract(winner, target, encoder, fidelity, config, max_strokes=max_strokes,
-                                            grow_iterations=grow_iterations, min_gain=min_gain, prior=prior,
-                                            device=device, callback=report, should_stop=should_stop)
-            else:
-                abstraction = auto_abstract(winner, target, encoder, fidelity, config,
-                                            prune_iterations=prune_iterations, device=device, callback=report,
-                                            should_stop=should_stop)
+            abstraction = abstract(winner, target, encoder, config, whole, prior=prior, device=device,
+                                   callback=report, should_stop=should_stop)
         except NoImprovementError as exc:  # keep the run's result rather than losing it
             warnings.warn(f"automatic abstraction skipped: {exc}", RuntimeWarning, stacklevel=2)
         else:
             winner = abstraction.strokes.replace(seeds=winner.seeds)
             abstraction_log.info("automatic abstraction: chose %d strokes for fidelity %.2f", abstraction.count, fidelity)
-    if order:
+    if select.drawing_order:
         from .post.order import greedy_order
 
         order_log.info("drawing order: ordering %d strokes", winner.num_strokes)

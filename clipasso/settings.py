@@ -9,8 +9,7 @@ One frozen dataclass per stage of the pipeline, combined in `SketchSettings`:
     OptimizerSettings  the Adam loop: steps, learning rate, styled strokes, re-seeding
     SelectSettings     best-of-N seeds, automatic abstraction, drawing order
 
-Each field carries its default, its range or choices, a one-line help text and the name of its
-ComfyUI widget (`option`); the CLI (`clipasso.cli`) and the node inputs (`nodes/inputs.py`) are
+Each field carries its default, its range or choices and a one-line help text (`option`); the CLI (`clipasso.cli`) and the node inputs (`nodes/inputs.py`) are
 generated from these fields, and `SketchSettings.validate` is the only validator. The field defaults
 are the original CLIPasso's (run_object_sketching.py); a preset (`PRESETS`) is data: the fields it
 changes.
@@ -69,12 +68,10 @@ class Option:
     meaning: str = ""               # what a value is, for messages ("a fidelity in (0, 1], e.g. 0.9")
     unit: str = ""
     above: str = ""                 # why larger values are refused
-    widget: Optional[str] = None    # ComfyUI widget name (None: the field's name)
     flag: Optional[str] = None      # CLI flag (None: --field-name; "" : no CLI option)
     off_help: Optional[str] = None  # help of the CLI flag that turns a default-on option off
     metavar: Optional[str] = None
     step: Optional[float] = None    # node widget step
-    whole: bool = False             # an int
     kind: str = "any"               # int, float, bool, str, choice, any
 
     def problem(self, label: str, value) -> Optional[str]:
@@ -92,6 +89,8 @@ class Option:
         if self.kind in ("int", "float"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     (self.kind == "int" and not float(value).is_integer()):
+                if self.meaning:
+                    return f"{label} must be {self.meaning}; got {value!r}"
                 what = "a whole number" if self.kind == "int" else "a number"
                 return f"{label} must be {what}{self._range_text()}; got {value!r}"
             return self._bound_problem(label, value)
@@ -108,6 +107,8 @@ class Option:
     def _bound_problem(self, label, value) -> Optional[str]:
         unit = f" {self.unit}" if self.unit else ""
         if not math.isfinite(float(value)):
+            if self.meaning:
+                return f"{label} must be {self.meaning}; got {value}"
             return f"{label} must be a finite number{self._range_text()}; got {value}"
         outside = (self.high is not None and (value > self.high or (self.high_open and value >= self.high))) or \
             (self.low is not None and (value < self.low or (self.low_open and value <= self.low)))
@@ -141,7 +142,7 @@ def option(default, help: str, **meta) -> Any:
         kind = ("choice" if meta.get("choices") is not None else "bool" if isinstance(default, bool) else
                 "int" if isinstance(default, int) else "float" if isinstance(default, float) else
                 "str" if isinstance(default, str) else "any")
-    opt = Option(help=help, kind=kind, whole=kind == "int", **meta)
+    opt = Option(help=help, kind=kind, **meta)
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata={"option": opt})
     return field(default=default, metadata={"option": opt})
@@ -155,9 +156,27 @@ def option_of(cls_or_obj, name: str) -> Option:
 
 
 class _Stage:
-    """Shared behaviour of the stage dataclasses."""
+    """Shared behaviour of the stage dataclasses. A stage function takes its stage's settings object
+    (``None``: the defaults) and keyword overrides of its fields: ``PlaceSettings.of(settings, width=2.0)``."""
+
+    @classmethod
+    def of(cls, settings=None, **overrides):
+        """This stage's settings, validated: from ``settings`` (None: the defaults; this stage's object; or a
+        whole `SketchSettings`, whose stage is taken) with ``overrides`` (fields of this stage) on top."""
+        if settings is None:
+            settings = cls()
+        elif isinstance(settings, SketchSettings):
+            settings = settings.optimize_config() if cls is OptimizeConfig else getattr(settings, _STAGE_OF[cls])
+        if not isinstance(settings, cls):
+            raise SettingsError(f"settings must be a {cls.__name__} (or a SketchSettings); got "
+                                f"{type(settings).__name__}")
+        return settings.replace(**overrides).validate() if overrides else settings.validate()
 
     def replace(self, **changes):
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise SettingsError(f"{type(self).__name__} has no setting(s) {', '.join(unknown)}; its settings are: "
+                                f"{', '.join(f.name for f in fields(self))}")
         return dataclasses.replace(self, **changes)
 
     def problems(self, label=lambda name: name) -> Iterator[str]:
@@ -168,6 +187,17 @@ class _Stage:
             msg = f.metadata["option"].problem(label(f.name), value)
             if msg:
                 yield msg
+        yield from self.rules(label)
+
+    def rules(self, label) -> Iterator[str]:
+        """Problems between fields of this stage (each stage adds its own)."""
+        return iter(())
+
+    def validate(self, label=lambda name: name):
+        """Raise `SettingsError` with the first problem; returns self when there is none."""
+        for msg in self.problems(label):
+            raise SettingsError(msg)
+        return self
 
 
 # --------------------------------------------------------------------------- the stages
@@ -182,7 +212,7 @@ class PrepareSettings(_Stage):
                                      "fix_scale=1: a white square, 10 picture pixels a side), pad (a white square, "
                                      "10/224 margin)", choices=FRAMINGS)
     background_removal: bool = option(True, "cut the object out with rembg's u2netp first (bundled; the picture's own "
-                                            "alpha is used instead when it has one)", widget="remove_background",
+                                            "alpha is used instead when it has one)",
                                       flag="--no-background-removal", off_help="do not remove the background")
     matting_model: str = option("u2netp", "rembg model for background removal: u2netp (the small U2-Net, 4.6 MB, "
                                           "ships with clipasso so it works offline), u2net (the full U2-Net the "
@@ -192,7 +222,7 @@ class PrepareSettings(_Stage):
 
 @dataclass(frozen=True)
 class ModelSettings(_Stage):
-    clip_model: str = option(DEFAULT_LOSS_MODEL, "open_clip model of the loss", widget="loss_model", metavar="NAME")
+    clip_model: str = option(DEFAULT_LOSS_MODEL, "open_clip model of the loss", metavar="NAME")
     clip_pretrained: str = option(DEFAULT_PRETRAINED, "pretrained tag of the loss model", metavar="TAG")
     clip_weights: Any = option(None, "explicit weights file of the loss model", metavar="FILE")
     saliency_model: str = option(DEFAULT_SALIENCY_MODEL, "open_clip ViT of the saliency map (or a timm model with "
@@ -243,7 +273,7 @@ class ObjectiveSettings(_Stage):
                                        "nudged toward it through the loss model's text tower", metavar="PROMPT",
                                  kind="str")
     text_weight: float = option(0.3, "weight of the text term: 0.3 nudges, 1 and more let the words win over the "
-                                     "picture (bench/text_guidance.py)", low=0, high=100, step=0.01,
+                                     "picture (bench/studies/text_guidance.py)", low=0, high=100, step=0.01,
                                 above="1 and more already let the words win over the picture", metavar="W")
     trace_weight: float = option(1.0, "weight of the trace term with loss clip+trace", low=0, high=100, step=0.1,
                                  above="the weight is relative to the CLIP loss, which is about 1", metavar="W")
@@ -252,7 +282,7 @@ class ObjectiveSettings(_Stage):
     trace_reference: str = option("edges", "what the trace loss traces: the target's XDoG lines or its grey "
                                            "levels", choices=TRACE_REFERENCES, flag="")
     num_augs: int = option(4, "augmented views (random perspective + crop) per step and candidate; 0 compares the "
-                              "clean view only", low=0, high=64, widget="augmentations", metavar="N")
+                              "clean view only", low=0, high=64, metavar="N")
     aug_pool: int = option(0, "draw the augmented views from a fixed pool of this many, whose target features are "
                               "computed once (0: fresh views every step, the original)", low=0, high=1024, flag="")
     pool_seed: int = option(0, "seed of the augmentation pool", low=0, flag="")
@@ -260,7 +290,7 @@ class ObjectiveSettings(_Stage):
     crop_scale: float = option(0.8, "area share of the augmentations' crop", low=0, high=1, low_open=True, flag="")
     distance: str = option("l2", "distance of the geometric term", choices=("l2", "l1"), flag="")
     mixed_precision: str = option("auto", "encoder precision: auto (fp16 on CUDA; bf16 on a CPU with native bf16, "
-                                          "i.e. avx512_bf16 or AMX, about 2x faster; else fp32), off (fp32), bf16, "
+                                          "i.e. avx512_bf16 or AMX, much faster at nearly the same loss, see docs/benchmarks.md; else fp32), off (fp32), bf16, "
                                           "fp16 (CUDA only; a CPU runs fp32). The eval loss that keeps the best state "
                                           "and picks the winner is fp32 under bf16",
                                   choices=PRECISIONS, flag="--precision")
@@ -269,13 +299,29 @@ class ObjectiveSettings(_Stage):
     def uses_clip(self) -> bool:
         return self.loss != "trace"
 
+    def rules(self, label):
+        if self.text is not None and isinstance(self.text, str) and self.text.strip() and self.loss == "trace":
+            yield f"a text prompt ({label('text')}) needs the CLIP loss; use loss 'clip' or 'clip+trace'"
+        if self.loss == "clip+trace" and self.trace_weight == 0:
+            yield f"{label('trace_weight')} must be a number > 0 with loss clip+trace (1.0 by default); got 0"
+        try:
+            sig = [float(v) for v in self.trace_sigmas]
+        except (TypeError, ValueError):
+            sig = []
+        if not sig or any(not math.isfinite(v) or v <= 0 for v in sig):
+            yield (f"{label('trace_sigmas')} must be positive blur radii in pixels, e.g. {DEFAULT_TRACE_SIGMAS}; "
+                   f"got {self.trace_sigmas!r}")
+        if isinstance(self.num_augs, int) and isinstance(self.aug_pool, int) and 0 < self.aug_pool < self.num_augs:
+            yield (f"{label('num_augs')} ({self.num_augs}) cannot exceed the augmentation pool "
+                   f"({label('aug_pool')}, {self.aug_pool}); use fewer views or a larger pool")
+
 
 @dataclass(frozen=True)
 class OptimizerSettings(_Stage):
     iterations: int = option(2000, "optimisation steps", low=0, high=100000, unit="steps",
                              above="the paper uses 2000; stop a long run with Ctrl+C, which keeps the best sketch", metavar="N")
     lr: float = option(1.0, "Adam step size in canvas pixels (CLIPasso: 1.0)", low=0, high=100, low_open=True,
-                       unit="pixels per step", widget="learning_rate", step=0.01,
+                       unit="pixels per step", step=0.01,
                        above="a step that large throws the points off the canvas and the sketch never improves on "
                              "its starting strokes; CLIPasso uses 1.0", metavar="LR")
     eval_interval: int = option(10, "steps between evaluations of the clean-view loss (the best state is kept)",
@@ -290,7 +336,7 @@ class OptimizerSettings(_Stage):
                                         low_open=True, unit="canvas pixels", above="3 is CLIPasso's pen",
                                         metavar="PX", kind="float", step=0.1)
     width_range: Tuple[float, float] = option((0.5, 4.0), "bounds of optimised half-widths (canvas px)", flag="")
-    min_opacity: float = option(0.05, "lowest optimised opacity", low=0, high=1, flag="")
+    min_opacity: float = option(0.05, "lowest optimised opacity", low=0, high=1, low_open=True, flag="")
     width_lr: float = option(0.1, "learning rate of the widths", low=0, low_open=True, flag="")
     opacity_lr: float = option(0.05, "learning rate of the opacities", low=0, low_open=True, flag="")
     color_lr: float = option(0.02, "learning rate of the colours", low=0, low_open=True, flag="")
@@ -316,6 +362,15 @@ class OptimizerSettings(_Stage):
     plateau_window: int = option(200, "steps over which plateau measures the improvement", low=1, high=100000,
                                  unit="steps", metavar="N")
 
+    def rules(self, label):
+        try:
+            lo, hi = (float(v) for v in self.width_range)
+        except (TypeError, ValueError):
+            lo = hi = float("nan")
+        if not (0 < lo <= hi and math.isfinite(hi)):
+            yield (f"{label('width_range')} (the width range of optimised strokes) must be two half-widths in "
+                   f"canvas px, 0 < min <= max; got {self.width_range!r}")
+
 
 @dataclass(frozen=True)
 class SelectSettings(_Stage):
@@ -328,11 +383,11 @@ class SelectSettings(_Stage):
     auto_strokes: Optional[float] = option(None, "let the sketch choose its stroke count: keep this fidelity (0-1] "
                                                  "of the loss improvement over an empty canvas",
                                            low=0, high=1, low_open=True, metavar="FIDELITY", kind="float",
-                                           meaning="a fidelity in (0, 1], e.g. 0.9")
+                                           meaning="a number in (0, 1] (the share of the loss improvement to keep), e.g. 0.9")
     abstraction_method: str = option("prune", "how auto_strokes searches the count: prune (optimise max_strokes, "
                                               "remove the least useful one at a time) or grow (optimise "
                                               "start_strokes, add one at a time where ink helps most)",
-                                     choices=ABSTRACTION_METHODS, widget="method", flag="--abstraction")
+                                     choices=ABSTRACTION_METHODS, flag="--abstraction")
     max_strokes: Optional[int] = option(None, "the generous budget auto_strokes prunes from, or the most strokes "
                                               "growing may reach (default twice strokes)", low=2, high=1024,
                                         unit="strokes", above="as strokes", metavar="N", kind="int")
@@ -353,6 +408,7 @@ class SelectSettings(_Stage):
 STAGES = (("prepare", PrepareSettings), ("models", ModelSettings), ("place", PlaceSettings),
           ("objective", ObjectiveSettings), ("optimizer", OptimizerSettings), ("select", SelectSettings))
 FIELD_STAGE = {f.name: stage for stage, cls in STAGES for f in fields(cls)}
+_STAGE_OF = {cls: stage for stage, cls in STAGES}
 
 # A preset is the fields it changes; the defaults above are the original's ("paper").
 PRESET_CHANGES: Dict[str, Dict[str, Any]] = {
@@ -360,25 +416,13 @@ PRESET_CHANGES: Dict[str, Dict[str, Any]] = {
     # 2000 iterations, 16 strokes, best of 3 seeds, eval every 10 iterations; a non-square picture is
     # stretched onto the square canvas (its fix_scale=0; clipasso.prepare.images.FRAMINGS).
     "paper": {},
-    # CPU-friendly (bench/sketch.py, results in bench/results/sketch_cpu.json): same loss and
-    # encoder, but 2 augmented views per step drawn from a fixed pool of 16 whose target features
-    # are computed once (no target forward passes in the loop), 500 iterations, best of 2.
-    # 2-core CPU, RN101: 1.35 s/it -> 11 min, against 4.4 s/it x 2000 -> 2.5 h for paper (13x).
-    # Loss reached (tiny test encoder, two runs): 13-17% above paper's after 2000 its, 1-3% above
-    # paper's own value at 500 its (65% vs 70% reduction from the start). 300 its was clearly
-    # worse; 1000 its, 3 seeds, 4 pooled views or fresh views moved it by less than the run-to-run
-    # spread (about 5%). Framing "pad" (a white square, never stretched): on three non-square photos
-    # (trace loss, 100 its, 2 seeds; bench/framing.py, bench/results/framing_cpu.json) the sketch's edge F
-    # in the photo's frame was 0.817 padded, 0.811 fix-scale, 0.772 stretched and mapped back.
-    # Issue 14: both seeds run the first 20% of the steps, then only the leader (with the trace loss the cut
-    # waits for the end of re-seeding); the run stops once the best loss improved by less than 0.5% over 200
-    # steps; the encoder runs in bf16 on a CPU with native bf16 (mixed_precision "auto", as in every preset).
-    # bench/seed_trial.py (tiny CLIP and trace, 5 pictures x 3 seeds, 500 steps; every pair of seeds as a
-    # best of 2): the cut at 100 steps kept the full run's winner in 22 of 30 pairs with tiny CLIP (loss
-    # +2.5% on average, median 0, worst +21%) and, after re-seeding, in 28 of 30 with trace (+0.3%); the
-    # loop costs 1.2 single runs instead of 2. Plateau 0.5%/200 steps gave up 0.12% of the loss on average
-    # (tiny CLIP; worst 3.5%) and 0.02% (trace); shorter windows gave up 1-11% (these losses stall for
-    # 50-100 steps, then drop again). bench/speed.py --only-whole gives the whole-sketch times.
+    # CPU-friendly: same loss and encoder, but 2 augmented views per step drawn from a fixed pool of 16
+    # whose target features are computed once (no target forward passes in the loop), 500 iterations,
+    # best of 2 where both seeds run the first 20% of the steps and then only the leader (with the trace
+    # loss the cut waits for the end of re-seeding), a stop once the best loss improves by less than 0.5%
+    # over 200 steps, and framing "pad" (a white square, never stretched). Why these values, with the
+    # commands that measured them: docs/benchmarks.md (bench/sketch.py, bench/speed.py --only-whole,
+    # bench/studies/seed_trial.py, bench/studies/framing.py).
     "fast": dict(seeds=2, iterations=500, num_augs=2, aug_pool=16, framing="pad", seed_trial=0.2, seed_survivors=1,
                  plateau=0.005),
 }
@@ -514,7 +558,6 @@ class SketchSettings:
         """Every problem with these settings, each a message naming the option as ``label(name)``."""
         for stage, _ in STAGES:
             yield from getattr(self, stage).problems(label)
-        yield from _cross_problems(self.objective, self.optimizer, label)
         seeds = self.seeds
         if isinstance(seeds, (list, tuple)):
             if not seeds:
@@ -548,21 +591,6 @@ class SketchSettings:
 STROKES_X_SEEDS = 16384  # strokes in all candidates together
 
 
-def _cross_problems(objective: ObjectiveSettings, optimizer: OptimizerSettings, label):
-    """Rules between fields of the objective and the optimiser."""
-    if objective.text is not None and objective.text.strip() and objective.loss == "trace":
-        yield f"a text prompt ({label('text')}) needs the CLIP loss; use loss 'clip' or 'clip+trace'"
-    if objective.loss == "clip+trace" and objective.trace_weight == 0:
-        yield f"{label('trace_weight')} must be a number > 0 with loss clip+trace (1.0 by default); got 0"
-    try:
-        sig = [float(v) for v in objective.trace_sigmas]
-    except (TypeError, ValueError):
-        sig = []
-    if not sig or any(not math.isfinite(v) or v <= 0 for v in sig):
-        yield (f"{label('trace_sigmas')} must be positive blur radii in pixels, e.g. {DEFAULT_TRACE_SIGMAS}; "
-               f"got {objective.trace_sigmas!r}")
-
-
 @dataclass(frozen=True)
 class OptimizeConfig(ObjectiveSettings, OptimizerSettings):
     """What `clipasso.optimize.optimize` needs: the objective's and the optimiser's fields together (the
@@ -579,12 +607,9 @@ class OptimizeConfig(ObjectiveSettings, OptimizerSettings):
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def validate(self) -> "OptimizeConfig":
-        for msg in self.problems():
-            raise SettingsError(msg)
-        for msg in _cross_problems(self, self, lambda n: n):
-            raise SettingsError(msg)
-        return self
+    def rules(self, label):
+        yield from ObjectiveSettings.rules(self, label)
+        yield from OptimizerSettings.rules(self, label)
 
     @property
     def objective(self) -> ObjectiveSettings:

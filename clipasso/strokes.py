@@ -24,9 +24,14 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from .errors import ClipassoError
-from .settings import DEFAULTS
+from .settings import PlaceSettings
 
-DEFAULT_HALF_WIDTH = DEFAULTS["width"]  # diffvg half-width CLIPasso used: a 3 px line
+DEFAULT_HALF_WIDTH = PlaceSettings().width  # diffvg half-width CLIPasso used: a 3 px line
+
+
+def pen_half_width(pen_width: float) -> float:
+    """The stroke half-width (what the rasterizer draws with) of a pen's full line width in canvas pixels."""
+    return pen_width / 2.0
 
 
 class StrokeError(ClipassoError, ValueError):

@@ -50,9 +50,9 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
     """The optimiser's autocast dtype (None = fp32) for the node's precision on ``device``.
 
     ``auto`` on CUDA and on the CPU is the engine's rule (clipasso.objective.amp_dtype): fp16 on CUDA
-    (bench/precision.py: bf16 bends the RN101 loss gradient to a cosine of 0.990 with fp32, fp16 keeps
-    0.9987), bf16 on a CPU that computes bf16 natively (avx512_bf16 / AMX: about 2x faster, loss
-    reached on average within 1% of fp32's, bench/precision_reach.py), else fp32. fp16 on a CPU runs fp32
+    (it keeps the RN101 loss gradient closer to fp32 than bf16 does), bf16 on a CPU that computes bf16
+    natively (avx512_bf16 / AMX: much faster, nearly the same loss reached), else fp32; the figures and the
+    commands that measure them are in docs/benchmarks.md. fp16 on a CPU runs fp32
     (fp16 kernels there are emulated and many times slower). Other accelerators follow ComfyUI's own
     judgement.
     """
@@ -99,8 +99,8 @@ class LoadCLIPassoModels(io.ComfyNode):
                 io.Combo.Input("precision", options=PRECISIONS, default="auto",
                                tooltip="Autocast precision of the CLIP encoder in the optimiser. auto: fp16 on CUDA "
                                        "(keeps the loss gradient closest to fp32; bf16 bends it more), bf16 on a CPU "
-                                       "with native bf16 (avx512_bf16 or AMX: about 2x faster, the loss reached "
-                                       "on average within 1% of fp32's), fp32 on other CPUs. fp16 on a CPU runs "
+                                       "with native bf16 (avx512_bf16 or AMX: much faster, nearly the same loss "
+                                       "reached; figures in the pack's docs/benchmarks.md), fp32 on other CPUs. fp16 on a CPU runs "
                                        "fp32. The loss that keeps the best state and picks the winner is fp32 under bf16."),
                 setting_input("allow_download", tooltip="Download missing weights through open_clip on first use. Off: "
                                                         "only local files are used, and a missing file gives a "

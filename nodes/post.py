@@ -157,11 +157,11 @@ class AutoAbstraction(io.ComfyNode):
     def execute(cls, models=None, image=None, strokes=None, fidelity=DEFAULT_FIDELITY, full_curve=False,
                 preset=NODE_PRESET, method=None, start_strokes=0, max_strokes=None, **widgets):
         import comfy.utils
-        from clipasso.post.abstraction import auto_abstract, check_method, grow_abstract
+        from clipasso.post.abstraction import abstract
         from clipasso.output.plots import abstraction_chart
 
         strokes = strokes_or_error(strokes)
-        method = check_method(method or widget_default("method"))
+        method = method or widget_default("method")
         max_strokes = 2 * widget_default("strokes") if max_strokes is None else max_strokes
         prune_iterations = widgets.pop("prune_iterations", widget_default("prune_iterations"))
         grow_iterations = widgets.pop("grow_iterations", widget_default("grow_iterations"))
@@ -179,16 +179,11 @@ class AutoAbstraction(io.ComfyNode):
             with torch.inference_mode(False), torch.enable_grad():
                 target = _one_target(image, strokes)
                 start = strokes.detach()
-                if method == "grow":
-                    result = grow_abstract(start, target, encoder, float(fidelity), config,
-                                           max_strokes=int(max_strokes), start_strokes=first,
-                                           grow_iterations=int(grow_iterations), min_gain=float(min_gain),
-                                           full_curve=bool(full_curve), device=device,
-                                           should_stop=_stop_when_cancelled, callback=progress)
-                else:
-                    result = auto_abstract(start, target, encoder, float(fidelity), config,
-                                           prune_iterations=int(prune_iterations), full_curve=bool(full_curve),
-                                           device=device, should_stop=_stop_when_cancelled, callback=progress)
+                result = abstract(start, target, encoder, config, fidelity=float(fidelity), start_strokes=first,
+                                  full_curve=bool(full_curve), device=device, should_stop=_stop_when_cancelled,
+                                  callback=progress, abstraction_method=method, max_strokes=int(max_strokes),
+                                  prune_iterations=int(prune_iterations), grow_iterations=int(grow_iterations),
+                                  min_gain=float(min_gain))
                 chosen = result.strokes.cpu()  # fresh tensors made outside inference mode
             rendered, _ = render_to_comfy(chosen)
             chart = _chart_image(abstraction_chart(result))

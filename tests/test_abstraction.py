@@ -144,5 +144,5 @@ def test_pipeline_step_keeps_a_sketch_that_is_no_better_than_blank(tiny_rn):
 
     off = Strokes.from_points(torch.full((1, 2, 4, 2), -50.0), (SIDE, SIDE))
     with pytest.warns(RuntimeWarning, match="automatic abstraction skipped"):
-        out, ab, order = post_process(off, t_target(), tiny_rn, EVAL, fidelity=0.8)
+        out, ab, order = post_process(off, t_target(), tiny_rn, EVAL, auto_strokes=0.8)
     assert ab is None and order is None and out.num_strokes == 2

@@ -48,8 +48,8 @@ def test_auto_strokes_and_drawing_order_outputs(tiny_models_dir, image_file, tmp
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--auto-strokes", "1.5"], "--auto-strokes must be a fidelity in (0, 1]"),
-    (["--auto-strokes", "0"], "--auto-strokes must be a fidelity in (0, 1]"),
+    (["--auto-strokes", "1.5"], "--auto-strokes must be a number in (0, 1]"),
+    (["--auto-strokes", "0"], "--auto-strokes must be a number in (0, 1]"),
     (["--max-strokes", "8"], "--max-strokes needs --auto-strokes"),
     (["--auto-strokes", "0.9", "--max-strokes", "1"], "--max-strokes must be between 2 and 1024"),
     (["--gif", "out.png"], "--gif must name a .gif file"),

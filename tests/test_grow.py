@@ -144,10 +144,10 @@ def test_growing_through_the_clip_loss(tiny_rn):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(max_strokes=1), r"max_strokes \(1\) must be larger than the 1 strokes"),
     (dict(max_strokes=2, start_strokes=2), "start_strokes is 2 but the starting sketch has only 1"),
-    (dict(grow_iterations=-1), "grow_iterations must be a whole number >= 0"),
+    (dict(grow_iterations=-1), "grow_iterations must be 0 or more"),
     (dict(candidates=0), "candidates must be a whole number >= 1"),
-    (dict(min_gain=1.0), r"min_gain must be a number in \[0, 1\)"),
-    (dict(min_gain=float("nan")), r"min_gain must be a number in \[0, 1\)"),
+    (dict(min_gain=1.0), r"min_gain must be a share in \[0, 1\)"),
+    (dict(min_gain=float("nan")), r"min_gain must be a share in \[0, 1\)"),
     (dict(patience=0), "patience must be a whole number >= 1"),
     (dict(prior=torch.ones(5, 5)), "prior must be a finite map >= 0 of the canvas size 96x96"),
     (dict(prior=-torch.ones(SIDE, SIDE)), "prior must be a finite map >= 0"),
@@ -169,12 +169,12 @@ def test_more_bad_inputs():
     # a blank picture has no lines: every stroke makes the trace worse, nothing to keep
     with pytest.raises(NoImprovementError, match="no closer to the picture"):
         grow_abstract(start, torch.ones(3, SIDE, SIDE), None, 0.9, TRACE, max_strokes=3, grow_iterations=0)
-    with pytest.raises(AbstractionError, match="'prune' .* or 'grow'"):
-        post_process(start, t_target(), None, TRACE, fidelity=0.9, method="shrink")
+    with pytest.raises(AbstractionError, match="abstraction_method must be one of prune, grow; got 'shrink'"):
+        post_process(start, t_target(), None, TRACE, auto_strokes=0.9, abstraction_method="shrink")
 
 
 def test_pipeline_step_grows_the_winner():
-    out, ab, order = post_process(corner_start(), t_target(), None, TRACE, fidelity=0.8, method="grow",
+    out, ab, order = post_process(corner_start(), t_target(), None, TRACE, auto_strokes=0.8, abstraction_method="grow",
                                   max_strokes=5, grow_iterations=1, min_gain=0.0)
     assert order is None and ab.method == "grow" and ab.counts[0] == 1 and ab.counts[-1] == 5
     assert out.num_strokes == ab.count

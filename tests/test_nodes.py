@@ -564,7 +564,8 @@ def test_load_models_downloads_missing_weights_with_the_node_progress_bar(N, mod
     data = Path(save_openai_archive(build_openai_model(TINY_RN, 1), tmp_path / "RN50.pt")).read_bytes()
     downloads = LocalDownloads(tmp_path / "www")
     url = downloads.publish("RN50.pt", data)  # open_clip's registry entry for RN50, pointed at it
-    monkeypatch.setattr(engine_models, "_pretrained_cfg", registry_entry_at(engine_models._pretrained_cfg, "RN50", url))
+    monkeypatch.setattr(engine_models.search, "pretrained_cfg",
+                        registry_entry_at(engine_models.search.pretrained_cfg, "RN50", url))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("CLIPASSO_OFFLINE", raising=False)
     target = models_folder / "RN50.pt"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -40,10 +42,10 @@ def test_the_rule_is_what_the_measurement_chose():
     assert s["fp16"]["min_cosine"] >= data["settings"]["threshold"] > s["bf16"]["min_cosine"]
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[data["suggested_cuda_auto"]]
     assert amp_dtype("auto", CUDA) is dtype
-    from bench.precision import table
-
-    text = table(data)
-    assert "suggested CUDA default for mixed_precision='auto': fp16" in text
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "studies", "precision.py"), "--table-only",
+                           "--out", RESULTS], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "suggested CUDA default for mixed_precision='auto': fp16" in proc.stdout
 
 
 def test_fp16_autocast_gradient_follows_fp32_on_the_tiny_encoder(tiny_rn):

@@ -19,6 +19,7 @@ with ``eval_loss(images)`` / ``train_loss(images, generators)`` (dicts of per-ca
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import OptimizeError
-from ..strokes import Strokes
+from ..strokes import Strokes, pen_half_width
 
 EVAL_CHUNK = 16  # sketches evaluated per encoder batch (bounds memory)
 
@@ -58,8 +59,8 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf
 def cpu_bf16_native() -> bool:
     """True when this CPU computes bf16 natively (x86 ``avx512_bf16`` or AMX, from /proc/cpuinfo).
 
-    Only there does bf16 autocast pay: on such a CPU the RN101 forward + backward of the fast preset
-    ran 1.9x faster than fp32 (bench/speed.py); where bf16 is emulated it is slower. CPUs this cannot
+    Only there does bf16 autocast pay: on such a CPU the RN101 step of the fast preset runs about twice
+    as fast as fp32 (docs/benchmarks.md, bench/speed.py); where bf16 is emulated it is slower. CPUs this cannot
     read (no /proc/cpuinfo: macOS, Windows) count as not native: they keep fp32 unless bf16 is asked for.
     """
     try:
@@ -78,15 +79,14 @@ def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
 
     auto: fp16 on CUDA, bf16 on a CPU with native bf16 (`cpu_bf16_native`), fp32 elsewhere.
 
-    - CUDA: fp16, not bf16, by measurement (bench/precision.py, bench/results/precision_cpu.json): the
-      RN101 loss gradient under fp16 autocast kept a cosine of >= 0.9987 with fp32 on every picture,
-      bf16 only 0.990 (and a 2% different loss). The original CLIPasso ran in fp16 too. fp16 runs with
-      a GradScaler (see `clipasso.optimize.optimize`).
-    - CPU: bf16 where it is native, by measurement (bench/precision_reach.py): the loss a 200-step run
-      reaches, measured in fp32, was on average 0.8% above an fp32 run's (worst 2.8%; float rounding alone,
-      each seed alone instead of batched, moved it by up to 1.6%) while a step takes under half the
-      time (bench/speed.py --only-whole). fp16 on a CPU is never used (it ran 36x slower than fp32
-      here): "fp16" means fp32 there. The eval loss stays fp32 under bf16 (`eval_amp_dtype`).
+    - CUDA: fp16, not bf16, by measurement (bench/studies/precision.py): the RN101 loss gradient under
+      fp16 autocast stays much closer to fp32's than under bf16. The original CLIPasso ran in fp16 too.
+      fp16 runs with a GradScaler (see `clipasso.optimize.optimize`).
+    - CPU: bf16 where it is native, by measurement (bench/precision_reach.py): the loss a whole run
+      reaches stays close to an fp32 run's, within what float rounding alone moves it, for under half
+      the step time. fp16 on a CPU is never used (its kernels are emulated there and much slower):
+      "fp16" means fp32 there.
+    The figures, with the commands and the machine, are in docs/benchmarks.md. The eval loss stays fp32 under bf16 (`eval_amp_dtype`).
     """
     if mode == "off":
         return None
@@ -107,9 +107,9 @@ def precision_label(dtype: Optional[torch.dtype]) -> str:
 
 
 def eval_amp_dtype(train_dtype: Optional[torch.dtype]) -> Optional[torch.dtype]:
-    """Autocast dtype of the eval loss: the training one, except fp32 under bf16, whose 2% loss bias
-    (bench/precision.py) would otherwise show in the reported loss and could reorder close seeds. The
-    eval sees one view per candidate every eval_interval steps: about 3% of the work on a CPU."""
+    """Autocast dtype of the eval loss: the training one, except fp32 under bf16, whose loss bias
+    (docs/benchmarks.md, GPU precision) would otherwise show in the reported loss and could reorder close seeds. The
+    eval sees one view per candidate every eval_interval steps: a small share of the work."""
     return None if train_dtype == torch.bfloat16 else train_dtype
 
 
@@ -127,17 +127,15 @@ def _text_guidance(encoder, settings) -> Dict:
 
 
 def _build_clip(settings, encoder, target, device):
-    from .losses import CLIPassoLoss, default_layer_weights
+    from .losses import CLIPassoLoss
 
-    layer_weights = settings.layer_weights
+    from ..settings import ObjectiveSettings
+
     amp = amp_dtype(settings.mixed_precision, device)
-    if settings.geometric_weight != 1.0:
-        base = default_layer_weights(encoder) if layer_weights is None else layer_weights
-        layer_weights = {k: v * float(settings.geometric_weight) for k, v in base.items()}
-    return CLIPassoLoss(encoder, target, layer_weights=layer_weights, semantic_weight=settings.semantic_weight,
-                        num_augs=settings.num_augs, distortion=settings.distortion, crop_scale=settings.crop_scale,
-                        distance=settings.distance, aug_pool=settings.aug_pool if settings.num_augs else 0,
-                        pool_seed=settings.pool_seed, amp_dtype=amp, eval_amp_dtype=eval_amp_dtype(amp),
+    if not isinstance(settings, ObjectiveSettings):  # anything with the objective's fields
+        settings = ObjectiveSettings(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(ObjectiveSettings)})
+    no_pool = {} if settings.num_augs else {"aug_pool": 0}  # no views: no pool to draw them from
+    return CLIPassoLoss(encoder, target, settings, amp_dtype=amp, eval_amp_dtype=eval_amp_dtype(amp), **no_pool,
                         **_text_guidance(encoder, settings))
 
 
@@ -263,7 +261,7 @@ class Objective:
         widths = strokes.widths.detach().to(self.device, torch.float32)
         pen = getattr(self.settings, "pen_width", None)
         if pen is not None:
-            widths = torch.full_like(widths, pen / 2.0)
+            widths = torch.full_like(widths, pen_half_width(pen))
         return rasterize(strokes.points.detach().to(self.device, torch.float32), widths,
                          strokes.colors.detach().to(self.device, torch.float32), h, w,
                          getattr(self.settings, "background", (1.0, 1.0, 1.0)))[0]

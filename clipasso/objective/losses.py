@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ClipassoError
-from ..settings import DEFAULTS
+from ..settings import ObjectiveSettings, SettingsError, field_option
 
 RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 DEFAULT_RESNET_WEIGHTS = {"layer2": 1.0, "layer3": 1.0}
-DEFAULT_SEMANTIC_WEIGHT = DEFAULTS["semantic_weight"]
+DEFAULT_SEMANTIC_WEIGHT = ObjectiveSettings.semantic_weight
 
 
 class LossConfigError(ClipassoError, ValueError):
@@ -64,7 +64,7 @@ class AugmentParams:
 
 
 def sample_augment_params(n: int, size, generator: Optional[torch.Generator] = None,
-                          distortion: float = DEFAULTS["distortion"], crop_scale: float = DEFAULTS["crop_scale"]) -> AugmentParams:
+                          distortion: float = ObjectiveSettings.distortion, crop_scale: float = ObjectiveSettings.crop_scale) -> AugmentParams:
     """``n`` random (perspective, crop) parameter sets, drawn like torchvision's transforms."""
     h, w = int(size[0]), int(size[1])
     dx, dy = int(distortion * (w // 2)), int(distortion * (h // 2))
@@ -183,9 +183,9 @@ def apply_augment(images: torch.Tensor, params: Optional[AugmentParams],
     return F.interpolate(warped, size=g.out_size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def augment_pair(sketch: torch.Tensor, target: torch.Tensor, num_augs: int = DEFAULTS["num_augs"],
-                 generator: Optional[torch.Generator] = None, distortion: float = DEFAULTS["distortion"],
-                 crop_scale: float = DEFAULTS["crop_scale"]):
+def augment_pair(sketch: torch.Tensor, target: torch.Tensor, num_augs: int = ObjectiveSettings.num_augs,
+                 generator: Optional[torch.Generator] = None, distortion: float = ObjectiveSettings.distortion,
+                 crop_scale: float = ObjectiveSettings.crop_scale):
     """1 clean + ``num_augs`` jointly augmented views of one sketch/target pair ([1,3,H,W] or [3,H,W]).
 
     Returns (sketch_views, target_views), each ``[1 + num_augs, 3, H, W]`` in 0..1 (not normalised).
@@ -265,19 +265,27 @@ class CLIPassoLoss:
     (the `fast` preset); 0 draws fresh augmentations every iteration as the paper does.
     """
 
-    def __init__(self, encoder, target: torch.Tensor, layer_weights: Optional[Dict[str, float]] = None,
-                 semantic_weight: float = DEFAULT_SEMANTIC_WEIGHT, num_augs: int = 4,
-                 distortion: float = DEFAULTS["distortion"], crop_scale: float = DEFAULTS["crop_scale"], distance: str = "l2",
-                 aug_pool: int = 0, pool_seed: int = 0, amp_dtype: Optional[torch.dtype] = None,
-                 eval_amp_dtype="same", text_embedding: Optional[torch.Tensor] = None, text_weight: float = 0.0):
+    def __init__(self, encoder, target: torch.Tensor, settings: Optional[ObjectiveSettings] = None, *,
+                 amp_dtype: Optional[torch.dtype] = None, eval_amp_dtype="same",
+                 text_embedding: Optional[torch.Tensor] = None, text_weight: float = 0.0, **overrides):
+        """settings: the objective's settings (None: the defaults; an `OptimizeConfig` is one) with
+        ``overrides`` of its fields (layer_weights, geometric_weight, semantic_weight, num_augs, aug_pool,
+        pool_seed, distortion, crop_scale, distance), validated by the settings. ``text_weight`` weighs
+        ``text_embedding`` (`clipasso.objective.text.encode_text`; without one there is no text term)."""
+        st = ObjectiveSettings.of(settings, **overrides)
+        pool_seed = st.pool_seed
+        layer_weights, semantic_weight, num_augs, aug_pool = st.layer_weights, st.semantic_weight, st.num_augs, \
+            st.aug_pool
         self.encoder = encoder
+        if st.geometric_weight != 1.0:
+            base = default_layer_weights(encoder) if layer_weights is None else layer_weights
+            layer_weights = {k: v * float(st.geometric_weight) for k, v in base.items()}
         self.layer_weights = check_layer_weights(
             encoder, default_layer_weights(encoder) if layer_weights is None else layer_weights)
-        if not math.isfinite(semantic_weight) or semantic_weight < 0:
-            raise LossConfigError(f"semantic_weight must be >= 0; got {semantic_weight}")
         # text guidance (clipasso.objective.text): 1 - cos(sketch embedding, prompt embedding), over the same views
-        if not math.isfinite(text_weight) or text_weight < 0:
-            raise LossConfigError(f"text_weight must be >= 0; got {text_weight}")
+        msg = field_option("text_weight").problem("text_weight", text_weight)
+        if msg:
+            raise SettingsError(msg)
         if text_weight > 0 and text_embedding is None:
             raise LossConfigError("text_weight > 0 needs a text embedding (clipasso.objective.text.encode_text)")
         self.text_weight = float(text_weight) if text_embedding is not None else 0.0
@@ -285,16 +293,10 @@ class CLIPassoLoss:
             text_embedding.detach().reshape(1, -1).to(encoder.device, torch.float32)
         if not self.layer_weights and semantic_weight == 0 and self.text_weight == 0:
             raise LossConfigError("all loss weights are zero: nothing to optimise")
-        if distance not in ("l2", "l1"):
-            raise LossConfigError(f"distance must be 'l2' or 'l1'; got {distance!r}")
-        if num_augs < 0 or aug_pool < 0:
-            raise LossConfigError("num_augs and aug_pool must be >= 0")
-        if aug_pool and num_augs > aug_pool:
-            raise LossConfigError(f"num_augs ({num_augs}) cannot exceed the augmentation pool ({aug_pool})")
         self.semantic_weight = float(semantic_weight)
         self.num_augs = int(num_augs)
-        self.distortion, self.crop_scale = float(distortion), float(crop_scale)
-        self.distance = distance
+        self.distortion, self.crop_scale = float(st.distortion), float(st.crop_scale)
+        self.distance = st.distance
         self.aug_pool = int(aug_pool)
         self.amp_dtype = amp_dtype
         self.eval_amp_dtype = amp_dtype if isinstance(eval_amp_dtype, str) and eval_amp_dtype == "same" \
@@ -507,7 +509,7 @@ class TraceLoss:
     """
 
     def __init__(self, target: torch.Tensor, sigmas: Sequence[float] = DEFAULT_TRACE_SIGMAS,
-                 reference: str = DEFAULTS["trace_reference"], device=None):
+                 reference: str = ObjectiveSettings.trace_reference, device=None):
         t = target if target.ndim == 4 else target.unsqueeze(0)
         if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != 3:
             raise LossConfigError(f"target must be one RGB image [3,H,W]; got {tuple(target.shape)}")

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ClipassoError
-from ..settings import DEFAULTS
-from ..strokes import Strokes
+from ..settings import OptimizerSettings
+from ..strokes import Strokes, pen_half_width
 
-WIDTH_RANGE = DEFAULTS["width_range"]    # half-widths in canvas px: 1 to 8 px lines
-MIN_OPACITY = DEFAULTS["min_opacity"]
+WIDTH_RANGE = OptimizerSettings().width_range    # half-widths in canvas px: 1 to 8 px lines
+MIN_OPACITY = OptimizerSettings().min_opacity
 
 
 class StyleError(ClipassoError, ValueError):
@@ -49,7 +49,7 @@ def with_pen(strokes: Strokes, pen_width: float) -> Strokes:
     pen = check_pen_width(pen_width)
     if pen is None:
         return strokes
-    return strokes.replace(widths=torch.full_like(strokes.widths, pen / 2.0))
+    return strokes.replace(widths=torch.full_like(strokes.widths, pen_half_width(pen)))
 
 
 def _sample_points(points: torch.Tensor, per_segment: int) -> torch.Tensor:
@@ -107,22 +107,16 @@ class StyleState:
     into their bounds after a step; ``widths`` / ``colors()`` are what the rasterizer draws.
     """
 
-    def __init__(self, widths: torch.Tensor, colors: torch.Tensor, optimize_width: bool = False,
-                 optimize_opacity: bool = False, optimize_color: bool = False,
-                 width_range=WIDTH_RANGE, min_opacity: float = MIN_OPACITY,
-                 width_lr: float = DEFAULTS["width_lr"], opacity_lr: float = DEFAULTS["opacity_lr"],
-                 color_lr: float = DEFAULTS["color_lr"]):
-        lo, hi = (float(v) for v in width_range)
-        if not (0 < lo <= hi and math.isfinite(hi)):
-            raise StyleError(f"the width range must be 0 < min <= max half-widths in px; got {width_range!r}")
-        if not 0 < min_opacity <= 1:
-            raise StyleError(f"min_opacity must be in (0, 1]; got {min_opacity!r}")
-        for name, v in (("width_lr", width_lr), ("opacity_lr", opacity_lr), ("color_lr", color_lr)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise StyleError(f"{name} must be a positive number; got {v!r}")
-        self.width_range, self.min_opacity = (lo, hi), float(min_opacity)
-        self.flags = (bool(optimize_width), bool(optimize_opacity), bool(optimize_color))
-        self.lrs = (float(width_lr), float(opacity_lr), float(color_lr))
+    def __init__(self, widths: torch.Tensor, colors: torch.Tensor, settings: Optional[OptimizerSettings] = None,
+                 **overrides):
+        """``settings``: the optimiser's settings (None: the defaults; an `OptimizeConfig` is one), with
+        ``overrides`` of its fields (optimize_width, optimize_opacity, optimize_color, width_range,
+        min_opacity, width_lr, opacity_lr, color_lr); validated by the settings."""
+        st = OptimizerSettings.of(settings, **overrides)
+        self.width_range = tuple(float(v) for v in st.width_range)
+        self.min_opacity = float(st.min_opacity)
+        self.flags = (bool(st.optimize_width), bool(st.optimize_opacity), bool(st.optimize_color))
+        self.lrs = (float(st.width_lr), float(st.opacity_lr), float(st.color_lr))
         self.widths = widths.detach().clone()
         self.rgb = colors[..., :3].detach().clone()
         self.alpha = colors[..., 3:].detach().clone()

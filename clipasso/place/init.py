@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from ..errors import ClipassoError
-from ..settings import DEFAULTS
+from ..settings import PlaceSettings
 from ..strokes import DEFAULT_HALF_WIDTH, Strokes
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEMPERATURE = DEFAULTS["temperature"]  # CLIPasso's softmax_temp
+DEFAULT_TEMPERATURE = PlaceSettings.temperature  # CLIPasso's softmax_temp
 DEFAULT_RADIUS = 0.05  # CLIPasso's hard-coded random-walk radius, as a fraction of the canvas
 MULTINOMIAL_LIMIT = 2 ** 24  # torch.multinomial's limit on categories; larger maps use Gumbel top-k
 
@@ -200,7 +200,7 @@ def random_walk(starts: torch.Tensor, num_segments: int, radius: float, canvas: 
 
 def initialize_strokes(canvas: Tuple[int, int], num_strokes: int, seeds: Union[int, Sequence[int]],
                        saliency=None, edges=None, temperature: float = DEFAULT_TEMPERATURE,
-                       num_segments: int = DEFAULTS["num_segments"], radius: float = DEFAULT_RADIUS,
+                       num_segments: int = PlaceSettings.num_segments, radius: float = DEFAULT_RADIUS,
                        width: float = DEFAULT_HALF_WIDTH, mask=None, use_edges: bool = True) -> Strokes:
     """Initial strokes for every seed: ``Strokes`` with points ``[len(seeds), num_strokes, 1+3k, 2]``.
 

@@ -32,12 +32,12 @@ import torch.nn.functional as F
 
 from ..errors import ClipassoError
 from ..prepare.xdog import image_chw
-from ..settings import DEFAULTS
+from ..settings import PlaceSettings
 
 log = logging.getLogger(__name__)
 
 METHODS = ("clip-attention", "clip-relevancy", "timm-vit", "mask")
-DEFAULT_METHOD = DEFAULTS["saliency"]
+DEFAULT_METHOD = PlaceSettings.saliency
 DEFAULT_TIMM_MODEL = "vit_small_patch8_224.dino"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -41,7 +41,8 @@ from ..place.init import DEFAULT_RADIUS
 from ..errors import OptimizeError
 from ..objective import EVAL_CHUNK, objective_for
 from ..optimize import OptimizeConfig, optimize
-from ..settings import DEFAULT_FIDELITY, DEFAULTS
+from ..settings import (ABSTRACTION_METHODS, DEFAULT_FIDELITY, PlaceSettings, SelectSettings, SettingsError,
+                        SketchSettings, field_option)
 from .select import single_sketch
 from ..errors import AbstractionError
 from ..strokes import Strokes
@@ -90,11 +91,19 @@ def drop_strokes(sketch: Strokes, keep: Sequence[int]) -> Strokes:
 
 
 def _check_fidelity(fidelity) -> float:
-    if isinstance(fidelity, bool) or not isinstance(fidelity, (int, float)) or not math.isfinite(fidelity) \
-            or not 0.0 < float(fidelity) <= 1.0:
-        raise AbstractionError(f"fidelity must be a number in (0, 1] (the share of the loss improvement of the "
-                               f"full sketch to keep; 0.9 keeps 90%); got {fidelity!r}")
+    """The fidelity target, checked as the settings check ``auto_strokes`` (None is no target here)."""
+    opt = field_option("auto_strokes")
+    msg = opt.problem("fidelity", fidelity) if fidelity is not None else f"fidelity must be {opt.meaning}; got None"
+    if msg:
+        raise SettingsError(msg)
     return float(fidelity)
+
+
+def _check_count(name: str, value, lo: int, what: str) -> int:
+    """A count argument of a search (not a setting): a whole number >= ``lo``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise AbstractionError(f"{name} must be a whole number >= {lo} ({what}); got {value!r}")
+    return value
 
 
 # --------------------------------------------------------------------------- pruning
@@ -145,16 +154,18 @@ class AbstractionResult:
 
 
 def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: float = DEFAULT_FIDELITY,
-                  config: Optional[OptimizeConfig] = None, *, prune_iterations: int = DEFAULTS["prune_iterations"],
+                  config: Optional[OptimizeConfig] = None, settings: Optional[SelectSettings] = None, *,
                   min_strokes: int = 1, full_curve: bool = False, device=None,
                   callback: Optional[Callable[[int, float, Strokes], None]] = None,
-                  should_stop: Optional[Callable[[], bool]] = None) -> AbstractionResult:
+                  should_stop: Optional[Callable[[], bool]] = None, **overrides) -> AbstractionResult:
     """Prune an optimised sketch down to the fewest strokes that keep ``fidelity`` of its quality.
 
     strokes: the optimised sketch with a generous stroke budget (one candidate, or several with
       losses: the best is used). target: ``[3,H,W]`` 0..1, the picture it was optimised against.
     config: the optimiser settings (the loss terms used for every measurement, and the settings of
-      the re-optimisation after each removal, which runs ``prune_iterations`` steps; 0 = no re-optimisation).
+      the re-optimisation after each removal). settings: a `SelectSettings` (None: the defaults; or a
+      whole `SketchSettings`) with ``overrides`` of its fields on top, e.g. ``prune_iterations=0``: the
+      re-optimisation after each removal runs ``prune_iterations`` steps (0 = none).
     full_curve: keep pruning down to ``min_strokes`` after the fidelity falls below the target (for the
       whole loss-versus-strokes curve); otherwise stop at the first count below it.
     callback(count, loss, sketch) after each count is measured; should_stop() is checked between and
@@ -167,8 +178,7 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
     if isinstance(min_strokes, bool) or not isinstance(min_strokes, int) or not 1 <= min_strokes <= s:
         raise AbstractionError(f"min_strokes must be a whole number from 1 to the sketch's {s} strokes; "
                                f"got {min_strokes!r}")
-    if isinstance(prune_iterations, bool) or not isinstance(prune_iterations, int) or prune_iterations < 0:
-        raise AbstractionError(f"prune_iterations must be a whole number >= 0; got {prune_iterations!r}")
+    prune_iterations = SelectSettings.of(settings, **overrides).prune_iterations
     cfg = config or OptimizeConfig()
     reopt = reopt_config(cfg, prune_iterations)
     objective = objective_for(target, encoder, cfg, device, sketch.canvas)  # one loss object for every measurement
@@ -229,16 +239,6 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
                              losses=losses, blank_loss=blank, full_loss=full, sketches=sketches,
                              removed=removed, cancelled=cancelled, seconds=time.perf_counter() - t0,
                              method="prune", stop_reason="cancelled" if cancelled else reason)
-
-
-def generous_budget(fidelity, max_strokes: Optional[int], strokes: int) -> int:
-    """Stroke count to start pruning from: ``max_strokes``, or twice the requested count."""
-    _check_fidelity(fidelity)
-    n = 2 * int(strokes) if max_strokes is None else max_strokes
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise AbstractionError(f"max_strokes (the generous budget pruning starts from) must be a whole number "
-                               f">= 2; got {max_strokes!r}")
-    return n
 
 
 # --------------------------------------------------------------------------- growing
@@ -312,13 +312,7 @@ def _place_candidates(benefit: torch.Tensor, n: int, num_segments: int, gen: tor
     return random_walk(starts, num_segments, DEFAULT_RADIUS, (h, w), gen)
 
 
-def _check_whole(name: str, value, lo: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise AbstractionError(f"{name} must be a whole number >= {lo} ({what}); got {value!r}")
-    return value
-
-
-def reached_plateau(losses: Sequence[float], blank: float, min_gain: float = DEFAULTS["min_gain"],
+def reached_plateau(losses: Sequence[float], blank: float, min_gain: float = SelectSettings.min_gain,
                     patience: int = 2) -> bool:
     """Growing's stopping rule on the losses measured so far (one per stage, in order): each of the last
     ``patience`` stages lowered the loss by less than ``min_gain`` times ``blank - min(losses)``."""
@@ -332,13 +326,16 @@ def reached_plateau(losses: Sequence[float], blank: float, min_gain: float = DEF
 
 
 def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float = DEFAULT_FIDELITY,
-                  config: Optional[OptimizeConfig] = None, *, max_strokes: int = 2 * DEFAULTS["strokes"],
-                  start_strokes: Optional[int] = None, grow_iterations: int = DEFAULTS["grow_iterations"],
-                  candidates: int = 8, min_gain: float = DEFAULTS["min_gain"], patience: int = 2, full_curve: bool = False,
-                  prior: Optional[torch.Tensor] = None, device=None,
+                  config: Optional[OptimizeConfig] = None, settings: Optional[SelectSettings] = None, *,
+                  start_strokes: Optional[int] = None, candidates: int = 8, patience: int = 2,
+                  full_curve: bool = False, prior: Optional[torch.Tensor] = None, device=None,
                   callback: Optional[Callable[[int, float, Strokes], None]] = None,
-                  should_stop: Optional[Callable[[], bool]] = None) -> AbstractionResult:
+                  should_stop: Optional[Callable[[], bool]] = None, **overrides) -> AbstractionResult:
     """Grow a sketch from a few strokes, one stroke per stage, and choose the count for ``fidelity``.
+
+    settings: a `SelectSettings` (None: the defaults; or a whole `SketchSettings`) with ``overrides`` of
+      its fields on top: ``max_strokes`` (None: twice the stroke count -- the settings' ``strokes`` when a
+      `SketchSettings` is given, else the default's), ``grow_iterations`` and ``min_gain``.
 
     start: the sketch to grow from (one candidate, or several with losses: the best is used); its first
       ``start_strokes`` strokes (None: all) are kept, in order, and give the canvas and the pen (new
@@ -366,23 +363,25 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
     sketch = single_sketch(start, "growing")
     n_in = sketch.num_strokes
     if start_strokes is not None:
-        _check_whole("start_strokes", start_strokes, 1, "the strokes to start growing from")
+        msg = field_option("start_strokes").problem("start_strokes", start_strokes)
+        if msg:
+            raise SettingsError(msg)
         if start_strokes > n_in:
             raise AbstractionError(f"start_strokes is {start_strokes} but the starting sketch has only {n_in} "
                                    "strokes; ask for fewer or give a sketch with more")
         sketch = drop_strokes(sketch, range(start_strokes))
     k0 = sketch.num_strokes
-    _check_whole("max_strokes", max_strokes, 1, "the most strokes growing may reach")
-    if max_strokes <= k0:  # (k0 >= 1, so max_strokes >= 2 from here on)
+    chosen = (SelectSettings.of(settings) if settings is not None else SelectSettings()).replace(**overrides)
+    max_strokes = chosen.max_strokes
+    if isinstance(max_strokes, int) and not isinstance(max_strokes, bool) and max_strokes <= k0:
         raise AbstractionError(f"max_strokes ({max_strokes}) must be larger than the {k0} strokes growing starts "
                                "from; raise max_strokes or start from fewer strokes")
-    _check_whole("grow_iterations", grow_iterations, 0, "optimisation steps after each added stroke")
-    _check_whole("candidates", candidates, 1, "places tried for each new stroke")
-    _check_whole("patience", patience, 1, "stages of small gain before growing stops")
-    if isinstance(min_gain, bool) or not isinstance(min_gain, (int, float)) or not math.isfinite(min_gain) \
-            or not 0.0 <= float(min_gain) < 1.0:
-        raise AbstractionError(f"min_gain must be a number in [0, 1): the share of the total improvement a stroke "
-                               f"must add to keep growing (0.01 = 1%; 0 grows to max_strokes); got {min_gain!r}")
+    chosen.validate()
+    if max_strokes is None:  # twice the stroke count (not a setting's bound: 2 x 1024 may pass 1024)
+        max_strokes = 2 * int(settings.strokes if isinstance(settings, SketchSettings) else PlaceSettings().strokes)
+    grow_iterations, min_gain = chosen.grow_iterations, chosen.min_gain
+    _check_count("candidates", candidates, 1, "places tried for each new stroke")
+    _check_count("patience", patience, 1, "stages of small gain before growing stops")
     h, w = sketch.canvas
     if prior is not None:
         prior = torch.as_tensor(prior).detach().float().cpu()
@@ -461,16 +460,35 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
                              stop_reason="cancelled" if cancelled else reason)
 
 
-METHODS = ("prune", "grow")
+METHODS = ABSTRACTION_METHODS  # the settings' list (abstraction_method)
 
 
-def check_method(method) -> str:
-    if method not in METHODS:
-        raise AbstractionError(f"the abstraction method must be 'prune' (optimise many strokes, remove the least "
-                               f"useful) or 'grow' (start from few, add where ink helps most); got {method!r}")
-    return method
+def abstract(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
+             settings=None, *, fidelity: Optional[float] = None, start_strokes: Optional[int] = None,
+             full_curve: bool = False, prior: Optional[torch.Tensor] = None, device=None,
+             callback: Optional[Callable[[int, float, Strokes], None]] = None,
+             should_stop: Optional[Callable[[], bool]] = None, **overrides) -> AbstractionResult:
+    """Automatic abstraction as the settings say: prune (`auto_abstract`) or grow (`grow_abstract`) by
+    ``abstraction_method``, to ``fidelity`` (None: the settings' ``auto_strokes``, else 0.9).
+
+    settings: a `SelectSettings` or a whole `SketchSettings` (None: the defaults), with ``overrides`` of
+    the select fields on top. ``start_strokes`` and ``prior`` are growing's (see `grow_abstract`); the
+    pipeline (`clipasso.pipeline.post_process`) and the Auto Abstraction node both come through here."""
+    select = settings.select if isinstance(settings, SketchSettings) else settings or SelectSettings()
+    method = overrides.get("abstraction_method", select.abstraction_method)
+    msg = field_option("abstraction_method").problem("abstraction_method", method)
+    if msg:
+        raise SettingsError(msg)
+    if fidelity is None:
+        fidelity = overrides.get("auto_strokes", select.auto_strokes)
+        fidelity = DEFAULT_FIDELITY if fidelity is None else fidelity
+    common = dict(full_curve=full_curve, device=device, callback=callback, should_stop=should_stop)
+    if method == "grow":
+        return grow_abstract(strokes, target, encoder, fidelity, config, settings, start_strokes=start_strokes,
+                             prior=prior, **common, **overrides)
+    return auto_abstract(strokes, target, encoder, fidelity, config, settings, **common, **overrides)
 
 
-__all__ = ["auto_abstract", "grow_abstract", "ink_benefit", "reached_plateau", "generous_budget",
-           "check_method", "METHODS", "AbstractionResult", "AbstractionError", "NoImprovementError", "masked_losses",
-           "reopt_config", "drop_strokes"]
+__all__ = ["abstract", "auto_abstract", "grow_abstract", "ink_benefit", "reached_plateau", "METHODS",
+           "AbstractionResult", "AbstractionError", "NoImprovementError", "masked_losses", "reopt_config",
+           "drop_strokes"]

@@ -39,12 +39,12 @@ import numpy as np
 import torch
 
 from ..errors import ClipassoError
-from ..settings import DEFAULTS
+from ..settings import PrepareSettings
 from .images import alpha_of, as_rgb, to_pil
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MATTING_MODEL = DEFAULTS["matting_model"]
+DEFAULT_MATTING_MODEL = PrepareSettings.matting_model
 MODELS_DIR_ENV = "CLIPASSO_MODELS_DIR"  # the same variable clipasso.models reads for CLIP weights
 BUNDLED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")  # clipasso/data
 # rembg sessions that take one image and return one mask, stored as "<name>.onnx"

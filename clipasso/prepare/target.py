@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import PipelineError
-from ..settings import DEFAULTS
+from ..settings import PrepareSettings, SettingsError, field_option
 from ..strokes import Strokes
 from .images import FRAMINGS, ImageError, alpha_of, as_rgb, aspect_canvas, check_sketch_size, frame_square
 
@@ -55,9 +55,10 @@ def _shrink_early_scaled(image):
 
 
 def check_framing(framing: str) -> str:
-    if framing not in FRAMINGS:
-        raise PipelineError(f"framing must be one of {', '.join(FRAMINGS)} (stretch is the original's default, "
-                            f"fix-scale its fix_scale=1, pad a square with a small margin); got {framing!r}")
+    """``framing``, checked as the settings check it (`clipasso.settings.PrepareSettings.framing`)."""
+    msg = field_option("framing").problem("framing", framing)
+    if msg:
+        raise SettingsError(msg)
     return framing
 
 
@@ -75,8 +76,8 @@ def to_picture_frame(strokes: Strokes, height: int, width: int, framing: str) ->
     return strokes.replace(points=strokes.points * strokes.points.new_tensor([sx, sy]), canvas=(h, w))
 
 
-def prepare_target(image, canvas: int = DEFAULTS["canvas"], background_removal: bool = True,
-                   matting_model: str = DEFAULTS["matting_model"],
+def prepare_target(image, canvas: int = PrepareSettings.canvas, background_removal: bool = True,
+                   matting_model: str = PrepareSettings.matting_model,
                    models_dir=None, allow_download: bool = True, notes: Optional[List[str]] = None,
                    framing: str = "pad"):
     """(target [3,canvas,canvas] on white, mask [canvas,canvas] or None) from any input image.
