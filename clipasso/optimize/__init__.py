@@ -17,24 +17,31 @@ Two ways to spend less (both off by default, as in the original; the `fast` pres
   iterations, then only the best go on; the others keep their best state and are not passed through
   the loss again. Since candidates never mix, a survivor ends exactly where it would have in the full
   batch, so the winner is the full run's whenever the leader at the cut is also the leader at the end
-  (bench/seed_trial.py measures how often, and what a different winner costs);
+  (bench/studies/seed_trial.py measures how often, and what a different winner costs);
 - a plateau stop (``plateau``, ``plateau_window``): the run ends once no running candidate's best
   eval loss improved by more than that share over the window; the iteration budget stays the cap.
+
+Where the code is: `optimize` checks its inputs, builds the run state and the policies and turns the
+run into an `OptimizeResult`; the loop itself is `loop.run_loop` over a `loop.Run` (points, optimiser,
+best state per candidate, histories, frozen candidates). Everything that changes when the loop steps,
+stops or keeps a state is a policy in `policies` (seed trial, plateau stop, re-seeding, divergence
+rollback, the GradScaler of fp16), chosen from the settings by `policies.policies_for`; a caller adds
+its own with ``optimize(..., extra_policies=[...])``.
 """
 from __future__ import annotations
 
-import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
 import torch
 
 from ..errors import OptimizeError
-from ..strokes import Strokes
+from ..strokes import Strokes, pen_half_width
 
 from ..settings import AUTO_RESEED_INTERVAL, LOSS_MODES, PRESETS, OptimizeConfig  # noqa: F401 - re-exported
+from .loop import Run, run_loop
+from .policies import Policy, policies_for, reseed_collapsed  # noqa: F401 - reseed_collapsed re-exported
 
 
 @dataclass
@@ -77,70 +84,17 @@ def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, de
         start = colors_from_image(start.to(device), target, background=cfg.background)
     widths = start.widths.detach().to(device, torch.float32)
     if cfg.pen_width is not None and not cfg.optimize_width:
-        widths = torch.full_like(widths, cfg.pen_width / 2.0)  # optimise with the pen it will be drawn with
+        widths = torch.full_like(widths, pen_half_width(cfg.pen_width))  # optimise with the pen it will draw with
     try:
-        return StyleState(widths, start.colors.detach().to(device, torch.float32),
-                          optimize_width=cfg.optimize_width, optimize_opacity=cfg.optimize_opacity,
-                          optimize_color=cfg.optimize_color, width_range=cfg.width_range,
-                          min_opacity=cfg.min_opacity, width_lr=cfg.width_lr, opacity_lr=cfg.opacity_lr,
-                          color_lr=cfg.color_lr)
+        return StyleState(widths, start.colors.detach().to(device, torch.float32), cfg)
     except StyleError as exc:
         raise OptimizeError(str(exc)) from None
 
 
-def reseed_collapsed(points: torch.Tensor, alphas: torch.Tensor, image: torch.Tensor, reference: torch.Tensor,
-                     generators: Sequence[torch.Generator], min_length: float,
-                     optimizer: Optional[torch.optim.Optimizer] = None) -> List[int]:
-    """Move every visible stroke shorter than ``min_length`` px to a spot of ``reference`` that the
-    sketch ``image`` [B,3,H,W] does not cover yet; returns how many strokes moved per candidate.
-
-    points [B,S,P,2] (changed in place), alphas [B,S]. A moved stroke becomes a new CLIPasso squiggle
-    (`clipasso.place.init.random_walk`, as at the start) from a point drawn with probability proportional to the
-    missing ink (the reference minus the sketch's blurred ink; anywhere on the reference lines when
-    nothing is missing). Its Adam moments are reset: the first moment to 0, the second to the mean
-    of the other strokes' (steps of the usual size, without the bias-correction jump of a zero).
-    """
-    from ..place.init import DEFAULT_RADIUS, random_walk
-    from ..objective.losses import blur_ink, ink_of
-
-    b, s, p, _ = points.shape
-    h, w = image.shape[-2:]
-    with torch.no_grad():
-        length = (points[:, :, 1:] - points[:, :, :-1]).norm(dim=-1).sum(-1)  # control polygon [B,S]
-        collapsed = (length < min_length) & (alphas > 0)
-        moved = [0] * b
-        if not bool(collapsed.any()):
-            return moved
-        state = optimizer.state.get(points) if optimizer is not None else None
-        have = blur_ink(ink_of(image.detach().float()), 1.0)[:, 0].clamp(0, 1)  # [B,H,W]
-        ref = reference.to(have.device, have.dtype)
-        for i in range(b):
-            idx = torch.nonzero(collapsed[i]).flatten()
-            if idx.numel() == 0:
-                continue
-            missing = (ref - have[i]).clamp(min=0).flatten().cpu().double()
-            if float(missing.sum()) <= 1e-9:
-                missing = ref.flatten().cpu().double()
-            if float(missing.sum()) <= 1e-9:
-                continue  # nothing to draw anywhere: leave the stroke
-            spots = torch.multinomial(missing, idx.numel(), replacement=True, generator=generators[i])
-            starts = torch.stack([spots % w + 0.5, spots // w + 0.5], -1).float()  # (x, y)
-            new = random_walk(starts, (p - 1) // 3, DEFAULT_RADIUS, (h, w), generators[i])
-            points[i, idx] = new.to(points.device, points.dtype)
-            if state:
-                keep = ~collapsed[i]
-                for key, value in state.items():
-                    if key == "exp_avg":
-                        value[i, idx] = 0
-                    elif key == "exp_avg_sq":
-                        value[i, idx] = value[i][keep].mean(0) if bool(keep.any()) else 0
-            moved[i] = int(idx.numel())
-        return moved
-
-
 def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
              callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
-             device=None, seeds: Optional[Sequence[int]] = None) -> OptimizeResult:
+             device=None, seeds: Optional[Sequence[int]] = None,
+             extra_policies: Sequence[Policy] = ()) -> OptimizeResult:
     """Optimise every candidate of ``strokes`` towards ``target`` ([3,H,W] 0..1) in one batch.
 
     encoder: a `ClipEncoder` (from `clipasso.models.load_clip`); None with ``config.loss="trace"``; or an
@@ -152,18 +106,23 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     should_stop(): checked every iteration; returning True stops and returns the best so far
       (an exception raised inside it propagates, which is how ComfyUI interrupts).
     seeds: per-candidate augmentation seeds (default ``strokes.seeds`` or 0..B-1).
+    extra_policies: `clipasso.optimize.policies.Policy` objects that act after the ones the config asks
+      for (`policies_for`); a stop reason one of them returns becomes the result's ``stop_reason``.
     The control points are optimised; widths, opacities and colours too when the config asks
     (``optimize_width`` / ``optimize_opacity`` / ``optimize_color``, kept within their bounds).
     ``color_from_image`` starts every stroke with the target's colour under it; ``pen_width`` draws
     every stroke with that full width (and the output keeps it whatever was optimised); ``text``
     adds the text-guidance term (`clipasso.objective.text`).
     """
-    from ..output.raster import rasterize
-
     if not isinstance(strokes, Strokes):
         raise OptimizeError(f"optimize() needs a Strokes value; got {type(strokes).__name__}")
     from ..objective import Objective
 
+    extra = list(extra_policies)
+    for p in extra:
+        if not isinstance(p, Policy):
+            raise OptimizeError(f"extra_policies takes clipasso.optimize.policies.Policy objects; got "
+                                f"{type(p).__name__}")
     cfg = (config or OptimizeConfig()).validate()
     h, w = strokes.canvas
     if isinstance(encoder, Objective):  # built once by the caller for this target
@@ -182,210 +141,33 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     seeds = tuple(int(s) for s in (seeds if seeds is not None else (strokes.seeds or range(b))))
     if len(seeds) != b:
         raise OptimizeError(f"need one seed per candidate ({b}); got {len(seeds)}")
-    scaler = None
-    if loss_fn.amp_dtype == torch.float16 and device.type == "cuda":
-        scaler = torch.amp.GradScaler("cuda")
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
 
-    points = strokes.points.detach().to(device, torch.float32).clone().requires_grad_(True)
-    style = _style_state(strokes, target, cfg, device)
-    opt = torch.optim.Adam([{"params": [points], "lr": cfg.lr}] + style.param_groups(), lr=cfg.lr)
-
-    best_loss = torch.full((b,), float("inf"), device=device)
-    best_points = points.detach().clone()
-    best_widths, best_colors = style.snapshot()
-    best_iter = torch.zeros(b, dtype=torch.long, device=device)
-    last_eval = torch.full((b,), float("nan"), device=device)
-    history, history_its, train_hist = [], [], []
-    # Seed trial (successive halving in one cut): every candidate runs until `trial_end`, then only the
-    # `seed_survivors` lowest best-so-far eval losses go on. The others keep their best state (which loses
-    # to every survivor's, so best-of-N never picks them) and cost nothing more: only the survivors are
-    # passed through the loss. Adam and the views are per candidate, so a survivor goes on as it would
-    # in the full batch (float rounding aside).
-    reseed_every = cfg.reseed_every
-    reseed_last = int(cfg.reseed_until * cfg.iterations)
-    trial_end = int(round(cfg.seed_trial * cfg.iterations)) if cfg.seed_trial and b > cfg.seed_survivors else None
-    if trial_end is not None and reseed_every:
-        # re-seeding moves strokes (and re-ranks the seeds) until reseed_until: cut only once the last
-        # re-seeded strokes had an interval to settle (bench/seed_trial.py: with the trace loss a cut at 20%
-        # kept a clearly worse seed in some runs)
-        trial_end = max(trial_end, reseed_last + reseed_every)
-    if trial_end is not None and not 1 <= trial_end < cfg.iterations:
-        trial_end = None
-    active = None            # indices of the candidates still optimised (None: all of them)
-    frozen = None            # (indices, points, widths, rgb, alpha) of the dropped candidates at the cut
-    survivors = None
-    plateau_window = int(cfg.plateau_window)
-    stop_reason = "iterations"
-    candidate_steps = 0
-    reseed_gens = [torch.Generator().manual_seed(s + 7919) for s in seeds]  # apart from the views' streams
-    reseeded = [0] * b
-    reference = loss_fn.reference_ink() if reseed_every else None
-    min_length = float(cfg.reseed_min_length) * max(h, w) / 224.0
-
-    def render(p):
-        return rasterize(p, style.widths, style.colors(), h, w, cfg.background)[0]
-
-    def evaluate(it: int, image: torch.Tensor):
-        nonlocal last_eval
-        with torch.no_grad():
-            shown = image.detach() if active is None else image.detach()[active]
-            part = loss_fn.eval_loss(shown)["total"].detach()
-        part = torch.where(torch.isfinite(part), part, torch.full_like(part, float("inf")))
-        if active is None:
-            ev = part
-        else:  # dropped candidates: no new evaluation (NaN in the history), their last one kept
-            ev = torch.full((b,), float("nan"), device=device, dtype=part.dtype)
-            ev[active] = part
-        improved = ev < best_loss  # NaN compares False
-        best_loss.copy_(torch.where(improved, ev, best_loss))
-        best_points[improved] = points.detach()[improved]
-        best_widths[improved] = style.widths.detach()[improved]
-        best_colors[improved] = style.colors().detach()[improved]
-        best_iter[improved] = it
-        last_eval = ev if active is None else torch.where(torch.isnan(ev), last_eval, ev)
-        history.append(ev.cpu())
-        history_its.append(it)
-
-    def cut_seeds():
-        """End of the seed trial: only the `seed_survivors` best go on; the rest are frozen as they are."""
-        nonlocal active, frozen, survivors
-        order = torch.argsort(best_loss.detach().cpu(), stable=True)
-        survivors = sorted(int(i) for i in order[:int(cfg.seed_survivors)])
-        active = torch.tensor(survivors, dtype=torch.long, device=device)
-        dropped = torch.tensor(sorted(int(i) for i in order[int(cfg.seed_survivors):]), dtype=torch.long,
-                               device=device)
-        frozen = (dropped, points.detach()[dropped].clone(), style.widths.detach()[dropped].clone(),
-                  style.rgb.detach()[dropped].clone(), style.alpha.detach()[dropped].clone())
-
-    def hold_frozen():
-        """Put the dropped candidates back where they were cut (Adam's momentum would move them on)."""
-        if frozen is None:
-            return
-        idx, p0, w0, rgb0, a0 = frozen
-        with torch.no_grad():
-            points[idx] = p0
-            style.widths[idx] = w0
-            style.rgb[idx] = rgb0
-            style.alpha[idx] = a0
-
-    def plateaued(it: int) -> bool:
-        """No running candidate's best eval loss improved by more than `plateau` (a share) over the last
-        `plateau_window` steps."""
-        if not cfg.plateau or it < plateau_window or not history_its:
-            return False
-        back = [k for k, at in enumerate(history_its) if at <= it - plateau_window]
-        if not back:
-            return False
-        # the best loss then: the lowest evaluation up to that row (not evaluated / non-finite: none)
-        then = torch.nan_to_num(torch.stack(history[:back[-1] + 1]), nan=math.inf, posinf=math.inf).amin(0)
-        now = best_loss.detach().cpu()
-        rows = range(b) if active is None else survivors
-        for i in rows:
-            old, new = float(then[i]), float(now[i])
-            if not math.isfinite(old) or not math.isfinite(new):
-                return False
-            if old - new > float(cfg.plateau) * abs(old):
-                return False
-        return True
-
+    run = Run.begin(strokes, loss_fn, cfg, seeds, _style_state(strokes, target, cfg, device))
+    policies = policies_for(cfg, loss_fn, b, (h, w)) + extra
     start = time.perf_counter()
-    cancelled = diverged = False
-    it = 0
-    image = None
-    train = torch.full((b,), float("nan"))
-    last_cb = -1
-    while True:
-        if should_stop is not None and should_stop():
-            cancelled = True
-            stop_reason = "cancelled"
-            break
-        if it >= cfg.iterations:
-            break
-        opt.zero_grad(set_to_none=True)
-        image = render(points)
-        if it % cfg.eval_interval == 0 or it == trial_end:
-            evaluate(it, image)  # the state about to be stepped: evaluated and kept as one
-            if it == trial_end:
-                cut_seeds()
-            if it % cfg.eval_interval == 0 and plateaued(it):
-                stop_reason = "plateau"
-                break
-        if active is None:
-            terms = loss_fn.train_loss(image, gens)
-        else:  # only the survivors are worth the loss's cost; the others' rows get no gradient
-            terms = loss_fn.train_loss(image[active], [gens[int(i)] for i in active])
-        total = terms["total"]
-        objective = total.sum()  # sum: each candidate's gradient is its own loss's gradient
-        if scaler is not None:
-            scaler.scale(objective).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            objective.backward()
-            opt.step()
-        style.project()
-        hold_frozen()
-        if active is None:
-            train = total.detach().cpu()
-        else:
-            train = torch.full((b,), float("nan"))
-            train[active.cpu()] = total.detach().cpu().to(train.dtype)
-        candidate_steps += int(total.shape[0])
-        train_hist.append(train)
-        it += 1
-        if not (bool(torch.isfinite(points.detach()).all()) and bool(torch.isfinite(style.widths.detach()).all())
-                and bool(torch.isfinite(style.colors().detach()).all())):
-            # Keep what was reached: go back to each candidate's best state and stop.
-            diverged = True
-            warnings.warn(f"the optimisation diverged at iteration {it} (non-finite control points); "
-                          "returning the best state reached. Lower the learning rate.", RuntimeWarning,
-                          stacklevel=2)
-            with torch.no_grad():
-                points.copy_(best_points)
-            style.restore(best_widths, best_colors)
-            stop_reason = "diverged"
-            break
-        if reseed_every and it % reseed_every == 0 and it <= reseed_last:
-            alphas = style.colors().detach()[..., 3]
-            if active is not None:  # frozen candidates are not re-seeded
-                alphas = alphas.clone()
-                alphas[frozen[0]] = 0
-            moved = reseed_collapsed(points, alphas, image, reference, reseed_gens, min_length, opt)
-            reseeded = [a + m for a, m in zip(reseeded, moved)]
-        if callback is not None and it % cfg.callback_interval == 0:
-            callback(it, {"train": train, "eval": last_eval.cpu(), "best": best_loss.cpu()}, image.detach())
-            last_cb = it
-
-    # The state reached last (after the final step, or when cancelled) is evaluated too.
-    with torch.no_grad():
-        image = render(points.detach())
-    if not history_its or history_its[-1] != it:
-        evaluate(it, image)
-    if callback is not None and last_cb != it:
-        callback(it, {"train": train, "eval": last_eval.cpu(), "best": best_loss.cpu()}, image.detach())
+    stop_reason = run_loop(run, policies, callback, should_stop)
     seconds = time.perf_counter() - start
 
     meta = dict(seeds=seeds, pictures=strokes.pictures)
-    widths, colors = style.snapshot()
+    best_widths = run.best_widths
+    widths, colors = run.style.snapshot()
     if cfg.pen_width is not None:  # the pen draws every output stroke with one width
-        best_widths = torch.full_like(best_widths, cfg.pen_width / 2.0)
-        widths = torch.full_like(widths, cfg.pen_width / 2.0)
-    best = Strokes(best_points.detach(), best_widths, best_colors, strokes.canvas, losses=best_loss.detach(),
-                   iterations=best_iter, **meta)
-    ran = torch.full((b,), it, dtype=torch.long)
-    if frozen is not None:  # the dropped candidates stopped at the end of the trial
-        ran[frozen[0].cpu()] = int(trial_end)
-    final = Strokes(points.detach().clone(), widths, colors, strokes.canvas, losses=last_eval.detach(),
+        best_widths = torch.full_like(best_widths, pen_half_width(cfg.pen_width))
+        widths = torch.full_like(widths, pen_half_width(cfg.pen_width))
+    best = Strokes(run.best_points.detach(), best_widths, run.best_colors, strokes.canvas,
+                   losses=run.best_loss.detach(), iterations=run.best_iter, **meta)
+    ran = torch.full((b,), run.iteration, dtype=torch.long)
+    if run.frozen is not None:  # the frozen candidates stopped where they were frozen
+        ran[run.frozen[0].cpu()] = int(run.frozen_at)
+    final = Strokes(run.points.detach().clone(), widths, colors, strokes.canvas, losses=run.last_eval.detach(),
                     iterations=ran, **meta)
-    return OptimizeResult(strokes=best.cpu(), final=final.cpu(), history=torch.stack(history),
-                          history_iterations=history_its, iterations_run=it, cancelled=cancelled,
-                          seconds=seconds, diverged=diverged, reseeded=reseeded,
-                          train_losses=torch.stack(train_hist) if train_hist else torch.zeros(0, b),
-                          stop_reason=stop_reason, trial_iteration=trial_end if survivors is not None else None,
-                          survivors=survivors, candidate_steps=candidate_steps)
-
-
+    report = dict(dict(reseeded=[0] * b), **run.report)
+    return OptimizeResult(strokes=best.cpu(), final=final.cpu(), history=torch.stack(run.history),
+                          history_iterations=run.history_iterations, iterations_run=run.iteration,
+                          cancelled=stop_reason == "cancelled", seconds=seconds, diverged=stop_reason == "diverged",
+                          train_losses=torch.stack(run.train_history) if run.train_history else torch.zeros(0, b),
+                          stop_reason=stop_reason, trial_iteration=run.frozen_at, survivors=run.survivors,
+                          candidate_steps=run.candidate_steps, **report)
 
 
 def optimize_pictures(strokes: Strokes, pictures: Sequence[torch.Tensor], encoder, config: Optional[OptimizeConfig] = None,
@@ -429,4 +211,4 @@ def optimize_pictures(strokes: Strokes, pictures: Sequence[torch.Tensor], encode
     return Strokes.concat(results).cpu() if results else None
 
 
-__all__ = ["optimize", "optimize_pictures", "reseed_collapsed", "OptimizeConfig", "OptimizeResult", "OptimizeError", "PRESETS", "LOSS_MODES"]
+__all__ = ["optimize", "optimize_pictures", "reseed_collapsed", "OptimizeConfig", "OptimizeResult", "OptimizeError", "PRESETS", "LOSS_MODES", "Policy"]
