@@ -71,7 +71,7 @@ def prepare(canvas: int):
     folder = u2net_folder()
     weights = Path(folder or ".") / "u2netp.onnx"
     matted = folder is not None
-    target, mask = prepare_target(EXAMPLE_IMAGE, canvas, background_removal=matted,
+    target, mask = prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=matted,
                                   models_dir=str(weights.parent) if matted else None, allow_download=False)
     return target, mask, matted
 
@@ -94,7 +94,7 @@ def fidelity(loss, blank, full):
 
 
 def run_loss(mode: str, args, encoder, target, mask):
-    from clipasso.post.abstraction import auto_abstract, masked_losses
+    from clipasso.post.abstraction import auto_abstract
     from clipasso.optimize import OptimizeConfig, optimize
     from clipasso.post.order import greedy_order, prefix_losses
 
@@ -212,7 +212,7 @@ def grow_picture(target, pr, gr, counts, out_dir, tile: int = 180) -> Path:
 
     from clipasso.prepare.images import to_pil
     from clipasso.output.plots import line_chart
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
     from clipasso.prepare.xdog import xdog_edges
 
     font = ImageFont.load_default()
@@ -297,9 +297,10 @@ def pictures(target, ab, greedy, rand_curves, mode: str, strokes: int, seed: int
     from PIL import Image, ImageDraw, ImageFont
 
     from clipasso.prepare.images import to_pil
-    from clipasso.post.order import drawing_frames, reorder
+    from clipasso.output.animation import drawing_frames
+    from clipasso.post.order import reorder
     from clipasso.output.plots import abstraction_chart, line_chart
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
 
     font = ImageFont.load_default()
     tile = 180

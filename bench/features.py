@@ -65,7 +65,8 @@ def measure(args) -> list:
     import torch
 
     from clipasso.place.init import initialize_strokes
-    from clipasso.optimize import PRESETS, OptimizeConfig
+    from clipasso.optimize import OptimizeConfig
+    from clipasso.settings import PRESETS
     from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
 
     bs = _bench_sketch()
@@ -78,14 +79,14 @@ def measure(args) -> list:
     for name, settings in CONFIGS.items():
         settings = dict(settings)
         canvas = settings.pop("canvas", 224)
-        target, _ = prepare_target(EXAMPLE_IMAGE, canvas, background_removal=False)
+        target, _ = prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=False)
         strokes = initialize_strokes((canvas, canvas), preset["strokes"], seeds, width=1.5 * canvas / 224)
         cfg = OptimizeConfig.from_preset("fast", iterations=args.measure, callback_interval=1,
                                          aug_pool=args.aug_pool, **settings)
         cases[name] = (strokes, target, cfg, canvas)
     runs = {name: [] for name in cases}
     for r in range(args.rounds):
-        for name, (strokes, target, cfg, canvas) in cases.items():
+        for name, (strokes, target, cfg, _canvas) in cases.items():
             print(f"round {r + 1}/{args.rounds}: {name} ...", file=sys.stderr, flush=True)
             t = bs.time_optimize(strokes, target, enc, cfg, device)
             runs[name].append(dict(median=t["median"], fastest=t["fastest"], cpu=t["cpu_per_it"], setup=t["setup"]))
@@ -117,14 +118,14 @@ def glue_cost(args) -> dict:
 
     from clipasso.place.init import initialize_strokes
     from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
-    from clipasso.output.raster import rasterize
+    from clipasso.render.raster import rasterize
     from clipasso.optimize.style import StyleState, colors_from_image
 
     cases = {}
     views = 3 * args.seeds
     for name, settings in CONFIGS.items():
         canvas = settings.get("canvas", 224)
-        target, _ = prepare_target(EXAMPLE_IMAGE, canvas, background_removal=False)
+        target, _ = prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=False)
         strokes = initialize_strokes((canvas, canvas), 16, [1000 * i for i in range(args.seeds)],
                                      width=1.5 * canvas / 224)
         if settings.get("color_from_image"):

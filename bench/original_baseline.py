@@ -110,7 +110,7 @@ def run_seed(points: torch.Tensor, widths: torch.Tensor, colors: torch.Tensor, t
              loss_fn: OriginalConvLoss, iterations: int, seed: int, device, lr: float = 1.0,
              eval_interval: int = ORIGINAL_EVAL_INTERVAL, canvas=(224, 224)) -> Dict:
     """One seed's optimisation, the original way. points [1,S,P,2]. Returns per-step times and losses."""
-    from clipasso.output.raster import rasterize
+    from clipasso.render.raster import rasterize
 
     device = torch.device(device)
     torch.manual_seed(seed)  # the original seeds torch (and numpy, random) per run
@@ -184,7 +184,7 @@ def check(iterations: int = 2) -> List[tuple]:
 
     from clipasso.models import load_clip
     from clipasso.objective.losses import CLIPassoLoss
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
     from clipasso.place.init import initialize_strokes
     from clipasso.testing.tiny_models import TINY_RN, write_tiny_models
 

@@ -7,7 +7,7 @@
 
 bench/studies/precision.py compares one gradient (bf16 keeps a cosine of 0.990-0.996 with fp32 on RN101);
 this script asks what matters to a user: run the optimiser of the `fast` preset (2 augmented views
-from a pool of 16, lr 1) for ``--iterations`` steps with ``mixed_precision="off"`` (fp32) and
+from a pool of 16, lr 1) for ``--iterations`` steps with ``mixed_precision="fp32"`` (fp32) and
 ``"bf16"``, from the same starting strokes and views, and compare the best loss reached. Both are
 measured by the engine's eval loss, which is fp32 in both runs (`clipasso.objective.eval_amp_dtype`),
 so the numbers are directly comparable.
@@ -61,7 +61,7 @@ def encoder(quick: bool, device, pictures: int):
 
 
 def run(args) -> dict:
-    from clipasso.objective import cpu_bf16_native
+    from clipasso.device import cpu_bf16_native
     from clipasso.optimize import OptimizeConfig, optimize
     from clipasso.place.init import initialize_strokes
     from clipasso.prepare.xdog import xdog_edges
@@ -127,7 +127,7 @@ def noise_floor(args, data: dict) -> dict:
     for name in st["pictures"]:
         target = picture(name)
         start = initialize_strokes((224, 224), 16, seeds, edges=xdog_edges(target).float())
-        cfg = OptimizeConfig.from_preset("fast", iterations=st["iterations"], mixed_precision="off", seed_trial=0.0,
+        cfg = OptimizeConfig.from_preset("fast", iterations=st["iterations"], mixed_precision="fp32", seed_trial=0.0,
                                          plateau=0.0)
         for k, seed in enumerate(seeds):
             res = optimize(start.select([k]), target, enc, cfg, seeds=[seed], device=device)

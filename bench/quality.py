@@ -71,13 +71,13 @@ def load_picture(name: str, canvas: int = 224):
 
     notes = []
     if name == "horse":
-        target, mask = prepare_target(horse_rgba(), canvas, background_removal=False, notes=notes)
+        target, mask = prepare_target(horse_rgba(), canvas=canvas, background_removal=False, notes=notes)
         return target, mask, "silhouette (its own mask)"
     folder = u2net_folder()
     if folder is None:
         raise FileNotFoundError("u2netp.onnx not found (set U2NET_HOME)")
     img = getattr(data, name)()
-    target, mask = prepare_target(img, canvas, background_removal=True, models_dir=folder,
+    target, mask = prepare_target(img, canvas=canvas, background_removal=True, models_dir=folder,
                                   allow_download=False, notes=notes)
     return target, mask, "u2netp matting" + (f" ({'; '.join(notes)})" if notes else "")
 
@@ -113,7 +113,7 @@ def encoders(names, threads):
 
 def score(strokes, target, mask, edges):
     from clipasso.report.metrics import sketch_fidelity
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
 
     return sketch_fidelity(render(strokes).image, target, mask, edges=edges)
 
@@ -122,7 +122,7 @@ def balanced_trace_weight(init, target, encoder) -> float:
     """trace_weight that makes both terms equal at the start (mean over seeds): the CLIP loss of a random
     encoder has an arbitrary scale (about 20 for the tiny ResNet), the trace loss starts near 1."""
     from clipasso.objective.losses import CLIPassoLoss, TraceLoss
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
 
     img = render(init).image
     with torch.no_grad():

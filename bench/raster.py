@@ -37,7 +37,7 @@ def _rss_mb() -> float:
 def run_case(backend: str, strokes: int, size: int, device: str, repeats: int, threads: int) -> dict:
     import torch
 
-    from clipasso.output.raster import rasterize
+    from clipasso.render.raster import rasterize
 
     torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -148,7 +148,7 @@ def main() -> None:
 
         print(f"\nRasterizer on {name} (torch {torch.__version__}); median ms over {reps} runs "
               f"(dense: {dreps}); memory = peak rise while rendering")
-        print(f"| strokes | canvas | torch fwd | torch fwd+bwd | torch mem MB | dense fwd | dense fwd+bwd | dense mem MB | speed-up fwd+bwd |")
+        print("| strokes | canvas | torch fwd | torch fwd+bwd | torch mem MB | dense fwd | dense fwd+bwd | dense mem MB | speed-up fwd+bwd |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             t, d = r["torch"], r["dense"] or {}

@@ -102,7 +102,8 @@ def run(args) -> dict:
     import torch
 
     from clipasso.models import load_clip
-    from clipasso.pipeline import pick_device, prepare_target, sketch
+    from clipasso.device import pick_device
+    from clipasso.pipeline import prepare_target, sketch
 
     device = pick_device(args.device)
     torch.manual_seed(0)
@@ -122,7 +123,7 @@ def run(args) -> dict:
     # reference: the judge on the processed photos (what the sketches were made from)
     targets = {}
     for n, img in images.items():
-        targets[n], _ = prepare_target(img, 224, background_removal=not args.no_matting, models_dir=None,
+        targets[n], _ = prepare_target(img, canvas=224, background_removal=not args.no_matting, models_dir=None,
                                        allow_download=False)
     photo_probs = zero_shot_probs(image_embeddings(judge, torch.stack([targets[n] for n in args.images])),
                                   photo_txt, scale)

@@ -44,7 +44,7 @@ from bench.harness import RESULTS, hms as _hms, machine, write_results  # noqa: 
 def _target(canvas=224):
     from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
 
-    target, _ = prepare_target(EXAMPLE_IMAGE, canvas, background_removal=False)
+    target, _ = prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=False)
     return target
 
 
@@ -113,7 +113,7 @@ def speed_worker(spec: dict) -> dict:
     import torch
 
     from clipasso.place.init import initialize_strokes
-    from clipasso.optimize import PRESETS
+    from clipasso.settings import PRESETS
 
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
@@ -170,7 +170,8 @@ def run_quality(args) -> dict:
 
     from clipasso.place.init import initialize_strokes
     from clipasso.models import load_clip
-    from clipasso.optimize import PRESETS, optimize
+    from clipasso.optimize import optimize
+    from clipasso.settings import PRESETS
     from clipasso.post.select import select_best
     from clipasso.testing.tiny_models import TINY_RN, write_tiny_models
 

@@ -139,7 +139,7 @@ def encoders(spec: dict, need_saliency: bool = False):
 
 def _amp(device):
     """The autocast dtype the optimiser uses on this device (bf16/fp16 on GPU, None = fp32 on CPU)."""
-    from clipasso.objective import amp_dtype
+    from clipasso.device import amp_dtype
 
     return amp_dtype("auto", device)
 
@@ -161,8 +161,8 @@ def engine_worker(spec: dict) -> dict:
     import torch
 
     from clipasso.place.init import initialize_strokes
-    from clipasso.optimize import PRESETS
-    from clipasso.output.raster import render
+    from clipasso.settings import PRESETS
+    from clipasso.render.raster import render
 
     device = torch.device(spec["device"])
     enc, _ = encoders(spec)
@@ -238,7 +238,7 @@ def compare_worker(spec: dict) -> dict:
 
     from bench.original_baseline import run_sequential, trainable_copy
     from clipasso.place.init import initialize_strokes
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
 
     device = torch.device(spec["device"])
     enc, _ = encoders(spec)
@@ -271,9 +271,9 @@ def stages_worker(spec: dict) -> dict:
 
     from clipasso.place.init import initialize_strokes
     from clipasso.objective.losses import CLIPassoLoss
-    from clipasso.optimize import PRESETS
+    from clipasso.settings import PRESETS
     from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
-    from clipasso.output.raster import rasterize, render
+    from clipasso.render.raster import rasterize, render
     from clipasso.place.saliency import saliency_map
     from clipasso.post.select import select_best
     from clipasso.prepare.xdog import xdog_edges
@@ -289,18 +289,18 @@ def stages_worker(spec: dict) -> dict:
     notes = []
 
     # load + fit without matting, then with rembg u2netp (first call loads the ONNX session)
-    st["load_fit_s"], _, (target, mask) = timed(lambda: prepare_target(EXAMPLE_IMAGE, canvas, False), device, 3)
+    st["load_fit_s"], _, (target, mask) = timed(lambda: prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=False), device, 3)
     u2 = spec.get("u2net_dir")
     if u2 and os.path.isfile(os.path.join(u2, "u2netp.onnx")):
         t0 = time.perf_counter()
-        target, mask = prepare_target(EXAMPLE_IMAGE, canvas, True, "u2netp", models_dir=u2, allow_download=False)
+        target, mask = prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=True, matting_model="u2netp", models_dir=u2, allow_download=False)
         st["matting_first_s"] = time.perf_counter() - t0
         st["matting_s"], _, (target, mask) = timed(
-            lambda: prepare_target(EXAMPLE_IMAGE, canvas, True, "u2netp", models_dir=u2, allow_download=False),
+            lambda: prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=True, matting_model="u2netp", models_dir=u2, allow_download=False),
             device, 3)
     else:
         notes.append(f"matting skipped: u2netp.onnx not found in {u2} (set U2NET_HOME or --u2net-dir)")
-    st["saliency_s"], _, sal = timed(lambda: saliency_map(target, "clip-attention", encoder=vit, mask=mask),
+    st["saliency_s"], _, sal = timed(lambda: saliency_map(target, method="clip-attention", encoder=vit, mask=mask),
                                      device, 3, warmup=1)
     st["xdog_s"], _, edges = timed(lambda: xdog_edges(target), device, 3)
     st["init_s"], _, initial = timed(lambda: initialize_strokes((canvas, canvas), n_strokes, seeds, saliency=sal,
@@ -395,7 +395,7 @@ def whole_worker(spec: dict) -> dict:
     import clipasso
     from bench.original_baseline import run_sequential, trainable_copy
     from clipasso.models import load_clip
-    from clipasso.objective import amp_dtype
+    from clipasso.device import amp_dtype
     from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
     from clipasso.settings import PRESETS
 
@@ -409,7 +409,7 @@ def whole_worker(spec: dict) -> dict:
     c0, w0 = time.process_time(), time.perf_counter()
     enc = load_clip("RN101", models_dir=folder, device=device, allow_download=False)
     clipasso.sketch(None, preset="fast", **dict(common, iterations=1))  # warm-up: model loads, matting session
-    from clipasso.objective import precision_label
+    from clipasso.device import precision_label
 
     out = dict(kind="whole", models=models, precision_auto=precision_label(amp_dtype("auto", device)))
 
@@ -432,7 +432,7 @@ def whole_worker(spec: dict) -> dict:
     clipasso.sketch(None, preset="fast", **dict(common, iterations=0))
     out["fixed_s"] = time.perf_counter() - t
 
-    target, _ = prepare_target(EXAMPLE_IMAGE, 224, background_removal=False)
+    target, _ = prepare_target(EXAMPLE_IMAGE, canvas=224, background_removal=False)
     from clipasso.place.init import initialize_strokes
 
     def step(preset, seeds, **over):
@@ -449,9 +449,9 @@ def whole_worker(spec: dict) -> dict:
         return r["median"], ev
 
     steps = {}
-    for key, preset, seeds, over in (("fast2_fp32", "fast", 2, dict(mixed_precision="off")),
+    for key, preset, seeds, over in (("fast2_fp32", "fast", 2, dict(mixed_precision="fp32")),
                                      ("fast2_auto", "fast", 2, {}), ("fast1_auto", "fast", 1, {}),
-                                     ("paper3_fp32", "paper", 3, dict(mixed_precision="off")),
+                                     ("paper3_fp32", "paper", 3, dict(mixed_precision="fp32")),
                                      ("paper3_auto", "paper", 3, {})):
         steps[key] = step(preset, seeds, **over)
     out["steps"] = {k: dict(s_per_it=v[0], eval_s=v[1]) for k, v in steps.items()}

@@ -20,14 +20,13 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from .device import pick_device, precision_label
 from .errors import PipelineError
 from .models import DEFAULT_SALIENCY_MODEL, load_clip
 from .optimize import OptimizeConfig, OptimizeResult, optimize
 from .post.select import select_best
-from .prepare.images import FRAMINGS  # noqa: F401 - re-exported
-from .prepare.target import (WORK_MAX_SIDE, _prepare, check_framing, prepare_target,  # noqa: F401 - re-exported
-                             shrink_early, to_picture_frame)
-from .settings import SEED_SPACING, SketchSettings  # noqa: F401 - SEED_SPACING re-exported
+from .prepare.target import prepare_picture, prepare_target, to_picture_frame
+from .settings import SketchSettings
 from .strokes import Strokes
 
 log = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ class SketchResult:
 
     def render(self, scale: float = 2.0) -> torch.Tensor:
         """The winner rendered on white at ``scale`` x the canvas (2x = 448 px, as the original's PNG)."""
-        from .output.raster import render
+        from .render.raster import render
 
         h, w = self.strokes.canvas
         return render(self.strokes, size=(round(h * scale), round(w * scale))).image[0]
@@ -102,25 +101,6 @@ class SketchResult:
         from .atomic import save_image_atomic
 
         save_image_atomic(to_pil(self.render(scale)), path)
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """'auto' -> cuda, then mps, then cpu; an explicit device that is missing is a clear error."""
-    name = str(device or "auto").lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PipelineError("device 'cuda' was asked for but this torch sees no CUDA GPU; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise PipelineError("device 'mps' was asked for but Apple's Metal backend is not available; use cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise PipelineError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from exc
 
 
 def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: Optional[Callable] = None,
@@ -156,14 +136,13 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
     if image is None:
         image = EXAMPLE_IMAGE
         notes.append(f"no input given: sketching the bundled example {EXAMPLE_IMAGE.name}")
-    target, mask, (pic_h, pic_w) = _prepare(image, canvas, s.background_removal, s.matting_model, s.models_dir,
-                                            s.allow_download, notes, s.framing)
+    target, mask, (pic_h, pic_w) = prepare_picture(image, s.prepare, s.models_dir, s.allow_download, notes)
 
     encoder = None  # loss="trace" needs no CLIP model (the saliency step may still use one)
     if cfg.uses_clip:
         encoder = load_clip(s.clip_model, s.clip_pretrained, weights=s.clip_weights, models_dir=s.models_dir,
                             device=dev, allow_download=s.allow_download)
-    from .objective import Objective, precision_label
+    from .objective import Objective
 
     objective = Objective.build(cfg, encoder, target, dev)  # once: optimiser, selection, pruning, growing, order
 
@@ -179,8 +158,7 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         initial = initialize_strokes((canvas, canvas), n_strokes, list(seed_list), saliency=sal, edges=edges,
-                                     temperature=s.temperature, num_segments=s.num_segments, width=s.width,
-                                     mask=mask)
+                                     mask=mask, settings=s)
     notes.extend(str(w.message) for w in caught)
 
     run = optimize(initial, target, objective, cfg, callback=callback, should_stop=should_stop, seeds=seed_list)
@@ -200,19 +178,14 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
     elif run.stop_reason == "plateau":
         notes.append(f"stopped on a plateau at iteration {run.iterations_run} of {cfg.iterations}: no seed's loss "
                      f"improved by more than {100 * cfg.plateau:g}% over the last {cfg.plateau_window} steps")
-    summary = dict(preset=s.preset, strokes=int(n_strokes), seeds=list(seed_list), iterations=cfg.iterations,
-                   device=str(dev), clip_model=encoder.name if encoder is not None else None,
-                   clip_source=encoder.source if encoder is not None else None, loss=cfg.loss,
-                   saliency=s.saliency, background_removal=bool(s.background_removal), canvas=canvas,
-                   num_augs=cfg.num_augs, aug_pool=cfg.aug_pool, lr=cfg.lr, text=cfg.text,
-                   text_weight=cfg.text_weight if cfg.text else None, optimize_width=cfg.optimize_width,
-                   optimize_opacity=cfg.optimize_opacity, optimize_color=cfg.optimize_color,
-                   color_from_image=cfg.color_from_image, pen_width=cfg.pen_width, reseed_interval=cfg.reseed_every,
-                   abstraction=(s.abstraction_method if s.auto_strokes is not None else None), framing=s.framing,
+    summary = {name: value for name, value in s.to_dict().items() if name in SUMMARY_FIELDS}
+    summary.update(strokes=int(n_strokes), seeds=list(seed_list), canvas=canvas, device=str(dev),
+                   clip_model=encoder.name if encoder is not None else None,
+                   clip_source=encoder.source if encoder is not None else None,
+                   text_weight=cfg.text_weight if cfg.text else None, reseed_interval=cfg.reseed_every,
+                   abstraction=(s.abstraction_method if s.auto_strokes is not None else None),
                    input_size=[pic_h, pic_w], precision=precision_label(objective.amp_dtype),
-                   seed_trial=cfg.seed_trial, seed_survivors=cfg.seed_survivors, plateau=cfg.plateau,
-                   plateau_window=cfg.plateau_window, stop_reason=run.stop_reason,
-                   iterations_run=run.iterations_run, survivors=run.survivors)
+                   stop_reason=run.stop_reason, iterations_run=run.iterations_run, survivors=run.survivors)
     if sum(run.reseeded):
         notes.append(f"re-seeded {sum(run.reseeded)} stroke(s) that had shrunk to dots "
                      f"(per seed: {', '.join(str(n) for n in run.reseeded)})")
@@ -223,6 +196,13 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
                         saliency=sal, initial=initial, run=run, settings=summary, notes=notes,
                         seconds=time.perf_counter() - t0, abstraction=ab_result, drawing_order=ordering,
                         framing=s.framing, frame_strokes=winner, sketch_settings=s)
+
+
+# The settings a `SketchResult.settings` summary reports as they are; the rest of it is what the run used or
+# found (stroke count placed, seed list, device, encoder, precision, stop reason, ...).
+SUMMARY_FIELDS = ("preset", "iterations", "loss", "saliency", "background_removal", "num_augs", "aug_pool", "lr",
+                  "text", "optimize_width", "optimize_opacity", "optimize_color", "color_from_image", "pen_width",
+                  "framing", "seed_trial", "seed_survivors", "plateau", "plateau_window")
 
 
 def _saliency(target, mask, s: SketchSettings, dev):
@@ -238,9 +218,7 @@ def _saliency(target, mask, s: SketchSettings, dev):
                                 models_dir=s.models_dir, device=dev, allow_download=s.allow_download)
     elif method == "timm-vit" and s.saliency_model != DEFAULT_SALIENCY_MODEL:
         sal_encoder = s.saliency_model  # a timm model name (the default is DINO ViT-S/8)
-    return saliency_map(target, method=method, encoder=sal_encoder, mask=mask, text=s.saliency_text,
-                        models_dir=s.models_dir, allow_download=s.allow_download,
-                        weights=s.saliency_weights if method == "timm-vit" else None).float().cpu()
+    return saliency_map(target, s, encoder=sal_encoder, mask=mask).float().cpu()
 
 
 def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
@@ -281,5 +259,5 @@ def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optiona
 
 
 
-__all__ = ["sketch", "SketchResult", "SketchSettings", "post_process", "prepare_target", "to_picture_frame", "check_framing", "pick_device",
-           "PipelineError", "EXAMPLE_IMAGE", "FRAMINGS"]
+__all__ = ["sketch", "SketchResult", "SketchSettings", "post_process", "prepare_target", "to_picture_frame",
+           "PipelineError", "EXAMPLE_IMAGE"]

@@ -23,9 +23,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
-from .errors import AbstractionError, OptimizeError, PipelineError
+from .device import DEVICES, PRECISIONS, precision_word  # noqa: F401 - the words, defined there once
+from .errors import ClipassoError
 
 DEFAULT_PRETRAINED = "openai"
 MODELS_DIR_ENV = "CLIPASSO_MODELS_DIR"  # folders of weights files, os.pathsep-separated (clipasso.models)
@@ -37,8 +38,6 @@ TRACE_REFERENCES = ("edges", "image")
 DEFAULT_TRACE_SIGMAS = (1.0, 2.0, 4.0, 8.0)
 SALIENCY_METHODS = ("clip-attention", "clip-relevancy", "timm-vit", "mask", "none")
 ABSTRACTION_METHODS = ("prune", "grow")
-PRECISIONS = ("auto", "off", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 MATTING_MODELS = (  # rembg's model names (a static list: rembg is not imported to know them)
     "u2netp", "u2net", "u2net_human_seg", "silueta", "isnet-general-use", "isnet-anime",
     "birefnet-general", "birefnet-general-lite", "birefnet-portrait", "birefnet-dis",
@@ -49,9 +48,8 @@ DEFAULT_FIDELITY = 0.9   # automatic abstraction keeps 90 % of the loss improvem
 MAX_SEEDS = 64
 
 
-class SettingsError(OptimizeError, PipelineError, AbstractionError):
-    """A setting that cannot work; the message names it and says what to use. (It is also each
-    stage's own error class, which is what the stages raised before the settings existed.)"""
+class SettingsError(ClipassoError, ValueError):
+    """A setting that cannot work; the message names it and says what to use."""
 
 
 # --------------------------------------------------------------------------- one option
@@ -73,6 +71,7 @@ class Option:
     metavar: Optional[str] = None
     step: Optional[float] = None    # node widget step
     kind: str = "any"               # int, float, bool, str, choice, any
+    canonical: Optional[Callable[[Any], Any]] = None  # older words -> today's (e.g. device.precision_word)
 
     def problem(self, label: str, value) -> Optional[str]:
         """Why ``value`` is not allowed for the option shown as ``label``, or None."""
@@ -160,9 +159,10 @@ class _Stage:
     (``None``: the defaults) and keyword overrides of its fields: ``PlaceSettings.of(settings, width=2.0)``."""
 
     @classmethod
-    def of(cls, settings=None, **overrides):
+    def of(cls, settings=None, *, label=None, **overrides):
         """This stage's settings, validated: from ``settings`` (None: the defaults; this stage's object; or a
-        whole `SketchSettings`, whose stage is taken) with ``overrides`` (fields of this stage) on top."""
+        whole `SketchSettings`, whose stage is taken) with ``overrides`` (fields of this stage) on top.
+        ``label``: how messages name a field (a stage function may call a field by its own argument name)."""
         if settings is None:
             settings = cls()
         elif isinstance(settings, SketchSettings):
@@ -170,7 +170,14 @@ class _Stage:
         if not isinstance(settings, cls):
             raise SettingsError(f"settings must be a {cls.__name__} (or a SketchSettings); got "
                                 f"{type(settings).__name__}")
-        return settings.replace(**overrides).validate() if overrides else settings.validate()
+        label = label or (lambda name: name)
+        return settings.replace(**overrides).validate(label) if overrides else settings.validate(label)
+
+    def __post_init__(self):
+        for f in fields(self):  # an older word (an alias) becomes today's, whatever way the value came in
+            canonical = f.metadata["option"].canonical
+            if canonical is not None:
+                object.__setattr__(self, f.name, canonical(getattr(self, f.name)))
 
     def replace(self, **changes):
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
@@ -255,7 +262,8 @@ class PlaceSettings(_Stage):
                                 above="the start points become uniformly random long before that", metavar="T")
     num_segments: int = option(1, "cubic Bezier segments per stroke", low=1, high=16, flag="--segments", metavar="N")
     width: float = option(1.5, "stroke half-width in canvas pixels (1.5 draws CLIPasso's 3 px line)", low=0,
-                          high=50, low_open=True, flag="")
+                          high=50, low_open=True, flag="",
+                          meaning="a half-width in canvas pixels in (0, 50], e.g. 1.5 (a 3 px line)")
 
 
 @dataclass(frozen=True)
@@ -290,10 +298,11 @@ class ObjectiveSettings(_Stage):
     crop_scale: float = option(0.8, "area share of the augmentations' crop", low=0, high=1, low_open=True, flag="")
     distance: str = option("l2", "distance of the geometric term", choices=("l2", "l1"), flag="")
     mixed_precision: str = option("auto", "encoder precision: auto (fp16 on CUDA; bf16 on a CPU with native bf16, "
-                                          "i.e. avx512_bf16 or AMX, much faster at nearly the same loss, see docs/benchmarks.md; else fp32), off (fp32), bf16, "
-                                          "fp16 (CUDA only; a CPU runs fp32). The eval loss that keeps the best state "
+                                          "i.e. avx512_bf16 or AMX, much faster at nearly the same loss, see "
+                                          "docs/benchmarks.md; else fp32), fp32, fp16 (CUDA only; a CPU runs fp32), "
+                                          "bf16 ('off' is still read as fp32). The eval loss that keeps the best state "
                                           "and picks the winner is fp32 under bf16",
-                                  choices=PRECISIONS, flag="--precision")
+                                  choices=PRECISIONS, canonical=precision_word, flag="--precision")
 
     @property
     def uses_clip(self) -> bool:

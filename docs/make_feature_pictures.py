@@ -52,7 +52,7 @@ def main(argv=None):
     from clipasso.place.init import initialize_strokes
     from clipasso.optimize import OptimizeConfig, optimize
     from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
     from clipasso.optimize.style import with_pen
     from clipasso.prepare.xdog import xdog_edges
 
@@ -66,7 +66,7 @@ def main(argv=None):
     side = min(photo.size)
     left, top = (photo.width - side) // 2, (photo.height - side) // 2
     photo = photo.crop((left, top, left + side, top + side))
-    target, mask = prepare_target(photo, 224, background_removal=args.matting, allow_download=False)
+    target, mask = prepare_target(photo, canvas=224, background_removal=args.matting, allow_download=False)
     start = initialize_strokes((224, 224), args.strokes, [args.seed], saliency=mask, edges=xdog_edges(target),
                                mask=mask)
     encoder = None

@@ -10,8 +10,8 @@ import torch
 
 def main():
     import clipasso
-    from clipasso.images import to_pil
-    from clipasso.output.raster import render
+    from clipasso.prepare.images import to_pil
+    from clipasso.render.raster import render
 
     torch.manual_seed(0)
     from skimage import data

@@ -174,7 +174,9 @@ def loop_config(models, preset: str = "fast", **widgets):
         for name in ("semantic_weight", "geometric_weight", "mixed_precision"):
             over.pop(name, None)
     else:
-        over["mixed_precision"] = precision_name(models.autocast_dtype)
+        from clipasso.device import precision_label
+
+        over["mixed_precision"] = precision_label(models.autocast_dtype)  # the node's dtype as the settings' word
     try:
         settings = SketchSettings.from_preset(preset, **over)
         config = settings.optimize_config().validate()
@@ -182,10 +184,3 @@ def loop_config(models, preset: str = "fast", **widgets):
         raise NodeInputError(str(exc)) from None
     return encoder, (models.device if models is not None else compute_device()), config
 
-
-def precision_name(dtype) -> str:
-    import torch
-
-    if dtype is None:
-        return "off"
-    return "bf16" if dtype == torch.bfloat16 else "fp16"

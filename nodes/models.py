@@ -13,7 +13,6 @@ from .inputs import setting_input, widget_default
 # open_clip names offered in the lists; custom <name>.json configs in models/clipasso are added.
 LOSS_MODELS = ["RN101", "RN50", "RN50x4", "RN50x16", "RN50x64", "ViT-B-32", "ViT-B-16", "ViT-L-14"]
 SALIENCY_MODELS = ["ViT-B-32", "ViT-B-16", "ViT-L-14"]
-PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
 DEVICES = ["auto", "cpu"]
 
 
@@ -27,14 +26,14 @@ class ClipassoModels:
     autocast_dtype: Optional[torch.dtype]
 
     def __repr__(self) -> str:
-        from clipasso.objective import precision_label
+        from clipasso.device import precision_label
 
         dt = precision_label(self.autocast_dtype)
         return (f"ClipassoModels(loss={self.loss.name}, saliency={self.saliency.name}, "
                 f"device={self.device}, precision={dt})")
 
 
-def _options(base):
+def model_options(base):
     """The usual names, then every other model whose files (or <name>.json config) the models/clipasso
     folders hold (`clipasso.models.model_names_in`: file names only, nothing is loaded)."""
     from clipasso.models import model_names_in
@@ -47,25 +46,16 @@ def _options(base):
 
 
 def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """The optimiser's autocast dtype (None = fp32) for the node's precision on ``device``.
+    """The optimiser's autocast dtype (None = fp32) for the node's precision word on ``device``: the engine's
+    one rule (`clipasso.device.amp_dtype`), with ComfyUI's judgement deciding ``auto`` on accelerators other
+    than CUDA and the CPU."""
+    from clipasso.device import amp_dtype
 
-    ``auto`` on CUDA and on the CPU is the engine's rule (clipasso.objective.amp_dtype): fp16 on CUDA
-    (it keeps the RN101 loss gradient closer to fp32 than bf16 does), bf16 on a CPU that computes bf16
-    natively (avx512_bf16 / AMX: much faster, nearly the same loss reached), else fp32; the figures and the
-    commands that measure them are in docs/benchmarks.md. fp16 on a CPU runs fp32
-    (fp16 kernels there are emulated and many times slower). Other accelerators follow ComfyUI's own
-    judgement.
-    """
-    if precision == "fp32":
-        return None
-    if device.type in ("cpu", "cuda"):
-        from clipasso.objective import amp_dtype
+    return amp_dtype(precision, device, accelerator=comfy_precision)
 
-        return amp_dtype(precision, device)  # auto, fp16 or bf16: the engine's names
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16":
-        return torch.bfloat16
+
+def comfy_precision(device: torch.device) -> Optional[torch.dtype]:
+    """What ComfyUI would run a model in on ``device`` (fp16, bf16 or None = fp32)."""
     import comfy.model_management as mm
 
     if mm.should_use_fp16(device):
@@ -87,21 +77,21 @@ class LoadCLIPassoModels(io.ComfyNode):
                         "models/clipasso (e.g. RN101-openai.safetensors or the official RN101.pt) and in "
                         "open_clip's caches, and downloaded on first use when allowed.",
             inputs=[
-                setting_input("loss_model", options=_options(LOSS_MODELS),
+                setting_input("loss_model", options=model_options(LOSS_MODELS),
                               tooltip="CLIP image encoder for the loss. CLIPasso uses RN101 (ResNet stages give "
                                       "the geometry term, the embedding the semantic term)."),
-                setting_input("saliency_model", options=_options(SALIENCY_MODELS),
+                setting_input("saliency_model", options=model_options(SALIENCY_MODELS),
                               tooltip="CLIP ViT whose attention map places the initial strokes (CLIPasso: ViT-B/32)."),
                 setting_input("pretrained", tooltip="open_clip pretrained tag of both models (weights file "
                                                     "<model>-<tag>.safetensors in models/clipasso)."),
                 setting_input("device", options=DEVICES,
                               tooltip="auto = ComfyUI's device (GPU when there is one); cpu forces the CPU."),
-                io.Combo.Input("precision", options=PRECISIONS, default="auto",
-                               tooltip="Autocast precision of the CLIP encoder in the optimiser. auto: fp16 on CUDA "
-                                       "(keeps the loss gradient closest to fp32; bf16 bends it more), bf16 on a CPU "
-                                       "with native bf16 (avx512_bf16 or AMX: much faster, nearly the same loss "
-                                       "reached; figures in the pack's docs/benchmarks.md), fp32 on other CPUs. fp16 on a CPU runs "
-                                       "fp32. The loss that keeps the best state and picks the winner is fp32 under bf16."),
+                setting_input("precision", field="mixed_precision",
+                              tooltip="Autocast precision of the CLIP encoder in the optimiser. auto: fp16 on CUDA "
+                                      "(keeps the loss gradient closest to fp32; bf16 bends it more), bf16 on a CPU "
+                                      "with native bf16 (avx512_bf16 or AMX: much faster, nearly the same loss "
+                                      "reached; figures in the pack's docs/benchmarks.md), fp32 on other CPUs. fp16 on a CPU runs "
+                                      "fp32. The loss that keeps the best state and picks the winner is fp32 under bf16."),
                 setting_input("allow_download", tooltip="Download missing weights through open_clip on first use. Off: "
                                                         "only local files are used, and a missing file gives a "
                                                         "message naming where to put it."),

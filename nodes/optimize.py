@@ -26,7 +26,7 @@ from .output import render_to_comfy
 PREVIEW_SIZE = 256
 
 
-class _Progress:
+class Progress:
     """ComfyUI progress bar over several optimisation runs, with a preview of the leading sketch."""
 
     def __init__(self, total: int):
@@ -41,7 +41,7 @@ class _Progress:
         """One last preview: the lowest-loss candidate of ``strokes`` (sent even after Cancel)."""
         import comfy.model_management as mm
         from clipasso.prepare.images import to_pil
-        from clipasso.output.raster import render
+        from clipasso.render.raster import render
 
         lead = int(torch.argmin(torch.nan_to_num(strokes.losses.float(), nan=float("inf"))))
         image = render(strokes.select([lead]).detach().cpu()).image[0]
@@ -71,11 +71,11 @@ def cancel_requested() -> bool:
     return bool(mm.processing_interrupted())
 
 
-def _stop_when_cancelled() -> bool:
+def stop_when_cancelled() -> bool:
     return cancel_requested()  # the engine then stops after this iteration, at its best state
 
 
-def _discard_cancelled(progress: "_Progress", best) -> None:
+def discard_cancelled(progress: "Progress", best) -> None:
     """After Cancel: show ``best`` as the last preview, then raise ComfyUI's interruption (the prompt ends
     with no outputs). Does nothing when Cancel was not pressed."""
     if not cancel_requested():
@@ -140,13 +140,13 @@ class OptimizeSketch(io.ComfyNode):
                     progress.offset = i * config.iterations
 
                 return optimize_pictures(strokes, pictures, encoder, config, callback=progress.callback,
-                                         should_stop=_stop_when_cancelled, device=device, on_picture=next_picture)
+                                         should_stop=stop_when_cancelled, device=device, on_picture=next_picture)
 
-        progress = _Progress(config.iterations)
+        progress = Progress(config.iterations)
         best = None
         try:
             best = run_all(progress)  # its frames (targets, encoder activations) are gone once it returns
-            _discard_cancelled(progress, best)
+            discard_cancelled(progress, best)
             images, _ = render_to_comfy(best)
         except BaseException:
             best = None  # nothing of a cancelled or failed run stays referenced from this frame

@@ -26,7 +26,7 @@ def _canvas_size(strokes, width: int, height: int) -> Tuple[int, int]:
 def render_to_comfy(strokes, size=None, background=(1.0, 1.0, 1.0), width_scale=1.0, color=None):
     """Render every candidate -> (IMAGE [B,H,W,3 or 4], MASK [B,H,W] ink opacity)."""
     import torch
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
 
     with torch.inference_mode(False), torch.no_grad():
         out = render(strokes.cpu(), size=size, background=background, width_scale=width_scale, color=color)

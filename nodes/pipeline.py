@@ -11,7 +11,7 @@ from comfy_api.latest import io, ui
 from .common import (CATEGORY, NodeInputError, SketchStrokes, compute_device, free_memory, images_to_chw, models_dirs,
                      output_path, picture_path)
 from .inputs import LOOP_WIDGETS, NODE_PRESET, SPEED_WIDGETS, loop_inputs, node_settings, preset_input, setting_input
-from .optimize import _discard_cancelled, _Progress, _stop_when_cancelled, cancel_requested
+from .optimize import Progress, cancel_requested, discard_cancelled, stop_when_cancelled
 from .output import render_to_comfy
 
 # the one-box node's optional inputs after its required ones, in the order they were added (older first, so
@@ -24,7 +24,7 @@ ONE_BOX_WIDGETS = (tuple(n for n in LOOP_WIDGETS if n not in ("loss", "trace_wei
 def sketch_inputs():
     """The settings inputs of the whole pipeline, shared by CLIPasso Sketch and CLIPasso Batch (in the
     order saved workflows keep)."""
-    from .models import LOSS_MODELS, SALIENCY_MODELS, _options
+    from .models import LOSS_MODELS, SALIENCY_MODELS, model_options
 
     return [
         preset_input(),
@@ -33,8 +33,8 @@ def sketch_inputs():
         setting_input("seed", control_after_generate=True),
         setting_input("iterations"),
         setting_input("remove_background"),
-        setting_input("loss_model", options=_options(LOSS_MODELS)),
-        setting_input("saliency_model", options=_options(SALIENCY_MODELS)),
+        setting_input("loss_model", options=model_options(LOSS_MODELS)),
+        setting_input("saliency_model", options=model_options(SALIENCY_MODELS)),
         setting_input("allow_download"),
         *loop_inputs(ONE_BOX_WIDGETS),
     ]
@@ -70,7 +70,7 @@ class CLIPassoSketch(io.ComfyNode):
 
         settings = node_settings(preset, **widgets, models_dir=models_dirs(), device=str(compute_device()))
         total_its = settings.iterations
-        progress = _Progress(total_its)
+        progress = Progress(total_its)
 
         def run_all():
             winners = []
@@ -81,7 +81,7 @@ class CLIPassoSketch(io.ComfyNode):
                     if cancel_requested():
                         break
                     progress.offset = i * total_its
-                    result = sketch(pic, settings, callback=progress.callback, should_stop=_stop_when_cancelled)
+                    result = sketch(pic, settings, callback=progress.callback, should_stop=stop_when_cancelled)
                     winners.append(result.strokes)
                     del result
             return Strokes.concat(winners).cpu() if winners else None
@@ -89,7 +89,7 @@ class CLIPassoSketch(io.ComfyNode):
         best = None
         try:
             best = run_all()
-            _discard_cancelled(progress, best)
+            discard_cancelled(progress, best)
             rendered, _ = render_to_comfy(best)
         except BaseException:
             best = None
@@ -162,7 +162,7 @@ class CLIPassoBatch(io.ComfyNode):
         with torch.inference_mode(False), torch.enable_grad():
             try:
                 result = sketch_many([source], target, settings, png=bool(png), force=bool(force),
-                                     recursive=bool(recursive), should_stop=_stop_when_cancelled,
+                                     recursive=bool(recursive), should_stop=stop_when_cancelled,
                                      on_item=lambda done, _total, line: bar.update_absolute(done, total))
             finally:
                 gc.collect()

@@ -239,7 +239,8 @@ class DrawingOrder(io.ComfyNode):
     def execute(cls, models=None, image=None, strokes=None, frame_size=0, include_blank=True, stroke_seconds=0.4,
                 **widgets):
         import comfy.utils
-        from clipasso.post.order import animated_svg, drawing_frames, greedy_order, order_json
+        from clipasso.output.animation import animated_svg, drawing_frames
+        from clipasso.post.order import greedy_order, order_json
         from clipasso.output.plots import order_chart
 
         strokes = strokes_or_error(strokes)

@@ -9,6 +9,7 @@ import torch
 from clipasso.post.abstraction import AbstractionError, auto_abstract, masked_losses
 from clipasso.optimize import OptimizeConfig
 from clipasso.strokes import StrokeError, Strokes
+from clipasso.settings import SettingsError
 
 SIDE = 96
 
@@ -38,7 +39,7 @@ EVAL = OptimizeConfig(iterations=0, num_augs=1)
 def test_masked_losses_match_the_loss_of_the_drawn_subsets(tiny_rn):
     """Transparent strokes are absent strokes: the rows measure the empty canvas and the full sketch."""
     from clipasso.objective.losses import CLIPassoLoss
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
 
     sk = t_sketch()
     rows = torch.tensor([[False] * 4, [True] * 4, [True, False, False, False]])
@@ -104,7 +105,7 @@ def test_reoptimisation_after_each_removal(tiny_rn):
 
 @pytest.mark.parametrize("fidelity", [0, 0.0, -0.5, 1.01, float("nan"), True, "0.9"])
 def test_fidelity_outside_range_is_a_clear_error(tiny_rn, fidelity):
-    with pytest.raises(AbstractionError, match=r"fidelity must be a number in \(0, 1\]"):
+    with pytest.raises(SettingsError, match=r"fidelity must be a number in \(0, 1\]"):
         auto_abstract(t_sketch(), t_target(), tiny_rn, fidelity, EVAL)
 
 
@@ -116,7 +117,7 @@ def test_bad_inputs_are_clear_errors(tiny_rn):
         auto_abstract(t_sketch(), target, tiny_rn, 0.9, EVAL, min_strokes=0)
     with pytest.raises(AbstractionError, match="min_strokes"):
         auto_abstract(t_sketch(), target, tiny_rn, 0.9, EVAL, min_strokes=5)
-    with pytest.raises(AbstractionError, match="prune_iterations"):
+    with pytest.raises(SettingsError, match="prune_iterations"):
         auto_abstract(t_sketch(), target, tiny_rn, 0.9, EVAL, prune_iterations=-1)
     with pytest.raises(AbstractionError, match="Strokes"):
         auto_abstract(torch.zeros(1, 4, 4, 2), target, tiny_rn, 0.9, EVAL)

@@ -22,8 +22,8 @@ def _picture(size: int, seed: int) -> torch.Tensor:
     img = F.interpolate(torch.rand(1, 3, 12, 12, generator=g), size=(size, size), mode="bicubic",
                         align_corners=False)[0].clamp(0, 1)
     for _ in range(4):
-        t, l = (int(v) for v in torch.randint(0, size - size // 4, (2,), generator=g))
-        img[:, t:t + size // 5, l:l + size // 6] = torch.rand(3, 1, 1, generator=g)
+        top, left = (int(v) for v in torch.randint(0, size - size // 4, (2,), generator=g))
+        img[:, top:top + size // 5, left:left + size // 6] = torch.rand(3, 1, 1, generator=g)
     yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
                             indexing="ij")
     for _ in range(3):  # anti-aliased 3 px lines, black ink

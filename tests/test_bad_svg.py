@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from clipasso.output import svg as svgmod
-from clipasso.output.raster import rasterize, render
+from clipasso.render.raster import rasterize, render
 from clipasso.strokes import StrokeError, Strokes
 from clipasso.output.svg import SVGError, read_svg
 
@@ -172,7 +172,7 @@ def test_empty_text_route_is_refused():
 _CHILD = textwrap.dedent("""
     import json, resource, sys, time
     sys.path.insert(0, sys.argv[1])
-    import clipasso.output.raster, clipasso.output.svg
+    import clipasso.render.raster, clipasso.output.svg
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     out = {}
@@ -180,7 +180,7 @@ _CHILD = textwrap.dedent("""
         s = clipasso.output.svg.read_svg(sys.argv[2])
         out["strokes"], out["segments"] = s.num_strokes, s.num_segments
         out["read_s"] = time.perf_counter() - t0
-        r = clipasso.output.raster.render(s)
+        r = clipasso.render.raster.render(s)
         out["ink"] = float(r.alpha.mean())
         out["finite"] = bool(r.image.isfinite().all())
     except Exception as exc:

@@ -284,7 +284,7 @@ def test_sigterm_writes_the_best_sketch_so_far(work):
 
 def test_the_largest_png_size_the_cli_allows_can_be_rendered():
     from clipasso.cli import LIMITS
-    from clipasso.output.raster import MAX_RENDER_PIXELS
+    from clipasso.render.raster import MAX_RENDER_PIXELS
 
     side = LIMITS["png_size"].high
     assert side * side <= MAX_RENDER_PIXELS < (side + 1) * (side + 1)

@@ -12,6 +12,7 @@ import torch
 from clipasso.post.abstraction import AbstractionError, NoImprovementError, grow_abstract, ink_benefit, masked_losses
 from clipasso.pipeline import post_process
 from clipasso.optimize import OptimizeConfig
+from clipasso.settings import SettingsError
 from clipasso.strokes import Strokes
 from tests.test_abstraction import SIDE, seg, t_target
 
@@ -141,19 +142,19 @@ def test_growing_through_the_clip_loss(tiny_rn):
     assert r.blank_loss > r.losses[0] > r.losses[-1] == r.full_loss
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(max_strokes=1), r"max_strokes \(1\) must be larger than the 1 strokes"),
-    (dict(max_strokes=2, start_strokes=2), "start_strokes is 2 but the starting sketch has only 1"),
-    (dict(grow_iterations=-1), "grow_iterations must be 0 or more"),
-    (dict(candidates=0), "candidates must be a whole number >= 1"),
-    (dict(min_gain=1.0), r"min_gain must be a share in \[0, 1\)"),
-    (dict(min_gain=float("nan")), r"min_gain must be a share in \[0, 1\)"),
-    (dict(patience=0), "patience must be a whole number >= 1"),
-    (dict(prior=torch.ones(5, 5)), "prior must be a finite map >= 0 of the canvas size 96x96"),
-    (dict(prior=-torch.ones(SIDE, SIDE)), "prior must be a finite map >= 0"),
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(max_strokes=1), AbstractionError, r"max_strokes \(1\) must be larger than the 1 strokes"),
+    (dict(max_strokes=2, start_strokes=2), AbstractionError, "start_strokes is 2 but the starting sketch has only 1"),
+    (dict(grow_iterations=-1), SettingsError, "grow_iterations must be 0 or more"),
+    (dict(candidates=0), AbstractionError, "candidates must be a whole number >= 1"),
+    (dict(min_gain=1.0), SettingsError, r"min_gain must be a share in \[0, 1\)"),
+    (dict(min_gain=float("nan")), SettingsError, r"min_gain must be a share in \[0, 1\)"),
+    (dict(patience=0), AbstractionError, "patience must be a whole number >= 1"),
+    (dict(prior=torch.ones(5, 5)), AbstractionError, "prior must be a finite map >= 0 of the canvas size 96x96"),
+    (dict(prior=-torch.ones(SIDE, SIDE)), AbstractionError, "prior must be a finite map >= 0"),
 ])
-def test_bad_settings_are_clear_errors(kwargs, message):
-    with pytest.raises(AbstractionError, match=message):
+def test_bad_settings_are_clear_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
         grow_abstract(corner_start(), t_target(), None, 0.9, TRACE, **kwargs)
 
 
@@ -162,14 +163,14 @@ def test_more_bad_inputs():
     two = Strokes.from_points(torch.tensor([[seg(6, 6, 12, 6), seg(18, 21, 48, 21)]]), (SIDE, SIDE))
     with pytest.raises(AbstractionError, match=r"max_strokes \(2\) must be larger than the 2 strokes"):
         grow_abstract(two, t_target(), None, 0.9, TRACE, max_strokes=2)
-    with pytest.raises(AbstractionError, match=r"fidelity must be a number in \(0, 1\]"):
+    with pytest.raises(SettingsError, match=r"fidelity must be a number in \(0, 1\]"):
         grow_abstract(start, t_target(), None, 1.5, TRACE)
     with pytest.raises(AbstractionError, match="Strokes"):
         grow_abstract(torch.zeros(1, 1, 4, 2), t_target(), None, 0.9, TRACE)
     # a blank picture has no lines: every stroke makes the trace worse, nothing to keep
     with pytest.raises(NoImprovementError, match="no closer to the picture"):
         grow_abstract(start, torch.ones(3, SIDE, SIDE), None, 0.9, TRACE, max_strokes=3, grow_iterations=0)
-    with pytest.raises(AbstractionError, match="abstraction_method must be one of prune, grow; got 'shrink'"):
+    with pytest.raises(SettingsError, match="abstraction_method must be one of prune, grow; got 'shrink'"):
         post_process(start, t_target(), None, TRACE, auto_strokes=0.9, abstraction_method="shrink")
 
 
@@ -206,7 +207,7 @@ def test_sketch_pipeline_grows(tiny_models_dir):
 def test_sketch_pipeline_rejects_bad_growth_settings(kwargs, message):
     from clipasso.pipeline import sketch
 
-    with pytest.raises(AbstractionError, match=message):
+    with pytest.raises(SettingsError, match=message):
         sketch(np_white(), auto_strokes=0.9, device="cpu", background_removal=False, allow_download=False,
                loss="trace", saliency="none", **kwargs)
 

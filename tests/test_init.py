@@ -7,7 +7,10 @@ import torch
 
 from clipasso.place.init import (InitError, InitFallbackWarning, initialize_strokes, sampling_map,
                            start_probabilities)
+from clipasso.settings import PlaceSettings, SettingsError, SketchSettings
 from clipasso.strokes import Strokes
+
+SETTING_ARGS = {"num_strokes", "num_segments", "temperature", "width", "settings"}
 
 torch.set_num_threads(2)
 
@@ -166,14 +169,15 @@ def test_no_warning_in_the_normal_case():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(canvas=(0, 10)), "canvas size must be positive"),
     (dict(canvas=(10.5, 10)), "whole pixels"),
-    (dict(num_strokes=0), "num_strokes"),
-    (dict(num_strokes=2.5), "num_strokes"),
+    (dict(num_strokes=0), "num_strokes must be at least 1"),
+    (dict(num_strokes=2.5), "num_strokes must be a whole number"),
     (dict(seeds=[]), "seeds is empty"),
     (dict(seeds="abc"), "seeds must be"),
-    (dict(num_segments=0), "num_segments"),
-    (dict(temperature=0.0, saliency=torch.ones(10, 10)), "temperature"),
+    (dict(num_segments=0), "num_segments must be at least 1"),
+    (dict(temperature=0.0, saliency=torch.ones(10, 10)), "temperature must be above 0"),
     (dict(radius=-1.0), "radius"),
-    (dict(width=0.0), "width"),
+    (dict(width=0.0), r"width must be a half-width in canvas pixels in \(0, 50\]"),
+    (dict(settings=PlaceSettings(num_segments=0)), "num_segments must be at least 1"),
     (dict(saliency=torch.ones(9, 10)), "9x10 but the canvas is 10x10"),
     (dict(saliency=torch.ones(2, 10, 10)), "2-D map"),
     (dict(saliency=torch.full((10, 10), float("nan"))), "NaN"),
@@ -183,7 +187,8 @@ def test_no_warning_in_the_normal_case():
 def test_bad_inputs_give_clear_errors(kwargs, match):
     args = dict(canvas=(10, 10), num_strokes=4, seeds=(0,))
     args.update(kwargs)
-    with pytest.raises(InitError, match=match):
+    # settings (strokes, segments, temperature, width) are checked by the settings; the inputs here
+    with pytest.raises(SettingsError if kwargs.keys() & SETTING_ARGS else InitError, match=match):
         initialize_strokes(**args)
 
 
@@ -213,3 +218,22 @@ def test_all_white_image_has_no_ink_and_still_gets_strokes():
         s = initialize_strokes((64, 64), 8, (0, 1), edges=edges)
     assert tuple(s.points.shape) == (2, 8, 4, 2)
     assert float(s.points.min()) >= 0 and float(s.points.max()) <= 64
+
+
+def test_settings_objects_give_the_same_strokes_as_keywords():
+    sal = torch.rand(64, 64, generator=torch.Generator().manual_seed(1))
+    whole = SketchSettings.from_preset(strokes=5, seeds=2, seed=7, num_segments=2, width=2.0, temperature=0.5)
+    by_settings = initialize_strokes((64, 64), saliency=sal, settings=whole)  # strokes and seeds from the settings
+    by_stage = initialize_strokes((64, 64), 5, (7, 1007), saliency=sal, settings=whole.place)
+    by_keywords = initialize_strokes((64, 64), 5, (7, 1007), saliency=sal, num_segments=2, width=2.0, temperature=0.5)
+    for other in (by_stage, by_keywords):
+        assert torch.equal(by_settings.points, other.points) and torch.equal(by_settings.widths, other.widths)
+    assert by_settings.seeds == (7, 1007) and tuple(by_settings.points.shape) == (2, 5, 7, 2)
+    defaults = initialize_strokes((32, 32))  # the defaults: 16 strokes, seeds 0, 1000, 2000
+    assert tuple(defaults.points.shape) == (3, 16, 4, 2) and defaults.seeds == (0, 1000, 2000)
+
+
+def test_stroke_count_is_not_capped_by_the_strokes_setting():
+    # automatic abstraction places a budget of up to twice `strokes` (whose own cap is 1024)
+    s = initialize_strokes((64, 64), 1100, (0,), settings=PlaceSettings(strokes=1024))
+    assert s.num_strokes == 1100

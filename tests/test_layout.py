@@ -116,15 +116,17 @@ def test_validate_is_the_one_place_that_refuses_a_value(name, bad):
         SketchSettings().replace(**{name: bad}).validate()
 
 
-def test_release_0_1_module_names_still_import_as_the_moved_modules():
+def test_release_0_1_module_names_are_gone():
+    """0.3 dropped the flat names of 0.1 (``clipasso.images``, ``clipasso.raster``, ...): each module has one name."""
     import importlib
 
     import clipasso
 
-    for old, new in clipasso.MOVED.items():
-        assert importlib.import_module(f"clipasso.{old}") is importlib.import_module(f"clipasso.{new}"), old
-    from clipasso.svg import to_svg  # noqa: F401 - the README's 0.1 paths
-    from clipasso.raster import render  # noqa: F401
+    assert not hasattr(clipasso, "MOVED")
+    for old in ("images", "matting", "xdog", "saliency", "init", "losses", "text", "style", "select",
+                "abstraction", "order", "raster", "svg", "plots", "metrics"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"clipasso.{old}")
     assert clipasso.sketch is importlib.import_module("clipasso.pipeline").sketch
 
 
@@ -169,3 +171,128 @@ def test_the_cli_prints_any_engine_error_as_one_line_with_status_1(tmp_path, cap
                "--no-background-removal", "--iterations", "1", "-q"])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("clipasso: error: ") and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- layers that tell the truth
+
+# The engine's layers, lowest first: a module imports only from its own layer or a lower one. The
+# stages follow the pipeline's order (prepare, place, objective, optimize, post, output), so nothing
+# imports a later stage; the rasterizer (render) sits below every stage that draws.
+LAYERS = (
+    ("errors", "device", "atomic"),
+    ("settings",),
+    ("strokes",),
+    ("render",),
+    ("models",),
+    ("prepare",),
+    ("place",),
+    ("objective",),
+    ("optimize",),
+    ("post",),
+    ("output",),
+    ("pipeline",),
+    ("batch",),
+    ("cli", "report", "__main__"),
+    ("testing",),
+)
+PACK = ENGINE.parent / "nodes"
+DECIDES_PRECISION = "clipasso/device.py"
+PRECISION_WORDS = {"fp32", "fp16", "bf16", "off"}
+
+
+def _layer(module: str) -> int:
+    part = module.split(".")[1] if "." in module else module
+    for i, names in enumerate(LAYERS):
+        if part in names:
+            return i
+    raise AssertionError(f"{module} is in no layer: add its folder to LAYERS in tests/test_layout.py")
+
+
+def _code_files():
+    """(shown path, parsed tree) of every engine and node module."""
+    for path in sorted([*ENGINE.rglob("*.py"), *PACK.rglob("*.py")]):
+        yield str(path.relative_to(ENGINE.parent)), ast.parse(path.read_text())
+
+
+def test_nothing_imports_a_later_stage():
+    """render is below objective, optimize, post and output; prepare < place < objective < optimize < post <
+    output < pipeline < the front-ends. Imports inside functions count too."""
+    wrong = []
+    for module, deps in import_graph().items():
+        if module == "clipasso":  # the package's lazy names (sketch, render, ...) reach everything on purpose
+            continue
+        for dep in deps:
+            if dep != "clipasso" and _layer(dep) > _layer(module):
+                wrong.append(f"{module} imports {dep} (a later layer)")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_the_rasterizer_is_below_every_stage_that_renders():
+    graph = import_graph()
+    users = {m for m, deps in graph.items() if any(d.startswith("clipasso.render") for d in deps)}
+    assert {"clipasso.objective", "clipasso.optimize.loop", "clipasso.post.abstraction",
+            "clipasso.output.animation"} <= users
+    assert not any(d.startswith(("clipasso.objective", "clipasso.optimize", "clipasso.post", "clipasso.output"))
+                   for m in graph if m.startswith("clipasso.render") for d in graph[m])
+    assert not (ENGINE / "output" / "raster.py").exists()
+
+
+def test_one_place_decides_device_and_precision():
+    """Only clipasso/device.py calls torch.autocast, asks torch which accelerators exist, or compares /
+    lists precision words; everyone else asks it (the settings' choices and the node's widget included)."""
+    wrong = []
+    for shown, tree in _code_files():
+        if shown == DECIDES_PRECISION or shown.startswith("clipasso/testing/"):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("autocast", "is_available", "is_bf16_supported"):
+                wrong.append(f"{shown}:{node.lineno} uses .{node.attr}")
+            if isinstance(node, ast.Attribute) and node.attr == "GradScaler" and "policies" not in shown:
+                wrong.append(f"{shown}:{node.lineno} makes a GradScaler")
+            holders = []
+            if isinstance(node, ast.Compare):
+                holders = [node.left, *node.comparators]
+            elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+                holders = list(node.elts)
+            elif isinstance(node, ast.Dict):
+                holders = [k for k in node.keys if k is not None]
+            for h in holders:
+                if isinstance(h, ast.Constant) and h.value in PRECISION_WORDS - {"off"}:
+                    wrong.append(f"{shown}:{h.lineno} reads the precision word {h.value!r}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_precision_words_are_one_vocabulary():
+    from clipasso.device import PRECISION_ALIASES, PRECISIONS, precision_word
+    from clipasso.settings import field_option
+
+    assert field_option("mixed_precision").choices is PRECISIONS
+    assert field_option("mixed_precision").canonical is precision_word
+    assert set(PRECISION_ALIASES.values()) <= set(PRECISIONS) and not set(PRECISION_ALIASES) & set(PRECISIONS)
+    node_models = (PACK / "models.py").read_text()
+    assert 'setting_input("precision", field="mixed_precision"' in node_models  # widget name kept, words shared
+
+
+def test_no_private_name_crosses_a_module():
+    """``from x import _name`` (or ``module._name``) between the pack's own modules: a name another module
+    needs is public."""
+    wrong = []
+    for shown, tree in _code_files():
+        imported_modules = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                ours = node.level or (node.module or "").split(".")[0] in ("clipasso", "nodes")
+                if not ours:
+                    continue
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        wrong.append(f"{shown}:{node.lineno} imports {alias.name} from {node.module or '.'}")
+                    imported_modules.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                imported_modules |= {(a.asname or a.name).split(".")[0] for a in node.names
+                                     if a.name.split(".")[0] in ("clipasso", "nodes")}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
+                    and isinstance(node.value, ast.Name) and node.value.id in imported_modules:
+                wrong.append(f"{shown}:{node.lineno} uses {node.value.id}.{node.attr}")
+    assert not wrong, "\n".join(wrong)

@@ -178,7 +178,7 @@ def test_load_models_finds_weights_in_models_folder(models, models_folder):
     assert models.loss.name == "RN101" and not models.loss.is_vit
     assert models.saliency.is_vit
     assert models.loss.source.startswith(str(models_folder))
-    from clipasso.objective import cpu_bf16_native
+    from clipasso.device import cpu_bf16_native
 
     # the CPU runs bf16 where it computes bf16 natively, else fp32 (the engine's rule)
     assert models.device.type == "cpu" and models.autocast_dtype is (torch.bfloat16 if cpu_bf16_native() else None)
@@ -196,10 +196,30 @@ def test_load_models_precision_on_the_cpu(N):
     assert autocast_dtype("fp32", cpu) is None
     assert autocast_dtype("fp16", cpu) is None  # fp16 kernels on a CPU are emulated, many times slower: fp32
     assert autocast_dtype("bf16", cpu) is torch.bfloat16
-    from clipasso.objective import amp_dtype
+    from clipasso.device import amp_dtype
 
     assert autocast_dtype("auto", cpu) is amp_dtype("auto", cpu)
     assert autocast_dtype("auto", torch.device("cuda")) is torch.float16
+
+
+def test_load_models_precision_widget_says_the_settings_words(N):
+    """The node's 'precision' widget (its name kept for saved workflows) offers the settings' words, and
+    what the node hands the optimiser comes back as the same word in its settings."""
+    from clipasso.device import PRECISIONS
+    from clipasso.settings import field_option
+
+    inputs = {i.id: i for i in N["CLIPassoLoadModels"].GET_SCHEMA().inputs}
+    assert "precision" in inputs and "mixed_precision" not in inputs
+    assert list(inputs["precision"].options) == list(field_option("mixed_precision").choices) == list(PRECISIONS)
+    assert inputs["precision"].default == "auto"
+    import sys
+
+    node_models = sys.modules[N["CLIPassoLoadModels"].__module__]
+    loop_config = sys.modules[node_models.__name__.rsplit(".", 1)[0] + ".inputs"].loop_config
+    for dtype, word in ((None, "fp32"), (torch.bfloat16, "bf16"), (torch.float16, "fp16")):
+        models = node_models.ClipassoModels(object(), object(), torch.device("cpu"), dtype)
+        _, _, config = loop_config(models)
+        assert config.mixed_precision == word
 
 
 def test_load_models_missing_weights_names_the_folder(N, models_folder):

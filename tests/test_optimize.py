@@ -6,9 +6,10 @@ import time
 import pytest
 import torch
 
-from clipasso.optimize import PRESETS, OptimizeConfig, OptimizeError, optimize
+from clipasso.optimize import OptimizeConfig, OptimizeError, optimize
 from clipasso.post.select import rank, select_best
 from clipasso.strokes import StrokeError, Strokes
+from clipasso.settings import PRESETS, SettingsError
 
 
 def _target():
@@ -32,7 +33,7 @@ def _cfg(**kw):
 
 def test_gradients_reach_control_points(tiny_rn):
     from clipasso.objective.losses import CLIPassoLoss
-    from clipasso.output.raster import rasterize
+    from clipasso.render.raster import rasterize
 
     st = _strokes([0])
     pts = st.points.clone().requires_grad_()
@@ -57,7 +58,7 @@ def test_loss_decreases_over_a_short_run(tiny_rn):
 def test_best_state_is_the_evaluated_state(tiny_rn):
     """The kept points reproduce the kept loss when evaluated again (no off-by-one save)."""
     from clipasso.objective.losses import CLIPassoLoss
-    from clipasso.output.raster import rasterize
+    from clipasso.render.raster import rasterize
 
     st = _strokes([0, 1000])
     res = optimize(st, _target(), tiny_rn, _cfg(iterations=8, eval_interval=3))
@@ -140,11 +141,11 @@ def test_zero_iterations_evaluates_the_start(tiny_rn):
 
 
 def test_config_validation_and_presets():
-    with pytest.raises(OptimizeError, match="iterations"):
+    with pytest.raises(SettingsError, match="iterations"):
         OptimizeConfig(iterations=-1).validate()
-    with pytest.raises(OptimizeError, match="lr"):
+    with pytest.raises(SettingsError, match="lr"):
         OptimizeConfig(lr=float("nan")).validate()
-    with pytest.raises(OptimizeError, match="preset"):
+    with pytest.raises(SettingsError, match="preset"):
         OptimizeConfig.from_preset("slow")
     paper = OptimizeConfig.from_preset("paper")
     assert (paper.iterations, paper.num_augs, paper.lr, paper.aug_pool) == (2000, 4, 1.0, 0)
@@ -183,7 +184,7 @@ def test_mixed_precision_on_gpu_matches_fp32(tiny_models):
     enc = load_clip(tiny_models["rn_name"], models_dir=tiny_models["folder"], device="cuda", allow_download=False)
     st = _strokes([0, 1000])
     amp = optimize(st, _target(), enc, _cfg(iterations=6, mixed_precision="auto"))
-    full = optimize(st, _target(), enc, _cfg(iterations=6, mixed_precision="off"))
+    full = optimize(st, _target(), enc, _cfg(iterations=6, mixed_precision="fp32"))
     assert torch.isfinite(amp.strokes.losses).all()
     assert torch.allclose(amp.history[0], full.history[0], rtol=0.05)  # same start, reduced precision
     assert (amp.strokes.losses < amp.history[0]).all()

@@ -8,8 +8,8 @@ import torch
 
 from clipasso.post.abstraction import AbstractionError
 from clipasso.optimize import OptimizeConfig
-from clipasso.post.order import (animated_svg, drawing_frames, frames_to_gif, greedy_order, prefix_losses, reorder,
-                            write_animated_svg)
+from clipasso.output.animation import animated_svg, drawing_frames, frames_to_gif, write_animated_svg
+from clipasso.post.order import greedy_order, prefix_losses, reorder
 from clipasso.strokes import Strokes
 from tests.test_abstraction import SIDE, seg, t_target
 
@@ -63,7 +63,7 @@ def test_each_greedy_prefix_is_the_best_extension(tiny_rn, greedy):
 
 
 def test_frames_show_the_drawing_being_made():
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
 
     sk = mixed_sketch()
     frames = drawing_frames(sk)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from clipasso.place.init import initialize_strokes, sampling_map, start_probabilities
 from clipasso.optimize import OptimizeConfig, optimize
-from clipasso.output.raster import render
+from clipasso.render.raster import render
 from clipasso.place.saliency import saliency_map
 from clipasso.post.select import select_best
 
@@ -283,7 +283,7 @@ def test_best_of_n_picks_the_lowest_minimum_eval_loss_and_keeps_that_state(tiny_
     st = initialize_strokes((224, 224), 6, seeds)
     # fp32 as the original ran on a CPU (and as this trajectory, with a mid-run best, was chosen in)
     cfg = OptimizeConfig(iterations=8, eval_interval=2, callback_interval=100, num_augs=0, lr=6.0,
-                         mixed_precision="off")
+                         mixed_precision="fp32")
     res = optimize(st, target, tiny_rn, cfg)
     hist = res.history  # [evals, candidates]
     assert hist.shape == (len(res.history_iterations), 3)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from clipasso.output import raster
-from clipasso.output.raster import coverage, piece_counts, rasterize, render
+from clipasso.render import raster
+from clipasso.render.raster import coverage, piece_counts, rasterize, render
 from clipasso.strokes import StrokeError, Strokes
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipasso.optimize import OptimizeConfig, OptimizeError, optimize, reseed_collapsed
-from clipasso.output.raster import rasterize
+from clipasso.optimize import OptimizeConfig, optimize, reseed_collapsed
+from clipasso.render.raster import rasterize
 from clipasso.strokes import Strokes
+from clipasso.settings import SettingsError
 
 SIZE = 96
 
@@ -89,7 +90,7 @@ def test_automatic_setting_follows_the_loss_and_is_validated():
     assert OptimizeConfig(loss="trace", reseed_interval=0).reseed_every == 0
     for bad in (dict(reseed_interval=-1), dict(reseed_interval=2.5), dict(reseed_min_length=0),
                 dict(reseed_min_length=float("nan")), dict(reseed_until=1.5)):
-        with pytest.raises(OptimizeError, match="reseed"):
+        with pytest.raises(SettingsError, match="reseed"):
             OptimizeConfig(**bad).validate()
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from clipasso.objective.losses import CLIPassoLoss
 from clipasso.optimize import OptimizeConfig, optimize
-from clipasso.output.raster import render
+from clipasso.render.raster import render
 from clipasso.strokes import Strokes
 
 
@@ -71,7 +71,7 @@ def test_loss_downsamples_a_larger_canvas_to_the_encoder_size(tiny_rn):
     # the same drawing at twice the resolution costs about the same (antialiased downsampling)
     assert float(l_big) == pytest.approx(float(l_small), rel=0.15)
     # the loss is differentiable through the downsampling, with augmented views too
-    from clipasso.output.raster import rasterize
+    from clipasso.render.raster import rasterize
 
     s2 = s.scaled(448, 448)
     pts = s2.points.clone().requires_grad_(True)

@@ -14,6 +14,7 @@ from clipasso.place.saliency import (SaliencyError, clip_attention_map, clip_rel
                                position_embedding, saliency_map, timm_attention_map,
                                vit_forward_with_attention)
 from clipasso.prepare.xdog import xdog_edges
+from clipasso.settings import SettingsError
 
 torch.set_num_threads(2)
 
@@ -310,8 +311,10 @@ def test_mask_method_and_mask_restriction(tiny_vit):
 
 def test_bad_inputs(tiny_rn, tiny_vit):
     img = dark_square(64)
-    with pytest.raises(SaliencyError, match="unknown saliency method 'dino'"):
+    with pytest.raises(SettingsError, match="saliency method must be one of clip-attention, .*; got 'dino'"):
         saliency_map(img, method="dino", encoder=tiny_vit)
+    with pytest.raises(SaliencyError, match="'none' makes no map"):
+        saliency_map(img, method="none")
     with pytest.raises(SaliencyError, match="needs the matting mask"):
         saliency_map(img, method="mask")
     with pytest.raises(SaliencyError, match="needs a CLIP ViT"):

@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from clipasso.objective import Objective, amp_dtype, cpu_bf16_native, eval_amp_dtype
+from clipasso.device import amp_dtype, cpu_bf16_native, eval_amp_dtype
+from clipasso.objective import Objective
 from clipasso.optimize import OptimizeConfig, optimize
 from clipasso.settings import PRESETS, SettingsError, SketchSettings
 
@@ -71,7 +72,7 @@ def test_the_eval_loss_is_fp32_under_bf16(tiny_rn):
     sk[0, :, 50:54, 30:190] = 0
     sk[1, :, 60:200, 100:104] = 0
     b16 = Objective.build(_cfg(loss="clip", mixed_precision="bf16"), tiny_rn, target)
-    f32 = Objective.build(_cfg(loss="clip", mixed_precision="off"), tiny_rn, target)
+    f32 = Objective.build(_cfg(loss="clip", mixed_precision="fp32"), tiny_rn, target)
     assert b16.amp_dtype is torch.bfloat16 and f32.amp_dtype is None
     with torch.no_grad():
         e16, e32 = b16.eval_loss(sk)["total"], f32.eval_loss(sk)["total"]
@@ -89,7 +90,7 @@ def test_auto_runs_the_encoder_in_bf16_on_this_cpu_and_reaches_the_fp32_loss(tin
     target = _target()
     st = _strokes([0, 1000], n=8)
     auto = optimize(st, target, tiny_rn, _cfg(loss="clip", iterations=24, lr=2.0))
-    off = optimize(st, target, tiny_rn, _cfg(loss="clip", iterations=24, lr=2.0, mixed_precision="off"))
+    off = optimize(st, target, tiny_rn, _cfg(loss="clip", iterations=24, lr=2.0, mixed_precision="fp32"))
     assert Objective.build(_cfg(loss="clip"), tiny_rn, target).amp_dtype is torch.bfloat16
     # both start from the same fp32 evaluation of the same strokes
     assert torch.equal(auto.history[0], off.history[0])
@@ -104,7 +105,7 @@ def test_precision_flag_and_sketch_summary_name_the_precision(tiny_models_dir):
 
     res = clipasso.sketch(None, preset="fast", clip_model="clipasso-tiny-rn", strokes=4, seeds=1, iterations=2,
                           saliency="mask", device="cpu", models_dir=tiny_models_dir, allow_download=False,
-                          mixed_precision="off")
+                          mixed_precision="fp32")
     assert res.settings["precision"] == "fp32"
     res = clipasso.sketch(None, preset="fast", clip_model="clipasso-tiny-rn", strokes=4, seeds=1, iterations=2,
                           saliency="mask", device="cpu", models_dir=tiny_models_dir, allow_download=False)
@@ -259,7 +260,7 @@ def test_paper_keeps_the_original_and_fast_turns_the_speedups_on():
     ("seed_survivors", 0, "seed_survivors must be at least 1"),
     ("plateau", 1.0, "plateau must be a share in [0, 1)"),
     ("plateau_window", 0, "plateau_window must be at least 1"),
-    ("mixed_precision", "fp8", "mixed_precision must be one of auto, off, bf16, fp16"),
+    ("mixed_precision", "fp8", "mixed_precision must be one of auto, fp32, fp16, bf16"),
 ])
 def test_bad_speed_settings_are_refused_with_what_to_use(field, value, words):
     with pytest.raises(SettingsError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
@@ -316,7 +317,7 @@ def test_seed_trial_and_plateau_on_cuda(tiny_models):
     assert torch.isfinite(res.strokes.losses).all()
     cpu = optimize(st, _target(), load_clip(TINY_RN, models_dir=tiny_models["folder"], device="cpu",
                                             allow_download=False), _cfg(loss="clip", iterations=10,
-                                                                        mixed_precision="off"))
+                                                                        mixed_precision="fp32"))
     # the evaluations before the cut agree with the CPU's fp32 ones within fp16's rounding
     assert torch.allclose(res.history[0], cpu.history[0], rtol=0.02)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipasso.optimize import OptimizeConfig, OptimizeError, optimize
-from clipasso.output.raster import render
+from clipasso.optimize import OptimizeConfig, optimize
+from clipasso.render.raster import render
 from clipasso.strokes import Strokes
 from clipasso.optimize.style import StyleError, colors_from_image, with_pen
+from clipasso.settings import SettingsError
 
 SIZE = 96
 
@@ -129,13 +130,13 @@ def test_svg_keeps_per_stroke_width_colour_and_opacity():
     (dict(optimize_width=True, width_lr=-1.0), "width_lr must be above 0"),
 ])
 def test_bad_style_settings(tiny_rn, kw, match):
-    with pytest.raises(OptimizeError, match=match):
+    with pytest.raises(SettingsError, match=match):
         _run(tiny_rn, _strokes(b=1), iterations=0, **kw)
 
 
 def test_bad_style_inputs():
     s = _strokes(b=1)
-    with pytest.raises(StyleError, match="pen width"):
+    with pytest.raises(SettingsError, match="pen width must be above 0"):
         with_pen(s, -2)
     with pytest.raises(StyleError, match=r"RGB \[3,H,W\]"):
         colors_from_image(s, torch.ones(1, SIZE, SIZE))

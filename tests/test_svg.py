@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import torch
 
-from clipasso.output.raster import render
+from clipasso.render.raster import render
 from clipasso.strokes import Strokes
 from clipasso.output.svg import SVGError, path_data, read_svg, to_svg, write_svg
 

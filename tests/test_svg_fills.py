@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from clipasso.output import svg as svgmod
 from clipasso.output.outline import area, fit_closed, flatten
-from clipasso.output.raster import render
+from clipasso.render.raster import render
 from clipasso.output.svg import SVGError, read_svg, to_svg
 from clipasso.strokes import Strokes
 

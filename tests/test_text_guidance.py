@@ -8,6 +8,7 @@ from clipasso.objective.losses import CLIPassoLoss, LossConfigError
 from clipasso.optimize import OptimizeConfig, OptimizeError, optimize
 from clipasso.strokes import Strokes
 from clipasso.objective.text import TextGuidanceError, encode_text
+from clipasso.settings import SettingsError
 
 
 def _target(size=224):
@@ -27,7 +28,7 @@ def _strokes(seed=0, n=6, size=224, b=1):
 
 
 def _render(strokes):
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
 
     return render(strokes).image
 
@@ -77,7 +78,7 @@ def test_text_gradient_changes_direction_and_lowers_the_text_term(tiny_rn):
     guided = CLIPassoLoss(tiny_rn, target, num_augs=0, text_embedding=emb, text_weight=1.0)
     text_only = CLIPassoLoss(tiny_rn, target, layer_weights={}, semantic_weight=0.0, num_augs=0,
                              text_embedding=emb, text_weight=1.0)
-    from clipasso.output.raster import rasterize
+    from clipasso.render.raster import rasterize
 
     def grad(loss):
         pts = strokes.points.clone().requires_grad_(True)
@@ -151,7 +152,7 @@ def test_visual_only_model_gives_a_clear_error(tiny_rn):
     (dict(text="a cat", loss="trace"), "needs the CLIP loss"),
 ])
 def test_bad_text_settings(kw, match):
-    with pytest.raises(OptimizeError, match=match):
+    with pytest.raises(SettingsError, match=match):
         OptimizeConfig(**kw).validate()
 
 

@@ -7,6 +7,7 @@ import torch
 
 from clipasso.objective.losses import LossConfigError, TraceLoss, line_map
 from clipasso.optimize import OptimizeConfig, OptimizeError, optimize
+from clipasso.settings import SettingsError
 
 SIZE = 96
 
@@ -57,7 +58,7 @@ def test_closer_sketch_scores_lower():
 
 
 def test_gradient_flows_to_stroke_points():
-    from clipasso.output.raster import rasterize
+    from clipasso.render.raster import rasterize
 
     st = _strokes(6, seeds=(0, 1))
     pts = st.points.clone().requires_grad_()
@@ -87,26 +88,28 @@ def test_trace_mode_ignores_a_given_encoder_device():
 
 def test_bad_settings_are_clear_errors():
     t = _ring_target()
-    with pytest.raises(OptimizeError, match="loss must be one of"):
+    with pytest.raises(SettingsError, match="loss must be one of"):
         OptimizeConfig(loss="pixels").validate()
-    with pytest.raises(OptimizeError, match="trace_weight"):
+    with pytest.raises(SettingsError, match="trace_weight"):
         OptimizeConfig(loss="clip+trace", trace_weight=-1.0).validate()
-    with pytest.raises(OptimizeError, match="trace_weight"):
+    with pytest.raises(SettingsError, match="trace_weight"):
         OptimizeConfig(loss="clip+trace", trace_weight=0.0).validate()
-    with pytest.raises(OptimizeError, match="trace_sigmas"):
+    with pytest.raises(SettingsError, match="trace_sigmas"):
         OptimizeConfig(loss="trace", trace_sigmas=(0.0, 2.0)).validate()
-    with pytest.raises(OptimizeError, match="trace_sigmas"):
+    with pytest.raises(SettingsError, match="trace_sigmas"):
         OptimizeConfig(loss="trace", trace_sigmas=()).validate()
-    with pytest.raises(OptimizeError, match="trace_reference"):
+    with pytest.raises(SettingsError, match="trace_reference"):
         OptimizeConfig(loss="trace", trace_reference="canny").validate()
     with pytest.raises(OptimizeError, match="needs a CLIP encoder"):
         optimize(_strokes(2), t, None, OptimizeConfig(iterations=1))
     with pytest.raises(OptimizeError, match="needs a CLIP encoder"):
         optimize(_strokes(2), t, None, OptimizeConfig(loss="clip+trace", iterations=1))
-    with pytest.raises(LossConfigError, match="sigmas"):
+    with pytest.raises(SettingsError, match="trace_sigmas must be positive blur radii"):
         TraceLoss(t, sigmas=(-1,))
-    with pytest.raises(LossConfigError, match="reference"):
+    with pytest.raises(SettingsError, match="trace_reference must be one of edges, image"):
         TraceLoss(t, reference="photo")
+    with pytest.raises(SettingsError, match="trace_reference"):
+        TraceLoss(t, OptimizeConfig(trace_reference="canny"))
     with pytest.raises(LossConfigError, match="one RGB image"):
         TraceLoss(torch.ones(2, 3, 8, 8))
     with pytest.raises(LossConfigError, match="differs from the target size"):
@@ -116,7 +119,7 @@ def test_bad_settings_are_clear_errors():
 def test_clip_plus_trace_adds_the_terms(tiny_rn):
     from clipasso.objective.losses import CLIPassoLoss
     from clipasso.objective import Objective
-    from clipasso.output.raster import rasterize
+    from clipasso.render.raster import rasterize
 
     t = _ring_target(224)
     st = _strokes(4, seeds=(0, 1), size=224)

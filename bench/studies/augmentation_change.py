@@ -7,12 +7,22 @@ ratio on augmented views, gradient cosines; with --timing the cost of both.
 
 Needs the git history (a clone, not an sdist). Figures are in the README's parity section.
 """
-import importlib.util, os, subprocess, sys, tempfile, time, argparse
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 OLD_COMMIT = "0294d69"
-import numpy as np, torch, torch.nn.functional as F
-import clipasso.objective.losses as new
+import clipasso.objective.losses as new  # noqa: E402 - from this checkout (sys.path above)
 _old_src = subprocess.run(["git", "-C", ROOT, "show", f"{OLD_COMMIT}:clipasso/losses.py"], check=True,
                           capture_output=True, text=True).stdout
 _old_path = os.path.join(tempfile.mkdtemp(), "losses_old.py")
@@ -22,9 +32,9 @@ spec = importlib.util.spec_from_file_location("clipasso.losses_old", _old_path)
 old = importlib.util.module_from_spec(spec)
 sys.modules["clipasso.losses_old"] = old
 spec.loader.exec_module(old)
-from clipasso.prepare.xdog import xdog_edges
-from clipasso.output.raster import rasterize
-from clipasso.place.init import initialize_strokes
+from clipasso.prepare.xdog import xdog_edges  # noqa: E402
+from clipasso.render.raster import rasterize  # noqa: E402
+from clipasso.place.init import initialize_strokes  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--rn101", action="store_true")
@@ -37,8 +47,8 @@ def photo(name):
     import skimage.data as d
     a = torch.from_numpy(getattr(d, name)().copy()).permute(2, 0, 1).float()[None] / 255
     s = min(a.shape[-2:])
-    t, l = (a.shape[-2] - s) // 2, (a.shape[-1] - s) // 2
-    return F.interpolate(a[..., t:t + s, l:l + s], size=(224, 224), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)[0]
+    top, left = (a.shape[-2] - s) // 2, (a.shape[-1] - s) // 2
+    return F.interpolate(a[..., top:top + s, left:left + s], size=(224, 224), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)[0]
 
 target = photo("chelsea")
 lines = 1 - xdog_edges(target)                      # a line drawing of the target (a "good" sketch)
@@ -66,20 +76,25 @@ def encoders():
         names = ["astronaut", "chelsea", "coffee", "rocket", "cat", "immunohistochemistry", "hubble_deep_field", "motorcycle_left"]
         imgs = []
         for n in names:
-            try: imgs.append(photo(n))
-            except Exception as e: print("skip", n, e)
+            try:
+                imgs.append(photo(n))
+            except Exception as e:
+                print("skip", n, e)
         x = torch.stack(imgs)
         x = torch.cat([x, x.flip(-1)])
         mean = torch.tensor(new.__dict__.get("OPENAI_MEAN", (0.48145466, 0.4578275, 0.40821073))).view(1, 3, 1, 1)
         std = torch.tensor((0.26862954, 0.26130258, 0.27577711)).view(1, 3, 1, 1)
         m.visual.train()
-        with torch.no_grad(): m.visual((x - mean) / std)
+        with torch.no_grad():
+            m.visual((x - mean) / std)
         m.visual.eval()
-        for b in bns: b.momentum = 0.1
+        for b in bns:
+            b.momentum = 0.1
         out["rn101"] = wrap_model(m, name="RN101", source=f"random, BN calibrated on {len(x)} photos")
     return out
 
-def cos(a, b): return float(F.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0))
+def cos(a, b):
+    return float(F.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0))
 
 if args.timing:
     # 3 candidates x 4 augmented views (+1 clean each = 5 views x 3) at 224, CPU, 2 threads
@@ -87,21 +102,23 @@ if args.timing:
     sk = torch.rand(b, 3, 224, 224).requires_grad_()
     tg = target[None]
     for mod, name in ((old, "old"), (new, "new")):
-        def step(pool=None):
+        def step(pool=None, mod=mod, name=name):
             gens = [torch.Generator().manual_seed(i) for i in range(b)]
             if pool is None:
                 params = mod.AugmentParams.cat([mod.sample_augment_params(a, (224, 224), g) for g in gens])
                 grid = mod.augment_grid(params, device="cpu")
-                if name == "old": grid = grid.float()
-                with torch.no_grad():
-                    tv = mod.apply_augment(tg.expand(b * a, -1, -1, -1), params, grid)
+                if name == "old":
+                    grid = grid.float()
+                with torch.no_grad():  # the target's views are part of the cost
+                    mod.apply_augment(tg.expand(b * a, -1, -1, -1), params, grid)
             else:
                 picks = torch.stack([torch.randperm(16, generator=g)[:2] for g in gens]).reshape(-1)
                 grid = pool.index(picks) if name == "new" else pool[picks]
             x = mod.apply_augment(sk.repeat_interleave(grid.__len__() // b, 0), None, grid)
             x.backward(torch.ones_like(x))
         def tmin(f, r=12):
-            for _ in range(2): f()
+            for _ in range(2):
+                f()
             ts = []
             for _ in range(r):
                 t0 = time.perf_counter()
@@ -114,8 +131,9 @@ if args.timing:
         t0 = time.perf_counter()
         pool = mod.augment_grid(p16, device="cpu")
         tbuild = time.perf_counter() - t0
-        if name == "old": pool = pool.float()
-        tq, tqm = tmin(lambda: step(pool))
+        if name == "old":
+            pool = pool.float()
+        tq, tqm = tmin(lambda pool=pool: step(pool))
         print(f"{name}: paper mode (draw + grids + target views + sketch views fwd+bwd, 12 aug views): min {tp*1e3:.1f} / median {tpm*1e3:.1f} ms;"
               f" fast mode (pool of 16, 2 views x 3 cand fwd+bwd): min {tq*1e3:.1f} / median {tqm*1e3:.1f} ms; pool grids built once: {tbuild*1e3:.1f} ms")
     enc = encoders()["rn101" if args.rn101 else "tiny"]
@@ -123,7 +141,8 @@ if args.timing:
     gens = [torch.Generator().manual_seed(i) for i in range(b)]
     L.train_loss(sk, gens)["total"].sum().backward()
     t0 = time.perf_counter()
-    for _ in range(2): L.train_loss(sk, gens)["total"].sum().backward()
+    for _ in range(2):
+        L.train_loss(sk, gens)["total"].sum().backward()
     print(f"whole train_loss fwd+bwd ({enc.name}, 3 cand x 5 views, paper mode): {(time.perf_counter()-t0)/2*1e3:.0f} ms")
     sys.exit()
 
@@ -159,7 +178,8 @@ for ename, enc in encoders().items():
                     outs.append((float(v.detach()), x.grad.clone(), p.grad.clone()))
             gi.append(cos(outs[0][1], outs[1][1]))
             tr.append(outs[0][0] / outs[1][0])
-            if outs[0][2] is not None: gp.append(cos(outs[0][2], outs[1][2]))
+            if outs[0][2] is not None:
+                gp.append(cos(outs[0][2], outs[1][2]))
         print(f"[{ename}] sketch={sname}: views mean|old-new| sketch {float((vo_s-vn_s).abs().mean()):.4f}"
               f" target {float((vo_t-vn_t).abs().mean()):.4f} (max {float((vo_t-vn_t).abs().max()):.3f});"
               f" aug-view loss old/new mean {float(lo.mean()/ln.mean()):.3f} (per view {float((lo/ln).min()):.3f}..{float((lo/ln).max()):.3f});"

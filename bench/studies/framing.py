@@ -50,7 +50,7 @@ def main(argv=None):
     from clipasso.prepare.images import FRAMINGS, as_rgb, aspect_canvas, resize_to
     from clipasso.prepare.matting import remove_background
     from clipasso.report.metrics import edge_map, fscore, ink_map
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
 
     rows = []
     for name in args.pictures.split(","):

@@ -4,7 +4,7 @@
     python bench/studies/precision.py --pictures 6 --augs 4
     python bench/studies/precision.py --table-only     # reprint the last saved table
 
-Why: `mixed_precision="auto"` picks the autocast dtype of the encoder on CUDA (`clipasso.objective.amp_dtype`). This script measures how far the gradient the optimiser follows moves when
+Why: `mixed_precision="auto"` picks the autocast dtype of the encoder on CUDA (`clipasso.device.amp_dtype`). This script measures how far the gradient the optimiser follows moves when
 the RN101 runs in bf16 or fp16, so the default can be the cheaper dtype that still keeps the
 gradient's direction (cosine >= 0.995 with fp32 on every picture).
 
@@ -20,7 +20,7 @@ How, without a GPU or pretrained weights:
   script prints how different the pictures' embeddings are after that (mean pairwise cosine).
 - Loss: `clipasso.objective.losses.CLIPassoLoss` exactly as `clipasso.objective.Objective.build` builds it (RN101
   layer2 + layer3 + 0.1 semantic), with ``amp_dtype`` None / torch.bfloat16 / torch.float16, i.e.
-  what `clipasso.objective.amp_dtype` returns on CUDA for "off" / "bf16" / "fp16". The training loss is taken over
+  what `clipasso.device.amp_dtype` returns on CUDA for "fp32" / "bf16" / "fp16". The training loss is taken over
   1 clean + ``--augs`` augmented views with the same augmentation parameters for every dtype.
 - Precision on CPU: ``torch.autocast("cpu", dtype=...)`` for both bf16 and fp16 (CPU autocast
   supports float16 in this torch; convolutions and matmuls run in the low dtype through oneDNN,
@@ -30,7 +30,7 @@ How, without a GPU or pretrained weights:
   not bit-identical with cuDNN's, so this is an estimate of the GPU behaviour.
 - Sketches: two per picture, as a batch of two candidates: "init" is CLIPasso's initial sketch
   (16 strokes from `clipasso.place.init.initialize_strokes` on the picture's XDoG ink, rendered with
-  `clipasso.output.raster.rasterize`), "lines" is the XDoG line image blurred by a Gaussian of 1 px (a sketch
+  `clipasso.render.raster.rasterize`), "lines" is the XDoG line image blurred by a Gaussian of 1 px (a sketch
   that already looks like the target). The gradient is taken with respect to the sketch image
   and, for "init", also with respect to the stroke control points (through the fp32 rasteriser).
 
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -81,7 +80,7 @@ def sketches(target: torch.Tensor, seed: int):
 def gradients(encoder, target, points, widths, colors, lines, dtype, augs: int, seed: int):
     """Training loss, eval loss, image gradients [2,3,H,W] and point gradient of the two sketches."""
     from clipasso.objective.losses import CLIPassoLoss
-    from clipasso.output.raster import rasterize
+    from clipasso.render.raster import rasterize
 
     loss_fn = CLIPassoLoss(encoder, target, num_augs=augs, amp_dtype=dtype)
     scale = FP16_SCALE if dtype == torch.float16 else 1.0
@@ -141,7 +140,7 @@ def run(args) -> dict:
                 row[f"rel_eval_{key}"] = abs(float(r["eval"][j]) / float(ref["eval"][j]) - 1)
                 row[f"cos_img_{key}"] = cosine(r["img"][j], ref["img"][j])
                 row[f"cos_pts_{key}"] = cosine(r["pts"][0], ref["pts"][0]) if kind == "init" else None
-                row[f"fp16_scale"] = res["fp16"]["scale"]
+                row["fp16_scale"] = res["fp16"]["scale"]
             rows.append(row)
         secs = {k: round(v["seconds"], 1) for k, v in res.items()}
         print(f"  {name}: done ({secs} s per dtype)", flush=True)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import sys
 import tempfile
@@ -87,7 +86,7 @@ def run_case(loss, name, seeds, encoder, args):
 
     target, mask, _ = load_picture(name)
     init = initial_strokes(target, mask, args.strokes, seeds)
-    base = dict(iterations=args.iterations, loss=loss, mixed_precision="off", plateau=0.0)
+    base = dict(iterations=args.iterations, loss=loss, mixed_precision="fp32", plateau=0.0)
     t = time.perf_counter()
     full = optimize(init, target, encoder, OptimizeConfig.from_preset("fast", seed_trial=0.0, **base), seeds=seeds)
     t_full = time.perf_counter() - t
@@ -201,8 +200,8 @@ def table(data) -> str:
         for share, x in s["simulated"].items():
             L.append(f"  {float(share):>8.2f} {x['same_winner']:>7}/{s['cases']:<4} {100 * x['regret_mean']:>+11.2f}% "
                      f"{100 * x['regret_worst']:>+7.2f}% {x['cost']:>6.2f}")
-        L.append(f"  best of 2 (every pair of seeds), cut where the optimiser cuts for seed_trial (after re-seeding "
-                 f"with trace):")
+        L.append("  best of 2 (every pair of seeds), cut where the optimiser cuts for seed_trial (after re-seeding "
+                 "with trace):")
         for share, x in s["best_of_2"].items():
             L.append(f"  {float(share):>8.2f} -> step {x['cut']:>3}: same winner {x['same_winner']}/{x['pairs']}, "
                      f"regret mean {100 * x['regret_mean']:+.2f}% (median {100 * x['regret_median']:+.2f}%, worst "

@@ -93,7 +93,7 @@ def target_image(shape: str):
 def run_setting(target, prompt, weight, args, models_dir, judge, loss_model):
     from clipasso import sketch
     from clipasso.report.metrics import sketch_fidelity
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
 
     extra = dict(text=TEMPLATE.format(prompt), text_weight=weight) if prompt and weight > 0 else {}
     t0 = time.perf_counter()
@@ -134,7 +134,7 @@ def picture(target, results, prompts, weights, shape, path: Path) -> None:
     from PIL import Image, ImageDraw, ImageFont
 
     from clipasso.prepare.images import to_pil
-    from clipasso.output.raster import render
+    from clipasso.render.raster import render
 
     font = ImageFont.load_default()
     tile, head, left = 168, 30, 96

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..output.paths import NAME_MAX, OutputPathError, check_output_paths  # noqa: F401 - re-exported (0.1 names)
-from .options import (LIMITS, ProgressBar, _fmt_time, add_settings_arguments, flag_of,  # noqa: F401 - re-exported
-                      limit_problems, settings_or_usage_error)
+from ..output.paths import OutputPathError, check_output_paths
+from .options import (LIMITS, ProgressBar, add_settings_arguments, flag_of, fmt_time,
+                      settings_or_usage_error)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: stopped by SIGTERM after writing the best sketch so far
@@ -257,13 +257,13 @@ def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
         f"sketch: {out_svg}" + (f" and {args.png}" if args.png else ""),
         f"  winner: seed {result.seed} (candidate {result.index + 1} of {len(s['seeds'])}), "
         f"loss {result.loss:.4f} at iteration {int(result.strokes.iterations[0])}",
-        "  candidates: " + ", ".join(f"seed {sd}: {float(l):.4f}"
-                                     for sd, l in zip(result.candidates.seeds, result.candidates.losses)),
+        "  candidates: " + ", ".join(f"seed {sd}: {float(loss):.4f}"
+                                     for sd, loss in zip(result.candidates.seeds, result.candidates.losses)),
         f"  {s['strokes']} strokes, {run.iterations_run}/{s['iterations']} iterations"
         + (" (stopped early)" if run.cancelled else " (plateau)" if run.stop_reason == "plateau" else "")
         + f", preset {s['preset']}, {s['clip_model'] or 'trace loss'} on {s['device']}"
         + (f" in {s['precision']}" if s.get("clip_model") else ""),
-        f"  time: {_fmt_time(result.seconds)} total, {run.seconds_per_iteration:.3f} s/iteration "
+        f"  time: {fmt_time(result.seconds)} total, {run.seconds_per_iteration:.3f} s/iteration "
         + (f"for {len(s['seeds'])} seed(s) together" if run.survivors is None else
            f"on average ({run.candidate_steps} candidate steps)"),
     ]
@@ -313,7 +313,7 @@ def _drawing_outputs(result, args) -> List[str]:
         pl = [float(v) for v in order.prefix_losses]
         lines.append(f"  drawing order: {order.order}; loss after 1 stroke {pl[1]:.4f}, after all "
                      f"{pl[-1]:.4f} (empty canvas {pl[0]:.4f})")
-        from ..post.order import drawing_frames, frames_to_gif, write_animated_svg
+        from ..output.animation import drawing_frames, frames_to_gif, write_animated_svg
 
         if args.gif:
             h, w = result.strokes.canvas

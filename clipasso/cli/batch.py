@@ -5,7 +5,7 @@ import signal
 import sys
 import time
 
-from .options import ProgressBar, _fmt_time, add_settings_arguments, flag_of, settings_or_usage_error
+from .options import ProgressBar, add_settings_arguments, flag_of, fmt_time, settings_or_usage_error
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
@@ -96,7 +96,7 @@ def run_batch(args, parser) -> int:
         what = {"ok": f"loss {line['loss']:.4f}" if line.get("loss") is not None else "done",
                 "skipped": "already done", "error": f"FAILED: {line['error']}"}[line["status"]]
         rate = (time.perf_counter() - start) / done
-        print(f"[{done}/{total}] {line['name']}: {what} ({line['seconds']:.1f} s; ETA {_fmt_time(rate * (total - done))})",
+        print(f"[{done}/{total}] {line['name']}: {what} ({line['seconds']:.1f} s; ETA {fmt_time(rate * (total - done))})",
               file=sys.stderr, flush=True)
 
     try:

@@ -19,7 +19,7 @@ def _limits():
     out["strokes_x_seeds"] = Option("strokes in all candidates together", low=1, high=STROKES_X_SEEDS, kind="int",
                                     above="memory and time per step grow with strokes x seeds; lower --strokes or "
                                           "--seeds")
-    # 5792^2 is clipasso.output.raster.MAX_RENDER_PIXELS, the most one render draws (tests/test_cli_bad_inputs.py checks)
+    # 5792^2 is clipasso.render.raster.MAX_RENDER_PIXELS, the most one render draws (tests/test_cli_bad_inputs.py checks)
     out["png_size"] = Option("long side of the PNG", low=8, high=5792, unit="pixels", kind="int",
                              above="the PNG is rendered in memory: 16384 px took 12 GB; the SVG is vector and scales "
                                    "to any size")
@@ -131,6 +131,8 @@ def add_settings_arguments(parser) -> None:
                 kw["metavar"] = opt.metavar
             if opt.choices is not None:
                 kw["choices"] = list(opt.choices)
+                if opt.canonical is not None:  # an older word (alias) is read as today's before the check
+                    kw["type"] = opt.canonical
             elif opt.kind in ("int", "float"):
                 kw["type"] = int if opt.kind == "int" else float
             if f.name == "models_dir":
@@ -174,7 +176,7 @@ def settings_or_usage_error(args, parser):
         parser.error(str(exc))
 
 
-def _fmt_time(seconds: float) -> str:
+def fmt_time(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
     seconds = int(round(seconds))
@@ -214,7 +216,7 @@ class ProgressBar:
         filled = int(round(frac * self.width))
         bar = "#" * filled + "." * (self.width - filled)
         line = (f"[{bar}] {iteration}/{self.total} {frac * 100:3.0f}% | best loss {best:.4f} | "
-                f"{rate:.2f} s/it | ETA {_fmt_time(eta)}")
+                f"{rate:.2f} s/it | ETA {fmt_time(eta)}")
         if self.tty:
             self.stream.write("\r" + line + "\x1b[K")
         else:

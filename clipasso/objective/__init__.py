@@ -20,13 +20,13 @@ with ``eval_loss(images)`` / ``train_loss(images, generators)`` (dicts of per-ca
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from ..device import amp_dtype, eval_amp_dtype
 from ..errors import OptimizeError
 from ..strokes import Strokes, pen_half_width
 
@@ -51,67 +51,6 @@ def register_term(name: str, build, weight, enabled, needs_encoder: bool = False
 
 
 # --------------------------------------------------------------------------- the built-in terms
-
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf16 dot products natively
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_bf16_native() -> bool:
-    """True when this CPU computes bf16 natively (x86 ``avx512_bf16`` or AMX, from /proc/cpuinfo).
-
-    Only there does bf16 autocast pay: on such a CPU the RN101 step of the fast preset runs about twice
-    as fast as fp32 (docs/benchmarks.md, bench/speed.py); where bf16 is emulated it is slower. CPUs this cannot
-    read (no /proc/cpuinfo: macOS, Windows) count as not native: they keep fp32 unless bf16 is asked for.
-    """
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return any(flag in flags for flag in BF16_CPU_FLAGS)
-    except OSError:
-        pass
-    return False
-
-
-def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
-    """Autocast dtype of the encoder (None = fp32) for the ``mixed_precision`` setting on ``device``.
-
-    auto: fp16 on CUDA, bf16 on a CPU with native bf16 (`cpu_bf16_native`), fp32 elsewhere.
-
-    - CUDA: fp16, not bf16, by measurement (bench/studies/precision.py): the RN101 loss gradient under
-      fp16 autocast stays much closer to fp32's than under bf16. The original CLIPasso ran in fp16 too.
-      fp16 runs with a GradScaler (see `clipasso.optimize.optimize`).
-    - CPU: bf16 where it is native, by measurement (bench/precision_reach.py): the loss a whole run
-      reaches stays close to an fp32 run's, within what float rounding alone moves it, for under half
-      the step time. fp16 on a CPU is never used (its kernels are emulated there and much slower):
-      "fp16" means fp32 there.
-    The figures, with the commands and the machine, are in docs/benchmarks.md. The eval loss stays fp32 under bf16 (`eval_amp_dtype`).
-    """
-    if mode == "off":
-        return None
-    if device.type == "cuda":
-        if mode in ("bf16", "fp16"):
-            return torch.bfloat16 if mode == "bf16" else torch.float16
-        return torch.float16
-    if mode == "bf16":  # asked for: also where it is emulated
-        return torch.bfloat16
-    if mode == "auto" and device.type == "cpu" and cpu_bf16_native():
-        return torch.bfloat16
-    return None
-
-
-def precision_label(dtype: Optional[torch.dtype]) -> str:
-    """'fp32', 'bf16' or 'fp16': an autocast dtype from `amp_dtype` in words (None is fp32)."""
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
-
-
-def eval_amp_dtype(train_dtype: Optional[torch.dtype]) -> Optional[torch.dtype]:
-    """Autocast dtype of the eval loss: the training one, except fp32 under bf16, whose loss bias
-    (docs/benchmarks.md, GPU precision) would otherwise show in the reported loss and could reorder close seeds. The
-    eval sees one view per candidate every eval_interval steps: a small share of the work."""
-    return None if train_dtype == torch.bfloat16 else train_dtype
-
 
 def _text_guidance(encoder, settings) -> Dict:
     """CLIPassoLoss keyword arguments of the text term (none without a prompt)."""
@@ -142,7 +81,7 @@ def _build_clip(settings, encoder, target, device):
 def _build_trace(settings, encoder, target, device):
     from .losses import TraceLoss
 
-    return TraceLoss(target, sigmas=settings.trace_sigmas, reference=settings.trace_reference, device=device)
+    return TraceLoss(target, settings, device=device)
 
 
 register_term("clip", _build_clip, weight=lambda s: 1.0, enabled=lambda s: s.loss in ("clip", "clip+trace"),
@@ -255,7 +194,7 @@ class Objective:
 
     def draw(self, strokes: Strokes) -> torch.Tensor:
         """``[B,3,H,W]`` the strokes as the optimiser draws them (the pen, if set, overrides the widths)."""
-        from ..output.raster import rasterize
+        from ..render.raster import rasterize
 
         h, w = strokes.canvas
         widths = strokes.widths.detach().to(self.device, torch.float32)
@@ -306,4 +245,4 @@ def objective_for(target, encoder, config=None, device=None, canvas=None) -> Obj
     return Objective.build(cfg.validate(), encoder, target, device, canvas=canvas)
 
 
-__all__ = ["Objective", "objective_for", "TERMS", "register_term", "amp_dtype", "eval_amp_dtype", "cpu_bf16_native", "precision_label", "prepare_target", "EVAL_CHUNK"]
+__all__ = ["Objective", "objective_for", "TERMS", "register_term", "prepare_target", "EVAL_CHUNK"]

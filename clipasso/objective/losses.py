@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from ..device import autocast
 from ..errors import ClipassoError
 from ..settings import ObjectiveSettings, SettingsError, field_option
 
@@ -183,18 +184,25 @@ def apply_augment(images: torch.Tensor, params: Optional[AugmentParams],
     return F.interpolate(warped, size=g.out_size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def augment_pair(sketch: torch.Tensor, target: torch.Tensor, num_augs: int = ObjectiveSettings.num_augs,
-                 generator: Optional[torch.Generator] = None, distortion: float = ObjectiveSettings.distortion,
-                 crop_scale: float = ObjectiveSettings.crop_scale):
+def augment_pair(sketch: torch.Tensor, target: torch.Tensor, num_augs: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None, settings: Optional[ObjectiveSettings] = None,
+                 **overrides):
     """1 clean + ``num_augs`` jointly augmented views of one sketch/target pair ([1,3,H,W] or [3,H,W]).
+
+    settings: the objective's settings (None: the defaults; an `OptimizeConfig` or a whole `SketchSettings`
+    too) with ``overrides`` of its fields (distortion, crop_scale); ``num_augs`` defaults to the settings'.
 
     Returns (sketch_views, target_views), each ``[1 + num_augs, 3, H, W]`` in 0..1 (not normalised).
     """
+    if num_augs is not None:
+        overrides["num_augs"] = num_augs
+    st = ObjectiveSettings.of(settings, **overrides)
+    num_augs = int(st.num_augs)
     s = sketch if sketch.ndim == 4 else sketch.unsqueeze(0)
     t = target if target.ndim == 4 else target.unsqueeze(0)
     if num_augs <= 0:
         return s, t
-    params = sample_augment_params(num_augs, s.shape[-2:], generator, distortion, crop_scale)
+    params = sample_augment_params(num_augs, s.shape[-2:], generator, st.distortion, st.crop_scale)
     grid = augment_grid(params, device=s.device)
     xs = apply_augment(s.expand(num_augs, -1, -1, -1), params, grid)
     ys = apply_augment(t.expand(num_augs, -1, -1, -1).to(s.dtype), params, grid)
@@ -335,8 +343,7 @@ class CLIPassoLoss:
         if not enc.is_vit:
             x = x.contiguous(memory_format=torch.channels_last)
         need_emb = self.semantic_weight > 0 or self.text_weight > 0
-        amp = amp_dtype is not None and x.device.type in ("cuda", "mps", "cpu")
-        with torch.autocast(x.device.type, dtype=amp_dtype, enabled=bool(amp and amp_dtype)):
+        with autocast(x.device, amp_dtype):
             if enc.is_vit:
                 feats, emb = _vit_features(enc.visual, x, list(self.layer_weights), need_emb)
             else:
@@ -405,7 +412,6 @@ class CLIPassoLoss:
         if len(generators) != b:
             raise LossConfigError(f"need one generator per candidate ({b}); got {len(generators)}")
         a = self.num_augs
-        v = 1 + a
         if a == 0:
             return self._clean_loss(sketch)
         tf, te = self._clean_target
@@ -440,7 +446,6 @@ class CLIPassoLoss:
 
 # --------------------------------------------------------------------------- weights-free trace loss
 
-from ..settings import DEFAULT_TRACE_SIGMAS, TRACE_REFERENCES  # noqa: E402 - defined with the settings
 TRACE_LINE_THICKNESS = 3
 
 
@@ -508,16 +513,20 @@ class TraceLoss:
     ``eval_loss`` (same interface as `CLIPassoLoss`, so the optimiser takes either).
     """
 
-    def __init__(self, target: torch.Tensor, sigmas: Sequence[float] = DEFAULT_TRACE_SIGMAS,
-                 reference: str = ObjectiveSettings.trace_reference, device=None):
+    def __init__(self, target: torch.Tensor, settings: Optional[ObjectiveSettings] = None, *, device=None,
+                 sigmas: Optional[Sequence[float]] = None, reference: Optional[str] = None, **overrides):
+        """settings: the objective's settings (None: the defaults; an `OptimizeConfig` or a whole
+        `SketchSettings` too) with ``overrides`` of its fields; ``sigmas`` and ``reference`` are its
+        ``trace_sigmas`` and ``trace_reference`` by their short names. Validated by the settings."""
+        if sigmas is not None:
+            overrides["trace_sigmas"] = sigmas
+        if reference is not None:
+            overrides["trace_reference"] = reference
+        st = ObjectiveSettings.of(settings, **overrides)
         t = target if target.ndim == 4 else target.unsqueeze(0)
         if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != 3:
             raise LossConfigError(f"target must be one RGB image [3,H,W]; got {tuple(target.shape)}")
-        sig = tuple(float(s) for s in sigmas)
-        if not sig or any(not math.isfinite(s) or s <= 0 for s in sig):
-            raise LossConfigError(f"trace sigmas must be positive pixel radii, e.g. {DEFAULT_TRACE_SIGMAS}; got {sigmas!r}")
-        if reference not in TRACE_REFERENCES:
-            raise LossConfigError(f"trace reference must be one of {TRACE_REFERENCES}; got {reference!r}")
+        sig, reference = tuple(float(v) for v in st.trace_sigmas), st.trace_reference
         self.sigmas, self.reference = sig, reference
         self.device = torch.device(device) if device is not None else t.device
         self.size = tuple(t.shape[-2:])

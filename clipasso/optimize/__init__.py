@@ -39,9 +39,9 @@ import torch
 from ..errors import OptimizeError
 from ..strokes import Strokes, pen_half_width
 
-from ..settings import AUTO_RESEED_INTERVAL, LOSS_MODES, PRESETS, OptimizeConfig  # noqa: F401 - re-exported
+from ..settings import OptimizeConfig
 from .loop import Run, run_loop
-from .policies import Policy, policies_for, reseed_collapsed  # noqa: F401 - reseed_collapsed re-exported
+from .policies import Policy, policies_for, reseed_collapsed
 
 
 @dataclass
@@ -211,4 +211,4 @@ def optimize_pictures(strokes: Strokes, pictures: Sequence[torch.Tensor], encode
     return Strokes.concat(results).cpu() if results else None
 
 
-__all__ = ["optimize", "optimize_pictures", "reseed_collapsed", "OptimizeConfig", "OptimizeResult", "OptimizeError", "PRESETS", "LOSS_MODES", "Policy"]
+__all__ = ["optimize", "optimize_pictures", "reseed_collapsed", "OptimizeConfig", "OptimizeResult", "OptimizeError", "Policy"]

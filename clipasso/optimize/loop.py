@@ -81,7 +81,7 @@ class Run:
         return self.points.device
 
     def render(self, points: torch.Tensor) -> torch.Tensor:
-        from ..output.raster import rasterize
+        from ..render.raster import rasterize
 
         h, w = self.canvas
         return rasterize(points, self.style.widths, self.style.colors(), h, w, self.config.background)[0]

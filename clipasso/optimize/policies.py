@@ -28,6 +28,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from ..device import grad_scaler_needed
 from .loop import Run, warn_caller
 
 
@@ -117,8 +118,8 @@ class MixedPrecision(Policy):
 
     @classmethod
     def from_objective(cls, objective) -> Optional["MixedPrecision"]:
-        if objective.amp_dtype == torch.float16 and objective.device.type == "cuda":
-            return cls("cuda")
+        if grad_scaler_needed(objective.amp_dtype, objective.device):  # the one precision decision
+            return cls(objective.device.type)
         return None
 
     def backward_step(self, run: Run, loss: torch.Tensor) -> bool:

@@ -15,14 +15,13 @@ the output with one given width, as a plotter would.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import ClipassoError
-from ..settings import OptimizerSettings
+from ..settings import OptimizerSettings, SettingsError, field_option
 from ..strokes import Strokes, pen_half_width
 
 WIDTH_RANGE = OptimizerSettings().width_range    # half-widths in canvas px: 1 to 8 px lines
@@ -33,23 +32,14 @@ class StyleError(ClipassoError, ValueError):
     """A style setting that cannot work; the message says what to change."""
 
 
-def check_pen_width(pen_width) -> Optional[float]:
-    """None (no pen) or a positive full line width in canvas pixels."""
-    if pen_width is None:
-        return None
-    if isinstance(pen_width, bool) or not isinstance(pen_width, (int, float)) or not math.isfinite(pen_width) \
-            or pen_width <= 0:
-        raise StyleError(f"pen width must be a positive line width in canvas pixels (3 draws CLIPasso's "
-                         f"line); got {pen_width!r}")
-    return float(pen_width)
-
-
 def with_pen(strokes: Strokes, pen_width: float) -> Strokes:
     """The same strokes drawn with one pen: every full line width ``pen_width`` canvas pixels."""
-    pen = check_pen_width(pen_width)
-    if pen is None:
+    msg = field_option("pen_width").problem("pen width", pen_width)  # the settings' own check of pen_width
+    if msg:
+        raise SettingsError(msg)
+    if pen_width is None:
         return strokes
-    return strokes.replace(widths=torch.full_like(strokes.widths, pen_half_width(pen)))
+    return strokes.replace(widths=torch.full_like(strokes.widths, pen_half_width(float(pen_width))))
 
 
 def _sample_points(points: torch.Tensor, per_segment: int) -> torch.Tensor:
@@ -154,5 +144,5 @@ class StyleState:
         self.alpha.copy_(colors[..., 3:])
 
 
-__all__ = ["with_pen", "colors_from_image", "check_pen_width", "StyleState", "StyleError", "WIDTH_RANGE",
+__all__ = ["with_pen", "colors_from_image", "StyleState", "StyleError", "WIDTH_RANGE",
            "MIN_OPACITY"]

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from ..errors import ClipassoError
-from ..settings import PlaceSettings
-from ..strokes import DEFAULT_HALF_WIDTH, Strokes
+from ..settings import Option, PlaceSettings, SettingsError, SketchSettings
+from ..strokes import Strokes
 
 log = logging.getLogger(__name__)
 
@@ -198,27 +198,41 @@ def random_walk(starts: torch.Tensor, num_segments: int, radius: float, canvas: 
     return pts
 
 
-def initialize_strokes(canvas: Tuple[int, int], num_strokes: int, seeds: Union[int, Sequence[int]],
-                       saliency=None, edges=None, temperature: float = DEFAULT_TEMPERATURE,
-                       num_segments: int = PlaceSettings.num_segments, radius: float = DEFAULT_RADIUS,
-                       width: float = DEFAULT_HALF_WIDTH, mask=None, use_edges: bool = True) -> Strokes:
+COUNT = Option(help="strokes to place", kind="int", low=1)  # like `PlaceSettings.strokes`, without its cap: the
+# pipeline places the abstraction budget, up to twice the stroke count
+
+
+def initialize_strokes(canvas: Tuple[int, int], num_strokes: Optional[int] = None,
+                       seeds: Union[int, Sequence[int], None] = None, saliency=None, edges=None, mask=None, *,
+                       radius: float = DEFAULT_RADIUS, settings=None, **overrides) -> Strokes:
     """Initial strokes for every seed: ``Strokes`` with points ``[len(seeds), num_strokes, 1+3k, 2]``.
 
     canvas: (H, W) in pixels. saliency/edges/mask: optional [H, W] maps (see `sampling_map`).
-    temperature: softmax temperature (0.3 as in CLIPasso). radius: random-walk step size as a
-    fraction of the canvas (0.05). width: stroke half-width in pixels (1.5 draws 3 px).
+    settings: a `PlaceSettings` or a whole `SketchSettings` (None: the defaults), with ``overrides`` of
+    its fields on top (temperature, num_segments, width, use_edges; validated by the settings).
+    num_strokes: how many strokes (default the settings' ``strokes``); seeds: one candidate per seed
+    (default a whole `SketchSettings`' ``seed_list()``, else 0, 1000, 2000). radius: random-walk step
+    size as a fraction of the canvas (CLIPasso's 0.05).
     """
+    def label(name):
+        return "num_strokes" if name == "strokes" else name
+
+    st = PlaceSettings.of(settings, label=label, **overrides)
+    if seeds is None:
+        seeds = (settings if isinstance(settings, SketchSettings) else SketchSettings()).seed_list()
     canvas = _canvas(canvas)
     seeds = _seeds(seeds)
-    if isinstance(num_strokes, bool) or not isinstance(num_strokes, (int, np.integer)) or num_strokes < 1:
-        raise InitError(f"num_strokes must be a whole number >= 1 (CLIPasso uses 16); got {num_strokes!r}")
-    if isinstance(num_segments, bool) or not isinstance(num_segments, (int, np.integer)) or num_segments < 1:
-        raise InitError(f"num_segments must be a whole number >= 1 (cubic segments per stroke); got {num_segments!r}")
+    if num_strokes is None:
+        num_strokes = st.strokes
+    elif isinstance(num_strokes, np.integer):
+        num_strokes = int(num_strokes)
+    msg = COUNT.problem("num_strokes", num_strokes)
+    if msg:
+        raise SettingsError(msg)
     if not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius >= 0):
         raise InitError(f"radius must be a non-negative fraction of the canvas (CLIPasso uses 0.05); got {radius!r}")
-    if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
-        raise InitError(f"width must be a positive half-width in pixels (1.5 draws a 3 px line); got {width!r}")
-    num_strokes, num_segments = int(num_strokes), int(num_segments)
+    num_strokes, num_segments = int(num_strokes), int(st.num_segments)
+    temperature, width, use_edges = float(st.temperature), float(st.width), bool(st.use_edges)
 
     sal = _map("saliency", saliency, canvas)
     edg = _map("edges", edges, canvas) if use_edges else None
@@ -290,9 +304,7 @@ def place_strokes(pictures, settings, saliency=None, masks=None, framing: str = 
     for index, (picture, sal, mask) in enumerate(zip(pictures, saliency, masks)):
         target = prepare_target(picture, canvas=side, background_removal=False, framing=framing)[0]
         edges = xdog_edges(target) if settings.use_edges else None
-        part = initialize_strokes((side, side), int(settings.strokes), seeds, saliency=framed(sal), edges=edges,
-                                  mask=framed(mask), temperature=float(settings.temperature),
-                                  num_segments=int(settings.num_segments), width=float(settings.width),
-                                  use_edges=bool(settings.use_edges))
+        part = initialize_strokes((side, side), seeds=seeds, saliency=framed(sal), edges=edges, mask=framed(mask),
+                                  settings=settings)
         parts.append(part.replace(pictures=(index,) * part.num_candidates))
     return Strokes.concat(parts)

@@ -25,14 +25,14 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import ClipassoError
 from ..prepare.xdog import image_chw
-from ..settings import PlaceSettings
+from ..settings import ModelSettings, PlaceSettings, SketchSettings
 
 log = logging.getLogger(__name__)
 
@@ -420,19 +420,33 @@ def _cached_timm_vit(name: str, weights, allow_download: bool):
     return _TIMM_CACHE[key]
 
 
-def saliency_map(image, method: str = DEFAULT_METHOD, encoder=None, mask=None, text=None,
-                 size: Optional[int] = None, models_dir=None, allow_download: bool = True,
-                 weights=None) -> torch.Tensor:
+def saliency_map(image, settings=None, *, encoder=None, mask=None, size: Optional[int] = None, method=None,
+                 text=None, weights=None, models_dir=None, allow_download: Optional[bool] = None,
+                 **overrides) -> torch.Tensor:
     """Saliency ``[H, W]`` float32 in 0..1 for ``image`` (anything `as_rgb` takes; ``[3,H,W]`` 0..1).
 
+    settings: a `PlaceSettings` or a whole `SketchSettings` (None: the defaults) with ``overrides`` of its
+    fields (``saliency``, the method; ``saliency_text``), validated by the settings; ``method`` and
+    ``text`` are the same two by their own names. ``weights``, ``models_dir`` and ``allow_download``
+    default to a whole `SketchSettings`' ``saliency_weights``, ``models_dir`` and ``allow_download``.
     encoder: a `ClipEncoder` with a ViT (``clip-*``; loaded as ViT-B-32/openai from ``models_dir``
     when None) or, for ``timm-vit``, a timm ViT or its name (default DINO ViT-S/8) loaded from the
     checkpoint file ``weights``. mask: [H, W] object mask; the map for ``mask`` and a
     restriction (multiplied in) for the other methods. text: prompt for ``clip-relevancy``.
     size: ViT input size (longer side; default the encoder's own, 224).
     """
-    if method not in METHODS:
-        raise SaliencyError(f"unknown saliency method {method!r}; choose one of: {', '.join(METHODS)}")
+    if method is not None:
+        overrides["saliency"] = method
+    if text is not None:
+        overrides["saliency_text"] = text
+    st = PlaceSettings.of(settings, label=lambda n: {"saliency": "saliency method"}.get(n, n), **overrides)
+    models = settings.models if isinstance(settings, SketchSettings) else ModelSettings()
+    method, text = st.saliency, st.saliency_text
+    weights = models.saliency_weights if weights is None else weights
+    models_dir = models.models_dir if models_dir is None else models_dir
+    allow_download = models.allow_download if allow_download is None else allow_download
+    if method not in METHODS:  # "none": no map at all
+        raise SaliencyError(f"saliency method {method!r} makes no map; choose one of: {', '.join(METHODS)}")
     if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0):
         raise SaliencyError(f"size must be a positive number of pixels (e.g. 224); got {size!r}")
     img = image_chw(image)

@@ -259,7 +259,7 @@ def ink_benefit(sketch: Strokes, target: torch.Tensor, encoder, config: Optional
     reach, so the map points at regions of missing ink, not at single noisy pixels. Works for every loss
     the optimiser has (CLIP, trace, both). ``pen``: RGB of the ink (default black).
     """
-    from ..output.raster import render
+    from ..render.raster import render
 
     sketch = single_sketch(sketch, "ink_benefit")
     h, w = sketch.canvas

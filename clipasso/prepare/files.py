@@ -12,7 +12,7 @@ class ImageError(ClipassoError, ValueError):
     """An input image that cannot be used; the message says why and what to do."""
 
 
-def _shown(path) -> str:
+def shown_path(path) -> str:
     """A file name fit for a message: non-UTF-8 bytes escaped, very long names shortened."""
     name = os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
     return name if len(name) <= 160 else f"{name[:100]}...{name[-40:]} ({len(name)} characters)"
@@ -25,13 +25,13 @@ def check_image_path(path) -> os.stat_result:
     import stat
 
     path = os.fspath(path)
-    shown = _shown(path)
+    shown = shown_path(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
             raise ImageError(f"image file not found: {shown} is a symbolic link to "
-                             f"{_shown(os.readlink(path))}, which does not exist; fix the link or give the "
+                             f"{shown_path(os.readlink(path))}, which does not exist; fix the link or give the "
                              "picture itself") from None
         raise ImageError(f"image file not found: {shown}; check the name and the folder") from None
     except OSError as exc:
@@ -53,4 +53,4 @@ def check_image_path(path) -> os.stat_result:
     return st
 
 
-__all__ = ["ImageError", "check_image_path"]
+__all__ = ["ImageError", "check_image_path", "shown_path"]

@@ -9,14 +9,16 @@ Every refusal is an `ImageError`, which the CLI prints as ``clipasso: error: ...
 from __future__ import annotations
 
 import os
-from typing import Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ClipassoError  # noqa: F401 - the base of ImageError, imported here since 0.1
-from .files import ImageError, _shown, check_image_path  # noqa: F401 - checks that need no torch
+if TYPE_CHECKING:
+    from PIL import Image
+
+from .files import ImageError, check_image_path, shown_path  # noqa: F401 - checks that need no torch
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000; larger inputs are refused rather than silently eating RAM
 MIN_SIDE = 8  # px: a picture narrower or shorter than this has nothing to sketch (prepare_target refuses it)
@@ -238,7 +240,7 @@ def load_image_file(path, max_pixels: int = MAX_PIXELS) -> "Image.Image":
     if isinstance(path, bytes) and (b"\0" in path or len(path) > 65536):
         raise ImageError("got bytes that look like file contents, not a file name; open them with "
                          "PIL.Image.open(io.BytesIO(data)) and pass the image")
-    shown = _shown(path)
+    shown = shown_path(path)
     st = check_image_path(path)
     if st.st_size == 0:
         raise ImageError(f"{shown} is empty (0 bytes); the picture was not written completely, save it again")

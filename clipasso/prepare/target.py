@@ -15,10 +15,9 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from ..errors import PipelineError
-from ..settings import PrepareSettings, SettingsError, field_option
+from ..settings import ModelSettings, PrepareSettings, SettingsError, SketchSettings, field_option
 from ..strokes import Strokes
-from .images import FRAMINGS, ImageError, alpha_of, as_rgb, aspect_canvas, check_sketch_size, frame_square
+from .images import ImageError, alpha_of, as_rgb, aspect_canvas, check_sketch_size, frame_square
 
 WORK_MAX_SIDE = 1024     # inputs are shrunk to this before matting; the sketch is made at 224 anyway
 
@@ -76,27 +75,37 @@ def to_picture_frame(strokes: Strokes, height: int, width: int, framing: str) ->
     return strokes.replace(points=strokes.points * strokes.points.new_tensor([sx, sy]), canvas=(h, w))
 
 
-def prepare_target(image, canvas: int = PrepareSettings.canvas, background_removal: bool = True,
-                   matting_model: str = PrepareSettings.matting_model,
-                   models_dir=None, allow_download: bool = True, notes: Optional[List[str]] = None,
-                   framing: str = "pad"):
+STANDALONE = PrepareSettings(framing="pad")  # prepare_target's defaults when called without settings
+
+
+def prepare_target(image, settings=None, *, notes: Optional[List[str]] = None, models_dir=None,
+                   allow_download: Optional[bool] = None, **overrides):
     """(target [3,canvas,canvas] on white, mask [canvas,canvas] or None) from any input image.
 
+    settings: a `PrepareSettings` or a whole `SketchSettings` (None: the defaults, except framing "pad",
+    the nodes' and benchmarks' framing); ``overrides``: its fields on top (canvas, framing,
+    background_removal, matting_model), validated by the settings.
     framing (`clipasso.prepare.images.FRAMINGS`): "stretch" resizes straight to the square (a non-square
     picture is stretched, as the original's default fix_scale=0 did); "fix-scale" pads to a white
-    square of side max(H, W) + 20 input pixels first (the original's fix_scale=1); "pad" (the default
-    here, for the nodes and benchmarks) pads with a margin of 10 px at 224. All resize with torch's
-    antialiased bicubic filter (PIL-like; the original used PIL's bicubic); the mask bilinearly, cut at 0.5.
-    models_dir: a folder or a list, searched for the matting model before $CLIPASSO_MODELS_DIR.
+    square of side max(H, W) + 20 input pixels first (the original's fix_scale=1); "pad" pads with a
+    margin of 10 px at 224. All resize with torch's antialiased bicubic filter (PIL-like; the original
+    used PIL's bicubic); the mask bilinearly, cut at 0.5.
+    models_dir: a folder or a list, searched for the matting model before $CLIPASSO_MODELS_DIR;
+    allow_download: whether rembg may download it (both default to a whole `SketchSettings`' models
+    settings, else to None and True). notes: a list that gets what was done instead of asked.
     """
-    target, mask, _ = _prepare(image, canvas, background_removal, matting_model, models_dir, allow_download,
-                               notes, framing)
+    models = settings.models if isinstance(settings, SketchSettings) else ModelSettings()
+    st = PrepareSettings.of(STANDALONE if settings is None else settings, **overrides)
+    target, mask, _ = prepare_picture(image, st, models.models_dir if models_dir is None else models_dir,
+                               models.allow_download if allow_download is None else allow_download, notes)
     return target, mask
 
 
-def _prepare(image, canvas, background_removal, matting_model, models_dir, allow_download, notes, framing):
-    """prepare_target plus the input picture's (height, width), to map a stretched sketch back."""
-    check_framing(framing)
+def prepare_picture(image, settings: PrepareSettings, models_dir=None, allow_download: bool = True, notes=None):
+    """`prepare_target` with validated `PrepareSettings`, plus the input picture's (height, width), to map a
+    stretched sketch back."""
+    canvas, framing = int(settings.canvas), settings.framing
+    background_removal, matting_model = settings.background_removal, settings.matting_model
     notes = notes if notes is not None else []
     image, scale = _shrink_early_scaled(image)
     rgb = as_rgb(image)  # alpha over white; clear errors for empty / NaN / odd channels

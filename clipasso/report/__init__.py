@@ -18,9 +18,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Sequence
 
 from ..errors import ClipassoError  # no torch at import: `clipasso report --help` and its checks stay light
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_STROKES = (4, 8, 16, 32)
 
@@ -84,9 +87,10 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
     from ..place.init import initialize_strokes
     from .metrics import sketch_fidelity
     from ..optimize import OptimizeConfig, optimize
-    from ..optimize import PRESETS
-    from ..pipeline import shrink_early, prepare_target, to_picture_frame
-    from ..output.raster import render
+    from ..settings import PRESETS
+    from ..pipeline import prepare_target, to_picture_frame
+    from ..prepare.target import shrink_early
+    from ..render.raster import render
     from ..place.saliency import saliency_map
     from ..post.select import select_best
     from ..prepare.xdog import xdog_edges
@@ -96,7 +100,7 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
     image = shrink_early(image)
     shown = as_rgb(image)
     framing = PRESETS[preset].get("framing", "pad") if framing is None else framing
-    target, mask = prepare_target(original, canvas, background_removal=background_removal, models_dir=models_dir,
+    target, mask = prepare_target(original, canvas=canvas, background_removal=background_removal, models_dir=models_dir,
                                   allow_download=allow_download, framing=framing)
     if saliency_encoder is not None:
         sal = saliency_map(target, method="clip-attention", encoder=saliency_encoder, mask=mask)
@@ -136,7 +140,7 @@ def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strok
               dpi: int = 100, counts: Optional[Sequence[int]] = None) -> Path:
     """The PNG grid: one row per picture; a column per stroke count (``counts``, default: those the pictures
     have), a count a picture lacks (its run was stopped) drawn as "not done"."""
-    from ..output.raster import render
+    from ..render.raster import render
 
     plt = _matplotlib()
     if not pictures:
@@ -413,7 +417,7 @@ def run_report_cli(args) -> int:
 def _report(args, inputs, stop, terminated) -> int:
     import sys
 
-    from ..pipeline import pick_device  # the work (and torch) starts here
+    from ..device import pick_device  # the work (and torch) starts here
 
     try:
         dev = pick_device(args.device)

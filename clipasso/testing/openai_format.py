@@ -21,7 +21,6 @@ from collections import OrderedDict
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 

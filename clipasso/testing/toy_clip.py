@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from clipasso.objective.losses import apply_augment, sample_augment_params
 from clipasso.models import OPENAI_MEAN, OPENAI_STD
-from clipasso.output.raster import rasterize
+from clipasso.render.raster import rasterize
 
 SHAPES = ("circle", "square", "triangle", "star", "heart", "cross")
 TEMPLATES = ("a {}", "a sketch of a {}", "a drawing of a {}", "{}")

@@ -331,7 +331,7 @@ def _node_height(info: dict) -> int:
     """The height the frontend needs for a node's sockets and widgets (its computeSize, measured in
     frontend 1.28: 6 + 20 per socket row, then 8 + 24 per widget), plus a little room."""
     sockets, widgets = 0, 0
-    for name, typ, opts, _ in _inputs(info):
+    for _name, typ, opts, _ in _inputs(info):
         if not _is_widget(typ, opts):
             sockets += 1
             continue

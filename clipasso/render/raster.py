@@ -505,7 +505,7 @@ def render(strokes: Strokes, size: Optional[Tuple[int, int]] = None, background:
             raise StrokeError(f"render size must be positive (height, width); got {size}")
     if strokes.num_candidates * h * w > MAX_RENDER_PIXELS:
         raise StrokeError(f"cannot render {strokes.num_candidates} x {h} x {w} pixels: over the limit of "
-                          f"{MAX_RENDER_PIXELS} pixels in all (clipasso.output.raster.MAX_RENDER_PIXELS); render a "
+                          f"{MAX_RENDER_PIXELS} pixels in all (clipasso.render.raster.MAX_RENDER_PIXELS); render a "
                           "smaller size or fewer candidates at a time")
     if (h, w) != strokes.canvas:
         strokes = strokes.scaled(h, w)
