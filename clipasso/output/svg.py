@@ -749,12 +749,27 @@ def read_svg(source, width: Optional[float] = None, *, fills: str = "ignore", se
     `MAX_STROKES`, `MAX_CANVAS_SIDE`) are checked while reading and raise `SVGError` before anything
     large is built. A subpath longer than `STROKE_SEGMENTS` becomes several consecutive strokes.
     """
+    _check_read_options(width, fills, segments, max_outlines)
+    reader = _Reader(fills == "outline", _outline_color(outline_color))
+    root = _load_root(source)
+    canvas, base = _canvas_of(root)
+    reader.canvas_area = float(canvas[0] * canvas[1])
+    reader.visit(root, {}, base, 1.0)
+    found = reader.found
+    if reader.shapes:
+        found = _with_outlines(found, reader.shapes, segments, max_outlines,
+                               float(width) if width is not None else DEFAULT_HALF_WIDTH, reader.counter)
+    if not found:
+        raise _nothing_to_read(reader.outline, reader.counter)
+    return _strokes_of(found, width, canvas)
+
+
+def _check_read_options(width, fills, segments, max_outlines) -> None:
     if width is not None and not (isinstance(width, (int, float)) and width > 0 and math.isfinite(width)):
         raise SVGError(f"width must be a positive half-width in pixels; got {width}")
     if fills not in FILL_MODES:
         raise SVGError(f"fills must be one of {', '.join(FILL_MODES)} (what to do with filled shapes that have no "
                        f"stroke); got {fills!r}")
-    outline = fills == "outline"
     if isinstance(segments, bool) or not isinstance(segments, int) or not 1 <= segments <= STROKE_SEGMENTS:
         raise SVGError(f"segments must be a whole number of cubic segments per outline in 1..{STROKE_SEGMENTS}; "
                        f"got {segments!r}")
@@ -762,16 +777,23 @@ def read_svg(source, width: Optional[float] = None, *, fills: str = "ignore", se
                                      or max_outlines < 1):
         raise SVGError(f"max_outlines must be a whole number of strokes, 1 or more (None: up to MAX_STROKES); "
                        f"got {max_outlines!r}")
-    fixed_color = _outline_color(outline_color)
-    root = _load_root(source)
-    canvas, base = _canvas_of(root)
-    canvas_area = float(canvas[0] * canvas[1])
-    found: List[Tuple[List[Tuple[float, float]], float, Tuple[float, float, float, float]]] = []
-    # outline candidates: (strokes found before it, enclosed area, closed polyline, colour)
-    shapes: List[Tuple[int, float, object, Tuple[float, float, float, float]]] = []
-    counter = {"n": 0, "fill_only": 0, "specks": 0, "background": 0}
-    budget = _Budget()
 
+
+class _Reader:
+    """One walk over the element tree: strokes found so far, outline candidates (``fills="outline"``),
+    counts for the messages, and the running size budget."""
+
+    def __init__(self, outline: bool, fixed_color):
+        self.outline = outline
+        self.fixed_color = fixed_color
+        self.canvas_area = 1.0
+        self.found: List[Tuple[List[Tuple[float, float]], float, Tuple[float, float, float, float]]] = []
+        # outline candidates: (strokes found before it, enclosed area, closed polyline, colour)
+        self.shapes: List[Tuple[int, float, object, Tuple[float, float, float, float]]] = []
+        self.counter = {"n": 0, "fill_only": 0, "specks": 0, "background": 0}
+        self.budget = _Budget()
+
+    @staticmethod
     def to_canvas(sp, mat: Affine, where: str):
         a, b, c, d, e, f = mat
         pts = [(a * px + c * py + e, b * px + d * py + f) for px, py in sp]
@@ -781,18 +803,19 @@ def read_svg(source, width: Optional[float] = None, *, fills: str = "ignore", se
                                f"{MAX_COORDINATE:g} px from the origin; fix the path data or transforms")
         return pts
 
+    @staticmethod
     def stroke_of(style, where):
         stroke = _parse_color(style.get("stroke", "none"), where)
         if stroke is None:
             return None, 0.0
         return stroke, _length(style.get("stroke-width", "1"), where, "stroke-width")
 
-    def add_outlines(subs, style, mat, opacity, where):
+    def add_outlines(self, subs, style, mat, opacity, where):
         from . import outline as geometry
 
         fill_text = style.get("fill", "black")  # SVG's initial fill is black
-        if fill_text.strip().lower().startswith("url(") and fixed_color is not None:
-            fill = fixed_color[:3]
+        if fill_text.strip().lower().startswith("url(") and self.fixed_color is not None:
+            fill = self.fixed_color[:3]
         else:
             try:
                 fill = _parse_color(fill_text, where)
@@ -805,23 +828,23 @@ def read_svg(source, width: Optional[float] = None, *, fills: str = "ignore", se
         alpha = min(max(alpha, 0.0), 1.0)
         if alpha <= 0.0:
             return
-        color = fixed_color if fixed_color is not None else (*fill, alpha)
+        color = self.fixed_color if self.fixed_color is not None else (*fill, alpha)
         for sp in subs:
-            poly = geometry.flatten(to_canvas(sp, mat, where))
+            poly = geometry.flatten(self.to_canvas(sp, mat, where))
             enclosed = geometry.area(poly)
-            if enclosed < MIN_OUTLINE_AREA * canvas_area:
-                counter["specks"] += 1
-            elif enclosed >= BACKGROUND_AREA * canvas_area:
-                counter["background"] += 1
+            if enclosed < MIN_OUTLINE_AREA * self.canvas_area:
+                self.counter["specks"] += 1
+            elif enclosed >= BACKGROUND_AREA * self.canvas_area:
+                self.counter["background"] += 1
             else:
-                shapes.append((len(found), enclosed, poly, color))
+                self.shapes.append((len(self.found), enclosed, poly, color))
 
-    def visit(el, style: Dict[str, str], mat: Affine, opacity: float):
+    def visit(self, el, style: Dict[str, str], mat: Affine, opacity: float):
         tag = _local(el.tag)
         if tag in _IGNORED or (":" in el.tag and not el.tag.startswith("{" + SVG_NS)):
             return
-        counter["n"] += 1
-        where = f"<{tag}> #{counter['n']}" + (f" id={el.get('id')!r}" if el.get("id") else "")
+        self.counter["n"] += 1
+        where = f"<{tag}> #{self.counter['n']}" + (f" id={el.get('id')!r}" if el.get("id") else "")
         own = _style_of(el)
         if "transform" in own:
             mat = _compose(mat, _parse_transform(own.pop("transform"), where))
@@ -832,23 +855,26 @@ def read_svg(source, width: Optional[float] = None, *, fills: str = "ignore", se
             return
         if tag in ("svg", "g", "a", "switch"):
             for child in el:
-                visit(child, style, mat, opacity)
+                self.visit(child, style, mat, opacity)
             return
         if tag == "rect" and "background" in (el.get("class") or "").split():
             return
-        subs = _element_subpaths(el, tag, where, budget)
-        if subs is None and tag == "rect" and outline and stroke_of(style, where)[1] <= 0:
-            subs = _rect_subpaths(el, where, budget)  # a filled rectangle: only its outline is read
+        subs = _element_subpaths(el, tag, where, self.budget)
+        if subs is None and tag == "rect" and self.outline and self.stroke_of(style, where)[1] <= 0:
+            subs = _rect_subpaths(el, where, self.budget)  # a filled rectangle: only its outline is read
         if subs is None:
             raise SVGError(f"{where}: <{tag}> elements are not supported in a stroke sketch; only paths, "
                            "lines, polylines, polygons, circles and ellipses (convert text and shapes to paths)")
-        stroke, sw = stroke_of(style, where)
+        stroke, sw = self.stroke_of(style, where)
         if stroke is None or sw <= 0:  # not stroked: draws no line (a fill-only shape is not a stroke)
             if tag != "line" and style.get("fill", "black").strip().lower() not in ("none", "transparent"):
-                counter["fill_only"] += 1
-                if outline:
-                    add_outlines(subs, style, mat, opacity, where)
+                self.counter["fill_only"] += 1
+                if self.outline:
+                    self.add_outlines(subs, style, mat, opacity, where)
             return
+        self.add_strokes(subs, style, mat, opacity, where, stroke, sw)
+
+    def add_strokes(self, subs, style, mat, opacity, where, stroke, sw):
         a, b, c, d, e, f = mat
         scale = math.sqrt(abs(a * d - b * c))
         half = 0.5 * sw * scale
@@ -858,28 +884,28 @@ def read_svg(source, width: Optional[float] = None, *, fills: str = "ignore", se
         alpha = _fraction(style.get("stroke-opacity", "1"), where, "stroke-opacity") * opacity
         alpha = min(max(alpha, 0.0), 1.0)
         for sp in subs:
-            for part in _split(to_canvas(sp, mat, where)):
-                if len(found) >= MAX_STROKES:
+            for part in _split(self.to_canvas(sp, mat, where)):
+                if len(self.found) >= MAX_STROKES:
                     raise SVGError(f"{where}: the SVG makes more than {MAX_STROKES} strokes, the limit "
                                    f"(clipasso.output.svg.MAX_STROKES); {_SIMPLIFY}")
-                found.append((part, half, (*stroke, alpha)))
+                self.found.append((part, half, (*stroke, alpha)))
 
-    visit(root, {}, base, 1.0)
-    if shapes:
-        found = _with_outlines(found, shapes, segments, max_outlines,
-                               float(width) if width is not None else DEFAULT_HALF_WIDTH, counter)
-    if not found:
-        if outline and counter["fill_only"]:
-            raise SVGError(f"the SVG has no stroked paths and no filled shape to outline: of its filled subpaths, "
-                           f"{counter['specks']} enclose less than {MIN_OUTLINE_AREA:.2%} of the canvas (specks) and "
-                           f"{counter['background']} cover the whole canvas (background); "
-                           "trace the picture with less speckle filtering or at a larger size")
-        if counter["fill_only"]:
-            raise SVGError(f"the SVG has no stroked paths to read: its {counter['fill_only']} fill-only shape(s) are "
-                           "not strokes. To read them as strokes along their outlines (a tracer's output: vtracer, "
-                           "potrace, a vectorize node), pass fills='outline' to read_svg (Load SVG: turn on "
-                           "fill_shapes)")
-        raise SVGError("the SVG has no stroked paths to read (fill-only shapes and empty paths are not strokes)")
+
+def _nothing_to_read(outline: bool, counter) -> SVGError:
+    if outline and counter["fill_only"]:
+        return SVGError(f"the SVG has no stroked paths and no filled shape to outline: of its filled subpaths, "
+                        f"{counter['specks']} enclose less than {MIN_OUTLINE_AREA:.2%} of the canvas (specks) and "
+                        f"{counter['background']} cover the whole canvas (background); "
+                        "trace the picture with less speckle filtering or at a larger size")
+    if counter["fill_only"]:
+        return SVGError(f"the SVG has no stroked paths to read: its {counter['fill_only']} fill-only shape(s) are "
+                        "not strokes. To read them as strokes along their outlines (a tracer's output: vtracer, "
+                        "potrace, a vectorize node), pass fills='outline' to read_svg (Load SVG: turn on "
+                        "fill_shapes)")
+    return SVGError("the SVG has no stroked paths to read (fill-only shapes and empty paths are not strokes)")
+
+
+def _strokes_of(found, width: Optional[float], canvas) -> Strokes:
     p_max = max(len(pts) for pts, _, _ in found)
     # at most MAX_STROKES x (1 + 3 STROKE_SEGMENTS) points: strokes are padded with zero-length segments
     # at their end (they draw nothing new), one stroke at a time
