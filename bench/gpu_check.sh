@@ -54,7 +54,7 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 if [ "$SMOKE" = "1" ]; then
-    step "pytest -m gpu" 300 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests/test_speedups.py
+    step "pytest -m gpu" 300 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests/engine/optimize/test_speedups.py
     step "raster" 300 "$PY" bench/raster.py --device cpu --quick --threads 1 --out "$RESULTS/raster_$SUFFIX.json"
     step "speed, whole sketches" 300 "$PY" bench/speed.py --devices cpu --quick --only-whole --threads 1 \
         --results "$RESULTS"

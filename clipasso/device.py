@@ -4,7 +4,7 @@ Every front-end and stage asks here: `pick_device` (the device a name such as ``
 `amp_dtype` (the autocast dtype of the CLIP encoder for a precision word on a device), `eval_amp_dtype`
 (the eval loss's), `autocast` (the context the encoder runs in), `grad_scaler_needed` and
 `precision_label` (a dtype back in words). Nothing else in the engine or the nodes calls
-``torch.autocast`` or compares precision words (tests/test_layout.py checks).
+``torch.autocast`` or compares precision words (tests/project/test_layout.py checks).
 
 One vocabulary, `PRECISIONS`: ``auto``, ``fp32``, ``fp16``, ``bf16`` — the settings field
 ``mixed_precision``, the CLI's ``--precision`` and the Load CLIPasso Models node's ``precision`` widget

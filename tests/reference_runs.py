@@ -4,7 +4,7 @@ A change that is meant to change results regenerates them, in the same commit, w
 
     python -m tests.reference_runs --write
 
-and says so; any other change must reproduce them exactly (tests/test_reference_outputs.py). Float
+and says so; any other change must reproduce them exactly (tests/engine/test_reference_outputs.py). Float
 rounding depends on the CPU and on torch, so each machine kind keeps its own set, under
 tests/data/reference/machines/<key> (`machine_key`: CPU model, instruction sets, torch version); the
 set directly in tests/data/reference is the first one, made before the settings-first refactor on a

@@ -19,7 +19,7 @@ def _limits():
     out["strokes_x_seeds"] = Option("strokes in all candidates together", low=1, high=STROKES_X_SEEDS, kind="int",
                                     above="memory and time per step grow with strokes x seeds; lower --strokes or "
                                           "--seeds")
-    # 5792^2 is clipasso.render.raster.MAX_RENDER_PIXELS, the most one render draws (tests/test_cli_bad_inputs.py checks)
+    # 5792^2 is clipasso.render.raster.MAX_RENDER_PIXELS, the most one render draws (tests/cli/test_cli_bad_inputs.py checks)
     out["png_size"] = Option("long side of the PNG", low=8, high=5792, unit="pixels", kind="int",
                              above="the PNG is rendered in memory: 16384 px took 12 GB; the SVG is vector and scales "
                                    "to any size")

@@ -8,7 +8,7 @@ the side; pixel centres at +0.5, ``grid_sample(align_corners=False)``, black fil
 warped all-ones mask), then a plain square slice of ``crop_scale`` of the area resized back bilinearly
 (``align_corners=False``, source indices clamped to the box). The sketch and the target get the very
 same parameters. The views equal torchvision's functional ops to float32 rounding
-(tests/test_augment_parity.py), are batched over views, differentiable in the images and exactly
+(tests/engine/objective/test_augment_parity.py), are batched over views, differentiable in the images and exactly
 reproducible from a ``torch.Generator``; the sampling grids (`augment_grid`) are built once per
 parameter set, which the ``aug_pool`` mode reuses every step.
 

@@ -11,7 +11,7 @@ from clipasso.optimize import OptimizeConfig
 from clipasso.output.animation import animated_svg, drawing_frames, frames_to_gif, write_animated_svg
 from clipasso.post.order import greedy_order, prefix_losses, reorder
 from clipasso.strokes import Strokes
-from tests.test_abstraction import SIDE, seg, t_target
+from tests.engine.post.test_abstraction import SIDE, seg, t_target
 
 EVAL = OptimizeConfig(iterations=0, num_augs=1)
 SVG = "{http://www.w3.org/2000/svg}"

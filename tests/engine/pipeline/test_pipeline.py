@@ -12,7 +12,7 @@ from clipasso.prepare.images import ImageError
 from clipasso.pipeline import EXAMPLE_IMAGE, prepare_target, sketch
 from clipasso.settings import SettingsError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _object(size=(160, 120), mode="RGB"):

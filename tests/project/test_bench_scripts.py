@@ -13,7 +13,7 @@ import torch
 
 from clipasso.report.recognition import RecognitionError, classify, text_embeddings, top_k_hits, zero_shot_probs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CLASSES = ["cat", "horse", "coffee cup", "rocket"]
 

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from clipasso.cli import ProgressBar, main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture

@@ -335,7 +335,7 @@ def test_cuda_auto_keeps_fp16_for_training_and_evaluation(tiny_rn):
 
 # --------------------------------------------------------------------------- the one-command GPU check
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the check would run for real")

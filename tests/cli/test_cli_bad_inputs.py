@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from clipasso.cli import EXIT_TERMINATED, LIMITS, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--loss", "trace", "--saliency", "mask", "--no-background-removal", "--device", "cpu", "--offline",
          "-q", "--iterations", "2", "--strokes", "4", "--seeds", "1"]
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from e2e.comfy_env import comfyui_or_skip, import_core, load_pack
-from tests.test_abstraction import t_sketch, t_target
-from tests.test_order import mixed_sketch
+from tests.engine.post.test_abstraction import t_sketch, t_target
+from tests.engine.post.test_order import mixed_sketch
 
 NEW_NODES = ("CLIPassoAutoAbstraction", "CLIPassoDrawingOrder")
 
@@ -119,7 +119,7 @@ def test_nodes_work_with_the_trace_loss_without_models(N):
 
 def test_auto_abstraction_node_grows(N):
     """method 'grow' starts from the connected strokes and adds strokes; the curve goes up in count."""
-    from tests.test_grow import corner_start
+    from tests.engine.post.test_grow import corner_start
 
     kw = dict(image=picture(), strokes=corner_start(), prune_iterations=0, full_curve=False, preset="fast",
               learning_rate=1.0, semantic_weight=0.1, loss="trace", method="grow", start_strokes=0, max_strokes=5,

@@ -14,7 +14,7 @@ from clipasso.pipeline import post_process
 from clipasso.optimize import OptimizeConfig
 from clipasso.settings import SettingsError
 from clipasso.strokes import Strokes
-from tests.test_abstraction import SIDE, seg, t_target
+from tests.engine.post.test_abstraction import SIDE, seg, t_target
 
 TRACE = OptimizeConfig(iterations=0, num_augs=0, loss="trace", lr=1.0)
 

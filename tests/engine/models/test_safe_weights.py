@@ -29,7 +29,7 @@ from clipasso.models import WeightsFileError, load_clip, read_checkpoint
 from clipasso.models.archive import read_torchscript_state
 from clipasso.testing.openai_format import TINY_RN, TINY_VIT, build_openai_model, save_openai_archive
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 EFFECTS = []  # one entry per call of the operator below: the observable effect of code in a file
 
 

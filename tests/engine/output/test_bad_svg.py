@@ -27,7 +27,7 @@ from clipasso.render.raster import rasterize, render
 from clipasso.strokes import StrokeError, Strokes
 from clipasso.output.svg import SVGError, read_svg
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SIMPLIFY = "simplify the drawing"
 
 

@@ -408,7 +408,7 @@ def test_bad_input(name, build, entry, expected, tmp_path, capsys, monkeypatch):
     ROWS.append((name, behaviour, seconds, peak_mb))
 
 
-# NaN / inf IMAGE and MASK inputs of the nodes: tests/test_nodes.py (they need the real ComfyUI core).
+# NaN / inf IMAGE and MASK inputs of the nodes: tests/nodes/test_nodes.py (they need the real ComfyUI core).
 
 
 @pytest.fixture(scope="module", autouse=True)

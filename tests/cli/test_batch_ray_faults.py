@@ -19,7 +19,7 @@ from clipasso.batch.ray_engine import task_name
 from clipasso.cli import main
 from clipasso.settings import SketchSettings
 
-from tests.test_batch import QUICK, QUICK_FLAGS, _picture
+from tests.cli.test_batch import QUICK, QUICK_FLAGS, _picture
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e \".[ray]\"")
 psutil = pytest.importorskip("psutil")

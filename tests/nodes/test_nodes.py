@@ -11,6 +11,8 @@ import torch
 from e2e.comfy_env import comfyui_or_skip, import_core, load_pack
 from e2e.server import find_u2netp
 
+WEB_DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "web", "docs")
+
 
 @pytest.fixture(scope="session")
 def core(tmp_path_factory):
@@ -84,8 +86,7 @@ def test_entry_point_registers_every_node_with_tooltips(N):
         info = cls.GET_NODE_INFO_V1()  # what /object_info serves; must not raise
         assert info["name"] == node_id
         # the frontend asks for docs/<node>/<locale>.md first, then falls back to docs/<node>.md
-        help_page = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "docs",
-                                 node_id, "en.md")
+        help_page = os.path.join(WEB_DOCS, node_id, "en.md")
         assert os.path.isfile(help_page), f"{node_id} has no help page (web/docs/{node_id}/en.md)"
 
 
@@ -93,7 +94,7 @@ def test_help_pages_are_in_the_frontends_locale_layout():
     """web/docs holds one folder per node with its en.md (what the frontend asks for first:
     docs/<node>/<locale>.md), plus web/docs/<node>.md, the frontend's fallback for every other language,
     which must be an exact copy of en.md (edit en.md, then copy it over)."""
-    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "docs")
+    docs = WEB_DOCS
     entries = sorted(os.listdir(docs))
     folders = {e for e in entries if os.path.isdir(os.path.join(docs, e))}
     assert folders == EXPECTED
@@ -113,7 +114,7 @@ def test_pack_import_and_registration_stay_light(core):
     import sys
     from pathlib import Path
 
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # tests/, where the e2e package is
     code = (
         "import asyncio, sys\n"
         f"sys.path.insert(0, {str(here)!r})\n"
@@ -544,7 +545,7 @@ def test_one_box_node_runs_without_any_clip_weights(tmp_path):
     import sys
     from pathlib import Path
 
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # tests/, where the e2e package is
     code = (
         "import asyncio, sys, torch\n"
         f"sys.path.insert(0, {str(here)!r})\n"

@@ -74,7 +74,7 @@ def test_optimize_node_with_text_and_styled_strokes(N, models):
     assert renders.shape == (1, 96, 96, 3)
     assert torch.all(plain.widths == 1.5) and torch.all(plain.colors[..., :3] == 0)
     # (the output is each candidate's best state, which after 3 steps may be the start: that the widths
-    # move is tested on the engine, tests/test_styled.py)
+    # move is tested on the engine, tests/engine/optimize/test_styled.py)
     assert not torch.allclose(styled.colors, plain.colors)
     assert float(styled.widths.min()) >= 0.5 and float(styled.widths.max()) <= 4.0
     assert float(styled.colors[..., 3].min()) >= 0.05

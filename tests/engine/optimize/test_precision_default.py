@@ -1,5 +1,5 @@
 """The mixed-precision rule of the optimiser (issue 12 part 4): fp16 on CUDA for "auto", by measurement
-(the CPU rule, bf16 where native, is issue 14's: tests/test_speedups.py)."""
+(the CPU rule, bf16 where native, is issue 14's: tests/engine/optimize/test_speedups.py)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from clipasso.device import amp_dtype
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 RESULTS = os.path.join(ROOT, "bench", "results", "precision_cpu.json")
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
@@ -22,7 +22,7 @@ def test_auto_is_fp16_on_cuda_and_on_the_cpu_bf16_only_where_native():
     from clipasso.device import cpu_bf16_native
 
     assert amp_dtype("auto", CUDA) is torch.float16  # whether or not the GPU has bf16
-    assert amp_dtype("auto", CPU) is (torch.bfloat16 if cpu_bf16_native() else None)  # tests/test_speedups.py
+    assert amp_dtype("auto", CPU) is (torch.bfloat16 if cpu_bf16_native() else None)  # tests/engine/optimize/test_speedups.py
     assert amp_dtype("auto", torch.device("cuda", 1)) is torch.float16
 
 

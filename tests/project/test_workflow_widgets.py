@@ -17,8 +17,8 @@ import pytest
 
 from e2e.comfy_env import comfyui_or_skip, import_core, load_pack
 
-WORKFLOWS = Path(__file__).resolve().parent.parent / "example_workflows"
-OLD_WORKFLOWS = Path(__file__).resolve().parent / "data" / "workflows_0.1"
+WORKFLOWS = Path(__file__).resolve().parents[2] / "example_workflows"
+OLD_WORKFLOWS = Path(__file__).resolve().parents[1] / "data" / "workflows_0.1"
 ALL = sorted(WORKFLOWS.glob("*.json")) + sorted(OLD_WORKFLOWS.glob("*.json"))
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 

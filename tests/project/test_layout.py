@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ENGINE = Path(__file__).resolve().parent.parent / "clipasso"
+ENGINE = Path(__file__).resolve().parents[2] / "clipasso"
 
 
 def _module_name(path: Path) -> str:
@@ -205,7 +205,7 @@ def _layer(module: str) -> int:
     for i, names in enumerate(LAYERS):
         if part in names:
             return i
-    raise AssertionError(f"{module} is in no layer: add its folder to LAYERS in tests/test_layout.py")
+    raise AssertionError(f"{module} is in no layer: add its folder to LAYERS in tests/project/test_layout.py")
 
 
 def _code_files():

@@ -11,7 +11,7 @@ import torch
 
 from clipasso.testing import toy_clip
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_shape_drawings_trace_their_outline():
