@@ -13,6 +13,7 @@ pack's ``nodes`` and ``tests`` folders as top-level modules and shadow ComfyUI's
 A ``clipasso`` found elsewhere (an older pip-installed copy) is never preferred over the one shipped
 with these nodes.
 """
+
 import importlib.util
 import logging
 import os
@@ -34,14 +35,19 @@ def _register_engine():
     if loaded is not None:
         where = os.path.dirname(getattr(loaded, "__file__", "") or "")
         if where and not _same_dir(where, _ENGINE_DIR):
-            logging.warning("[CLIPasso] using the clipasso engine already imported from %s, not the copy "
-                            "shipped in %s; if the nodes misbehave, uninstall the other copy", where, _ENGINE_DIR)
+            logging.warning(
+                "[CLIPasso] using the clipasso engine already imported from %s, not the copy "
+                "shipped in %s; if the nodes misbehave, uninstall the other copy",
+                where,
+                _ENGINE_DIR,
+            )
         return
     spec = importlib.util.find_spec("clipasso")
     if spec is not None and spec.origin and _same_dir(os.path.dirname(spec.origin), _ENGINE_DIR):
         return  # an editable install of this very folder: plain `import clipasso` finds it
     spec = importlib.util.spec_from_file_location(
-        "clipasso", os.path.join(_ENGINE_DIR, "__init__.py"), submodule_search_locations=[_ENGINE_DIR])
+        "clipasso", os.path.join(_ENGINE_DIR, "__init__.py"), submodule_search_locations=[_ENGINE_DIR]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["clipasso"] = module
     try:

@@ -7,6 +7,7 @@ Fails (exit 1) on any finding of the validator's security pass (ruff S102 exec, 
 statements on a line: "this will be an error soon"), on an entry with no dependencies or one that differs
 from requirements.txt, or on a licence the parser does not read.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -26,8 +27,13 @@ def requirements() -> list:
 def copy_tree(dest: Path) -> None:
     """The files a user's clone has: tracked, plus new files git does not ignore (the validator scans the
     whole folder; it does not read .comfyignore)."""
-    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                           capture_output=True).stdout.decode().split("\0")
+    names = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True, capture_output=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, names):
         src = REPO / name
         if src.is_file() and not src.is_symlink():
@@ -44,8 +50,13 @@ def main() -> int:
         tree.mkdir()
         copy_tree(tree)
         comfy = Path(sys.executable).with_name("comfy")
-        run = subprocess.run([str(comfy), "--skip-prompt", "--no-enable-telemetry", "node", "validate"], cwd=tree,
-                             capture_output=True, text=True, timeout=600)
+        run = subprocess.run(
+            [str(comfy), "--skip-prompt", "--no-enable-telemetry", "node", "validate"],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         output = run.stdout + run.stderr
         print(output.strip())
         if run.returncode != 0:
@@ -58,13 +69,16 @@ def main() -> int:
     else:
         project = config.project
         if list(project.dependencies) != requirements():
-            problems.append(f"the Registry entry lists dependencies {list(project.dependencies)}, "
-                            f"requirements.txt {requirements()}")
+            problems.append(
+                f"the Registry entry lists dependencies {list(project.dependencies)}, requirements.txt {requirements()}"
+            )
         if not (project.license.text or project.license.file):
             problems.append("the Registry entry has no licence")
-        print(f"Registry entry: {project.name} {project.version}, licence "
-              f"{project.license.text or project.license.file!r}, {len(project.dependencies)} dependencies, "
-              f"ComfyUI {config.project.supported_comfyui_version or 'any'}")
+        print(
+            f"Registry entry: {project.name} {project.version}, licence "
+            f"{project.license.text or project.license.file!r}, {len(project.dependencies)} dependencies, "
+            f"ComfyUI {config.project.supported_comfyui_version or 'any'}"
+        )
     for problem in problems:
         print(f"registry check: {problem}", file=sys.stderr)
     return 1 if problems else 0

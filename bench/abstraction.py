@@ -39,6 +39,7 @@ there), per loss:
 
 Prints a table last and writes JSON to bench/results/abstraction_<device>.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,13 @@ def prepare(canvas: int):
     folder = u2net_folder()
     weights = Path(folder or ".") / "u2netp.onnx"
     matted = folder is not None
-    target, mask = prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=matted,
-                                  models_dir=str(weights.parent) if matted else None, allow_download=False)
+    target, mask = prepare_target(
+        EXAMPLE_IMAGE,
+        canvas=canvas,
+        background_removal=matted,
+        models_dir=str(weights.parent) if matted else None,
+        allow_download=False,
+    )
     return target, mask, matted
 
 
@@ -85,8 +91,9 @@ def start_strokes(target, mask, n: int, seed: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # strokes start on the picture's lines (the XDoG ink map as the sampling map)
-        return initialize_strokes(tuple(target.shape[-2:]), n, [seed], saliency=xdog_edges(target), mask=mask,
-                                  use_edges=False)
+        return initialize_strokes(
+            tuple(target.shape[-2:]), n, [seed], saliency=xdog_edges(target), mask=mask, use_edges=False
+        )
 
 
 def fidelity(loss, blank, full):
@@ -101,24 +108,42 @@ def run_loss(mode: str, args, encoder, target, mask):
     extra = {} if mode == "clip" else {"loss": "trace"}
     cfg = OptimizeConfig.from_preset("fast", iterations=args.iterations, lr=args.lr, **extra)
     enc = encoder if mode == "clip" else None
-    out = {"loss": mode, "settings": {"strokes": args.strokes, "iterations": args.iterations, "lr": args.lr,
-                                      "prune_iterations": args.prune_iterations, "preset": "fast"}}
+    out = {
+        "loss": mode,
+        "settings": {
+            "strokes": args.strokes,
+            "iterations": args.iterations,
+            "lr": args.lr,
+            "prune_iterations": args.prune_iterations,
+            "preset": "fast",
+        },
+    }
 
     t0 = time.perf_counter()
     run = optimize(start_strokes(target, mask, args.strokes, args.seed), target, enc, cfg, device="cpu")
     sketch = run.strokes
     out["optimise_seconds"] = time.perf_counter() - t0
-    log(f"[{mode}] optimised {args.strokes} strokes: loss {float(sketch.losses[0]):.4f} "
-        f"({out['optimise_seconds']:.0f} s)")
+    log(
+        f"[{mode}] optimised {args.strokes} strokes: loss {float(sketch.losses[0]):.4f} "
+        f"({out['optimise_seconds']:.0f} s)"
+    )
 
     t0 = time.perf_counter()
-    ab = auto_abstract(sketch, target, enc, 0.9, cfg, prune_iterations=args.prune_iterations, full_curve=True,
-                       device="cpu", callback=lambda k, loss, s: log(f"[{mode}]   pruned to {k}: {loss:.4f}"))
+    ab = auto_abstract(
+        sketch,
+        target,
+        enc,
+        0.9,
+        cfg,
+        prune_iterations=args.prune_iterations,
+        full_curve=True,
+        device="cpu",
+        callback=lambda k, loss, s: log(f"[{mode}]   pruned to {k}: {loss:.4f}"),
+    )
     out["prune_seconds"] = time.perf_counter() - t0
     out["curve"] = [{"strokes": k, "loss": v, "fidelity": f} for k, v, f in zip(ab.counts, ab.losses, ab.fidelities)]
     out["blank_loss"], out["full_loss"] = ab.blank_loss, ab.full_loss
-    out["chosen"] = {str(f): min(k for k, fd in zip(ab.counts, ab.fidelities) if fd >= f - 1e-9)
-                     for f in FIDELITIES}
+    out["chosen"] = {str(f): min(k for k, fd in zip(ab.counts, ab.fidelities) if fd >= f - 1e-9) for f in FIDELITIES}
     increases = sum(b > a for a, b in zip(ab.losses, ab.losses[1:]))
     out["curve_increases"] = f"{increases}/{len(ab.losses) - 1}"
 
@@ -128,8 +153,10 @@ def run_loss(mode: str, args, encoder, target, mask):
             continue
         r = optimize(start_strokes(target, mask, k, args.seed), target, enc, cfg, device="cpu")
         scratch[k] = {"scratch_loss": float(r.strokes.losses[0]), "pruned_loss": ab.losses[ab.counts.index(k)]}
-        log(f"[{mode}]   {k} strokes from scratch: {scratch[k]['scratch_loss']:.4f}, "
-            f"pruned: {scratch[k]['pruned_loss']:.4f}")
+        log(
+            f"[{mode}]   {k} strokes from scratch: {scratch[k]['scratch_loss']:.4f}, "
+            f"pruned: {scratch[k]['pruned_loss']:.4f}"
+        )
     out["scratch_vs_pruned"] = scratch
 
     t0 = time.perf_counter()
@@ -137,22 +164,33 @@ def run_loss(mode: str, args, encoder, target, mask):
     out["order_seconds"] = time.perf_counter() - t0
     own = prefix_losses(sketch, None, target, enc, cfg, device="cpu")
     gen = torch.Generator().manual_seed(args.seed)
-    rand = torch.stack([prefix_losses(sketch, torch.randperm(args.strokes, generator=gen).tolist(), target, enc,
-                                      cfg, device="cpu") for _ in range(args.random_orders)])
+    rand = torch.stack(
+        [
+            prefix_losses(sketch, torch.randperm(args.strokes, generator=gen).tolist(), target, enc, cfg, device="cpu")
+            for _ in range(args.random_orders)
+        ]
+    )
     blank, full = float(greedy.prefix_losses[0]), float(greedy.prefix_losses[-1])
 
     def summary(curve):
         c = [float(v) for v in curve]
-        return {"prefix_losses": c,
-                "at": {str(k): c[k] for k in PREFIX_KS if k <= args.strokes},
-                "mean_prefix_fidelity": sum(fidelity(v, blank, full) for v in c[1:]) / (len(c) - 1)}
+        return {
+            "prefix_losses": c,
+            "at": {str(k): c[k] for k in PREFIX_KS if k <= args.strokes},
+            "mean_prefix_fidelity": sum(fidelity(v, blank, full) for v in c[1:]) / (len(c) - 1),
+        }
 
-    out["order"] = {"greedy": summary(greedy.prefix_losses), "optimizer": summary(own),
-                    "random_mean": summary(rand.mean(0)),
-                    "random_best_at_1": float(rand[:, 1].min()),
-                    "greedy_order": greedy.order}
-    log(f"[{mode}] drawing order: greedy mean prefix fidelity {out['order']['greedy']['mean_prefix_fidelity']:.3f}, "
-        f"random {out['order']['random_mean']['mean_prefix_fidelity']:.3f} ({out['order_seconds']:.0f} s)")
+    out["order"] = {
+        "greedy": summary(greedy.prefix_losses),
+        "optimizer": summary(own),
+        "random_mean": summary(rand.mean(0)),
+        "random_best_at_1": float(rand[:, 1].min()),
+        "greedy_order": greedy.order,
+    }
+    log(
+        f"[{mode}] drawing order: greedy mean prefix fidelity {out['order']['greedy']['mean_prefix_fidelity']:.3f}, "
+        f"random {out['order']['random_mean']['mean_prefix_fidelity']:.3f} ({out['order_seconds']:.0f} s)"
+    )
     return out, ab, greedy, rand
 
 
@@ -162,33 +200,65 @@ def grow_vs_prune(args, target, mask):
     from clipasso.optimize import OptimizeConfig, optimize
 
     cfg = OptimizeConfig.from_preset("fast", iterations=args.iterations, lr=args.lr, loss="trace")
-    out = {"loss": "trace", "settings": {"strokes": args.strokes, "iterations": args.iterations, "lr": args.lr,
-                                         "prune_iterations": args.prune_iterations,
-                                         "grow_iterations": args.grow_iterations, "grow_start": args.grow_start,
-                                         "candidates": 8, "preset": "fast", "threads": torch.get_num_threads()}}
+    out = {
+        "loss": "trace",
+        "settings": {
+            "strokes": args.strokes,
+            "iterations": args.iterations,
+            "lr": args.lr,
+            "prune_iterations": args.prune_iterations,
+            "grow_iterations": args.grow_iterations,
+            "grow_start": args.grow_start,
+            "candidates": 8,
+            "preset": "fast",
+            "threads": torch.get_num_threads(),
+        },
+    }
     # wall time and CPU time of this process: on a shared machine the wall time also counts waiting for the CPU
     clocks = (time.perf_counter, time.process_time)
 
     t0 = [c() for c in clocks]
     full = optimize(start_strokes(target, mask, args.strokes, args.seed), target, None, cfg, device="cpu").strokes
     t1 = [c() for c in clocks]
-    pr = auto_abstract(full, target, None, 0.9, cfg, prune_iterations=args.prune_iterations, full_curve=True,
-                       device="cpu", callback=lambda k, loss, s: log(f"[prune]  {k:3d} strokes: {loss:.4f}"))
+    pr = auto_abstract(
+        full,
+        target,
+        None,
+        0.9,
+        cfg,
+        prune_iterations=args.prune_iterations,
+        full_curve=True,
+        device="cpu",
+        callback=lambda k, loss, s: log(f"[prune]  {k:3d} strokes: {loss:.4f}"),
+    )
     t2 = [c() for c in clocks]
     few = optimize(start_strokes(target, mask, args.grow_start, args.seed), target, None, cfg, device="cpu").strokes
     t3 = [c() for c in clocks]
-    gr = grow_abstract(few, target, None, 0.9, cfg, max_strokes=args.strokes, grow_iterations=args.grow_iterations,
-                       min_gain=0.0, full_curve=True, device="cpu",
-                       callback=lambda k, loss, s: log(f"[grow]   {k:3d} strokes: {loss:.4f}"))
+    gr = grow_abstract(
+        few,
+        target,
+        None,
+        0.9,
+        cfg,
+        max_strokes=args.strokes,
+        grow_iterations=args.grow_iterations,
+        min_gain=0.0,
+        full_curve=True,
+        device="cpu",
+        callback=lambda k, loss, s: log(f"[grow]   {k:3d} strokes: {loss:.4f}"),
+    )
     t4 = [c() for c in clocks]
     for i, clock in enumerate(("seconds", "cpu_seconds")):
-        out[clock] = {"prune": {"optimise": t1[i] - t0[i], "search": t2[i] - t1[i], "total": t2[i] - t0[i]},
-                      "grow": {"optimise": t3[i] - t2[i], "search": t4[i] - t3[i], "total": t4[i] - t2[i]}}
+        out[clock] = {
+            "prune": {"optimise": t1[i] - t0[i], "search": t2[i] - t1[i], "total": t2[i] - t0[i]},
+            "grow": {"optimise": t3[i] - t2[i], "search": t4[i] - t3[i], "total": t4[i] - t2[i]},
+        }
     pl, gl = dict(zip(pr.counts, pr.losses)), dict(zip(gr.counts, gr.losses))
     out["blank_loss"] = gr.blank_loss
     out["curve"] = [{"strokes": k, "prune": pl.get(k), "grow": gl.get(k)} for k in range(1, args.strokes + 1)]
-    stop = next((k for i, k in enumerate(gr.counts) if reached_plateau(gr.losses[:i + 1], gr.blank_loss, 0.01, 2)),
-                None)
+    stop = next(
+        (k for i, k in enumerate(gr.counts) if reached_plateau(gr.losses[: i + 1], gr.blank_loss, 0.01, 2)), None
+    )
     out["grow_plateau_stop"] = stop  # the rule is checked before each stage: growing would end with `stop` strokes
     out["chosen_at_0.9"] = {"prune": pr.count, "grow": gr.count}
     best = min(pr.full_loss, gr.full_loss)
@@ -197,9 +267,12 @@ def grow_vs_prune(args, target, mask):
         ok = [k for k, v in zip(r.counts, r.losses) if (r.blank_loss - v) / (r.blank_loss - best) >= 0.9 - 1e-9]
         common[name] = min(ok) if ok else None
     out["chosen_at_0.9_common_reference"] = common
-    out["wins"] = {"grow": sum(1 for c in out["curve"] if c["prune"] is not None and c["grow"] is not None
-                               and c["grow"] < c["prune"]),
-                   "counts_compared": sum(1 for c in out["curve"] if c["prune"] is not None and c["grow"] is not None)}
+    out["wins"] = {
+        "grow": sum(
+            1 for c in out["curve"] if c["prune"] is not None and c["grow"] is not None and c["grow"] < c["prune"]
+        ),
+        "counts_compared": sum(1 for c in out["curve"] if c["prune"] is not None and c["grow"] is not None),
+    }
     return out, pr, gr
 
 
@@ -236,19 +309,36 @@ def grow_picture(target, pr, gr, counts, out_dir, tile: int = 180) -> Path:
             colors[:, -1] = torch.tensor(NEWEST)
             s = s.replace(colors=colors)
         loss = r.losses[r.counts.index(k)]
-        return labelled(to_pil(render(s, size=(448, 448)).image[0]), f"{k} strokes",
-                        f"loss {loss:.3f}, fidelity {r.fidelity_of(loss):.2f}")
+        return labelled(
+            to_pil(render(s, size=(448, 448)).image[0]),
+            f"{k} strokes",
+            f"loss {loss:.3f}, fidelity {r.fidelity_of(loss):.2f}",
+        )
 
     ink = xdog_edges(target)
-    rows = [("grown\n(newest\nstroke in\nred)", labelled(to_pil(target), "picture"),
-             [sketch_tile(gr, k, k > gr.counts[0]) for k in counts]),
-            ("pruned", labelled(to_pil((1 - ink).expand(3, -1, -1)), "its XDoG line map", "(trace loss target)"),
-             [sketch_tile(pr, k, False) for k in counts])]
+    rows = [
+        (
+            "grown\n(newest\nstroke in\nred)",
+            labelled(to_pil(target), "picture"),
+            [sketch_tile(gr, k, k > gr.counts[0]) for k in counts],
+        ),
+        (
+            "pruned",
+            labelled(to_pil((1 - ink).expand(3, -1, -1)), "its XDoG line map", "(trace loss target)"),
+            [sketch_tile(pr, k, False) for k in counts],
+        ),
+    ]
     width = head_w + (1 + len(counts)) * tile
-    chart = line_chart([(f"grown from {gr.counts[0]}", gr.counts, gr.losses),
-                        (f"pruned from {pr.counts[0]}", pr.counts[::-1], pr.losses[::-1])],
-                       title=f"trace loss versus strokes, growing against pruning (empty canvas: {gr.blank_loss:.3f})",
-                       xlabel="strokes", ylabel="eval loss", size=(width, 300))
+    chart = line_chart(
+        [
+            (f"grown from {gr.counts[0]}", gr.counts, gr.losses),
+            (f"pruned from {pr.counts[0]}", pr.counts[::-1], pr.losses[::-1]),
+        ],
+        title=f"trace loss versus strokes, growing against pruning (empty canvas: {gr.blank_loss:.3f})",
+        xlabel="strokes",
+        ylabel="eval loss",
+        size=(width, 300),
+    )
     row_h = tile + label_h
     sheet = Image.new("RGB", (width, 2 * row_h + chart.height + 16), "white")
     d = ImageDraw.Draw(sheet)
@@ -256,8 +346,13 @@ def grow_picture(target, pr, gr, counts, out_dir, tile: int = 180) -> Path:
         d.multiline_text((6, r * row_h + label_h + 8), head, fill=(0, 0, 0), font=font)
         for i, im in enumerate([first] + tiles):
             sheet.paste(im, (head_w + i * tile, r * row_h))
-    d.text((6, 2 * row_h + 2), f"fidelity: against each method's own reference (grown: its best loss; pruned: its "
-           f"{pr.counts[0]}-stroke start) -- compare losses across rows", fill=(90, 90, 90), font=font)
+    d.text(
+        (6, 2 * row_h + 2),
+        f"fidelity: against each method's own reference (grown: its best loss; pruned: its "
+        f"{pr.counts[0]}-stroke start) -- compare losses across rows",
+        fill=(90, 90, 90),
+        font=font,
+    )
     sheet.paste(chart, (0, 2 * row_h + 16))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -269,10 +364,12 @@ def grow_picture(target, pr, gr, counts, out_dir, tile: int = 180) -> Path:
 
 def grow_table(g) -> str:
     st = g["settings"]
-    lines = [f"\n== grow vs prune ({g['loss']} loss): up to {st['strokes']} strokes, {st['iterations']} iterations "
-             f"for the start, {st['prune_iterations']} re-optimisation steps per removal, {st['grow_iterations']} per "
-             f"added stroke, growing from {st['grow_start']} ==",
-             f"strokes  pruned    grown     (empty canvas {g['blank_loss']:.4f})"]
+    lines = [
+        f"\n== grow vs prune ({g['loss']} loss): up to {st['strokes']} strokes, {st['iterations']} iterations "
+        f"for the start, {st['prune_iterations']} re-optimisation steps per removal, {st['grow_iterations']} per "
+        f"added stroke, growing from {st['grow_start']} ==",
+        f"strokes  pruned    grown     (empty canvas {g['blank_loss']:.4f})",
+    ]
     for c in g["curve"]:
         if c["prune"] is None and c["grow"] is None:
             continue
@@ -280,15 +377,19 @@ def grow_table(g) -> str:
         lines.append(f"{c['strokes']:7d}  {fmt(c['prune'])}    {fmt(c['grow'])}")
     w = g["wins"]
     lines.append(f"grown sketch lower at {w['grow']} of {w['counts_compared']} counts measured by both")
-    lines.append(f"fidelity 0.9 -> prune {g['chosen_at_0.9']['prune']} strokes, grow {g['chosen_at_0.9']['grow']} "
-                 f"(each against its own reference); against the lowest loss of either: prune "
-                 f"{g['chosen_at_0.9_common_reference']['prune']}, grow {g['chosen_at_0.9_common_reference']['grow']}")
+    lines.append(
+        f"fidelity 0.9 -> prune {g['chosen_at_0.9']['prune']} strokes, grow {g['chosen_at_0.9']['grow']} "
+        f"(each against its own reference); against the lowest loss of either: prune "
+        f"{g['chosen_at_0.9_common_reference']['prune']}, grow {g['chosen_at_0.9_common_reference']['grow']}"
+    )
     lines.append(f"growing's plateau rule (min_gain 0.01, patience 2) stops at: {g['grow_plateau_stop']}")
     for clock in ("seconds", "cpu_seconds"):
         s = g[clock]
-        lines.append(f"{'wall' if clock == 'seconds' else 'CPU'} time: prune {s['prune']['total']:.0f} s (optimise "
-                     f"{s['prune']['optimise']:.0f} + prune {s['prune']['search']:.0f}), grow {s['grow']['total']:.0f} s "
-                     f"(optimise {s['grow']['optimise']:.0f} + grow {s['grow']['search']:.0f})")
+        lines.append(
+            f"{'wall' if clock == 'seconds' else 'CPU'} time: prune {s['prune']['total']:.0f} s (optimise "
+            f"{s['prune']['optimise']:.0f} + prune {s['prune']['search']:.0f}), grow {s['grow']['total']:.0f} s "
+            f"(optimise {s['grow']['optimise']:.0f} + grow {s['grow']['search']:.0f})"
+        )
     return "\n".join(lines)
 
 
@@ -313,12 +414,17 @@ def pictures(target, ab, greedy, rand_curves, mode: str, strokes: int, seed: int
 
     # auto abstraction: the curve and the sketches at a few counts
     chart = abstraction_chart(ab, size=(5 * tile, 300))
-    counts = sorted({ab.counts[0], ab.count, *[k for k in (2 * ab.count, ab.count // 2, 4) if k in ab.sketches]},
-                    reverse=True)[:4]
+    counts = sorted(
+        {ab.counts[0], ab.count, *[k for k in (2 * ab.count, ab.count // 2, 4) if k in ab.sketches]}, reverse=True
+    )[:4]
     row = [labelled(to_pil(target), "picture")] + [
-        labelled(to_pil(render(ab.sketches[k], size=(448, 448)).image[0]),
-                 f"{k} strokes, fidelity {ab.fidelity_of(ab.losses[ab.counts.index(k)]):.2f}"
-                 + (" (chosen)" if k == ab.count else "")) for k in counts]
+        labelled(
+            to_pil(render(ab.sketches[k], size=(448, 448)).image[0]),
+            f"{k} strokes, fidelity {ab.fidelity_of(ab.losses[ab.counts.index(k)]):.2f}"
+            + (" (chosen)" if k == ab.count else ""),
+        )
+        for k in counts
+    ]
     sheet = Image.new("RGB", (5 * tile, chart.height + tile + 18), "white")
     sheet.paste(chart, (0, 0))
     for i, im in enumerate(row):
@@ -341,10 +447,17 @@ def pictures(target, ab, greedy, rand_curves, mode: str, strokes: int, seed: int
         for i, k in enumerate(ks):
             sheet.paste(labelled(to_pil(frames[k]), f"first {k}"), (90 + i * tile, r * (tile + 18)))
     xs = list(range(strokes + 1))
-    series = [("greedy order", xs, [float(v) for v in greedy.prefix_losses]),
-              ("random orders (mean)", xs, [float(v) for v in rand_curves.mean(0)])]
-    chart = line_chart(series, title=f"loss of the first k strokes ({mode} loss)", xlabel="strokes drawn",
-                       ylabel="eval loss", size=(n * tile + 90, 300))
+    series = [
+        ("greedy order", xs, [float(v) for v in greedy.prefix_losses]),
+        ("random orders (mean)", xs, [float(v) for v in rand_curves.mean(0)]),
+    ]
+    chart = line_chart(
+        series,
+        title=f"loss of the first k strokes ({mode} loss)",
+        xlabel="strokes drawn",
+        ylabel="eval loss",
+        size=(n * tile + 90, 300),
+    )
     sheet.paste(chart, (0, 2 * (tile + 18)))
     sheet.save(out_dir / "drawing_order.png", optimize=True)
     log(f"wrote auto_abstraction.png and drawing_order.png in {out_dir}")
@@ -354,10 +467,13 @@ def table(results) -> str:
     lines = []
     for r in results:
         m = r["loss"]
-        lines.append(f"\n== {m} loss: {r['settings']['strokes']} strokes, {r['settings']['iterations']} iterations, "
-                     f"{r['settings']['prune_iterations']} re-optimisation steps per removal ==")
-        lines.append(f"pruning curve (empty canvas {r['blank_loss']:.4f}; loss rose on "
-                     f"{r['curve_increases']} removals)")
+        lines.append(
+            f"\n== {m} loss: {r['settings']['strokes']} strokes, {r['settings']['iterations']} iterations, "
+            f"{r['settings']['prune_iterations']} re-optimisation steps per removal =="
+        )
+        lines.append(
+            f"pruning curve (empty canvas {r['blank_loss']:.4f}; loss rose on {r['curve_increases']} removals)"
+        )
         lines.append("strokes  loss     fidelity")
         for c in r["curve"]:
             lines.append(f"{c['strokes']:7d}  {c['loss']:.4f}  {c['fidelity']:8.3f}")
@@ -371,10 +487,15 @@ def table(results) -> str:
         lines.append("drawing order: loss after the first k strokes")
         lines.append("order        " + "  ".join(f"k={k:>3}" for k in ks) + "  mean prefix fidelity")
         for name in ("greedy", "optimizer", "random_mean"):
-            lines.append(f"{name:11s}  " + "  ".join(f"{o[name]['at'][k]:.3f}" for k in ks)
-                         + f"  {o[name]['mean_prefix_fidelity']:.3f}")
-        lines.append(f"time: optimise {r['optimise_seconds']:.0f} s, prune {r['prune_seconds']:.0f} s, "
-                     f"order {r['order_seconds']:.0f} s")
+            lines.append(
+                f"{name:11s}  "
+                + "  ".join(f"{o[name]['at'][k]:.3f}" for k in ks)
+                + f"  {o[name]['mean_prefix_fidelity']:.3f}"
+            )
+        lines.append(
+            f"time: optimise {r['optimise_seconds']:.0f} s, prune {r['prune_seconds']:.0f} s, "
+            f"order {r['order_seconds']:.0f} s"
+        )
     return "\n".join(lines)
 
 
@@ -390,18 +511,33 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--canvas", type=int, default=224)
     ap.add_argument("--pictures", action="store_true", help="write docs/ pictures from the last loss run")
-    ap.add_argument("--grow-picture", action="store_true",
-                    help="write grow_abstraction.png from section 4's runs (JSON only with --grow-vs-prune too)")
-    ap.add_argument("--grow-counts", type=int, nargs="+", default=[2, 4, 8, 12, 16],
-                    help="stroke counts shown in grow_abstraction.png (default 2 4 8 12 16)")
+    ap.add_argument(
+        "--grow-picture",
+        action="store_true",
+        help="write grow_abstraction.png from section 4's runs (JSON only with --grow-vs-prune too)",
+    )
+    ap.add_argument(
+        "--grow-counts",
+        type=int,
+        nargs="+",
+        default=[2, 4, 8, 12, 16],
+        help="stroke counts shown in grow_abstraction.png (default 2 4 8 12 16)",
+    )
     ap.add_argument("--out-dir", default=str(ROOT / "docs"), help="folder the pictures are written to (docs/)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "abstraction_cpu.json"))
     ap.add_argument("--table-only", action="store_true", help="print the table of an existing --out file")
-    ap.add_argument("--grow-vs-prune", action="store_true",
-                    help="only section 4 (trace loss), merged into an existing --out file as 'grow_vs_prune'")
+    ap.add_argument(
+        "--grow-vs-prune",
+        action="store_true",
+        help="only section 4 (trace loss), merged into an existing --out file as 'grow_vs_prune'",
+    )
     ap.add_argument("--grow-start", type=int, default=2, help="strokes growing starts from (default 2)")
-    ap.add_argument("--grow-iterations", type=int, default=20,
-                    help="re-optimisation steps after each added stroke (default 20, the engine's default)")
+    ap.add_argument(
+        "--grow-iterations",
+        type=int,
+        default=20,
+        help="re-optimisation steps after each added stroke (default 20, the engine's default)",
+    )
     args = ap.parse_args(argv)
     if args.table_only:
         data = json.loads(Path(args.out).read_text())
@@ -454,11 +590,17 @@ def main(argv=None):
             last = (ab, greedy, rand, m)
     if args.pictures and last is not None:
         pictures(target, last[0], last[1], last[2], last[3], args.strokes, args.seed, args.out_dir)
-    payload = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                           "torch": torch.__version__, "threads": torch.get_num_threads()},
-               "picture": "clipasso/data/example.jpg" + (" (matted with u2netp)" if matted else " (not matted)"),
-               "clip_encoder": "tiny random ResNet (clipasso/testing/tiny_models.py)" if "clip" in modes else None,
-               "results": results}
+    payload = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "picture": "clipasso/data/example.jpg" + (" (matted with u2netp)" if matted else " (not matted)"),
+        "clip_encoder": "tiny random ResNet (clipasso/testing/tiny_models.py)" if "clip" in modes else None,
+        "results": results,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=1))
     print(table(results))

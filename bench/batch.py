@@ -14,6 +14,7 @@ RN101 step, measured by bench/sketch.py (bench/results/sketch_cpu.json): its ima
 from that per-step time. Each run starts in a fresh process (models and Ray loaded in the measured
 time). Prints a table last and writes bench/results/batch_cpu.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,13 @@ print("RESULT", json.dumps(dict(seconds=time.perf_counter() - t0, ok=r.count("ok
 
 def run(folder: Path, out: Path, engine: str, iterations: int) -> dict:
     code = RUN.format(folder=str(folder), out=str(out), engine=engine, iterations=iterations)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not line:
         raise RuntimeError(proc.stderr[-2000:])
@@ -86,14 +92,28 @@ def main() -> None:
             write_pictures(pictures, count)
             for engine in args.engines:
                 got = run(pictures, tmp / f"out_{engine}_{count}", engine, args.iterations)
-                rows.append(dict(engine=engine, images=count, iterations=args.iterations, **got,
-                                 seconds_per_image=got["seconds"] / count))
-                print(f"{engine:5s} {count:3d} images x {args.iterations} steps: {got['seconds']:.1f} s, "
-                      f"{got['seconds'] / count:.2f} s/image", flush=True)
+                rows.append(
+                    dict(
+                        engine=engine,
+                        images=count,
+                        iterations=args.iterations,
+                        **got,
+                        seconds_per_image=got["seconds"] / count,
+                    )
+                )
+                print(
+                    f"{engine:5s} {count:3d} images x {args.iterations} steps: {got['seconds']:.1f} s, "
+                    f"{got['seconds'] / count:.2f} s/image",
+                    flush=True,
+                )
         # the per-step cost, for images per hour at the preset's 500 steps: 10 images at 3x the steps
         slope_count = min(10, max(args.counts))
-        longer = run(tmp / f"in{slope_count}" if (tmp / f"in{slope_count}").exists() else pictures,
-                     tmp / "out_slope", "local", 3 * args.iterations)
+        longer = run(
+            tmp / f"in{slope_count}" if (tmp / f"in{slope_count}").exists() else pictures,
+            tmp / "out_slope",
+            "local",
+            3 * args.iterations,
+        )
         base = next(r for r in rows if r["engine"] == "local" and r["images"] == slope_count)
         per_step = (longer["seconds"] - base["seconds"]) / slope_count / (2 * args.iterations)
         fixed = base["seconds_per_image"] - per_step * args.iterations
@@ -105,20 +125,34 @@ def main() -> None:
         rn101 = fast[0]["seconds_per_iteration"] if fast else None
     trace_500 = fixed + 500 * per_step
     info = machine()
-    summary = dict(trace_fixed_s_per_image=fixed, trace_s_per_step=per_step,
-                   trace_fast_500_s_per_image=trace_500, trace_fast_images_per_hour=3600 / trace_500,
-                   clip_fast_s_per_step_rn101=rn101,
-                   clip_fast_images_per_hour=(3600 / (fixed + 500 * rn101)) if rn101 else None)
+    summary = dict(
+        trace_fixed_s_per_image=fixed,
+        trace_s_per_step=per_step,
+        trace_fast_500_s_per_image=trace_500,
+        trace_fast_images_per_hour=3600 / trace_500,
+        clip_fast_s_per_step_rn101=rn101,
+        clip_fast_images_per_hour=(3600 / (fixed + 500 * rn101)) if rn101 else None,
+    )
     out = write_results(RESULTS / "batch_cpu.json", dict(info=info, rows=rows, summary=summary), info)
     print()
-    print(markdown_table(["engine", "images", "steps", "total s", "s/image"],
-                         [(r["engine"], r["images"], r["iterations"], f"{r['seconds']:.1f}",
-                           f"{r['seconds_per_image']:.2f}") for r in rows]))
-    print(f"\ntrace loss, fast preset (16 strokes, best of 2): {fixed:.2f} s fixed + {per_step * 1000:.1f} ms/step per "
-          f"image -> {trace_500:.1f} s per image at 500 steps = {3600 / trace_500:.0f} images/hour")
+    print(
+        markdown_table(
+            ["engine", "images", "steps", "total s", "s/image"],
+            [
+                (r["engine"], r["images"], r["iterations"], f"{r['seconds']:.1f}", f"{r['seconds_per_image']:.2f}")
+                for r in rows
+            ],
+        )
+    )
+    print(
+        f"\ntrace loss, fast preset (16 strokes, best of 2): {fixed:.2f} s fixed + {per_step * 1000:.1f} ms/step per "
+        f"image -> {trace_500:.1f} s per image at 500 steps = {3600 / trace_500:.0f} images/hour"
+    )
     if rn101:
-        print(f"CLIP loss, fast preset: {rn101:.2f} s/step (RN101, bench/sketch.py) -> "
-              f"{3600 / (fixed + 500 * rn101):.1f} images/hour")
+        print(
+            f"CLIP loss, fast preset: {rn101:.2f} s/step (RN101, bench/sketch.py) -> "
+            f"{3600 / (fixed + 500 * rn101):.1f} images/hour"
+        )
     print(f"written {out.relative_to(ROOT)}")
 
 

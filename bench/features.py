@@ -27,6 +27,7 @@ which stays reliable on a busy shared CPU where whole steps of seconds do not.
 
 Prints a table last and writes JSON to bench/results/features_<device>.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,14 @@ CONFIGS = {
     "text": dict(text=PROMPT, text_weight=0.1),
     "width+opacity": dict(optimize_width=True, optimize_opacity=True),
     "colour": dict(color_from_image=True, optimize_color=True),
-    "all styled": dict(text=PROMPT, text_weight=0.1, optimize_width=True, optimize_opacity=True,
-                       color_from_image=True, optimize_color=True),
+    "all styled": dict(
+        text=PROMPT,
+        text_weight=0.1,
+        optimize_width=True,
+        optimize_opacity=True,
+        color_from_image=True,
+        optimize_color=True,
+    ),
     "canvas 448": dict(canvas=448),
 }
 
@@ -81,8 +88,9 @@ def measure(args) -> list:
         canvas = settings.pop("canvas", 224)
         target, _ = prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=False)
         strokes = initialize_strokes((canvas, canvas), preset["strokes"], seeds, width=1.5 * canvas / 224)
-        cfg = OptimizeConfig.from_preset("fast", iterations=args.measure, callback_interval=1,
-                                         aug_pool=args.aug_pool, **settings)
+        cfg = OptimizeConfig.from_preset(
+            "fast", iterations=args.measure, callback_interval=1, aug_pool=args.aug_pool, **settings
+        )
         cases[name] = (strokes, target, cfg, canvas)
     runs = {name: [] for name in cases}
     for r in range(args.rounds):
@@ -93,10 +101,18 @@ def measure(args) -> list:
     rows = []
     for name, rs in runs.items():
         best = min(rs, key=lambda x: x["median"])
-        rows.append(dict(config=name, settings={k: v for k, v in CONFIGS[name].items()}, canvas=cases[name][3],
-                         s_per_iteration=best["median"], fastest_step_s=best["fastest"],
-                         cpu_s_per_iteration=best["cpu"], setup_s=statistics.median(x["setup"] for x in rs),
-                         rounds=[x["median"] for x in rs]))
+        rows.append(
+            dict(
+                config=name,
+                settings={k: v for k, v in CONFIGS[name].items()},
+                canvas=cases[name][3],
+                s_per_iteration=best["median"],
+                fastest_step_s=best["fastest"],
+                cpu_s_per_iteration=best["cpu"],
+                setup_s=statistics.median(x["setup"] for x in rs),
+                rounds=[x["median"] for x in rs],
+            )
+        )
     plain = next(r for r in rows if r["config"] == "plain")["s_per_iteration"]
     for r in rows:
         r["ratio_to_plain"] = r["s_per_iteration"] / plain
@@ -126,13 +142,18 @@ def glue_cost(args) -> dict:
     for name, settings in CONFIGS.items():
         canvas = settings.get("canvas", 224)
         target, _ = prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=False)
-        strokes = initialize_strokes((canvas, canvas), 16, [1000 * i for i in range(args.seeds)],
-                                     width=1.5 * canvas / 224)
+        strokes = initialize_strokes(
+            (canvas, canvas), 16, [1000 * i for i in range(args.seeds)], width=1.5 * canvas / 224
+        )
         if settings.get("color_from_image"):
             strokes = colors_from_image(strokes, target)
-        style = StyleState(strokes.widths, strokes.colors, optimize_width=settings.get("optimize_width", False),
-                           optimize_opacity=settings.get("optimize_opacity", False),
-                           optimize_color=settings.get("optimize_color", False))
+        style = StyleState(
+            strokes.widths,
+            strokes.colors,
+            optimize_width=settings.get("optimize_width", False),
+            optimize_opacity=settings.get("optimize_opacity", False),
+            optimize_color=settings.get("optimize_color", False),
+        )
         pts = strokes.points.clone().requires_grad_(True)
         emb = torch.randn(views, 512, requires_grad=True)  # stands in for the image embeddings (RN101: 512)
         text = torch.randn(1, 512)
@@ -162,17 +183,21 @@ def glue_cost(args) -> dict:
 
 
 def table(rows, device, model) -> str:
-    lines = [f"features, {model} (random weights), fast preset: 16 strokes x 2 seeds, 2 views/step, on {device}",
-             "raster+glue: fastest of many steps without the encoder (ms); extra: minus plain's;",
-             "step: whole optimiser step with the encoder (s, median of the fastest round; on a shared CPU",
-             "this column carries the other jobs' load and is only indicative)",
-             f"{'config':<15} {'raster+glue ms':>15} {'extra ms':>9} {'step s':>8} {'cpu s':>7} {'setup s':>8}",
-             "-" * 67]
+    lines = [
+        f"features, {model} (random weights), fast preset: 16 strokes x 2 seeds, 2 views/step, on {device}",
+        "raster+glue: fastest of many steps without the encoder (ms); extra: minus plain's;",
+        "step: whole optimiser step with the encoder (s, median of the fastest round; on a shared CPU",
+        "this column carries the other jobs' load and is only indicative)",
+        f"{'config':<15} {'raster+glue ms':>15} {'extra ms':>9} {'step s':>8} {'cpu s':>7} {'setup s':>8}",
+        "-" * 67,
+    ]
     for r in rows:
         g, e = r.get("glue_ms", float("nan")), r.get("glue_extra_ms", float("nan"))
         step = r.get("s_per_iteration", float("nan"))
-        lines.append(f"{r['config']:<15} {g:15.1f} {e:9.1f} {step:8.3f} {r.get('cpu_s_per_iteration', float('nan')):7.3f} "
-                     f"{r.get('setup_s', float('nan')):8.2f}")
+        lines.append(
+            f"{r['config']:<15} {g:15.1f} {e:9.1f} {step:8.3f} {r.get('cpu_s_per_iteration', float('nan')):7.3f} "
+            f"{r.get('setup_s', float('nan')):8.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -180,17 +205,28 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="RN101")
-    ap.add_argument("--measure", type=int, default=6,
-                    help="iterations timed per configuration and round (0: the encoder-free part only)")
+    ap.add_argument(
+        "--measure",
+        type=int,
+        default=6,
+        help="iterations timed per configuration and round (0: the encoder-free part only)",
+    )
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the fastest round counts")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--glue-reps", type=int, default=60, help="repetitions of the encoder-free part")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--aug-pool", type=int, default=16,
-                    help="size of the fast preset's cached view pool; it only changes the setup, not the step")
+    ap.add_argument(
+        "--aug-pool",
+        type=int,
+        default=16,
+        help="size of the fast preset's cached view pool; it only changes the setup, not the step",
+    )
     ap.add_argument("--out", help="JSON path (default bench/results/features_<device>.json)")
-    ap.add_argument("--glue-only", action="store_true",
-                    help="with --measure 0: re-measure only the encoder-free part, keeping the JSON's step columns")
+    ap.add_argument(
+        "--glue-only",
+        action="store_true",
+        help="with --measure 0: re-measure only the encoder-free part, keeping the JSON's step columns",
+    )
     args = ap.parse_args(argv)
     import torch
 
@@ -210,9 +246,19 @@ def main(argv=None):
     if args.measure == 0 and args.glue_only and out.is_file():
         info = dict(json.loads(out.read_text()), rows=rows)
     else:
-        info = dict(device=args.device, model=args.model, weights="random", preset="fast", aug_pool=args.aug_pool,
-                    seeds=args.seeds, measured_iterations=args.measure, rounds=args.rounds, threads=args.threads,
-                    machine=platform.processor() or platform.machine(), rows=rows)
+        info = dict(
+            device=args.device,
+            model=args.model,
+            weights="random",
+            preset="fast",
+            aug_pool=args.aug_pool,
+            seeds=args.seeds,
+            measured_iterations=args.measure,
+            rounds=args.rounds,
+            threads=args.threads,
+            machine=platform.processor() or platform.machine(),
+            rows=rows,
+        )
     info["glue_reps"] = args.glue_reps
     out.write_text(json.dumps(info, indent=2) + "\n")
     print(table(rows, args.device, args.model))

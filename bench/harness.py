@@ -7,6 +7,7 @@ A benchmark times with `timed` (median of repeats, CUDA synchronised), describes
 produced it), writes its JSON with `write_results` into bench/results/ and prints a Markdown table
 with `markdown_table` last. docs/benchmarks.md quotes the tables and names the command that made each.
 """
+
 from __future__ import annotations
 
 import json

@@ -22,6 +22,7 @@ What it does NOT copy: diffvg (the engine's own rasteriser draws the strokes for
 ratio is the optimiser's alone), the per-seed process start and model loading, and the JPG/SVG
 files written every 10 iterations.
 """
+
 from __future__ import annotations
 
 import copy
@@ -59,8 +60,16 @@ def trainable_copy(encoder) -> torch.nn.Module:
 class OriginalConvLoss:
     """CLIPConvLoss as the released code computes it (RN encoders only)."""
 
-    def __init__(self, model: torch.nn.Module, mean, std, canvas: int = 224, num_augs: int = ORIGINAL_NUM_AUGS,
-                 layer_weights=ORIGINAL_LAYER_WEIGHTS, fc_weight: float = ORIGINAL_FC_WEIGHT):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        mean,
+        std,
+        canvas: int = 224,
+        num_augs: int = ORIGINAL_NUM_AUGS,
+        layer_weights=ORIGINAL_LAYER_WEIGHTS,
+        fc_weight: float = ORIGINAL_FC_WEIGHT,
+    ):
         from torchvision import transforms
 
         if not hasattr(model.visual, "layer1"):
@@ -71,11 +80,13 @@ class OriginalConvLoss:
         self.fc_weight = float(fc_weight)
         self.num_augs = int(num_augs)
         self.normalize = transforms.Normalize(mean, std)
-        self.augment = transforms.Compose([
-            transforms.RandomPerspective(fill=0, p=1.0, distortion_scale=0.5),
-            transforms.RandomResizedCrop(canvas, scale=(0.8, 0.8), ratio=(1.0, 1.0)),
-            self.normalize,
-        ])
+        self.augment = transforms.Compose(
+            [
+                transforms.RandomPerspective(fill=0, p=1.0, distortion_scale=0.5),
+                transforms.RandomResizedCrop(canvas, scale=(0.8, 0.8), ratio=(1.0, 1.0)),
+                self.normalize,
+            ]
+        )
 
     def features(self, x: torch.Tensor):
         v = self.visual
@@ -106,9 +117,19 @@ class OriginalConvLoss:
         return out
 
 
-def run_seed(points: torch.Tensor, widths: torch.Tensor, colors: torch.Tensor, target: torch.Tensor,
-             loss_fn: OriginalConvLoss, iterations: int, seed: int, device, lr: float = 1.0,
-             eval_interval: int = ORIGINAL_EVAL_INTERVAL, canvas=(224, 224)) -> Dict:
+def run_seed(
+    points: torch.Tensor,
+    widths: torch.Tensor,
+    colors: torch.Tensor,
+    target: torch.Tensor,
+    loss_fn: OriginalConvLoss,
+    iterations: int,
+    seed: int,
+    device,
+    lr: float = 1.0,
+    eval_interval: int = ORIGINAL_EVAL_INTERVAL,
+    canvas=(224, 224),
+) -> Dict:
     """One seed's optimisation, the original way. points [1,S,P,2]. Returns per-step times and losses."""
     from clipasso.render.raster import rasterize
 
@@ -148,8 +169,16 @@ def run_seed(points: torch.Tensor, widths: torch.Tensor, colors: torch.Tensor, t
     return dict(steps=steps, eval_times=eval_times, losses=losses, best_eval=best)
 
 
-def run_sequential(strokes, target: torch.Tensor, model: torch.nn.Module, mean, std, iterations: int, device,
-                   num_augs: int = ORIGINAL_NUM_AUGS) -> Dict:
+def run_sequential(
+    strokes,
+    target: torch.Tensor,
+    model: torch.nn.Module,
+    mean,
+    std,
+    iterations: int,
+    device,
+    num_augs: int = ORIGINAL_NUM_AUGS,
+) -> Dict:
     """Every candidate of ``strokes`` optimised one after another (the original's best-of-N).
 
     model: a `trainable_copy` of the encoder's open_clip model; mean/std: its normalisation.
@@ -164,8 +193,19 @@ def run_sequential(strokes, target: torch.Tensor, model: torch.nn.Module, mean, 
     seeds = strokes.seeds or tuple(range(strokes.num_candidates))
     runs = []
     for b in range(strokes.num_candidates):
-        runs.append(run_seed(strokes.points[b:b + 1], strokes.widths[b:b + 1], strokes.colors[b:b + 1], tgt,
-                             loss_fn, iterations, int(seeds[b]), device, canvas=(h, w)))
+        runs.append(
+            run_seed(
+                strokes.points[b : b + 1],
+                strokes.widths[b : b + 1],
+                strokes.colors[b : b + 1],
+                tgt,
+                loss_fn,
+                iterations,
+                int(seeds[b]),
+                device,
+                canvas=(h, w),
+            )
+        )
 
     def steady(steps):
         return steps[1:] if len(steps) > 1 else steps
@@ -188,8 +228,11 @@ def check(iterations: int = 2) -> List[tuple]:
     from clipasso.place.init import initialize_strokes
     from clipasso.testing.tiny_models import TINY_RN, write_tiny_models
 
-    encoder = load_clip(TINY_RN, models_dir=write_tiny_models(tempfile.mkdtemp(prefix="clipasso_baseline_"))["folder"],
-                        allow_download=False)
+    encoder = load_clip(
+        TINY_RN,
+        models_dir=write_tiny_models(tempfile.mkdtemp(prefix="clipasso_baseline_"))["folder"],
+        allow_download=False,
+    )
     target = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(3))
     strokes = initialize_strokes((224, 224), 8, [0, 1000])
     sketch = render(strokes).image
@@ -198,7 +241,7 @@ def check(iterations: int = 2) -> List[tuple]:
     engine = CLIPassoLoss(encoder, target, num_augs=0)
     with torch.no_grad():
         want = engine.eval_loss(sketch)["total"]
-        got = torch.stack([sum(base(sketch[i:i + 1], target[None], "eval").values()) for i in range(2)])
+        got = torch.stack([sum(base(sketch[i : i + 1], target[None], "eval").values()) for i in range(2)])
     rel = float(((got - want).abs() / want.abs().clamp_min(1e-12)).max())
     x = sketch[:1].clone().requires_grad_(True)
     sum(base(x, target[None], "train").values()).backward()
@@ -207,21 +250,31 @@ def check(iterations: int = 2) -> List[tuple]:
     frozen = not any(p.requires_grad for p in encoder.model.parameters())
     out = run_sequential(strokes, target, model, encoder.mean, encoder.std, iterations=iterations, device="cpu")
     timed_all = len(out["runs"]) == 2 and all(len(r["steps"]) == iterations for r in out["runs"])
-    return [("clean-view loss vs the engine's eval loss (max relative difference)", f"{rel:.1e}",
-             bool(torch.allclose(got, want, rtol=1e-4, atol=1e-7))),
-            ("the sketch gets a gradient", image_grad, image_grad),
-            ("the encoder's weights get gradients (as the original's)", weight_grad, weight_grad),
-            ("the engine's encoder stays frozen", frozen, frozen),
-            ("a sequential run times every seed and its evaluations",
-             f"{out['per_iteration']:.3f} s/it", timed_all and out["per_iteration"] > 0 and out["eval_s"] > 0)]
+    return [
+        (
+            "clean-view loss vs the engine's eval loss (max relative difference)",
+            f"{rel:.1e}",
+            bool(torch.allclose(got, want, rtol=1e-4, atol=1e-7)),
+        ),
+        ("the sketch gets a gradient", image_grad, image_grad),
+        ("the encoder's weights get gradients (as the original's)", weight_grad, weight_grad),
+        ("the engine's encoder stays frozen", frozen, frozen),
+        (
+            "a sequential run times every seed and its evaluations",
+            f"{out['per_iteration']:.3f} s/it",
+            timed_all and out["per_iteration"] > 0 and out["eval_s"] > 0,
+        ),
+    ]
 
 
 def main(argv=None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(description="The original CLIPasso's way of optimising, the timing baseline that "
-                                             "bench/speed.py runs side by side with the engine. --check verifies "
-                                             "on tiny random models that it computes the engine's loss.")
+    ap = argparse.ArgumentParser(
+        description="The original CLIPasso's way of optimising, the timing baseline that "
+        "bench/speed.py runs side by side with the engine. --check verifies "
+        "on tiny random models that it computes the engine's loss."
+    )
     ap.add_argument("--check", action="store_true", help="run the fairness check and exit 0 when it holds")
     ap.add_argument("--iterations", type=int, default=2, help="steps per seed in the check's sequential run")
     args = ap.parse_args(argv)

@@ -24,6 +24,7 @@ difference and whether best-of-N would pick the same seed. The acceptance rule o
 On a GPU (bench/gpu_check.sh): ``--device cuda --mode fp16`` and ``--mode bf16`` compare CUDA's
 autocast dtypes the same way (precision_reach_cuda_fp16.json, precision_reach_cuda.json).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,7 +57,7 @@ def encoder(quick: bool, device, pictures: int):
         return load_clip(TINY_RN, models_dir=folder, device=device, allow_download=False)
     from clipasso.models import wrap_model
 
-    enc = build_rn101([picture(n) for n in PICTURES[:max(pictures, 6)]], seed=0)
+    enc = build_rn101([picture(n) for n in PICTURES[: max(pictures, 6)]], seed=0)
     return wrap_model(enc.model, "RN101", source=enc.source, device=device)
 
 
@@ -68,7 +69,7 @@ def run(args) -> dict:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    names = PICTURES[:args.pictures]
+    names = PICTURES[: args.pictures]
     t0 = time.perf_counter()
     enc = encoder(args.quick, device, len(names))
     print(f"encoder ready in {time.perf_counter() - t0:.0f}s", flush=True)
@@ -80,34 +81,68 @@ def run(args) -> dict:
         start = initialize_strokes((224, 224), 16, seeds, edges=xdog_edges(target).float())
         runs = {}
         for label, mode in (("fp32", "off"), (low, low)):
-            cfg = OptimizeConfig.from_preset("fast", iterations=args.iterations, mixed_precision=mode, seed_trial=0.0,
-                                             plateau=0.0)
+            cfg = OptimizeConfig.from_preset(
+                "fast", iterations=args.iterations, mixed_precision=mode, seed_trial=0.0, plateau=0.0
+            )
             res = optimize(start, target, enc, cfg, seeds=seeds, device=device)
             runs[label] = res
-            print(f"  {name} {label}: best {[round(float(v), 4) for v in res.strokes.losses]}, "
-                  f"{res.seconds_per_iteration:.3f} s/step", flush=True)
+            print(
+                f"  {name} {label}: best {[round(float(v), 4) for v in res.strokes.losses]}, "
+                f"{res.seconds_per_iteration:.3f} s/step",
+                flush=True,
+            )
         f32, b16 = runs["fp32"], runs[low]
         for k, seed in enumerate(seeds):
             a, b = float(f32.strokes.losses[k]), float(b16.strokes.losses[k])
-            rows.append(dict(picture=name, seed=seed, start=float(f32.history[0, k]), fp32=a, low=b,
-                             rel=(b - a) / a, s_per_step_fp32=f32.seconds_per_iteration,
-                             s_per_step_low=b16.seconds_per_iteration))
+            rows.append(
+                dict(
+                    picture=name,
+                    seed=seed,
+                    start=float(f32.history[0, k]),
+                    fp32=a,
+                    low=b,
+                    rel=(b - a) / a,
+                    s_per_step_fp32=f32.seconds_per_iteration,
+                    s_per_step_low=b16.seconds_per_iteration,
+                )
+            )
         rows[-1]["same_winner"] = int(torch.argmin(f32.strokes.losses)) == int(torch.argmin(b16.strokes.losses))
     rels = [abs(r["rel"]) for r in rows]
     winners = [r["same_winner"] for r in rows if "same_winner" in r]
     f32s = sum(r["s_per_step_fp32"] for r in rows) / len(rows)
     b16s = sum(r["s_per_step_low"] for r in rows) / len(rows)
-    summary = dict(max_abs_rel=max(rels), mean_rel=sum(r["rel"] for r in rows) / len(rows),
-                   mean_abs_rel=sum(rels) / len(rels), same_winner=sum(winners), pictures=len(winners),
-                   speedup=f32s / b16s, within_threshold=max(rels) <= THRESHOLD)
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        (platform.processor() or platform.machine())
-    return dict(settings=dict(pictures=list(names), seeds=seeds, iterations=args.iterations, preset="fast",
-                              strokes=16, threads=args.threads, threshold=THRESHOLD, torch=torch.__version__,
-                              device=device.type, device_name=dev_name, mode=low, quick=args.quick,
-                              encoder=("tiny test ResNet" if args.quick else "RN101 (random, BatchNorm calibrated)"),
-                              cpu_bf16_native=cpu_bf16_native()),
-                rows=rows, summary=summary)
+    summary = dict(
+        max_abs_rel=max(rels),
+        mean_rel=sum(r["rel"] for r in rows) / len(rows),
+        mean_abs_rel=sum(rels) / len(rels),
+        same_winner=sum(winners),
+        pictures=len(winners),
+        speedup=f32s / b16s,
+        within_threshold=max(rels) <= THRESHOLD,
+    )
+    dev_name = (
+        torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    )
+    return dict(
+        settings=dict(
+            pictures=list(names),
+            seeds=seeds,
+            iterations=args.iterations,
+            preset="fast",
+            strokes=16,
+            threads=args.threads,
+            threshold=THRESHOLD,
+            torch=torch.__version__,
+            device=device.type,
+            device_name=dev_name,
+            mode=low,
+            quick=args.quick,
+            encoder=("tiny test ResNet" if args.quick else "RN101 (random, BatchNorm calibrated)"),
+            cpu_bf16_native=cpu_bf16_native(),
+        ),
+        rows=rows,
+        summary=summary,
+    )
 
 
 def noise_floor(args, data: dict) -> dict:
@@ -127,15 +162,17 @@ def noise_floor(args, data: dict) -> dict:
     for name in st["pictures"]:
         target = picture(name)
         start = initialize_strokes((224, 224), 16, seeds, edges=xdog_edges(target).float())
-        cfg = OptimizeConfig.from_preset("fast", iterations=st["iterations"], mixed_precision="fp32", seed_trial=0.0,
-                                         plateau=0.0)
+        cfg = OptimizeConfig.from_preset(
+            "fast", iterations=st["iterations"], mixed_precision="fp32", seed_trial=0.0, plateau=0.0
+        )
         for k, seed in enumerate(seeds):
             res = optimize(start.select([k]), target, enc, cfg, seeds=[seed], device=device)
             row = next(r for r in data["rows"] if r["picture"] == name and r["seed"] == seed)
             row["fp32_alone"] = float(res.strokes.losses[0])
             row["rel_alone"] = row["fp32_alone"] / row["fp32"] - 1
-            print(f"  {name} seed {seed} fp32 alone: {row['fp32_alone']:.4f} ({100 * row['rel_alone']:+.2f}%)",
-                  flush=True)
+            print(
+                f"  {name} seed {seed} fp32 alone: {row['fp32_alone']:.4f} ({100 * row['rel_alone']:+.2f}%)", flush=True
+            )
     rels = [abs(r["rel_alone"]) for r in data["rows"]]
     data["summary"]["noise_max_abs_rel"] = max(rels)
     data["summary"]["noise_mean_abs_rel"] = sum(rels) / len(rels)
@@ -145,28 +182,38 @@ def noise_floor(args, data: dict) -> dict:
 def table(data: dict) -> str:
     st = data["settings"]
     low = st.get("mode", "bf16")
-    where = f"on {st.get('device_name', 'the CPU')}" + (f" (native bf16: {st['cpu_bf16_native']})"
-                                                        if st.get("device", "cpu") == "cpu" else "")
-    out = [f"{low} vs fp32 {where}: best loss reached after {st['iterations']} steps of the fast preset's optimiser, "
-           f"{st.get('encoder', 'RN101 (random, BatchNorm calibrated)')}, {st['strokes']} strokes; loss measured in "
-           f"fp32 for both",
-           f"{'picture':12s} {'seed':>5s} {'start':>8s} {'fp32':>8s} {low:>8s} {low + ' vs fp32':>13s} "
-           f"{'fp32 alone':>11s} {'alone vs fp32':>14s} {'s/step fp32':>12s} {'s/step ' + low:>12s}"]
+    where = f"on {st.get('device_name', 'the CPU')}" + (
+        f" (native bf16: {st['cpu_bf16_native']})" if st.get("device", "cpu") == "cpu" else ""
+    )
+    out = [
+        f"{low} vs fp32 {where}: best loss reached after {st['iterations']} steps of the fast preset's optimiser, "
+        f"{st.get('encoder', 'RN101 (random, BatchNorm calibrated)')}, {st['strokes']} strokes; loss measured in "
+        f"fp32 for both",
+        f"{'picture':12s} {'seed':>5s} {'start':>8s} {'fp32':>8s} {low:>8s} {low + ' vs fp32':>13s} "
+        f"{'fp32 alone':>11s} {'alone vs fp32':>14s} {'s/step fp32':>12s} {'s/step ' + low:>12s}",
+    ]
     for r in data["rows"]:
-        alone = (f"{r['fp32_alone']:11.4f} {100 * r['rel_alone']:+13.2f}%" if "fp32_alone" in r
-                 else f"{'-':>11s} {'-':>14s}")
-        out.append(f"{r['picture']:12s} {r['seed']:>5d} {r['start']:8.4f} {r['fp32']:8.4f} {r['low']:8.4f} "
-                   f"{100 * r['rel']:+12.2f}% {alone} {r['s_per_step_fp32']:12.3f} {r['s_per_step_low']:12.3f}")
+        alone = (
+            f"{r['fp32_alone']:11.4f} {100 * r['rel_alone']:+13.2f}%" if "fp32_alone" in r else f"{'-':>11s} {'-':>14s}"
+        )
+        out.append(
+            f"{r['picture']:12s} {r['seed']:>5d} {r['start']:8.4f} {r['fp32']:8.4f} {r['low']:8.4f} "
+            f"{100 * r['rel']:+12.2f}% {alone} {r['s_per_step_fp32']:12.3f} {r['s_per_step_low']:12.3f}"
+        )
     s = data["summary"]
     if st.get("timing_note"):
         out.append(f"note: {st['timing_note']}")
     if "noise_max_abs_rel" in s:
-        out.append(f"float rounding alone (fp32, each seed alone instead of in a batch of {len(st['seeds'])}): largest "
-                   f"difference {100 * s['noise_max_abs_rel']:.2f}%, mean absolute {100 * s['noise_mean_abs_rel']:.2f}%")
-    out.append(f"largest difference {100 * s['max_abs_rel']:.2f}% (mean {100 * s['mean_rel']:+.2f}%, mean absolute "
-               f"{100 * s['mean_abs_rel']:.2f}%); best-of-{len(st['seeds'])} picked the same seed on "
-               f"{s['same_winner']} of {s['pictures']} pictures; {low} step {s['speedup']:.2f}x faster; "
-               f"{'within' if s['within_threshold'] else 'OUTSIDE'} the {100 * st['threshold']:.0f}% rule")
+        out.append(
+            f"float rounding alone (fp32, each seed alone instead of in a batch of {len(st['seeds'])}): largest "
+            f"difference {100 * s['noise_max_abs_rel']:.2f}%, mean absolute {100 * s['noise_mean_abs_rel']:.2f}%"
+        )
+    out.append(
+        f"largest difference {100 * s['max_abs_rel']:.2f}% (mean {100 * s['mean_rel']:+.2f}%, mean absolute "
+        f"{100 * s['mean_abs_rel']:.2f}%); best-of-{len(st['seeds'])} picked the same seed on "
+        f"{s['same_winner']} of {s['pictures']} pictures; {low} step {s['speedup']:.2f}x faster; "
+        f"{'within' if s['within_threshold'] else 'OUTSIDE'} the {100 * st['threshold']:.0f}% rule"
+    )
     return "\n".join(out)
 
 
@@ -178,13 +225,23 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--mode", default="bf16", choices=["bf16", "fp16"], help="the reduced precision to compare "
-                                                                            "(fp16 only means something on CUDA)")
+    p.add_argument(
+        "--mode",
+        default="bf16",
+        choices=["bf16", "fp16"],
+        help="the reduced precision to compare (fp16 only means something on CUDA)",
+    )
     p.add_argument("--quick", action="store_true", help="the tiny test ResNet: checks the script, not the numbers")
-    p.add_argument("--out", default=None, help="JSON file (default bench/results/precision_reach_<device>[_<mode>].json)")
+    p.add_argument(
+        "--out", default=None, help="JSON file (default bench/results/precision_reach_<device>[_<mode>].json)"
+    )
     p.add_argument("--table-only", action="store_true")
-    p.add_argument("--noise-floor", action="store_true", help="add to the saved run what float rounding alone does: "
-                                                              "each seed again in fp32, alone (~15 min for the default run)")
+    p.add_argument(
+        "--noise-floor",
+        action="store_true",
+        help="add to the saved run what float rounding alone does: "
+        "each seed again in fp32, alone (~15 min for the default run)",
+    )
     args = p.parse_args(argv)
     if args.out is None:
         suffix = "" if args.mode == "bf16" else f"_{args.mode}"

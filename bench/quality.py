@@ -23,6 +23,7 @@ matted with u2netp ($U2NET_HOME, else the copy bundled in clipasso/data). Nothin
 
 Writes bench/results/quality_<device>.json and prints a table last.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,9 @@ def load_picture(name: str, canvas: int = 224):
     if folder is None:
         raise FileNotFoundError("u2netp.onnx not found (set U2NET_HOME)")
     img = getattr(data, name)()
-    target, mask = prepare_target(img, canvas=canvas, background_removal=True, models_dir=folder,
-                                  allow_download=False, notes=notes)
+    target, mask = prepare_target(
+        img, canvas=canvas, background_removal=True, models_dir=folder, allow_download=False, notes=notes
+    )
     return target, mask, "u2netp matting" + (f" ({'; '.join(notes)})" if notes else "")
 
 
@@ -88,8 +90,7 @@ def initial_strokes(target, mask, strokes: int, seeds, canvas: int = 224):
     from clipasso.prepare.xdog import xdog_edges
 
     sal = saliency_map(target, method="mask", mask=mask) if mask is not None else None
-    return initialize_strokes((canvas, canvas), strokes, list(seeds), saliency=sal, edges=xdog_edges(target),
-                              mask=mask)
+    return initialize_strokes((canvas, canvas), strokes, list(seeds), saliency=sal, edges=xdog_edges(target), mask=mask)
 
 
 def encoders(names, threads):
@@ -156,11 +157,26 @@ def run(args) -> dict:
         edges = edge_map(target, mask, method="canny")
         init = initial_strokes(target, mask, args.strokes, seeds)
         s0 = score(init, target, mask, edges)
-        pictures[name] = {"mask": how, "mask_share": float(mask.float().mean()) if mask is not None else None,
-                          "edge_pixels": int(edges.sum()), "initial": s0}
-        rows.append(dict(image=name, loss="initial", iterations=0, seconds_per_iteration=None,
-                         f=mean(s0["f"]), precision=mean(s0["precision"]), recall=mean(s0["recall"]),
-                         coverage=mean(s0.get("coverage", [])), f_winner=None, per_seed=s0))
+        pictures[name] = {
+            "mask": how,
+            "mask_share": float(mask.float().mean()) if mask is not None else None,
+            "edge_pixels": int(edges.sum()),
+            "initial": s0,
+        }
+        rows.append(
+            dict(
+                image=name,
+                loss="initial",
+                iterations=0,
+                seconds_per_iteration=None,
+                f=mean(s0["f"]),
+                precision=mean(s0["precision"]),
+                recall=mean(s0["recall"]),
+                coverage=mean(s0.get("coverage", [])),
+                f_winner=None,
+                per_seed=s0,
+            )
+        )
         for loss in losses:
             enc = None
             mode = loss
@@ -175,8 +191,9 @@ def run(args) -> dict:
             if loss == "trace-no-reseed":
                 mode, extra["reseed_interval"] = "trace", 0
             if loss == "clip+trace":
-                extra["trace_weight"] = balanced_trace_weight(init, target, enc) if args.trace_weight is None \
-                    else args.trace_weight
+                extra["trace_weight"] = (
+                    balanced_trace_weight(init, target, enc) if args.trace_weight is None else args.trace_weight
+                )
             cfg = OptimizeConfig.from_preset("fast", iterations=its, loss=mode, **extra)
             print(f"quality: {name} / {loss}: {its} iterations x {len(seeds)} seeds ...", file=sys.stderr, flush=True)
             cpu0 = time.process_time()
@@ -184,25 +201,53 @@ def run(args) -> dict:
             cpu_it = (time.process_time() - cpu0) / max(1, res.iterations_run)
             s1 = score(res.strokes, target, mask, edges)
             win = int(torch.argmin(res.strokes.losses))
-            rows.append(dict(image=name, loss=loss, iterations=res.iterations_run,
-                             seconds_per_iteration=res.seconds_per_iteration, cpu_seconds_per_iteration=cpu_it,
-                             f=mean(s1["f"]), precision=mean(s1["precision"]), recall=mean(s1["recall"]),
-                             coverage=mean(s1.get("coverage", [])), f_winner=s1["f"][win], per_seed=s1,
-                             loss_start=res.history[0].tolist(), loss_best=res.strokes.losses.tolist(),
-                             trace_weight=extra.get("trace_weight"), reseeded=res.reseeded,
-                             encoder=None if enc is None else f"{enc.name} ({enc.source if loss == 'clip-rn101' else 'tiny random'})"))
-    info = dict(device="cpu", threads=args.threads, cores=os.cpu_count(), torch=torch.__version__,
-                platform=platform.platform(), cpu=platform.processor() or platform.machine(),
-                preset="fast (2 augmentations from a pool of 16, lr 1.0)", iterations=args.iterations,
-                rn101_iterations=args.rn101_iterations if args.rn101 else None, seeds=seeds, strokes=args.strokes,
-                tolerance_px=3, cover_radius_px=8, metric_size=224, edges="Canny (sigma 2) + mask outline",
-                init="mask saliency + XDoG ink rule (pipeline --saliency mask)",
-                seconds_total=time.perf_counter() - t_start, load_average_start=load0,
-                load_average_end=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-                note="F, P, R, coverage: mean over seeds; F win: the seed with the lowest loss. s/it: wall "
-                     "seconds per iteration (all seeds together); CPU s/it: process CPU time per iteration (all "
-                     "threads), less sensitive to other work on the machine. Random CLIP weights (tiny or RN101) "
-                     "are not a quality claim about CLIPasso with real weights.")
+            rows.append(
+                dict(
+                    image=name,
+                    loss=loss,
+                    iterations=res.iterations_run,
+                    seconds_per_iteration=res.seconds_per_iteration,
+                    cpu_seconds_per_iteration=cpu_it,
+                    f=mean(s1["f"]),
+                    precision=mean(s1["precision"]),
+                    recall=mean(s1["recall"]),
+                    coverage=mean(s1.get("coverage", [])),
+                    f_winner=s1["f"][win],
+                    per_seed=s1,
+                    loss_start=res.history[0].tolist(),
+                    loss_best=res.strokes.losses.tolist(),
+                    trace_weight=extra.get("trace_weight"),
+                    reseeded=res.reseeded,
+                    encoder=None
+                    if enc is None
+                    else f"{enc.name} ({enc.source if loss == 'clip-rn101' else 'tiny random'})",
+                )
+            )
+    info = dict(
+        device="cpu",
+        threads=args.threads,
+        cores=os.cpu_count(),
+        torch=torch.__version__,
+        platform=platform.platform(),
+        cpu=platform.processor() or platform.machine(),
+        preset="fast (2 augmentations from a pool of 16, lr 1.0)",
+        iterations=args.iterations,
+        rn101_iterations=args.rn101_iterations if args.rn101 else None,
+        seeds=seeds,
+        strokes=args.strokes,
+        tolerance_px=3,
+        cover_radius_px=8,
+        metric_size=224,
+        edges="Canny (sigma 2) + mask outline",
+        init="mask saliency + XDoG ink rule (pipeline --saliency mask)",
+        seconds_total=time.perf_counter() - t_start,
+        load_average_start=load0,
+        load_average_end=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        note="F, P, R, coverage: mean over seeds; F win: the seed with the lowest loss. s/it: wall "
+        "seconds per iteration (all seeds together); CPU s/it: process CPU time per iteration (all "
+        "threads), less sensitive to other work on the machine. Random CLIP weights (tiny or RN101) "
+        "are not a quality claim about CLIPasso with real weights.",
+    )
     return dict(info=info, pictures=pictures, rows=rows)
 
 
@@ -225,8 +270,12 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=150, help="per run (fast preset: 500; default 150 for ~10 min)")
     ap.add_argument("--rn101-iterations", type=int, default=60)
     ap.add_argument("--rn101-images", nargs="+", default=["horse"], choices=list(ALL_IMAGES))
-    ap.add_argument("--trace-weight", type=float, default=None,
-                    help="trace weight of clip+trace (default: balanced so both terms start equal)")
+    ap.add_argument(
+        "--trace-weight",
+        type=float,
+        default=None,
+        help="trace weight of clip+trace (default: balanced so both terms start equal)",
+    )
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--strokes", type=int, default=16)

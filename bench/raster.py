@@ -9,6 +9,7 @@ Strokes look like CLIPasso's start: a random start point and a short random walk
 the canvas), black, half-width 1.5. The loss for backward is a weighted sum of the image.
 Prints a table last and writes bench/results/raster_<device>.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -137,35 +138,54 @@ def main() -> None:
             dense_ok = not args.quick or (strokes, size) == (16, 224)
             row["dense"] = measure("dense", strokes, size, device, dreps, args.threads) if dense_ok else None
             rows.append(row)
-            print(f"  {device} {strokes:4d} strokes {size}px: torch {row['torch'].get('fwd_bwd_ms', float('nan')):.1f} ms"
-                  + (f", dense {row['dense'].get('fwd_bwd_ms', float('nan')):.0f} ms" if row["dense"] else ""),
-                  flush=True)
-        result = {"device": name, "torch_version": torch.__version__, "threads": args.threads,
-                  "repeats": reps, "dense_repeats": dreps, "cases": rows,
-                  "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-        out = write_results(Path(args.out) if args.out else RESULTS / f"raster_{device}.json", result,
-                            machine(args.threads, device))
+            print(
+                f"  {device} {strokes:4d} strokes {size}px: torch {row['torch'].get('fwd_bwd_ms', float('nan')):.1f} ms"
+                + (f", dense {row['dense'].get('fwd_bwd_ms', float('nan')):.0f} ms" if row["dense"] else ""),
+                flush=True,
+            )
+        result = {
+            "device": name,
+            "torch_version": torch.__version__,
+            "threads": args.threads,
+            "repeats": reps,
+            "dense_repeats": dreps,
+            "cases": rows,
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        out = write_results(
+            Path(args.out) if args.out else RESULTS / f"raster_{device}.json", result, machine(args.threads, device)
+        )
 
-        print(f"\nRasterizer on {name} (torch {torch.__version__}); median ms over {reps} runs "
-              f"(dense: {dreps}); memory = peak rise while rendering")
-        print("| strokes | canvas | torch fwd | torch fwd+bwd | torch mem MB | dense fwd | dense fwd+bwd | dense mem MB | speed-up fwd+bwd |")
+        print(
+            f"\nRasterizer on {name} (torch {torch.__version__}); median ms over {reps} runs "
+            f"(dense: {dreps}); memory = peak rise while rendering"
+        )
+        print(
+            "| strokes | canvas | torch fwd | torch fwd+bwd | torch mem MB | dense fwd | dense fwd+bwd | dense mem MB | speed-up fwd+bwd |"
+        )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             t, d = r["torch"], r["dense"] or {}
             f = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
             sp = (d["fwd_bwd_ms"] / t["fwd_bwd_ms"]) if d.get("fwd_bwd_ms") and t.get("fwd_bwd_ms") else None
-            print(f"| {r['strokes']} | {r['size']} | {f(t.get('fwd_ms'))} | {f(t.get('fwd_bwd_ms'))} | {f(t.get('extra_mb'), 0)} "
-                  f"| {f(d.get('fwd_ms'), 0)} | {f(d.get('fwd_bwd_ms'), 0)} | {f(d.get('extra_mb'), 0)} | "
-                  f"{'-' if sp is None else f'{sp:.0f}x'} |")
+            print(
+                f"| {r['strokes']} | {r['size']} | {f(t.get('fwd_ms'))} | {f(t.get('fwd_bwd_ms'))} | {f(t.get('extra_mb'), 0)} "
+                f"| {f(d.get('fwd_ms'), 0)} | {f(d.get('fwd_bwd_ms'), 0)} | {f(d.get('extra_mb'), 0)} | "
+                f"{'-' if sp is None else f'{sp:.0f}x'} |"
+            )
         t16 = rows[0]["torch"].get("fwd_bwd_ms")
         d16 = (rows[0]["dense"] or {}).get("fwd_bwd_ms")
         m256 = rows[3]["torch"].get("extra_mb")
         if device == "cpu":
             if t16 and d16:
-                print(f"target 16 strokes fwd+bwd >= 100x faster than dense: {d16 / t16:.0f}x -> "
-                      f"{'met' if d16 / t16 >= 100 else 'NOT met'}")
+                print(
+                    f"target 16 strokes fwd+bwd >= 100x faster than dense: {d16 / t16:.0f}x -> "
+                    f"{'met' if d16 / t16 >= 100 else 'NOT met'}"
+                )
             if m256 is not None:
-                print(f"target 256 strokes at 224 within 200 MB extra: {m256:.0f} MB -> {'met' if m256 <= 200 else 'NOT met'}")
+                print(
+                    f"target 256 strokes at 224 within 200 MB extra: {m256:.0f} MB -> {'met' if m256 <= 200 else 'NOT met'}"
+                )
         elif t16:
             print(f"target 16 strokes fwd+bwd under 2 ms on GPU: {t16:.2f} ms -> {'met' if t16 < 2 else 'NOT met'}")
         print(f"(written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out})")

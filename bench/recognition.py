@@ -24,6 +24,7 @@ Cost: one sketch per (image, stroke count). With the defaults (fast preset: 500 
 
 Prints a table last; writes bench/results/recognition.json (only when numbers were measured).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,9 +54,38 @@ IMAGES: Dict[str, tuple] = {
 
 # The classes the judge chooses from: the test objects and common distractors.
 DEFAULT_CLASSES = (
-    "airplane", "apple", "astronaut", "bicycle", "bird", "boat", "bus", "butterfly", "camera", "car", "cat",
-    "chair", "clock", "coffee cup", "cow", "cup", "dog", "elephant", "fish", "flower", "guitar", "hat", "horse",
-    "house", "lamp", "person", "rocket", "sheep", "shoe", "teapot", "tree", "umbrella",
+    "airplane",
+    "apple",
+    "astronaut",
+    "bicycle",
+    "bird",
+    "boat",
+    "bus",
+    "butterfly",
+    "camera",
+    "car",
+    "cat",
+    "chair",
+    "clock",
+    "coffee cup",
+    "cow",
+    "cup",
+    "dog",
+    "elephant",
+    "fish",
+    "flower",
+    "guitar",
+    "hat",
+    "horse",
+    "house",
+    "lamp",
+    "person",
+    "rocket",
+    "sheep",
+    "shoe",
+    "teapot",
+    "tree",
+    "umbrella",
 )
 
 
@@ -65,12 +95,21 @@ def _grey_to_rgb(a):
     return np.repeat(a[..., None], 3, axis=2)
 
 
-from clipasso.report.recognition import (PHOTO_TEMPLATE, SKETCH_TEMPLATE, RecognitionError,  # noqa: E402,F401
-                                        classify, image_embeddings, logit_scale_of, text_embeddings,
-                                        top_k_hits, zero_shot_probs)
+from clipasso.report.recognition import (  # noqa: E402,F401 - re-exported for scripts that import the bench
+    PHOTO_TEMPLATE,
+    SKETCH_TEMPLATE,
+    RecognitionError,
+    classify,
+    image_embeddings,
+    logit_scale_of,
+    text_embeddings,
+    top_k_hits,
+    zero_shot_probs,
+)
 
 
 # --------------------------------------------------------------------------- weights
+
 
 def find_weights(name: str, weights: Optional[str], models_dir, pretrained: str = "openai") -> Optional[Path]:
     """The local checkpoint for a model, or None when there is none (nothing is downloaded).
@@ -98,6 +137,7 @@ def load_images(names: Sequence[str]) -> Dict[str, "object"]:
 
 # --------------------------------------------------------------------------- the benchmark
 
+
 def run(args) -> dict:
     import torch
 
@@ -107,8 +147,14 @@ def run(args) -> dict:
 
     device = pick_device(args.device)
     torch.manual_seed(0)
-    judge = load_clip(args.judge_model, args.pretrained, weights=args.judge_weights_path,
-                      models_dir=args.models_dir, device=device, allow_download=False)
+    judge = load_clip(
+        args.judge_model,
+        args.pretrained,
+        weights=args.judge_weights_path,
+        models_dir=args.models_dir,
+        device=device,
+        allow_download=False,
+    )
     classes = list(args.classes)
     for name in args.images:
         missing = [c for c in IMAGES[name][0] if c not in classes]
@@ -123,10 +169,12 @@ def run(args) -> dict:
     # reference: the judge on the processed photos (what the sketches were made from)
     targets = {}
     for n, img in images.items():
-        targets[n], _ = prepare_target(img, canvas=224, background_removal=not args.no_matting, models_dir=None,
-                                       allow_download=False)
-    photo_probs = zero_shot_probs(image_embeddings(judge, torch.stack([targets[n] for n in args.images])),
-                                  photo_txt, scale)
+        targets[n], _ = prepare_target(
+            img, canvas=224, background_removal=not args.no_matting, models_dir=None, allow_download=False
+        )
+    photo_probs = zero_shot_probs(
+        image_embeddings(judge, torch.stack([targets[n] for n in args.images])), photo_txt, scale
+    )
     rows = [dict(strokes="photo", probs=photo_probs)]
     per_image = {}
     for n_strokes in args.strokes:
@@ -134,17 +182,29 @@ def run(args) -> dict:
         for name in args.images:
             print(f"recognition: sketching {name} with {n_strokes} strokes ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            res = sketch(images[name], preset=args.preset, strokes=n_strokes, seeds=args.seeds,
-                         iterations=args.iterations, device=str(device), clip_model=args.sketch_model,
-                         clip_pretrained=args.pretrained, clip_weights=args.sketch_weights_path,
-                         saliency=args.saliency_method, saliency_model=args.saliency_model,
-                         saliency_pretrained=args.pretrained, saliency_weights=args.saliency_weights_path,
-                         background_removal=not args.no_matting, models_dir=args.models_dir,
-                         allow_download=False)
+            res = sketch(
+                images[name],
+                preset=args.preset,
+                strokes=n_strokes,
+                seeds=args.seeds,
+                iterations=args.iterations,
+                device=str(device),
+                clip_model=args.sketch_model,
+                clip_pretrained=args.pretrained,
+                clip_weights=args.sketch_weights_path,
+                saliency=args.saliency_method,
+                saliency_model=args.saliency_model,
+                saliency_pretrained=args.pretrained,
+                saliency_weights=args.saliency_weights_path,
+                background_removal=not args.no_matting,
+                models_dir=args.models_dir,
+                allow_download=False,
+            )
             img = res.render(1.0)
             renders.append(img)
-            per_image.setdefault(name, {})[n_strokes] = dict(seconds=time.perf_counter() - t0, loss=res.loss,
-                                                              seed=res.seed)
+            per_image.setdefault(name, {})[n_strokes] = dict(
+                seconds=time.perf_counter() - t0, loss=res.loss, seed=res.seed
+            )
             if args.save_sketches:
                 out = Path(args.save_sketches)
                 out.mkdir(parents=True, exist_ok=True)
@@ -157,26 +217,47 @@ def run(args) -> dict:
         top1 = top_k_hits(probs, classes, accepted, 1)
         top5 = top_k_hits(probs, classes, accepted, 5)
         preds = [classes[int(i)] for i in probs.argmax(-1)]
-        table.append(dict(strokes=r["strokes"], top1=sum(top1) / len(top1), top5=sum(top5) / len(top5),
-                          top1_hits=top1, top5_hits=top5, predictions=dict(zip(args.images, preds)),
-                          p_true=[float(max(probs[i, classes.index(c)] for c in acc if c in classes))
-                                  for i, acc in enumerate(accepted)]))
-    info = dict(sketch_model=args.sketch_model, sketch_weights=str(args.sketch_weights_path),
-                judge_model=args.judge_model, judge_weights=str(args.judge_weights_path),
-                saliency=args.saliency_method, saliency_weights=str(args.saliency_weights_path or ""),
-                preset=args.preset, seeds=args.seeds, iterations=args.iterations, device=str(device),
-                classes=classes, images={n: list(IMAGES[n][0]) for n in args.images},
-                templates=dict(sketch=SKETCH_TEMPLATE, photo=PHOTO_TEMPLATE),
-                time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        table.append(
+            dict(
+                strokes=r["strokes"],
+                top1=sum(top1) / len(top1),
+                top5=sum(top5) / len(top5),
+                top1_hits=top1,
+                top5_hits=top5,
+                predictions=dict(zip(args.images, preds)),
+                p_true=[
+                    float(max(probs[i, classes.index(c)] for c in acc if c in classes))
+                    for i, acc in enumerate(accepted)
+                ],
+            )
+        )
+    info = dict(
+        sketch_model=args.sketch_model,
+        sketch_weights=str(args.sketch_weights_path),
+        judge_model=args.judge_model,
+        judge_weights=str(args.judge_weights_path),
+        saliency=args.saliency_method,
+        saliency_weights=str(args.saliency_weights_path or ""),
+        preset=args.preset,
+        seeds=args.seeds,
+        iterations=args.iterations,
+        device=str(device),
+        classes=classes,
+        images={n: list(IMAGES[n][0]) for n in args.images},
+        templates=dict(sketch=SKETCH_TEMPLATE, photo=PHOTO_TEMPLATE),
+        time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
     return dict(info=info, table=table, per_image=per_image)
 
 
 def format_table(rep: dict) -> str:
     inf = rep["info"]
-    lines = [f"Zero-shot recognition of CLIPasso sketches: sketched by {inf['sketch_model']}, judged by "
-             f"{inf['judge_model']} over {len(inf['classes'])} classes ({len(inf['images'])} images, "
-             f"preset {inf['preset']}, saliency {inf['saliency']})",
-             f"{'strokes':<9}{'top-1':>7}{'top-5':>7}  top prediction per image"]
+    lines = [
+        f"Zero-shot recognition of CLIPasso sketches: sketched by {inf['sketch_model']}, judged by "
+        f"{inf['judge_model']} over {len(inf['classes'])} classes ({len(inf['images'])} images, "
+        f"preset {inf['preset']}, saliency {inf['saliency']})",
+        f"{'strokes':<9}{'top-1':>7}{'top-5':>7}  top prediction per image",
+    ]
     for r in rep["table"]:
         preds = ", ".join(f"{k}: {v}" for k, v in r["predictions"].items())
         lines.append(f"{str(r['strokes']):<9}{r['top1'] * 100:>6.0f}%{r['top5'] * 100:>6.0f}%  {preds}")
@@ -212,30 +293,46 @@ def main(argv=None) -> int:
     if "U2NET_HOME" not in os.environ and u2net_folder():
         os.environ["U2NET_HOME"] = u2net_folder()
     try:
-        args.sketch_weights_path = find_weights(args.sketch_model, args.sketch_weights, args.models_dir, args.pretrained)
+        args.sketch_weights_path = find_weights(
+            args.sketch_model, args.sketch_weights, args.models_dir, args.pretrained
+        )
         args.judge_weights_path = find_weights(args.judge_model, args.judge_weights, args.models_dir, args.pretrained)
     except RecognitionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    missing = [f"{role} model {name!r}" for role, name, path in
-               (("sketching", args.sketch_model, args.sketch_weights_path),
-                ("judge", args.judge_model, args.judge_weights_path)) if path is None]
+    missing = [
+        f"{role} model {name!r}"
+        for role, name, path in (
+            ("sketching", args.sketch_model, args.sketch_weights_path),
+            ("judge", args.judge_model, args.judge_weights_path),
+        )
+        if path is None
+    ]
     if missing:
-        print("NO REAL CLIP WEIGHTS AVAILABLE: no local checkpoint was found for the " + " and the ".join(missing)
-              + ". Recognition was NOT measured and no numbers are reported (randomly initialised CLIP models "
-              "recognise nothing). Give local checkpoints with --sketch-weights FILE and --judge-weights FILE, "
-              "or put them in --models-dir / $CLIPASSO_MODELS_DIR.")
+        print(
+            "NO REAL CLIP WEIGHTS AVAILABLE: no local checkpoint was found for the "
+            + " and the ".join(missing)
+            + ". Recognition was NOT measured and no numbers are reported (randomly initialised CLIP models "
+            "recognise nothing). Give local checkpoints with --sketch-weights FILE and --judge-weights FILE, "
+            "or put them in --models-dir / $CLIPASSO_MODELS_DIR."
+        )
         return 0
     same_file = args.sketch_weights_path.resolve() == args.judge_weights_path.resolve()
-    if same_file or (args.sketch_model.replace("/", "-") == args.judge_model.replace("/", "-")
-                     and args.sketch_weights is None and args.judge_weights is None):
-        print("error: the judge must be a different CLIP model from the one that optimised the sketches "
-              "(otherwise it grades its own homework); choose another --judge-model / --judge-weights",
-              file=sys.stderr)
+    if same_file or (
+        args.sketch_model.replace("/", "-") == args.judge_model.replace("/", "-")
+        and args.sketch_weights is None
+        and args.judge_weights is None
+    ):
+        print(
+            "error: the judge must be a different CLIP model from the one that optimised the sketches "
+            "(otherwise it grades its own homework); choose another --judge-model / --judge-weights",
+            file=sys.stderr,
+        )
         return 2
     try:
-        args.saliency_weights_path = find_weights(args.saliency_model, args.saliency_weights, args.models_dir,
-                                                  args.pretrained)
+        args.saliency_weights_path = find_weights(
+            args.saliency_model, args.saliency_weights, args.models_dir, args.pretrained
+        )
     except RecognitionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -243,12 +340,17 @@ def main(argv=None) -> int:
         args.saliency_method = "clip-attention"
     elif not args.no_matting:
         args.saliency_method = "mask"
-        print(f"note: no local weights for the saliency model {args.saliency_model!r}; strokes start on the u2netp "
-              "object mask instead of CLIP attention", file=sys.stderr)
+        print(
+            f"note: no local weights for the saliency model {args.saliency_model!r}; strokes start on the u2netp "
+            "object mask instead of CLIP attention",
+            file=sys.stderr,
+        )
     else:
         args.saliency_method = "none"
-    if args.saliency_weights_path is not None and args.judge_weights_path.resolve() == \
-            args.saliency_weights_path.resolve():
+    if (
+        args.saliency_weights_path is not None
+        and args.judge_weights_path.resolve() == args.saliency_weights_path.resolve()
+    ):
         print("note: the judge also made the saliency map the strokes start from (not the loss)", file=sys.stderr)
     try:
         rep = run(args)

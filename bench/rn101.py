@@ -5,6 +5,7 @@ scikit-image photos it is calibrated and measured on. A pass costs the same what
 
     from bench.rn101 import PICTURES, build_rn101, picture
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,8 @@ import torch.nn.functional as F
 
 from bench import harness  # noqa: F401  (puts the checkout on sys.path)
 
-PICTURES = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
-            "camera")
+PICTURES = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "camera")
+
 
 def picture(name: str, size: int = 224) -> torch.Tensor:
     """[3,size,size] 0..1: the skimage photo, centre-cropped to a square and resized (bicubic, antialiased)."""
@@ -25,7 +26,7 @@ def picture(name: str, size: int = 224) -> torch.Tensor:
     img = img[..., :3].permute(2, 0, 1)
     h, w = img.shape[-2:]
     s = min(h, w)
-    img = img[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    img = img[:, (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
     img = F.interpolate(img[None], size=(size, size), mode="bicubic", align_corners=False, antialias=True)[0]
     return img.clamp(0, 1)
 
@@ -60,7 +61,7 @@ def build_rn101(pictures, seed: int = 0, batch: int = 4, branch_scale: float = 0
         x = (imgs - mean) / std
         model.visual.train()
         for i in range(0, x.shape[0], batch):
-            model.visual(x[i:i + batch])
+            model.visual(x[i : i + batch])
         model.visual.eval()
         for m in bns:
             m.momentum = 0.1

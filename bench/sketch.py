@@ -20,6 +20,7 @@ values mean nothing for real CLIP weights, only the ratios do.
 
 Prints a table last and writes JSON to bench/results/sketch_<device>.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,6 +60,7 @@ def _config(preset: str, **over):
 
 
 # --------------------------------------------------------------------------- speed worker
+
 
 def random_encoder(name: str = "RN101", device="cpu"):
     """A real-size open_clip model with RANDOM weights, frozen like a loaded one (cost is weight-independent)."""
@@ -105,8 +107,15 @@ def time_optimize(strokes, target, enc, cfg, device) -> dict:
     # setup = everything before the first step (target features, pool) minus that first step itself
     first_step = steps[0] if steps else fastest
     setup = max(0.0, (marks[0] - t0) - first_step) if marks else 0.0
-    return dict(steps=steps, fastest=fastest, median=median, cpu_per_it=cpu_per_it, first_step=first_step,
-                setup=setup, result=res)
+    return dict(
+        steps=steps,
+        fastest=fastest,
+        median=median,
+        cpu_per_it=cpu_per_it,
+        first_step=first_step,
+        setup=setup,
+        result=res,
+    )
 
 
 def speed_worker(spec: dict) -> dict:
@@ -137,33 +146,57 @@ def speed_worker(spec: dict) -> dict:
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         peak_kind = "process max RSS"
-    return dict(preset=spec["preset"], seeds=spec["seeds"], strokes=preset["strokes"], iterations=iters,
-                num_augs=preset["num_augs"], aug_pool=preset["aug_pool"], measured_iterations=res.iterations_run,
-                seconds_per_iteration=per_it, median_s_per_iteration=median, cpu_s_per_iteration=cpu_per_it, first_iteration_s=first_step, setup_s=setup,
-                total_s_extrapolated=total, peak_memory_mib=peak, peak_memory_kind=peak_kind,
-                step_times=steps)
+    return dict(
+        preset=spec["preset"],
+        seeds=spec["seeds"],
+        strokes=preset["strokes"],
+        iterations=iters,
+        num_augs=preset["num_augs"],
+        aug_pool=preset["aug_pool"],
+        measured_iterations=res.iterations_run,
+        seconds_per_iteration=per_it,
+        median_s_per_iteration=median,
+        cpu_s_per_iteration=cpu_per_it,
+        first_iteration_s=first_step,
+        setup_s=setup,
+        total_s_extrapolated=total,
+        peak_memory_mib=peak,
+        peak_memory_kind=peak_kind,
+        step_times=steps,
+    )
 
 
 def run_speed(args) -> list:
     rows = []
     for preset in args.presets:
         for seeds in args.seeds:
-            spec = dict(preset=preset, seeds=seeds, device=args.device, measure=args.measure,
-                        threads=args.threads, model=args.model)
+            spec = dict(
+                preset=preset,
+                seeds=seeds,
+                device=args.device,
+                measure=args.measure,
+                threads=args.threads,
+                model=args.model,
+            )
             print(f"speed: {preset} x {seeds} seed(s) on {args.device} ...", file=sys.stderr, flush=True)
-            out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
-                                 text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True
+            )
             if out.returncode != 0:
                 print(out.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"speed worker failed for {spec}")
             row = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"  {row['seconds_per_iteration']:.3f} s/it, peak {row['peak_memory_mib']:.0f} MiB",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {row['seconds_per_iteration']:.3f} s/it, peak {row['peak_memory_mib']:.0f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
             rows.append(row)
     return rows
 
 
 # --------------------------------------------------------------------------- quality
+
 
 def run_quality(args) -> dict:
     import torch
@@ -187,10 +220,13 @@ def run_quality(args) -> dict:
         iters = max(10, int(round(p["iterations"] * scale)))
         seeds = [1000 * i for i in range(p["seeds"])]
         strokes = initialize_strokes((224, 224), p["strokes"], seeds)
-        print(f"quality: {preset}, {iters} iterations x {len(seeds)} seeds (tiny encoder) ...", file=sys.stderr,
-              flush=True)
+        print(
+            f"quality: {preset}, {iters} iterations x {len(seeds)} seeds (tiny encoder) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         t0 = time.perf_counter()
-        res = optimize(strokes, target, enc, _config(preset, iterations=iters, callback_interval=10 ** 9))
+        res = optimize(strokes, target, enc, _config(preset, iterations=iters, callback_interval=10**9))
         secs = time.perf_counter() - t0
         win, idx = select_best(res.strokes)
         hist = res.history
@@ -201,10 +237,17 @@ def run_quality(args) -> dict:
             if kk <= its[-1]:
                 rows = [i for i, it in enumerate(its) if it <= kk]
                 curve[k] = float(hist[rows].min(0).values.min())  # best-of-N best loss so far
-        out[preset] = dict(iterations=iters, seeds=seeds, seconds=secs, start_loss=float(hist[0].min()),
-                           winner_loss=float(win.losses[0]), winner_seed=int(win.seeds[0]),
-                           seed0_loss=float(res.strokes.losses[0]), candidate_losses=res.strokes.losses.tolist(),
-                           best_so_far_by_iteration=curve)
+        out[preset] = dict(
+            iterations=iters,
+            seeds=seeds,
+            seconds=secs,
+            start_loss=float(hist[0].min()),
+            winner_loss=float(win.losses[0]),
+            winner_seed=int(win.seeds[0]),
+            seed0_loss=float(res.strokes.losses[0]),
+            candidate_losses=res.strokes.losses.tolist(),
+            best_so_far_by_iteration=curve,
+        )
     if args.variants:
         # Alternatives to the fast preset that were considered (same tiny encoder, same judge).
         variants = {
@@ -225,10 +268,11 @@ def run_quality(args) -> dict:
             strokes = initialize_strokes((224, 224), p["strokes"], seeds)
             print(f"quality: {name} ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            res = optimize(strokes, target, enc, _config("fast", iterations=iters, callback_interval=10 ** 9, **over))
+            res = optimize(strokes, target, enc, _config("fast", iterations=iters, callback_interval=10**9, **over))
             win, _ = select_best(res.strokes)
-            out["fast_variants"][name] = dict(iterations=iters, seeds=seeds, winner_loss=float(win.losses[0]),
-                                              seconds=time.perf_counter() - t0)
+            out["fast_variants"][name] = dict(
+                iterations=iters, seeds=seeds, winner_loss=float(win.losses[0]), seconds=time.perf_counter() - t0
+            )
     pa, fa = out["paper"], out["fast"]
     out["summary"] = dict(
         fast_over_paper_final=fa["winner_loss"] / pa["winner_loss"],
@@ -242,52 +286,74 @@ def run_quality(args) -> dict:
 
 # --------------------------------------------------------------------------- table
 
+
 def table(rows, quality, device) -> str:
     lines = []
-    lines.append(f"CLIPasso optimiser benchmark on {device} (RN101 image tower with RANDOM weights; "
-                 "cost is weight-independent)")
-    hdr = (f"{'preset':<7}{'seeds':>6}{'strokes':>8}{'views/seed':>11}{'iters':>7}{'s/iter':>9}{'median':>9}"
-           f"{'cpu s/it':>9}{'total':>11}{'peak MiB':>10}")
+    lines.append(
+        f"CLIPasso optimiser benchmark on {device} (RN101 image tower with RANDOM weights; cost is weight-independent)"
+    )
+    hdr = (
+        f"{'preset':<7}{'seeds':>6}{'strokes':>8}{'views/seed':>11}{'iters':>7}{'s/iter':>9}{'median':>9}"
+        f"{'cpu s/it':>9}{'total':>11}{'peak MiB':>10}"
+    )
     lines.append(hdr)
     lines.append("-" * len(hdr))
     for r in rows:
         views = f"1+{r['num_augs']}" + ("p" if r["aug_pool"] else "")
-        lines.append(f"{r['preset']:<7}{r['seeds']:>6}{r['strokes']:>8}{views:>11}{r['iterations']:>7}"
-                     f"{r['seconds_per_iteration']:>9.3f}{r.get('median_s_per_iteration', float('nan')):>9.3f}"
-                     f"{r.get('cpu_s_per_iteration', float('nan')):>9.2f}{_hms(r['total_s_extrapolated']):>11}"
-                     f"{r['peak_memory_mib']:>10.0f}")
-    lines.append("s/iter = fastest timed iteration (other jobs on a shared machine only add time), median "
-                 "also shown; cpu s/it = process CPU seconds per iteration (all threads)")
-    lines.append("total = setup + iterations x s/iter (extrapolated from the measured iterations); "
-                 "'p' = augmentations from a cached pool (no target forward passes)")
+        lines.append(
+            f"{r['preset']:<7}{r['seeds']:>6}{r['strokes']:>8}{views:>11}{r['iterations']:>7}"
+            f"{r['seconds_per_iteration']:>9.3f}{r.get('median_s_per_iteration', float('nan')):>9.3f}"
+            f"{r.get('cpu_s_per_iteration', float('nan')):>9.2f}{_hms(r['total_s_extrapolated']):>11}"
+            f"{r['peak_memory_mib']:>10.0f}"
+        )
+    lines.append(
+        "s/iter = fastest timed iteration (other jobs on a shared machine only add time), median "
+        "also shown; cpu s/it = process CPU seconds per iteration (all threads)"
+    )
+    lines.append(
+        "total = setup + iterations x s/iter (extrapolated from the measured iterations); "
+        "'p' = augmentations from a cached pool (no target forward passes)"
+    )
     by = {(r["preset"], r["seeds"]): r for r in rows}
     if ("paper", 3) in by and ("fast", 2) in by:
         a, b = by[("paper", 3)], by[("fast", 2)]
-        lines.append(f"paper (3 seeds) / fast (its default 2 seeds): {a['total_s_extrapolated'] / b['total_s_extrapolated']:.1f}x "
-                     "less time for fast")
+        lines.append(
+            f"paper (3 seeds) / fast (its default 2 seeds): {a['total_s_extrapolated'] / b['total_s_extrapolated']:.1f}x "
+            "less time for fast"
+        )
     if ("paper", 3) in by and ("paper", 1) in by:
         a, b = by[("paper", 3)], by[("paper", 1)]
-        lines.append(f"batched best-of-3 vs 3 single runs one after another: "
-                     f"{a['seconds_per_iteration']:.3f} vs {3 * b['seconds_per_iteration']:.3f} s/iter")
-    lines.append("reference: the original (diffvg, seeds one after another) takes about 6 min per 2000-iteration "
-                 "sketch on a V100 (~0.18 s/iter) and 18 min for best of 3")
+        lines.append(
+            f"batched best-of-3 vs 3 single runs one after another: "
+            f"{a['seconds_per_iteration']:.3f} vs {3 * b['seconds_per_iteration']:.3f} s/iter"
+        )
+    lines.append(
+        "reference: the original (diffvg, seeds one after another) takes about 6 min per 2000-iteration "
+        "sketch on a V100 (~0.18 s/iter) and 18 min for best of 3"
+    )
     if quality:
         pa, fa, s = quality["paper"], quality["fast"], quality["summary"]
         lines.append("")
         lines.append(f"loss reached (clean-view loss, tiny random encoder, lower is better; scale {s['scale']}):")
         lines.append(f"{'preset':<7}{'iters':>7}{'seeds':>6}{'start':>9}{'winner':>9}{'seed 0':>9}{'time':>9}")
         for name, q in (("paper", pa), ("fast", fa)):
-            lines.append(f"{name:<7}{q['iterations']:>7}{len(q['seeds']):>6}{q['start_loss']:>9.4f}"
-                         f"{q['winner_loss']:>9.4f}{q['seed0_loss']:>9.4f}{_hms(q['seconds']):>9}")
+            lines.append(
+                f"{name:<7}{q['iterations']:>7}{len(q['seeds']):>6}{q['start_loss']:>9.4f}"
+                f"{q['winner_loss']:>9.4f}{q['seed0_loss']:>9.4f}{_hms(q['seconds']):>9}"
+            )
         curve = "  ".join(f"{k}:{v:.4f}" for k, v in pa["best_so_far_by_iteration"].items())
         lines.append(f"paper best-of-3 loss by iteration: {curve}")
         curve = "  ".join(f"{k}:{v:.4f}" for k, v in fa["best_so_far_by_iteration"].items())
         lines.append(f"fast best-of-2 loss by iteration:  {curve}")
-        lines.append(f"fast final / paper final: {s['fast_over_paper_final']:.3f}; loss reduction from the start: "
-                     f"paper {s['reduction_paper'] * 100:.0f}%, fast {s['reduction_fast'] * 100:.0f}%")
+        lines.append(
+            f"fast final / paper final: {s['fast_over_paper_final']:.3f}; loss reduction from the start: "
+            f"paper {s['reduction_paper'] * 100:.0f}%, fast {s['reduction_fast'] * 100:.0f}%"
+        )
         for name, v in (quality.get("fast_variants") or {}).items():
-            lines.append(f"  variant {name:<38} loss {v['winner_loss']:.4f} ({v['iterations']} its, "
-                         f"{len(v['seeds'])} seeds, {_hms(v['seconds'])})")
+            lines.append(
+                f"  variant {name:<38} loss {v['winner_loss']:.4f} ({v['iterations']} its, "
+                f"{len(v['seeds'])} seeds, {_hms(v['seconds'])})"
+            )
     return "\n".join(lines)
 
 
@@ -301,8 +367,12 @@ def main(argv=None):
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 3])
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-speed", action="store_true", help="quality part only (keeps speed rows of an earlier run)")
-    ap.add_argument("--quality-scale", type=float, default=1.0,
-                    help="fraction of each preset's iterations to run in the quality part (1 = full)")
+    ap.add_argument(
+        "--quality-scale",
+        type=float,
+        default=1.0,
+        help="fraction of each preset's iterations to run in the quality part (1 = full)",
+    )
     ap.add_argument("--variants", action="store_true", help="also run alternatives to the fast preset (quality)")
     ap.add_argument("--table-only", action="store_true", help="print the table of the last saved run")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -329,10 +399,17 @@ def main(argv=None):
     old = json.loads(path.read_text()) if path.is_file() else {}
     rows = old.get("speed", []) if args.skip_speed else run_speed(args)
     quality = old.get("quality") if args.skip_quality else run_quality(args)
-    info = dict(device=args.device, cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
-                threads=args.threads, torch=torch.__version__, time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                gpu=torch.cuda.get_device_name(0) if args.device == "cuda" else None,
-                weights="random (architecture cost only)", measured_iterations=args.measure)
+    info = dict(
+        device=args.device,
+        cpu=platform.processor() or platform.machine(),
+        cores=os.cpu_count(),
+        threads=args.threads,
+        torch=torch.__version__,
+        time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        gpu=torch.cuda.get_device_name(0) if args.device == "cuda" else None,
+        weights="random (architecture cost only)",
+        measured_iterations=args.measure,
+    )
     report = dict(info=info, speed=rows, quality=quality)
     write_results(path, report, machine(args.threads, args.device))
     print(f"wrote {path}", file=sys.stderr)

@@ -33,6 +33,7 @@ the load average before each case.
 
 Prints tables last; writes bench/results/speed_<device>.json (speed_<device>_quick.json with --quick).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,6 +68,7 @@ def default_u2net_dir() -> str:
 
 
 # --------------------------------------------------------------------------- measuring helpers
+
 
 def _sync(device):
     import torch
@@ -117,6 +119,7 @@ def _load() -> float:
 
 # --------------------------------------------------------------------------- encoders
 
+
 def encoders(spec: dict, need_saliency: bool = False):
     """(loss encoder, saliency encoder or None) for a worker: random real-size or tiny test models."""
     import torch
@@ -136,6 +139,7 @@ def encoders(spec: dict, need_saliency: bool = False):
 
 
 # --------------------------------------------------------------------------- workers
+
 
 def _amp(device):
     """The autocast dtype the optimiser uses on this device (bf16/fp16 on GPU, None = fp32 on CPU)."""
@@ -185,12 +189,29 @@ def engine_worker(spec: dict) -> dict:
     eval_s = _eval_cost(enc, target, image, device)
     mem = memory(device)
     preset = PRESETS[spec["preset"]]
-    return dict(kind="engine", preset=spec["preset"], seeds=spec["seeds"], strokes=spec["strokes"], canvas=canvas,
-                iterations=preset["iterations"], num_augs=preset["num_augs"], aug_pool=preset["aug_pool"],
-                eval_interval=preset["eval_interval"], measured_iterations=res.iterations_run,
-                s_per_it=t["median"], fastest_s_per_it=t["fastest"], cpu_s_per_it=t["cpu_per_it"],
-                first_step_s=t["first_step"], setup_s=t["setup"], eval_s=eval_s, step_times=t["steps"],
-                load_before=load0, timed_cpu_s=timed_cpu, timed_wall_s=timed_wall, **mem)
+    return dict(
+        kind="engine",
+        preset=spec["preset"],
+        seeds=spec["seeds"],
+        strokes=spec["strokes"],
+        canvas=canvas,
+        iterations=preset["iterations"],
+        num_augs=preset["num_augs"],
+        aug_pool=preset["aug_pool"],
+        eval_interval=preset["eval_interval"],
+        measured_iterations=res.iterations_run,
+        s_per_it=t["median"],
+        fastest_s_per_it=t["fastest"],
+        cpu_s_per_it=t["cpu_per_it"],
+        first_step_s=t["first_step"],
+        setup_s=t["setup"],
+        eval_s=eval_s,
+        step_times=t["steps"],
+        load_before=load0,
+        timed_cpu_s=timed_cpu,
+        timed_wall_s=timed_wall,
+        **mem,
+    )
 
 
 def baseline_worker(spec: dict) -> dict:
@@ -223,12 +244,26 @@ def baseline_worker(spec: dict) -> dict:
     cpu = time.process_time() - cpu0
     mem = memory(device)
     n_steps = sum(len(r["steps"]) for r in out["runs"])
-    return dict(kind="baseline", preset="paper", seeds=spec["seeds"], strokes=spec["strokes"], canvas=224,
-                iterations=2000, eval_interval=10, measured_iterations=spec["measure"] + 1,
-                s_per_it=out["per_iteration"], fastest_s_per_it=out["fastest"],
-                cpu_s_per_it=cpu / max(1, n_steps) * spec["seeds"], eval_s=out["eval_s"],
-                step_times=[r["steps"] for r in out["runs"]], load_before=load0, wall_s=wall,
-                timed_cpu_s=cpu, timed_wall_s=wall, **mem)
+    return dict(
+        kind="baseline",
+        preset="paper",
+        seeds=spec["seeds"],
+        strokes=spec["strokes"],
+        canvas=224,
+        iterations=2000,
+        eval_interval=10,
+        measured_iterations=spec["measure"] + 1,
+        s_per_it=out["per_iteration"],
+        fastest_s_per_it=out["fastest"],
+        cpu_s_per_it=cpu / max(1, n_steps) * spec["seeds"],
+        eval_s=out["eval_s"],
+        step_times=[r["steps"] for r in out["runs"]],
+        load_before=load0,
+        wall_s=wall,
+        timed_cpu_s=cpu,
+        timed_wall_s=wall,
+        **mem,
+    )
 
 
 def compare_worker(spec: dict) -> dict:
@@ -258,11 +293,25 @@ def compare_worker(spec: dict) -> dict:
     timed_cpu, timed_wall = time.process_time() - c0, time.perf_counter() - w0
     eng_eval = _eval_cost(enc, target, render(strokes.to(device)).image, device)
     e, bl = statistics.median(eng), statistics.median(base)
-    return dict(kind="compare", seeds=spec["seeds"], strokes=spec["strokes"], rounds=spec["rounds"],
-                measured_iterations=spec["measure"], engine_s_per_it=e, baseline_s_per_it=bl,
-                engine_eval_s=eng_eval, baseline_eval_s=statistics.median(base_eval), speedup_per_iteration=bl / e,
-                engine_steps=eng, baseline_rounds=base, load_before=load0, load_after=_load(),
-                timed_cpu_s=timed_cpu, timed_wall_s=timed_wall, peak_rss_mib=peak_rss_mib())
+    return dict(
+        kind="compare",
+        seeds=spec["seeds"],
+        strokes=spec["strokes"],
+        rounds=spec["rounds"],
+        measured_iterations=spec["measure"],
+        engine_s_per_it=e,
+        baseline_s_per_it=bl,
+        engine_eval_s=eng_eval,
+        baseline_eval_s=statistics.median(base_eval),
+        speedup_per_iteration=bl / e,
+        engine_steps=eng,
+        baseline_rounds=base,
+        load_before=load0,
+        load_after=_load(),
+        timed_cpu_s=timed_cpu,
+        timed_wall_s=timed_wall,
+        peak_rss_mib=peak_rss_mib(),
+    )
 
 
 def stages_worker(spec: dict) -> dict:
@@ -289,30 +338,53 @@ def stages_worker(spec: dict) -> dict:
     notes = []
 
     # load + fit without matting, then with rembg u2netp (first call loads the ONNX session)
-    st["load_fit_s"], _, (target, mask) = timed(lambda: prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=False), device, 3)
+    st["load_fit_s"], _, (target, mask) = timed(
+        lambda: prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=False), device, 3
+    )
     u2 = spec.get("u2net_dir")
     if u2 and os.path.isfile(os.path.join(u2, "u2netp.onnx")):
         t0 = time.perf_counter()
-        target, mask = prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=True, matting_model="u2netp", models_dir=u2, allow_download=False)
+        target, mask = prepare_target(
+            EXAMPLE_IMAGE,
+            canvas=canvas,
+            background_removal=True,
+            matting_model="u2netp",
+            models_dir=u2,
+            allow_download=False,
+        )
         st["matting_first_s"] = time.perf_counter() - t0
         st["matting_s"], _, (target, mask) = timed(
-            lambda: prepare_target(EXAMPLE_IMAGE, canvas=canvas, background_removal=True, matting_model="u2netp", models_dir=u2, allow_download=False),
-            device, 3)
+            lambda: prepare_target(
+                EXAMPLE_IMAGE,
+                canvas=canvas,
+                background_removal=True,
+                matting_model="u2netp",
+                models_dir=u2,
+                allow_download=False,
+            ),
+            device,
+            3,
+        )
     else:
         notes.append(f"matting skipped: u2netp.onnx not found in {u2} (set U2NET_HOME or --u2net-dir)")
-    st["saliency_s"], _, sal = timed(lambda: saliency_map(target, method="clip-attention", encoder=vit, mask=mask),
-                                     device, 3, warmup=1)
+    st["saliency_s"], _, sal = timed(
+        lambda: saliency_map(target, method="clip-attention", encoder=vit, mask=mask), device, 3, warmup=1
+    )
     st["xdog_s"], _, edges = timed(lambda: xdog_edges(target), device, 3)
-    st["init_s"], _, initial = timed(lambda: initialize_strokes((canvas, canvas), n_strokes, seeds, saliency=sal,
-                                                                edges=edges, mask=mask), device, 3)
+    st["init_s"], _, initial = timed(
+        lambda: initialize_strokes((canvas, canvas), n_strokes, seeds, saliency=sal, edges=edges, mask=mask), device, 3
+    )
     tgt = target.to(device)
     p = PRESETS["paper"]
     f = PRESETS["fast"]
-    st["setup_paper_s"], _, loss = timed(lambda: CLIPassoLoss(enc, tgt, num_augs=p["num_augs"], aug_pool=0,
-                                                                      amp_dtype=_amp(device)),
-                                         device, 3)
-    st["setup_fast_s"], _, _ = timed(lambda: CLIPassoLoss(enc, tgt, num_augs=f["num_augs"],
-                                                          aug_pool=f["aug_pool"], amp_dtype=_amp(device)), device, 2)
+    st["setup_paper_s"], _, loss = timed(
+        lambda: CLIPassoLoss(enc, tgt, num_augs=p["num_augs"], aug_pool=0, amp_dtype=_amp(device)), device, 3
+    )
+    st["setup_fast_s"], _, _ = timed(
+        lambda: CLIPassoLoss(enc, tgt, num_augs=f["num_augs"], aug_pool=f["aug_pool"], amp_dtype=_amp(device)),
+        device,
+        2,
+    )
 
     # one iteration through the optimiser, then its parts
     c0, w0 = time.process_time(), time.perf_counter()
@@ -355,9 +427,20 @@ def stages_worker(spec: dict) -> dict:
     st["select_s"], _, (winner, _) = timed(lambda: select_best(res.strokes), device, 5)
     st["render448_s"], _, _ = timed(lambda: render(winner, size=(448, 448)).image, device, 3, warmup=1)
     mem = memory(device)
-    return dict(kind="stages", preset="paper", seeds=spec["seeds"], strokes=n_strokes, canvas=canvas,
-                measured_iterations=res.iterations_run, stages=st, notes=notes, load_before=load0,
-                timed_cpu_s=timed_cpu, timed_wall_s=timed_wall, **mem)
+    return dict(
+        kind="stages",
+        preset="paper",
+        seeds=spec["seeds"],
+        strokes=n_strokes,
+        canvas=canvas,
+        measured_iterations=res.iterations_run,
+        stages=st,
+        notes=notes,
+        load_before=load0,
+        timed_cpu_s=timed_cpu,
+        timed_wall_s=timed_wall,
+        **mem,
+    )
 
 
 def _whole_models(spec: dict, folder: str):
@@ -424,8 +507,9 @@ def whole_worker(spec: dict) -> dict:
 
     out["floor_step_s"], _, _ = timed(lambda: fwd_bwd(None), device, 3, warmup=1)
     native = amp_dtype("auto", device)
-    out["floor_step_auto_s"], _, _ = timed(lambda: fwd_bwd(native), device, 3, warmup=1) if native else \
-        (out["floor_step_s"], None, None)
+    out["floor_step_auto_s"], _, _ = (
+        timed(lambda: fwd_bwd(native), device, 3, warmup=1) if native else (out["floor_step_s"], None, None)
+    )
 
     # fixed cost of a sketch: everything but the steps (prepare, matting, saliency, init, objective, eval, output)
     t = time.perf_counter()
@@ -449,10 +533,13 @@ def whole_worker(spec: dict) -> dict:
         return r["median"], ev
 
     steps = {}
-    for key, preset, seeds, over in (("fast2_fp32", "fast", 2, dict(mixed_precision="fp32")),
-                                     ("fast2_auto", "fast", 2, {}), ("fast1_auto", "fast", 1, {}),
-                                     ("paper3_fp32", "paper", 3, dict(mixed_precision="fp32")),
-                                     ("paper3_auto", "paper", 3, {})):
+    for key, preset, seeds, over in (
+        ("fast2_fp32", "fast", 2, dict(mixed_precision="fp32")),
+        ("fast2_auto", "fast", 2, {}),
+        ("fast1_auto", "fast", 1, {}),
+        ("paper3_fp32", "paper", 3, dict(mixed_precision="fp32")),
+        ("paper3_auto", "paper", 3, {}),
+    ):
         steps[key] = step(preset, seeds, **over)
     out["steps"] = {k: dict(s_per_it=v[0], eval_s=v[1]) for k, v in steps.items()}
 
@@ -468,15 +555,23 @@ def whole_worker(spec: dict) -> dict:
     res = clipasso.sketch(None, preset="fast", **common)
     out["fast_whole_s"] = time.perf_counter() - t
     run = res.run
-    out["fast_run"] = dict(iterations_run=run.iterations_run, stop_reason=run.stop_reason, survivors=run.survivors,
-                           trial_iteration=run.trial_iteration, candidate_steps=run.candidate_steps,
-                           loss=res.loss, seconds_optimise=run.seconds, precision=res.settings["precision"])
+    out["fast_run"] = dict(
+        iterations_run=run.iterations_run,
+        stop_reason=run.stop_reason,
+        survivors=run.survivors,
+        trial_iteration=run.trial_iteration,
+        candidate_steps=run.candidate_steps,
+        loss=res.loss,
+        seconds_optimise=run.seconds,
+        precision=res.settings["precision"],
+    )
     if device.type == "cuda":  # cheap enough on a GPU: paper best-of-3, whole, start to end
         t = time.perf_counter()
         res_p = clipasso.sketch(None, preset="paper", **common)
         out["paper_whole_s"] = time.perf_counter() - t
-        out["paper_run"] = dict(iterations_run=res_p.run.iterations_run, loss=res_p.loss,
-                                precision=res_p.settings["precision"])
+        out["paper_run"] = dict(
+            iterations_run=res_p.run.iterations_run, loss=res_p.loss, precision=res_p.settings["precision"]
+        )
     fast, paper = PRESETS["fast"], PRESETS["paper"]
     it_f = common.get("iterations", fast["iterations"])
     it_p = common.get("iterations", paper["iterations"])
@@ -485,42 +580,80 @@ def whole_worker(spec: dict) -> dict:
     fixed = out["fixed_s"]
     s = out["steps"]
     out["rows"] = [
-        dict(name="fp32 floor: 2 seeds x 3 views RN101 fwd+bwd, x iterations", total_s=it_f * out["floor_step_s"],
-             measured=False),
-        dict(name="fast, release 0.2 (fp32, both seeds to the end)", measured=False,
-             total_s=fixed + it_f * s["fast2_fp32"]["s_per_it"] + ev_f * s["fast2_fp32"]["eval_s"]),
-        dict(name=f"fast, {out['precision_auto']} (precision auto), both seeds to the end", measured=False,
-             total_s=fixed + it_f * s["fast2_auto"]["s_per_it"] + ev_f * s["fast2_auto"]["eval_s"]),
-        dict(name=f"fast, {out['precision_auto']} + seed trial {fast['seed_trial']:g}", measured=False,
-             total_s=fixed + trial * s["fast2_auto"]["s_per_it"] + (it_f - trial) * s["fast1_auto"]["s_per_it"]
-             + ev_f * s["fast1_auto"]["eval_s"]),
-        dict(name=f"fast preset today ({out['precision_auto']}, seed trial, plateau {fast['plateau']:g}/"
-                  f"{fast['plateau_window']}): stopped at {run.iterations_run}", measured=True,
-             total_s=out["fast_whole_s"]),
-        dict(name="paper, release 0.2 (fp32, best of 3)", measured=False,
-             total_s=fixed + it_p * s["paper3_fp32"]["s_per_it"] + ev_p * s["paper3_fp32"]["eval_s"]),
-        dict(name=f"paper today (precision auto: {out['precision_auto']}, best of 3)", measured=False,
-             total_s=fixed + it_p * s["paper3_auto"]["s_per_it"] + ev_p * s["paper3_auto"]["eval_s"]),
-        dict(name="paper, the original's loop (seeds one after another)", measured=False,
-             total_s=fixed + it_p * 3 * out["original_step_s"] + ev_p * 3 * out["original_eval_s"]),
+        dict(
+            name="fp32 floor: 2 seeds x 3 views RN101 fwd+bwd, x iterations",
+            total_s=it_f * out["floor_step_s"],
+            measured=False,
+        ),
+        dict(
+            name="fast, release 0.2 (fp32, both seeds to the end)",
+            measured=False,
+            total_s=fixed + it_f * s["fast2_fp32"]["s_per_it"] + ev_f * s["fast2_fp32"]["eval_s"],
+        ),
+        dict(
+            name=f"fast, {out['precision_auto']} (precision auto), both seeds to the end",
+            measured=False,
+            total_s=fixed + it_f * s["fast2_auto"]["s_per_it"] + ev_f * s["fast2_auto"]["eval_s"],
+        ),
+        dict(
+            name=f"fast, {out['precision_auto']} + seed trial {fast['seed_trial']:g}",
+            measured=False,
+            total_s=fixed
+            + trial * s["fast2_auto"]["s_per_it"]
+            + (it_f - trial) * s["fast1_auto"]["s_per_it"]
+            + ev_f * s["fast1_auto"]["eval_s"],
+        ),
+        dict(
+            name=f"fast preset today ({out['precision_auto']}, seed trial, plateau {fast['plateau']:g}/"
+            f"{fast['plateau_window']}): stopped at {run.iterations_run}",
+            measured=True,
+            total_s=out["fast_whole_s"],
+        ),
+        dict(
+            name="paper, release 0.2 (fp32, best of 3)",
+            measured=False,
+            total_s=fixed + it_p * s["paper3_fp32"]["s_per_it"] + ev_p * s["paper3_fp32"]["eval_s"],
+        ),
+        dict(
+            name=f"paper today (precision auto: {out['precision_auto']}, best of 3)",
+            measured=False,
+            total_s=fixed + it_p * s["paper3_auto"]["s_per_it"] + ev_p * s["paper3_auto"]["eval_s"],
+        ),
+        dict(
+            name="paper, the original's loop (seeds one after another)",
+            measured=False,
+            total_s=fixed + it_p * 3 * out["original_step_s"] + ev_p * 3 * out["original_eval_s"],
+        ),
     ]
     if "paper_whole_s" in out:
-        out["rows"].append(dict(name=f"paper today, run whole ({out['paper_run']['precision']})", measured=True,
-                                total_s=out["paper_whole_s"]))
+        out["rows"].append(
+            dict(
+                name=f"paper today, run whole ({out['paper_run']['precision']})",
+                measured=True,
+                total_s=out["paper_whole_s"],
+            )
+        )
     floor = out["rows"][0]["total_s"]
     for r in out["rows"]:
         r["vs_floor"] = r["total_s"] / floor
     out["iterations_fast"], out["iterations_paper"] = it_f, it_p
-    out.update(load_before=load0, timed_cpu_s=time.process_time() - c0, timed_wall_s=time.perf_counter() - w0,
-               **memory(device))
+    out.update(
+        load_before=load0, timed_cpu_s=time.process_time() - c0, timed_wall_s=time.perf_counter() - w0, **memory(device)
+    )
     return out
 
 
-WORKERS = {"engine": engine_worker, "baseline": baseline_worker, "compare": compare_worker,
-           "stages": stages_worker, "whole": whole_worker}
+WORKERS = {
+    "engine": engine_worker,
+    "baseline": baseline_worker,
+    "compare": compare_worker,
+    "stages": stages_worker,
+    "whole": whole_worker,
+}
 
 
 # --------------------------------------------------------------------------- driver
+
 
 def _utilisation(row: dict) -> float:
     """CPU seconds per wall second per thread over the timed part: about 1 on a quiet machine; far lower
@@ -533,8 +666,9 @@ def _utilisation(row: dict) -> float:
 
 def _run_once(spec: dict) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]))
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                         env=env, cwd=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, env=env, cwd=str(ROOT)
+    )
     if out.returncode != 0:
         print(out.stderr[-4000:], file=sys.stderr)
         raise SystemExit(f"speed worker failed for {spec}")
@@ -561,8 +695,12 @@ def run_case(spec: dict, retries: int = 2) -> dict:
     row["process_wall_s"] = time.perf_counter() - t0
     speed = row.get("s_per_it", row.get("engine_s_per_it"))
     if speed is not None:
-        print(f"  {speed:.3f} s/it, peak RSS {row['peak_rss_mib']:.0f} MiB, utilisation {row['utilisation']:.2f} "
-              f"({row['process_wall_s']:.0f} s)", file=sys.stderr, flush=True)
+        print(
+            f"  {speed:.3f} s/it, peak RSS {row['peak_rss_mib']:.0f} MiB, utilisation {row['utilisation']:.2f} "
+            f"({row['process_wall_s']:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     return row
 
 
@@ -584,8 +722,14 @@ def run_device(args, device: str) -> dict:
     import torch
 
     measure = args.measure or (20 if device == "cuda" else (3 if args.quick else 4))
-    base = dict(device=device, threads=args.threads, quick=args.quick, measure=measure,
-                loss_model=args.loss_model, saliency_model=args.saliency_model)
+    base = dict(
+        device=device,
+        threads=args.threads,
+        quick=args.quick,
+        measure=measure,
+        loss_model=args.loss_model,
+        saliency_model=args.saliency_model,
+    )
     started = time.perf_counter()
     load_start = _load()
     whole = run_case(dict(base, kind="whole"))
@@ -602,9 +746,11 @@ def run_device(args, device: str) -> dict:
         return key
 
     totals_keys = [eng(p, s) for p in ("paper", "fast") for s in (1, 3)]
-    scal_keys = {"strokes": [eng("paper", strokes=n) for n in STROKES_AXIS],
-                 "seeds": [eng("paper", seeds=n) for n in SEEDS_AXIS],
-                 "canvas": [eng("paper", canvas=n) for n in CANVAS_AXIS]}
+    scal_keys = {
+        "strokes": [eng("paper", strokes=n) for n in STROKES_AXIS],
+        "seeds": [eng("paper", seeds=n) for n in SEEDS_AXIS],
+        "canvas": [eng("paper", canvas=n) for n in CANVAS_AXIS],
+    }
     engine = {k: run_case(s) for k, s in engine_specs.items()}
     # side by side in one process (the speed-up), and each alone in its own process (its peak memory)
     side = {n: run_case(dict(base, kind="compare", seeds=n, strokes=16, rounds=2)) for n in (1, 3)}
@@ -617,10 +763,17 @@ def run_device(args, device: str) -> dict:
         totals.append(row)
 
     def as_row(kind, n, s_per_it, eval_s, mem_row):
-        row = dict(kind=kind, seeds=n, iterations=2000, eval_interval=10, s_per_it=s_per_it, eval_s=eval_s,
-                   setup_s=stages["stages"]["setup_paper_s"] if kind == "engine" else 0.0,
-                   peak_rss_mib=mem_row.get("peak_rss_mib") if mem_row else None,
-                   peak_cuda_allocated_mib=mem_row.get("peak_cuda_allocated_mib") if mem_row else None)
+        row = dict(
+            kind=kind,
+            seeds=n,
+            iterations=2000,
+            eval_interval=10,
+            s_per_it=s_per_it,
+            eval_s=eval_s,
+            setup_s=stages["stages"]["setup_paper_s"] if kind == "engine" else 0.0,
+            peak_rss_mib=mem_row.get("peak_rss_mib") if mem_row else None,
+            peak_cuda_allocated_mib=mem_row.get("peak_cuda_allocated_mib") if mem_row else None,
+        )
         row.update(_total(stages, row))
         return row
 
@@ -637,44 +790,92 @@ def run_device(args, device: str) -> dict:
             b = as_row("baseline", n, n * c["baseline_s_per_it"], n * c["baseline_eval_s"], None)
             e = as_row("engine", n, e8["s_per_it"], e8["eval_s"], e8)
             measured = False
-        compare.append(dict(seeds=n, baseline=b, engine=e, side_by_side=measured,
-                            speedup_per_iteration=b["s_per_it"] / e["s_per_it"],
-                            speedup_total=b["total_s"] / e["total_s"]))
+        compare.append(
+            dict(
+                seeds=n,
+                baseline=b,
+                engine=e,
+                side_by_side=measured,
+                speedup_per_iteration=b["s_per_it"] / e["s_per_it"],
+                speedup_total=b["total_s"] / e["total_s"],
+            )
+        )
     fast3 = next(r for r in totals if r["preset"] == "fast" and r["seeds"] == 3)
     b3 = next(c["baseline"] for c in compare if c["seeds"] == 3)
-    headline = dict(baseline_paper3_total_s=b3["total_s"], engine_fast3_total_s=fast3["total_s"],
-                    ratio=b3["total_s"] / fast3["total_s"])
-    scaling = {axis: [dict(value=engine[k][axis], s_per_it=engine[k]["s_per_it"],
-                           cpu_s_per_it=engine[k]["cpu_s_per_it"], peak_rss_mib=engine[k]["peak_rss_mib"],
-                           peak_cuda_allocated_mib=engine[k].get("peak_cuda_allocated_mib"))
-                      for k in keys] for axis, keys in scal_keys.items()}
-    info = dict(device=device, device_name=(torch.cuda.get_device_name(0) if device == "cuda" else cpu_name()),
-                cores=os.cpu_count(), threads=args.threads, torch=torch.__version__, python=platform.python_version(),
-                loss_model=("tiny test ResNet (clipasso/testing/tiny_models.py)" if args.quick else args.loss_model),
-                saliency_model=("tiny test ViT" if args.quick else args.saliency_model),
-                weights="random (cost is weight-independent)", quick=args.quick, measured_iterations=measure,
-                timing="median of the steady iterations (the first is warm-up)",
-                time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), run_s=time.perf_counter() - started,
-                load_average_start=load_start, load_average_end=_load(),
-                load_average_max=max([load_start, _load()] + [r.get("load_before", 0.0) for r in
-                                                              [stages] + list(engine.values()) + list(side.values())]),
-                min_utilisation=min([r["utilisation"] for r in [stages] + list(engine.values()) + list(side.values())
-                                     + list(baseline.values()) if math.isfinite(r.get("utilisation", math.nan))],
-                                    default=None),
-                retried_cases=sum(r.get("attempts", 1) > 1 for r in [stages] + list(engine.values())
-                                  + list(side.values()) + list(baseline.values())))
+    headline = dict(
+        baseline_paper3_total_s=b3["total_s"],
+        engine_fast3_total_s=fast3["total_s"],
+        ratio=b3["total_s"] / fast3["total_s"],
+    )
+    scaling = {
+        axis: [
+            dict(
+                value=engine[k][axis],
+                s_per_it=engine[k]["s_per_it"],
+                cpu_s_per_it=engine[k]["cpu_s_per_it"],
+                peak_rss_mib=engine[k]["peak_rss_mib"],
+                peak_cuda_allocated_mib=engine[k].get("peak_cuda_allocated_mib"),
+            )
+            for k in keys
+        ]
+        for axis, keys in scal_keys.items()
+    }
+    info = dict(
+        device=device,
+        device_name=(torch.cuda.get_device_name(0) if device == "cuda" else cpu_name()),
+        cores=os.cpu_count(),
+        threads=args.threads,
+        torch=torch.__version__,
+        python=platform.python_version(),
+        loss_model=("tiny test ResNet (clipasso/testing/tiny_models.py)" if args.quick else args.loss_model),
+        saliency_model=("tiny test ViT" if args.quick else args.saliency_model),
+        weights="random (cost is weight-independent)",
+        quick=args.quick,
+        measured_iterations=measure,
+        timing="median of the steady iterations (the first is warm-up)",
+        time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        run_s=time.perf_counter() - started,
+        load_average_start=load_start,
+        load_average_end=_load(),
+        load_average_max=max(
+            [load_start, _load()]
+            + [r.get("load_before", 0.0) for r in [stages] + list(engine.values()) + list(side.values())]
+        ),
+        min_utilisation=min(
+            [
+                r["utilisation"]
+                for r in [stages] + list(engine.values()) + list(side.values()) + list(baseline.values())
+                if math.isfinite(r.get("utilisation", math.nan))
+            ],
+            default=None,
+        ),
+        retried_cases=sum(
+            r.get("attempts", 1) > 1
+            for r in [stages] + list(engine.values()) + list(side.values()) + list(baseline.values())
+        ),
+    )
     try:
         import open_clip
 
         info["open_clip"] = open_clip.__version__
     except Exception:  # noqa: BLE001
         pass
-    return dict(info=info, whole=whole, stages=stages, totals=totals, compare=compare, headline=headline, scaling=scaling,
-                engine_cases=list(engine.values()), baseline_cases=list(baseline.values()),
-                side_by_side_cases=list(side.values()))
+    return dict(
+        info=info,
+        whole=whole,
+        stages=stages,
+        totals=totals,
+        compare=compare,
+        headline=headline,
+        scaling=scaling,
+        engine_cases=list(engine.values()),
+        baseline_cases=list(baseline.values()),
+        side_by_side_cases=list(side.values()),
+    )
 
 
 # --------------------------------------------------------------------------- tables
+
 
 def _ms(s: float) -> str:
     if s is None or (isinstance(s, float) and math.isnan(s)):
@@ -691,64 +892,91 @@ def whole_table(w: dict, info: dict) -> str:
     where = info.get("device_name", "?")
     if info.get("device") != "cuda":
         where = f"CPU {where}, {info.get('threads')} torch threads of {info.get('cores')} cores"
-    L = [f"Whole sketch of the bundled example on {where}; {w['models']}; torch {info.get('torch')}",
-         f"fast: {w['iterations_fast']} iterations max, best of 2; paper: {w['iterations_paper']} iterations, best of 3. "
-         f"Measured = run start to end (models already loaded); the others = fixed cost of a sketch "
-         f"({w['fixed_s']:.1f} s: matting, saliency, init, target features, output) + iterations x measured step "
-         f"+ evaluations",
-         f"{'':<72}{'time':>10}{'x floor':>9}"]
+    L = [
+        f"Whole sketch of the bundled example on {where}; {w['models']}; torch {info.get('torch')}",
+        f"fast: {w['iterations_fast']} iterations max, best of 2; paper: {w['iterations_paper']} iterations, best of 3. "
+        f"Measured = run start to end (models already loaded); the others = fixed cost of a sketch "
+        f"({w['fixed_s']:.1f} s: matting, saliency, init, target features, output) + iterations x measured step "
+        f"+ evaluations",
+        f"{'':<72}{'time':>10}{'x floor':>9}",
+    ]
     for r in w["rows"]:
-        L.append(f"{r['name'][:71]:<72}{_hms(r['total_s']):>10}{r['vs_floor']:>8.2f}x" + (" measured" if r["measured"] else ""))
+        L.append(
+            f"{r['name'][:71]:<72}{_hms(r['total_s']):>10}{r['vs_floor']:>8.2f}x"
+            + (" measured" if r["measured"] else "")
+        )
     s = w["steps"]
-    L.append(f"steps (s/it): fast 2 seeds fp32 {s['fast2_fp32']['s_per_it']:.3f}, {w['precision_auto']} "
-             f"{s['fast2_auto']['s_per_it']:.3f}, 1 seed {s['fast1_auto']['s_per_it']:.3f}; paper 3 seeds fp32 "
-             f"{s['paper3_fp32']['s_per_it']:.3f}, {w['precision_auto']} {s['paper3_auto']['s_per_it']:.3f}; "
-             f"the original's loop {w['original_step_s']:.3f} per seed; floor step {w['floor_step_s']:.3f} fp32, "
-             f"{w['floor_step_auto_s']:.3f} {w['precision_auto']}")
+    L.append(
+        f"steps (s/it): fast 2 seeds fp32 {s['fast2_fp32']['s_per_it']:.3f}, {w['precision_auto']} "
+        f"{s['fast2_auto']['s_per_it']:.3f}, 1 seed {s['fast1_auto']['s_per_it']:.3f}; paper 3 seeds fp32 "
+        f"{s['paper3_fp32']['s_per_it']:.3f}, {w['precision_auto']} {s['paper3_auto']['s_per_it']:.3f}; "
+        f"the original's loop {w['original_step_s']:.3f} per seed; floor step {w['floor_step_s']:.3f} fp32, "
+        f"{w['floor_step_auto_s']:.3f} {w['precision_auto']}"
+    )
     fr = w["fast_run"]
-    L.append(f"the measured fast run: {fr['iterations_run']} iterations ({fr['stop_reason']}), seed trial cut at "
-             f"{fr['trial_iteration']} keeping candidate(s) {fr['survivors']}, {fr['candidate_steps']} candidate "
-             f"steps, encoder in {fr['precision']}, loss {fr['loss']:.4f}")
+    L.append(
+        f"the measured fast run: {fr['iterations_run']} iterations ({fr['stop_reason']}), seed trial cut at "
+        f"{fr['trial_iteration']} keeping candidate(s) {fr['survivors']}, {fr['candidate_steps']} candidate "
+        f"steps, encoder in {fr['precision']}, loss {fr['loss']:.4f}"
+    )
     return "\n".join(L)
 
 
 def tables(rep: dict) -> str:
     inf = rep["info"]
     cuda = inf["device"] == "cuda"
-    where = (f"{inf['device_name']}" if cuda else
-             f"CPU {inf['device_name']}, {inf['threads']} torch threads of {inf['cores']} cores")
+    where = (
+        f"{inf['device_name']}"
+        if cuda
+        else f"CPU {inf['device_name']}, {inf['threads']} torch threads of {inf['cores']} cores"
+    )
     models = f"{inf['loss_model']} loss / {inf['saliency_model']} saliency, {inf['weights']}"
-    L = [f"CLIPasso speed on {where}; {models}; torch {inf['torch']}",
-         f"{inf['measured_iterations']} iterations timed per case, {inf['timing']}; whole run {_hms(inf['run_s'])}"]
+    L = [
+        f"CLIPasso speed on {where}; {models}; torch {inf['torch']}",
+        f"{inf['measured_iterations']} iterations timed per case, {inf['timing']}; whole run {_hms(inf['run_s'])}",
+    ]
     util = inf.get("min_utilisation")
     if not cuda and util is not None:
-        L.append(f"CPU utilisation of the timed parts (CPU s / wall s / threads), lowest case: {util:.2f}; "
-                 f"{inf.get('retried_cases', 0)} case(s) re-run because other jobs took the cores")
+        L.append(
+            f"CPU utilisation of the timed parts (CPU s / wall s / threads), lowest case: {util:.2f}; "
+            f"{inf.get('retried_cases', 0)} case(s) re-run because other jobs took the cores"
+        )
         if util < 0.8 and not inf.get("quick"):
             L.append("WARNING: some cases ran while other jobs took the cores: their times are inflated")
     st, sg = rep["stages"]["stages"], rep["stages"]
     if rep.get("whole"):
         L += ["", whole_table(rep["whole"], rep.get("whole_info", inf))]
-    L += ["", f"Stages of one sketch (paper preset: {sg['strokes']} strokes, {sg['seeds']} seeds, 1+4 views each)",
-          f"{'stage':<58}{'time':>12}"]
+    L += [
+        "",
+        f"Stages of one sketch (paper preset: {sg['strokes']} strokes, {sg['seeds']} seeds, 1+4 views each)",
+        f"{'stage':<58}{'time':>12}",
+    ]
     rows = [("load + fit to 224 (no matting)", st["load_fit_s"])]
     if "matting_s" in st:
-        rows += [("matting, rembg u2netp: first call (loads the ONNX session)", st["matting_first_s"]),
-                 ("matting, rembg u2netp: warm", st["matting_s"])]
-    rows += [("saliency (CLIP ViT attention map)", st["saliency_s"]), ("XDoG ink map", st["xdog_s"]),
-             ("stroke init (3 seeds)", st["init_s"]),
-             ("optimiser setup, paper (clean target features)", st["setup_paper_s"]),
-             ("optimiser setup, fast (+ 16-view augmentation pool)", st["setup_fast_s"]),
-             ("optimise: one iteration, all 3 seeds", st["iteration_s"]),
-             ("  render forward", st["render_fwd_s"]),
-             ("  render forward + backward", st["render_fwd_bwd_s"]),
-             ("  CLIP loss forward + backward (15 views, 12 target views)", st["loss_fwd_bwd_s"]),
-             ("  clean-view eval (every 10 iterations)", st["eval_s"]),
-             ("render the winner at 448 px", st["render448_s"]), ("select best of 3", st["select_s"])]
+        rows += [
+            ("matting, rembg u2netp: first call (loads the ONNX session)", st["matting_first_s"]),
+            ("matting, rembg u2netp: warm", st["matting_s"]),
+        ]
+    rows += [
+        ("saliency (CLIP ViT attention map)", st["saliency_s"]),
+        ("XDoG ink map", st["xdog_s"]),
+        ("stroke init (3 seeds)", st["init_s"]),
+        ("optimiser setup, paper (clean target features)", st["setup_paper_s"]),
+        ("optimiser setup, fast (+ 16-view augmentation pool)", st["setup_fast_s"]),
+        ("optimise: one iteration, all 3 seeds", st["iteration_s"]),
+        ("  render forward", st["render_fwd_s"]),
+        ("  render forward + backward", st["render_fwd_bwd_s"]),
+        ("  CLIP loss forward + backward (15 views, 12 target views)", st["loss_fwd_bwd_s"]),
+        ("  clean-view eval (every 10 iterations)", st["eval_s"]),
+        ("render the winner at 448 px", st["render448_s"]),
+        ("select best of 3", st["select_s"]),
+    ]
     L += [f"{name:<58}{_ms(v):>12}" for name, v in rows]
-    L.append(f"renderer, 1 candidate x 16 strokes forward+backward: tiled {_ms(st['render1_torch_fwd_bwd_s'])} vs "
-             f"dense reference {_ms(st['render1_dense_fwd_bwd_s'])} "
-             f"({st['render1_dense_fwd_bwd_s'] / st['render1_torch_fwd_bwd_s']:.0f}x)")
+    L.append(
+        f"renderer, 1 candidate x 16 strokes forward+backward: tiled {_ms(st['render1_torch_fwd_bwd_s'])} vs "
+        f"dense reference {_ms(st['render1_dense_fwd_bwd_s'])} "
+        f"({st['render1_dense_fwd_bwd_s'] / st['render1_torch_fwd_bwd_s']:.0f}x)"
+    )
     for n in sg.get("notes", []):
         L.append(f"note: {n}")
 
@@ -757,63 +985,98 @@ def tables(rep: dict) -> str:
     def mem(r):
         return f"{_mib(r['peak_rss_mib']):>10}" + (f"{_mib(r.get('peak_cuda_allocated_mib')):>11}" if cuda else "")
 
-    L += ["", "Whole sketch (total EXTRAPOLATED from the timed iterations: stages + setup + iterations x s/it + evals)",
-          f"{'preset':<8}{'seeds':>6}{'iters':>7}{'views':>8}{'s/it':>9}{'cpu s/it':>10}{'optimise':>10}{'total':>10}"
-          + mem_hdr + "  MiB"]
+    L += [
+        "",
+        "Whole sketch (total EXTRAPOLATED from the timed iterations: stages + setup + iterations x s/it + evals)",
+        f"{'preset':<8}{'seeds':>6}{'iters':>7}{'views':>8}{'s/it':>9}{'cpu s/it':>10}{'optimise':>10}{'total':>10}"
+        + mem_hdr
+        + "  MiB",
+    ]
     for r in rep["totals"]:
         views = f"1+{r['num_augs']}" + ("p" if r["aug_pool"] else "")
-        L.append(f"{r['preset']:<8}{r['seeds']:>6}{r['iterations']:>7}{views:>8}{r['s_per_it']:>9.3f}"
-                 f"{r['cpu_s_per_it']:>10.2f}{_hms(r['optimize_s']):>10}{_hms(r['total_s']):>10}" + mem(r))
+        L.append(
+            f"{r['preset']:<8}{r['seeds']:>6}{r['iterations']:>7}{views:>8}{r['s_per_it']:>9.3f}"
+            f"{r['cpu_s_per_it']:>10.2f}{_hms(r['optimize_s']):>10}{_hms(r['total_s']):>10}" + mem(r)
+        )
     L.append("views 1+2p: 1 clean + 2 augmented views from a pool of 16 whose target features are cached")
 
-    L += ["", "Against the original's way at the paper settings (seeds one after another, target re-encoded with a "
-          "graph, encoder weights requiring grad; same renderer), timed side by side in one process",
-          f"{'seeds':<7}{'original s/it':>14}{'engine s/it':>13}{'speed-up':>10}{'original total':>16}"
-          f"{'engine total':>14}{'orig. RSS':>11}{'engine RSS':>12}"]
+    L += [
+        "",
+        "Against the original's way at the paper settings (seeds one after another, target re-encoded with a "
+        "graph, encoder weights requiring grad; same renderer), timed side by side in one process",
+        f"{'seeds':<7}{'original s/it':>14}{'engine s/it':>13}{'speed-up':>10}{'original total':>16}"
+        f"{'engine total':>14}{'orig. RSS':>11}{'engine RSS':>12}",
+    ]
     for c in rep["compare"]:
         b, e = c["baseline"], c["engine"]
         star = "" if c["side_by_side"] else "*"
-        L.append(f"{c['seeds']:<7}{b['s_per_it']:>13.3f}{star:1}{e['s_per_it']:>13.3f}{c['speedup_per_iteration']:>9.1f}x"
-                 f"{_hms(b['total_s']):>16}{_hms(e['total_s']):>14}"
-                 f"{_mib(b['peak_rss_mib']):>11}{_mib(e['peak_rss_mib']):>12}")
+        L.append(
+            f"{c['seeds']:<7}{b['s_per_it']:>13.3f}{star:1}{e['s_per_it']:>13.3f}{c['speedup_per_iteration']:>9.1f}x"
+            f"{_hms(b['total_s']):>16}{_hms(e['total_s']):>14}"
+            f"{_mib(b['peak_rss_mib']):>11}{_mib(e['peak_rss_mib']):>12}"
+        )
     if cuda:
-        L.append("peak CUDA MiB, original / engine: " + ", ".join(
-            f"{c['seeds']} seeds {_mib(c['baseline'].get('peak_cuda_allocated_mib'))}"
-            f" / {_mib(c['engine'].get('peak_cuda_allocated_mib'))}" for c in rep["compare"]))
-    L.append("* 8 seeds: the original = 8 x its 1-seed time (sequential runs share nothing), the engine from its own "
-             "process. Peak memory: each alone in its own process. Not counted for the original: its diffvg "
-             "renderer, a process start and model loads per seed.")
+        L.append(
+            "peak CUDA MiB, original / engine: "
+            + ", ".join(
+                f"{c['seeds']} seeds {_mib(c['baseline'].get('peak_cuda_allocated_mib'))}"
+                f" / {_mib(c['engine'].get('peak_cuda_allocated_mib'))}"
+                for c in rep["compare"]
+            )
+        )
+    L.append(
+        "* 8 seeds: the original = 8 x its 1-seed time (sequential runs share nothing), the engine from its own "
+        "process. Peak memory: each alone in its own process. Not counted for the original: its diffvg "
+        "renderer, a process start and model loads per seed."
+    )
     h = rep["headline"]
-    L.append(f"original best-of-3 at paper settings {_hms(h['baseline_paper3_total_s'])} vs this engine's fast preset, "
-             f"best-of-3 {_hms(h['engine_fast3_total_s'])}: {h['ratio']:.0f}x less wall time")
+    L.append(
+        f"original best-of-3 at paper settings {_hms(h['baseline_paper3_total_s'])} vs this engine's fast preset, "
+        f"best-of-3 {_hms(h['engine_fast3_total_s'])}: {h['ratio']:.0f}x less wall time"
+    )
 
-    names = {"strokes": "strokes (1 seed, 224 px)", "seeds": "seeds (16 strokes, 224 px)",
-             "canvas": "canvas px (16 strokes, 1 seed; encoder input stays 224)"}
+    names = {
+        "strokes": "strokes (1 seed, 224 px)",
+        "seeds": "seeds (16 strokes, 224 px)",
+        "canvas": "canvas px (16 strokes, 1 seed; encoder input stays 224)",
+    }
     L += ["", "Scaling of the time per iteration (paper settings: 1 clean + 4 fresh augmented views per seed)"]
     for axis, rows in rep["scaling"].items():
         base = rows[0]["s_per_it"]
-        L.append(f"  {names[axis]}: " + "   ".join(
-            f"{r['value']}: {r['s_per_it']:.3f} s ({r['s_per_it'] / base:.2f}x)" for r in rows))
+        L.append(
+            f"  {names[axis]}: "
+            + "   ".join(f"{r['value']}: {r['s_per_it']:.3f} s ({r['s_per_it'] / base:.2f}x)" for r in rows)
+        )
     return "\n".join(L)
 
 
 # --------------------------------------------------------------------------- main
 
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny test encoders, few iterations (under 3 minutes)")
     ap.add_argument("--devices", nargs="+", default=None, help="cpu and/or cuda (default: cpu, plus cuda if present)")
-    ap.add_argument("--measure", type=int, default=None, help="iterations timed per case (default 4 CPU, 3 quick, 20 CUDA)")
+    ap.add_argument(
+        "--measure", type=int, default=None, help="iterations timed per case (default 4 CPU, 3 quick, 20 CUDA)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     ap.add_argument("--loss-model", default="RN101", help="open_clip ResNet name built with random weights")
     ap.add_argument("--saliency-model", default="ViT-B-32", help="open_clip ViT name built with random weights")
-    ap.add_argument("--u2net-dir", default=None, help="folder with rembg's u2netp.onnx (default $U2NET_HOME, else "
-                                                      "the copy bundled in clipasso/data)")
+    ap.add_argument(
+        "--u2net-dir",
+        default=None,
+        help="folder with rembg's u2netp.onnx (default $U2NET_HOME, else the copy bundled in clipasso/data)",
+    )
     ap.add_argument("--table-only", action="store_true", help="print the tables of the last saved run")
     ap.add_argument("--results", default=None, help="folder of the JSON results (default bench/results)")
-    ap.add_argument("--only-whole", action="store_true", help="only the whole-sketch section (fast and paper, whole "
-                                                              "runs and what each speed-up buys); merged into the "
-                                                              "saved results")
+    ap.add_argument(
+        "--only-whole",
+        action="store_true",
+        help="only the whole-sketch section (fast and paper, whole "
+        "runs and what each speed-up buys); merged into the "
+        "saved results",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -848,9 +1111,14 @@ def main(argv=None) -> int:
         path = results / f"speed_{dev}{suffix}.json"
         if args.only_whole:  # keep the other sections of the last full run
             old = json.loads(path.read_text()) if path.is_file() else {}
-            info = dict(old.get("info", {}), device=dev, threads=args.threads, cores=os.cpu_count(),
-                        torch=torch.__version__, device_name=(torch.cuda.get_device_name(0) if dev == "cuda"
-                                                              else cpu_name()))
+            info = dict(
+                old.get("info", {}),
+                device=dev,
+                threads=args.threads,
+                cores=os.cpu_count(),
+                torch=torch.__version__,
+                device_name=(torch.cuda.get_device_name(0) if dev == "cuda" else cpu_name()),
+            )
             old.update(whole=rep["whole"], whole_info=info)
             rep = old
             print(whole_table(rep["whole"], info))

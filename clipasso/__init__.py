@@ -18,18 +18,36 @@ gallery command and its metrics) and `testing` (tiny random models for tests and
 imported by the pipeline. Heavy imports (open_clip, timm, rembg) happen only when a stage that needs
 them runs.
 """
+
 import importlib
 import importlib.util
 
 from .errors import ClipassoError
 
-__all__ = ["Strokes", "StrokeError", "ClipassoError", "SketchSettings", "sketch", "render", "read_svg",
-           "write_svg", "to_svg"]
+__all__ = [
+    "Strokes",
+    "StrokeError",
+    "ClipassoError",
+    "SketchSettings",
+    "sketch",
+    "render",
+    "read_svg",
+    "write_svg",
+    "to_svg",
+]
 __version__ = "0.3.0"
 
 # imported on first use, so that ``import clipasso`` (and the command line's parsing and checks) loads no torch
-_LAZY = {"Strokes": "strokes", "StrokeError": "strokes", "sketch": "pipeline", "SketchSettings": "settings",
-         "render": "render.raster", "read_svg": "output.svg", "write_svg": "output.svg", "to_svg": "output.svg"}
+_LAZY = {
+    "Strokes": "strokes",
+    "StrokeError": "strokes",
+    "sketch": "pipeline",
+    "SketchSettings": "settings",
+    "render": "render.raster",
+    "read_svg": "output.svg",
+    "write_svg": "output.svg",
+    "to_svg": "output.svg",
+}
 
 
 def __getattr__(name):

@@ -1,4 +1,5 @@
 """python -m clipasso ..."""
+
 import sys
 
 from .cli import main

@@ -13,6 +13,7 @@ truncated destination.
         f.write(text)
     write_text_atomic("out.json", text)
 """
+
 from __future__ import annotations
 
 import os
@@ -108,5 +109,4 @@ def save_image_atomic(image, dest: PathLike, **options) -> Path:
     return dest
 
 
-__all__ = ["atomic_path", "atomic_open", "write_text_atomic", "save_image_atomic",
-           "probe_folder", "TEMP_PREFIX"]
+__all__ = ["atomic_path", "atomic_open", "write_text_atomic", "save_image_atomic", "probe_folder", "TEMP_PREFIX"]

@@ -13,6 +13,7 @@ said ``off`` for fp32), mapped by `precision_word`, here only.
 
 Imports no torch at module level: the settings (and the command line's parsing) read the words.
 """
+
 from __future__ import annotations
 
 import functools
@@ -57,9 +58,11 @@ def cpu_bf16_native() -> bool:
     return False
 
 
-def amp_dtype(precision: str, device: "torch.device",
-              accelerator: Optional[Callable[["torch.device"], Optional["torch.dtype"]]] = None
-              ) -> Optional["torch.dtype"]:
+def amp_dtype(
+    precision: str,
+    device: "torch.device",
+    accelerator: Optional[Callable[["torch.device"], Optional["torch.dtype"]]] = None,
+) -> Optional["torch.dtype"]:
     """Autocast dtype of the encoder (None = fp32) for a precision word (`PRECISIONS` or an alias) on
     ``device``.
 
@@ -155,5 +158,16 @@ def pick_device(device: str = "auto") -> "torch.device":
         raise PipelineError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from exc
 
 
-__all__ = ["PRECISIONS", "PRECISION_ALIASES", "DEVICES", "precision_word", "cpu_bf16_native", "amp_dtype",
-           "eval_amp_dtype", "precision_label", "autocast", "grad_scaler_needed", "pick_device"]
+__all__ = [
+    "PRECISIONS",
+    "PRECISION_ALIASES",
+    "DEVICES",
+    "precision_word",
+    "cpu_bf16_native",
+    "amp_dtype",
+    "eval_amp_dtype",
+    "precision_label",
+    "autocast",
+    "grad_scaler_needed",
+    "pick_device",
+]

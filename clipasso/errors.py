@@ -5,6 +5,7 @@ Each stage keeps its own subclass (``ImageError``, ``StrokeError``, ``WeightsNot
 they also derive from the built-in class they always were (ValueError, FileNotFoundError), so code that
 caught those keeps working. The stage errors that several modules raise are defined here.
 """
+
 from __future__ import annotations
 
 
@@ -36,5 +37,12 @@ class ModelConfigError(ClipassoError, ValueError):
     """A model name or config that open_clip cannot build."""
 
 
-__all__ = ["ClipassoError", "PipelineError", "OptimizeError", "AbstractionError", "WeightsNotFoundError",
-           "WeightsFileError", "ModelConfigError"]
+__all__ = [
+    "ClipassoError",
+    "PipelineError",
+    "OptimizeError",
+    "AbstractionError",
+    "WeightsNotFoundError",
+    "WeightsFileError",
+    "ModelConfigError",
+]

@@ -9,6 +9,7 @@ The stages in order, each a call into its folder:
     post       best of N (post.select), automatic abstraction, drawing order (post.abstraction, post.order)
     output     a stretched sketch mapped back to the picture's shape; SVG / PNG (output)
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,6 @@ EXAMPLE_IMAGE = DATA_DIR / "example.jpg"
 SALIENCY_METHODS_WITH_CLIP = ("clip-attention", "clip-relevancy")
 
 
-
-
 @dataclass
 class SketchResult:
     """What `sketch` returns.
@@ -53,10 +52,11 @@ class SketchResult:
     ``frame_strokes``, ``run``, ``abstraction`` and ``drawing_order`` stay in the optimisation frame,
     so they line up with each other and with the losses.
     """
-    strokes: Strokes            # the winner: one candidate, with its loss, seed and best iteration
-    candidates: Strokes         # every candidate's best state (losses = best eval loss)
-    index: int                  # winner's position in `candidates`
-    target: torch.Tensor        # [3, S, S] the processed image the loss compared against
+
+    strokes: Strokes  # the winner: one candidate, with its loss, seed and best iteration
+    candidates: Strokes  # every candidate's best state (losses = best eval loss)
+    index: int  # winner's position in `candidates`
+    target: torch.Tensor  # [3, S, S] the processed image the loss compared against
     mask: Optional[torch.Tensor]
     saliency: Optional[torch.Tensor]
     initial: Strokes
@@ -64,9 +64,9 @@ class SketchResult:
     settings: Dict
     notes: List[str] = field(default_factory=list)
     seconds: float = 0.0
-    abstraction: Optional[object] = None    # clipasso.post.abstraction.AbstractionResult (auto_strokes)
+    abstraction: Optional[object] = None  # clipasso.post.abstraction.AbstractionResult (auto_strokes)
     drawing_order: Optional[object] = None  # clipasso.post.order.OrderResult (drawing_order=True)
-    framing: str = "pad"                    # how the picture was put on the canvas (clipasso.prepare.images.FRAMINGS)
+    framing: str = "pad"  # how the picture was put on the canvas (clipasso.prepare.images.FRAMINGS)
     frame_strokes: Optional[Strokes] = None  # the winner in the optimisation frame (as the loss saw it)
     sketch_settings: Optional[SketchSettings] = None  # every setting the sketch was made with
 
@@ -103,8 +103,14 @@ class SketchResult:
         save_image_atomic(to_pil(self.render(scale)), path)
 
 
-def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: Optional[Callable] = None,
-           should_stop: Optional[Callable[[], bool]] = None, **overrides) -> SketchResult:
+def sketch(
+    image=None,
+    settings: Optional[SketchSettings] = None,
+    *,
+    callback: Optional[Callable] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    **overrides,
+) -> SketchResult:
     """Sketch ``image`` (file path, PIL, numpy, tensor; None = the bundled example) with CLIPasso.
 
     settings: a `clipasso.settings.SketchSettings` (default: the ``preset`` override's, else "paper");
@@ -140,8 +146,14 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
 
     encoder = None  # loss="trace" needs no CLIP model (the saliency step may still use one)
     if cfg.uses_clip:
-        encoder = load_clip(s.clip_model, s.clip_pretrained, weights=s.clip_weights, models_dir=s.models_dir,
-                            device=dev, allow_download=s.allow_download)
+        encoder = load_clip(
+            s.clip_model,
+            s.clip_pretrained,
+            weights=s.clip_weights,
+            models_dir=s.models_dir,
+            device=dev,
+            allow_download=s.allow_download,
+        )
     from .objective import Objective
 
     objective = Objective.build(cfg, encoder, target, dev)  # once: optimiser, selection, pruning, growing, order
@@ -157,8 +169,9 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
     n_strokes = s.optimized_strokes
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        initial = initialize_strokes((canvas, canvas), n_strokes, list(seed_list), saliency=sal, edges=edges,
-                                     mask=mask, settings=s)
+        initial = initialize_strokes(
+            (canvas, canvas), n_strokes, list(seed_list), saliency=sal, edges=edges, mask=mask, settings=s
+        )
     notes.extend(str(w.message) for w in caught)
 
     run = optimize(initial, target, objective, cfg, callback=callback, should_stop=should_stop, seeds=seed_list)
@@ -170,39 +183,86 @@ def sketch(image=None, settings: Optional[SketchSettings] = None, *, callback: O
             prior = sal if mask is None else sal * mask.to(sal)
             if not float(prior.max()) > 0:
                 prior = None
-        winner, ab_result, ordering = post_process(winner, target, objective, cfg, s, should_stop=should_stop,
-                                                   prior=prior)
+        winner, ab_result, ordering = post_process(
+            winner, target, objective, cfg, s, should_stop=should_stop, prior=prior
+        )
     if run.cancelled:
-        notes.append(f"cancelled after {run.iterations_run} of {cfg.iterations} iterations; "
-                     "returning the best state reached")
+        notes.append(
+            f"cancelled after {run.iterations_run} of {cfg.iterations} iterations; returning the best state reached"
+        )
     elif run.stop_reason == "plateau":
-        notes.append(f"stopped on a plateau at iteration {run.iterations_run} of {cfg.iterations}: no seed's loss "
-                     f"improved by more than {100 * cfg.plateau:g}% over the last {cfg.plateau_window} steps")
+        notes.append(
+            f"stopped on a plateau at iteration {run.iterations_run} of {cfg.iterations}: no seed's loss "
+            f"improved by more than {100 * cfg.plateau:g}% over the last {cfg.plateau_window} steps"
+        )
     summary = {name: value for name, value in s.to_dict().items() if name in SUMMARY_FIELDS}
-    summary.update(strokes=int(n_strokes), seeds=list(seed_list), canvas=canvas, device=str(dev),
-                   clip_model=encoder.name if encoder is not None else None,
-                   clip_source=encoder.source if encoder is not None else None,
-                   text_weight=cfg.text_weight if cfg.text else None, reseed_interval=cfg.reseed_every,
-                   abstraction=(s.abstraction_method if s.auto_strokes is not None else None),
-                   input_size=[pic_h, pic_w], precision=precision_label(objective.amp_dtype),
-                   stop_reason=run.stop_reason, iterations_run=run.iterations_run, survivors=run.survivors)
+    summary.update(
+        strokes=int(n_strokes),
+        seeds=list(seed_list),
+        canvas=canvas,
+        device=str(dev),
+        clip_model=encoder.name if encoder is not None else None,
+        clip_source=encoder.source if encoder is not None else None,
+        text_weight=cfg.text_weight if cfg.text else None,
+        reseed_interval=cfg.reseed_every,
+        abstraction=(s.abstraction_method if s.auto_strokes is not None else None),
+        input_size=[pic_h, pic_w],
+        precision=precision_label(objective.amp_dtype),
+        stop_reason=run.stop_reason,
+        iterations_run=run.iterations_run,
+        survivors=run.survivors,
+    )
     if sum(run.reseeded):
-        notes.append(f"re-seeded {sum(run.reseeded)} stroke(s) that had shrunk to dots "
-                     f"(per seed: {', '.join(str(n) for n in run.reseeded)})")
+        notes.append(
+            f"re-seeded {sum(run.reseeded)} stroke(s) that had shrunk to dots "
+            f"(per seed: {', '.join(str(n) for n in run.reseeded)})"
+        )
     # post-processing above ran in the optimisation frame; only now is a stretched sketch un-stretched
     shown = to_picture_frame(winner, pic_h, pic_w, s.framing)
     shown_candidates = to_picture_frame(run.strokes, pic_h, pic_w, s.framing)
-    return SketchResult(strokes=shown, candidates=shown_candidates, index=index, target=target, mask=mask,
-                        saliency=sal, initial=initial, run=run, settings=summary, notes=notes,
-                        seconds=time.perf_counter() - t0, abstraction=ab_result, drawing_order=ordering,
-                        framing=s.framing, frame_strokes=winner, sketch_settings=s)
+    return SketchResult(
+        strokes=shown,
+        candidates=shown_candidates,
+        index=index,
+        target=target,
+        mask=mask,
+        saliency=sal,
+        initial=initial,
+        run=run,
+        settings=summary,
+        notes=notes,
+        seconds=time.perf_counter() - t0,
+        abstraction=ab_result,
+        drawing_order=ordering,
+        framing=s.framing,
+        frame_strokes=winner,
+        sketch_settings=s,
+    )
 
 
 # The settings a `SketchResult.settings` summary reports as they are; the rest of it is what the run used or
 # found (stroke count placed, seed list, device, encoder, precision, stop reason, ...).
-SUMMARY_FIELDS = ("preset", "iterations", "loss", "saliency", "background_removal", "num_augs", "aug_pool", "lr",
-                  "text", "optimize_width", "optimize_opacity", "optimize_color", "color_from_image", "pen_width",
-                  "framing", "seed_trial", "seed_survivors", "plateau", "plateau_window")
+SUMMARY_FIELDS = (
+    "preset",
+    "iterations",
+    "loss",
+    "saliency",
+    "background_removal",
+    "num_augs",
+    "aug_pool",
+    "lr",
+    "text",
+    "optimize_width",
+    "optimize_opacity",
+    "optimize_color",
+    "color_from_image",
+    "pen_width",
+    "framing",
+    "seed_trial",
+    "seed_survivors",
+    "plateau",
+    "plateau_window",
+)
 
 
 def _saliency(target, mask, s: SketchSettings, dev):
@@ -214,16 +274,31 @@ def _saliency(target, mask, s: SketchSettings, dev):
 
     sal_encoder = None
     if method in SALIENCY_METHODS_WITH_CLIP:
-        sal_encoder = load_clip(s.saliency_model, s.saliency_pretrained, weights=s.saliency_weights,
-                                models_dir=s.models_dir, device=dev, allow_download=s.allow_download)
+        sal_encoder = load_clip(
+            s.saliency_model,
+            s.saliency_pretrained,
+            weights=s.saliency_weights,
+            models_dir=s.models_dir,
+            device=dev,
+            allow_download=s.allow_download,
+        )
     elif method == "timm-vit" and s.saliency_model != DEFAULT_SALIENCY_MODEL:
         sal_encoder = s.saliency_model  # a timm model name (the default is DINO ViT-S/8)
     return saliency_map(target, s, encoder=sal_encoder, mask=mask).float().cpu()
 
 
-def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
-                 settings=None, *, device=None, should_stop: Optional[Callable[[], bool]] = None,
-                 prior: Optional[torch.Tensor] = None, **overrides):
+def post_process(
+    winner: Strokes,
+    target: torch.Tensor,
+    encoder,
+    config: Optional[OptimizeConfig] = None,
+    settings=None,
+    *,
+    device=None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    prior: Optional[torch.Tensor] = None,
+    **overrides,
+):
     """What `clipasso.pipeline.sketch` runs after best-of-N, as ``settings`` say (a `SketchSettings` or its
     `SelectSettings`; None: the defaults; ``overrides``: select fields on top, e.g. ``auto_strokes=0.9,
     abstraction_method="grow", drawing_order=True``): with ``auto_strokes`` set, automatic abstraction
@@ -238,16 +313,29 @@ def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optiona
     abstraction = ordering = None
     fidelity, method = select.auto_strokes, select.abstraction_method
     if fidelity is not None:
+
         def report(k, loss, _):
             abstraction_log.info("automatic abstraction (%s): %d strokes, loss %.4f", method, k, loss)
+
         try:
-            abstraction = abstract(winner, target, encoder, config, whole, prior=prior, device=device,
-                                   callback=report, should_stop=should_stop)
+            abstraction = abstract(
+                winner,
+                target,
+                encoder,
+                config,
+                whole,
+                prior=prior,
+                device=device,
+                callback=report,
+                should_stop=should_stop,
+            )
         except NoImprovementError as exc:  # keep the run's result rather than losing it
             warnings.warn(f"automatic abstraction skipped: {exc}", RuntimeWarning, stacklevel=2)
         else:
             winner = abstraction.strokes.replace(seeds=winner.seeds)
-            abstraction_log.info("automatic abstraction: chose %d strokes for fidelity %.2f", abstraction.count, fidelity)
+            abstraction_log.info(
+                "automatic abstraction: chose %d strokes for fidelity %.2f", abstraction.count, fidelity
+            )
     if select.drawing_order:
         from .post.order import greedy_order
 
@@ -258,6 +346,13 @@ def post_process(winner: Strokes, target: torch.Tensor, encoder, config: Optiona
     return winner, abstraction, ordering
 
 
-
-__all__ = ["sketch", "SketchResult", "SketchSettings", "post_process", "prepare_target", "to_picture_frame",
-           "PipelineError", "EXAMPLE_IMAGE"]
+__all__ = [
+    "sketch",
+    "SketchResult",
+    "SketchSettings",
+    "post_process",
+    "prepare_target",
+    "to_picture_frame",
+    "PipelineError",
+    "EXAMPLE_IMAGE",
+]

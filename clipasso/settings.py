@@ -18,6 +18,7 @@ changes.
     s.strokes, s.place.strokes            # 8, 8: fields are reachable from the whole and from their stage
     s.replace(seeds=1).validate()
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,12 +40,23 @@ DEFAULT_TRACE_SIGMAS = (1.0, 2.0, 4.0, 8.0)
 SALIENCY_METHODS = ("clip-attention", "clip-relevancy", "timm-vit", "mask", "none")
 ABSTRACTION_METHODS = ("prune", "grow")
 MATTING_MODELS = (  # rembg's model names (a static list: rembg is not imported to know them)
-    "u2netp", "u2net", "u2net_human_seg", "silueta", "isnet-general-use", "isnet-anime",
-    "birefnet-general", "birefnet-general-lite", "birefnet-portrait", "birefnet-dis",
-    "birefnet-hrsod", "birefnet-cod", "birefnet-massive", "bria-rmbg",
+    "u2netp",
+    "u2net",
+    "u2net_human_seg",
+    "silueta",
+    "isnet-general-use",
+    "isnet-anime",
+    "birefnet-general",
+    "birefnet-general-lite",
+    "birefnet-portrait",
+    "birefnet-dis",
+    "birefnet-hrsod",
+    "birefnet-cod",
+    "birefnet-massive",
+    "bria-rmbg",
 )
-SEED_SPACING = 1000      # the original ran seeds 0, 1000, 2000
-DEFAULT_FIDELITY = 0.9   # automatic abstraction keeps 90 % of the loss improvement unless told otherwise
+SEED_SPACING = 1000  # the original ran seeds 0, 1000, 2000
+DEFAULT_FIDELITY = 0.9  # automatic abstraction keeps 90 % of the loss improvement unless told otherwise
 MAX_SEEDS = 64
 
 
@@ -54,23 +66,25 @@ class SettingsError(ClipassoError, ValueError):
 
 # --------------------------------------------------------------------------- one option
 
+
 @dataclass(frozen=True)
 class Option:
     """What the front-ends need to know of one field besides its default."""
+
     help: str
     choices: Optional[Tuple] = None
     low: Optional[float] = None
     high: Optional[float] = None
-    low_open: bool = False          # value > low, not >= low
-    high_open: bool = False         # value < high, not <= high
-    meaning: str = ""               # what a value is, for messages ("a fidelity in (0, 1], e.g. 0.9")
+    low_open: bool = False  # value > low, not >= low
+    high_open: bool = False  # value < high, not <= high
+    meaning: str = ""  # what a value is, for messages ("a fidelity in (0, 1], e.g. 0.9")
     unit: str = ""
-    above: str = ""                 # why larger values are refused
-    flag: Optional[str] = None      # CLI flag (None: --field-name; "" : no CLI option)
+    above: str = ""  # why larger values are refused
+    flag: Optional[str] = None  # CLI flag (None: --field-name; "" : no CLI option)
     off_help: Optional[str] = None  # help of the CLI flag that turns a default-on option off
     metavar: Optional[str] = None
-    step: Optional[float] = None    # node widget step
-    kind: str = "any"               # int, float, bool, str, choice, any
+    step: Optional[float] = None  # node widget step
+    kind: str = "any"  # int, float, bool, str, choice, any
     canonical: Optional[Callable[[Any], Any]] = None  # older words -> today's (e.g. device.precision_word)
 
     def problem(self, label: str, value) -> Optional[str]:
@@ -86,8 +100,11 @@ class Option:
         if self.kind == "str":
             return None if isinstance(value, str) else f"{label} must be a string (text); got {value!r}"
         if self.kind in ("int", "float"):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    (self.kind == "int" and not float(value).is_integer()):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (self.kind == "int" and not float(value).is_integer())
+            ):
                 if self.meaning:
                     return f"{label} must be {self.meaning}; got {value!r}"
                 what = "a whole number" if self.kind == "int" else "a number"
@@ -109,14 +126,17 @@ class Option:
             if self.meaning:
                 return f"{label} must be {self.meaning}; got {value}"
             return f"{label} must be a finite number{self._range_text()}; got {value}"
-        outside = (self.high is not None and (value > self.high or (self.high_open and value >= self.high))) or \
-            (self.low is not None and (value < self.low or (self.low_open and value <= self.low)))
+        outside = (self.high is not None and (value > self.high or (self.high_open and value >= self.high))) or (
+            self.low is not None and (value < self.low or (self.low_open and value <= self.low))
+        )
         if outside and self.meaning:
             return f"{label} must be {self.meaning}; got {fmt(value)}"
         if self.high is not None and self.high_open and value >= self.high:
             return f"{label} must be below {fmt(self.high)}{unit}; got {fmt(value)}"
         if self.high is not None and value > self.high:
-            return f"{label} must be at most {fmt(self.high)}{unit}; got {fmt(value)}" + (f" ({self.above})" if self.above else "")
+            return f"{label} must be at most {fmt(self.high)}{unit}; got {fmt(value)}" + (
+                f" ({self.above})" if self.above else ""
+            )
         if self.low is not None and (value < self.low or (self.low_open and value <= self.low)):
             top = f" (at most {fmt(self.high)}{unit})" if self.high is not None else ""
             if self.low_open:
@@ -138,9 +158,19 @@ def option(default, help: str, **meta) -> Any:
     """A settings field: its default and its `Option`."""
     kind = meta.pop("kind", None)
     if kind is None:
-        kind = ("choice" if meta.get("choices") is not None else "bool" if isinstance(default, bool) else
-                "int" if isinstance(default, int) else "float" if isinstance(default, float) else
-                "str" if isinstance(default, str) else "any")
+        kind = (
+            "choice"
+            if meta.get("choices") is not None
+            else "bool"
+            if isinstance(default, bool)
+            else "int"
+            if isinstance(default, int)
+            else "float"
+            if isinstance(default, float)
+            else "str"
+            if isinstance(default, str)
+            else "any"
+        )
     opt = Option(help=help, kind=kind, **meta)
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata={"option": opt})
@@ -168,8 +198,9 @@ class _Stage:
         elif isinstance(settings, SketchSettings):
             settings = settings.optimize_config() if cls is OptimizeConfig else getattr(settings, _STAGE_OF[cls])
         if not isinstance(settings, cls):
-            raise SettingsError(f"settings must be a {cls.__name__} (or a SketchSettings); got "
-                                f"{type(settings).__name__}")
+            raise SettingsError(
+                f"settings must be a {cls.__name__} (or a SketchSettings); got {type(settings).__name__}"
+            )
         label = label or (lambda name: name)
         return settings.replace(**overrides).validate(label) if overrides else settings.validate(label)
 
@@ -182,8 +213,10 @@ class _Stage:
     def replace(self, **changes):
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
-            raise SettingsError(f"{type(self).__name__} has no setting(s) {', '.join(unknown)}; its settings are: "
-                                f"{', '.join(f.name for f in fields(self))}")
+            raise SettingsError(
+                f"{type(self).__name__} has no setting(s) {', '.join(unknown)}; its settings are: "
+                f"{', '.join(f.name for f in fields(self))}"
+            )
         return dataclasses.replace(self, **changes)
 
     def problems(self, label=lambda name: name) -> Iterator[str]:
@@ -209,22 +242,43 @@ class _Stage:
 
 # --------------------------------------------------------------------------- the stages
 
+
 @dataclass(frozen=True)
 class PrepareSettings(_Stage):
-    canvas: int = option(224, "working canvas side in pixels; 224 is CLIP's input, larger (e.g. 448) draws finer lines, "
-                              "downsampled for the loss", low=64, high=1024, unit="pixels", step=8,
-                         above="224 is CLIP's input; larger canvases only render finer", metavar="PX")
-    framing: str = option("stretch", "how the picture goes onto the square canvas: stretch (the original's default; a "
-                                     "stretched sketch comes back in the picture's shape), fix-scale (the original's "
-                                     "fix_scale=1: a white square, 10 picture pixels a side), pad (a white square, "
-                                     "10/224 margin)", choices=FRAMINGS)
-    background_removal: bool = option(True, "cut the object out with rembg's u2netp first (bundled; the picture's own "
-                                            "alpha is used instead when it has one)",
-                                      flag="--no-background-removal", off_help="do not remove the background")
-    matting_model: str = option("u2netp", "rembg model for background removal: u2netp (the small U2-Net, 4.6 MB, "
-                                          "ships with clipasso so it works offline), u2net (the full U2-Net the "
-                                          "original used, 176 MB, downloaded by rembg or put in the models folder), "
-                                          "or another rembg model: " + ", ".join(MATTING_MODELS[2:]), metavar="NAME")
+    canvas: int = option(
+        224,
+        "working canvas side in pixels; 224 is CLIP's input, larger (e.g. 448) draws finer lines, "
+        "downsampled for the loss",
+        low=64,
+        high=1024,
+        unit="pixels",
+        step=8,
+        above="224 is CLIP's input; larger canvases only render finer",
+        metavar="PX",
+    )
+    framing: str = option(
+        "stretch",
+        "how the picture goes onto the square canvas: stretch (the original's default; a "
+        "stretched sketch comes back in the picture's shape), fix-scale (the original's "
+        "fix_scale=1: a white square, 10 picture pixels a side), pad (a white square, "
+        "10/224 margin)",
+        choices=FRAMINGS,
+    )
+    background_removal: bool = option(
+        True,
+        "cut the object out with rembg's u2netp first (bundled; the picture's own "
+        "alpha is used instead when it has one)",
+        flag="--no-background-removal",
+        off_help="do not remove the background",
+    )
+    matting_model: str = option(
+        "u2netp",
+        "rembg model for background removal: u2netp (the small U2-Net, 4.6 MB, "
+        "ships with clipasso so it works offline), u2net (the full U2-Net the "
+        "original used, 176 MB, downloaded by rembg or put in the models folder), "
+        "or another rembg model: " + ", ".join(MATTING_MODELS[2:]),
+        metavar="NAME",
+    )
 
 
 @dataclass(frozen=True)
@@ -232,77 +286,176 @@ class ModelSettings(_Stage):
     clip_model: str = option(DEFAULT_LOSS_MODEL, "open_clip model of the loss", metavar="NAME")
     clip_pretrained: str = option(DEFAULT_PRETRAINED, "pretrained tag of the loss model", metavar="TAG")
     clip_weights: Any = option(None, "explicit weights file of the loss model", metavar="FILE")
-    saliency_model: str = option(DEFAULT_SALIENCY_MODEL, "open_clip ViT of the saliency map (or a timm model with "
-                                                         "saliency timm-vit)", metavar="NAME")
-    saliency_pretrained: str = option(DEFAULT_PRETRAINED, "pretrained tag of the saliency model", flag="",
-                                      metavar="TAG")
+    saliency_model: str = option(
+        DEFAULT_SALIENCY_MODEL,
+        "open_clip ViT of the saliency map (or a timm model with saliency timm-vit)",
+        metavar="NAME",
+    )
+    saliency_pretrained: str = option(
+        DEFAULT_PRETRAINED, "pretrained tag of the saliency model", flag="", metavar="TAG"
+    )
     saliency_weights: Any = option(None, "explicit weights file of the saliency model", metavar="FILE")
-    models_dir: Any = option(None, "folder of weights files (CLIP, matting), searched before the caches; "
-                                   "$CLIPASSO_MODELS_DIR too", metavar="DIR")
-    allow_download: bool = option(True, "download missing weights on first use", flag="--offline",
-                                  off_help="never download weights; fail with where to put them")
+    models_dir: Any = option(
+        None,
+        "folder of weights files (CLIP, matting), searched before the caches; $CLIPASSO_MODELS_DIR too",
+        metavar="DIR",
+    )
+    allow_download: bool = option(
+        True,
+        "download missing weights on first use",
+        flag="--offline",
+        off_help="never download weights; fail with where to put them",
+    )
     device: str = option("auto", "compute device: auto picks cuda, then mps, then cpu", choices=DEVICES)
 
 
 @dataclass(frozen=True)
 class PlaceSettings(_Stage):
-    strokes: int = option(16, "number of strokes (the abstraction level)", low=1, high=1024, unit="strokes",
-                          above="every stroke is rendered for every seed on every step; 100000 strokes took 7 GB "
-                                "and 5 min for a single iteration", metavar="N")
-    saliency: str = option("clip-attention", "where strokes start: clip-attention (the original), clip-relevancy "
-                                             "(the paper), timm-vit (a timm ViT such as DINO), mask (inside the object "
-                                             "mask, no model) or none (uniformly random)",
-                           choices=SALIENCY_METHODS, metavar="METHOD")
-    saliency_text: Optional[str] = option(None, "prompt for clip-relevancy (relevancy to this text instead of to "
-                                                "the picture)", metavar="PROMPT", kind="str")
-    use_edges: bool = option(True, "multiply the saliency by the XDoG ink map (the original's)", flag="--no-xdog",
-                             off_help="do not restrict start points to the XDoG edge map (the paper intersects them)")
-    temperature: float = option(0.3, "softmax temperature of the start-point sampling (lower: more concentrated)",
-                                low=0, high=100, low_open=True, step=0.01,
-                                above="the start points become uniformly random long before that", metavar="T")
+    strokes: int = option(
+        16,
+        "number of strokes (the abstraction level)",
+        low=1,
+        high=1024,
+        unit="strokes",
+        above="every stroke is rendered for every seed on every step; 100000 strokes took 7 GB "
+        "and 5 min for a single iteration",
+        metavar="N",
+    )
+    saliency: str = option(
+        "clip-attention",
+        "where strokes start: clip-attention (the original), clip-relevancy "
+        "(the paper), timm-vit (a timm ViT such as DINO), mask (inside the object "
+        "mask, no model) or none (uniformly random)",
+        choices=SALIENCY_METHODS,
+        metavar="METHOD",
+    )
+    saliency_text: Optional[str] = option(
+        None,
+        "prompt for clip-relevancy (relevancy to this text instead of to the picture)",
+        metavar="PROMPT",
+        kind="str",
+    )
+    use_edges: bool = option(
+        True,
+        "multiply the saliency by the XDoG ink map (the original's)",
+        flag="--no-xdog",
+        off_help="do not restrict start points to the XDoG edge map (the paper intersects them)",
+    )
+    temperature: float = option(
+        0.3,
+        "softmax temperature of the start-point sampling (lower: more concentrated)",
+        low=0,
+        high=100,
+        low_open=True,
+        step=0.01,
+        above="the start points become uniformly random long before that",
+        metavar="T",
+    )
     num_segments: int = option(1, "cubic Bezier segments per stroke", low=1, high=16, flag="--segments", metavar="N")
-    width: float = option(1.5, "stroke half-width in canvas pixels (1.5 draws CLIPasso's 3 px line)", low=0,
-                          high=50, low_open=True, flag="",
-                          meaning="a half-width in canvas pixels in (0, 50], e.g. 1.5 (a 3 px line)")
+    width: float = option(
+        1.5,
+        "stroke half-width in canvas pixels (1.5 draws CLIPasso's 3 px line)",
+        low=0,
+        high=50,
+        low_open=True,
+        flag="",
+        meaning="a half-width in canvas pixels in (0, 50], e.g. 1.5 (a 3 px line)",
+    )
 
 
 @dataclass(frozen=True)
 class ObjectiveSettings(_Stage):
     """The loss terms: geometric (CLIP intermediate layers) + semantic (embedding) [+ text] [+ trace]."""
-    loss: str = option("clip", "clip: the CLIPasso loss; trace: a weights-free image-space loss (no CLIP model); "
-                               "clip+trace: both added", choices=LOSS_MODES)
-    layer_weights: Optional[Dict[str, float]] = option(None, "weights of the geometric layers (None: layer2 and "
-                                                             "layer3 of a ResNet, 1 each)", flag="")
-    geometric_weight: float = option(1.0, "scale of the geometric term (intermediate encoder layers; CLIPasso: 1.0 "
-                                          "on ResNet layer2 and layer3)", low=0, high=100, step=0.1, metavar="W")
-    semantic_weight: float = option(0.1, "weight of the semantic term (final CLIP embedding; CLIPasso: 0.1)", low=0,
-                                    high=100, step=0.01, metavar="W")
-    text: Optional[str] = option(None, "text guidance: a short description such as 'a cat, side view'; the sketch is "
-                                       "nudged toward it through the loss model's text tower", metavar="PROMPT",
-                                 kind="str")
-    text_weight: float = option(0.3, "weight of the text term: 0.3 nudges, 1 and more let the words win over the "
-                                     "picture (bench/studies/text_guidance.py)", low=0, high=100, step=0.01,
-                                above="1 and more already let the words win over the picture", metavar="W")
-    trace_weight: float = option(1.0, "weight of the trace term with loss clip+trace", low=0, high=100, step=0.1,
-                                 above="the weight is relative to the CLIP loss, which is about 1", metavar="W")
-    trace_sigmas: Tuple[float, ...] = option(DEFAULT_TRACE_SIGMAS, "blur radii (pixels) at which the trace loss "
-                                                                   "compares ink", flag="")
-    trace_reference: str = option("edges", "what the trace loss traces: the target's XDoG lines or its grey "
-                                           "levels", choices=TRACE_REFERENCES, flag="")
-    num_augs: int = option(4, "augmented views (random perspective + crop) per step and candidate; 0 compares the "
-                              "clean view only", low=0, high=64, metavar="N")
-    aug_pool: int = option(0, "draw the augmented views from a fixed pool of this many, whose target features are "
-                              "computed once (0: fresh views every step, the original)", low=0, high=1024, flag="")
+
+    loss: str = option(
+        "clip",
+        "clip: the CLIPasso loss; trace: a weights-free image-space loss (no CLIP model); clip+trace: both added",
+        choices=LOSS_MODES,
+    )
+    layer_weights: Optional[Dict[str, float]] = option(
+        None, "weights of the geometric layers (None: layer2 and layer3 of a ResNet, 1 each)", flag=""
+    )
+    geometric_weight: float = option(
+        1.0,
+        "scale of the geometric term (intermediate encoder layers; CLIPasso: 1.0 on ResNet layer2 and layer3)",
+        low=0,
+        high=100,
+        step=0.1,
+        metavar="W",
+    )
+    semantic_weight: float = option(
+        0.1,
+        "weight of the semantic term (final CLIP embedding; CLIPasso: 0.1)",
+        low=0,
+        high=100,
+        step=0.01,
+        metavar="W",
+    )
+    text: Optional[str] = option(
+        None,
+        "text guidance: a short description such as 'a cat, side view'; the sketch is "
+        "nudged toward it through the loss model's text tower",
+        metavar="PROMPT",
+        kind="str",
+    )
+    text_weight: float = option(
+        0.3,
+        "weight of the text term: 0.3 nudges, 1 and more let the words win over the "
+        "picture (bench/studies/text_guidance.py)",
+        low=0,
+        high=100,
+        step=0.01,
+        above="1 and more already let the words win over the picture",
+        metavar="W",
+    )
+    trace_weight: float = option(
+        1.0,
+        "weight of the trace term with loss clip+trace",
+        low=0,
+        high=100,
+        step=0.1,
+        above="the weight is relative to the CLIP loss, which is about 1",
+        metavar="W",
+    )
+    trace_sigmas: Tuple[float, ...] = option(
+        DEFAULT_TRACE_SIGMAS, "blur radii (pixels) at which the trace loss compares ink", flag=""
+    )
+    trace_reference: str = option(
+        "edges",
+        "what the trace loss traces: the target's XDoG lines or its grey levels",
+        choices=TRACE_REFERENCES,
+        flag="",
+    )
+    num_augs: int = option(
+        4,
+        "augmented views (random perspective + crop) per step and candidate; 0 compares the clean view only",
+        low=0,
+        high=64,
+        metavar="N",
+    )
+    aug_pool: int = option(
+        0,
+        "draw the augmented views from a fixed pool of this many, whose target features are "
+        "computed once (0: fresh views every step, the original)",
+        low=0,
+        high=1024,
+        flag="",
+    )
     pool_seed: int = option(0, "seed of the augmentation pool", low=0, flag="")
     distortion: float = option(0.5, "perspective distortion of the augmentations", low=0, high=1, flag="")
     crop_scale: float = option(0.8, "area share of the augmentations' crop", low=0, high=1, low_open=True, flag="")
     distance: str = option("l2", "distance of the geometric term", choices=("l2", "l1"), flag="")
-    mixed_precision: str = option("auto", "encoder precision: auto (fp16 on CUDA; bf16 on a CPU with native bf16, "
-                                          "i.e. avx512_bf16 or AMX, much faster at nearly the same loss, see "
-                                          "docs/benchmarks.md; else fp32), fp32, fp16 (CUDA only; a CPU runs fp32), "
-                                          "bf16 ('off' is still read as fp32). The eval loss that keeps the best state "
-                                          "and picks the winner is fp32 under bf16",
-                                  choices=PRECISIONS, canonical=precision_word, flag="--precision")
+    mixed_precision: str = option(
+        "auto",
+        "encoder precision: auto (fp16 on CUDA; bf16 on a CPU with native bf16, "
+        "i.e. avx512_bf16 or AMX, much faster at nearly the same loss, see "
+        "docs/benchmarks.md; else fp32), fp32, fp16 (CUDA only; a CPU runs fp32), "
+        "bf16 ('off' is still read as fp32). The eval loss that keeps the best state "
+        "and picks the winner is fp32 under bf16",
+        choices=PRECISIONS,
+        canonical=precision_word,
+        flag="--precision",
+    )
 
     @property
     def uses_clip(self) -> bool:
@@ -318,58 +471,118 @@ class ObjectiveSettings(_Stage):
         except (TypeError, ValueError):
             sig = []
         if not sig or any(not math.isfinite(v) or v <= 0 for v in sig):
-            yield (f"{label('trace_sigmas')} must be positive blur radii in pixels, e.g. {DEFAULT_TRACE_SIGMAS}; "
-                   f"got {self.trace_sigmas!r}")
+            yield (
+                f"{label('trace_sigmas')} must be positive blur radii in pixels, e.g. {DEFAULT_TRACE_SIGMAS}; "
+                f"got {self.trace_sigmas!r}"
+            )
         if isinstance(self.num_augs, int) and isinstance(self.aug_pool, int) and 0 < self.aug_pool < self.num_augs:
-            yield (f"{label('num_augs')} ({self.num_augs}) cannot exceed the augmentation pool "
-                   f"({label('aug_pool')}, {self.aug_pool}); use fewer views or a larger pool")
+            yield (
+                f"{label('num_augs')} ({self.num_augs}) cannot exceed the augmentation pool "
+                f"({label('aug_pool')}, {self.aug_pool}); use fewer views or a larger pool"
+            )
 
 
 @dataclass(frozen=True)
 class OptimizerSettings(_Stage):
-    iterations: int = option(2000, "optimisation steps", low=0, high=100000, unit="steps",
-                             above="the paper uses 2000; stop a long run with Ctrl+C, which keeps the best sketch", metavar="N")
-    lr: float = option(1.0, "Adam step size in canvas pixels (CLIPasso: 1.0)", low=0, high=100, low_open=True,
-                       unit="pixels per step", step=0.01,
-                       above="a step that large throws the points off the canvas and the sketch never improves on "
-                             "its starting strokes; CLIPasso uses 1.0", metavar="LR")
-    eval_interval: int = option(10, "steps between evaluations of the clean-view loss (the best state is kept)",
-                                low=1, high=100000, flag="")
+    iterations: int = option(
+        2000,
+        "optimisation steps",
+        low=0,
+        high=100000,
+        unit="steps",
+        above="the paper uses 2000; stop a long run with Ctrl+C, which keeps the best sketch",
+        metavar="N",
+    )
+    lr: float = option(
+        1.0,
+        "Adam step size in canvas pixels (CLIPasso: 1.0)",
+        low=0,
+        high=100,
+        low_open=True,
+        unit="pixels per step",
+        step=0.01,
+        above="a step that large throws the points off the canvas and the sketch never improves on "
+        "its starting strokes; CLIPasso uses 1.0",
+        metavar="LR",
+    )
+    eval_interval: int = option(
+        10, "steps between evaluations of the clean-view loss (the best state is kept)", low=1, high=100000, flag=""
+    )
     callback_interval: int = option(10, "steps between progress callbacks", low=1, flag="")
     optimize_width: bool = option(False, "also optimise each stroke's width (lines of 1 to 8 px)")
     optimize_opacity: bool = option(False, "also optimise each stroke's opacity (0.05 to 1)")
     color_from_image: bool = option(False, "colour each stroke like the picture under it")
     optimize_color: bool = option(False, "also optimise each stroke's colour")
-    pen_width: Optional[float] = option(None, "draw every stroke with this full line width in canvas pixels (3 = "
-                                              "CLIPasso's pen), whatever was optimised", low=0, high=100,
-                                        low_open=True, unit="canvas pixels", above="3 is CLIPasso's pen",
-                                        metavar="PX", kind="float", step=0.1)
+    pen_width: Optional[float] = option(
+        None,
+        "draw every stroke with this full line width in canvas pixels (3 = CLIPasso's pen), whatever was optimised",
+        low=0,
+        high=100,
+        low_open=True,
+        unit="canvas pixels",
+        above="3 is CLIPasso's pen",
+        metavar="PX",
+        kind="float",
+        step=0.1,
+    )
     width_range: Tuple[float, float] = option((0.5, 4.0), "bounds of optimised half-widths (canvas px)", flag="")
     min_opacity: float = option(0.05, "lowest optimised opacity", low=0, high=1, low_open=True, flag="")
     width_lr: float = option(0.1, "learning rate of the widths", low=0, low_open=True, flag="")
     opacity_lr: float = option(0.05, "learning rate of the opacities", low=0, low_open=True, flag="")
     color_lr: float = option(0.02, "learning rate of the colours", low=0, low_open=True, flag="")
-    background: Tuple[float, float, float] = option((1.0, 1.0, 1.0), "canvas colour the strokes are drawn on",
-                                                    flag="")
-    reseed_interval: Optional[int] = option(None, "move strokes that shrank to dots every N steps to where ink is "
-                                                  "missing (default: every 50 with a trace loss, never with CLIP "
-                                                  "alone; 0 = off)", low=0, high=100000, unit="steps",
-                                            above="0 turns re-seeding off", flag="--reseed", metavar="N", kind="int")
-    reseed_min_length: float = option(3.0, "control polygon length (px at 224) below which a stroke is a dot",
-                                      low=0, low_open=True, flag="")
+    background: Tuple[float, float, float] = option((1.0, 1.0, 1.0), "canvas colour the strokes are drawn on", flag="")
+    reseed_interval: Optional[int] = option(
+        None,
+        "move strokes that shrank to dots every N steps to where ink is "
+        "missing (default: every 50 with a trace loss, never with CLIP "
+        "alone; 0 = off)",
+        low=0,
+        high=100000,
+        unit="steps",
+        above="0 turns re-seeding off",
+        flag="--reseed",
+        metavar="N",
+        kind="int",
+    )
+    reseed_min_length: float = option(
+        3.0, "control polygon length (px at 224) below which a stroke is a dot", low=0, low_open=True, flag=""
+    )
     reseed_until: float = option(0.7, "share of the run during which re-seeding happens", low=0, high=1, flag="")
-    seed_trial: float = option(0.0, "share of the iterations that every seed runs; then only the seed_survivors "
-                                    "best (lowest eval loss) go on to the end (0: every seed runs all iterations, "
-                                    "as in the original)", low=0, high=1, high_open=True, step=0.05, metavar="SHARE",
-                               meaning="a share of the iterations in [0, 1), e.g. 0.2")
-    seed_survivors: int = option(1, "seeds that go on after seed_trial", low=1, high=MAX_SEEDS, unit="seeds",
-                                 metavar="N", above="at most as many as run")
-    plateau: float = option(0.0, "stop early when no running seed's best eval loss improved by more than this share "
-                                 "over the last plateau_window steps (0: always run all iterations)", low=0, high=1,
-                            high_open=True, step=0.001, metavar="SHARE",
-                            meaning="a share in [0, 1), e.g. 0.01 (1 %)")
-    plateau_window: int = option(200, "steps over which plateau measures the improvement", low=1, high=100000,
-                                 unit="steps", metavar="N")
+    seed_trial: float = option(
+        0.0,
+        "share of the iterations that every seed runs; then only the seed_survivors "
+        "best (lowest eval loss) go on to the end (0: every seed runs all iterations, "
+        "as in the original)",
+        low=0,
+        high=1,
+        high_open=True,
+        step=0.05,
+        metavar="SHARE",
+        meaning="a share of the iterations in [0, 1), e.g. 0.2",
+    )
+    seed_survivors: int = option(
+        1,
+        "seeds that go on after seed_trial",
+        low=1,
+        high=MAX_SEEDS,
+        unit="seeds",
+        metavar="N",
+        above="at most as many as run",
+    )
+    plateau: float = option(
+        0.0,
+        "stop early when no running seed's best eval loss improved by more than this share "
+        "over the last plateau_window steps (0: always run all iterations)",
+        low=0,
+        high=1,
+        high_open=True,
+        step=0.001,
+        metavar="SHARE",
+        meaning="a share in [0, 1), e.g. 0.01 (1 %)",
+    )
+    plateau_window: int = option(
+        200, "steps over which plateau measures the improvement", low=1, high=100000, unit="steps", metavar="N"
+    )
 
     def rules(self, label):
         try:
@@ -377,45 +590,111 @@ class OptimizerSettings(_Stage):
         except (TypeError, ValueError):
             lo = hi = float("nan")
         if not (0 < lo <= hi and math.isfinite(hi)):
-            yield (f"{label('width_range')} (the width range of optimised strokes) must be two half-widths in "
-                   f"canvas px, 0 < min <= max; got {self.width_range!r}")
+            yield (
+                f"{label('width_range')} (the width range of optimised strokes) must be two half-widths in "
+                f"canvas px, 0 < min <= max; got {self.width_range!r}"
+            )
 
 
 @dataclass(frozen=True)
 class SelectSettings(_Stage):
-    seeds: Any = option(3, "candidates optimised together; the lowest loss wins (in Python also a list of seeds)",
-                        low=1, high=MAX_SEEDS, unit="candidates", above="all seeds are optimised together as one "
-                                                                          "batch", kind="int", metavar="N")
-    seed: int = option(0, "first seed; the candidates use seed, seed+1000, seed+2000 and so on", low=0,
-                       high=2**31 - 1 - SEED_SPACING * MAX_SEEDS,
-                       above="candidates use seed, seed+1000, ..., which must stay a 31-bit seed", metavar="N")
-    auto_strokes: Optional[float] = option(None, "let the sketch choose its stroke count: keep this fidelity (0-1] "
-                                                 "of the loss improvement over an empty canvas",
-                                           low=0, high=1, low_open=True, metavar="FIDELITY", kind="float",
-                                           meaning="a number in (0, 1] (the share of the loss improvement to keep), e.g. 0.9")
-    abstraction_method: str = option("prune", "how auto_strokes searches the count: prune (optimise max_strokes, "
-                                              "remove the least useful one at a time) or grow (optimise "
-                                              "start_strokes, add one at a time where ink helps most)",
-                                     choices=ABSTRACTION_METHODS, flag="--abstraction")
-    max_strokes: Optional[int] = option(None, "the generous budget auto_strokes prunes from, or the most strokes "
-                                              "growing may reach (default twice strokes)", low=2, high=1024,
-                                        unit="strokes", above="as strokes", metavar="N", kind="int")
-    prune_iterations: int = option(20, "optimisation steps after each removed stroke (0 = none)", low=0, high=10000,
-                                   unit="steps", above="they run after every removed stroke", metavar="N")
-    start_strokes: int = option(2, "grow: strokes optimised before growing starts", low=1, high=1023,
-                                unit="strokes", above="as strokes", metavar="N")
-    grow_iterations: int = option(20, "grow: optimisation steps of all strokes after each added stroke (0 = none)",
-                                  low=0, high=10000, unit="steps", above="they run after every added stroke",
-                                  metavar="N")
-    min_gain: float = option(0.01, "grow: stop when each of the last 2 strokes lowered the loss by less than this "
-                                   "share of the total improvement so far (0 grows to max_strokes)", low=0, high=1,
-                             high_open=True, metavar="F", step=0.001, meaning="a share in [0, 1), e.g. 0.01")
-    drawing_order: bool = option(False, "order the strokes so that every prefix is the best sketch of its size",
-                                 flag="--order")
+    seeds: Any = option(
+        3,
+        "candidates optimised together; the lowest loss wins (in Python also a list of seeds)",
+        low=1,
+        high=MAX_SEEDS,
+        unit="candidates",
+        above="all seeds are optimised together as one batch",
+        kind="int",
+        metavar="N",
+    )
+    seed: int = option(
+        0,
+        "first seed; the candidates use seed, seed+1000, seed+2000 and so on",
+        low=0,
+        high=2**31 - 1 - SEED_SPACING * MAX_SEEDS,
+        above="candidates use seed, seed+1000, ..., which must stay a 31-bit seed",
+        metavar="N",
+    )
+    auto_strokes: Optional[float] = option(
+        None,
+        "let the sketch choose its stroke count: keep this fidelity (0-1] of the loss improvement over an empty canvas",
+        low=0,
+        high=1,
+        low_open=True,
+        metavar="FIDELITY",
+        kind="float",
+        meaning="a number in (0, 1] (the share of the loss improvement to keep), e.g. 0.9",
+    )
+    abstraction_method: str = option(
+        "prune",
+        "how auto_strokes searches the count: prune (optimise max_strokes, "
+        "remove the least useful one at a time) or grow (optimise "
+        "start_strokes, add one at a time where ink helps most)",
+        choices=ABSTRACTION_METHODS,
+        flag="--abstraction",
+    )
+    max_strokes: Optional[int] = option(
+        None,
+        "the generous budget auto_strokes prunes from, or the most strokes growing may reach (default twice strokes)",
+        low=2,
+        high=1024,
+        unit="strokes",
+        above="as strokes",
+        metavar="N",
+        kind="int",
+    )
+    prune_iterations: int = option(
+        20,
+        "optimisation steps after each removed stroke (0 = none)",
+        low=0,
+        high=10000,
+        unit="steps",
+        above="they run after every removed stroke",
+        metavar="N",
+    )
+    start_strokes: int = option(
+        2,
+        "grow: strokes optimised before growing starts",
+        low=1,
+        high=1023,
+        unit="strokes",
+        above="as strokes",
+        metavar="N",
+    )
+    grow_iterations: int = option(
+        20,
+        "grow: optimisation steps of all strokes after each added stroke (0 = none)",
+        low=0,
+        high=10000,
+        unit="steps",
+        above="they run after every added stroke",
+        metavar="N",
+    )
+    min_gain: float = option(
+        0.01,
+        "grow: stop when each of the last 2 strokes lowered the loss by less than this "
+        "share of the total improvement so far (0 grows to max_strokes)",
+        low=0,
+        high=1,
+        high_open=True,
+        metavar="F",
+        step=0.001,
+        meaning="a share in [0, 1), e.g. 0.01",
+    )
+    drawing_order: bool = option(
+        False, "order the strokes so that every prefix is the best sketch of its size", flag="--order"
+    )
 
 
-STAGES = (("prepare", PrepareSettings), ("models", ModelSettings), ("place", PlaceSettings),
-          ("objective", ObjectiveSettings), ("optimizer", OptimizerSettings), ("select", SelectSettings))
+STAGES = (
+    ("prepare", PrepareSettings),
+    ("models", ModelSettings),
+    ("place", PlaceSettings),
+    ("objective", ObjectiveSettings),
+    ("optimizer", OptimizerSettings),
+    ("select", SelectSettings),
+)
 FIELD_STAGE = {f.name: stage for stage, cls in STAGES for f in fields(cls)}
 _STAGE_OF = {cls: stage for stage, cls in STAGES}
 
@@ -432,12 +711,15 @@ PRESET_CHANGES: Dict[str, Dict[str, Any]] = {
     # over 200 steps, and framing "pad" (a white square, never stretched). Why these values, with the
     # commands that measured them: docs/benchmarks.md (bench/sketch.py, bench/speed.py --only-whole,
     # bench/studies/seed_trial.py, bench/studies/framing.py).
-    "fast": dict(seeds=2, iterations=500, num_augs=2, aug_pool=16, framing="pad", seed_trial=0.2, seed_survivors=1,
-                 plateau=0.005),
+    "fast": dict(
+        seeds=2, iterations=500, num_augs=2, aug_pool=16, framing="pad", seed_trial=0.2, seed_survivors=1, plateau=0.005
+    ),
 }
 PRESET_NAMES = tuple(PRESET_CHANGES)
-PRESET_HELP = ("paper: the original settings (RN101, 4 augmentations, 2000 iterations, best of 3); fast: CPU-friendly "
-               "(500 iterations, 2 augmentations from a cached pool, best of 2)")
+PRESET_HELP = (
+    "paper: the original settings (RN101, 4 augmentations, 2000 iterations, best of 3); fast: CPU-friendly "
+    "(500 iterations, 2 augmentations from a cached pool, best of 2)"
+)
 
 
 def _defaults() -> Dict[str, Any]:
@@ -482,6 +764,7 @@ def check_preset(preset) -> str:
 @dataclass(frozen=True)
 class SketchSettings:
     """All settings of one sketch: the preset they started from and one value per stage."""
+
     preset: str = "paper"
     prepare: PrepareSettings = field(default_factory=PrepareSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
@@ -504,13 +787,15 @@ class SketchSettings:
             preset = overrides.pop("preset")
             if preset is not None and preset != self.preset:
                 base = SketchSettings.from_preset(preset)
-                keep = {n: getattr(self, n) for n in FIELD_STAGE
-                        if getattr(self, n) != PRESETS[self.preset][n]}  # what was set on top of the old preset
+                keep = {
+                    n: getattr(self, n) for n in FIELD_STAGE if getattr(self, n) != PRESETS[self.preset][n]
+                }  # what was set on top of the old preset
                 return base.replace(**keep).replace(**overrides)
         unknown = sorted(set(overrides) - set(FIELD_STAGE))
         if unknown:
-            raise SettingsError(f"unknown setting(s) {', '.join(unknown)}; the settings are: "
-                                f"{', '.join(sorted(FIELD_STAGE))}")
+            raise SettingsError(
+                f"unknown setting(s) {', '.join(unknown)}; the settings are: {', '.join(sorted(FIELD_STAGE))}"
+            )
         per_stage: Dict[str, Dict[str, Any]] = {}
         for name, value in overrides.items():
             if value is None and not _nullable(name):
@@ -578,12 +863,22 @@ class SketchSettings:
         total = self.optimized_strokes if self.problem_free("strokes", "max_strokes", "start_strokes") else None
         n_seeds = len(seeds) if isinstance(seeds, (list, tuple)) else seeds
         if total is not None and isinstance(n_seeds, int) and total * n_seeds > STROKES_X_SEEDS:
-            yield (f"strokes x seeds must be at most {STROKES_X_SEEDS} ({total} strokes x {n_seeds} seeds; memory and "
-                   f"time per step grow with strokes x seeds; lower {label('strokes')} or {label('seeds')})")
-        if self.auto_strokes is not None and self.abstraction_method == "grow" and self.budget is not None \
-                and isinstance(self.start_strokes, int) and self.start_strokes >= self.budget:
-            top = f"{label('max_strokes')} ({self.budget})" if self.max_strokes is not None else \
-                f"{label('max_strokes')} ({self.budget}, twice {label('strokes')})"
+            yield (
+                f"strokes x seeds must be at most {STROKES_X_SEEDS} ({total} strokes x {n_seeds} seeds; memory and "
+                f"time per step grow with strokes x seeds; lower {label('strokes')} or {label('seeds')})"
+            )
+        if (
+            self.auto_strokes is not None
+            and self.abstraction_method == "grow"
+            and self.budget is not None
+            and isinstance(self.start_strokes, int)
+            and self.start_strokes >= self.budget
+        ):
+            top = (
+                f"{label('max_strokes')} ({self.budget})"
+                if self.max_strokes is not None
+                else f"{label('max_strokes')} ({self.budget}, twice {label('strokes')})"
+            )
             yield f"{label('start_strokes')} ({self.start_strokes}) must be below {top}, where growing stops"
 
     def problem_free(self, *names) -> bool:
@@ -639,6 +934,23 @@ class OptimizeConfig(ObjectiveSettings, OptimizerSettings):
 AUTO_RESEED_INTERVAL = 50
 
 
-__all__ = ["SketchSettings", "PrepareSettings", "ModelSettings", "PlaceSettings", "ObjectiveSettings",
-           "OptimizerSettings", "SelectSettings", "OptimizeConfig", "SettingsError", "Option", "option",
-           "PRESETS", "PRESET_CHANGES", "PRESET_NAMES", "STAGES", "FIELD_STAGE", "field_option", "all_fields"]
+__all__ = [
+    "SketchSettings",
+    "PrepareSettings",
+    "ModelSettings",
+    "PlaceSettings",
+    "ObjectiveSettings",
+    "OptimizerSettings",
+    "SelectSettings",
+    "OptimizeConfig",
+    "SettingsError",
+    "Option",
+    "option",
+    "PRESETS",
+    "PRESET_CHANGES",
+    "PRESET_NAMES",
+    "STAGES",
+    "FIELD_STAGE",
+    "field_option",
+    "all_fields",
+]

@@ -15,6 +15,7 @@ Conventions (same as diffvg as CLIPasso used it):
   of the optimiser and best-of-N selection; ``pictures`` (tuple of B ints) says which picture of a
   batch each candidate sketches (Initialize Strokes sets it; None: they all sketch one picture).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,17 +68,17 @@ class Strokes:
             pts = pts.unsqueeze(0)
         if pts.ndim != 4 or pts.shape[-1] != 2:
             raise StrokeError(
-                f"points must have shape [B, S, P, 2] (candidates, strokes, control points, xy); "
-                f"got {tuple(pts.shape)}")
+                f"points must have shape [B, S, P, 2] (candidates, strokes, control points, xy); got {tuple(pts.shape)}"
+            )
         b, s, p, _ = pts.shape
         if b < 1:
             raise StrokeError("a stroke set needs at least one candidate (B >= 1); got B = 0")
         if s < 1:
-            raise StrokeError("a sketch needs at least one stroke; got 0 strokes. "
-                              "Ask for 1 or more strokes.")
+            raise StrokeError("a sketch needs at least one stroke; got 0 strokes. Ask for 1 or more strokes.")
         if p < 4 or (p - 1) % 3 != 0:
             raise StrokeError(
-                f"each stroke needs 1 + 3k control points for k cubic segments (4, 7, 10, ...); got P = {p}")
+                f"each stroke needs 1 + 3k control points for k cubic segments (4, 7, 10, ...); got P = {p}"
+            )
         canvas = self.canvas
         try:
             canvas = (int(canvas[0]), int(canvas[1]))
@@ -92,8 +93,9 @@ class Strokes:
         elif widths.ndim == 1 and widths.shape[0] == s:
             widths = widths.unsqueeze(0).expand(b, s)
         if tuple(widths.shape) != (b, s):
-            raise StrokeError(f"widths must have shape [B, S] = [{b}, {s}] (half-widths in pixels); "
-                              f"got {tuple(widths.shape)}")
+            raise StrokeError(
+                f"widths must have shape [B, S] = [{b}, {s}] (half-widths in pixels); got {tuple(widths.shape)}"
+            )
         colors = _as_float_tensor("colors", self.colors).to(pts.device)
         if colors.ndim == 1:
             colors = colors.expand(b, s, colors.shape[0])
@@ -102,13 +104,14 @@ class Strokes:
         if colors.ndim == 3 and colors.shape[-1] == 3:  # RGB -> opaque RGBA
             colors = torch.cat([colors, colors.new_ones(*colors.shape[:-1], 1)], -1)
         if tuple(colors.shape) != (b, s, 4):
-            raise StrokeError(f"colors must have shape [B, S, 4] (straight RGBA in 0..1); "
-                              f"got {tuple(colors.shape)}")
+            raise StrokeError(f"colors must have shape [B, S, 4] (straight RGBA in 0..1); got {tuple(colors.shape)}")
 
         for name, t in (("points", pts), ("widths", widths), ("colors", colors)):
             if not bool(torch.isfinite(t.detach()).all()):
-                raise StrokeError(f"{name} contain NaN or infinity; the sketch is broken "
-                                  "(an optimiser diverged or an input was corrupt). Re-initialise the strokes.")
+                raise StrokeError(
+                    f"{name} contain NaN or infinity; the sketch is broken "
+                    "(an optimiser diverged or an input was corrupt). Re-initialise the strokes."
+                )
         if bool((widths.detach() <= 0).any()):
             raise StrokeError("stroke widths must be positive half-widths in pixels (1.5 draws a 3 px line)")
         if bool(((colors.detach() < 0) | (colors.detach() > 1)).any()):
@@ -146,8 +149,9 @@ class Strokes:
         set_(self, "pictures", pictures)
 
     @classmethod
-    def from_points(cls, points, canvas, width: float = DEFAULT_HALF_WIDTH,
-                    color: Sequence[float] = (0.0, 0.0, 0.0, 1.0), **extra) -> "Strokes":
+    def from_points(
+        cls, points, canvas, width: float = DEFAULT_HALF_WIDTH, color: Sequence[float] = (0.0, 0.0, 0.0, 1.0), **extra
+    ) -> "Strokes":
         """Strokes of one width and colour (CLIPasso's black 3 px pen by default)."""
         pts = _as_float_tensor("points", points)
         if pts.ndim == 3:
@@ -197,8 +201,17 @@ class Strokes:
     def to(self, device) -> "Strokes":
         def mv(t):
             return None if t is None else t.to(device)
-        return Strokes(mv(self.points), mv(self.widths), mv(self.colors), self.canvas,
-                       mv(self.losses), self.seeds, mv(self.iterations), self.pictures)
+
+        return Strokes(
+            mv(self.points),
+            mv(self.widths),
+            mv(self.colors),
+            self.canvas,
+            mv(self.losses),
+            self.seeds,
+            mv(self.iterations),
+            self.pictures,
+        )
 
     def cpu(self) -> "Strokes":
         return self.detach().to("cpu")
@@ -206,15 +219,25 @@ class Strokes:
     def detach(self) -> "Strokes":
         def dt(t):
             return None if t is None else t.detach().clone()
-        return Strokes(dt(self.points), dt(self.widths), dt(self.colors), self.canvas,
-                       dt(self.losses), self.seeds, dt(self.iterations), self.pictures)
+
+        return Strokes(
+            dt(self.points),
+            dt(self.widths),
+            dt(self.colors),
+            self.canvas,
+            dt(self.losses),
+            self.seeds,
+            dt(self.iterations),
+            self.pictures,
+        )
 
     def select(self, index) -> "Strokes":
         """Candidates picked by an int, a list of ints or a slice, as a new stroke set."""
         if isinstance(index, int):
             if not -self.num_candidates <= index < self.num_candidates:
-                raise StrokeError(f"candidate {index} does not exist; this stroke set has "
-                                  f"{self.num_candidates} candidate(s)")
+                raise StrokeError(
+                    f"candidate {index} does not exist; this stroke set has {self.num_candidates} candidate(s)"
+                )
             index = [index % self.num_candidates]
         idx = torch.arange(self.num_candidates)[index].reshape(-1)
         if idx.numel() == 0:
@@ -223,17 +246,25 @@ class Strokes:
 
         def pick(t):
             return None if t is None else t[dev_idx]
+
         seeds = None if self.seeds is None else tuple(self.seeds[i] for i in idx.tolist())
         pictures = None if self.pictures is None else tuple(self.pictures[i] for i in idx.tolist())
-        return Strokes(pick(self.points), pick(self.widths), pick(self.colors), self.canvas,
-                       pick(self.losses), seeds, pick(self.iterations), pictures)
+        return Strokes(
+            pick(self.points),
+            pick(self.widths),
+            pick(self.colors),
+            self.canvas,
+            pick(self.losses),
+            seeds,
+            pick(self.iterations),
+            pictures,
+        )
 
     def scaled(self, height: int, width: int) -> "Strokes":
         """The same drawing on a canvas of another size (points and widths scaled)."""
         sy, sx = height / self.height, width / self.width
         pts = self.points * self.points.new_tensor([sx, sy])
-        return self.replace(points=pts, widths=self.widths * (sx * sy) ** 0.5,
-                            canvas=(int(height), int(width)))
+        return self.replace(points=pts, widths=self.widths * (sx * sy) ** 0.5, canvas=(int(height), int(width)))
 
     @staticmethod
     def concat(items: Sequence["Strokes"]) -> "Strokes":
@@ -244,17 +275,21 @@ class Strokes:
         first = items[0]
         for it in items[1:]:
             if it.canvas != first.canvas or it.points.shape[1:] != first.points.shape[1:]:
-                raise StrokeError("stroke sets to join must share canvas size, stroke count and segment count; "
-                                  f"got {first.canvas}/{tuple(first.points.shape[1:])} and "
-                                  f"{it.canvas}/{tuple(it.points.shape[1:])}")
+                raise StrokeError(
+                    "stroke sets to join must share canvas size, stroke count and segment count; "
+                    f"got {first.canvas}/{tuple(first.points.shape[1:])} and "
+                    f"{it.canvas}/{tuple(it.points.shape[1:])}"
+                )
 
         def cat(name):
             vals = [getattr(it, name) for it in items]
             return None if any(v is None for v in vals) else torch.cat(vals)
+
         seeds = None if any(it.seeds is None for it in items) else sum((it.seeds for it in items), ())
         pictures = None if any(it.pictures is None for it in items) else sum((it.pictures for it in items), ())
-        return Strokes(cat("points"), cat("widths"), cat("colors"), first.canvas,
-                       cat("losses"), seeds, cat("iterations"), pictures)
+        return Strokes(
+            cat("points"), cat("widths"), cat("colors"), first.canvas, cat("losses"), seeds, cat("iterations"), pictures
+        )
 
     def picture_groups(self):
         """Candidate indices per picture, in picture order (one group when ``pictures`` is None)."""
@@ -273,8 +308,10 @@ class Strokes:
             extra += ", ...]" if self.num_candidates > 8 else "]"
         if self.seeds is not None:
             extra += f", seeds={list(self.seeds[:8])}"
-        return (f"Strokes(candidates={self.num_candidates}, strokes={self.num_strokes}, "
-                f"segments={self.num_segments}, canvas={self.canvas[0]}x{self.canvas[1]}, "
-                f"device={self.device.type}{extra})")
+        return (
+            f"Strokes(candidates={self.num_candidates}, strokes={self.num_strokes}, "
+            f"segments={self.num_segments}, canvas={self.canvas[0]}x{self.canvas[1]}, "
+            f"device={self.device.type}{extra})"
+        )
 
     __str__ = __repr__

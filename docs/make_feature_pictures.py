@@ -13,6 +13,7 @@ width and opacity optimised | the same strokes through a 1.2 px pen.
 hires.png: one sketch at 224 px upscaled 4x as pixels | the same strokes rendered at 896 px
 (vector: points and widths scale, nothing blurs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,9 @@ def main(argv=None):
     left, top = (photo.width - side) // 2, (photo.height - side) // 2
     photo = photo.crop((left, top, left + side, top + side))
     target, mask = prepare_target(photo, canvas=224, background_removal=args.matting, allow_download=False)
-    start = initialize_strokes((224, 224), args.strokes, [args.seed], saliency=mask, edges=xdog_edges(target),
-                               mask=mask)
+    start = initialize_strokes(
+        (224, 224), args.strokes, [args.seed], saliency=mask, edges=xdog_edges(target), mask=mask
+    )
     encoder = None
     if args.loss != "trace":
         from clipasso.models import load_clip
@@ -76,16 +78,23 @@ def main(argv=None):
         encoder = load_clip("RN101", models_dir=args.models_dir, allow_download=False)
     base = dict(iterations=args.iterations, loss=args.loss, eval_interval=10, num_augs=2)
     plain = optimize(start, target, encoder, OptimizeConfig(**base)).strokes
-    styled = optimize(start, target, encoder, OptimizeConfig(
-        color_from_image=True, optimize_width=True, optimize_opacity=True, width_range=(0.5, args.max_width),
-        **base)).strokes
+    styled = optimize(
+        start,
+        target,
+        encoder,
+        OptimizeConfig(
+            color_from_image=True, optimize_width=True, optimize_opacity=True, width_range=(0.5, args.max_width), **base
+        ),
+    ).strokes
 
     scale = 2  # sketches are re-rendered at 2x (vector), the picture is resized
     side = 224 * scale
     tiles = [_label(to_pil(target).resize((side, side), Image.LANCZOS), "picture")]
-    for s, text in ((plain, "CLIPasso pen (3 px black)"),
-                    (styled, "colour from image, width + opacity optimised"),
-                    (with_pen(styled, 1.2), "same strokes, 1.2 px pen")):
+    for s, text in (
+        (plain, "CLIPasso pen (3 px black)"),
+        (styled, "colour from image, width + opacity optimised"),
+        (with_pen(styled, 1.2), "same strokes, 1.2 px pen"),
+    ):
         tiles.append(_label(to_pil(render(s, size=(side, side)).image[0]), text))
     sheet = Image.new("RGB", (side * len(tiles) + 8 * (len(tiles) - 1), side), "white")
     for i, t in enumerate(tiles):

@@ -8,6 +8,7 @@ ViT-B-32 for the saliency map when its weights can be found. Without them (as on
 project is developed on) it falls back to the matting mask as the saliency map and says so in
 the figure, rather than showing the attention of a randomly initialised network.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,6 +33,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO)
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
@@ -56,18 +58,19 @@ def main(argv=None):
     encoder = None
     if method != "mask":
         from clipasso.models import WeightsNotFoundError, load_clip
+
         try:
             encoder = load_clip("ViT-B-32", weights=args.clip_weights, allow_download=False)
         except (WeightsNotFoundError, FileNotFoundError) as exc:
-            logging.warning("no CLIP ViT-B-32 weights (%s); using the matting mask as saliency",
-                            str(exc).splitlines()[0])
+            logging.warning(
+                "no CLIP ViT-B-32 weights (%s); using the matting mask as saliency", str(exc).splitlines()[0]
+            )
             method, note = "mask", " (no CLIP weights here)"
     sal = saliency_map(image, method=method, encoder=encoder, mask=mask if method == "mask" else None)
     edges = xdog_edges(image)
     smap = sampling_map(sal, edges, mask)
     probs = start_probabilities(smap, 0.3)
-    strokes = initialize_strokes((canvas, canvas), args.strokes, (args.seed,), saliency=sal, edges=edges,
-                                 mask=mask)
+    strokes = initialize_strokes((canvas, canvas), args.strokes, (args.seed,), saliency=sal, edges=edges, mask=mask)
     pts = strokes.points[0].numpy()
 
     fig, axes = plt.subplots(1, 5, figsize=(17, 3.9))
@@ -88,8 +91,7 @@ def main(argv=None):
         ax.add_patch(PathPatch(MplPath(stroke - 0.5, codes), fill=False, lw=1.5, color="black"))
     ax.scatter(pts[:, 0, 0] - 0.5, pts[:, 0, 1] - 0.5, s=14, c="red", zorder=3)
     axes[3].scatter(pts[:, 0, 0] - 0.5, pts[:, 0, 1] - 0.5, s=10, c="cyan", zorder=3)
-    fig.suptitle("CLIPasso stroke initialization: matting -> saliency -> XDoG ink -> sampled starts",
-                 fontsize=11)
+    fig.suptitle("CLIPasso stroke initialization: matting -> saliency -> XDoG ink -> sampled starts", fontsize=11)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     fig.savefig(args.out, dpi=80)

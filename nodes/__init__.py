@@ -9,6 +9,7 @@ Every node id starts with ``CLIPasso`` and lives in the ``CLIPasso`` category. T
 they convert ComfyUI tensors, report progress, honour Cancel and hand over to the engine in
 ``clipasso``.
 """
+
 from __future__ import annotations
 
 from typing_extensions import override

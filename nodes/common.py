@@ -1,6 +1,7 @@
 """What every CLIPasso node shares: the custom socket types, tensor layout conversion between
 ComfyUI (IMAGE ``[B,H,W,C]``, MASK ``[B,H,W]``) and the engine (``[3,H,W]`` / ``[H,W]``), devices,
 colour parsing and the models folder. No algorithm lives here."""
+
 from __future__ import annotations
 
 import os
@@ -27,6 +28,7 @@ class NodeInputError(ValueError):
 
 
 # --------------------------------------------------------------------------- devices
+
 
 def compute_device() -> torch.device:
     import comfy.model_management as mm
@@ -55,6 +57,7 @@ def free_memory() -> None:
 
 # --------------------------------------------------------------------------- layouts
 
+
 def images_to_chw(image: torch.Tensor, name: str = "image") -> List[torch.Tensor]:
     """ComfyUI IMAGE ``[B,H,W,C]`` -> list of engine images ``[3,H,W]`` float32 on the CPU."""
     if not isinstance(image, torch.Tensor):
@@ -62,15 +65,17 @@ def images_to_chw(image: torch.Tensor, name: str = "image") -> List[torch.Tensor
     if image.ndim == 3:
         image = image.unsqueeze(0)
     if image.ndim != 4 or image.shape[0] == 0:
-        raise NodeInputError(f"'{name}' must be an IMAGE batch [B,H,W,C] with at least one picture; "
-                             f"got shape {tuple(image.shape)}")
+        raise NodeInputError(
+            f"'{name}' must be an IMAGE batch [B,H,W,C] with at least one picture; got shape {tuple(image.shape)}"
+        )
     # Inference tensors from ComfyUI cannot join autograd: copy them into ordinary tensors.
     with torch.inference_mode(False):
         return [cimages.as_rgb(img.detach().float().cpu().clone()) for img in image]
 
 
-def masks_to_hw(mask: Optional[torch.Tensor], count: int, size: Tuple[int, int],
-                name: str = "mask") -> List[Optional[torch.Tensor]]:
+def masks_to_hw(
+    mask: Optional[torch.Tensor], count: int, size: Tuple[int, int], name: str = "mask"
+) -> List[Optional[torch.Tensor]]:
     """ComfyUI MASK ``[B,H,W]`` -> ``count`` engine masks ``[H,W]`` (resized to ``size``; a single mask
     is shared by every picture)."""
     if mask is None:
@@ -83,14 +88,16 @@ def masks_to_hw(mask: Optional[torch.Tensor], count: int, size: Tuple[int, int],
     if m.ndim != 3 or m.shape[0] == 0:
         raise NodeInputError(f"'{name}' must be a MASK [B,H,W]; got shape {tuple(mask.shape)}")
     if not bool(torch.isfinite(m).all()):
-        raise NodeInputError(f"'{name}' contains {int((~torch.isfinite(m)).sum())} NaN or infinite value(s); fix "
-                             "the node that produced the mask (or clean it, e.g. with a mask threshold node)")
+        raise NodeInputError(
+            f"'{name}' contains {int((~torch.isfinite(m)).sum())} NaN or infinite value(s); fix "
+            "the node that produced the mask (or clean it, e.g. with a mask threshold node)"
+        )
     if m.shape[0] not in (1, count):
-        raise NodeInputError(f"'{name}' has {m.shape[0]} masks for {count} pictures; give one mask, "
-                             "or one per picture")
+        raise NodeInputError(f"'{name}' has {m.shape[0]} masks for {count} pictures; give one mask, or one per picture")
     if tuple(m.shape[-2:]) != tuple(size):
-        m = torch.nn.functional.interpolate(m.unsqueeze(1), size=tuple(size), mode="bilinear",
-                                            align_corners=False).squeeze(1)
+        m = torch.nn.functional.interpolate(
+            m.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False
+        ).squeeze(1)
     m = m.clamp(0, 1)
     return [m[i if m.shape[0] > 1 else 0] for i in range(count)]
 
@@ -112,6 +119,7 @@ def hw_to_masks(masks) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- the sketch canvas
 
+
 def picture_on_canvas(picture: torch.Tensor, side: int, framing: str = "pad") -> torch.Tensor:
     """[3,H,W] -> the square target CLIPasso sketches against (the engine's own preparation, matting
     off). framing (clipasso.prepare.images.FRAMINGS): "pad" (default here: centred on white with a 10/224
@@ -124,8 +132,15 @@ def picture_on_canvas(picture: torch.Tensor, side: int, framing: str = "pad") ->
 # --------------------------------------------------------------------------- colours
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
-_NAMED = {"black": "#000000", "white": "#ffffff", "red": "#ff0000", "green": "#00ff00",
-          "blue": "#0000ff", "grey": "#808080", "gray": "#808080"}
+_NAMED = {
+    "black": "#000000",
+    "white": "#ffffff",
+    "red": "#ff0000",
+    "green": "#00ff00",
+    "blue": "#0000ff",
+    "grey": "#808080",
+    "gray": "#808080",
+}
 
 
 def parse_color(text: str, name: str) -> Tuple[float, ...]:
@@ -138,19 +153,22 @@ def parse_color(text: str, name: str) -> Tuple[float, ...]:
     digits = m.group(1)
     if len(digits) in (3, 4):
         digits = "".join(c * 2 for c in digits)
-    return tuple(int(digits[i:i + 2], 16) / 255.0 for i in range(0, len(digits), 2))
+    return tuple(int(digits[i : i + 2], 16) / 255.0 for i in range(0, len(digits), 2))
 
 
 def strokes_or_error(value, name: str = "strokes"):
     from clipasso.strokes import Strokes
 
     if not isinstance(value, Strokes):
-        raise NodeInputError(f"'{name}' must be SKETCH_STROKES (from Initialize Strokes, Optimize Sketch or "
-                             f"Load SVG); got {type(value).__name__}")
+        raise NodeInputError(
+            f"'{name}' must be SKETCH_STROKES (from Initialize Strokes, Optimize Sketch or "
+            f"Load SVG); got {type(value).__name__}"
+        )
     return value
 
 
 # --------------------------------------------------------------------------- models folder
+
 
 def models_dirs() -> List[str]:
     """ComfyUI's ``models/clipasso`` folder(s), registered on first use (also from extra_model_paths.yaml)."""
@@ -206,8 +224,15 @@ def is_inside(path: str, root: str) -> bool:
         return False
 
 
-def contained_path(name: str, roots: List[str], what: str, label: str, rule: str,
-                   base: Optional[str] = None, shown: Optional[str] = None) -> str:
+def contained_path(
+    name: str,
+    roots: List[str],
+    what: str,
+    label: str,
+    rule: str,
+    base: Optional[str] = None,
+    shown: Optional[str] = None,
+) -> str:
     """The resolved path of ``name`` (a relative name is taken inside ``base``, by default ``roots[0]``)
     when it stays inside one of ``roots``; else `PathNotAllowedError` saying what was refused, where it
     may lead (``label``: the folders, e.g. "ComfyUI's input folder"; ``rule``: what may be there). The message
@@ -221,7 +246,8 @@ def contained_path(name: str, roots: List[str], what: str, label: str, rule: str
     raise PathNotAllowedError(
         f"{what} {(shown or name)!r} is refused: it leads outside {label} ({where}). {rule}: give a name "
         f"relative to {os.path.realpath(roots[0])}, without '..' or symlinks that point elsewhere. A server's "
-        f"owner who wants these nodes to use any path on the machine starts ComfyUI with {ANY_PATH_ENV}=1.")
+        f"owner who wants these nodes to use any path on the machine starts ComfyUI with {ANY_PATH_ENV}=1."
+    )
 
 
 def picture_path(name: str, what: str, kind: str = "Pictures", shown: Optional[str] = None) -> str:
@@ -229,9 +255,15 @@ def picture_path(name: str, what: str, kind: str = "Pictures", shown: Optional[s
     `picture_roots` folder; anything else is refused (see `contained_path`)."""
     roots = picture_roots()
     label = "ComfyUI's input folder" + (f" and the {PICTURES_FOLDER} folders" if len(roots) > 1 else "")
-    return contained_path(name, roots, what, label, f"{kind} may come only from inside {label} (the server's "
-                          f"owner can add folders as '{PICTURES_FOLDER}: <folder>' in extra_model_paths.yaml)",
-                          shown=shown)
+    return contained_path(
+        name,
+        roots,
+        what,
+        label,
+        f"{kind} may come only from inside {label} (the server's "
+        f"owner can add folders as '{PICTURES_FOLDER}: <folder>' in extra_model_paths.yaml)",
+        shown=shown,
+    )
 
 
 def output_path(name: str, what: str) -> str:
@@ -239,5 +271,10 @@ def output_path(name: str, what: str) -> str:
     refused (see `contained_path`)."""
     import folder_paths
 
-    return contained_path(name, [folder_paths.get_output_directory()], what, "ComfyUI's output folder",
-                          "Nodes write only inside ComfyUI's output folder")
+    return contained_path(
+        name,
+        [folder_paths.get_output_directory()],
+        what,
+        "ComfyUI's output folder",
+        "Nodes write only inside ComfyUI's output folder",
+    )

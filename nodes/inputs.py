@@ -8,6 +8,7 @@ turns widget values into settings fields and `loop_config` builds the optimiser'
 and loop) from them: Optimize Sketch, Auto Abstraction and Drawing Order all call it, so they judge a
 sketch with the very loss that optimised it.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional
@@ -32,13 +33,25 @@ WIDGETS = {
     "seed_trial": ("seed_trial", -1.0),
     "plateau": ("plateau", -1.0),
 }
-UNSET_HELP = {0: "0 uses the preset's value.", -1: "-1 uses the preset's value.",
-              "preset": "preset: the preset's (paper stretch, fast pad)."}
+UNSET_HELP = {
+    0: "0 uses the preset's value.",
+    -1: "-1 uses the preset's value.",
+    "preset": "preset: the preset's (paper stretch, fast pad).",
+}
 
 # Optional inputs that define the loss and the loop, in the order Optimize Sketch shows them after its
 # required ones; Auto Abstraction and Drawing Order take the same (their older inputs first).
-LOOP_WIDGETS = ("loss", "trace_weight", "text", "text_weight", "optimize_width", "optimize_opacity",
-                "color_from_image", "optimize_color", "pen_width")
+LOOP_WIDGETS = (
+    "loss",
+    "trace_weight",
+    "text",
+    "text_weight",
+    "optimize_width",
+    "optimize_opacity",
+    "color_from_image",
+    "optimize_color",
+    "pen_width",
+)
 
 
 # Optional inputs that spend less on a run (the seed trial and the plateau stop; -1: the preset's value),
@@ -50,8 +63,19 @@ def field_of(widget: str) -> str:
     return WIDGETS.get(widget, (widget, None))[0]
 
 
-def setting_input(widget: str, *, optional: bool = False, default=None, low=None, high=None, unset=None,
-                  tooltip: Optional[str] = None, preset_value: bool = True, field: Optional[str] = None, **extra):
+def setting_input(
+    widget: str,
+    *,
+    optional: bool = False,
+    default=None,
+    low=None,
+    high=None,
+    unset=None,
+    tooltip: Optional[str] = None,
+    preset_value: bool = True,
+    field: Optional[str] = None,
+    **extra,
+):
     """The ComfyUI input of one settings field, under its widget name. ``unset`` (a widget value, for
     example 0 for iterations) stands for the preset's value and becomes the default (``preset_value=False``:
     a node without a preset, whose widget always holds the value); ``default`` /
@@ -167,8 +191,9 @@ def loop_config(models, preset: str = "fast", **widgets):
     if loss not in LOSS_MODES:
         raise NodeInputError(f"loss must be one of {', '.join(LOSS_MODES)}; got {loss!r}")
     if models is None and loss != "trace":
-        raise NodeInputError(f"loss {loss!r} needs a CLIP model: connect Load CLIPasso Models, or choose loss "
-                             "'trace', which needs none")
+        raise NodeInputError(
+            f"loss {loss!r} needs a CLIP model: connect Load CLIPasso Models, or choose loss 'trace', which needs none"
+        )
     encoder = models.loss if models is not None and loss != "trace" else None
     if encoder is None:  # the CLIP-only weights mean nothing without the encoder
         for name in ("semantic_weight", "geometric_weight", "mixed_precision"):
@@ -183,4 +208,3 @@ def loop_config(models, preset: str = "fast", **widgets):
     except SettingsError as exc:
         raise NodeInputError(str(exc)) from None
     return encoder, (models.device if models is not None else compute_device()), config
-

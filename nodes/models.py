@@ -1,4 +1,5 @@
 """Load CLIPasso Models: the CLIP loss encoder and the ViT saliency encoder."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ DEVICES = ["auto", "cpu"]
 class ClipassoModels:
     """What Load CLIPasso Models hands to Saliency and Optimize: two frozen encoders, the device they
     live on and the autocast precision the optimiser should use (None = fp32)."""
+
     loss: object  # clipasso.models.ClipEncoder
     saliency: object  # clipasso.models.ClipEncoder
     device: torch.device
@@ -29,8 +31,10 @@ class ClipassoModels:
         from clipasso.device import precision_label
 
         dt = precision_label(self.autocast_dtype)
-        return (f"ClipassoModels(loss={self.loss.name}, saliency={self.saliency.name}, "
-                f"device={self.device}, precision={dt})")
+        return (
+            f"ClipassoModels(loss={self.loss.name}, saliency={self.saliency.name}, "
+            f"device={self.device}, precision={dt})"
+        )
 
 
 def model_options(base):
@@ -73,38 +77,66 @@ class LoadCLIPassoModels(io.ComfyNode):
             display_name="Load CLIPasso Models",
             category=CATEGORY,
             description="Load the CLIP encoder whose features the sketch must match (the loss) and the CLIP ViT "
-                        "whose attention says where to start strokes (saliency). Weights are looked for in "
-                        "models/clipasso (e.g. RN101-openai.safetensors or the official RN101.pt) and in "
-                        "open_clip's caches, and downloaded on first use when allowed.",
+            "whose attention says where to start strokes (saliency). Weights are looked for in "
+            "models/clipasso (e.g. RN101-openai.safetensors or the official RN101.pt) and in "
+            "open_clip's caches, and downloaded on first use when allowed.",
             inputs=[
-                setting_input("loss_model", options=model_options(LOSS_MODELS),
-                              tooltip="CLIP image encoder for the loss. CLIPasso uses RN101 (ResNet stages give "
-                                      "the geometry term, the embedding the semantic term)."),
-                setting_input("saliency_model", options=model_options(SALIENCY_MODELS),
-                              tooltip="CLIP ViT whose attention map places the initial strokes (CLIPasso: ViT-B/32)."),
-                setting_input("pretrained", tooltip="open_clip pretrained tag of both models (weights file "
-                                                    "<model>-<tag>.safetensors in models/clipasso)."),
-                setting_input("device", options=DEVICES,
-                              tooltip="auto = ComfyUI's device (GPU when there is one); cpu forces the CPU."),
-                setting_input("precision", field="mixed_precision",
-                              tooltip="Autocast precision of the CLIP encoder in the optimiser. auto: fp16 on CUDA "
-                                      "(keeps the loss gradient closest to fp32; bf16 bends it more), bf16 on a CPU "
-                                      "with native bf16 (avx512_bf16 or AMX: much faster, nearly the same loss "
-                                      "reached; figures in the pack's docs/benchmarks.md), fp32 on other CPUs. fp16 on a CPU runs "
-                                      "fp32. The loss that keeps the best state and picks the winner is fp32 under bf16."),
-                setting_input("allow_download", tooltip="Download missing weights through open_clip on first use. Off: "
-                                                        "only local files are used, and a missing file gives a "
-                                                        "message naming where to put it."),
+                setting_input(
+                    "loss_model",
+                    options=model_options(LOSS_MODELS),
+                    tooltip="CLIP image encoder for the loss. CLIPasso uses RN101 (ResNet stages give "
+                    "the geometry term, the embedding the semantic term).",
+                ),
+                setting_input(
+                    "saliency_model",
+                    options=model_options(SALIENCY_MODELS),
+                    tooltip="CLIP ViT whose attention map places the initial strokes (CLIPasso: ViT-B/32).",
+                ),
+                setting_input(
+                    "pretrained",
+                    tooltip="open_clip pretrained tag of both models (weights file "
+                    "<model>-<tag>.safetensors in models/clipasso).",
+                ),
+                setting_input(
+                    "device",
+                    options=DEVICES,
+                    tooltip="auto = ComfyUI's device (GPU when there is one); cpu forces the CPU.",
+                ),
+                setting_input(
+                    "precision",
+                    field="mixed_precision",
+                    tooltip="Autocast precision of the CLIP encoder in the optimiser. auto: fp16 on CUDA "
+                    "(keeps the loss gradient closest to fp32; bf16 bends it more), bf16 on a CPU "
+                    "with native bf16 (avx512_bf16 or AMX: much faster, nearly the same loss "
+                    "reached; figures in the pack's docs/benchmarks.md), fp32 on other CPUs. fp16 on a CPU runs "
+                    "fp32. The loss that keeps the best state and picks the winner is fp32 under bf16.",
+                ),
+                setting_input(
+                    "allow_download",
+                    tooltip="Download missing weights through open_clip on first use. Off: "
+                    "only local files are used, and a missing file gives a "
+                    "message naming where to put it.",
+                ),
             ],
             outputs=[
-                ClipassoModelsType.Output("models", display_name="models", tooltip="The loaded encoders, for ViT Saliency and Optimize Sketch."),
+                ClipassoModelsType.Output(
+                    "models",
+                    display_name="models",
+                    tooltip="The loaded encoders, for ViT Saliency and Optimize Sketch.",
+                ),
             ],
         )
 
     @classmethod
-    def execute(cls, loss_model=widget_default("loss_model"), saliency_model=widget_default("saliency_model"),
-                pretrained=widget_default("pretrained"), device=widget_default("device"), precision="auto",
-                allow_download=widget_default("allow_download")):
+    def execute(
+        cls,
+        loss_model=widget_default("loss_model"),
+        saliency_model=widget_default("saliency_model"),
+        pretrained=widget_default("pretrained"),
+        device=widget_default("device"),
+        precision="auto",
+        allow_download=widget_default("allow_download"),
+    ):
         dev = torch.device("cpu") if device == "cpu" else compute_device()
         dirs = models_dirs()
         tag = (pretrained or "").strip() or None

@@ -11,6 +11,7 @@ engine stop cleanly at its best state, show that best sketch as the node's last 
 the memory, and then re-raise the interruption: the run's outputs are discarded (nothing goes
 downstream, nothing is saved), the preview is only to look at.
 """
+
 from __future__ import annotations
 
 import gc
@@ -18,8 +19,15 @@ import gc
 import torch
 from comfy_api.latest import io
 
-from .common import (CATEGORY, ClipassoModelsType, SketchStrokes, check_interrupted, free_memory, images_to_chw,
-                     strokes_or_error)
+from .common import (
+    CATEGORY,
+    ClipassoModelsType,
+    SketchStrokes,
+    check_interrupted,
+    free_memory,
+    images_to_chw,
+    strokes_or_error,
+)
 from .inputs import NODE_PRESET, SPEED_WIDGETS, loop_config, loop_inputs, preset_input, setting_input
 from .output import render_to_comfy
 
@@ -60,8 +68,9 @@ class Progress:
         best = losses.get("best")
         lead = int(torch.argmin(torch.nan_to_num(best, nan=float("inf")))) if best is not None else 0
         preview = to_pil(render[lead].detach().float().cpu())
-        self.bar.update_absolute(min(self.total, self.offset + int(iteration)), self.total,
-                                 ("JPEG", preview, PREVIEW_SIZE))
+        self.bar.update_absolute(
+            min(self.total, self.offset + int(iteration)), self.total, ("JPEG", preview, PREVIEW_SIZE)
+        )
 
 
 def cancel_requested() -> bool:
@@ -96,17 +105,22 @@ class OptimizeSketch(io.ComfyNode):
             display_name="Optimize Sketch (CLIP loss)",
             category=CATEGORY,
             description="Move the strokes' control points by gradient descent so that CLIP features of the sketch "
-                        "match those of the picture: ResNet layers keep the geometry, the embedding the meaning. "
-                        "All candidates run as one batch. Shows a live preview. Cancel stops within one iteration and "
-                        "discards the run: ComfyUI ends the whole prompt, so no strokes or images come out and "
-                        "nothing downstream runs or is saved; the node's last preview shows the best sketch "
-                        "reached, to look at only. To keep a result, set fewer iterations.",
+            "match those of the picture: ResNet layers keep the geometry, the embedding the meaning. "
+            "All candidates run as one batch. Shows a live preview. Cancel stops within one iteration and "
+            "discards the run: ComfyUI ends the whole prompt, so no strokes or images come out and "
+            "nothing downstream runs or is saved; the node's last preview shows the best sketch "
+            "reached, to look at only. To keep a result, set fewer iterations.",
             inputs=[
-                ClipassoModelsType.Input("models", optional=True,
-                                         tooltip="From Load CLIPasso Models; its loss encoder is used. Not needed "
-                                                 "with loss 'trace'."),
-                io.Image.Input("image", tooltip="Target picture(s), ideally the object on white; a batch of N "
-                                                "pictures pairs with N x seeds candidates."),
+                ClipassoModelsType.Input(
+                    "models",
+                    optional=True,
+                    tooltip="From Load CLIPasso Models; its loss encoder is used. Not needed with loss 'trace'.",
+                ),
+                io.Image.Input(
+                    "image",
+                    tooltip="Target picture(s), ideally the object on white; a batch of N "
+                    "pictures pairs with N x seeds candidates.",
+                ),
                 SketchStrokes.Input("strokes", tooltip="Starting strokes (Initialize Strokes, or Load SVG to refine)."),
                 preset_input(),
                 setting_input("iterations"),
@@ -118,8 +132,11 @@ class OptimizeSketch(io.ComfyNode):
                 *loop_inputs(SPEED_WIDGETS),
             ],
             outputs=[
-                SketchStrokes.Output("optimized", display_name="strokes",
-                                     tooltip="Every candidate at its best state, with its loss (for Select Best)."),
+                SketchStrokes.Output(
+                    "optimized",
+                    display_name="strokes",
+                    tooltip="Every candidate at its best state, with its loss (for Select Best).",
+                ),
                 io.Image.Output("renders", display_name="images", tooltip="Every candidate drawn on white."),
             ],
         )
@@ -139,8 +156,16 @@ class OptimizeSketch(io.ComfyNode):
                 def next_picture(i):
                     progress.offset = i * config.iterations
 
-                return optimize_pictures(strokes, pictures, encoder, config, callback=progress.callback,
-                                         should_stop=stop_when_cancelled, device=device, on_picture=next_picture)
+                return optimize_pictures(
+                    strokes,
+                    pictures,
+                    encoder,
+                    config,
+                    callback=progress.callback,
+                    should_stop=stop_when_cancelled,
+                    device=device,
+                    on_picture=next_picture,
+                )
 
         progress = Progress(config.iterations)
         best = None

@@ -1,4 +1,5 @@
 """The output stage: Rasterize Strokes (pixels at any size), Save SVG (output node) and Load SVG."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,19 @@ from typing import Tuple
 
 from comfy_api.latest import io, ui
 
-from .common import (CATEGORY, NodeInputError, SketchStrokes, chw_to_images, contained_path, hw_to_masks,
-                     output_path, parse_color, picture_roots, strokes_or_error)
+from .common import (
+    CATEGORY,
+    NodeInputError,
+    SketchStrokes,
+    chw_to_images,
+    contained_path,
+    hw_to_masks,
+    output_path,
+    parse_color,
+    picture_roots,
+    strokes_or_error,
+)
+
 
 def _canvas_size(strokes, width: int, height: int) -> Tuple[int, int]:
     """(H, W) to draw at: 0 keeps the canvas size, one side alone keeps the aspect ratio."""
@@ -46,24 +58,55 @@ class RasterizeStrokes(io.ComfyNode):
             description="Draw SKETCH_STROKES as pixels at any size: every candidate becomes one image of the batch.",
             inputs=[
                 SketchStrokes.Input("strokes", tooltip="The sketch(es) to draw; every candidate becomes one image."),
-                io.Int.Input("width", default=0, min=0, max=8192, step=1,
-                             tooltip="Output width in pixels. 0 keeps the sketch's canvas width (or follows the "
-                                     "height, keeping the aspect ratio)."),
-                io.Int.Input("height", default=0, min=0, max=8192, step=1,
-                             tooltip="Output height in pixels. 0 keeps the canvas height (or follows the width)."),
-                io.String.Input("stroke_color", default="",
-                                tooltip="Draw every stroke in this colour (#rrggbb, #rrggbbaa or a name such as "
-                                        "'black'); empty keeps each stroke's own colour."),
-                io.Float.Input("thickness", default=1.0, min=0.05, max=20.0, step=0.05,
-                               tooltip="Multiplies every stroke's width (strokes also scale with the output size)."),
-                io.String.Input("background", default="#ffffff",
-                                tooltip="Background colour (#rrggbb or a name), or 'transparent' for an RGBA image "
-                                        "whose 4th channel is the ink."),
+                io.Int.Input(
+                    "width",
+                    default=0,
+                    min=0,
+                    max=8192,
+                    step=1,
+                    tooltip="Output width in pixels. 0 keeps the sketch's canvas width (or follows the "
+                    "height, keeping the aspect ratio).",
+                ),
+                io.Int.Input(
+                    "height",
+                    default=0,
+                    min=0,
+                    max=8192,
+                    step=1,
+                    tooltip="Output height in pixels. 0 keeps the canvas height (or follows the width).",
+                ),
+                io.String.Input(
+                    "stroke_color",
+                    default="",
+                    tooltip="Draw every stroke in this colour (#rrggbb, #rrggbbaa or a name such as "
+                    "'black'); empty keeps each stroke's own colour.",
+                ),
+                io.Float.Input(
+                    "thickness",
+                    default=1.0,
+                    min=0.05,
+                    max=20.0,
+                    step=0.05,
+                    tooltip="Multiplies every stroke's width (strokes also scale with the output size).",
+                ),
+                io.String.Input(
+                    "background",
+                    default="#ffffff",
+                    tooltip="Background colour (#rrggbb or a name), or 'transparent' for an RGBA image "
+                    "whose 4th channel is the ink.",
+                ),
             ],
             outputs=[
-                io.Image.Output("image", display_name="image", tooltip="The drawing(s): RGB over the background, or RGBA when the "
-                                                 "background is 'transparent'."),
-                io.Mask.Output("mask", display_name="mask", tooltip="Ink coverage, 1 where a stroke is drawn (usable as a scribble)."),
+                io.Image.Output(
+                    "image",
+                    display_name="image",
+                    tooltip="The drawing(s): RGB over the background, or RGBA when the background is 'transparent'.",
+                ),
+                io.Mask.Output(
+                    "mask",
+                    display_name="mask",
+                    tooltip="Ink coverage, 1 where a stroke is drawn (usable as a scribble).",
+                ),
             ],
         )
 
@@ -96,11 +139,13 @@ def _core_svg_class():
         return public
     try:
         from comfy_api.latest._util import SVG  # late-2026 cores, before the public type is declared
+
         return SVG
     except ImportError:
         pass
     try:
         from comfy_extras.nodes_images import SVG  # 0.3.x cores
+
         return SVG
     except ImportError:
         return None
@@ -117,8 +162,9 @@ def svg_documents(value) -> list:
         if isinstance(raw, (bytes, bytearray)):
             raw = bytes(raw).decode("utf-8", errors="replace")
         if not isinstance(raw, str):
-            raise NodeInputError(f"'svg' must be core's SVG value (SVG documents as BytesIO); got an item of type "
-                                 f"{type(item).__name__}")
+            raise NodeInputError(
+                f"'svg' must be core's SVG value (SVG documents as BytesIO); got an item of type {type(item).__name__}"
+            )
         docs.append(raw)
     if not docs:
         raise NodeInputError("the connected SVG value holds no document")
@@ -144,12 +190,13 @@ def with_metadata(svg_text: str, metadata: dict) -> str:
     if start < 0 or end < 0:
         raise ValueError("not an SVG document: no <svg> element")
     block = f"\n  <metadata><![CDATA[\n{payload}\n]]></metadata>"
-    return svg_text[:end + 1] + block + svg_text[end + 1:]
+    return svg_text[: end + 1] + block + svg_text[end + 1 :]
 
 
 def _metadata_disabled() -> bool:
     try:
         from comfy.cli_args import args
+
         return bool(getattr(args, "disable_metadata", False))
     except Exception:  # noqa: BLE001 - no core args: keep metadata
         return False
@@ -160,20 +207,28 @@ class SaveSVG(io.ComfyNode):
     def define_schema(cls):
         outputs = []
         if HAS_CORE_SVG:
-            outputs.append(io.SVG.Output("svg", display_name="svg", tooltip="The same drawing(s) as core's SVG type, for core's "
-                                                         "Save SVG and other SVG nodes."))
+            outputs.append(
+                io.SVG.Output(
+                    "svg",
+                    display_name="svg",
+                    tooltip="The same drawing(s) as core's SVG type, for core's Save SVG and other SVG nodes.",
+                )
+            )
         return io.Schema(
             node_id="CLIPassoSaveSVG",
             display_name="Save SVG (CLIPasso)",
             category=CATEGORY,
             description="Write each sketch as an .svg file (one <path> per stroke) into ComfyUI's output folder, "
-                        "with the workflow embedded as metadata, and preview it in the node.",
+            "with the workflow embedded as metadata, and preview it in the node.",
             is_output_node=True,
             inputs=[
                 SketchStrokes.Input("strokes", tooltip="The sketch(es) to save; every candidate becomes one file."),
-                io.String.Input("filename_prefix", default="clipasso/sketch",
-                                tooltip="File name prefix inside the output folder; may contain subfolders and "
-                                        "ComfyUI's %date:yyyy-MM-dd% style tokens."),
+                io.String.Input(
+                    "filename_prefix",
+                    default="clipasso/sketch",
+                    tooltip="File name prefix inside the output folder; may contain subfolders and "
+                    "ComfyUI's %date:yyyy-MM-dd% style tokens.",
+                ),
             ],
             outputs=outputs,
         )
@@ -191,7 +246,8 @@ class SaveSVG(io.ComfyNode):
         # follows symlinks, before core creates the folder
         output_path(os.path.dirname(os.path.normpath(prefix)), "'filename_prefix'")
         folder, base, counter, subfolder, _ = folder_paths.get_save_image_path(
-            prefix, out_dir, strokes.width, strokes.height)
+            prefix, out_dir, strokes.width, strokes.height
+        )
         metadata = {}
         hidden = cls.hidden
         if hidden is not None and not _metadata_disabled():
@@ -228,22 +284,44 @@ def _fill_shape_inputs():
     from clipasso.output.svg import MIN_OUTLINE_AREA, OUTLINE_SEGMENTS
 
     return [
-        io.Boolean.Input("fill_shapes", default=False, optional=True,
-                         tooltip="Read filled shapes that have no stroke (what tracers write: ComfyUI-ToSVG, "
-                                 "vtracer, potrace, core's vectorize nodes) as strokes along their outlines, one "
-                                 "per closed outline, so a traced picture becomes a starting sketch for Optimize "
-                                 f"Sketch or Auto Abstraction. Specks under {MIN_OUTLINE_AREA:.2%} of the canvas "
-                                 "and the canvas-sized background are dropped. Off: filled shapes are ignored, as "
-                                 "a sketch is strokes."),
-        io.Int.Input("outline_segments", default=OUTLINE_SEGMENTS, min=1, max=32, step=1, optional=True,
-                     tooltip="With fill_shapes: cubic Bezier segments each outline is simplified to (every "
-                             "outline gets the same number, as the strokes of one sketch share it)."),
-        io.Int.Input("max_outlines", default=64, min=1, max=4096, step=1, optional=True,
-                     tooltip="With fill_shapes: keep at most this many outlines, the largest; the rest are "
-                             "dropped (the console says how many)."),
-        io.String.Input("outline_color", default="", optional=True,
-                        tooltip="With fill_shapes: draw every outline in this colour (#rrggbb or a name such as "
-                                "'black', as CLIPasso sketches are); empty keeps each shape's fill colour."),
+        io.Boolean.Input(
+            "fill_shapes",
+            default=False,
+            optional=True,
+            tooltip="Read filled shapes that have no stroke (what tracers write: ComfyUI-ToSVG, "
+            "vtracer, potrace, core's vectorize nodes) as strokes along their outlines, one "
+            "per closed outline, so a traced picture becomes a starting sketch for Optimize "
+            f"Sketch or Auto Abstraction. Specks under {MIN_OUTLINE_AREA:.2%} of the canvas "
+            "and the canvas-sized background are dropped. Off: filled shapes are ignored, as "
+            "a sketch is strokes.",
+        ),
+        io.Int.Input(
+            "outline_segments",
+            default=OUTLINE_SEGMENTS,
+            min=1,
+            max=32,
+            step=1,
+            optional=True,
+            tooltip="With fill_shapes: cubic Bezier segments each outline is simplified to (every "
+            "outline gets the same number, as the strokes of one sketch share it).",
+        ),
+        io.Int.Input(
+            "max_outlines",
+            default=64,
+            min=1,
+            max=4096,
+            step=1,
+            optional=True,
+            tooltip="With fill_shapes: keep at most this many outlines, the largest; the rest are "
+            "dropped (the console says how many).",
+        ),
+        io.String.Input(
+            "outline_color",
+            default="",
+            optional=True,
+            tooltip="With fill_shapes: draw every outline in this colour (#rrggbb or a name such as "
+            "'black', as CLIPasso sketches are); empty keeps each shape's fill colour.",
+        ),
     ]
 
 
@@ -255,23 +333,46 @@ class LoadSVG(io.ComfyNode):
             display_name="Load SVG (CLIPasso)",
             category=CATEGORY,
             description="Read an SVG of open Bezier paths (as Save SVG writes them; other SVGs' paths, lines and "
-                        "shapes are read as strokes too) into SKETCH_STROKES, to refine a sketch with Optimize "
-                        "Sketch or draw it again at another size. Takes a file, pasted markup, or core's SVG type. "
-                        "With fill_shapes on, a tracer's filled shapes (vtracer, potrace, vectorize nodes) become "
-                        "strokes along their outlines.",
+            "shapes are read as strokes too) into SKETCH_STROKES, to refine a sketch with Optimize "
+            "Sketch or draw it again at another size. Takes a file, pasted markup, or core's SVG type. "
+            "With fill_shapes on, a tracer's filled shapes (vtracer, potrace, vectorize nodes) become "
+            "strokes along their outlines.",
             inputs=[
-                io.Combo.Input("svg_file", options=[NO_FILE] + _input_svgs(), default=NO_FILE,
-                               tooltip="An .svg file in ComfyUI's input folder."),
-                io.String.Input("svg_text", default="", multiline=True, optional=True,
-                                tooltip="Or paste SVG markup here; it is used instead of the file when not empty."),
-            ] + ([io.SVG.Input("svg", optional=True,
-                               tooltip="Or connect core's SVG type (core's vectorize nodes, Save SVG of this pack, "
-                                       "...): used instead of the file and the text. Several documents become "
-                                       "several candidates when they have the same canvas and stroke layout.")]
-                 if HAS_CORE_SVG else []) + _fill_shape_inputs(),
+                io.Combo.Input(
+                    "svg_file",
+                    options=[NO_FILE] + _input_svgs(),
+                    default=NO_FILE,
+                    tooltip="An .svg file in ComfyUI's input folder.",
+                ),
+                io.String.Input(
+                    "svg_text",
+                    default="",
+                    multiline=True,
+                    optional=True,
+                    tooltip="Or paste SVG markup here; it is used instead of the file when not empty.",
+                ),
+            ]
+            + (
+                [
+                    io.SVG.Input(
+                        "svg",
+                        optional=True,
+                        tooltip="Or connect core's SVG type (core's vectorize nodes, Save SVG of this pack, "
+                        "...): used instead of the file and the text. Several documents become "
+                        "several candidates when they have the same canvas and stroke layout.",
+                    )
+                ]
+                if HAS_CORE_SVG
+                else []
+            )
+            + _fill_shape_inputs(),
             outputs=[
-                SketchStrokes.Output("strokes", display_name="strokes", tooltip="The strokes of the SVG (one candidate)."),
-                io.Image.Output("image", display_name="image", tooltip="The strokes drawn on white at the SVG's canvas size."),
+                SketchStrokes.Output(
+                    "strokes", display_name="strokes", tooltip="The strokes of the SVG (one candidate)."
+                ),
+                io.Image.Output(
+                    "image", display_name="image", tooltip="The strokes drawn on white at the SVG's canvas size."
+                ),
             ],
         )
 
@@ -287,8 +388,14 @@ class LoadSVG(io.ComfyNode):
         # outside the input folder (no '..', absolute path or symlink leading out) unless the owner allows it
         name, base = folder_paths.annotated_filepath(svg_file)
         roots = picture_roots() + [folder_paths.get_output_directory(), folder_paths.get_temp_directory()]
-        path = contained_path(name, roots, "'svg_file'", "ComfyUI's input, output and temp folders",
-                              "SVG files may come only from inside them", base=base or roots[0])
+        path = contained_path(
+            name,
+            roots,
+            "'svg_file'",
+            "ComfyUI's input, output and temp folders",
+            "SVG files may come only from inside them",
+            base=base or roots[0],
+        )
         if not os.path.isfile(path):
             raise NodeInputError(f"SVG file not found in the input folder: {svg_file}")
         return path
@@ -321,24 +428,36 @@ class LoadSVG(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, svg_file=NO_FILE, svg_text="", svg=None, fill_shapes=False, outline_segments=None,
-                max_outlines=64, outline_color=""):
+    def execute(
+        cls,
+        svg_file=NO_FILE,
+        svg_text="",
+        svg=None,
+        fill_shapes=False,
+        outline_segments=None,
+        max_outlines=64,
+        outline_color="",
+    ):
         from clipasso.output.svg import OUTLINE_SEGMENTS, read_svg
         from clipasso.strokes import StrokeError, Strokes
 
         options = {}
         if fill_shapes:
-            options = dict(fills="outline", segments=int(outline_segments or OUTLINE_SEGMENTS),
-                           max_outlines=int(max_outlines) if max_outlines else None,
-                           outline_color=parse_color(outline_color, "outline_color") if (outline_color or "").strip()
-                           else None)
+            options = dict(
+                fills="outline",
+                segments=int(outline_segments or OUTLINE_SEGMENTS),
+                max_outlines=int(max_outlines) if max_outlines else None,
+                outline_color=parse_color(outline_color, "outline_color") if (outline_color or "").strip() else None,
+            )
         if svg is not None:
             parts = [read_svg(doc, **options) for doc in svg_documents(svg)]
             try:
                 strokes = Strokes.concat(parts)
             except StrokeError as exc:
-                raise NodeInputError(f"the connected SVG value holds {len(parts)} drawings that cannot be one batch "
-                                     f"({exc}); pick one of them first") from None
+                raise NodeInputError(
+                    f"the connected SVG value holds {len(parts)} drawings that cannot be one batch "
+                    f"({exc}); pick one of them first"
+                ) from None
         else:
             strokes = read_svg(cls._source(svg_file, svg_text), **options)
         image, _ = render_to_comfy(strokes)

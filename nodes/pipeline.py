@@ -1,6 +1,7 @@
 """The whole pipeline in one node: CLIPasso Sketch (`clipasso.pipeline.sketch` for every picture of an IMAGE
 batch) and CLIPasso Batch (`clipasso.batch.sketch_many` over a folder of picture files, with its manifest
 and resume)."""
+
 from __future__ import annotations
 
 import gc
@@ -8,8 +9,17 @@ import gc
 import torch
 from comfy_api.latest import io, ui
 
-from .common import (CATEGORY, NodeInputError, SketchStrokes, compute_device, free_memory, images_to_chw, models_dirs,
-                     output_path, picture_path)
+from .common import (
+    CATEGORY,
+    NodeInputError,
+    SketchStrokes,
+    compute_device,
+    free_memory,
+    images_to_chw,
+    models_dirs,
+    output_path,
+    picture_path,
+)
 from .inputs import LOOP_WIDGETS, NODE_PRESET, SPEED_WIDGETS, loop_inputs, node_settings, preset_input, setting_input
 from .optimize import Progress, cancel_requested, discard_cancelled, stop_when_cancelled
 from .output import render_to_comfy
@@ -17,8 +27,12 @@ from .output import render_to_comfy
 # the one-box node's optional inputs after its required ones, in the order they were added (older first, so
 # saved workflows keep their values): the features, then the canvas and framing, then the loss and where
 # strokes start (which together make a run that needs no CLIP weights: loss trace, saliency mask)
-ONE_BOX_WIDGETS = (tuple(n for n in LOOP_WIDGETS if n not in ("loss", "trace_weight")) + ("canvas", "framing")
-                   + ("loss", "trace_weight", "saliency") + SPEED_WIDGETS)
+ONE_BOX_WIDGETS = (
+    tuple(n for n in LOOP_WIDGETS if n not in ("loss", "trace_weight"))
+    + ("canvas", "framing")
+    + ("loss", "trace_weight", "saliency")
+    + SPEED_WIDGETS
+)
 
 
 def sketch_inputs():
@@ -48,10 +62,10 @@ class CLIPassoSketch(io.ComfyNode):
             display_name="CLIPasso Sketch",
             category=CATEGORY,
             description="The whole CLIPasso pipeline in one node: remove the background, find the salient parts, "
-                        "place strokes, optimise every seed against CLIP and keep the best. Each picture of a batch "
-                        "is sketched on its own. Without CLIP weights: loss 'trace' with saliency 'mask' (or "
-                        "'none') needs no model but the bundled u2netp. Cancel discards the run (no outputs, "
-                        "nothing saved); the last preview shows the best sketch reached.",
+            "place strokes, optimise every seed against CLIP and keep the best. Each picture of a batch "
+            "is sketched on its own. Without CLIP weights: loss 'trace' with saliency 'mask' (or "
+            "'none') needs no model but the bundled u2netp. Cancel discards the run (no outputs, "
+            "nothing saved); the last preview shows the best sketch reached.",
             inputs=[
                 io.Image.Input("image", tooltip="Picture(s) of an object; every picture of a batch gets a sketch."),
                 *sketch_inputs(),
@@ -59,7 +73,9 @@ class CLIPassoSketch(io.ComfyNode):
             outputs=[
                 SketchStrokes.Output("sketch", display_name="strokes", tooltip="The winning sketch of each picture."),
                 io.Image.Output("sketch_image", display_name="image", tooltip="The sketch(es) drawn on white."),
-                io.Float.Output("winner_loss", display_name="loss", tooltip="Loss of the (first) winner; lower is better."),
+                io.Float.Output(
+                    "winner_loss", display_name="loss", tooltip="Loss of the (first) winner; lower is better."
+                ),
             ],
         )
 
@@ -100,8 +116,6 @@ class CLIPassoSketch(io.ComfyNode):
         return io.NodeOutput(best, rendered, float(best.losses[0]))
 
 
-
-
 class CLIPassoBatch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -110,32 +124,50 @@ class CLIPassoBatch(io.ComfyNode):
             display_name="CLIPasso Batch (folder)",
             category=CATEGORY,
             description="Sketch every picture of a folder, as `clipasso batch` does: each becomes "
-                        "<output folder>/<its path in the folder>.svg (and .png), with one line per picture in "
-                        "manifest.jsonl. Pictures already sketched with the same settings are skipped, so "
-                        "queueing the node again resumes; a broken picture is recorded and the batch goes on. "
-                        "The progress bar counts pictures. Cancel stops after the current picture's iteration.",
+            "<output folder>/<its path in the folder>.svg (and .png), with one line per picture in "
+            "manifest.jsonl. Pictures already sketched with the same settings are skipped, so "
+            "queueing the node again resumes; a broken picture is recorded and the batch goes on. "
+            "The progress bar counts pictures. Cancel stops after the current picture's iteration.",
             is_output_node=True,
             inputs=[
-                io.String.Input("folder", default="", tooltip="A folder of pictures inside ComfyUI's input folder "
-                                                              "(e.g. 'photos'). Other paths are refused unless the "
-                                                              "server runs with CLIPASSO_ALLOW_ANY_PATH=1."),
+                io.String.Input(
+                    "folder",
+                    default="",
+                    tooltip="A folder of pictures inside ComfyUI's input folder "
+                    "(e.g. 'photos'). Other paths are refused unless the "
+                    "server runs with CLIPASSO_ALLOW_ANY_PATH=1.",
+                ),
                 io.Boolean.Input("recursive", default=False, tooltip="Also sketch the pictures of sub-folders."),
-                io.String.Input("output_folder", default="clipasso/batch",
-                                tooltip="Where the sketches and manifest.jsonl go, inside ComfyUI's output folder."),
+                io.String.Input(
+                    "output_folder",
+                    default="clipasso/batch",
+                    tooltip="Where the sketches and manifest.jsonl go, inside ComfyUI's output folder.",
+                ),
                 io.Boolean.Input("png", default=True, tooltip="Also write a PNG of every sketch."),
                 io.Boolean.Input("force", default=False, tooltip="Redo pictures the manifest says are done."),
                 *sketch_inputs(),
             ],
             outputs=[
-                io.String.Output("report", display_name="report",
-                                 tooltip="What happened, as JSON: counts, the manifest's path, the failed pictures."),
+                io.String.Output(
+                    "report",
+                    display_name="report",
+                    tooltip="What happened, as JSON: counts, the manifest's path, the failed pictures.",
+                ),
                 io.Int.Output("sketched", display_name="sketched", tooltip="Pictures sketched by this run."),
             ],
         )
 
     @classmethod
-    def execute(cls, folder="", recursive=False, output_folder="clipasso/batch", png=True, force=False,
-                preset=NODE_PRESET, **widgets):
+    def execute(
+        cls,
+        folder="",
+        recursive=False,
+        output_folder="clipasso/batch",
+        png=True,
+        force=False,
+        preset=NODE_PRESET,
+        **widgets,
+    ):
         import json
 
         import comfy.utils
@@ -145,8 +177,10 @@ class CLIPassoBatch(io.ComfyNode):
         settings = node_settings(preset, **widgets, models_dir=models_dirs(), device=str(compute_device()))
         where = (folder or "").strip()
         if not where:
-            raise NodeInputError("'folder' is empty: name a folder of pictures inside ComfyUI's input folder "
-                                 f"({folder_paths.get_input_directory()}), e.g. 'photos'")
+            raise NodeInputError(
+                "'folder' is empty: name a folder of pictures inside ComfyUI's input folder "
+                f"({folder_paths.get_input_directory()}), e.g. 'photos'"
+            )
         # inside the input folder only (CLIPASSO_ALLOW_ANY_PATH=1 lifts it): '..', absolute paths and
         # symlinks that leave it are refused, and so is every picture found that resolves elsewhere
         source = picture_path(where, "'folder'")
@@ -161,9 +195,16 @@ class CLIPassoBatch(io.ComfyNode):
         bar = comfy.utils.ProgressBar(total)
         with torch.inference_mode(False), torch.enable_grad():
             try:
-                result = sketch_many([source], target, settings, png=bool(png), force=bool(force),
-                                     recursive=bool(recursive), should_stop=stop_when_cancelled,
-                                     on_item=lambda done, _total, line: bar.update_absolute(done, total))
+                result = sketch_many(
+                    [source],
+                    target,
+                    settings,
+                    png=bool(png),
+                    force=bool(force),
+                    recursive=bool(recursive),
+                    should_stop=stop_when_cancelled,
+                    on_item=lambda done, _total, line: bar.update_absolute(done, total),
+                )
             finally:
                 gc.collect()
                 free_memory()
@@ -171,9 +212,15 @@ class CLIPassoBatch(io.ComfyNode):
             from .common import check_interrupted
 
             check_interrupted()
-        report = {"pictures": len(result.lines), "sketched": result.count("ok"), "skipped": result.count("skipped"),
-                  "failed": result.failed, "seconds": round(result.seconds, 1), "manifest": str(result.manifest),
-                  "errors": {line["name"]: line["error"] for line in result.lines if line["status"] == "error"}}
+        report = {
+            "pictures": len(result.lines),
+            "sketched": result.count("ok"),
+            "skipped": result.count("skipped"),
+            "failed": result.failed,
+            "seconds": round(result.seconds, 1),
+            "manifest": str(result.manifest),
+            "errors": {line["name"]: line["error"] for line in result.lines if line["status"] == "error"},
+        }
         text = json.dumps(report, indent=1)
         return io.NodeOutput(text, result.count("ok"), ui=ui.PreviewText(result.summary()))
 

@@ -6,6 +6,7 @@ against the picture it was optimised for, measure with exactly the loss Optimize
 (`nodes.inputs.loop_config`), and leave inference mode like the optimiser node (pruning re-optimises).
 The engine is `clipasso.post`.
 """
+
 from __future__ import annotations
 
 import gc
@@ -15,8 +16,18 @@ from comfy_api.latest import io
 
 from clipasso.settings import DEFAULT_FIDELITY
 
-from .common import (CATEGORY, ClipassoModelsType, NodeInputError, SketchStrokes, check_interrupted, chw_to_images,
-                     free_memory, images_to_chw, picture_on_canvas, strokes_or_error)
+from .common import (
+    CATEGORY,
+    ClipassoModelsType,
+    NodeInputError,
+    SketchStrokes,
+    check_interrupted,
+    chw_to_images,
+    free_memory,
+    images_to_chw,
+    picture_on_canvas,
+    strokes_or_error,
+)
 from .inputs import NODE_PRESET, loop_config, loop_inputs, preset_input, setting_input, widget_default
 from .output import render_to_comfy
 
@@ -30,14 +41,25 @@ class SelectBestSketch(io.ComfyNode):
             category=CATEGORY,
             description="Keep the candidate (seed) with the lowest CLIPasso loss, one per input picture.",
             inputs=[
-                SketchStrokes.Input("strokes", tooltip="Optimized candidates with their losses (from Optimize "
-                                                       "Sketch). With several pictures, the best of each is kept."),
+                SketchStrokes.Input(
+                    "strokes",
+                    tooltip="Optimized candidates with their losses (from Optimize "
+                    "Sketch). With several pictures, the best of each is kept.",
+                ),
             ],
             outputs=[
                 SketchStrokes.Output("best", display_name="best", tooltip="The winning sketch (one per picture)."),
-                io.Image.Output("image", display_name="image", tooltip="The winning sketch(es) drawn on white at canvas size."),
-                io.Int.Output("index", display_name="index", tooltip="Index of the winner among the candidates (of the first picture)."),
-                io.Float.Output("loss", display_name="loss", tooltip="Loss of the winner (of the first picture); lower is better."),
+                io.Image.Output(
+                    "image", display_name="image", tooltip="The winning sketch(es) drawn on white at canvas size."
+                ),
+                io.Int.Output(
+                    "index",
+                    display_name="index",
+                    tooltip="Index of the winner among the candidates (of the first picture).",
+                ),
+                io.Float.Output(
+                    "loss", display_name="loss", tooltip="Loss of the winner (of the first picture); lower is better."
+                ),
             ],
         )
 
@@ -48,8 +70,10 @@ class SelectBestSketch(io.ComfyNode):
 
         strokes = strokes_or_error(strokes)
         if strokes.losses is None:
-            raise NodeInputError("these strokes carry no losses, so there is nothing to compare; connect the "
-                                 "output of Optimize Sketch (CLIPasso)")
+            raise NodeInputError(
+                "these strokes carry no losses, so there is nothing to compare; connect the "
+                "output of Optimize Sketch (CLIPasso)"
+            )
         winners, first_index = [], None
         for group in strokes.picture_groups():
             winner, index = select_best(strokes.select(group))
@@ -62,8 +86,6 @@ class SelectBestSketch(io.ComfyNode):
         return io.NodeOutput(best, image, first_index, loss)
 
 
-
-
 def _stop_when_cancelled() -> bool:
     check_interrupted()
     return False
@@ -73,11 +95,20 @@ def _grow_inputs():
     """Inputs of the grow method; optional with defaults that keep older workflows pruning as before."""
     return [
         setting_input("method", optional=True),
-        setting_input("start_strokes", optional=True, unset=0, low=0,
-                      tooltip="grow: how many of the connected strokes to start from (their first ones); 0 = all "
-                              "of them. Connect a small optimised sketch (e.g. 2 strokes)."),
-        setting_input("max_strokes", optional=True, default=2 * widget_default("strokes"),
-                      tooltip="grow: the most strokes growing may reach."),
+        setting_input(
+            "start_strokes",
+            optional=True,
+            unset=0,
+            low=0,
+            tooltip="grow: how many of the connected strokes to start from (their first ones); 0 = all "
+            "of them. Connect a small optimised sketch (e.g. 2 strokes).",
+        ),
+        setting_input(
+            "max_strokes",
+            optional=True,
+            default=2 * widget_default("strokes"),
+            tooltip="grow: the most strokes growing may reach.",
+        ),
         setting_input("grow_iterations", optional=True),
         setting_input("min_gain", optional=True),
     ]
@@ -85,19 +116,31 @@ def _grow_inputs():
 
 # inputs Optimize Sketch has that these nodes gained later (after their older inputs), so that they
 # measure with exactly the loss that optimised the sketch (nodes.inputs.loop_config)
-ABSTRACTION_EXTRA = ("geometric_weight", "augmentations", "text", "text_weight", "optimize_width",
-                     "optimize_opacity", "color_from_image", "optimize_color", "pen_width")
+ABSTRACTION_EXTRA = (
+    "geometric_weight",
+    "augmentations",
+    "text",
+    "text_weight",
+    "optimize_width",
+    "optimize_opacity",
+    "color_from_image",
+    "optimize_color",
+    "pen_width",
+)
 ORDER_EXTRA = ("geometric_weight", "text", "text_weight", "pen_width")
 
 
 def _one_target(image, strokes):
     pictures = images_to_chw(image)
     if len(pictures) != 1:
-        raise NodeInputError(f"'image' holds {len(pictures)} pictures; this node works on one sketch of one picture "
-                             "(pick one with core's image batch nodes)")
+        raise NodeInputError(
+            f"'image' holds {len(pictures)} pictures; this node works on one sketch of one picture "
+            "(pick one with core's image batch nodes)"
+        )
     if strokes.height != strokes.width:
-        raise NodeInputError(f"the strokes' canvas is {strokes.height}x{strokes.width}; CLIPasso sketches on a "
-                             "square canvas")
+        raise NodeInputError(
+            f"the strokes' canvas is {strokes.height}x{strokes.width}; CLIPasso sketches on a square canvas"
+        )
     return picture_on_canvas(pictures[0], strokes.height)
 
 
@@ -116,46 +159,81 @@ class AutoAbstraction(io.ComfyNode):
             display_name="Auto Abstraction (CLIPasso)",
             category=CATEGORY,
             description="Let the sketch choose its own stroke count. prune (default): starting from a sketch "
-                        "optimised with a generous number of strokes, remove the least useful stroke (the one whose "
-                        "absence raises the loss least), re-optimise briefly, and repeat; keep the fewest strokes "
-                        "that still reach the fidelity asked for. grow: start from the connected strokes (a few) "
-                        "and add one stroke at a time where ink lowers the loss most, re-optimising all of them, "
-                        "until new strokes stop paying or max_strokes is reached; fidelity is then relative to the "
-                        "best loss reached, and the strokes come out in the order they were added. Also outputs "
-                        "the loss-versus-strokes curve.",
+            "optimised with a generous number of strokes, remove the least useful stroke (the one whose "
+            "absence raises the loss least), re-optimise briefly, and repeat; keep the fewest strokes "
+            "that still reach the fidelity asked for. grow: start from the connected strokes (a few) "
+            "and add one stroke at a time where ink lowers the loss most, re-optimising all of them, "
+            "until new strokes stop paying or max_strokes is reached; fidelity is then relative to the "
+            "best loss reached, and the strokes come out in the order they were added. Also outputs "
+            "the loss-versus-strokes curve.",
             inputs=[
-                ClipassoModelsType.Input("models", optional=True,
-                                         tooltip="From Load CLIPasso Models; its loss encoder measures the sketches "
-                                                 "(use the same as for Optimize Sketch). Not needed with loss 'trace'."),
+                ClipassoModelsType.Input(
+                    "models",
+                    optional=True,
+                    tooltip="From Load CLIPasso Models; its loss encoder measures the sketches "
+                    "(use the same as for Optimize Sketch). Not needed with loss 'trace'.",
+                ),
                 io.Image.Input("image", tooltip="The picture the strokes were optimised against (one picture)."),
-                SketchStrokes.Input("strokes", tooltip="An optimised sketch with a generous stroke count (e.g. 32); "
-                                                       "with several candidates the lowest-loss one is used."),
-                setting_input("fidelity", default=DEFAULT_FIDELITY, low=0.01,
-                              tooltip="Share of the full sketch's loss improvement over an empty canvas to keep: "
-                                      "1.0 keeps its quality, 0.5 allows a much more abstract sketch."),
+                SketchStrokes.Input(
+                    "strokes",
+                    tooltip="An optimised sketch with a generous stroke count (e.g. 32); "
+                    "with several candidates the lowest-loss one is used.",
+                ),
+                setting_input(
+                    "fidelity",
+                    default=DEFAULT_FIDELITY,
+                    low=0.01,
+                    tooltip="Share of the full sketch's loss improvement over an empty canvas to keep: "
+                    "1.0 keeps its quality, 0.5 allows a much more abstract sketch.",
+                ),
                 setting_input("prune_iterations"),
-                io.Boolean.Input("full_curve", default=False,
-                                 tooltip="Keep pruning down to one stroke (grow: keep growing to max_strokes) to "
-                                         "draw the whole curve (slower); off stops at the first count below the "
-                                         "fidelity (grow: when new strokes stop paying)."),
+                io.Boolean.Input(
+                    "full_curve",
+                    default=False,
+                    tooltip="Keep pruning down to one stroke (grow: keep growing to max_strokes) to "
+                    "draw the whole curve (slower); off stops at the first count below the "
+                    "fidelity (grow: when new strokes stop paying).",
+                ),
                 preset_input("Optimiser settings of the re-optimisations (as in Optimize Sketch)."),
                 setting_input("learning_rate"),
                 setting_input("semantic_weight"),
-            ] + loop_inputs(("loss", "trace_weight")) + _grow_inputs() + loop_inputs(ABSTRACTION_EXTRA),
+            ]
+            + loop_inputs(("loss", "trace_weight"))
+            + _grow_inputs()
+            + loop_inputs(ABSTRACTION_EXTRA),
             outputs=[
-                SketchStrokes.Output("chosen", display_name="strokes", tooltip="The sketch with the chosen stroke count."),
+                SketchStrokes.Output(
+                    "chosen", display_name="strokes", tooltip="The sketch with the chosen stroke count."
+                ),
                 io.Image.Output("chosen_image", display_name="image", tooltip="The chosen sketch drawn on white."),
                 io.Int.Output("count", display_name="count", tooltip="The stroke count chosen."),
-                io.Image.Output("curve_plot", display_name="curve", tooltip="Loss versus stroke count, chosen count "
-                                                                            "marked, empty canvas dashed."),
-                io.String.Output("curve_text", display_name="curve_json",
-                                 tooltip="The curve as JSON: per stroke count its loss and fidelity."),
+                io.Image.Output(
+                    "curve_plot",
+                    display_name="curve",
+                    tooltip="Loss versus stroke count, chosen count marked, empty canvas dashed.",
+                ),
+                io.String.Output(
+                    "curve_text",
+                    display_name="curve_json",
+                    tooltip="The curve as JSON: per stroke count its loss and fidelity.",
+                ),
             ],
         )
 
     @classmethod
-    def execute(cls, models=None, image=None, strokes=None, fidelity=DEFAULT_FIDELITY, full_curve=False,
-                preset=NODE_PRESET, method=None, start_strokes=0, max_strokes=None, **widgets):
+    def execute(
+        cls,
+        models=None,
+        image=None,
+        strokes=None,
+        fidelity=DEFAULT_FIDELITY,
+        full_curve=False,
+        preset=NODE_PRESET,
+        method=None,
+        start_strokes=0,
+        max_strokes=None,
+        **widgets,
+    ):
         import comfy.utils
         from clipasso.post.abstraction import abstract
         from clipasso.output.plots import abstraction_chart
@@ -179,11 +257,23 @@ class AutoAbstraction(io.ComfyNode):
             with torch.inference_mode(False), torch.enable_grad():
                 target = _one_target(image, strokes)
                 start = strokes.detach()
-                result = abstract(start, target, encoder, config, fidelity=float(fidelity), start_strokes=first,
-                                  full_curve=bool(full_curve), device=device, should_stop=_stop_when_cancelled,
-                                  callback=progress, abstraction_method=method, max_strokes=int(max_strokes),
-                                  prune_iterations=int(prune_iterations), grow_iterations=int(grow_iterations),
-                                  min_gain=float(min_gain))
+                result = abstract(
+                    start,
+                    target,
+                    encoder,
+                    config,
+                    fidelity=float(fidelity),
+                    start_strokes=first,
+                    full_curve=bool(full_curve),
+                    device=device,
+                    should_stop=_stop_when_cancelled,
+                    callback=progress,
+                    abstraction_method=method,
+                    max_strokes=int(max_strokes),
+                    prune_iterations=int(prune_iterations),
+                    grow_iterations=int(grow_iterations),
+                    min_gain=float(min_gain),
+                )
                 chosen = result.strokes.cpu()  # fresh tensors made outside inference mode
             rendered, _ = render_to_comfy(chosen)
             chart = _chart_image(abstraction_chart(result))
@@ -201,43 +291,75 @@ class DrawingOrder(io.ComfyNode):
             display_name="Drawing Order (CLIPasso)",
             category=CATEGORY,
             description="Order the strokes so that every prefix is the best sketch of its size (greedy: each next "
-                        "stroke is the one that lowers the loss most). Outputs the ordered strokes, the drawing "
-                        "being made stroke by stroke as an image batch (video frames for other nodes), the loss "
-                        "of each prefix, and an animated SVG.",
+            "stroke is the one that lowers the loss most). Outputs the ordered strokes, the drawing "
+            "being made stroke by stroke as an image batch (video frames for other nodes), the loss "
+            "of each prefix, and an animated SVG.",
             inputs=[
-                ClipassoModelsType.Input("models", optional=True,
-                                         tooltip="From Load CLIPasso Models; its loss encoder measures each prefix. "
-                                                 "Not needed with loss 'trace'."),
+                ClipassoModelsType.Input(
+                    "models",
+                    optional=True,
+                    tooltip="From Load CLIPasso Models; its loss encoder measures each prefix. "
+                    "Not needed with loss 'trace'.",
+                ),
                 io.Image.Input("image", tooltip="The picture the strokes were optimised against (one picture)."),
-                SketchStrokes.Input("strokes", tooltip="The sketch to order; with several candidates the lowest-loss "
-                                                       "one is used."),
-                io.Int.Input("frame_size", default=0, min=0, max=4096,
-                             tooltip="Side of the frames in pixels; 0 keeps the sketch's canvas size. The drawing "
-                                     "is vector, so any size is sharp."),
-                io.Boolean.Input("include_blank", default=True,
-                                 tooltip="Start the frames with the empty canvas (strokes + 1 frames); off: one frame "
-                                         "per stroke."),
-                io.Float.Input("stroke_seconds", default=0.4, min=0.01, max=10.0, step=0.01,
-                               tooltip="Time each stroke takes to draw in the animated SVG."),
+                SketchStrokes.Input(
+                    "strokes", tooltip="The sketch to order; with several candidates the lowest-loss one is used."
+                ),
+                io.Int.Input(
+                    "frame_size",
+                    default=0,
+                    min=0,
+                    max=4096,
+                    tooltip="Side of the frames in pixels; 0 keeps the sketch's canvas size. The drawing "
+                    "is vector, so any size is sharp.",
+                ),
+                io.Boolean.Input(
+                    "include_blank",
+                    default=True,
+                    tooltip="Start the frames with the empty canvas (strokes + 1 frames); off: one frame per stroke.",
+                ),
+                io.Float.Input(
+                    "stroke_seconds",
+                    default=0.4,
+                    min=0.01,
+                    max=10.0,
+                    step=0.01,
+                    tooltip="Time each stroke takes to draw in the animated SVG.",
+                ),
                 setting_input("semantic_weight"),
-            ] + loop_inputs(("loss", "trace_weight")) + loop_inputs(ORDER_EXTRA),
+            ]
+            + loop_inputs(("loss", "trace_weight"))
+            + loop_inputs(ORDER_EXTRA),
             outputs=[
-                SketchStrokes.Output("ordered", display_name="strokes",
-                                     tooltip="The same strokes in drawing order (Save SVG writes them in that order)."),
-                io.Image.Output("frames", display_name="frames",
-                                tooltip="The drawing being made: frame k shows the first k strokes."),
+                SketchStrokes.Output(
+                    "ordered",
+                    display_name="strokes",
+                    tooltip="The same strokes in drawing order (Save SVG writes them in that order).",
+                ),
+                io.Image.Output(
+                    "frames",
+                    display_name="frames",
+                    tooltip="The drawing being made: frame k shows the first k strokes.",
+                ),
                 io.Image.Output("curve_plot", display_name="curve", tooltip="Loss of each prefix (strokes drawn)."),
-                io.String.Output("animated_svg", display_name="animated_svg",
-                                 tooltip="SVG text whose strokes are drawn one after another (SMIL animation); "
-                                         "viewers without animation show the finished sketch."),
-                io.String.Output("curve_text", display_name="curve_json",
-                                 tooltip="The order and the loss after each prefix, as JSON."),
+                io.String.Output(
+                    "animated_svg",
+                    display_name="animated_svg",
+                    tooltip="SVG text whose strokes are drawn one after another (SMIL animation); "
+                    "viewers without animation show the finished sketch.",
+                ),
+                io.String.Output(
+                    "curve_text",
+                    display_name="curve_json",
+                    tooltip="The order and the loss after each prefix, as JSON.",
+                ),
             ],
         )
 
     @classmethod
-    def execute(cls, models=None, image=None, strokes=None, frame_size=0, include_blank=True, stroke_seconds=0.4,
-                **widgets):
+    def execute(
+        cls, models=None, image=None, strokes=None, frame_size=0, include_blank=True, stroke_seconds=0.4, **widgets
+    ):
         import comfy.utils
         from clipasso.output.animation import animated_svg, drawing_frames
         from clipasso.post.order import greedy_order, order_json
@@ -249,9 +371,15 @@ class DrawingOrder(io.ComfyNode):
         try:
             with torch.inference_mode(False), torch.no_grad():
                 target = _one_target(image, strokes)
-                result = greedy_order(strokes.detach(), target, encoder, config, device=device,
-                                      should_stop=_stop_when_cancelled,
-                                      callback=lambda pos, stroke, loss: bar.update_absolute(pos + 1))
+                result = greedy_order(
+                    strokes.detach(),
+                    target,
+                    encoder,
+                    config,
+                    device=device,
+                    should_stop=_stop_when_cancelled,
+                    callback=lambda pos, stroke, loss: bar.update_absolute(pos + 1),
+                )
                 ordered = result.strokes.cpu()
                 size = None if int(frame_size) <= 0 else (int(frame_size), int(frame_size))
                 frames = chw_to_images(drawing_frames(ordered, size=size, include_blank=bool(include_blank)))
@@ -261,8 +389,6 @@ class DrawingOrder(io.ComfyNode):
             gc.collect()
             free_memory()
         return io.NodeOutput(ordered, frames, chart, svg, order_json(result))
-
-
 
 
 NODES = [SelectBestSketch, AutoAbstraction, DrawingOrder]

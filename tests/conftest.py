@@ -1,5 +1,6 @@
 """Shared fixtures: tiny randomly initialised open_clip models, written to files once per session
 and loaded through the real loader (never a mock encoder)."""
+
 from __future__ import annotations
 
 import os

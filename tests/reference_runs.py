@@ -12,6 +12,7 @@ CPU with AMX (release 0.2's CI machine).
 Every run uses the bundled example picture and the bundled u2netp matting model; the CLIP runs use the
 tiny randomly initialised test models (`clipasso.testing.tiny_models`), written with fixed seeds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,24 +25,47 @@ REFERENCE_DIR = Path(__file__).resolve().parent / "data" / "reference"
 
 # fp32 and no seed trial or plateau stop: the optimiser of release 0.2's fast preset, on every CPU (issue 14
 # made bf16 the CPU default where it is native and turned the trial and the plateau stop on in "fast")
-BASE = dict(preset="fast", strokes=6, seeds=2, iterations=30, saliency="mask", device="cpu", allow_download=False,
-            mixed_precision="off", seed_trial=0.0, plateau=0.0)
+BASE = dict(
+    preset="fast",
+    strokes=6,
+    seeds=2,
+    iterations=30,
+    saliency="mask",
+    device="cpu",
+    allow_download=False,
+    mixed_precision="off",
+    seed_trial=0.0,
+    plateau=0.0,
+)
 
 RUNS = {
     # the weights-free trace loss, best of 2
     "trace": dict(loss="trace"),
     # trace, then pruning to a fidelity and the greedy drawing order
-    "trace_prune_order": dict(loss="trace", auto_strokes=0.8, max_strokes=8, prune_iterations=3,
-                              drawing_order=True),
+    "trace_prune_order": dict(loss="trace", auto_strokes=0.8, max_strokes=8, prune_iterations=3, drawing_order=True),
     # trace, growing from 2 strokes
-    "trace_grow": dict(loss="trace", auto_strokes=0.9, abstraction_method="grow", start_strokes=2, max_strokes=5,
-                       grow_iterations=3),
+    "trace_grow": dict(
+        loss="trace", auto_strokes=0.9, abstraction_method="grow", start_strokes=2, max_strokes=5, grow_iterations=3
+    ),
     # the CLIP loss with the tiny ResNet, text guidance and styled strokes, stretched framing
-    "clip_text_styled": dict(loss="clip", clip_model="clipasso-tiny-rn", text="a cat", iterations=12,
-                             optimize_width=True, color_from_image=True, framing="stretch"),
+    "clip_text_styled": dict(
+        loss="clip",
+        clip_model="clipasso-tiny-rn",
+        text="a cat",
+        iterations=12,
+        optimize_width=True,
+        color_from_image=True,
+        framing="stretch",
+    ),
     # clip + trace with the tiny ResNet, pruned
-    "clip_trace_prune": dict(loss="clip+trace", clip_model="clipasso-tiny-rn", iterations=10, auto_strokes=0.9,
-                             max_strokes=7, prune_iterations=2),
+    "clip_trace_prune": dict(
+        loss="clip+trace",
+        clip_model="clipasso-tiny-rn",
+        iterations=10,
+        auto_strokes=0.9,
+        max_strokes=7,
+        prune_iterations=2,
+    ),
 }
 
 
@@ -52,9 +76,15 @@ def run(name: str, models_dir) -> dict:
     settings = dict(BASE, **RUNS[name])
     result = clipasso.sketch(None, models_dir=models_dir, **settings)
     c = result.candidates
-    out = {"svg": result.svg(), "points": result.strokes.points.clone(), "widths": result.strokes.widths.clone(),
-           "colors": result.strokes.colors.clone(), "candidate_points": c.points.clone(),
-           "candidate_losses": c.losses.clone(), "loss": torch.tensor(result.loss)}
+    out = {
+        "svg": result.svg(),
+        "points": result.strokes.points.clone(),
+        "widths": result.strokes.widths.clone(),
+        "colors": result.strokes.colors.clone(),
+        "candidate_points": c.points.clone(),
+        "candidate_losses": c.losses.clone(),
+        "loss": torch.tensor(result.loss),
+    }
     if result.drawing_order is not None:
         out["prefix_losses"] = result.drawing_order.prefix_losses.clone()
     if result.abstraction is not None:
@@ -75,8 +105,9 @@ def machine() -> dict:
                 if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
                     model = line.split(":", 1)[1].strip()
                 if line.startswith("flags"):
-                    flags = sorted(x for x in line.split(":", 1)[1].split()
-                                   if x.startswith(("avx", "amx", "fma", "sse4", "f16c")))
+                    flags = sorted(
+                        x for x in line.split(":", 1)[1].split() if x.startswith(("avx", "amx", "fma", "sse4", "f16c"))
+                    )
                     break
     except OSError:
         pass
@@ -101,8 +132,11 @@ def main() -> None:
     from clipasso.testing.tiny_models import write_tiny_models
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--write", action="store_true", help="store the outputs as this machine's reference "
-                                                               "(tests/data/reference/machines/<key>)")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="store the outputs as this machine's reference (tests/data/reference/machines/<key>)",
+    )
     args = parser.parse_args()
     target = reference_dir()
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,7 @@ score is `clipasso.report.metrics.fscore` (3 px tolerance). Results: bench/resul
 
     python bench/studies/framing.py --iterations 100 --pictures chelsea,coffee,rocket --seeds 0,1000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,14 +64,33 @@ def main(argv=None):
         for framing in FRAMINGS:
             for seed in (int(s) for s in args.seeds.split(",")):
                 t0 = time.perf_counter()
-                res = clipasso.sketch(img, preset="fast", framing=framing, loss="trace", saliency="mask",
-                                      iterations=args.iterations, seeds=1, seed=seed, strokes=args.strokes,
-                                      device="cpu", allow_download=False)
+                res = clipasso.sketch(
+                    img,
+                    preset="fast",
+                    framing=framing,
+                    loss="trace",
+                    saliency="mask",
+                    iterations=args.iterations,
+                    seeds=1,
+                    seed=seed,
+                    strokes=args.strokes,
+                    device="cpu",
+                    allow_download=False,
+                )
                 shown = to_photo_frame(res.strokes, h, w, framing, size)
                 f = fscore(ink_map(render(shown).image), edges[None], size=None)
-                rows.append(dict(picture=name, size=f"{w}x{h}", framing=framing, seed=seed, f=float(f["f"][0]),
-                                 precision=float(f["precision"][0]), recall=float(f["recall"][0]),
-                                 seconds=round(time.perf_counter() - t0, 1)))
+                rows.append(
+                    dict(
+                        picture=name,
+                        size=f"{w}x{h}",
+                        framing=framing,
+                        seed=seed,
+                        f=float(f["f"][0]),
+                        precision=float(f["precision"][0]),
+                        recall=float(f["recall"][0]),
+                        seconds=round(time.perf_counter() - t0, 1),
+                    )
+                )
                 print(json.dumps(rows[-1]), flush=True)
     means = defaultdict(list)
     for r in rows:

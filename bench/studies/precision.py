@@ -38,6 +38,7 @@ Reported per picture and sketch: the fp32 training loss, the relative difference
 fp16 loss from it (training and clean eval loss), and the cosine of the bf16 / fp16 gradients with
 the fp32 gradient. Writes bench/results/precision_cpu.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,7 +59,7 @@ from bench.rn101 import PICTURES, build_rn101, picture  # noqa: E402
 RESULTS = os.path.join(ROOT, "bench", "results", "precision_cpu.json")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 THRESHOLD = 0.995
-FP16_SCALE = 2.0 ** 16  # torch.amp.GradScaler's initial scale
+FP16_SCALE = 2.0**16  # torch.amp.GradScaler's initial scale
 
 
 def sketches(target: torch.Tensor, seed: int):
@@ -69,7 +70,7 @@ def sketches(target: torch.Tensor, seed: int):
     ink = xdog_edges(target).float()  # 1 = ink
     st = initialize_strokes(tuple(target.shape[-2:]), 16, [seed], edges=ink)
     k = torch.arange(-3, 4, dtype=torch.float32)
-    k = torch.exp(-0.5 * k ** 2)
+    k = torch.exp(-0.5 * k**2)
     k = k / k.sum()
     blurred = F.conv2d(ink[None, None], k.view(1, 1, 1, -1), padding=(0, 3))
     blurred = F.conv2d(blurred, k.view(1, 1, -1, 1), padding=(3, 0))
@@ -111,8 +112,8 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
-    names = PICTURES[:args.pictures]
-    calib = [picture(n) for n in PICTURES[:max(args.pictures, args.calibration)]]
+    names = PICTURES[: args.pictures]
+    calib = [picture(n) for n in PICTURES[: max(args.pictures, args.calibration)]]
     t0 = time.perf_counter()
     enc = build_rn101(calib, seed=args.seed, branch_scale=args.branch_scale)
     with torch.no_grad():
@@ -120,8 +121,11 @@ def run(args) -> dict:
         emb = F.normalize(enc.visual(x).float(), dim=-1)
     sim = emb @ emb.T
     off = sim[~torch.eye(len(calib), dtype=torch.bool)]
-    print(f"RN101 built and calibrated in {time.perf_counter() - t0:.0f}s; pairwise embedding cosine of the "
-          f"{len(calib)} photos: mean {float(off.mean()):.3f}, max {float(off.max()):.3f}", flush=True)
+    print(
+        f"RN101 built and calibrated in {time.perf_counter() - t0:.0f}s; pairwise embedding cosine of the "
+        f"{len(calib)} photos: mean {float(off.mean()):.3f}, max {float(off.max()):.3f}",
+        flush=True,
+    )
     rows = []
     for i, name in enumerate(names):
         target = picture(name)
@@ -146,11 +150,16 @@ def run(args) -> dict:
         print(f"  {name}: done ({secs} s per dtype)", flush=True)
     summary = {}
     for key in ("bf16", "fp16"):
-        cos = [r[f"cos_img_{key}"] for r in rows] + [r[f"cos_pts_{key}"] for r in rows if r[f"cos_pts_{key}"] is not None]
-        summary[key] = dict(min_cosine=min(cos), mean_cosine=sum(cos) / len(cos),
-                            max_rel_loss=max(r[f"rel_loss_{key}"] for r in rows),
-                            max_rel_eval=max(r[f"rel_eval_{key}"] for r in rows),
-                            keeps_threshold=min(cos) >= THRESHOLD)
+        cos = [r[f"cos_img_{key}"] for r in rows] + [
+            r[f"cos_pts_{key}"] for r in rows if r[f"cos_pts_{key}"] is not None
+        ]
+        summary[key] = dict(
+            min_cosine=min(cos),
+            mean_cosine=sum(cos) / len(cos),
+            max_rel_loss=max(r[f"rel_loss_{key}"] for r in rows),
+            max_rel_eval=max(r[f"rel_eval_{key}"] for r in rows),
+            keeps_threshold=min(cos) >= THRESHOLD,
+        )
     if summary["bf16"]["keeps_threshold"]:
         choice = "bf16"
     elif summary["fp16"]["keeps_threshold"]:
@@ -160,29 +169,48 @@ def run(args) -> dict:
     import platform
 
     return dict(
-        settings=dict(pictures=list(names), calibration_pictures=list(PICTURES[:max(args.pictures, args.calibration)]),
-                      augs=args.augs, seed=args.seed, branch_scale=args.branch_scale, threads=args.threads, threshold=THRESHOLD,
-                      torch=torch.__version__, cpu=platform.processor() or platform.machine()),
-        emulation=("CPU: torch.autocast('cpu', dtype=torch.bfloat16 / torch.float16) around the RN101 forward "
-                   "(CLIPassoLoss amp_dtype); fp16 backward scaled by 2**16 and unscaled (GradScaler's start)"),
+        settings=dict(
+            pictures=list(names),
+            calibration_pictures=list(PICTURES[: max(args.pictures, args.calibration)]),
+            augs=args.augs,
+            seed=args.seed,
+            branch_scale=args.branch_scale,
+            threads=args.threads,
+            threshold=THRESHOLD,
+            torch=torch.__version__,
+            cpu=platform.processor() or platform.machine(),
+        ),
+        emulation=(
+            "CPU: torch.autocast('cpu', dtype=torch.bfloat16 / torch.float16) around the RN101 forward "
+            "(CLIPassoLoss amp_dtype); fp16 backward scaled by 2**16 and unscaled (GradScaler's start)"
+        ),
         embedding_cosine=dict(mean=float(off.mean()), max=float(off.max())),
-        rows=rows, summary=summary, suggested_cuda_auto=choice)
+        rows=rows,
+        summary=summary,
+        suggested_cuda_auto=choice,
+    )
 
 
 def table(data: dict) -> str:
-    out = [f"RN101 (random, BN calibrated, branch scale {data['settings'].get('branch_scale')}), "
-           f"{data['settings']['augs']} augmented views + clean; "
-           f"cosine with the fp32 gradient (image; control points for 'init')",
-           f"{'picture':22s} {'sketch':6s} {'loss fp32':>10s} {'rel bf16':>9s} {'rel fp16':>9s} "
-           f"{'cos bf16':>9s} {'cos fp16':>9s} {'pts bf16':>9s} {'pts fp16':>9s}"]
+    out = [
+        f"RN101 (random, BN calibrated, branch scale {data['settings'].get('branch_scale')}), "
+        f"{data['settings']['augs']} augmented views + clean; "
+        f"cosine with the fp32 gradient (image; control points for 'init')",
+        f"{'picture':22s} {'sketch':6s} {'loss fp32':>10s} {'rel bf16':>9s} {'rel fp16':>9s} "
+        f"{'cos bf16':>9s} {'cos fp16':>9s} {'pts bf16':>9s} {'pts fp16':>9s}",
+    ]
     for r in data["rows"]:
         pts = [f"{r[f'cos_pts_{k}']:9.5f}" if r[f"cos_pts_{k}"] is not None else f"{'-':>9s}" for k in ("bf16", "fp16")]
-        out.append(f"{r['picture']:22s} {r['sketch']:6s} {r['loss_fp32']:10.4g} {r['rel_loss_bf16']:9.2e} "
-                   f"{r['rel_loss_fp16']:9.2e} {r['cos_img_bf16']:9.5f} {r['cos_img_fp16']:9.5f} {pts[0]} {pts[1]}")
+        out.append(
+            f"{r['picture']:22s} {r['sketch']:6s} {r['loss_fp32']:10.4g} {r['rel_loss_bf16']:9.2e} "
+            f"{r['rel_loss_fp16']:9.2e} {r['cos_img_bf16']:9.5f} {r['cos_img_fp16']:9.5f} {pts[0]} {pts[1]}"
+        )
     for k, s in data["summary"].items():
-        out.append(f"{k}: min cosine {s['min_cosine']:.5f}, mean {s['mean_cosine']:.5f}, max relative loss "
-                   f"difference {s['max_rel_loss']:.2e} (eval {s['max_rel_eval']:.2e}); "
-                   f"{'keeps' if s['keeps_threshold'] else 'FAILS'} cosine >= {data['settings']['threshold']}")
+        out.append(
+            f"{k}: min cosine {s['min_cosine']:.5f}, mean {s['mean_cosine']:.5f}, max relative loss "
+            f"difference {s['max_rel_loss']:.2e} (eval {s['max_rel_eval']:.2e}); "
+            f"{'keeps' if s['keeps_threshold'] else 'FAILS'} cosine >= {data['settings']['threshold']}"
+        )
     out.append(f"suggested CUDA default for mixed_precision='auto': {data['suggested_cuda_auto']}")
     return "\n".join(out)
 
@@ -193,8 +221,12 @@ def main(argv=None) -> int:
     p.add_argument("--calibration", type=int, default=6, help="photos used for the BatchNorm statistics")
     p.add_argument("--augs", type=int, default=2, help="augmented views besides the clean one")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--branch-scale", type=float, default=0.2,
-                   help="scale of the residual branches' last BatchNorm (1.0: features and loss ~1e4)")
+    p.add_argument(
+        "--branch-scale",
+        type=float,
+        default=0.2,
+        help="scale of the residual branches' last BatchNorm (1.0: features and loss ~1e4)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=RESULTS)
     p.add_argument("--table-only", action="store_true", help="reprint the table of the last saved run")

@@ -26,6 +26,7 @@ with the tiny randomly initialised test ResNet (`clipasso.testing.tiny_models`):
 weights exist here, so the real RN101's rankings cannot be measured; the tiny CLIP loss has the same
 form (geometric + semantic over augmented views). Writes bench/results/seed_trial_cpu.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,23 +92,41 @@ def run_case(loss, name, seeds, encoder, args):
     full = optimize(init, target, encoder, OptimizeConfig.from_preset("fast", seed_trial=0.0, **base), seeds=seeds)
     t_full = time.perf_counter() - t
     t = time.perf_counter()
-    cut = optimize(init, target, encoder, OptimizeConfig.from_preset("fast", seed_trial=REAL_CUT, seed_survivors=1,
-                                                                     **base), seeds=seeds)
+    cut = optimize(
+        init,
+        target,
+        encoder,
+        OptimizeConfig.from_preset("fast", seed_trial=REAL_CUT, seed_survivors=1, **base),
+        seeds=seeds,
+    )
     t_cut = time.perf_counter() - t
     fl, cl = full.strokes.losses.double(), cut.strokes.losses.double()
     w_full, w_cut = int(torch.argmin(fl)), int(torch.argmin(cl))
     its = full.history_iterations
-    row = dict(loss=loss, picture=name, seeds=list(seeds), full_losses=fl.tolist(), cut_losses=cl.tolist(),
-               full_winner=w_full, cut_winner=w_cut, same_winner=w_full == w_cut,
-               cut_vs_full=float(cl[w_cut] / fl[w_full] - 1), seconds_full=t_full, seconds_cut=t_cut,
-               cost_full=full.candidate_steps / args.iterations, cost_cut=cut.candidate_steps / args.iterations,
-               history=full.history.tolist(), history_iterations=its)
+    row = dict(
+        loss=loss,
+        picture=name,
+        seeds=list(seeds),
+        full_losses=fl.tolist(),
+        cut_losses=cl.tolist(),
+        full_winner=w_full,
+        cut_winner=w_cut,
+        same_winner=w_full == w_cut,
+        cut_vs_full=float(cl[w_cut] / fl[w_full] - 1),
+        seconds_full=t_full,
+        seconds_cut=t_cut,
+        cost_full=full.candidate_steps / args.iterations,
+        cost_cut=cut.candidate_steps / args.iterations,
+        history=full.history.tolist(),
+        history_iterations=its,
+    )
     # other cut points, exactly from the full run's history
     row["simulated"] = {}
     for share in CUTS:
         lead = simulate_cut(full.history, its, share, args.iterations)
-        row["simulated"][str(share)] = dict(leader=lead, same_winner=lead == w_full,
-                                            regret=float(fl[lead] / fl[w_full] - 1))
+        row["simulated"][str(share)] = dict(
+            leader=lead, same_winner=lead == w_full, regret=float(fl[lead] / fl[w_full] - 1)
+        )
     return row
 
 
@@ -142,8 +161,15 @@ def pairs(rows, cut: int):
             regrets.append(float(best[-1, lead] / best[-1, win] - 1))
     regrets.sort()
     n = len(regrets)
-    return dict(cut=cut, pairs=n, same_winner=same, regret_mean=sum(regrets) / n, regret_median=regrets[n // 2],
-                regret_worst=regrets[-1], cost=1 + cut / max(1, rows[0]["history_iterations"][-1]))
+    return dict(
+        cut=cut,
+        pairs=n,
+        same_winner=same,
+        regret_mean=sum(regrets) / n,
+        regret_median=regrets[n // 2],
+        regret_worst=regrets[-1],
+        cost=1 + cut / max(1, rows[0]["history_iterations"][-1]),
+    )
 
 
 def summarise(rows, iterations):
@@ -151,18 +177,26 @@ def summarise(rows, iterations):
     for loss in sorted({r["loss"] for r in rows}):
         rs = [r for r in rows if r["loss"] == loss]
         n = len(rs)
-        s = dict(cases=n, same_winner=sum(r["same_winner"] for r in rs),
-                 cut_vs_full_mean=sum(r["cut_vs_full"] for r in rs) / n,
-                 cut_vs_full_worst=max(r["cut_vs_full"] for r in rs),
-                 cost_full=sum(r["cost_full"] for r in rs) / n, cost_cut=sum(r["cost_cut"] for r in rs) / n,
-                 seconds_full=sum(r["seconds_full"] for r in rs) / n, seconds_cut=sum(r["seconds_cut"] for r in rs) / n,
-                 simulated={}, plateau={})
+        s = dict(
+            cases=n,
+            same_winner=sum(r["same_winner"] for r in rs),
+            cut_vs_full_mean=sum(r["cut_vs_full"] for r in rs) / n,
+            cut_vs_full_worst=max(r["cut_vs_full"] for r in rs),
+            cost_full=sum(r["cost_full"] for r in rs) / n,
+            cost_cut=sum(r["cost_cut"] for r in rs) / n,
+            seconds_full=sum(r["seconds_full"] for r in rs) / n,
+            seconds_cut=sum(r["seconds_cut"] for r in rs) / n,
+            simulated={},
+            plateau={},
+        )
         for share in CUTS:
             sims = [r["simulated"][str(share)] for r in rs]
-            s["simulated"][str(share)] = dict(same_winner=sum(x["same_winner"] for x in sims),
-                                              regret_mean=sum(x["regret"] for x in sims) / n,
-                                              regret_worst=max(x["regret"] for x in sims),
-                                              cost=3 * share + (1 - share))
+            s["simulated"][str(share)] = dict(
+                same_winner=sum(x["same_winner"] for x in sims),
+                regret_mean=sum(x["regret"] for x in sims) / n,
+                regret_worst=max(x["regret"] for x in sims),
+                cost=3 * share + (1 - share),
+            )
         for share, window in PLATEAUS:  # from the saved histories: every run, and every candidate alone
             stops, given, stops1, given1 = [], [], [], []
             for r in rs:
@@ -177,10 +211,16 @@ def summarise(rows, iterations):
                     stops1.append(at if at is not None else iterations)
                     given1.append(float(best[k, c] / best[-1, c] - 1))
             s["plateau"][f"{share}/{window}"] = dict(
-                stopped=sum(x < iterations for x in stops), mean_stop=sum(stops) / n, given_up_mean=sum(given) / n,
-                given_up_worst=max(given), single_runs=len(stops1), single_stopped=sum(x < iterations for x in stops1),
-                single_mean_stop=sum(stops1) / len(stops1), single_given_up_mean=sum(given1) / len(given1),
-                single_given_up_worst=max(given1))
+                stopped=sum(x < iterations for x in stops),
+                mean_stop=sum(stops) / n,
+                given_up_mean=sum(given) / n,
+                given_up_worst=max(given),
+                single_runs=len(stops1),
+                single_stopped=sum(x < iterations for x in stops1),
+                single_mean_stop=sum(stops1) / len(stops1),
+                single_given_up_mean=sum(given1) / len(given1),
+                single_given_up_worst=max(given1),
+            )
         s["best_of_2"] = {str(share): pairs(rs, engine_cut(loss, share, iterations)) for share in CUTS}
         out[loss] = s
     return out
@@ -188,31 +228,46 @@ def summarise(rows, iterations):
 
 def table(data) -> str:
     st = data["settings"]
-    L = [f"Seed trial and plateau stop: best of 3, {st['iterations']} steps, {st['strokes']} strokes, fast preset's "
-         f"optimiser, fp32, {len(st['pictures'])} pictures x {st['sets']} seed sets; {st['cpu']}, {st['threads']} thread(s)"]
+    L = [
+        f"Seed trial and plateau stop: best of 3, {st['iterations']} steps, {st['strokes']} strokes, fast preset's "
+        f"optimiser, fp32, {len(st['pictures'])} pictures x {st['sets']} seed sets; {st['cpu']}, {st['threads']} thread(s)"
+    ]
     for loss, s in data["summary"].items():
-        L += ["", f"loss {loss}: {s['cases']} cases",
-              f"  real cut at {REAL_CUT} (survivors 1{'; before the cut waited for re-seeding' if loss == 'trace' else ''}): same winner {s['same_winner']}/{s['cases']}; cut winner's loss vs "
-              f"full winner's: mean {100 * s['cut_vs_full_mean']:+.2f}%, worst {100 * s['cut_vs_full_worst']:+.2f}%; "
-              f"cost {s['cost_cut']:.2f} vs {s['cost_full']:.2f} one-seed runs "
-              f"({s['seconds_cut']:.0f} s vs {s['seconds_full']:.0f} s)",
-              f"  {'cut at':>8} {'same winner':>12} {'regret mean':>12} {'worst':>8} {'cost':>6}   (exact, from the full runs)"]
+        L += [
+            "",
+            f"loss {loss}: {s['cases']} cases",
+            f"  real cut at {REAL_CUT} (survivors 1{'; before the cut waited for re-seeding' if loss == 'trace' else ''}): same winner {s['same_winner']}/{s['cases']}; cut winner's loss vs "
+            f"full winner's: mean {100 * s['cut_vs_full_mean']:+.2f}%, worst {100 * s['cut_vs_full_worst']:+.2f}%; "
+            f"cost {s['cost_cut']:.2f} vs {s['cost_full']:.2f} one-seed runs "
+            f"({s['seconds_cut']:.0f} s vs {s['seconds_full']:.0f} s)",
+            f"  {'cut at':>8} {'same winner':>12} {'regret mean':>12} {'worst':>8} {'cost':>6}   (exact, from the full runs)",
+        ]
         for share, x in s["simulated"].items():
-            L.append(f"  {float(share):>8.2f} {x['same_winner']:>7}/{s['cases']:<4} {100 * x['regret_mean']:>+11.2f}% "
-                     f"{100 * x['regret_worst']:>+7.2f}% {x['cost']:>6.2f}")
-        L.append("  best of 2 (every pair of seeds), cut where the optimiser cuts for seed_trial (after re-seeding "
-                 "with trace):")
+            L.append(
+                f"  {float(share):>8.2f} {x['same_winner']:>7}/{s['cases']:<4} {100 * x['regret_mean']:>+11.2f}% "
+                f"{100 * x['regret_worst']:>+7.2f}% {x['cost']:>6.2f}"
+            )
+        L.append(
+            "  best of 2 (every pair of seeds), cut where the optimiser cuts for seed_trial (after re-seeding "
+            "with trace):"
+        )
         for share, x in s["best_of_2"].items():
-            L.append(f"  {float(share):>8.2f} -> step {x['cut']:>3}: same winner {x['same_winner']}/{x['pairs']}, "
-                     f"regret mean {100 * x['regret_mean']:+.2f}% (median {100 * x['regret_median']:+.2f}%, worst "
-                     f"{100 * x['regret_worst']:+.2f}%), cost {x['cost']:.2f} one-seed runs")
-        L.append(f"  {'plateau share/window':>22} {'stopped':>8} {'mean stop':>10} {'loss given up':>14} {'worst':>8}"
-                 f" | one candidate alone: {'stopped':>8} {'mean stop':>9} {'given up':>9} {'worst':>8}")
+            L.append(
+                f"  {float(share):>8.2f} -> step {x['cut']:>3}: same winner {x['same_winner']}/{x['pairs']}, "
+                f"regret mean {100 * x['regret_mean']:+.2f}% (median {100 * x['regret_median']:+.2f}%, worst "
+                f"{100 * x['regret_worst']:+.2f}%), cost {x['cost']:.2f} one-seed runs"
+            )
+        L.append(
+            f"  {'plateau share/window':>22} {'stopped':>8} {'mean stop':>10} {'loss given up':>14} {'worst':>8}"
+            f" | one candidate alone: {'stopped':>8} {'mean stop':>9} {'given up':>9} {'worst':>8}"
+        )
         for key, p in s["plateau"].items():
-            L.append(f"  {key:>22} {p['stopped']:>4}/{s['cases']:<3} {p['mean_stop']:>10.0f} "
-                     f"{100 * p['given_up_mean']:>+13.2f}% {100 * p['given_up_worst']:>+7.2f}% | "
-                     f"{p['single_stopped']:>26}/{p['single_runs']:<3} {p['single_mean_stop']:>7.0f} "
-                     f"{100 * p['single_given_up_mean']:>+8.2f}% {100 * p['single_given_up_worst']:>+7.2f}%")
+            L.append(
+                f"  {key:>22} {p['stopped']:>4}/{s['cases']:<3} {p['mean_stop']:>10.0f} "
+                f"{100 * p['given_up_mean']:>+13.2f}% {100 * p['given_up_worst']:>+7.2f}% | "
+                f"{p['single_stopped']:>26}/{p['single_runs']:<3} {p['single_mean_stop']:>7.0f} "
+                f"{100 * p['single_given_up_mean']:>+8.2f}% {100 * p['single_given_up_worst']:>+7.2f}%"
+            )
     return "\n".join(L)
 
 
@@ -249,12 +304,26 @@ def main(argv=None) -> int:
                 seeds = [k + 1000 * j for j in range(3)]
                 row = run_case(loss, name, seeds, encoder if loss == "clip" else None, args)
                 rows.append(row)
-                print(f"{loss} {name} seeds {seeds}: full {[round(v, 4) for v in row['full_losses']]} cut "
-                      f"{[round(v, 4) for v in row['cut_losses']]} same winner {row['same_winner']}", flush=True)
-    data = dict(settings=dict(losses=args.losses, pictures=args.pictures, sets=args.sets, iterations=args.iterations,
-                              strokes=args.strokes, threads=args.threads, torch=torch.__version__,
-                              cpu=platform.processor() or platform.machine(), run_s=time.perf_counter() - started),
-                rows=rows, summary=summarise(rows, args.iterations))
+                print(
+                    f"{loss} {name} seeds {seeds}: full {[round(v, 4) for v in row['full_losses']]} cut "
+                    f"{[round(v, 4) for v in row['cut_losses']]} same winner {row['same_winner']}",
+                    flush=True,
+                )
+    data = dict(
+        settings=dict(
+            losses=args.losses,
+            pictures=args.pictures,
+            sets=args.sets,
+            iterations=args.iterations,
+            strokes=args.strokes,
+            threads=args.threads,
+            torch=torch.__version__,
+            cpu=platform.processor() or platform.machine(),
+            run_s=time.perf_counter() - started,
+        ),
+        rows=rows,
+        summary=summarise(rows, args.iterations),
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1))

@@ -27,6 +27,7 @@ guide at all.
 
 Prints a table last and writes bench/results/text_guidance_cpu.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,16 @@ def ensure_models(folder: Path, steps: int, threads: int, batch: int = 48, held_
         out = toy_clip.train(steps=steps, seed=seed, batch=batch, threads=threads)
         acc = toy_clip.held_out_accuracy(out["model"], n=held_out)
         files = toy_clip.save(out["model"], folder, name)
-        info[name] = {"name": name, "steps": steps, "seed": seed, "batch": batch, "held_out_accuracy": acc,
-                      "train_seconds": out["seconds"], "history": out["history"], **files}
+        info[name] = {
+            "name": name,
+            "steps": steps,
+            "seed": seed,
+            "batch": batch,
+            "held_out_accuracy": acc,
+            "train_seconds": out["seconds"],
+            "history": out["history"],
+            **files,
+        }
         meta.write_text(json.dumps(info[name], indent=1))
     return info
 
@@ -97,9 +106,21 @@ def run_setting(target, prompt, weight, args, models_dir, judge, loss_model):
 
     extra = dict(text=TEMPLATE.format(prompt), text_weight=weight) if prompt and weight > 0 else {}
     t0 = time.perf_counter()
-    res = sketch(target, preset="fast", strokes=args.strokes, seeds=args.seeds, iterations=args.iterations,
-                 clip_model=LOSS_MODEL, models_dir=str(models_dir), allow_download=False, saliency="mask",
-                 background_removal=False, device="cpu", seed=args.seed, **extra)
+    res = sketch(
+        target,
+        preset="fast",
+        strokes=args.strokes,
+        seeds=args.seeds,
+        iterations=args.iterations,
+        clip_model=LOSS_MODEL,
+        models_dir=str(models_dir),
+        allow_download=False,
+        saliency="mask",
+        background_removal=False,
+        device="cpu",
+        seed=args.seed,
+        **extra,
+    )
     seconds = time.perf_counter() - t0
     renders = render(res.candidates).image  # every seed's final sketch
     target = res.target  # the picture as the pipeline prepared it ([3,224,224] on white)
@@ -107,26 +128,34 @@ def run_setting(target, prompt, weight, args, models_dir, judge, loss_model):
     own = toy_clip.class_probabilities(loss_model, renders, TEMPLATE)
     fid = sketch_fidelity(renders, target)
     shape_i = toy_clip.SHAPES.index(args.shape)
-    row = {"prompt": prompt or "-", "text_weight": weight if prompt else 0.0,
-           "judge_p_prompt": float(probs[:, toy_clip.SHAPES.index(prompt)].mean()) if prompt else None,
-           "judge_p_picture": float(probs[:, shape_i].mean()),
-           "judge_top1": [toy_clip.SHAPES[int(i)] for i in probs.argmax(1)],
-           "own_p_prompt": float(own[:, toy_clip.SHAPES.index(prompt)].mean()) if prompt else None,
-           "edge_f": sum(fid["f"]) / len(fid["f"]),
-           "losses": [float(v) for v in res.candidates.losses],
-           "seconds": seconds, "s_per_iteration": seconds / max(1, args.iterations)}
+    row = {
+        "prompt": prompt or "-",
+        "text_weight": weight if prompt else 0.0,
+        "judge_p_prompt": float(probs[:, toy_clip.SHAPES.index(prompt)].mean()) if prompt else None,
+        "judge_p_picture": float(probs[:, shape_i].mean()),
+        "judge_top1": [toy_clip.SHAPES[int(i)] for i in probs.argmax(1)],
+        "own_p_prompt": float(own[:, toy_clip.SHAPES.index(prompt)].mean()) if prompt else None,
+        "edge_f": sum(fid["f"]) / len(fid["f"]),
+        "losses": [float(v) for v in res.candidates.losses],
+        "seconds": seconds,
+        "s_per_iteration": seconds / max(1, args.iterations),
+    }
     return row, res
 
 
 def table(rows, shape) -> str:
-    head = f"{'prompt':10s} {'weight':>6s} {'judge P(prompt)':>15s} {'judge P(' + shape + ')':>17s} " \
-           f"{'own P(prompt)':>13s} {'edge F':>7s}  judge top-1 per seed"
+    head = (
+        f"{'prompt':10s} {'weight':>6s} {'judge P(prompt)':>15s} {'judge P(' + shape + ')':>17s} "
+        f"{'own P(prompt)':>13s} {'edge F':>7s}  judge top-1 per seed"
+    )
     lines = [head]
     for r in rows:
         pp = "-" if r["judge_p_prompt"] is None else f"{r['judge_p_prompt']:.3f}"
         op = "-" if r["own_p_prompt"] is None else f"{r['own_p_prompt']:.3f}"
-        lines.append(f"{r['prompt']:10s} {r['text_weight']:6.2f} {pp:>15s} {r['judge_p_picture']:17.3f} "
-                     f"{op:>13s} {r['edge_f']:7.3f}  {', '.join(r['judge_top1'])}")
+        lines.append(
+            f"{r['prompt']:10s} {r['text_weight']:6.2f} {pp:>15s} {r['judge_p_picture']:17.3f} "
+            f"{op:>13s} {r['edge_f']:7.3f}  {', '.join(r['judge_top1'])}"
+        )
     return "\n".join(lines)
 
 
@@ -144,8 +173,13 @@ def picture(target, results, prompts, weights, shape, path: Path) -> None:
     d = ImageDraw.Draw(sheet)
     d.text((left + tile / 2, 6), f"picture ({shape})", fill=(0, 0, 0), font=font, anchor="mt")
     for j, w in enumerate(weights):
-        d.text((left + (j + 1.5) * tile, 6), f"text_weight {w:g}" if w > 0 else "no prompt",
-               fill=(0, 0, 0), font=font, anchor="mt")
+        d.text(
+            (left + (j + 1.5) * tile, 6),
+            f"text_weight {w:g}" if w > 0 else "no prompt",
+            fill=(0, 0, 0),
+            font=font,
+            anchor="mt",
+        )
     for i, p in enumerate(prompts):
         y = head + i * (tile + 16)
         d.text((6, y + tile / 2), f'"{TEMPLATE.format(p)}"'.replace(" a ", "\na ", 1), fill=(0, 0, 0), font=font)
@@ -157,8 +191,11 @@ def picture(target, results, prompts, weights, shape, path: Path) -> None:
             sheet.paste(img, (x + 4, y + 4))
             d.rectangle([x + 4, y + 4, x + tile - 5, y + tile - 5], outline=(200, 200, 200))
             judge_p = row["judge_p_prompt"]
-            label = (f"judge P({p}) {judge_p:.2f}" if judge_p is not None
-                     else f"judge P({shape}) {row['judge_p_picture']:.2f}")
+            label = (
+                f"judge P({p}) {judge_p:.2f}"
+                if judge_p is not None
+                else f"judge P({shape}) {row['judge_p_picture']:.2f}"
+            )
             d.text((x + tile / 2, y + tile + 1), label, fill=(0, 0, 0), font=font, anchor="mt")
     sheet.save(path, optimize=True)
     log(f"wrote {path}")
@@ -166,7 +203,9 @@ def picture(target, results, prompts, weights, shape, path: Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="folder of the toy models (trained if absent)")
+    ap.add_argument(
+        "--models", type=Path, default=DEFAULT_MODELS_DIR, help="folder of the toy models (trained if absent)"
+    )
     ap.add_argument("--train-steps", type=int, default=1200)
     ap.add_argument("--train-batch", type=int, default=48)
     ap.add_argument("--held-out", type=int, default=240, help="fresh drawings the toy models' accuracy is measured on")
@@ -207,15 +246,29 @@ def main(argv=None) -> int:
         rows.append(row)
     print(table(rows, args.shape))
     accs = {k: v.get("held_out_accuracy") for k, v in info.items()}
-    print(f"toy models: held-out accuracy {accs} on 6 shapes (chance 0.167); {args.strokes} strokes, "
-          f"{args.iterations} iterations, {args.seeds} seeds, fast preset; total {time.perf_counter() - t0:.0f} s")
-    out = {"machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
-           "settings": {"shape": args.shape, "prompts": prompts, "weights": weights, "template": TEMPLATE,
-                        "strokes": args.strokes, "iterations": args.iterations, "seeds": args.seeds,
-                        "preset": "fast", "saliency": "mask (the filled shape)"},
-           "toy_models": {k: {kk: v.get(kk) for kk in ("steps", "seed", "held_out_accuracy", "train_seconds")}
-                          for k, v in info.items()},
-           "rows": rows}
+    print(
+        f"toy models: held-out accuracy {accs} on 6 shapes (chance 0.167); {args.strokes} strokes, "
+        f"{args.iterations} iterations, {args.seeds} seeds, fast preset; total {time.perf_counter() - t0:.0f} s"
+    )
+    out = {
+        "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
+        "settings": {
+            "shape": args.shape,
+            "prompts": prompts,
+            "weights": weights,
+            "template": TEMPLATE,
+            "strokes": args.strokes,
+            "iterations": args.iterations,
+            "seeds": args.seeds,
+            "preset": "fast",
+            "saliency": "mask (the filled shape)",
+        },
+        "toy_models": {
+            k: {kk: v.get(kk) for kk in ("steps", "seed", "held_out_accuracy", "train_seconds")}
+            for k, v in info.items()
+        },
+        "rows": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     log(f"wrote {args.out}")

@@ -16,6 +16,7 @@ models once (`clipasso.batch.ray_engine`); the driver writes every output and ma
 workers need no shared disk, and a worker that dies costs at most a retry of the picture it held
 (``ray_tries``).
 """
+
 from __future__ import annotations
 
 import glob
@@ -48,6 +49,7 @@ class BatchError(ClipassoError, ValueError):
 @dataclass(frozen=True)
 class Item:
     """One picture of a batch: where it is and the name its outputs get (relative, no suffix)."""
+
     path: Path
     name: str
 
@@ -72,11 +74,14 @@ class BatchResult:
         return self.count("error")
 
     def summary(self) -> str:
-        return (f"{len(self.lines)} picture(s): {self.count('ok')} sketched, {self.count('skipped')} already done, "
-                f"{self.failed} failed, in {self.seconds:.1f} s" + (" (stopped early)" if self.stopped else ""))
+        return (
+            f"{len(self.lines)} picture(s): {self.count('ok')} sketched, {self.count('skipped')} already done, "
+            f"{self.failed} failed, in {self.seconds:.1f} s" + (" (stopped early)" if self.stopped else "")
+        )
 
 
 # --------------------------------------------------------------------------- inputs
+
 
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
@@ -100,22 +105,30 @@ def collect_inputs(inputs: Sequence, recursive: bool = False) -> List[Item]:
         elif path.is_file():
             items.append(Item(path.resolve(), path.stem))
         elif glob.has_magic(text):
-            found = sorted(Path(p) for p in glob.glob(os.path.expanduser(text), recursive=recursive)
-                           if os.path.isfile(p) and _is_image(Path(p)))
+            found = sorted(
+                Path(p)
+                for p in glob.glob(os.path.expanduser(text), recursive=recursive)
+                if os.path.isfile(p) and _is_image(Path(p))
+            )
             if not found:
                 raise BatchError(f"the pattern {text} matches no picture ({', '.join(IMAGE_SUFFIXES)})")
             items += [Item(p.resolve(), p.stem) for p in found]
         else:
             raise BatchError(f"input not found: {text}; give picture files, folders or glob patterns")
     if not items:
-        raise BatchError("no picture to sketch in " + ", ".join(os.fspath(i) for i in inputs)
-                         + (" (sub-folders are searched with --recursive)" if not recursive else ""))
+        raise BatchError(
+            "no picture to sketch in "
+            + ", ".join(os.fspath(i) for i in inputs)
+            + (" (sub-folders are searched with --recursive)" if not recursive else "")
+        )
     seen: Dict[str, Path] = {}
     for item in items:
         other = seen.get(item.name.lower())
         if other is not None and other != item.path:
-            raise BatchError(f"{other} and {item.path} would both be written as {item.name}.svg; give their "
-                             "folders instead (paths inside a folder keep pictures apart) or rename one")
+            raise BatchError(
+                f"{other} and {item.path} would both be written as {item.name}.svg; give their "
+                "folders instead (paths inside a folder keep pictures apart) or rename one"
+            )
         seen[item.name.lower()] = item.path
     unique, done = [], set()
     for item in items:  # the same file given twice is sketched once
@@ -126,6 +139,7 @@ def collect_inputs(inputs: Sequence, recursive: bool = False) -> List[Item]:
 
 
 # --------------------------------------------------------------------------- manifest
+
 
 def settings_hash(settings: SketchSettings) -> str:
     """A short hash of everything in ``settings`` that changes the sketch (not its device or model folders)."""
@@ -164,14 +178,20 @@ def _append(path: Path, line: dict) -> None:
 
 
 def _done(previous: Optional[dict], digest: str, outputs: List[Path]) -> bool:
-    return (previous is not None and previous.get("status") in ("ok", "skipped")
-            and previous.get("settings_hash") == digest and all(p.is_file() for p in outputs))
+    return (
+        previous is not None
+        and previous.get("status") in ("ok", "skipped")
+        and previous.get("settings_hash") == digest
+        and all(p.is_file() for p in outputs)
+    )
 
 
 # --------------------------------------------------------------------------- one picture
 
-def sketch_file(path, settings: SketchSettings, png_size: Optional[int] = None, png: bool = False,
-                callback=None, should_stop=None) -> dict:
+
+def sketch_file(
+    path, settings: SketchSettings, png_size: Optional[int] = None, png: bool = False, callback=None, should_stop=None
+) -> dict:
     """Sketch one picture file; returns the SVG text, the PNG bytes when asked (``png_size``: its long side,
     default 2x the canvas, as `clipasso sketch --png`), and the winner's figures. Errors come back as
     ``{"error": ...}``: the batch records them and goes on."""
@@ -185,14 +205,21 @@ def sketch_file(path, settings: SketchSettings, png_size: Optional[int] = None, 
         if not isinstance(exc, ClipassoError):
             msg = f"{type(exc).__name__}: {msg}"
         return {"error": msg, "seconds": time.perf_counter() - start}
-    out = {"svg": result.svg(), "loss": result.loss, "seed": result.seed,
-           "iterations": int(result.run.iterations_run), "cancelled": bool(result.run.cancelled),
-           "strokes": int(result.strokes.num_strokes)}
+    out = {
+        "svg": result.svg(),
+        "loss": result.loss,
+        "seed": result.seed,
+        "iterations": int(result.run.iterations_run),
+        "cancelled": bool(result.run.cancelled),
+        "strokes": int(result.strokes.num_strokes),
+    }
     if png:
         from ..prepare.images import to_pil
 
         buf = io.BytesIO()
-        to_pil(result.render(scale=(png_size / max(result.strokes.canvas)) if png_size else 2.0)).save(buf, format="PNG")
+        to_pil(result.render(scale=(png_size / max(result.strokes.canvas)) if png_size else 2.0)).save(
+            buf, format="PNG"
+        )
         out["png"] = buf.getvalue()
     out["seconds"] = time.perf_counter() - start
     return out
@@ -214,15 +241,26 @@ def _record(item: Item, outcome: dict, out_dir: Path, png: bool, digest: str) ->
     from ..atomic import atomic_open, write_text_atomic
 
     outputs = item.outputs(out_dir, png)
-    line = {"input": str(item.path), "name": item.name, "outputs": [str(p) for p in outputs],
-            "settings_hash": digest, "seconds": round(float(outcome.get("seconds", 0.0)), 3),
-            "loss": None, "seed": None, "iterations": None, "error": None, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    line = {
+        "input": str(item.path),
+        "name": item.name,
+        "outputs": [str(p) for p in outputs],
+        "settings_hash": digest,
+        "seconds": round(float(outcome.get("seconds", 0.0)), 3),
+        "loss": None,
+        "seed": None,
+        "iterations": None,
+        "error": None,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     if "error" in outcome:
         line.update(status="error", error=outcome["error"])
         return line
     if outcome.get("cancelled"):
-        line.update(status="error", error=f"stopped after {outcome['iterations']} iterations, before the end; "
-                                          "run the batch again to redo it")
+        line.update(
+            status="error",
+            error=f"stopped after {outcome['iterations']} iterations, before the end; run the batch again to redo it",
+        )
         return line
     try:
         outputs[0].parent.mkdir(parents=True, exist_ok=True)
@@ -234,19 +272,36 @@ def _record(item: Item, outcome: dict, out_dir: Path, png: bool, digest: str) ->
         line.update(status="error", error=f"cannot write {outputs[0].parent}: {exc.strerror or exc}")
         return line
     loss = float(outcome["loss"])
-    line.update(status="ok", loss=loss if math.isfinite(loss) else None, seed=int(outcome["seed"]),
-                iterations=int(outcome["iterations"]))
+    line.update(
+        status="ok",
+        loss=loss if math.isfinite(loss) else None,
+        seed=int(outcome["seed"]),
+        iterations=int(outcome["iterations"]),
+    )
     return line
 
 
 # --------------------------------------------------------------------------- the batch
 
-def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engine: str = "local", *,
-                png: bool = False, png_size: Optional[int] = None, force: bool = False, recursive: bool = False,
-                on_item: Optional[Callable[[int, int, dict], None]] = None,
-                callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
-                ray_address: Optional[str] = None, workers: Optional[int] = None, ray_tries: int = RAY_TRIES,
-                **overrides) -> BatchResult:
+
+def sketch_many(
+    inputs,
+    out_dir,
+    settings: Optional[SketchSettings] = None,
+    engine: str = "local",
+    *,
+    png: bool = False,
+    png_size: Optional[int] = None,
+    force: bool = False,
+    recursive: bool = False,
+    on_item: Optional[Callable[[int, int, dict], None]] = None,
+    callback: Optional[Callable] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    ray_address: Optional[str] = None,
+    workers: Optional[int] = None,
+    ray_tries: int = RAY_TRIES,
+    **overrides,
+) -> BatchResult:
     """Sketch every picture of ``inputs`` into ``out_dir`` (see the module docstring).
 
     settings: a `SketchSettings` (default: the ``preset`` override's, else "paper"), with ``overrides`` by
@@ -262,8 +317,10 @@ def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engi
     if engine not in ENGINES:
         raise BatchError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     if isinstance(ray_tries, bool) or not isinstance(ray_tries, int) or ray_tries < 1:
-        raise BatchError(f"ray_tries must be a whole number of at least 1 (tries per picture when its Ray worker "
-                         f"dies); got {ray_tries!r}")
+        raise BatchError(
+            f"ray_tries must be a whole number of at least 1 (tries per picture when its Ray worker "
+            f"dies); got {ray_tries!r}"
+        )
     if settings is None:
         settings = SketchSettings.from_preset(overrides.pop("preset", None) or "paper", **overrides)
     else:
@@ -283,8 +340,9 @@ def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engi
     try:
         probe_folder(out_dir)
     except OSError as exc:
-        raise BatchError(f"cannot write to {out_dir} ({exc.strerror or exc}); choose a folder you can write to") \
-            from None
+        raise BatchError(
+            f"cannot write to {out_dir} ({exc.strerror or exc}); choose a folder you can write to"
+        ) from None
     manifest = out_dir / MANIFEST
     digest = settings_hash(settings)
     previous = read_manifest(manifest)
@@ -307,8 +365,16 @@ def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engi
     if engine == "ray":
         from .ray_engine import run_on_ray
 
-        for item, outcome in run_on_ray(todo, settings, png=png, png_size=png_size, address=ray_address,
-                                        workers=workers, should_stop=should_stop, tries=ray_tries):
+        for item, outcome in run_on_ray(
+            todo,
+            settings,
+            png=png,
+            png_size=png_size,
+            address=ray_address,
+            workers=workers,
+            should_stop=should_stop,
+            tries=ray_tries,
+        ):
             finish(_record(item, outcome, out_dir, png, digest))
         result.stopped = len(result.lines) < total
     else:
@@ -316,12 +382,26 @@ def sketch_many(inputs, out_dir, settings: Optional[SketchSettings] = None, engi
             if should_stop is not None and should_stop():
                 result.stopped = True
                 break
-            outcome = sketch_file(item.path, settings, png_size=png_size, png=png, callback=callback,
-                                  should_stop=should_stop)
+            outcome = sketch_file(
+                item.path, settings, png_size=png_size, png=png, callback=callback, should_stop=should_stop
+            )
             finish(_record(item, outcome, out_dir, png, digest))
     result.seconds = time.perf_counter() - t0
     return result
 
 
-__all__ = ["sketch_many", "collect_inputs", "settings_hash", "read_manifest", "sketch_file", "sketch_bytes", "BatchResult",
-           "BatchError", "Item", "MANIFEST", "ENGINES", "IMAGE_SUFFIXES", "RAY_TRIES"]
+__all__ = [
+    "sketch_many",
+    "collect_inputs",
+    "settings_hash",
+    "read_manifest",
+    "sketch_file",
+    "sketch_bytes",
+    "BatchResult",
+    "BatchError",
+    "Item",
+    "MANIFEST",
+    "ENGINES",
+    "IMAGE_SUFFIXES",
+    "RAY_TRIES",
+]

@@ -19,6 +19,7 @@ done are recorded as errors (a rerun resumes them). Each task is named ``clipass
 dashboard and state API show that name, and the worker's process title is ``ray::clipasso:<picture
 name>`` while it sketches it).
 """
+
 from __future__ import annotations
 
 import collections
@@ -35,8 +36,9 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise BatchError("engine 'ray' needs Ray: pip install -e \".[ray]\" (or pip install ray), or use the "
-                         "local engine") from None
+        raise BatchError(
+            "engine 'ray' needs Ray: pip install -e \".[ray]\" (or pip install ray), or use the local engine"
+        ) from None
     return ray
 
 
@@ -47,8 +49,14 @@ def task_name(item: Item) -> str:
 
 def _lost_worker_errors(ray) -> tuple:
     """Ray's exceptions that mean the process (or node) running a task went away, not that the task failed."""
-    names = ("RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError",
-             "LocalRayletDiedError")
+    names = (
+        "RayActorError",
+        "WorkerCrashedError",
+        "NodeDiedError",
+        "ObjectLostError",
+        "OutOfMemoryError",
+        "LocalRayletDiedError",
+    )
     return tuple(getattr(ray.exceptions, n) for n in names if isinstance(getattr(ray.exceptions, n, None), type))
 
 
@@ -59,7 +67,7 @@ def _cause(exc: BaseException, limit: int = 300) -> str:
     exit_part = re.search(r"Worker exit type: .*", text)
     cause = first + (" " + exit_part.group(0) if exit_part and exit_part.group(0) not in first else "")
     cause = f"{type(exc).__name__}: {cause}"
-    return cause if len(cause) <= limit else cause[:limit - 3].rstrip() + "..."
+    return cause if len(cause) <= limit else cause[: limit - 3].rstrip() + "..."
 
 
 class _Worker:
@@ -79,9 +87,17 @@ class _Worker:
         return sketch_bytes(data, suffix, settings, png_size=png_size, png=png)
 
 
-def run_on_ray(items: List[Item], settings, *, png: bool = False, png_size: Optional[int] = None,
-               address: Optional[str] = None, workers: Optional[int] = None, should_stop=None,
-               tries: int = RAY_TRIES) -> Iterator[Tuple[Item, dict]]:
+def run_on_ray(
+    items: List[Item],
+    settings,
+    *,
+    png: bool = False,
+    png_size: Optional[int] = None,
+    address: Optional[str] = None,
+    workers: Optional[int] = None,
+    should_stop=None,
+    tries: int = RAY_TRIES,
+) -> Iterator[Tuple[Item, dict]]:
     """Yield (item, outcome) once per picture as the workers finish them (see the module docstring).
     A picture left out (``should_stop``) is not yielded."""
     if not items:
@@ -103,8 +119,9 @@ def run_on_ray(items: List[Item], settings, *, png: bool = False, png_size: Opti
         per_cpu = 1 if gpus else max(1, cpus // count)
         # every death costs some picture a try, so a run never needs more restarts than this; the bound
         # stops an actor that dies while starting from being restarted for ever
-        actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=per_cpu, max_restarts=tries * len(items),
-                           max_task_retries=0)(_Worker)
+        actor = ray.remote(
+            num_gpus=1 if gpus else 0, num_cpus=per_cpu, max_restarts=tries * len(items), max_task_retries=0
+        )(_Worker)
         if gpus:  # a worker on a GPU machine sketches on its GPU
             settings = settings.replace(device="cuda") if settings.device == "auto" else settings
         pool = [actor.remote(per_cpu) for _ in range(count)]
@@ -123,16 +140,18 @@ def run_on_ray(items: List[Item], settings, *, png: bool = False, png_size: Opti
                     yield item, {"error": f"cannot read {item.path}: {exc.strerror or exc}"}
                     continue
                 worker = free.pop(0)
-                ref = worker.sketch.options(name=task_name(item)).remote(data, item.path.suffix, settings, png,
-                                                                        png_size)
+                ref = worker.sketch.options(name=task_name(item)).remote(
+                    data, item.path.suffix, settings, png, png_size
+                )
                 pending[ref] = (item, worker)
 
         def recover(worker):  # hand the worker nothing until Ray has it running again
             pending[worker.ready.options(max_task_retries=-1).remote()] = (None, worker)
 
         def working():  # a picture in flight, or pictures waiting for a worker that Ray is bringing back
-            return any(item is not None for item, _ in pending.values()) or (bool(queue) and bool(pending)
-                                                                               and not stopping)
+            return any(item is not None for item, _ in pending.values()) or (
+                bool(queue) and bool(pending) and not stopping
+            )
 
         yield from dispatch()
         while working():
@@ -149,9 +168,14 @@ def run_on_ray(items: List[Item], settings, *, png: bool = False, png_size: Opti
                     if deaths[item.name] < tries:
                         queue.appendleft(item)  # the next free worker, live or restarted, tries it again
                     else:
-                        yield item, {"error": f"its Ray worker process died {deaths[item.name]} times while "
-                                              f"sketching it (last: {_cause(exc)}); if the picture is not what "
-                                              "kills it (out of memory?), run the batch again"}
+                        yield (
+                            item,
+                            {
+                                "error": f"its Ray worker process died {deaths[item.name]} times while "
+                                f"sketching it (last: {_cause(exc)}); if the picture is not what "
+                                "kills it (out of memory?), run the batch again"
+                            },
+                        )
             except Exception as exc:  # noqa: BLE001 - anything else: recorded, the batch goes on
                 if item is None:
                     gone = f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -167,8 +191,10 @@ def run_on_ray(items: List[Item], settings, *, png: bool = False, png_size: Opti
             yield from dispatch()
             if queue and not pending and not stopping:  # every worker is gone for good (Ray gave up on them)
                 while queue:
-                    yield queue.popleft(), {"error": f"no Ray worker left to sketch it (the last one lost: {gone}); "
-                                                     "run the batch again"}
+                    yield (
+                        queue.popleft(),
+                        {"error": f"no Ray worker left to sketch it (the last one lost: {gone}); run the batch again"},
+                    )
     finally:
         if started_here:
             ray.shutdown()

@@ -1,4 +1,5 @@
 """Command line: ``clipasso sketch INPUT -o OUT.svg`` (see ``clipasso sketch --help``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,18 +12,19 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..output.paths import OutputPathError, check_output_paths
-from .options import (LIMITS, ProgressBar, add_settings_arguments, flag_of, fmt_time,
-                      settings_or_usage_error)
+from .options import LIMITS, ProgressBar, add_settings_arguments, flag_of, fmt_time, settings_or_usage_error
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: stopped by SIGTERM after writing the best sketch so far
 
-EXIT_STATUS_HELP = ("exit status: 0 done (also after one Ctrl+C, which stops and writes the best sketch so far); "
-                    "1 an error while working (the message says what to do; --debug shows the traceback); "
-                    "2 a bad option or output path, found before any work starts; "
-                    f"{EXIT_TERMINATED} stopped by SIGTERM, after writing the best sketch so far. "
-                    "Every output is written to a temporary file in its folder and then renamed over the target, "
-                    "so an interrupted run never leaves a half-written file nor destroys the previous one.")
+EXIT_STATUS_HELP = (
+    "exit status: 0 done (also after one Ctrl+C, which stops and writes the best sketch so far); "
+    "1 an error while working (the message says what to do; --debug shows the traceback); "
+    "2 a bad option or output path, found before any work starts; "
+    f"{EXIT_TERMINATED} stopped by SIGTERM, after writing the best sketch so far. "
+    "Every output is written to a temporary file in its folder and then renamed over the target, "
+    "so an interrupted run never leaves a half-written file nor destroys the previous one."
+)
 
 
 def _print_error(exc: BaseException, debug: bool) -> None:
@@ -35,13 +37,19 @@ def _print_error(exc: BaseException, debug: bool) -> None:
         msg = "out of memory; use fewer --strokes or --seeds, a smaller --canvas or --png-size"
     elif type(exc).__module__ == "builtins" and type(exc).__name__ not in ("ValueError", "RuntimeError"):
         msg = f"{type(exc).__name__}: {msg}"
-    print(f"clipasso: error: {msg}" + ("" if debug else "\n(run again with --debug to see the traceback)"),
-          file=sys.stderr)
+    print(
+        f"clipasso: error: {msg}" + ("" if debug else "\n(run again with --debug to see the traceback)"),
+        file=sys.stderr,
+    )
 
 
 def _add_debug(parser, top: bool = False) -> None:
-    parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
-                        help="on an error, also print the Python traceback")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="on an error, also print the Python traceback",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,31 +57,52 @@ def build_parser() -> argparse.ArgumentParser:
     from ..settings import PRESET_HELP, PRESET_NAMES
 
     parser = argparse.ArgumentParser(
-        prog="clipasso", description="CLIPasso: turn a picture of an object into an abstract sketch of a few strokes.")
+        prog="clipasso", description="CLIPasso: turn a picture of an object into an abstract sketch of a few strokes."
+    )
     _add_debug(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sk = sub.add_parser("sketch", help="sketch an image into an SVG (and PNG)",
-                        description="Sketch INPUT with CLIPasso and write the winning sketch as SVG (and PNG). "
-                                    "Without INPUT the bundled example image is sketched. Every option and output "
-                                    "path is checked before any work starts. The options are the settings of "
-                                    "clipasso.settings (the same as the Python API's and the nodes').",
-                        epilog=EXIT_STATUS_HELP + " Upper bounds: " + ", ".join(
-                            f"{flag_of(k)} {fmt(b.high)}" for k, b in LIMITS.items()
-                            if k != "strokes_x_seeds") + f", strokes x seeds {fmt(LIMITS['strokes_x_seeds'].high)}.")
+    sk = sub.add_parser(
+        "sketch",
+        help="sketch an image into an SVG (and PNG)",
+        description="Sketch INPUT with CLIPasso and write the winning sketch as SVG (and PNG). "
+        "Without INPUT the bundled example image is sketched. Every option and output "
+        "path is checked before any work starts. The options are the settings of "
+        "clipasso.settings (the same as the Python API's and the nodes').",
+        epilog=EXIT_STATUS_HELP
+        + " Upper bounds: "
+        + ", ".join(f"{flag_of(k)} {fmt(b.high)}" for k, b in LIMITS.items() if k != "strokes_x_seeds")
+        + f", strokes x seeds {fmt(LIMITS['strokes_x_seeds'].high)}.",
+    )
     _add_debug(sk)
-    sk.add_argument("input", nargs="?", metavar="INPUT", help="image file (PNG, JPEG, WebP, ...); default: bundled example")
+    sk.add_argument(
+        "input", nargs="?", metavar="INPUT", help="image file (PNG, JPEG, WebP, ...); default: bundled example"
+    )
     sk.add_argument("-o", "--output", metavar="OUT.svg", help="SVG to write (default: <input name>_sketch.svg)")
-    sk.add_argument("--png", metavar="OUT.png", help="also write a PNG of the sketch (2x the canvas, 448 px, unless --png-size)")
-    sk.add_argument("--png-size", type=int, metavar="N",
-                    help="long side of the PNG in pixels (default 2x the canvas); the sketch is vector, any size is sharp")
+    sk.add_argument(
+        "--png", metavar="OUT.png", help="also write a PNG of the sketch (2x the canvas, 448 px, unless --png-size)"
+    )
+    sk.add_argument(
+        "--png-size",
+        type=int,
+        metavar="N",
+        help="long side of the PNG in pixels (default 2x the canvas); the sketch is vector, any size is sharp",
+    )
     sk.add_argument("--preset", choices=list(PRESET_NAMES), default="paper", help=PRESET_HELP)
     add_settings_arguments(sk)
     out = sk.add_argument_group("drawing outputs")
-    out.add_argument("--gif", metavar="OUT.gif", help="write an animated GIF of the drawing being made (implies --order)")
-    out.add_argument("--animated-svg", metavar="OUT.svg",
-                     help="write an animated SVG, strokes drawn one after another (implies --order)")
-    out.add_argument("--curve", metavar="OUT.json",
-                     help="write the loss-versus-strokes curve (and the drawing order's prefix losses) as JSON")
+    out.add_argument(
+        "--gif", metavar="OUT.gif", help="write an animated GIF of the drawing being made (implies --order)"
+    )
+    out.add_argument(
+        "--animated-svg",
+        metavar="OUT.svg",
+        help="write an animated SVG, strokes drawn one after another (implies --order)",
+    )
+    out.add_argument(
+        "--curve",
+        metavar="OUT.json",
+        help="write the loss-versus-strokes curve (and the drawing order's prefix losses) as JSON",
+    )
     sk.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from ..report import add_report_parser
     from .batch import add_batch_parser
@@ -83,19 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
     _add_debug(sub.choices["report"])
-    dl = sub.add_parser("download-weights", help="download the default models once (online) and check they load",
-                        description="Download the CLIP models CLIPasso uses (RN101 for the loss, ViT-B-32 for the "
-                                    "saliency map, about 630 MB together) with a progress bar, and check that each "
-                                    "loads. With --models-dir each lands there as one file; without, in the caches "
-                                    "the search looks in (Hugging Face's, ~/.cache/clip). After that, sketching needs "
-                                    "no network (--offline).")
-    dl.add_argument("--models-dir", metavar="DIR", help="folder to put the files in (e.g. ComfyUI/models/clipasso); "
-                                                        "default: $CLIPASSO_MODELS_DIR, else the download caches")
+    dl = sub.add_parser(
+        "download-weights",
+        help="download the default models once (online) and check they load",
+        description="Download the CLIP models CLIPasso uses (RN101 for the loss, ViT-B-32 for the "
+        "saliency map, about 630 MB together) with a progress bar, and check that each "
+        "loads. With --models-dir each lands there as one file; without, in the caches "
+        "the search looks in (Hugging Face's, ~/.cache/clip). After that, sketching needs "
+        "no network (--offline).",
+    )
+    dl.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="folder to put the files in (e.g. ComfyUI/models/clipasso); "
+        "default: $CLIPASSO_MODELS_DIR, else the download caches",
+    )
     dl.add_argument("--clip-model", metavar="NAME", default="RN101", help="loss model (default RN101)")
     dl.add_argument("--saliency-model", metavar="NAME", default="ViT-B-32", help="saliency model (default ViT-B-32)")
     dl.add_argument("--pretrained", metavar="TAG", default="openai", help="pretrained tag of both (default openai)")
-    dl.add_argument("--matting-model", metavar="NAME", default="u2netp",
-                    help="background-removal model (default u2netp, which ships with clipasso: nothing to download)")
+    dl.add_argument(
+        "--matting-model",
+        metavar="NAME",
+        default="u2netp",
+        help="background-removal model (default u2netp, which ships with clipasso: nothing to download)",
+    )
     _add_debug(dl)
     return parser
 
@@ -110,6 +150,7 @@ def _download_weights(args) -> int:
             print(f"clipasso: error: --models-dir {folder}: {problem}", file=sys.stderr)
             return EXIT_USAGE
     from ..models import ModelConfigError, WeightsNotFoundError, download_weights  # torch: the work starts here
+
     failed = 0
     for name in dict.fromkeys([args.clip_model, args.saliency_model]):
         try:
@@ -159,17 +200,23 @@ def sketch_path_problem(args, out_svg: Path) -> Optional[str]:
             check_image_path(args.input)  # missing, a folder, a link loop, a name too long, ...
         except ImageError as exc:
             msg = str(exc)
-            return msg.replace("image file not found", "input image not found", 1) if \
-                msg.startswith("image file not found") else msg
+            return (
+                msg.replace("image file not found", "input image not found", 1)
+                if msg.startswith("image file not found")
+                else msg
+            )
     inputs = [p for p in (args.input, args.clip_weights, args.saliency_weights) if p]
     try:
-        check_output_paths([
-            ("-o", str(out_svg), (".svg",), "-o writes the SVG; a PNG goes to --png OUT.png"),
-            ("--png", args.png, (".png",), "--png writes a PNG; the SVG goes to -o OUT.svg"),
-            ("--gif", args.gif, (".gif",), ""),
-            ("--animated-svg", args.animated_svg, (".svg",), ""),
-            ("--curve", args.curve, (".json",), ""),
-        ], inputs)
+        check_output_paths(
+            [
+                ("-o", str(out_svg), (".svg",), "-o writes the SVG; a PNG goes to --png OUT.png"),
+                ("--png", args.png, (".png",), "--png writes a PNG; the SVG goes to -o OUT.svg"),
+                ("--gif", args.gif, (".gif",), ""),
+                ("--animated-svg", args.animated_svg, (".svg",), ""),
+                ("--curve", args.curve, (".json",), ""),
+            ],
+            inputs,
+        )
     except OutputPathError as exc:
         return str(exc)
     return None
@@ -205,8 +252,10 @@ def _sketch(args, settings) -> int:
         stop["terminated"] = True
         if not stop["requested"]:
             stop["requested"] = True
-            print("\nclipasso: SIGTERM: stopping after this iteration and writing the best sketch so far...",
-                  file=sys.stderr)
+            print(
+                "\nclipasso: SIGTERM: stopping after this iteration and writing the best sketch so far...",
+                file=sys.stderr,
+            )
 
     def progress(it, losses, image):
         best = float(torch.nan_to_num(losses["best"], nan=float("inf")).min())
@@ -231,8 +280,9 @@ def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
     if (settings.auto_strokes is not None or settings.drawing_order) and not args.quiet:
         _log_stages_to_stderr()
     try:
-        result = sketch(args.input, settings.replace(callback_interval=1), callback=progress,
-                        should_stop=lambda: stop["requested"])
+        result = sketch(
+            args.input, settings.replace(callback_interval=1), callback=progress, should_stop=lambda: stop["requested"]
+        )
     except errors as exc:
         bar.close()
         msg = str(exc)
@@ -257,21 +307,29 @@ def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
         f"sketch: {out_svg}" + (f" and {args.png}" if args.png else ""),
         f"  winner: seed {result.seed} (candidate {result.index + 1} of {len(s['seeds'])}), "
         f"loss {result.loss:.4f} at iteration {int(result.strokes.iterations[0])}",
-        "  candidates: " + ", ".join(f"seed {sd}: {float(loss):.4f}"
-                                     for sd, loss in zip(result.candidates.seeds, result.candidates.losses)),
+        "  candidates: "
+        + ", ".join(
+            f"seed {sd}: {float(loss):.4f}" for sd, loss in zip(result.candidates.seeds, result.candidates.losses)
+        ),
         f"  {s['strokes']} strokes, {run.iterations_run}/{s['iterations']} iterations"
         + (" (stopped early)" if run.cancelled else " (plateau)" if run.stop_reason == "plateau" else "")
         + f", preset {s['preset']}, {s['clip_model'] or 'trace loss'} on {s['device']}"
         + (f" in {s['precision']}" if s.get("clip_model") else ""),
         f"  time: {fmt_time(result.seconds)} total, {run.seconds_per_iteration:.3f} s/iteration "
-        + (f"for {len(s['seeds'])} seed(s) together" if run.survivors is None else
-           f"on average ({run.candidate_steps} candidate steps)"),
+        + (
+            f"for {len(s['seeds'])} seed(s) together"
+            if run.survivors is None
+            else f"on average ({run.candidate_steps} candidate steps)"
+        ),
     ]
     if run.survivors is not None:
         lines.append(f"  seed trial: {run.trial_text()}")
     lines += abstraction_lines
-    styled = [n.replace("_", " ") for n in ("optimize_width", "optimize_opacity", "color_from_image", "optimize_color")
-              if s.get(n)] + ([f"pen {s['pen_width']:g} px"] if s.get("pen_width") else [])
+    styled = [
+        n.replace("_", " ")
+        for n in ("optimize_width", "optimize_opacity", "color_from_image", "optimize_color")
+        if s.get(n)
+    ] + ([f"pen {s['pen_width']:g} px"] if s.get("pen_width") else [])
     if s.get("text"):
         lines.append(f"  text guidance: {s['text']!r} (weight {s['text_weight']:g})")
     if styled:
@@ -302,17 +360,23 @@ def _drawing_outputs(result, args) -> List[str]:
         fid = ab.fidelities[ab.counts.index(ab.count)]
         if getattr(ab, "method", "prune") == "grow":
             why = {"plateau": "the last strokes stopped paying", "max_strokes": "--max-strokes reached"}
-            lines.append(f"  automatic abstraction (grow): grew from {ab.counts[0]} to {ab.counts[-1]} strokes "
-                         f"({why.get(ab.stop_reason, 'stopped early')}); {ab.count} strokes keep fidelity {fid:.3f} "
-                         f"of the best loss reached (target {ab.fidelity:.2f})")
+            lines.append(
+                f"  automatic abstraction (grow): grew from {ab.counts[0]} to {ab.counts[-1]} strokes "
+                f"({why.get(ab.stop_reason, 'stopped early')}); {ab.count} strokes keep fidelity {fid:.3f} "
+                f"of the best loss reached (target {ab.fidelity:.2f})"
+            )
         else:
-            lines.append(f"  automatic abstraction: {ab.count} of {ab.counts[0]} strokes keep fidelity "
-                         f"{fid:.3f} (target {ab.fidelity:.2f})" + (" (stopped early)" if ab.cancelled else ""))
+            lines.append(
+                f"  automatic abstraction: {ab.count} of {ab.counts[0]} strokes keep fidelity "
+                f"{fid:.3f} (target {ab.fidelity:.2f})" + (" (stopped early)" if ab.cancelled else "")
+            )
         lines += ["    " + row for row in ab.table().splitlines()]
     if order is not None:
         pl = [float(v) for v in order.prefix_losses]
-        lines.append(f"  drawing order: {order.order}; loss after 1 stroke {pl[1]:.4f}, after all "
-                     f"{pl[-1]:.4f} (empty canvas {pl[0]:.4f})")
+        lines.append(
+            f"  drawing order: {order.order}; loss after 1 stroke {pl[1]:.4f}, after all "
+            f"{pl[-1]:.4f} (empty canvas {pl[0]:.4f})"
+        )
         from ..output.animation import drawing_frames, frames_to_gif, write_animated_svg
 
         if args.gif:
@@ -376,8 +440,11 @@ def _dispatch(parser, args) -> int:
     if args.command == "sketch":
         if args.gif or args.animated_svg:
             args.drawing_order = True  # an animation of the drawing needs its order
-        for flag, value, suffix in (("--gif", args.gif, ".gif"), ("--animated-svg", args.animated_svg, ".svg"),
-                                    ("--curve", args.curve, ".json")):
+        for flag, value, suffix in (
+            ("--gif", args.gif, ".gif"),
+            ("--animated-svg", args.animated_svg, ".svg"),
+            ("--curve", args.curve, ".json"),
+        ):
             if value is not None and Path(value).suffix.lower() != suffix:
                 parser.error(f"{flag} must name a {suffix} file; got {value}")
             if value is not None and not Path(value).parent.exists():

@@ -1,6 +1,7 @@
 """`clipasso sketch`'s options, generated from the settings (`clipasso.settings`): one flag per field,
 grouped by stage, the bounds table and the rules of options that need another; and the progress bar.
 `clipasso report` uses the same pieces."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,20 +10,33 @@ import sys
 import time
 from typing import List, Optional
 
+
 def _limits():
     """Every bound of `clipasso sketch` / `clipasso report`: the settings' own (`clipasso.settings`), the
     strokes x seeds product and the PNG size, which is only the CLI's."""
     from ..settings import STROKES_X_SEEDS, Option, all_fields
 
-    out = {f.name: f.metadata["option"] for _, f in all_fields()
-           if f.metadata["option"].high is not None and f.metadata["option"].above}
-    out["strokes_x_seeds"] = Option("strokes in all candidates together", low=1, high=STROKES_X_SEEDS, kind="int",
-                                    above="memory and time per step grow with strokes x seeds; lower --strokes or "
-                                          "--seeds")
+    out = {
+        f.name: f.metadata["option"]
+        for _, f in all_fields()
+        if f.metadata["option"].high is not None and f.metadata["option"].above
+    }
+    out["strokes_x_seeds"] = Option(
+        "strokes in all candidates together",
+        low=1,
+        high=STROKES_X_SEEDS,
+        kind="int",
+        above="memory and time per step grow with strokes x seeds; lower --strokes or --seeds",
+    )
     # 5792^2 is clipasso.render.raster.MAX_RENDER_PIXELS, the most one render draws (tests/cli/test_cli_bad_inputs.py checks)
-    out["png_size"] = Option("long side of the PNG", low=8, high=5792, unit="pixels", kind="int",
-                             above="the PNG is rendered in memory: 16384 px took 12 GB; the SVG is vector and scales "
-                                   "to any size")
+    out["png_size"] = Option(
+        "long side of the PNG",
+        low=8,
+        high=5792,
+        unit="pixels",
+        kind="int",
+        above="the PNG is rendered in memory: 16384 px took 12 GB; the SVG is vector and scales to any size",
+    )
     return out
 
 
@@ -49,7 +63,7 @@ def limit_problems(args, names=None) -> List[str]:
         value = getattr(args, name, None)
         if value is None or name == "strokes_x_seeds":
             continue
-        for v in (value if isinstance(value, (list, tuple)) else [value]):
+        for v in value if isinstance(value, (list, tuple)) else [value]:
             msg = bound.problem(flag_of(name), v)
             if msg:
                 out.append(msg)
@@ -58,17 +72,25 @@ def limit_problems(args, names=None) -> List[str]:
 
 
 # CLI groups of the settings' stages (clipasso.settings.STAGES), in --help order
-STAGE_TITLES = {"prepare": "picture on the canvas (framing, background removal)", "models": "models",
-                "place": "stroke placement (saliency and initialisation)",
-                "objective": "loss (geometric, semantic, text guidance, trace)",
-                "optimizer": "optimisation (and styled strokes)",
-                "select": "seeds, automatic abstraction and drawing order"}
+STAGE_TITLES = {
+    "prepare": "picture on the canvas (framing, background removal)",
+    "models": "models",
+    "place": "stroke placement (saliency and initialisation)",
+    "objective": "loss (geometric, semantic, text guidance, trace)",
+    "optimizer": "optimisation (and styled strokes)",
+    "select": "seeds, automatic abstraction and drawing order",
+}
 
 # Options that only mean something together with another: (needs, value or None for "given").
-NEEDS = {"max_strokes": ("auto_strokes", None), "abstraction_method": ("auto_strokes", None),
-         "start_strokes": ("abstraction_method", "grow"), "grow_iterations": ("abstraction_method", "grow"),
-         "min_gain": ("abstraction_method", "grow"), "prune_iterations": ("abstraction_method", "prune"),
-         "saliency_text": ("saliency", "clip-relevancy")}
+NEEDS = {
+    "max_strokes": ("auto_strokes", None),
+    "abstraction_method": ("auto_strokes", None),
+    "start_strokes": ("abstraction_method", "grow"),
+    "grow_iterations": ("abstraction_method", "grow"),
+    "min_gain": ("abstraction_method", "grow"),
+    "prune_iterations": ("abstraction_method", "prune"),
+    "saliency_text": ("saliency", "clip-relevancy"),
+}
 
 
 def needs_problem(args) -> Optional[str]:
@@ -120,11 +142,13 @@ def add_settings_arguments(parser) -> None:
             if opt.flag == "":
                 continue
             flag = flag_of(f.name)
-            help_text = (opt.off_help if f.default is True and opt.off_help else opt.help).replace("%", "%%") \
-                + ("" if f.default is True else _preset_note(f.name))
+            help_text = (opt.off_help if f.default is True and opt.off_help else opt.help).replace("%", "%%") + (
+                "" if f.default is True else _preset_note(f.name)
+            )
             if opt.kind == "bool":
-                group.add_argument(flag, dest=f.name, action="store_const", const=not f.default, default=None,
-                                   help=help_text)
+                group.add_argument(
+                    flag, dest=f.name, action="store_const", const=not f.default, default=None, help=help_text
+                )
                 continue
             kw = dict(dest=f.name, default=None, help=help_text)
             if opt.metavar:
@@ -137,8 +161,10 @@ def add_settings_arguments(parser) -> None:
                 kw["type"] = int if opt.kind == "int" else float
             if f.name == "models_dir":
                 kw["action"] = "append"
-                kw["help"] += " (repeatable: all are searched, in order; $CLIPASSO_MODELS_DIR holds folders " \
-                              "separated by os.pathsep)"
+                kw["help"] += (
+                    " (repeatable: all are searched, in order; $CLIPASSO_MODELS_DIR holds folders "
+                    "separated by os.pathsep)"
+                )
             group.add_argument(flag, **kw)
 
 
@@ -169,7 +195,7 @@ def settings_or_usage_error(args, parser):
     if problem:
         parser.error(problem)
     if args.text is not None and not args.text.strip():
-        parser.error("--text is empty; give a short description such as \"a cat, side view\"")
+        parser.error('--text is empty; give a short description such as "a cat, side view"')
     try:
         return settings_from_args(args)
     except SettingsError as exc:
@@ -215,8 +241,10 @@ class ProgressBar:
         eta = rate * (self.total - iteration) if iteration else float("nan")
         filled = int(round(frac * self.width))
         bar = "#" * filled + "." * (self.width - filled)
-        line = (f"[{bar}] {iteration}/{self.total} {frac * 100:3.0f}% | best loss {best:.4f} | "
-                f"{rate:.2f} s/it | ETA {fmt_time(eta)}")
+        line = (
+            f"[{bar}] {iteration}/{self.total} {frac * 100:3.0f}% | best loss {best:.4f} | "
+            f"{rate:.2f} s/it | ETA {fmt_time(eta)}"
+        )
         if self.tty:
             self.stream.write("\r" + line + "\x1b[K")
         else:

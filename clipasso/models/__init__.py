@@ -21,6 +21,7 @@ One module per job:
 
 Nothing is loaded or downloaded at import.
 """
+
 from ..errors import ModelConfigError, WeightsFileError, WeightsNotFoundError
 from ..settings import DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, MODELS_DIR_ENV
 from .architecture import build_model, load_weights, model_for_state, named_config
@@ -28,17 +29,49 @@ from .checkpoint import is_torchscript_archive, read_checkpoint
 from .download import fetch_url, fetch_weights
 from .encoder import OPENAI_MEAN, OPENAI_STD, ClipEncoder, wrap_model
 from .loader import cached_encoders, clear_cache, download_weights, forget, load_clip, restore_cache
-from .search import (HF_WEIGHT_NAMES, WEIGHT_EXTS, candidate_paths, clean_name, find_weight_files,
-                     model_names_in, official_file_name, suggested_folder)
+from .search import (
+    HF_WEIGHT_NAMES,
+    WEIGHT_EXTS,
+    candidate_paths,
+    clean_name,
+    find_weight_files,
+    model_names_in,
+    official_file_name,
+    suggested_folder,
+)
 
 __all__ = [
-    "ModelConfigError", "WeightsFileError", "WeightsNotFoundError",
-    "DEFAULT_LOSS_MODEL", "DEFAULT_PRETRAINED", "DEFAULT_SALIENCY_MODEL", "MODELS_DIR_ENV",
-    "build_model", "load_weights", "model_for_state", "named_config",
-    "is_torchscript_archive", "read_checkpoint",
-    "fetch_url", "fetch_weights",
-    "OPENAI_MEAN", "OPENAI_STD", "ClipEncoder", "wrap_model",
-    "cached_encoders", "clear_cache", "download_weights", "forget", "load_clip", "restore_cache",
-    "HF_WEIGHT_NAMES", "WEIGHT_EXTS", "candidate_paths", "clean_name", "find_weight_files", "model_names_in",
-    "official_file_name", "suggested_folder",
+    "ModelConfigError",
+    "WeightsFileError",
+    "WeightsNotFoundError",
+    "DEFAULT_LOSS_MODEL",
+    "DEFAULT_PRETRAINED",
+    "DEFAULT_SALIENCY_MODEL",
+    "MODELS_DIR_ENV",
+    "build_model",
+    "load_weights",
+    "model_for_state",
+    "named_config",
+    "is_torchscript_archive",
+    "read_checkpoint",
+    "fetch_url",
+    "fetch_weights",
+    "OPENAI_MEAN",
+    "OPENAI_STD",
+    "ClipEncoder",
+    "wrap_model",
+    "cached_encoders",
+    "clear_cache",
+    "download_weights",
+    "forget",
+    "load_clip",
+    "restore_cache",
+    "HF_WEIGHT_NAMES",
+    "WEIGHT_EXTS",
+    "candidate_paths",
+    "clean_name",
+    "find_weight_files",
+    "model_names_in",
+    "official_file_name",
+    "suggested_folder",
 ]

@@ -8,6 +8,7 @@ Whether a file fits the named model is checked on a weightless copy (built on th
 a file of another size costs no random initialisation of the wrong model. What stays here is the
 choice between those and the messages.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,8 @@ def named_config(name: str) -> dict:
     if cfg is None:
         raise ModelConfigError(
             f"unknown CLIP model {name!r}. Use an open_clip model name (e.g. RN101, RN50, ViT-B-32, ViT-B-16) "
-            f"or put a config {name}.json beside its weights in the models folder.")
+            f"or put a config {name}.json beside its weights in the models folder."
+        )
     return cfg
 
 
@@ -89,8 +91,10 @@ def mismatch(name: str, cfg: dict, quick_gelu: bool, state: Dict[str, torch.Tens
     why = []
     if sizes:
         k = sizes[0]
-        why.append(f"{len(sizes)} tensors of other sizes, e.g. {k}: {tuple(state[k].shape)} in the file, "
-                   f"{tuple(own[k].shape)} in the model")
+        why.append(
+            f"{len(sizes)} tensors of other sizes, e.g. {k}: {tuple(state[k].shape)} in the file, "
+            f"{tuple(own[k].shape)} in the model"
+        )
     if missing:
         why.append(f"{len(missing)} missing, e.g. {missing[0]}")
     if extra:
@@ -99,7 +103,7 @@ def mismatch(name: str, cfg: dict, quick_gelu: bool, state: Dict[str, torch.Tens
 
 
 def config_kind(cfg: dict) -> str:
-    """"ResNet", "ViT" or "timm": the kind of image tower an open_clip config describes."""
+    """ "ResNet", "ViT" or "timm": the kind of image tower an open_clip config describes."""
     v = cfg.get("vision_cfg", {})
     if v.get("timm_model_name"):
         return "timm"
@@ -128,9 +132,15 @@ def _from_openai_layout(state: Dict[str, torch.Tensor], quick_gelu: bool) -> tor
     return model
 
 
-def model_for_state(name: str, state: Dict[str, torch.Tensor], fmt: str, path: Path, quick_gelu: bool,
-                    custom_cfg: Optional[dict] = None, named: Optional[dict] = None
-                    ) -> Tuple[torch.nn.Module, str]:
+def model_for_state(
+    name: str,
+    state: Dict[str, torch.Tensor],
+    fmt: str,
+    path: Path,
+    quick_gelu: bool,
+    custom_cfg: Optional[dict] = None,
+    named: Optional[dict] = None,
+) -> Tuple[torch.nn.Module, str]:
     """(model holding ``state``, what architecture it is) or `WeightsFileError` saying why not.
 
     With ``custom_cfg`` (a config file beside the weights) that config must fit. Otherwise the named
@@ -142,14 +152,17 @@ def model_for_state(name: str, state: Dict[str, torch.Tensor], fmt: str, path: P
         try:
             load_weights(model, state)
         except (RuntimeError, ValueError) as exc:
-            raise WeightsFileError(f"{path} ({fmt}) does not fit the config of {name!r} "
-                                   f"({str(exc).splitlines()[0][:200]})") from exc
+            raise WeightsFileError(
+                f"{path} ({fmt}) does not fit the config of {name!r} ({str(exc).splitlines()[0][:200]})"
+            ) from exc
         return model, name
     named = named if named is not None else named_config(name)
     kind = openai_layout_kind(state)
     if kind is not None and kind != config_kind(named):
-        raise WeightsFileError(f"{path} ({fmt}) holds {describe_state(state)}, but {name!r} is a CLIP "
-                               f"{config_kind(named)}: give the file that belongs to {name!r}")
+        raise WeightsFileError(
+            f"{path} ({fmt}) holds {describe_state(state)}, but {name!r} is a CLIP "
+            f"{config_kind(named)}: give the file that belongs to {name!r}"
+        )
     why = mismatch(name, named, quick_gelu, state)
     if why is None:
         model = build_model(name, named, quick_gelu)

@@ -31,6 +31,7 @@ hands out only: tensor rebuilding, storage types, ``collections.OrderedDict``, t
 ...) stops the read with a `WeightsFileError`. The module tree is then walked into the state dict
 ``torch.jit.load(path).state_dict()`` would give, with the same dotted names.
 """
+
 from __future__ import annotations
 
 import ast
@@ -48,12 +49,20 @@ from ..errors import WeightsFileError
 
 # torch.<Name>Storage in the pickle -> the dtype of its elements
 _STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool, "ComplexFloatStorage": torch.complex64, "ComplexDoubleStorage": torch.complex128,
+    "FloatStorage": torch.float32,
+    "DoubleStorage": torch.float64,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+    "ComplexFloatStorage": torch.complex64,
+    "ComplexDoubleStorage": torch.complex128,
 }
-_MAX_DEPTH = 200          # module nesting; OpenAI's deepest is about 6
+_MAX_DEPTH = 200  # module nesting; OpenAI's deepest is about 6
 _MAX_CODE_BYTES = 16 << 20  # a class's source file larger than this is not parsed for its declarations
 
 
@@ -180,8 +189,9 @@ class _ArchiveUnpickler(pickle.Unpickler):
             full = f"{module}.{name}"
             cls = self._classes.get(full)
             if cls is None:
-                cls = _Frozen(name, (ScriptObjectState,), {"__slots__": (), "torch_class": full,
-                                                            "__module__": __name__})
+                cls = _Frozen(
+                    name, (ScriptObjectState,), {"__slots__": (), "torch_class": full, "__module__": __name__}
+                )
                 self._classes[full] = cls
             return cls
         if module == "torch" and name in _STORAGE_DTYPES:
@@ -195,13 +205,21 @@ class _ArchiveUnpickler(pickle.Unpickler):
         raise WeightsFileError(
             f"{self._archive.path} asks for {module}.{name} while loading, which no weights file needs and which "
             f"could run code; it was not loaded. Use the original file from the model's publisher, "
-            f"or a .safetensors file")
+            f"or a .safetensors file"
+        )
 
     def persistent_load(self, pid):
-        if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage"
-                or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str) or type(pid[4]) is not int):
-            raise WeightsFileError(f"{self._archive.path} refers to something other than a tensor storage "
-                                   f"({type(pid).__name__})")
+        if (
+            not isinstance(pid, tuple)
+            or len(pid) != 5
+            or pid[0] != "storage"
+            or not isinstance(pid[1], _StorageType)
+            or not isinstance(pid[2], str)
+            or type(pid[4]) is not int
+        ):
+            raise WeightsFileError(
+                f"{self._archive.path} refers to something other than a tensor storage ({type(pid).__name__})"
+            )
         return self._archive.storage(pid[2], pid[1].dtype, pid[4])
 
 
@@ -211,10 +229,11 @@ class _Archive:
     def __init__(self, zf: zipfile.ZipFile, path: str):
         self.zf, self.path = zf, path
         self.names = set(zf.namelist())
-        roots = sorted(n[:-len("/data.pkl")] for n in self.names if n.endswith("/data.pkl") and n.count("/") == 1)
+        roots = sorted(n[: -len("/data.pkl")] for n in self.names if n.endswith("/data.pkl") and n.count("/") == 1)
         if len(roots) != 1:
-            raise WeightsFileError(f"{path} is not a TorchScript archive: expected one <folder>/data.pkl, "
-                                   f"found {len(roots)}")
+            raise WeightsFileError(
+                f"{path} is not a TorchScript archive: expected one <folder>/data.pkl, found {len(roots)}"
+            )
         self.root = roots[0]
         order = self._read(f"{self.root}/byteorder") if f"{self.root}/byteorder" in self.names else b"little"
         order = order.strip().decode("ascii", "replace")
@@ -239,8 +258,10 @@ class _Archive:
         info = self.zf.getinfo(entry)
         itemsize = torch.empty((), dtype=dtype).element_size()
         if numel < 0 or info.file_size != numel * itemsize:
-            raise WeightsFileError(f"{self.path}: storage {key} holds {info.file_size} bytes, but {numel} elements "
-                                   f"of {dtype} need {numel * itemsize} (a truncated or altered file?)")
+            raise WeightsFileError(
+                f"{self.path}: storage {key} holds {info.file_size} bytes, but {numel} elements "
+                f"of {dtype} need {numel * itemsize} (a truncated or altered file?)"
+            )
         buf = bytearray(info.file_size)
         try:
             with self.zf.open(info) as f:  # zipfile checks the entry's CRC when the read reaches its end
@@ -253,8 +274,10 @@ class _Archive:
                 if got != len(buf) or f.read(1):
                     raise WeightsFileError(f"{self.path}: storage {key} is shorter or longer than its entry says")
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-            raise WeightsFileError(f"{self.path}: storage {key} is damaged ({type(exc).__name__}: {str(exc)[:120]}); "
-                                   f"download the file again") from exc
+            raise WeightsFileError(
+                f"{self.path}: storage {key} is damaged ({type(exc).__name__}: {str(exc)[:120]}); "
+                f"download the file again"
+            ) from exc
         if numel == 0:
             flat = torch.empty(0, dtype=dtype)
         else:
@@ -283,9 +306,12 @@ class _Archive:
                         is_module = any(isinstance(b, ast.Name) and b.id == "Module" for b in node.bases)
                         names: List[str] = []
                         for stmt in node.body:
-                            if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-                                    and isinstance(stmt.targets[0], ast.Name)
-                                    and stmt.targets[0].id in ("__parameters__", "__buffers__")):
+                            if (
+                                isinstance(stmt, ast.Assign)
+                                and len(stmt.targets) == 1
+                                and isinstance(stmt.targets[0], ast.Name)
+                                and stmt.targets[0].id in ("__parameters__", "__buffers__")
+                            ):
                                 value = ast.literal_eval(stmt.value)
                                 if isinstance(value, list) and all(isinstance(v, str) for v in value):
                                     names += value
@@ -310,7 +336,8 @@ def _state_dict(root: ScriptObjectState, archive: _Archive) -> "OrderedDict[str,
                 f"{archive.path}: module {prefix.rstrip('.') or '(root)'} ({obj.torch_class}) keeps its state through "
                 f"its own __getstate__/__setstate__ code, so its weights cannot be read without running code from "
                 f"the file, and this loader runs none. OpenAI's CLIP files have no such code: use the original "
-                f"file, or a .safetensors file")
+                f"file, or a .safetensors file"
+            )
         decl = archive.declared(obj.torch_class)
         cls_name = obj.torch_class.rsplit(".", 1)[1]
         declared = decl.get(cls_name) if decl else None
@@ -352,17 +379,21 @@ def read_torchscript_state(path) -> "OrderedDict[str, torch.Tensor]":
             except RecursionError as exc:
                 raise WeightsFileError(f"{path}: its data.pkl nests too deeply to be a weights file") from exc
             except Exception as exc:  # noqa: BLE001 - a damaged pickle stream: EOF, bad opcodes, bad arguments
-                raise WeightsFileError(f"{path}: its data.pkl cannot be read ({type(exc).__name__}: "
-                                       f"{str(exc)[:160]}); the file may be truncated or damaged: download it "
-                                       f"again") from exc
+                raise WeightsFileError(
+                    f"{path}: its data.pkl cannot be read ({type(exc).__name__}: "
+                    f"{str(exc)[:160]}); the file may be truncated or damaged: download it "
+                    f"again"
+                ) from exc
             if not isinstance(root, ScriptObjectState):
                 raise WeightsFileError(f"{path}: its data.pkl holds a {type(root).__name__}, not a TorchScript module")
             return _state_dict(root, archive)
     except WeightsFileError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, KeyError) as exc:
-        raise WeightsFileError(f"{path} is not a readable TorchScript archive ({type(exc).__name__}: "
-                               f"{str(exc)[:160]}); it may be truncated: download it again") from exc
+        raise WeightsFileError(
+            f"{path} is not a readable TorchScript archive ({type(exc).__name__}: "
+            f"{str(exc)[:160]}); it may be truncated: download it again"
+        ) from exc
 
 
 __all__ = ["read_torchscript_state", "ScriptObjectState"]

@@ -5,6 +5,7 @@ also wrapped in ``{"state_dict": ...}`` or with ``module.`` prefixes; OpenAI's r
 archives (``RN101.pt``, ``ViT-B-32.pt``, ...; fp16 or fp32), whose tensors `clipasso.models.archive`
 reads as data. Whatever the file's dtype, floating tensors come out in fp32.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,15 +77,19 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
     except pickle.UnpicklingError as exc:
         raise WeightsFileError(
             f"{path} holds pickled Python objects, not only tensors, so it is not loaded (weights_only=True "
-            f"keeps a downloaded file from running code). Save its state_dict() instead. ({str(exc)[:160]})") from exc
+            f"keeps a downloaded file from running code). Save its state_dict() instead. ({str(exc)[:160]})"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - truncated zips, bad headers, ... all come out here
-        raise WeightsFileError(f"{path} is not a readable weights file ({type(exc).__name__}: "
-                               f"{str(exc)[:200]}); it may be truncated: download it again") from exc
+        raise WeightsFileError(
+            f"{path} is not a readable weights file ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); it may be truncated: download it again"
+        ) from exc
     for _ in range(3):  # {"state_dict": {...}} and similar wrappers
         if isinstance(obj, dict):
             inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
-            if inner is not None and not any(isinstance(v, torch.Tensor) and k.startswith("visual.")
-                                             for k, v in obj.items()):
+            if inner is not None and not any(
+                isinstance(v, torch.Tensor) and k.startswith("visual.") for k, v in obj.items()
+            ):
                 obj = inner
                 continue
         break
@@ -97,7 +102,7 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
         state[str(k)] = v
     for prefix in _KEY_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     for k in _OPENAI_INT_BUFFERS:
         state.pop(k, None)
     if not state:
@@ -107,10 +112,11 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
 
 
 def openai_layout_kind(state: Dict[str, torch.Tensor]) -> Optional[str]:
-    """"ViT" or "ResNet" for a CLIP state dict in OpenAI's layout (which open_clip's CLIP shares), None
+    """ "ViT" or "ResNet" for a CLIP state dict in OpenAI's layout (which open_clip's CLIP shares), None
     for any other layout. Read from the keys only."""
-    if not all(k in state for k in ("text_projection", "positional_embedding", "token_embedding.weight",
-                                    "ln_final.weight")):
+    if not all(
+        k in state for k in ("text_projection", "positional_embedding", "token_embedding.weight", "ln_final.weight")
+    ):
         return None
     if "visual.proj" in state and "visual.conv1.weight" in state:
         return "ViT"

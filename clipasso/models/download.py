@@ -2,6 +2,7 @@
 into ``models/clipasso``) or as the last step of the search (`open_clip_download`, open_clip's own
 download into the Hugging Face cache). Nothing is downloaded at import; an offline machine is told so in
 seconds (`reachable`), not after a minute of retries."""
+
 from __future__ import annotations
 
 import os
@@ -14,12 +15,14 @@ from . import search
 
 PathLike = Union[str, os.PathLike]
 
+
 def download_host(cfg: dict) -> Optional[str]:
     """The host open_clip would download this pretrained config from."""
     from urllib.parse import urlparse
 
     try:
         import huggingface_hub  # noqa: F401 - open_clip prefers the hub when it is installed
+
         has_hub = True
     except ImportError:
         has_hub = False
@@ -43,12 +46,13 @@ def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
 
 def offline() -> bool:
     """Whether downloads are switched off (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE or CLIPASSO_OFFLINE)."""
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CLIPASSO_OFFLINE"))
+    return any(
+        os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CLIPASSO_OFFLINE")
+    )
 
 
-def open_clip_download(name: str, tag: Optional[str], cfg: dict, allow_download: bool
-                       ) -> Tuple[Optional[Path], str]:
+def open_clip_download(name: str, tag: Optional[str], cfg: dict, allow_download: bool) -> Tuple[Optional[Path], str]:
     """(downloaded file or None, why not) through open_clip's own download (Hugging Face cache)."""
     if not cfg:
         return None, (f"open_clip knows no pretrained tag {tag!r} for {name!r}, so nothing can be downloaded")
@@ -82,8 +86,15 @@ def _progress_line(done: int, total: Optional[int], label: str, stream) -> None:
     stream.flush()
 
 
-def fetch_url(url: str, dest: PathLike, sha256: Optional[str] = None, label: str = "", stream=None,
-              timeout: float = 30.0, on_progress=None) -> Path:
+def fetch_url(
+    url: str,
+    dest: PathLike,
+    sha256: Optional[str] = None,
+    label: str = "",
+    stream=None,
+    timeout: float = 30.0,
+    on_progress=None,
+) -> Path:
     """Download ``url`` to ``dest`` with a progress line; atomic (a partial file never takes the
     name), checked against ``sha256`` when given. ``on_progress(done_bytes, total_bytes or None)`` is
     called after every chunk (a ComfyUI node shows it in its progress bar). Raises OSError/ValueError."""
@@ -115,13 +126,20 @@ def fetch_url(url: str, dest: PathLike, sha256: Optional[str] = None, label: str
         if total is not None and done != total:
             raise OSError(f"the download of {url} stopped after {done} of {total} bytes")
         if sha256 and not digest.hexdigest().startswith(sha256.lower()):
-            raise ValueError(f"the file downloaded from {url} has the wrong SHA-256 ({digest.hexdigest()[:16]}..., "
-                             f"expected {sha256[:16]}...)")
+            raise ValueError(
+                f"the file downloaded from {url} has the wrong SHA-256 ({digest.hexdigest()[:16]}..., "
+                f"expected {sha256[:16]}...)"
+            )
     return dest
 
 
-def fetch_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DEFAULT_PRETRAINED,
-                  folder: Optional[PathLike] = None, stream=None, on_progress=None) -> Path:
+def fetch_weights(
+    name: str = DEFAULT_LOSS_MODEL,
+    pretrained: Optional[str] = DEFAULT_PRETRAINED,
+    folder: Optional[PathLike] = None,
+    stream=None,
+    on_progress=None,
+) -> Path:
     """Download (name, pretrained) once, with a progress bar; returns the file.
 
     With ``folder`` the weights end up there as one file that the search finds
@@ -136,13 +154,18 @@ def fetch_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DE
     stream = stream if stream is not None else sys.stderr
     name, tag = search.clean_name(name), search.clean_tag(pretrained)
     cfg = search.pretrained_cfg(name, tag)
-    manual = (f"put {search.official_file_name(name, tag)} into {folder or search.suggested_folder()} by hand "
-              f"(see the README's Weights section)")
+    manual = (
+        f"put {search.official_file_name(name, tag)} into {folder or search.suggested_folder()} by hand "
+        f"(see the README's Weights section)"
+    )
     if not cfg:
-        raise WeightsNotFoundError(f"open_clip knows no pretrained tag {pretrained!r} for {name!r}, so there is "
-                                   f"nothing to download: {manual}")
+        raise WeightsNotFoundError(
+            f"open_clip knows no pretrained tag {pretrained!r} for {name!r}, so there is nothing to download: {manual}"
+        )
     if offline():
-        raise WeightsNotFoundError(f"Downloads are off (HF_HUB_OFFLINE / CLIPASSO_OFFLINE is set): unset it, or {manual}")
+        raise WeightsNotFoundError(
+            f"Downloads are off (HF_HUB_OFFLINE / CLIPASSO_OFFLINE is set): unset it, or {manual}"
+        )
     errors: List[str] = []
     got: Optional[Path] = None
     repo, repo_file = search.hf_repo(cfg)
@@ -160,8 +183,13 @@ def fetch_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DE
                 remote = repo_file or search.HF_WEIGHT_NAMES[0]
                 if folder is not None:  # straight into the folder (no second copy in the hub's cache)
                     dest = Path(folder) / f"{name}-{tag}{Path(remote).suffix}"
-                    got = fetch_url(huggingface_hub.hf_hub_url(repo, remote), dest, label=dest.name, stream=stream,
-                                    on_progress=on_progress)
+                    got = fetch_url(
+                        huggingface_hub.hf_hub_url(repo, remote),
+                        dest,
+                        label=dest.name,
+                        stream=stream,
+                        on_progress=on_progress,
+                    )
                 else:
                     got = Path(huggingface_hub.hf_hub_download(repo, remote))
             except Exception as exc:  # noqa: BLE001 - network, auth, disk
@@ -180,11 +208,19 @@ def fetch_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DE
             dest = Path(folder or Path.home() / ".cache" / "clip") / os.path.basename(url)
             stream.write(f"{name} ({tag}): from {host}\n")
             try:
-                got = fetch_url(url, dest, sha256=m.group(1) if m else None, label=dest.name, stream=stream,
-                                on_progress=on_progress if folder is not None else None)
+                got = fetch_url(
+                    url,
+                    dest,
+                    sha256=m.group(1) if m else None,
+                    label=dest.name,
+                    stream=stream,
+                    on_progress=on_progress if folder is not None else None,
+                )
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"{host}: {type(exc).__name__}: {str(exc)[:200]}")
     if got is None:
-        raise WeightsNotFoundError(f"Could not download CLIP {name} ({tag}): {'; '.join(errors) or 'no source'}. "
-                                   f"Run again when online, or {manual}.")
+        raise WeightsNotFoundError(
+            f"Could not download CLIP {name} ({tag}): {'; '.join(errors) or 'no source'}. "
+            f"Run again when online, or {manual}."
+        )
     return got

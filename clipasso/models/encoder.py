@@ -1,5 +1,6 @@
 """The frozen CLIP image encoder the losses and the saliency map use: an open_clip model plus what
 they need to know about it (input size, normalisation, ResNet or ViT)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,13 +54,22 @@ class ClipEncoder:
 
     def __repr__(self) -> str:
         kind = f"ViT/{self.patch_size}" if self.is_vit else "ResNet"
-        return (f"ClipEncoder({self.name!r}, pretrained={self.pretrained!r}, {kind}, "
-                f"image_size={self.image_size}, device={self.device.type}, source={self.source!r})")
+        return (
+            f"ClipEncoder({self.name!r}, pretrained={self.pretrained!r}, {kind}, "
+            f"image_size={self.image_size}, device={self.device.type}, source={self.source!r})"
+        )
 
 
-def wrap_model(model: torch.nn.Module, name: str, pretrained: Optional[str] = None, source: str = "random",
-               device="cpu", dtype: Optional[torch.dtype] = None, mean: Sequence[float] = OPENAI_MEAN,
-               std: Sequence[float] = OPENAI_STD) -> ClipEncoder:
+def wrap_model(
+    model: torch.nn.Module,
+    name: str,
+    pretrained: Optional[str] = None,
+    source: str = "random",
+    device="cpu",
+    dtype: Optional[torch.dtype] = None,
+    mean: Sequence[float] = OPENAI_MEAN,
+    std: Sequence[float] = OPENAI_STD,
+) -> ClipEncoder:
     """Freeze an already built open_clip model and describe it (also used by benchmarks with random weights)."""
     model = model.to(device=torch.device(device), dtype=dtype or torch.float32).eval()
     model.requires_grad_(False)
@@ -76,8 +86,18 @@ def wrap_model(model: torch.nn.Module, name: str, pretrained: Optional[str] = No
             # Convolutions run 10-20% faster in channels-last layout on CPU (oneDNN) and on tensor cores.
             model.visual.to(memory_format=torch.channels_last)
     if not is_vit and not hasattr(visual, "layer1"):
-        raise ModelConfigError(f"model {name!r} has an image tower CLIPasso cannot read features from "
-                               f"({type(visual).__name__}); use a CLIP ResNet (RN50, RN101, ...) or ViT")
-    return ClipEncoder(model=model, name=name, pretrained=pretrained, source=source, image_size=size,
-                       mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
-                       is_vit=is_vit, patch_size=patch)
+        raise ModelConfigError(
+            f"model {name!r} has an image tower CLIPasso cannot read features from "
+            f"({type(visual).__name__}); use a CLIP ResNet (RN50, RN101, ...) or ViT"
+        )
+    return ClipEncoder(
+        model=model,
+        name=name,
+        pretrained=pretrained,
+        source=source,
+        image_size=size,
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        is_vit=is_vit,
+        patch_size=patch,
+    )

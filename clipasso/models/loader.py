@@ -1,5 +1,6 @@
 """`load_clip`: the jobs of this package in order (search, read, build, wrap), with a cache of loaded
 encoders and of files found unusable; `download_weights` fetches on purpose, then loads."""
+
 from __future__ import annotations
 
 import logging
@@ -29,9 +30,15 @@ _FAILED: Dict[tuple, WeightsFileError] = {}
 _LOCK = threading.Lock()
 
 
-def load_clip(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DEFAULT_PRETRAINED,
-              weights: Optional[PathLike] = None, models_dir=None, device="cpu",
-              dtype: Optional[torch.dtype] = None, allow_download: bool = True) -> ClipEncoder:
+def load_clip(
+    name: str = DEFAULT_LOSS_MODEL,
+    pretrained: Optional[str] = DEFAULT_PRETRAINED,
+    weights: Optional[PathLike] = None,
+    models_dir=None,
+    device="cpu",
+    dtype: Optional[torch.dtype] = None,
+    allow_download: bool = True,
+) -> ClipEncoder:
     """A frozen, eval-mode open_clip encoder, cached per (name, weights file, device, dtype).
 
     ``weights``: an explicit file (any format `read_checkpoint` reads). Otherwise the files of
@@ -51,12 +58,15 @@ def load_clip(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DEFAUL
             raise WeightsNotFoundError(
                 f"Check the path, or leave it empty to search the models folder "
                 f"({search.suggested_folder(models_dir)}): the weights file for CLIP model {name!r} was not "
-                f"found: {path}")
+                f"found: {path}"
+            )
         try:
             return _encoder_from_file(name, pretrained, path, pcfg, models_dir, device, dtype)
         except WeightsFileError as exc:
-            raise WeightsFileError(f"Give the weights file that belongs to CLIP model {name!r} (or a matching "
-                                   f"{name}.json config beside it): {exc}") from exc
+            raise WeightsFileError(
+                f"Give the weights file that belongs to CLIP model {name!r} (or a matching "
+                f"{name}.json config beside it): {exc}"
+            ) from exc
     found, tried = search.find_weight_files(name, pretrained, models_dir)
     failures: List[Tuple[Path, str]] = []
     for path in found:
@@ -112,8 +122,9 @@ def _encoder_from_file(name, pretrained, path: Path, pcfg: dict, models_dir, dev
         mean, std = tuple(pcfg["mean"]), tuple(pcfg["std"])
     if pre.get("mean"):
         mean, std = tuple(pre["mean"]), tuple(pre.get("std", std))
-    enc = wrap_model(model, name=name, pretrained=pretrained, source=str(path), device=device, dtype=dtype,
-                     mean=mean, std=std)
+    enc = wrap_model(
+        model, name=name, pretrained=pretrained, source=str(path), device=device, dtype=dtype, mean=mean, std=std
+    )
     enc.extra.update(info)
     with _LOCK:
         _CACHE.setdefault(key, enc)
@@ -148,9 +159,14 @@ def restore_cache(saved: Dict[tuple, ClipEncoder]) -> None:
         _CACHE.update(saved)
 
 
-def download_weights(name: str = DEFAULT_LOSS_MODEL, pretrained: Optional[str] = DEFAULT_PRETRAINED,
-                     folder: Optional[PathLike] = None, stream=None, on_progress=None,
-                     device="cpu") -> ClipEncoder:
+def download_weights(
+    name: str = DEFAULT_LOSS_MODEL,
+    pretrained: Optional[str] = DEFAULT_PRETRAINED,
+    folder: Optional[PathLike] = None,
+    stream=None,
+    on_progress=None,
+    device="cpu",
+) -> ClipEncoder:
     """Download (name, pretrained) once, with a progress bar, and check that it loads.
 
     Where the file goes and what ``on_progress`` follows: `fetch_weights`. Returns the loaded encoder

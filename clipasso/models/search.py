@@ -8,6 +8,7 @@ name: ``RN101-openai.safetensors`` (.pt/.pth/.bin too), ``RN101_openai.*``, ``RN
 ``RN101.pt``, or a Hugging Face style sub-folder such as ``resnet101_clip.openai/open_clip_model.safetensors``.
 A custom architecture is ``<models_dir>/<name>.json`` (an open_clip model config) beside its weights.
 """
+
 from __future__ import annotations
 
 import glob
@@ -20,10 +21,15 @@ from ..errors import ModelConfigError, WeightsNotFoundError
 from ..settings import DEFAULT_PRETRAINED, MODELS_DIR_ENV
 
 WEIGHT_EXTS = (".safetensors", ".pt", ".pth", ".bin")
-HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors",
-                   "pytorch_model.bin")
+HF_WEIGHT_NAMES = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "model.safetensors",
+    "pytorch_model.bin",
+)
 
 # --------------------------------------------------------------------------- names and paths
+
 
 def clean_name(name: str) -> str:
     """open_clip spells 'ViT-B/32' as 'ViT-B-32'."""
@@ -93,8 +99,7 @@ def _hf_cache_dirs() -> List[Path]:
     return out
 
 
-def candidate_paths(name: str, pretrained: Optional[str] = DEFAULT_PRETRAINED,
-                    models_dir=None) -> List[Path]:
+def candidate_paths(name: str, pretrained: Optional[str] = DEFAULT_PRETRAINED, models_dir=None) -> List[Path]:
     """Every file path the loader looks at for (name, pretrained), in order (files may not exist)."""
     name = clean_name(name)
     tag = clean_tag(pretrained)
@@ -143,11 +148,10 @@ def _describe_paths(paths: Sequence[Path]) -> str:
         parts = p.parts
         if "snapshots" in parts:  # Hugging Face cache: <cache>/models--x--y/snapshots/*/file
             i = parts.index("snapshots")
-            folder, rest = str(Path(*parts[:i - 1])), str(Path(*parts[i - 1:]))
+            folder, rest = str(Path(*parts[: i - 1])), str(Path(*parts[i - 1 :]))
         else:
             folder, rest = str(p.parent), p.name
-        if p.parent.name and p.parent.name not in ("clip",) and "snapshots" not in parts and \
-                p.name in HF_WEIGHT_NAMES:
+        if p.parent.name and p.parent.name not in ("clip",) and "snapshots" not in parts and p.name in HF_WEIGHT_NAMES:
             folder, rest = str(p.parent.parent), f"{p.parent.name}/{p.name}"
         groups.setdefault(folder, []).append(rest)
     return "\n  ".join(f"{folder}/: {', '.join(names)}" for folder, names in groups.items())
@@ -186,8 +190,9 @@ def model_names_in(folders) -> List[str]:
     return sorted(names)
 
 
-def find_weight_files(name: str, pretrained: Optional[str] = DEFAULT_PRETRAINED, models_dir=None
-                      ) -> Tuple[List[Path], List[Path]]:
+def find_weight_files(
+    name: str, pretrained: Optional[str] = DEFAULT_PRETRAINED, models_dir=None
+) -> Tuple[List[Path], List[Path]]:
     """(existing candidate files in search order, every path looked at)."""
     tried = candidate_paths(name, pretrained, models_dir)
     found: List[Path] = []
@@ -207,8 +212,15 @@ def official_file_name(name: str, pretrained: Optional[str] = DEFAULT_PRETRAINED
     return official or f"{name}-{tag or 'weights'}.safetensors"
 
 
-def missing_error(name: str, tag, pretrained, models_dir, tried: Sequence[Path],
-                  failures: Sequence[Tuple[Path, str]], download_note: str) -> WeightsNotFoundError:
+def missing_error(
+    name: str,
+    tag,
+    pretrained,
+    models_dir,
+    tried: Sequence[Path],
+    failures: Sequence[Tuple[Path, str]],
+    download_note: str,
+) -> WeightsNotFoundError:
     """The one error for "no usable weights": what to do first, then what was wrong with each file
     found, why nothing was downloaded, and every path looked at."""
     folder = suggested_folder(models_dir)
@@ -217,9 +229,11 @@ def missing_error(name: str, tag, pretrained, models_dir, tried: Sequence[Path],
     dirs = _models_dirs(models_dir)
     flag = f" --models-dir {dirs[0]}" if dirs else ""
     online = f" or run `clipasso download-weights{flag}` once online" if cfg else ""
-    lines = [f"Put {fname} (CLIP {name}, {tag or 'your'} weights) into {folder}{online}; "
-             f"or give the file itself (--clip-weights / --saliency-weights, weights=...).",
-             f"No usable weights for CLIP model {name!r} (pretrained {pretrained!r}) were found."]
+    lines = [
+        f"Put {fname} (CLIP {name}, {tag or 'your'} weights) into {folder}{online}; "
+        f"or give the file itself (--clip-weights / --saliency-weights, weights=...).",
+        f"No usable weights for CLIP model {name!r} (pretrained {pretrained!r}) were found.",
+    ]
     if failures:
         lines.append("Files found but not usable:")
         lines += [f"  {p}: {why}" for p, why in failures]
@@ -227,13 +241,16 @@ def missing_error(name: str, tag, pretrained, models_dir, tried: Sequence[Path],
         lines.append(f"Download: {download_note}.")
     repo, _ = hf_repo(cfg) if cfg else (None, None)
     if repo:
-        lines.append(f"(The same weights as safetensors: open_clip_model.safetensors from huggingface.co/{repo}, "
-                     f"saved as {name}-{tag}.safetensors.)")
+        lines.append(
+            f"(The same weights as safetensors: open_clip_model.safetensors from huggingface.co/{repo}, "
+            f"saved as {name}-{tag}.safetensors.)"
+        )
     lines.append("Looked in:\n  " + _describe_paths(tried))
     return WeightsNotFoundError("\n".join(lines))
 
 
 # --------------------------------------------------------------------------- custom configs
+
 
 def read_json_config(path: Path) -> dict:
     try:
@@ -262,4 +279,3 @@ def find_config(name: str, weights: Optional[Path], models_dir) -> Tuple[Optiona
         if c.is_file():
             return read_json_config(c), c
     return None, None
-

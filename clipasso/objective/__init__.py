@@ -17,6 +17,7 @@ Adding a term is one module with a ``build(settings, encoder, target, device)`` 
 with ``eval_loss(images)`` / ``train_loss(images, generators)`` (dicts of per-candidate tensors with a
 ``total``), one settings field for its weight, and one `register_term` call.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,9 +37,9 @@ EVAL_CHUNK = 16  # sketches evaluated per encoder batch (bounds memory)
 @dataclass(frozen=True)
 class Term:
     name: str
-    enabled: Callable    # settings -> bool
-    weight: Callable     # settings -> float
-    build: Callable      # (settings, encoder, target, device) -> loss object
+    enabled: Callable  # settings -> bool
+    weight: Callable  # settings -> float
+    build: Callable  # (settings, encoder, target, device) -> loss object
     needs_encoder: bool = False
 
 
@@ -51,6 +52,7 @@ def register_term(name: str, build, weight, enabled, needs_encoder: bool = False
 
 
 # --------------------------------------------------------------------------- the built-in terms
+
 
 def _text_guidance(encoder, settings) -> Dict:
     """CLIPassoLoss keyword arguments of the text term (none without a prompt)."""
@@ -72,10 +74,19 @@ def _build_clip(settings, encoder, target, device):
 
     amp = amp_dtype(settings.mixed_precision, device)
     if not isinstance(settings, ObjectiveSettings):  # anything with the objective's fields
-        settings = ObjectiveSettings(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(ObjectiveSettings)})
+        settings = ObjectiveSettings(
+            **{f.name: getattr(settings, f.name) for f in dataclasses.fields(ObjectiveSettings)}
+        )
     no_pool = {} if settings.num_augs else {"aug_pool": 0}  # no views: no pool to draw them from
-    return CLIPassoLoss(encoder, target, settings, amp_dtype=amp, eval_amp_dtype=eval_amp_dtype(amp), **no_pool,
-                        **_text_guidance(encoder, settings))
+    return CLIPassoLoss(
+        encoder,
+        target,
+        settings,
+        amp_dtype=amp,
+        eval_amp_dtype=eval_amp_dtype(amp),
+        **no_pool,
+        **_text_guidance(encoder, settings),
+    )
 
 
 def _build_trace(settings, encoder, target, device):
@@ -84,28 +95,40 @@ def _build_trace(settings, encoder, target, device):
     return TraceLoss(target, settings, device=device)
 
 
-register_term("clip", _build_clip, weight=lambda s: 1.0, enabled=lambda s: s.loss in ("clip", "clip+trace"),
-              needs_encoder=True)
-register_term("trace", _build_trace, weight=lambda s: 1.0 if s.loss == "trace" else float(s.trace_weight),
-              enabled=lambda s: s.loss in ("trace", "clip+trace"))
+register_term(
+    "clip", _build_clip, weight=lambda s: 1.0, enabled=lambda s: s.loss in ("clip", "clip+trace"), needs_encoder=True
+)
+register_term(
+    "trace",
+    _build_trace,
+    weight=lambda s: 1.0 if s.loss == "trace" else float(s.trace_weight),
+    enabled=lambda s: s.loss in ("trace", "clip+trace"),
+)
 
 
 # --------------------------------------------------------------------------- the objective
+
 
 def prepare_target(target, canvas=None) -> torch.Tensor:
     """A target picture as the objective takes it: ``[3,H,W]`` RGB 0..1, finite, at the canvas size
     (H, W) when given."""
     from ..prepare.images import as_rgb
 
-    t = as_rgb(target) if not (isinstance(target, torch.Tensor) and target.ndim == 3 and target.shape[0] == 3) \
+    t = (
+        as_rgb(target)
+        if not (isinstance(target, torch.Tensor) and target.ndim == 3 and target.shape[0] == 3)
         else target.detach().float()
+    )
     if not bool(torch.isfinite(t).all()):
         raise OptimizeError("the target image contains NaN or infinite values; check the node or file that made it")
     if float(t.min()) < -1e-3 or float(t.max()) > 1 + 1e-3:
-        raise OptimizeError(f"the target image must be RGB in 0..1; got values {float(t.min()):.3g}..{float(t.max()):.3g}")
+        raise OptimizeError(
+            f"the target image must be RGB in 0..1; got values {float(t.min()):.3g}..{float(t.max()):.3g}"
+        )
     if canvas is not None and tuple(t.shape[-2:]) != tuple(canvas):
-        t = F.interpolate(t.unsqueeze(0), size=tuple(canvas), mode="bilinear", align_corners=False,
-                          antialias=True)[0].clamp(0, 1)
+        t = F.interpolate(t.unsqueeze(0), size=tuple(canvas), mode="bilinear", align_corners=False, antialias=True)[
+            0
+        ].clamp(0, 1)
     return t
 
 
@@ -117,8 +140,9 @@ class Objective:
     ``evaluate(strokes)``: the eval loss ``[B]`` (CPU) of strokes as the optimiser draws them.
     """
 
-    def __init__(self, terms: Sequence[Tuple[str, float, object]], target: torch.Tensor, device, settings,
-                 encoder=None):
+    def __init__(
+        self, terms: Sequence[Tuple[str, float, object]], target: torch.Tensor, device, settings, encoder=None
+    ):
         if not terms:
             raise OptimizeError("the objective has no loss term; use loss 'clip', 'trace' or 'clip+trace'")
         self.terms = list(terms)
@@ -135,14 +159,18 @@ class Objective:
         encoder's, else the CPU). ``canvas`` (H, W): the size the target is brought to (default its own)."""
         wanted = [t for t in TERMS.values() if t.enabled(settings)]
         if any(t.needs_encoder for t in wanted) and encoder is None:
-            raise OptimizeError(f"loss {settings.loss!r} needs a CLIP encoder; pass one (clipasso.models.load_clip) "
-                                "or use loss='trace', which needs no weights")
+            raise OptimizeError(
+                f"loss {settings.loss!r} needs a CLIP encoder; pass one (clipasso.models.load_clip) "
+                "or use loss='trace', which needs no weights"
+            )
         if device is None:
             device = encoder.device if encoder is not None else torch.device("cpu")
         device = torch.device(device)
         if encoder is not None and any(t.needs_encoder for t in wanted) and device != encoder.device:
-            raise OptimizeError(f"the encoder is on {encoder.device} but optimisation was asked on {device}; "
-                                "load the encoder on the same device")
+            raise OptimizeError(
+                f"the encoder is on {encoder.device} but optimisation was asked on {device}; "
+                "load the encoder on the same device"
+            )
         t = prepare_target(target, canvas)
         t = t.to(device)
         terms = [(term.name, float(term.weight(settings)), term.build(settings, encoder, t, device)) for term in wanted]
@@ -201,9 +229,14 @@ class Objective:
         pen = getattr(self.settings, "pen_width", None)
         if pen is not None:
             widths = torch.full_like(widths, pen_half_width(pen))
-        return rasterize(strokes.points.detach().to(self.device, torch.float32), widths,
-                         strokes.colors.detach().to(self.device, torch.float32), h, w,
-                         getattr(self.settings, "background", (1.0, 1.0, 1.0)))[0]
+        return rasterize(
+            strokes.points.detach().to(self.device, torch.float32),
+            widths,
+            strokes.colors.detach().to(self.device, torch.float32),
+            h,
+            w,
+            getattr(self.settings, "background", (1.0, 1.0, 1.0)),
+        )[0]
 
     def evaluate(self, strokes: Strokes) -> torch.Tensor:
         """Eval loss ``[B]`` (float, CPU) of every candidate of ``strokes``; non-finite losses are inf."""
@@ -222,12 +255,16 @@ class Objective:
             raise OptimizeError(f"visible must be [N, {sketch.num_strokes}]; got {tuple(visible.shape)}")
         out = []
         for start in range(0, visible.shape[0], max(1, int(chunk))):
-            rows = visible[start:start + chunk]
+            rows = visible[start : start + chunk]
             n = rows.shape[0]
             colors = sketch.colors[0].expand(n, -1, -1).clone()
             colors[..., 3] = colors[..., 3] * rows.float()
-            batch = Strokes(sketch.points[0].expand(n, -1, -1, -1).clone(), sketch.widths[0].expand(n, -1).clone(),
-                            colors, sketch.canvas)
+            batch = Strokes(
+                sketch.points[0].expand(n, -1, -1, -1).clone(),
+                sketch.widths[0].expand(n, -1).clone(),
+                colors,
+                sketch.canvas,
+            )
             out.append(self.evaluate(batch))
         return torch.cat(out)
 

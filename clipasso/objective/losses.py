@@ -20,6 +20,7 @@ embedding (not normalised). ViT encoders: f_l are the patch tokens after block `
 ``e`` is the projected pooled token. Target features never carry a graph. Losses are returned per
 candidate so that B candidates optimised in one batch behave like B separate runs.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,13 +45,14 @@ class LossConfigError(ClipassoError, ValueError):
 
 # --------------------------------------------------------------------------- augmentation
 
+
 @dataclass(frozen=True)
 class AugmentParams:
     """Per view: where the 4 image corners go (perspective) and the crop box, in pixels."""
 
     corners: torch.Tensor  # [N, 4, 2] end points (x, y) of the input corners TL, TR, BR, BL
-    crops: torch.Tensor    # [N, 3] (top, left, side)
-    size: tuple            # (H, W) of the images they apply to
+    crops: torch.Tensor  # [N, 3] (top, left, side)
+    size: tuple  # (H, W) of the images they apply to
 
     def __len__(self) -> int:
         return self.corners.shape[0]
@@ -60,12 +62,16 @@ class AugmentParams:
 
     @staticmethod
     def cat(items: Sequence["AugmentParams"]) -> "AugmentParams":
-        return AugmentParams(torch.cat([p.corners for p in items]), torch.cat([p.crops for p in items]),
-                             items[0].size)
+        return AugmentParams(torch.cat([p.corners for p in items]), torch.cat([p.crops for p in items]), items[0].size)
 
 
-def sample_augment_params(n: int, size, generator: Optional[torch.Generator] = None,
-                          distortion: float = ObjectiveSettings.distortion, crop_scale: float = ObjectiveSettings.crop_scale) -> AugmentParams:
+def sample_augment_params(
+    n: int,
+    size,
+    generator: Optional[torch.Generator] = None,
+    distortion: float = ObjectiveSettings.distortion,
+    crop_scale: float = ObjectiveSettings.crop_scale,
+) -> AugmentParams:
     """``n`` random (perspective, crop) parameter sets, drawn like torchvision's transforms."""
     h, w = int(size[0]), int(size[1])
     dx, dy = int(distortion * (w // 2)), int(distortion * (h // 2))
@@ -98,7 +104,7 @@ def _homographies(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     rows_u = torch.stack([x, y, ones, zeros, zeros, zeros, -u * x, -u * y], -1)
     rows_v = torch.stack([zeros, zeros, zeros, x, y, ones, -v * x, -v * y], -1)
     a = torch.cat([rows_u, rows_v], 1)  # [N, 8, 8]
-    b = torch.cat([u, v], 1)            # [N, 8]
+    b = torch.cat([u, v], 1)  # [N, 8]
     hvec = torch.linalg.solve(a, b).float().double()
     return torch.cat([hvec, torch.ones(n, 1, dtype=hvec.dtype)], 1).view(n, 3, 3)
 
@@ -114,7 +120,7 @@ class AugmentGrid:
 
     grid: torch.Tensor  # [N, side, side, 2]
     mask: torch.Tensor  # [N, 1, side, side]
-    out_size: tuple     # (Ho, Wo) the crops are resized to
+    out_size: tuple  # (Ho, Wo) the crops are resized to
 
     def __len__(self) -> int:
         return self.grid.shape[0]
@@ -154,7 +160,7 @@ def augment_grid(params: AugmentParams, out_size=None, device=None) -> AugmentGr
     top, left = (params.crops[:, i].to(device, dt).view(-1, 1, 1) for i in range(2))
     steps = torch.arange(side, dtype=dt, device=device)
     xc = left + steps.view(1, 1, side) + 0.5  # [N,1,s] centres of the box's pixels in the perspective output
-    yc = top + steps.view(1, side, 1) + 0.5   # [N,s,1]
+    yc = top + steps.view(1, side, 1) + 0.5  # [N,s,1]
     hh = [hom[:, i, j].view(-1, 1, 1) for i in range(3) for j in range(3)]
     # the homography applied separably (broadcast [N,1,s] x [N,s,1] -> [N,s,s])
     den = (hh[6] * xc + hh[8]) + hh[7] * yc
@@ -167,8 +173,9 @@ def augment_grid(params: AugmentParams, out_size=None, device=None) -> AugmentGr
     return AugmentGrid(grid, mask, out)
 
 
-def apply_augment(images: torch.Tensor, params: Optional[AugmentParams],
-                  grid: Optional[AugmentGrid] = None) -> torch.Tensor:
+def apply_augment(
+    images: torch.Tensor, params: Optional[AugmentParams], grid: Optional[AugmentGrid] = None
+) -> torch.Tensor:
     """Augmented views of ``images`` [N,3,H,W] (one parameter set per image), as torchvision's
     ``perspective(fill=0)`` then ``resized_crop`` give them; differentiable in ``images``."""
     if grid is None:
@@ -184,9 +191,14 @@ def apply_augment(images: torch.Tensor, params: Optional[AugmentParams],
     return F.interpolate(warped, size=g.out_size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def augment_pair(sketch: torch.Tensor, target: torch.Tensor, num_augs: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None, settings: Optional[ObjectiveSettings] = None,
-                 **overrides):
+def augment_pair(
+    sketch: torch.Tensor,
+    target: torch.Tensor,
+    num_augs: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+    settings: Optional[ObjectiveSettings] = None,
+    **overrides,
+):
     """1 clean + ``num_augs`` jointly augmented views of one sketch/target pair ([1,3,H,W] or [3,H,W]).
 
     settings: the objective's settings (None: the defaults; an `OptimizeConfig` or a whole `SketchSettings`
@@ -211,6 +223,7 @@ def augment_pair(sketch: torch.Tensor, target: torch.Tensor, num_augs: Optional[
 
 # --------------------------------------------------------------------------- features
 
+
 def _resnet_features(visual, x: torch.Tensor, stages: Sequence[str], need_embedding: bool):
     feats = {}
     last = max(RESNET_STAGES.index(s) for s in stages) if stages else -1
@@ -230,9 +243,8 @@ def _resnet_features(visual, x: torch.Tensor, stages: Sequence[str], need_embedd
 
 
 def _vit_features(visual, x: torch.Tensor, blocks: Sequence[str], need_embedding: bool):
-    idx = sorted({int(b[len("block"):]) for b in blocks})
-    out = visual.forward_intermediates(x, indices=idx or [0], output_fmt="NLC",
-                                       intermediates_only=not need_embedding)
+    idx = sorted({int(b[len("block") :]) for b in blocks})
+    out = visual.forward_intermediates(x, indices=idx or [0], output_fmt="NLC", intermediates_only=not need_embedding)
     feats = {f"block{i}": t for i, t in zip(idx, out["image_intermediates"])}
     return feats, out.get("image_features")
 
@@ -255,14 +267,16 @@ def check_layer_weights(encoder, layer_weights: Dict[str, float]) -> Dict[str, f
     bad = [k for k in weights if k not in valid]
     if bad:
         kind = "ViT" if encoder.is_vit else "ResNet"
-        raise LossConfigError(f"layer(s) {bad} do not exist in the {kind} encoder {encoder.name!r}; "
-                              f"use some of {valid}")
+        raise LossConfigError(
+            f"layer(s) {bad} do not exist in the {kind} encoder {encoder.name!r}; use some of {valid}"
+        )
     if any(not math.isfinite(v) or v < 0 for v in weights.values()):
         raise LossConfigError(f"layer weights must be finite and >= 0; got {weights}")
     return {k: v for k, v in weights.items() if v > 0}
 
 
 # --------------------------------------------------------------------------- the loss
+
 
 class CLIPassoLoss:
     """Geometric + semantic CLIP loss against one target image, per candidate sketch.
@@ -273,23 +287,37 @@ class CLIPassoLoss:
     (the `fast` preset); 0 draws fresh augmentations every iteration as the paper does.
     """
 
-    def __init__(self, encoder, target: torch.Tensor, settings: Optional[ObjectiveSettings] = None, *,
-                 amp_dtype: Optional[torch.dtype] = None, eval_amp_dtype="same",
-                 text_embedding: Optional[torch.Tensor] = None, text_weight: float = 0.0, **overrides):
+    def __init__(
+        self,
+        encoder,
+        target: torch.Tensor,
+        settings: Optional[ObjectiveSettings] = None,
+        *,
+        amp_dtype: Optional[torch.dtype] = None,
+        eval_amp_dtype="same",
+        text_embedding: Optional[torch.Tensor] = None,
+        text_weight: float = 0.0,
+        **overrides,
+    ):
         """settings: the objective's settings (None: the defaults; an `OptimizeConfig` is one) with
         ``overrides`` of its fields (layer_weights, geometric_weight, semantic_weight, num_augs, aug_pool,
         pool_seed, distortion, crop_scale, distance), validated by the settings. ``text_weight`` weighs
         ``text_embedding`` (`clipasso.objective.text.encode_text`; without one there is no text term)."""
         st = ObjectiveSettings.of(settings, **overrides)
         pool_seed = st.pool_seed
-        layer_weights, semantic_weight, num_augs, aug_pool = st.layer_weights, st.semantic_weight, st.num_augs, \
-            st.aug_pool
+        layer_weights, semantic_weight, num_augs, aug_pool = (
+            st.layer_weights,
+            st.semantic_weight,
+            st.num_augs,
+            st.aug_pool,
+        )
         self.encoder = encoder
         if st.geometric_weight != 1.0:
             base = default_layer_weights(encoder) if layer_weights is None else layer_weights
             layer_weights = {k: v * float(st.geometric_weight) for k, v in base.items()}
         self.layer_weights = check_layer_weights(
-            encoder, default_layer_weights(encoder) if layer_weights is None else layer_weights)
+            encoder, default_layer_weights(encoder) if layer_weights is None else layer_weights
+        )
         # text guidance (clipasso.objective.text): 1 - cos(sketch embedding, prompt embedding), over the same views
         msg = field_option("text_weight").problem("text_weight", text_weight)
         if msg:
@@ -297,8 +325,9 @@ class CLIPassoLoss:
         if text_weight > 0 and text_embedding is None:
             raise LossConfigError("text_weight > 0 needs a text embedding (clipasso.objective.text.encode_text)")
         self.text_weight = float(text_weight) if text_embedding is not None else 0.0
-        self.text_embedding = None if text_embedding is None else \
-            text_embedding.detach().reshape(1, -1).to(encoder.device, torch.float32)
+        self.text_embedding = (
+            None if text_embedding is None else text_embedding.detach().reshape(1, -1).to(encoder.device, torch.float32)
+        )
         if not self.layer_weights and semantic_weight == 0 and self.text_weight == 0:
             raise LossConfigError("all loss weights are zero: nothing to optimise")
         self.semantic_weight = float(semantic_weight)
@@ -307,8 +336,9 @@ class CLIPassoLoss:
         self.distance = st.distance
         self.aug_pool = int(aug_pool)
         self.amp_dtype = amp_dtype
-        self.eval_amp_dtype = amp_dtype if isinstance(eval_amp_dtype, str) and eval_amp_dtype == "same" \
-            else eval_amp_dtype
+        self.eval_amp_dtype = (
+            amp_dtype if isinstance(eval_amp_dtype, str) and eval_amp_dtype == "same" else eval_amp_dtype
+        )
         self.device = encoder.device
         t = target if target.ndim == 4 else target.unsqueeze(0)
         if t.shape[0] != 1 or t.shape[1] != 3:
@@ -320,8 +350,11 @@ class CLIPassoLoss:
         self.target = self._to_work_size(t.detach().to(self.device, torch.float32))
         with torch.no_grad():
             self._clean_target = self._features(self.target)
-            self._eval_target = self._clean_target if self.eval_amp_dtype == self.amp_dtype else \
-                self._features(self.target, self.eval_amp_dtype)
+            self._eval_target = (
+                self._clean_target
+                if self.eval_amp_dtype == self.amp_dtype
+                else self._features(self.target, self.eval_amp_dtype)
+            )
             self._pool = None
             if self.aug_pool:
                 gen = torch.Generator().manual_seed(int(pool_seed))
@@ -371,8 +404,10 @@ class CLIPassoLoss:
             total = sem * self.semantic_weight if total is None else total + sem * self.semantic_weight
         if self.text_weight > 0:
             if self.text_embedding.shape[-1] != se.shape[-1]:
-                raise LossConfigError(f"the text embedding has {self.text_embedding.shape[-1]} dimensions but the "
-                                      f"image embedding {se.shape[-1]}; encode the prompt with the loss model")
+                raise LossConfigError(
+                    f"the text embedding has {self.text_embedding.shape[-1]} dimensions but the "
+                    f"image embedding {se.shape[-1]}; encode the prompt with the loss model"
+                )
             txt = (1 - F.cosine_similarity(se, self.text_embedding, dim=-1)).reshape(n_cand, -1).mean(1)
             out["text"] = txt
             total = txt * self.text_weight if total is None else total + txt * self.text_weight
@@ -423,8 +458,9 @@ class CLIPassoLoss:
             aug_tf = {k: t[flat] for k, t in pf.items()}
             aug_te = None if pe is None else pe[flat]
         else:
-            params = AugmentParams.cat([sample_augment_params(a, self.work_size, g, self.distortion, self.crop_scale)
-                                        for g in generators])
+            params = AugmentParams.cat(
+                [sample_augment_params(a, self.work_size, g, self.distortion, self.crop_scale) for g in generators]
+            )
             grid = augment_grid(params, device=self.device)
             with torch.no_grad():
                 views = apply_augment(self.target.expand(b * a, -1, -1, -1), params, grid)
@@ -513,8 +549,16 @@ class TraceLoss:
     ``eval_loss`` (same interface as `CLIPassoLoss`, so the optimiser takes either).
     """
 
-    def __init__(self, target: torch.Tensor, settings: Optional[ObjectiveSettings] = None, *, device=None,
-                 sigmas: Optional[Sequence[float]] = None, reference: Optional[str] = None, **overrides):
+    def __init__(
+        self,
+        target: torch.Tensor,
+        settings: Optional[ObjectiveSettings] = None,
+        *,
+        device=None,
+        sigmas: Optional[Sequence[float]] = None,
+        reference: Optional[str] = None,
+        **overrides,
+    ):
         """settings: the objective's settings (None: the defaults; an `OptimizeConfig` or a whole
         `SketchSettings` too) with ``overrides`` of its fields; ``sigmas`` and ``reference`` are its
         ``trace_sigmas`` and ``trace_reference`` by their short names. Validated by the settings."""
@@ -559,10 +603,9 @@ class TraceLoss:
         out["total"] = total / len(self.sigmas)
         return out
 
-    def train_loss(self, sketch: torch.Tensor, generators: Optional[Sequence[torch.Generator]] = None
-                   ) -> Dict[str, torch.Tensor]:
+    def train_loss(
+        self, sketch: torch.Tensor, generators: Optional[Sequence[torch.Generator]] = None
+    ) -> Dict[str, torch.Tensor]:
         return self.eval_loss(sketch)
 
     __call__ = train_loss
-
-

@@ -9,6 +9,7 @@ embedding from the loss model's own text tower, so the sketch of the image is nu
 words. It works with any open_clip model that has a text tower (CLIP ResNets and ViTs, custom
 configs with a text_cfg); the tokenizer is the one open_clip pairs with the model name.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,9 @@ def check_prompt(text) -> Optional[str]:
     if text is None:
         return None
     if not isinstance(text, str):
-        raise TextGuidanceError(f"the text prompt must be a string such as 'a cat, side view'; got {type(text).__name__}")
+        raise TextGuidanceError(
+            f"the text prompt must be a string such as 'a cat, side view'; got {type(text).__name__}"
+        )
     text = " ".join(text.split())
     return text or None
 
@@ -36,7 +39,8 @@ def check_prompt(text) -> Optional[str]:
 def has_text_tower(encoder) -> bool:
     model = encoder.model
     return callable(getattr(model, "encode_text", None)) and (
-        getattr(model, "transformer", None) is not None or getattr(model, "text", None) is not None)
+        getattr(model, "transformer", None) is not None or getattr(model, "text", None) is not None
+    )
 
 
 def _tokenizer(encoder):
@@ -49,9 +53,11 @@ def _tokenizer(encoder):
     try:
         return open_clip.get_tokenizer(encoder.name, context_length=ctx)
     except Exception as exc:  # noqa: BLE001 - e.g. an HF tokenizer that is not cached offline
-        raise TextGuidanceError(f"cannot get the tokenizer of CLIP model {encoder.name!r} "
-                                f"({type(exc).__name__}: {str(exc)[:200]}); use a model whose tokenizer is "
-                                "available offline (e.g. RN101, ViT-B-32) or no text prompt") from exc
+        raise TextGuidanceError(
+            f"cannot get the tokenizer of CLIP model {encoder.name!r} "
+            f"({type(exc).__name__}: {str(exc)[:200]}); use a model whose tokenizer is "
+            "available offline (e.g. RN101, ViT-B-32) or no text prompt"
+        ) from exc
     finally:
         root.setLevel(level)
 
@@ -65,7 +71,8 @@ def encode_text(encoder, text: str) -> torch.Tensor:
     if not has_text_tower(encoder):
         raise TextGuidanceError(
             f"the loss model {encoder.name!r} has no text tower (a visual-only checkpoint), so a text prompt "
-            "cannot guide it; load a full CLIP model (e.g. RN101 'openai') or leave the prompt empty")
+            "cannot guide it; load a full CLIP model (e.g. RN101 'openai') or leave the prompt empty"
+        )
     tokens = _tokenizer(encoder)([prompt])
     if not isinstance(tokens, torch.Tensor):
         tokens = torch.as_tensor(tokens)
@@ -74,7 +81,8 @@ def encode_text(encoder, text: str) -> torch.Tensor:
     if vocab is not None and int(tokens.max()) >= int(vocab):
         raise TextGuidanceError(
             f"the tokenizer of {encoder.name!r} yields token ids up to {int(tokens.max())} but the model's "
-            f"text tower knows only {vocab}; its config's text_cfg does not match the tokenizer")
+            f"text tower knows only {vocab}; its config's text_cfg does not match the tokenizer"
+        )
     tokens = tokens.to(encoder.device)
     emb = encoder.model.encode_text(tokens)
     emb = emb.float().reshape(-1)

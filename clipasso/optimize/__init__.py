@@ -28,6 +28,7 @@ stops or keeps a state is a policy in `policies` (seed trial, plateau stop, re-s
 rollback, the GradScaler of fp16), chosen from the settings by `policies.policies_for`; a caller adds
 its own with ``optimize(..., extra_policies=[...])``.
 """
+
 from __future__ import annotations
 
 import time
@@ -46,20 +47,20 @@ from .policies import Policy, policies_for, reseed_collapsed
 
 @dataclass
 class OptimizeResult:
-    strokes: Strokes                 # best state per candidate (losses = best eval loss, iterations = when)
-    final: Strokes                   # state after the last step taken
-    history: torch.Tensor            # [n_evals, B] eval losses
-    history_iterations: List[int]    # iteration of each row of `history`
+    strokes: Strokes  # best state per candidate (losses = best eval loss, iterations = when)
+    final: Strokes  # state after the last step taken
+    history: torch.Tensor  # [n_evals, B] eval losses
+    history_iterations: List[int]  # iteration of each row of `history`
     iterations_run: int
     cancelled: bool
     seconds: float
     train_losses: torch.Tensor = field(default=None)  # [iterations_run, B] training loss per step (NaN: not run)
-    diverged: bool = False           # stopped because points became non-finite (best state returned)
+    diverged: bool = False  # stopped because points became non-finite (best state returned)
     reseeded: List[int] = field(default_factory=list)  # collapsed strokes re-seeded, per candidate
     stop_reason: str = "iterations"  # iterations (the budget), plateau, cancelled or diverged
-    trial_iteration: Optional[int] = None   # where the seed trial ended (None: every candidate ran to the end)
-    survivors: Optional[List[int]] = None   # candidates that went on after the trial (indices into B)
-    candidate_steps: int = 0         # steps taken summed over candidates (the work done: B x iterations without a trial)
+    trial_iteration: Optional[int] = None  # where the seed trial ended (None: every candidate ran to the end)
+    survivors: Optional[List[int]] = None  # candidates that went on after the trial (indices into B)
+    candidate_steps: int = 0  # steps taken summed over candidates (the work done: B x iterations without a trial)
 
     @property
     def seconds_per_iteration(self) -> float:
@@ -71,8 +72,10 @@ class OptimizeResult:
             return ""
         seeds = self.strokes.seeds or list(range(self.strokes.num_candidates))
         kept = ", ".join(str(seeds[i]) for i in self.survivors)
-        return (f"all {self.strokes.num_candidates} seeds ran {self.trial_iteration} iterations, then only "
-                f"seed{'s' if len(self.survivors) > 1 else ''} {kept} went on")
+        return (
+            f"all {self.strokes.num_candidates} seeds ran {self.trial_iteration} iterations, then only "
+            f"seed{'s' if len(self.survivors) > 1 else ''} {kept} went on"
+        )
 
 
 def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, device):
@@ -91,10 +94,17 @@ def _style_state(strokes: Strokes, target: torch.Tensor, cfg: OptimizeConfig, de
         raise OptimizeError(str(exc)) from None
 
 
-def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
-             callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
-             device=None, seeds: Optional[Sequence[int]] = None,
-             extra_policies: Sequence[Policy] = ()) -> OptimizeResult:
+def optimize(
+    strokes: Strokes,
+    target: torch.Tensor,
+    encoder,
+    config: Optional[OptimizeConfig] = None,
+    callback: Optional[Callable] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    device=None,
+    seeds: Optional[Sequence[int]] = None,
+    extra_policies: Sequence[Policy] = (),
+) -> OptimizeResult:
     """Optimise every candidate of ``strokes`` towards ``target`` ([3,H,W] 0..1) in one batch.
 
     encoder: a `ClipEncoder` (from `clipasso.models.load_clip`); None with ``config.loss="trace"``; or an
@@ -121,8 +131,9 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     extra = list(extra_policies)
     for p in extra:
         if not isinstance(p, Policy):
-            raise OptimizeError(f"extra_policies takes clipasso.optimize.policies.Policy objects; got "
-                                f"{type(p).__name__}")
+            raise OptimizeError(
+                f"extra_policies takes clipasso.optimize.policies.Policy objects; got {type(p).__name__}"
+            )
     cfg = (config or OptimizeConfig()).validate()
     h, w = strokes.canvas
     if isinstance(encoder, Objective):  # built once by the caller for this target
@@ -131,8 +142,9 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
             raise OptimizeError(f"the objective was built on {loss_fn.device} but optimisation was asked on {device}")
         device = loss_fn.device
         if tuple(loss_fn.canvas) != (h, w):
-            raise OptimizeError(f"the objective's target is {loss_fn.canvas[0]}x{loss_fn.canvas[1]} but the strokes' "
-                                f"canvas is {h}x{w}")
+            raise OptimizeError(
+                f"the objective's target is {loss_fn.canvas[0]}x{loss_fn.canvas[1]} but the strokes' canvas is {h}x{w}"
+            )
     else:
         loss_fn = Objective.build(cfg, encoder, target, device, canvas=(h, w))
         device = loss_fn.device
@@ -154,25 +166,56 @@ def optimize(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
     if cfg.pen_width is not None:  # the pen draws every output stroke with one width
         best_widths = torch.full_like(best_widths, pen_half_width(cfg.pen_width))
         widths = torch.full_like(widths, pen_half_width(cfg.pen_width))
-    best = Strokes(run.best_points.detach(), best_widths, run.best_colors, strokes.canvas,
-                   losses=run.best_loss.detach(), iterations=run.best_iter, **meta)
+    best = Strokes(
+        run.best_points.detach(),
+        best_widths,
+        run.best_colors,
+        strokes.canvas,
+        losses=run.best_loss.detach(),
+        iterations=run.best_iter,
+        **meta,
+    )
     ran = torch.full((b,), run.iteration, dtype=torch.long)
     if run.frozen is not None:  # the frozen candidates stopped where they were frozen
         ran[run.frozen[0].cpu()] = int(run.frozen_at)
-    final = Strokes(run.points.detach().clone(), widths, colors, strokes.canvas, losses=run.last_eval.detach(),
-                    iterations=ran, **meta)
+    final = Strokes(
+        run.points.detach().clone(),
+        widths,
+        colors,
+        strokes.canvas,
+        losses=run.last_eval.detach(),
+        iterations=ran,
+        **meta,
+    )
     report = dict(dict(reseeded=[0] * b), **run.report)
-    return OptimizeResult(strokes=best.cpu(), final=final.cpu(), history=torch.stack(run.history),
-                          history_iterations=run.history_iterations, iterations_run=run.iteration,
-                          cancelled=stop_reason == "cancelled", seconds=seconds, diverged=stop_reason == "diverged",
-                          train_losses=torch.stack(run.train_history) if run.train_history else torch.zeros(0, b),
-                          stop_reason=stop_reason, trial_iteration=run.frozen_at, survivors=run.survivors,
-                          candidate_steps=run.candidate_steps, **report)
+    return OptimizeResult(
+        strokes=best.cpu(),
+        final=final.cpu(),
+        history=torch.stack(run.history),
+        history_iterations=run.history_iterations,
+        iterations_run=run.iteration,
+        cancelled=stop_reason == "cancelled",
+        seconds=seconds,
+        diverged=stop_reason == "diverged",
+        train_losses=torch.stack(run.train_history) if run.train_history else torch.zeros(0, b),
+        stop_reason=stop_reason,
+        trial_iteration=run.frozen_at,
+        survivors=run.survivors,
+        candidate_steps=run.candidate_steps,
+        **report,
+    )
 
 
-def optimize_pictures(strokes: Strokes, pictures: Sequence[torch.Tensor], encoder, config: Optional[OptimizeConfig] = None,
-                      callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
-                      device=None, on_picture: Optional[Callable[[int], None]] = None) -> Optional[Strokes]:
+def optimize_pictures(
+    strokes: Strokes,
+    pictures: Sequence[torch.Tensor],
+    encoder,
+    config: Optional[OptimizeConfig] = None,
+    callback: Optional[Callable] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    device=None,
+    on_picture: Optional[Callable[[int], None]] = None,
+) -> Optional[Strokes]:
     """Optimise the candidates of each picture against that picture (the Optimize Sketch node's call).
 
     pictures: ``[3,H,W]`` images; each is framed on the strokes' square canvas with a white margin
@@ -186,8 +229,9 @@ def optimize_pictures(strokes: Strokes, pictures: Sequence[torch.Tensor], encode
     if not isinstance(strokes, Strokes):
         raise OptimizeError(f"optimize_pictures() needs a Strokes value; got {type(strokes).__name__}")
     if strokes.height != strokes.width:
-        raise OptimizeError(f"the strokes' canvas is {strokes.height}x{strokes.width}; CLIPasso optimises on a "
-                            "square canvas")
+        raise OptimizeError(
+            f"the strokes' canvas is {strokes.height}x{strokes.width}; CLIPasso optimises on a square canvas"
+        )
     n = len(pictures)
     if n == 1:
         groups = [list(range(strokes.num_candidates))]
@@ -195,8 +239,10 @@ def optimize_pictures(strokes: Strokes, pictures: Sequence[torch.Tensor], encode
         groups = strokes.picture_groups()
         if strokes.pictures is None or len(groups) != n:
             have = "carry no picture index" if strokes.pictures is None else f"belong to {len(groups)} picture(s)"
-            raise OptimizeError(f"the {strokes.num_candidates} candidates {have}, but there are {n} pictures; "
-                                "initialise the strokes from the same picture batch (Initialize Strokes)")
+            raise OptimizeError(
+                f"the {strokes.num_candidates} candidates {have}, but there are {n} pictures; "
+                "initialise the strokes from the same picture batch (Initialize Strokes)"
+            )
     start = strokes.detach()  # fresh, autograd-capable copies
     results = []
     for i, (picture, group) in enumerate(zip(pictures, groups)):
@@ -205,10 +251,19 @@ def optimize_pictures(strokes: Strokes, pictures: Sequence[torch.Tensor], encode
         if on_picture is not None:
             on_picture(i)
         target = prepare_target(picture, canvas=start.height, background_removal=False, framing="pad")[0]
-        run = optimize(start.select(group), target, encoder, config, callback=callback, should_stop=should_stop,
-                       device=device)
+        run = optimize(
+            start.select(group), target, encoder, config, callback=callback, should_stop=should_stop, device=device
+        )
         results.append(run.strokes)
     return Strokes.concat(results).cpu() if results else None
 
 
-__all__ = ["optimize", "optimize_pictures", "reseed_collapsed", "OptimizeConfig", "OptimizeResult", "OptimizeError", "Policy"]
+__all__ = [
+    "optimize",
+    "optimize_pictures",
+    "reseed_collapsed",
+    "OptimizeConfig",
+    "OptimizeResult",
+    "OptimizeError",
+    "Policy",
+]

@@ -8,6 +8,7 @@ candidates or stop); the training loss of the running candidates, summed; backwa
 frozen candidates back where they were frozen; then ``after_step`` hooks (which may stop or move
 strokes) and the progress callback. The state reached last is evaluated too.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,32 +30,33 @@ class Run:
     candidate's best evaluated state (keep-best: `evaluate`); ``active`` lists the candidates still
     optimised (None: all), the others are ``frozen`` where they were at iteration ``frozen_at``.
     """
-    config: object                       # the validated OptimizeConfig
-    objective: object                    # the clipasso.objective.Objective
+
+    config: object  # the validated OptimizeConfig
+    objective: object  # the clipasso.objective.Objective
     points: torch.Tensor
-    style: object                        # clipasso.optimize.style.StyleState
+    style: object  # clipasso.optimize.style.StyleState
     optimizer: torch.optim.Optimizer
-    generators: List[torch.Generator]    # per candidate: the augmented views' random stream
+    generators: List[torch.Generator]  # per candidate: the augmented views' random stream
     seeds: Tuple[int, ...]
-    canvas: Tuple[int, int]              # (H, W) in pixels
+    canvas: Tuple[int, int]  # (H, W) in pixels
     best_loss: torch.Tensor
     best_points: torch.Tensor
     best_widths: torch.Tensor
     best_colors: torch.Tensor
     best_iter: torch.Tensor
     last_eval: torch.Tensor
-    train: torch.Tensor                  # the last step's training loss per candidate (NaN: not run)
+    train: torch.Tensor  # the last step's training loss per candidate (NaN: not run)
     iteration: int = 0
-    image: Optional[torch.Tensor] = None     # the sketch rendered in this iteration [B,3,H,W]
+    image: Optional[torch.Tensor] = None  # the sketch rendered in this iteration [B,3,H,W]
     history: List[torch.Tensor] = field(default_factory=list)
     history_iterations: List[int] = field(default_factory=list)
     train_history: List[torch.Tensor] = field(default_factory=list)
     candidate_steps: int = 0
     active: Optional[torch.Tensor] = None
     survivors: Optional[List[int]] = None
-    frozen: Optional[tuple] = None       # (indices, points, widths, rgb, alpha) of the frozen candidates
+    frozen: Optional[tuple] = None  # (indices, points, widths, rgb, alpha) of the frozen candidates
     frozen_at: Optional[int] = None
-    eval_also: Set[int] = field(default_factory=set)    # iterations evaluated besides every eval_interval
+    eval_also: Set[int] = field(default_factory=set)  # iterations evaluated besides every eval_interval
     report: Dict[str, object] = field(default_factory=dict)  # OptimizeResult fields a policy fills in
 
     @classmethod
@@ -64,13 +66,23 @@ class Run:
         points = strokes.points.detach().to(device, torch.float32).clone().requires_grad_(True)
         opt = torch.optim.Adam([{"params": [points], "lr": config.lr}] + style.param_groups(), lr=config.lr)
         best_widths, best_colors = style.snapshot()
-        return cls(config=config, objective=objective, points=points, style=style, optimizer=opt,
-                   generators=[torch.Generator().manual_seed(s) for s in seeds], seeds=tuple(seeds),
-                   canvas=tuple(strokes.canvas), best_loss=torch.full((b,), float("inf"), device=device),
-                   best_points=points.detach().clone(),
-                   best_widths=best_widths, best_colors=best_colors,
-                   best_iter=torch.zeros(b, dtype=torch.long, device=device),
-                   last_eval=torch.full((b,), float("nan"), device=device), train=torch.full((b,), float("nan")))
+        return cls(
+            config=config,
+            objective=objective,
+            points=points,
+            style=style,
+            optimizer=opt,
+            generators=[torch.Generator().manual_seed(s) for s in seeds],
+            seeds=tuple(seeds),
+            canvas=tuple(strokes.canvas),
+            best_loss=torch.full((b,), float("inf"), device=device),
+            best_points=points.detach().clone(),
+            best_widths=best_widths,
+            best_colors=best_colors,
+            best_iter=torch.zeros(b, dtype=torch.long, device=device),
+            last_eval=torch.full((b,), float("nan"), device=device),
+            train=torch.full((b,), float("nan")),
+        )
 
     @property
     def candidates(self) -> int:
@@ -129,10 +141,16 @@ class Run:
         """Only ``survivors`` go on; the others stay as they are now and get no more loss or steps."""
         self.survivors = sorted(int(i) for i in survivors)
         self.active = torch.tensor(self.survivors, dtype=torch.long, device=self.device)
-        dropped = torch.tensor([i for i in range(self.candidates) if i not in self.survivors], dtype=torch.long,
-                               device=self.device)
-        self.frozen = (dropped, self.points.detach()[dropped].clone(), self.style.widths.detach()[dropped].clone(),
-                       self.style.rgb.detach()[dropped].clone(), self.style.alpha.detach()[dropped].clone())
+        dropped = torch.tensor(
+            [i for i in range(self.candidates) if i not in self.survivors], dtype=torch.long, device=self.device
+        )
+        self.frozen = (
+            dropped,
+            self.points.detach()[dropped].clone(),
+            self.style.widths.detach()[dropped].clone(),
+            self.style.rgb.detach()[dropped].clone(),
+            self.style.alpha.detach()[dropped].clone(),
+        )
         self.frozen_at = self.iteration
 
     def hold_frozen(self) -> None:
@@ -165,8 +183,9 @@ def _first_stop(hooks, run: Run) -> Optional[str]:
     return None
 
 
-def run_loop(run: Run, policies: Sequence, callback: Optional[Callable] = None,
-             should_stop: Optional[Callable[[], bool]] = None) -> str:
+def run_loop(
+    run: Run, policies: Sequence, callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None
+) -> str:
     """Step ``run`` until the iteration budget, ``should_stop()`` or a policy ends it; returns why it ended
     ("iterations", "cancelled" or the policy's reason). The policies act in the order given."""
     cfg = run.config

@@ -21,6 +21,7 @@ Which policies run is decided from the settings in one place, `policies_for`; a 
 here and a settings field read there. `clipasso.optimize.optimize` also takes ``extra_policies``,
 which run after these.
 """
+
 from __future__ import annotations
 
 import math
@@ -77,7 +78,7 @@ class SeedTrial(Policy):
     def after_eval(self, run: Run) -> Optional[str]:
         if run.iteration == self.cut:
             order = torch.argsort(run.best_loss.detach().cpu(), stable=True)
-            run.freeze(int(i) for i in order[:self.survivors])
+            run.freeze(int(i) for i in order[: self.survivors])
         return None
 
 
@@ -96,7 +97,7 @@ class Plateau(Policy):
         if not back:
             return None
         # the best loss then: the lowest evaluation up to that row (not evaluated / non-finite: none)
-        then = torch.nan_to_num(torch.stack(run.history[:back[-1] + 1]), nan=math.inf, posinf=math.inf).amin(0)
+        then = torch.nan_to_num(torch.stack(run.history[: back[-1] + 1]), nan=math.inf, posinf=math.inf).amin(0)
         now = run.best_loss.detach().cpu()
         rows = range(run.candidates) if run.active is None else run.survivors
         for i in rows:
@@ -135,11 +136,16 @@ class Rollback(Policy):
     warning; what was reached is kept instead of a NaN sketch."""
 
     def after_step(self, run: Run) -> Optional[str]:
-        if (bool(torch.isfinite(run.points.detach()).all()) and bool(torch.isfinite(run.style.widths.detach()).all())
-                and bool(torch.isfinite(run.style.colors().detach()).all())):
+        if (
+            bool(torch.isfinite(run.points.detach()).all())
+            and bool(torch.isfinite(run.style.widths.detach()).all())
+            and bool(torch.isfinite(run.style.colors().detach()).all())
+        ):
             return None
-        warn_caller(f"the optimisation diverged at iteration {run.iteration} (non-finite control points); "
-                    "returning the best state reached. Lower the learning rate.")
+        warn_caller(
+            f"the optimisation diverged at iteration {run.iteration} (non-finite control points); "
+            "returning the best state reached. Lower the learning rate."
+        )
         run.restore_best()
         return "diverged"
 
@@ -157,8 +163,9 @@ class Reseed(Policy):
     def from_config(cls, cfg, canvas) -> Optional["Reseed"]:
         if not cfg.reseed_every:
             return None
-        return cls(cfg.reseed_every, int(cfg.reseed_until * cfg.iterations),
-                   float(cfg.reseed_min_length) * max(canvas) / 224.0)
+        return cls(
+            cfg.reseed_every, int(cfg.reseed_until * cfg.iterations), float(cfg.reseed_min_length) * max(canvas) / 224.0
+        )
 
     def start(self, run: Run) -> None:
         self.generators = [torch.Generator().manual_seed(s + 7919) for s in run.seeds]  # apart from the views'
@@ -172,8 +179,9 @@ class Reseed(Policy):
             if run.active is not None:  # frozen candidates are not re-seeded
                 alphas = alphas.clone()
                 alphas[run.frozen[0]] = 0
-            moved = reseed_collapsed(run.points, alphas, run.image, self.reference, self.generators,
-                                     self.min_length, run.optimizer)
+            moved = reseed_collapsed(
+                run.points, alphas, run.image, self.reference, self.generators, self.min_length, run.optimizer
+            )
             run.report["reseeded"] = [a + m for a, m in zip(run.report["reseeded"], moved)]
         return None
 
@@ -181,17 +189,25 @@ class Reseed(Policy):
 def policies_for(cfg, objective, candidates: int, canvas) -> List[Policy]:
     """The policies the settings ask for, in the order they act: the trial cut before the plateau test
     at an evaluation; the divergence rollback before re-seeding after a step."""
-    wanted = [SeedTrial.from_config(cfg, candidates),
-              Plateau(cfg.plateau, cfg.plateau_window) if cfg.plateau else None,
-              MixedPrecision.from_objective(objective),
-              Rollback(),
-              Reseed.from_config(cfg, canvas)]
+    wanted = [
+        SeedTrial.from_config(cfg, candidates),
+        Plateau(cfg.plateau, cfg.plateau_window) if cfg.plateau else None,
+        MixedPrecision.from_objective(objective),
+        Rollback(),
+        Reseed.from_config(cfg, canvas),
+    ]
     return [p for p in wanted if p is not None]
 
 
-def reseed_collapsed(points: torch.Tensor, alphas: torch.Tensor, image: torch.Tensor, reference: torch.Tensor,
-                     generators: Sequence[torch.Generator], min_length: float,
-                     optimizer: Optional[torch.optim.Optimizer] = None) -> List[int]:
+def reseed_collapsed(
+    points: torch.Tensor,
+    alphas: torch.Tensor,
+    image: torch.Tensor,
+    reference: torch.Tensor,
+    generators: Sequence[torch.Generator],
+    min_length: float,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+) -> List[int]:
     """Move every visible stroke shorter than ``min_length`` px to a spot of ``reference`` that the
     sketch ``image`` [B,3,H,W] does not cover yet; returns how many strokes moved per candidate.
 
@@ -239,5 +255,4 @@ def reseed_collapsed(points: torch.Tensor, alphas: torch.Tensor, image: torch.Te
         return moved
 
 
-__all__ = ["Policy", "SeedTrial", "Plateau", "MixedPrecision", "Rollback", "Reseed", "policies_for",
-           "reseed_collapsed"]
+__all__ = ["Policy", "SeedTrial", "Plateau", "MixedPrecision", "Rollback", "Reseed", "policies_for", "reseed_collapsed"]

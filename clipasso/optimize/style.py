@@ -13,6 +13,7 @@ bounds, where thin faint strokes end up). Colours can start from the picture: ea
 the colour of the target under it (`colors_from_image`). A pen (`with_pen`) draws every stroke of
 the output with one given width, as a plotter would.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -24,7 +25,7 @@ from ..errors import ClipassoError
 from ..settings import OptimizerSettings, SettingsError, field_option
 from ..strokes import Strokes, pen_half_width
 
-WIDTH_RANGE = OptimizerSettings().width_range    # half-widths in canvas px: 1 to 8 px lines
+WIDTH_RANGE = OptimizerSettings().width_range  # half-widths in canvas px: 1 to 8 px lines
 MIN_OPACITY = OptimizerSettings().min_opacity
 
 
@@ -48,16 +49,17 @@ def _sample_points(points: torch.Tensor, per_segment: int) -> torch.Tensor:
     k = (p - 1) // 3
     t = torch.linspace(0, 1, per_segment + 1, dtype=points.dtype, device=points.device)[:-1]
     u = 1 - t
-    basis = torch.stack([u ** 3, 3 * u * u * t, 3 * u * t * t, t ** 3], -1)   # [n,4]
+    basis = torch.stack([u**3, 3 * u * u * t, 3 * u * t * t, t**3], -1)  # [n,4]
     idx = torch.arange(k, device=points.device)[:, None] * 3 + torch.arange(4, device=points.device)
-    cub = points[:, :, idx]                                                    # [B,S,k,4,2]
+    cub = points[:, :, idx]  # [B,S,k,4,2]
     along = torch.einsum("nc,bskcd->bsknd", basis, cub).reshape(b, s, k * per_segment, 2)
     return torch.cat([along, points[:, :, -1:]], 2)
 
 
 @torch.no_grad()
-def colors_from_image(strokes: Strokes, image: torch.Tensor, background: Sequence[float] = (1.0, 1.0, 1.0),
-                      per_segment: int = 16) -> Strokes:
+def colors_from_image(
+    strokes: Strokes, image: torch.Tensor, background: Sequence[float] = (1.0, 1.0, 1.0), per_segment: int = 16
+) -> Strokes:
     """Each stroke coloured like the picture under it.
 
     ``image`` [3,H,W] 0..1 on the strokes' canvas (it is resized if its size differs). The colour is
@@ -76,13 +78,13 @@ def colors_from_image(strokes: Strokes, image: torch.Tensor, background: Sequenc
     h, w = strokes.canvas
     if tuple(img.shape[-2:]) != (h, w):
         img = F.interpolate(img[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
-    pts = _sample_points(strokes.points.float(), per_segment)                    # [B,S,N,2]
+    pts = _sample_points(strokes.points.float(), per_segment)  # [B,S,N,2]
     b, s, n, _ = pts.shape
     grid = torch.stack([pts[..., 0] / w * 2 - 1, pts[..., 1] / h * 2 - 1], -1).reshape(1, b * s, n, 2)
     samples = F.grid_sample(img[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
-    samples = samples[0].permute(1, 2, 0).reshape(b, s, n, 3)                 # [B,S,N,3]
+    samples = samples[0].permute(1, 2, 0).reshape(b, s, n, 3)  # [B,S,N,3]
     bg = torch.as_tensor(list(background), dtype=samples.dtype, device=samples.device).reshape(-1)[:3]
-    weight = (samples - bg).abs().amax(-1)                                       # [B,S,N] 0 on paper
+    weight = (samples - bg).abs().amax(-1)  # [B,S,N] 0 on paper
     total = weight.sum(-1, keepdim=True)
     rgb = (samples * weight[..., None]).sum(2) / total.clamp_min(1e-6)
     own = strokes.colors[..., :3]
@@ -97,8 +99,9 @@ class StyleState:
     into their bounds after a step; ``widths`` / ``colors()`` are what the rasterizer draws.
     """
 
-    def __init__(self, widths: torch.Tensor, colors: torch.Tensor, settings: Optional[OptimizerSettings] = None,
-                 **overrides):
+    def __init__(
+        self, widths: torch.Tensor, colors: torch.Tensor, settings: Optional[OptimizerSettings] = None, **overrides
+    ):
         """``settings``: the optimiser's settings (None: the defaults; an `OptimizeConfig` is one), with
         ``overrides`` of its fields (optimize_width, optimize_opacity, optimize_color, width_range,
         min_opacity, width_lr, opacity_lr, color_lr); validated by the settings."""
@@ -144,5 +147,4 @@ class StyleState:
         self.alpha.copy_(colors[..., 3:])
 
 
-__all__ = ["with_pen", "colors_from_image", "StyleState", "StyleError", "WIDTH_RANGE",
-           "MIN_OPACITY"]
+__all__ = ["with_pen", "colors_from_image", "StyleState", "StyleError", "WIDTH_RANGE", "MIN_OPACITY"]

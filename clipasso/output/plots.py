@@ -1,5 +1,6 @@
 """Small line charts drawn with Pillow (no plotting library needed): the loss-versus-strokes curve of
 automatic abstraction and the prefix losses of a drawing order, for the ComfyUI nodes and docs/."""
+
 from __future__ import annotations
 
 import math
@@ -23,10 +24,17 @@ def _nice_ticks(lo: float, hi: float, n: int = 5):
     return ticks
 
 
-def line_chart(series: Sequence[Tuple[str, Sequence[float], Sequence[float]]], title: str = "",
-               xlabel: str = "", ylabel: str = "", size: Tuple[int, int] = (640, 400),
-               marker_x: Optional[float] = None, marker_label: str = "", hline: Optional[float] = None,
-               hline_label: str = ""):
+def line_chart(
+    series: Sequence[Tuple[str, Sequence[float], Sequence[float]]],
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    size: Tuple[int, int] = (640, 400),
+    marker_x: Optional[float] = None,
+    marker_label: str = "",
+    hline: Optional[float] = None,
+    hline_label: str = "",
+):
     """A PIL RGB image of one or more (label, xs, ys) lines on shared axes.
 
     marker_x draws a vertical dashed line (e.g. the chosen stroke count); hline a horizontal one
@@ -52,16 +60,21 @@ def line_chart(series: Sequence[Tuple[str, Sequence[float], Sequence[float]]], t
     y0, y1 = y0 - pad, y1 + pad
 
     def px(x, y):
-        return (left + (x - x0) / (x1 - x0) * (w - left - right),
-                h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom))
+        return (
+            left + (x - x0) / (x1 - x0) * (w - left - right),
+            h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom),
+        )
 
     d.rectangle([left, top, w - right, h - bottom], outline=(0, 0, 0))
     for t in _nice_ticks(y0, y1):
         _, yy = px(x0, t)
         d.line([(left, yy), (w - right, yy)], fill=(230, 230, 230))
         d.text((left - 6, yy), f"{t:.4g}", fill=(0, 0, 0), font=font, anchor="rm")
-    xt = sorted({round(v) for v in _nice_ticks(x0, x1, 8)}) if x1 - x0 > 10 else \
-        list(range(int(math.ceil(x0)), int(x1) + 1))
+    xt = (
+        sorted({round(v) for v in _nice_ticks(x0, x1, 8)})
+        if x1 - x0 > 10
+        else list(range(int(math.ceil(x0)), int(x1) + 1))
+    )
     for t in xt:
         xx, _ = px(t, y0)
         d.line([(xx, h - bottom), (xx, h - bottom + 4)], fill=(0, 0, 0))
@@ -71,8 +84,9 @@ def line_chart(series: Sequence[Tuple[str, Sequence[float], Sequence[float]]], t
     if xlabel:
         d.text(((left + w - right) / 2, h - 14), xlabel, fill=(0, 0, 0), font=font, anchor="mm")
     if ylabel:
-        d.text((6, top - 4), ylabel, fill=(0, 0, 0), font=font, anchor="ls") if top > 20 else \
-            d.text((6, 4), ylabel, fill=(0, 0, 0), font=font)
+        d.text((6, top - 4), ylabel, fill=(0, 0, 0), font=font, anchor="ls") if top > 20 else d.text(
+            (6, 4), ylabel, fill=(0, 0, 0), font=font
+        )
 
     def dashed(p, q, color):
         n = max(1, int(math.hypot(q[0] - p[0], q[1] - p[1]) // 6))
@@ -107,18 +121,26 @@ def line_chart(series: Sequence[Tuple[str, Sequence[float], Sequence[float]]], t
 
 def abstraction_chart(result, size=(640, 400)):
     """Loss versus stroke count of an `AbstractionResult`, the chosen count marked."""
-    return line_chart([("", result.counts, result.losses)],
-                      title=f"automatic abstraction: {result.count} strokes keep fidelity >= {result.fidelity:g}",
-                      xlabel="strokes", ylabel="eval loss", size=size, marker_x=result.count,
-                      marker_label=f"chosen: {result.count}", hline=result.blank_loss, hline_label="empty canvas")
+    return line_chart(
+        [("", result.counts, result.losses)],
+        title=f"automatic abstraction: {result.count} strokes keep fidelity >= {result.fidelity:g}",
+        xlabel="strokes",
+        ylabel="eval loss",
+        size=size,
+        marker_x=result.count,
+        marker_label=f"chosen: {result.count}",
+        hline=result.blank_loss,
+        hline_label="empty canvas",
+    )
 
 
 def order_chart(result, extra_series=(), size=(640, 400)):
     """Prefix loss versus strokes drawn of an `OrderResult` (plus other orders to compare)."""
     n = len(result.prefix_losses)
     series = [("greedy order", list(range(n)), [float(v) for v in result.prefix_losses])] + list(extra_series)
-    return line_chart(series, title="drawing order: loss of each prefix", xlabel="strokes drawn",
-                      ylabel="eval loss", size=size)
+    return line_chart(
+        series, title="drawing order: loss of each prefix", xlabel="strokes drawn", ylabel="eval loss", size=size
+    )
 
 
 __all__ = ["line_chart", "abstraction_chart", "order_chart"]

@@ -17,6 +17,7 @@ being dropped silently. Filled shapes without a stroke draw no line and are skip
 with ``fills="outline"``: then each closed subpath of one becomes a stroke along its outline
 (`clipasso.output.outline`), which makes a tracer's output (vtracer, potrace) a starting sketch.
 """
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,9 @@ MAX_CANVAS_SIDE = 4096
 MAX_COORDINATE = 1e6
 """Largest absolute coordinate, in canvas px after transforms, a point may have."""
 
-_SIMPLIFY = ("simplify the drawing (fewer paths and nodes, e.g. Inkscape: Path > Simplify) or split it "
-             "into several files")
+_SIMPLIFY = (
+    "simplify the drawing (fewer paths and nodes, e.g. Inkscape: Path > Simplify) or split it into several files"
+)
 
 
 # ---------------------------------------------------------------------------------------------- write
@@ -95,14 +97,20 @@ def path_data(points: torch.Tensor) -> str:
     pts = points.detach().cpu().double().tolist()
     parts = [f"M {_num(pts[0][0])} {_num(pts[0][1])}"]
     for i in range(1, len(pts), 3):
-        seg = " ".join(f"{_num(x)} {_num(y)}" for x, y in pts[i:i + 3])
+        seg = " ".join(f"{_num(x)} {_num(y)}" for x, y in pts[i : i + 3])
         parts.append(f"C {seg}")
     return " ".join(parts)
 
 
-def to_svg(strokes: Strokes, candidate: int = 0, *, size: Optional[Tuple[int, int]] = None,
-           background: Optional[Sequence[float]] = None, pen_width: Optional[float] = None,
-           metadata: Optional[dict] = None) -> str:
+def to_svg(
+    strokes: Strokes,
+    candidate: int = 0,
+    *,
+    size: Optional[Tuple[int, int]] = None,
+    background: Optional[Sequence[float]] = None,
+    pen_width: Optional[float] = None,
+    metadata: Optional[dict] = None,
+) -> str:
     """SVG text of one candidate of `strokes`.
 
     size: displayed ``(height, width)`` in px (default the canvas; the drawing is vector, so any size
@@ -120,8 +128,7 @@ def to_svg(strokes: Strokes, candidate: int = 0, *, size: Optional[Tuple[int, in
         raise SVGError(f"SVG size must be positive (height, width); got {size}")
     if pen_width is not None and not (pen_width > 0 and math.isfinite(pen_width)):
         raise SVGError(f"pen_width must be a positive number of pixels; got {pen_width}")
-    info = {"generator": "clipasso", "strokes": one.num_strokes, "segments": one.num_segments,
-            "canvas": [h, w]}
+    info = {"generator": "clipasso", "strokes": one.num_strokes, "segments": one.num_segments, "canvas": [h, w]}
     if one.seeds is not None:
         info["seed"] = one.seeds[0]
     if one.losses is not None:
@@ -130,16 +137,20 @@ def to_svg(strokes: Strokes, candidate: int = 0, *, size: Optional[Tuple[int, in
         info["iteration"] = int(one.iterations[0])
     if metadata:
         info.update(metadata)
-    out = [f'<svg xmlns="{SVG_NS}" version="1.1" width="{dw}" height="{dh}" viewBox="0 0 {w} {h}">',
-           f"  <metadata>{_xml_text(json.dumps(info, sort_keys=True, default=str))}</metadata>"]
+    out = [
+        f'<svg xmlns="{SVG_NS}" version="1.1" width="{dw}" height="{dh}" viewBox="0 0 {w} {h}">',
+        f"  <metadata>{_xml_text(json.dumps(info, sort_keys=True, default=str))}</metadata>",
+    ]
     if background is not None:
         out.append(f'  <rect class="background" x="0" y="0" width="{w}" height="{h}" fill="{_rgb(background)}"/>')
     out.append('  <g fill="none" stroke-linecap="round" stroke-linejoin="round">')
     for s in range(one.num_strokes):
         col = one.colors[0, s].tolist()
         width = float(pen_width) if pen_width is not None else 2.0 * float(one.widths[0, s])
-        out.append(f'    <path d="{path_data(one.points[0, s])}" stroke="{_rgb(col)}" '
-                   f'stroke-opacity="{_num(col[3])}" stroke-width="{_num(width)}"/>')
+        out.append(
+            f'    <path d="{path_data(one.points[0, s])}" stroke="{_rgb(col)}" '
+            f'stroke-opacity="{_num(col[3])}" stroke-width="{_num(width)}"/>'
+        )
     out.append("  </g>")
     out.append("</svg>")
     return "\n".join(out) + "\n"
@@ -168,18 +179,54 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtZzAa])|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|([\s,]+)|(.)")
 _ARGS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "Z": 0, "A": 7}
 _NAMED = {
-    "black": (0, 0, 0), "white": (255, 255, 255), "red": (255, 0, 0), "green": (0, 128, 0),
-    "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0), "cyan": (0, 255, 255),
-    "aqua": (0, 255, 255), "magenta": (255, 0, 255), "fuchsia": (255, 0, 255), "gray": (128, 128, 128),
-    "grey": (128, 128, 128), "silver": (192, 192, 192), "maroon": (128, 0, 0), "navy": (0, 0, 128),
-    "olive": (128, 128, 0), "purple": (128, 0, 128), "teal": (0, 128, 128), "orange": (255, 165, 0),
-    "brown": (165, 42, 42), "pink": (255, 192, 203), "darkgray": (169, 169, 169), "darkgrey": (169, 169, 169),
-    "lightgray": (211, 211, 211), "lightgrey": (211, 211, 211), "dimgray": (105, 105, 105),
+    "black": (0, 0, 0),
+    "white": (255, 255, 255),
+    "red": (255, 0, 0),
+    "green": (0, 128, 0),
+    "lime": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+    "cyan": (0, 255, 255),
+    "aqua": (0, 255, 255),
+    "magenta": (255, 0, 255),
+    "fuchsia": (255, 0, 255),
+    "gray": (128, 128, 128),
+    "grey": (128, 128, 128),
+    "silver": (192, 192, 192),
+    "maroon": (128, 0, 0),
+    "navy": (0, 0, 128),
+    "olive": (128, 128, 0),
+    "purple": (128, 0, 128),
+    "teal": (0, 128, 128),
+    "orange": (255, 165, 0),
+    "brown": (165, 42, 42),
+    "pink": (255, 192, 203),
+    "darkgray": (169, 169, 169),
+    "darkgrey": (169, 169, 169),
+    "lightgray": (211, 211, 211),
+    "lightgrey": (211, 211, 211),
+    "dimgray": (105, 105, 105),
     "dimgrey": (105, 105, 105),
 }
 # elements that never draw: skipped with their children
-_IGNORED = {"metadata", "title", "desc", "defs", "style", "script", "namedview", "sodipodi:namedview",
-            "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "filter", "symbol", "marker"}
+_IGNORED = {
+    "metadata",
+    "title",
+    "desc",
+    "defs",
+    "style",
+    "script",
+    "namedview",
+    "sodipodi:namedview",
+    "clipPath",
+    "mask",
+    "pattern",
+    "linearGradient",
+    "radialGradient",
+    "filter",
+    "symbol",
+    "marker",
+}
 _INHERITED = ("stroke", "stroke-width", "stroke-opacity", "opacity", "fill", "fill-opacity", "display", "visibility")
 
 Affine = Tuple[float, float, float, float, float, float]  # a b c d e f: x' = a x + c y + e, y' = b x + d y + f
@@ -190,8 +237,14 @@ def _compose(m: Affine, n: Affine) -> Affine:
     """m after n (apply n first)."""
     a, b, c, d, e, f = m
     a2, b2, c2, d2, e2, f2 = n
-    return (a * a2 + c * b2, b * a2 + d * b2, a * c2 + c * d2, b * c2 + d * d2,
-            a * e2 + c * f2 + e, b * e2 + d * f2 + f)
+    return (
+        a * a2 + c * b2,
+        b * a2 + d * b2,
+        a * c2 + c * d2,
+        b * c2 + d * d2,
+        a * e2 + c * f2 + e,
+        b * e2 + d * f2 + f,
+    )
 
 
 def _parse_transform(text: str, where: str) -> Affine:
@@ -200,12 +253,14 @@ def _parse_transform(text: str, where: str) -> Affine:
     text = text.strip()
     for match in re.finditer(r"\s*([A-Za-z]+)\s*\(([^)]*)\)\s*,?", text):
         if match.start() != pos:
-            raise SVGError(f"{where}: cannot read transform {text!r} near {text[pos:match.start() + 10]!r}")
+            raise SVGError(f"{where}: cannot read transform {text!r} near {text[pos : match.start() + 10]!r}")
         pos = match.end()
         name, args = match.group(1), [float(v) for v in _NUMBER.findall(match.group(2))]
         if not all(math.isfinite(v) and abs(v) <= 1e9 for v in args):
-            raise SVGError(f"{where}: transform {name}({match.group(2).strip()}) has a number that is not "
-                           "finite or is absurdly large; fix the transform")
+            raise SVGError(
+                f"{where}: transform {name}({match.group(2).strip()}) has a number that is not "
+                "finite or is absurdly large; fix the transform"
+            )
         n = len(args)
         if name == "matrix" and n == 6:
             t = tuple(args)
@@ -224,8 +279,10 @@ def _parse_transform(text: str, where: str) -> Affine:
         elif name == "skewY" and n == 1:
             t = (1.0, math.tan(math.radians(args[0])), 0.0, 1.0, 0.0, 0.0)
         else:
-            raise SVGError(f"{where}: unsupported transform {name}({match.group(2).strip()}); "
-                           "use translate, scale, rotate, skewX, skewY or matrix")
+            raise SVGError(
+                f"{where}: unsupported transform {name}({match.group(2).strip()}); "
+                "use translate, scale, rotate, skewX, skewY or matrix"
+            )
         m = _compose(m, t)
     if pos != len(text):
         raise SVGError(f"{where}: cannot read transform {text!r}")
@@ -244,7 +301,7 @@ def _parse_color(value: str, where: str) -> Optional[Tuple[float, float, float]]
         if len(hx) in (3, 4) and all(ch in "0123456789abcdef" for ch in hx):
             return tuple(int(ch * 2, 16) / 255 for ch in hx[:3])
         if len(hx) in (6, 8) and all(ch in "0123456789abcdef" for ch in hx):
-            return tuple(int(hx[i:i + 2], 16) / 255 for i in (0, 2, 4))
+            return tuple(int(hx[i : i + 2], 16) / 255 for i in (0, 2, 4))
         raise SVGError(f"{where}: cannot read colour {value!r}")
     m = re.fullmatch(r"rgba?\(([^)]*)\)", low)
     if m:
@@ -258,8 +315,9 @@ def _parse_color(value: str, where: str) -> Optional[Tuple[float, float, float]]
             except ValueError:
                 raise SVGError(f"{where}: cannot read colour {value!r}") from None
             if not math.isfinite(out[-1]):
-                raise SVGError(f"{where}: colour {value!r} has a number that is not finite; "
-                               "use rgb(r,g,b) with values in 0..255")
+                raise SVGError(
+                    f"{where}: colour {value!r} has a number that is not finite; use rgb(r,g,b) with values in 0..255"
+                )
         return tuple(min(max(x, 0.0), 1.0) for x in out)
     if low in _NAMED:
         return tuple(x / 255 for x in _NAMED[low])
@@ -317,16 +375,19 @@ def _line_cubic(p0, p1):
 
 
 def _quad_cubic(p0, q, p1):
-    return [(p0[0] + 2 / 3 * (q[0] - p0[0]), p0[1] + 2 / 3 * (q[1] - p0[1])),
-            (p1[0] + 2 / 3 * (q[0] - p1[0]), p1[1] + 2 / 3 * (q[1] - p1[1])), p1]
+    return [
+        (p0[0] + 2 / 3 * (q[0] - p0[0]), p0[1] + 2 / 3 * (q[1] - p0[1])),
+        (p1[0] + 2 / 3 * (q[0] - p1[0]), p1[1] + 2 / 3 * (q[1] - p1[1])),
+        p1,
+    ]
 
 
 class _Budget:
     """Running counts checked against the limits while the SVG is read (nothing big is built first)."""
 
     def __init__(self):
-        self.total = 0     # cubic segments so far, whole file
-        self.element = 0   # cubic segments of the element being read
+        self.total = 0  # cubic segments so far, whole file
+        self.element = 0  # cubic segments of the element being read
 
     def start_element(self):
         self.element = 0
@@ -335,11 +396,15 @@ class _Budget:
         self.element += n
         self.total += n
         if self.element > MAX_PATH_SEGMENTS:
-            raise SVGError(f"{where}: more than {MAX_PATH_SEGMENTS} cubic segments in one element, the limit "
-                           f"(clipasso.output.svg.MAX_PATH_SEGMENTS); {_SIMPLIFY}")
+            raise SVGError(
+                f"{where}: more than {MAX_PATH_SEGMENTS} cubic segments in one element, the limit "
+                f"(clipasso.output.svg.MAX_PATH_SEGMENTS); {_SIMPLIFY}"
+            )
         if self.total > MAX_TOTAL_SEGMENTS:
-            raise SVGError(f"{where}: the SVG has more than {MAX_TOTAL_SEGMENTS} cubic segments in all, the limit "
-                           f"(clipasso.output.svg.MAX_TOTAL_SEGMENTS); {_SIMPLIFY}")
+            raise SVGError(
+                f"{where}: the SVG has more than {MAX_TOTAL_SEGMENTS} cubic segments in all, the limit "
+                f"(clipasso.output.svg.MAX_TOTAL_SEGMENTS); {_SIMPLIFY}"
+            )
 
 
 class _PathTokens:
@@ -387,8 +452,10 @@ def _path_subpaths(d: str, where: str, budget: Optional[_Budget] = None) -> List
             raise SVGError(f"{where}: path data must start with M")
         up = cmd.upper()
         if up == "A":
-            raise SVGError(f"{where}: elliptical arc commands (A/a) are not supported; convert arcs to "
-                           "Bezier curves first (e.g. Inkscape: Path > Object to Path, or 'Flatten/Convert arcs')")
+            raise SVGError(
+                f"{where}: elliptical arc commands (A/a) are not supported; convert arcs to "
+                "Bezier curves first (e.g. Inkscape: Path > Object to Path, or 'Flatten/Convert arcs')"
+            )
         n = _ARGS[up]
         if up != "Z" and cur is None and up != "M":
             raise SVGError(f"{where}: path data must start with M (moveto); got {cmd}")
@@ -464,9 +531,11 @@ def _ellipse_cubics(cx, cy, rx, ry):
     pts = [(cx + rx, cy)]
     quads = [((1, 0), (0, 1)), ((0, 1), (-1, 0)), ((-1, 0), (0, -1)), ((0, -1), (1, 0))]
     for (ax, ay), (bx, by) in quads:
-        pts += [(cx + rx * (ax + k * bx), cy + ry * (ay + k * by)),
-                (cx + rx * (bx + k * ax), cy + ry * (by + k * ay)),
-                (cx + rx * bx, cy + ry * by)]
+        pts += [
+            (cx + rx * (ax + k * bx), cy + ry * (ay + k * by)),
+            (cx + rx * (bx + k * ax), cy + ry * (by + k * ay)),
+            (cx + rx * bx, cy + ry * by),
+        ]
     return pts
 
 
@@ -484,8 +553,10 @@ def _element_subpaths(el, tag: str, where: str, budget: Optional[_Budget] = None
         text = el.get("points", "")
         # a point needs at least 2 characters per number: refuse a huge list before splitting it
         if len(text) > 64 * (MAX_PATH_SEGMENTS + 1):
-            raise SVGError(f"{where}: 'points' is too long ({len(text)} characters) for the limit of "
-                           f"{MAX_PATH_SEGMENTS} segments per element; {_SIMPLIFY}")
+            raise SVGError(
+                f"{where}: 'points' is too long ({len(text)} characters) for the limit of "
+                f"{MAX_PATH_SEGMENTS} segments per element; {_SIMPLIFY}"
+            )
         nums = [float(v) for v in _NUMBER.findall(text)]
         if len(nums) < 4 or len(nums) % 2:
             raise SVGError(f"{where}: 'points' needs an even count of at least 4 numbers")
@@ -515,8 +586,10 @@ def _mb(n: int) -> str:
 
 
 def _too_big(size: int, what: str) -> SVGError:
-    return SVGError(f"{what} is {_mb(size)}, over the {_mb(MAX_SVG_BYTES)} limit for an SVG "
-                    f"(clipasso.output.svg.MAX_SVG_BYTES); {_SIMPLIFY}")
+    return SVGError(
+        f"{what} is {_mb(size)}, over the {_mb(MAX_SVG_BYTES)} limit for an SVG "
+        f"(clipasso.output.svg.MAX_SVG_BYTES); {_SIMPLIFY}"
+    )
 
 
 def _source_text(source) -> str:
@@ -542,8 +615,10 @@ def _source_text(source) -> str:
             raise SVGError(f"the SVG file {path} is empty: give an .svg file with a drawing in it")
         head = data.lstrip()[:1]
         if b"\0" in data[:4096] or head != b"<":
-            raise SVGError(f"{path} is not an SVG document: it does not start with XML markup ('<') "
-                           "(an image or other binary file?); give an .svg file")
+            raise SVGError(
+                f"{path} is not an SVG document: it does not start with XML markup ('<') "
+                "(an image or other binary file?); give an .svg file"
+            )
         return data.decode("utf-8", errors="replace")
     if isinstance(source, str):
         if len(source) > MAX_SVG_BYTES:
@@ -559,22 +634,26 @@ def _load_root(source) -> ET.Element:
     if "<!ENTITY" in text:
         # entity declarations are how XML bombs (billion laughs) and external-file reads are made;
         # no SVG editor needs them for a drawing
-        raise SVGError("the SVG declares XML entities (<!ENTITY ...> in its DOCTYPE), which are refused "
-                       "(they can expand to gigabytes); remove the DOCTYPE block or re-save the file "
-                       "from a vector editor")
+        raise SVGError(
+            "the SVG declares XML entities (<!ENTITY ...> in its DOCTYPE), which are refused "
+            "(they can expand to gigabytes); remove the DOCTYPE block or re-save the file "
+            "from a vector editor"
+        )
     data = text.strip().encode("utf-8")
     parser = ET.XMLPullParser(events=("start",))
     count = 0
     root = None
     step = 1 << 16
-    too_many = SVGError(f"the SVG has more than {MAX_SVG_ELEMENTS} XML elements, the limit "
-                        f"(clipasso.output.svg.MAX_SVG_ELEMENTS); {_SIMPLIFY}")
+    too_many = SVGError(
+        f"the SVG has more than {MAX_SVG_ELEMENTS} XML elements, the limit "
+        f"(clipasso.output.svg.MAX_SVG_ELEMENTS); {_SIMPLIFY}"
+    )
     try:
         # fed a slice at a time, counting elements as they open: a file with too many is refused
         # before its whole tree exists
         for i in range(0, len(data) + step, step):
             if i < len(data):
-                parser.feed(data[i:i + step])
+                parser.feed(data[i : i + step])
             else:
                 parser.close()
             for _event, el in parser.read_events():
@@ -597,9 +676,11 @@ _SIZE_HINT = f"each must be a finite number of pixels in (0, {MAX_CANVAS_SIDE}]"
 
 def _check_side(v: float, what: str, given: str):
     if not (math.isfinite(v) and 0 < v <= MAX_CANVAS_SIDE):
-        raise SVGError(f"<svg>: {what} {given!r} gives a canvas side of {v:g} px; {_SIZE_HINT} "
-                       f"(clipasso.output.svg.MAX_CANVAS_SIDE); fix the SVG's viewBox, width and height, "
-                       f'e.g. viewBox="0 0 224 224"')
+        raise SVGError(
+            f"<svg>: {what} {given!r} gives a canvas side of {v:g} px; {_SIZE_HINT} "
+            f"(clipasso.output.svg.MAX_CANVAS_SIDE); fix the SVG's viewBox, width and height, "
+            f'e.g. viewBox="0 0 224 224"'
+        )
 
 
 def _plain_number(value: Optional[str]) -> Optional[float]:
@@ -628,16 +709,21 @@ def _canvas_of(root) -> Tuple[Tuple[int, int], Affine]:
             nums = [float(p) for p in parts]
         except ValueError:
             nums = []
-        if len(nums) != 4 or not all(_NUMBER.fullmatch(p) or p.lower().lstrip("+-") in ("inf", "infinity", "nan")
-                                     for p in parts):
-            raise SVGError(f"<svg>: cannot read viewBox {vb!r}; it needs four numbers 'min-x min-y width height' "
-                           f'with positive size, e.g. viewBox="0 0 224 224"')
+        if len(nums) != 4 or not all(
+            _NUMBER.fullmatch(p) or p.lower().lstrip("+-") in ("inf", "infinity", "nan") for p in parts
+        ):
+            raise SVGError(
+                f"<svg>: cannot read viewBox {vb!r}; it needs four numbers 'min-x min-y width height' "
+                f'with positive size, e.g. viewBox="0 0 224 224"'
+            )
         mx, my, w, h = nums
         _check_side(w, "viewBox width in", vb)
         _check_side(h, "viewBox height in", vb)
         if not (math.isfinite(mx) and math.isfinite(my) and abs(mx) <= MAX_COORDINATE and abs(my) <= MAX_COORDINATE):
-            raise SVGError(f"<svg>: viewBox {vb!r} has an origin that is not finite or beyond "
-                           f"{MAX_COORDINATE:g} px; fix the viewBox, e.g. viewBox=\"0 0 224 224\"")
+            raise SVGError(
+                f"<svg>: viewBox {vb!r} has an origin that is not finite or beyond "
+                f'{MAX_COORDINATE:g} px; fix the viewBox, e.g. viewBox="0 0 224 224"'
+            )
         return (max(1, int(round(h))), max(1, int(round(w)))), (1.0, 0.0, 0.0, 1.0, -mx, -my)
     w, h = root.get("width"), root.get("height")
     if w is None or h is None:
@@ -655,7 +741,7 @@ def _split(pts: List[Tuple[float, float]]) -> List[List[Tuple[float, float]]]:
     step = 3 * STROKE_SEGMENTS
     if len(pts) <= step + 1:
         return [pts]
-    return [pts[i:i + step + 1] for i in range(0, len(pts) - 1, step)]
+    return [pts[i : i + step + 1] for i in range(0, len(pts) - 1, step)]
 
 
 FILL_MODES = ("ignore", "outline")
@@ -699,10 +785,11 @@ def _rect_subpaths(el, where: str, budget: _Budget):
     out = [(x + rx, y)]
     # each side, then the corner after it: (where the side ends, where the corner ends, the corner's two controls)
     for (lx, ly), (ex, ey), (cx1, cy1), (cx2, cy2) in (
-            ((x + w - rx, y), (x + w, y + ry), (x + w - rx + k * rx, y), (x + w, y + ry - k * ry)),
-            ((x + w, y + h - ry), (x + w - rx, y + h), (x + w, y + h - ry + k * ry), (x + w - rx + k * rx, y + h)),
-            ((x + rx, y + h), (x, y + h - ry), (x + rx - k * rx, y + h), (x, y + h - ry + k * ry)),
-            ((x, y + ry), (x + rx, y), (x, y + ry - k * ry), (x + rx - k * rx, y))):
+        ((x + w - rx, y), (x + w, y + ry), (x + w - rx + k * rx, y), (x + w, y + ry - k * ry)),
+        ((x + w, y + h - ry), (x + w - rx, y + h), (x + w, y + h - ry + k * ry), (x + w - rx + k * rx, y + h)),
+        ((x + rx, y + h), (x, y + h - ry), (x + rx - k * rx, y + h), (x, y + h - ry + k * ry)),
+        ((x, y + ry), (x + rx, y), (x, y + ry - k * ry), (x + rx - k * rx, y)),
+    ):
         out += _line_cubic(out[-1], (lx, ly))
         out += [(cx1, cy1), (cx2, cy2), (ex, ey)]
     return [out]
@@ -714,8 +801,10 @@ def _outline_color(value, where: str = "outline_color") -> Optional[Tuple[float,
     if isinstance(value, str):
         rgb = _parse_color(value, where)
         if rgb is None:
-            raise SVGError(f"{where} {value!r} draws nothing; give a colour such as 'black' or #000000, or None to "
-                           "keep each shape's fill colour")
+            raise SVGError(
+                f"{where} {value!r} draws nothing; give a colour such as 'black' or #000000, or None to "
+                "keep each shape's fill colour"
+            )
         return (*rgb, 1.0)
     try:
         vals = [float(v) for v in value]
@@ -726,8 +815,15 @@ def _outline_color(value, where: str = "outline_color") -> Optional[Tuple[float,
     return (vals[0], vals[1], vals[2], vals[3] if len(vals) == 4 else 1.0)
 
 
-def read_svg(source, width: Optional[float] = None, *, fills: str = "ignore", segments: int = OUTLINE_SEGMENTS,
-             max_outlines: Optional[int] = None, outline_color=None) -> Strokes:
+def read_svg(
+    source,
+    width: Optional[float] = None,
+    *,
+    fills: str = "ignore",
+    segments: int = OUTLINE_SEGMENTS,
+    max_outlines: Optional[int] = None,
+    outline_color=None,
+) -> Strokes:
     """Strokes (one candidate) from SVG text, bytes or a file path.
 
     Stroke widths come from ``stroke-width`` (SVG default 1) halved and scaled by the transforms;
@@ -757,8 +853,14 @@ def read_svg(source, width: Optional[float] = None, *, fills: str = "ignore", se
     reader.visit(root, {}, base, 1.0)
     found = reader.found
     if reader.shapes:
-        found = _with_outlines(found, reader.shapes, segments, max_outlines,
-                               float(width) if width is not None else DEFAULT_HALF_WIDTH, reader.counter)
+        found = _with_outlines(
+            found,
+            reader.shapes,
+            segments,
+            max_outlines,
+            float(width) if width is not None else DEFAULT_HALF_WIDTH,
+            reader.counter,
+        )
     if not found:
         raise _nothing_to_read(reader.outline, reader.counter)
     return _strokes_of(found, width, canvas)
@@ -768,15 +870,20 @@ def _check_read_options(width, fills, segments, max_outlines) -> None:
     if width is not None and not (isinstance(width, (int, float)) and width > 0 and math.isfinite(width)):
         raise SVGError(f"width must be a positive half-width in pixels; got {width}")
     if fills not in FILL_MODES:
-        raise SVGError(f"fills must be one of {', '.join(FILL_MODES)} (what to do with filled shapes that have no "
-                       f"stroke); got {fills!r}")
+        raise SVGError(
+            f"fills must be one of {', '.join(FILL_MODES)} (what to do with filled shapes that have no "
+            f"stroke); got {fills!r}"
+        )
     if isinstance(segments, bool) or not isinstance(segments, int) or not 1 <= segments <= STROKE_SEGMENTS:
-        raise SVGError(f"segments must be a whole number of cubic segments per outline in 1..{STROKE_SEGMENTS}; "
-                       f"got {segments!r}")
-    if max_outlines is not None and (isinstance(max_outlines, bool) or not isinstance(max_outlines, int)
-                                     or max_outlines < 1):
-        raise SVGError(f"max_outlines must be a whole number of strokes, 1 or more (None: up to MAX_STROKES); "
-                       f"got {max_outlines!r}")
+        raise SVGError(
+            f"segments must be a whole number of cubic segments per outline in 1..{STROKE_SEGMENTS}; got {segments!r}"
+        )
+    if max_outlines is not None and (
+        isinstance(max_outlines, bool) or not isinstance(max_outlines, int) or max_outlines < 1
+    ):
+        raise SVGError(
+            f"max_outlines must be a whole number of strokes, 1 or more (None: up to MAX_STROKES); got {max_outlines!r}"
+        )
 
 
 class _Reader:
@@ -799,8 +906,10 @@ class _Reader:
         pts = [(a * px + c * py + e, b * px + d * py + f) for px, py in sp]
         for px, py in pts:
             if not (abs(px) <= MAX_COORDINATE and abs(py) <= MAX_COORDINATE):  # False for NaN too
-                raise SVGError(f"{where}: a coordinate ({px:g}, {py:g}) is not finite or is beyond "
-                               f"{MAX_COORDINATE:g} px from the origin; fix the path data or transforms")
+                raise SVGError(
+                    f"{where}: a coordinate ({px:g}, {py:g}) is not finite or is beyond "
+                    f"{MAX_COORDINATE:g} px from the origin; fix the path data or transforms"
+                )
         return pts
 
     @staticmethod
@@ -820,8 +929,10 @@ class _Reader:
             try:
                 fill = _parse_color(fill_text, where)
             except SVGError as exc:
-                raise SVGError(f"{exc} (the fill of a shape read as an outline; outline_color='black' draws "
-                               "every outline in one colour whatever the fill)") from None
+                raise SVGError(
+                    f"{exc} (the fill of a shape read as an outline; outline_color='black' draws "
+                    "every outline in one colour whatever the fill)"
+                ) from None
         if fill is None:
             return
         alpha = _fraction(style.get("fill-opacity", "1"), where, "fill-opacity") * opacity
@@ -863,8 +974,10 @@ class _Reader:
         if subs is None and tag == "rect" and self.outline and self.stroke_of(style, where)[1] <= 0:
             subs = _rect_subpaths(el, where, self.budget)  # a filled rectangle: only its outline is read
         if subs is None:
-            raise SVGError(f"{where}: <{tag}> elements are not supported in a stroke sketch; only paths, "
-                           "lines, polylines, polygons, circles and ellipses (convert text and shapes to paths)")
+            raise SVGError(
+                f"{where}: <{tag}> elements are not supported in a stroke sketch; only paths, "
+                "lines, polylines, polygons, circles and ellipses (convert text and shapes to paths)"
+            )
         stroke, sw = self.stroke_of(style, where)
         if stroke is None or sw <= 0:  # not stroked: draws no line (a fill-only shape is not a stroke)
             if tag != "line" and style.get("fill", "black").strip().lower() not in ("none", "transparent"):
@@ -879,29 +992,36 @@ class _Reader:
         scale = math.sqrt(abs(a * d - b * c))
         half = 0.5 * sw * scale
         if not (math.isfinite(half) and half <= MAX_COORDINATE):
-            raise SVGError(f"{where}: stroke-width {sw:g} (after transforms) is absurdly large; "
-                           "give a width of a few pixels")
+            raise SVGError(
+                f"{where}: stroke-width {sw:g} (after transforms) is absurdly large; give a width of a few pixels"
+            )
         alpha = _fraction(style.get("stroke-opacity", "1"), where, "stroke-opacity") * opacity
         alpha = min(max(alpha, 0.0), 1.0)
         for sp in subs:
             for part in _split(self.to_canvas(sp, mat, where)):
                 if len(self.found) >= MAX_STROKES:
-                    raise SVGError(f"{where}: the SVG makes more than {MAX_STROKES} strokes, the limit "
-                                   f"(clipasso.output.svg.MAX_STROKES); {_SIMPLIFY}")
+                    raise SVGError(
+                        f"{where}: the SVG makes more than {MAX_STROKES} strokes, the limit "
+                        f"(clipasso.output.svg.MAX_STROKES); {_SIMPLIFY}"
+                    )
                 self.found.append((part, half, (*stroke, alpha)))
 
 
 def _nothing_to_read(outline: bool, counter) -> SVGError:
     if outline and counter["fill_only"]:
-        return SVGError(f"the SVG has no stroked paths and no filled shape to outline: of its filled subpaths, "
-                        f"{counter['specks']} enclose less than {MIN_OUTLINE_AREA:.2%} of the canvas (specks) and "
-                        f"{counter['background']} cover the whole canvas (background); "
-                        "trace the picture with less speckle filtering or at a larger size")
+        return SVGError(
+            f"the SVG has no stroked paths and no filled shape to outline: of its filled subpaths, "
+            f"{counter['specks']} enclose less than {MIN_OUTLINE_AREA:.2%} of the canvas (specks) and "
+            f"{counter['background']} cover the whole canvas (background); "
+            "trace the picture with less speckle filtering or at a larger size"
+        )
     if counter["fill_only"]:
-        return SVGError(f"the SVG has no stroked paths to read: its {counter['fill_only']} fill-only shape(s) are "
-                        "not strokes. To read them as strokes along their outlines (a tracer's output: vtracer, "
-                        "potrace, a vectorize node), pass fills='outline' to read_svg (Load SVG: turn on "
-                        "fill_shapes)")
+        return SVGError(
+            f"the SVG has no stroked paths to read: its {counter['fill_only']} fill-only shape(s) are "
+            "not strokes. To read them as strokes along their outlines (a tracer's output: vtracer, "
+            "potrace, a vectorize node), pass fills='outline' to read_svg (Load SVG: turn on "
+            "fill_shapes)"
+        )
     return SVGError("the SVG has no stroked paths to read (fill-only shapes and empty paths are not strokes)")
 
 
@@ -912,8 +1032,8 @@ def _strokes_of(found, width: Optional[float], canvas) -> Strokes:
     pts_t = torch.empty((1, len(found), p_max, 2), dtype=torch.float32)
     for i, (pts, _, _) in enumerate(found):
         row = torch.tensor(pts, dtype=torch.float32)
-        pts_t[0, i, :len(pts)] = row
-        pts_t[0, i, len(pts):] = row[-1]
+        pts_t[0, i, : len(pts)] = row
+        pts_t[0, i, len(pts) :] = row[-1]
     if width is not None:
         widths = torch.full((1, len(found)), float(width))
     else:
@@ -929,8 +1049,10 @@ def _with_outlines(found, shapes, segments: int, max_outlines: Optional[int], ha
     room = MAX_STROKES - len(found)
     limit = room if max_outlines is None else min(room, max_outlines)
     if limit <= 0:
-        raise SVGError(f"the SVG makes more than {MAX_STROKES} strokes with its outlines, the limit "
-                       f"(clipasso.output.svg.MAX_STROKES); {_SIMPLIFY}")
+        raise SVGError(
+            f"the SVG makes more than {MAX_STROKES} strokes with its outlines, the limit "
+            f"(clipasso.output.svg.MAX_STROKES); {_SIMPLIFY}"
+        )
     keep = sorted(sorted(range(len(shapes)), key=lambda i: -shapes[i][1])[:limit])
     capped = len(shapes) - len(keep)
     merged, k = [], 0
@@ -948,6 +1070,10 @@ def _with_outlines(found, shapes, segments: int, max_outlines: Optional[int], ha
         dropped.append(f"{counter['background']} canvas-sized background shape(s)")
     if capped:
         dropped.append(f"{capped} smaller outlines over the cap of {limit}")
-    log.info("read_svg: %d filled subpath(s) read as outline strokes of %d segments%s", len(keep), segments,
-             f"; dropped {', '.join(dropped)}" if dropped else "")
+    log.info(
+        "read_svg: %d filled subpath(s) read as outline strokes of %d segments%s",
+        len(keep),
+        segments,
+        f"; dropped {', '.join(dropped)}" if dropped else "",
+    )
     return merged

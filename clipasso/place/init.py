@@ -18,6 +18,7 @@ When the map has fewer usable pixels than strokes (an all-white image has no ink
 a tiny canvas) the sampler widens step by step - saliency without the ink rule, then the mask,
 then the whole canvas, and finally repeats pixels - and says so with an `InitFallbackWarning`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TEMPERATURE = PlaceSettings.temperature  # CLIPasso's softmax_temp
 DEFAULT_RADIUS = 0.05  # CLIPasso's hard-coded random-walk radius, as a fraction of the canvas
-MULTINOMIAL_LIMIT = 2 ** 24  # torch.multinomial's limit on categories; larger maps use Gumbel top-k
+MULTINOMIAL_LIMIT = 2**24  # torch.multinomial's limit on categories; larger maps use Gumbel top-k
 
 
 class InitError(ClipassoError, ValueError):
@@ -85,19 +86,23 @@ def _map(name: str, value, canvas: Tuple[int, int]) -> Optional[torch.Tensor]:
     if t.ndim != 2:
         raise InitError(f"{name} must be a 2-D map [H, W]; got shape {tuple(t.shape)}")
     if tuple(t.shape) != canvas:
-        raise InitError(f"{name} is {t.shape[0]}x{t.shape[1]} but the canvas is {canvas[0]}x{canvas[1]}; "
-                        f"compute the {name} at the canvas size (or resize it) first")
+        raise InitError(
+            f"{name} is {t.shape[0]}x{t.shape[1]} but the canvas is {canvas[0]}x{canvas[1]}; "
+            f"compute the {name} at the canvas size (or resize it) first"
+        )
     if not bool(torch.isfinite(t).all()):
         raise InitError(f"{name} contains NaN or infinite values; recompute it")
     if bool((t < 0).any()):
-        raise InitError(f"{name} must be non-negative (0 = never start a stroke here); "
-                        f"its minimum is {float(t.min()):.3g}")
+        raise InitError(
+            f"{name} must be non-negative (0 = never start a stroke here); its minimum is {float(t.min()):.3g}"
+        )
     return t
 
 
 # ---------------------------------------------------------------------------- the map
-def sampling_map(saliency=None, edges=None, mask=None, use_edges: bool = True,
-                 canvas: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+def sampling_map(
+    saliency=None, edges=None, mask=None, use_edges: bool = True, canvas: Optional[Tuple[int, int]] = None
+) -> torch.Tensor:
     """The map M in 0..1 whose non-zero pixels are start candidates (before the softmax).
 
     As the original's ``set_inds_clip``: the saliency A is min-max normalised to 0..1, then
@@ -129,8 +134,9 @@ def sampling_map(saliency=None, edges=None, mask=None, use_edges: bool = True,
 def start_probabilities(map_: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
     """softmax(map / temperature) over the pixels where map > 0; 0 elsewhere. Sums to 1 (or is all 0)."""
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise InitError(f"temperature must be a positive number (CLIPasso uses 0.3; lower = greedier); "
-                        f"got {temperature!r}")
+        raise InitError(
+            f"temperature must be a positive number (CLIPasso uses 0.3; lower = greedier); got {temperature!r}"
+        )
     m = map_.float()
     keep = m > 0
     p = torch.zeros_like(m)
@@ -157,8 +163,9 @@ def _draw(weights: torch.Tensor, count: int, taken: torch.Tensor, gen: torch.Gen
     return torch.topk(keys, n).indices
 
 
-def sample_start_pixels(levels: Sequence[Tuple[str, torch.Tensor]], count: int,
-                        gen: torch.Generator) -> Tuple[torch.Tensor, List[str]]:
+def sample_start_pixels(
+    levels: Sequence[Tuple[str, torch.Tensor]], count: int, gen: torch.Generator
+) -> Tuple[torch.Tensor, List[str]]:
     """``count`` flat pixel indices; fills from each level in turn when the previous one runs out.
 
     ``levels`` is a list of (description, weights) from the intended map to the widest one.
@@ -185,8 +192,9 @@ def sample_start_pixels(levels: Sequence[Tuple[str, torch.Tensor]], count: int,
     return torch.cat(picked), notes
 
 
-def random_walk(starts: torch.Tensor, num_segments: int, radius: float, canvas: Tuple[int, int],
-                gen: torch.Generator) -> torch.Tensor:
+def random_walk(
+    starts: torch.Tensor, num_segments: int, radius: float, canvas: Tuple[int, int], gen: torch.Generator
+) -> torch.Tensor:
     """Strokes [S, 1+3k, 2] grown from ``starts`` [S, 2] (pixels) by CLIPasso's chained random walk."""
     h, w = canvas
     scale = torch.tensor([w, h], dtype=torch.float32)
@@ -202,9 +210,18 @@ COUNT = Option(help="strokes to place", kind="int", low=1)  # like `PlaceSetting
 # pipeline places the abstraction budget, up to twice the stroke count
 
 
-def initialize_strokes(canvas: Tuple[int, int], num_strokes: Optional[int] = None,
-                       seeds: Union[int, Sequence[int], None] = None, saliency=None, edges=None, mask=None, *,
-                       radius: float = DEFAULT_RADIUS, settings=None, **overrides) -> Strokes:
+def initialize_strokes(
+    canvas: Tuple[int, int],
+    num_strokes: Optional[int] = None,
+    seeds: Union[int, Sequence[int], None] = None,
+    saliency=None,
+    edges=None,
+    mask=None,
+    *,
+    radius: float = DEFAULT_RADIUS,
+    settings=None,
+    **overrides,
+) -> Strokes:
     """Initial strokes for every seed: ``Strokes`` with points ``[len(seeds), num_strokes, 1+3k, 2]``.
 
     canvas: (H, W) in pixels. saliency/edges/mask: optional [H, W] maps (see `sampling_map`).
@@ -214,6 +231,7 @@ def initialize_strokes(canvas: Tuple[int, int], num_strokes: Optional[int] = Non
     (default a whole `SketchSettings`' ``seed_list()``, else 0, 1000, 2000). radius: random-walk step
     size as a fraction of the canvas (CLIPasso's 0.05).
     """
+
     def label(name):
         return "num_strokes" if name == "strokes" else name
 
@@ -245,8 +263,12 @@ def initialize_strokes(canvas: Tuple[int, int], num_strokes: Optional[int] = Non
         what = "the saliency map" if sal is not None else "the ink (XDoG) map"
         levels.append((what, start_probabilities(main, temperature)))
         if sal is not None and edg is not None:
-            levels.append(("the saliency map without the ink (XDoG) rule",
-                           start_probabilities(sampling_map(sal, None, msk, canvas=canvas), temperature)))
+            levels.append(
+                (
+                    "the saliency map without the ink (XDoG) rule",
+                    start_probabilities(sampling_map(sal, None, msk, canvas=canvas), temperature),
+                )
+            )
     if msk is not None:
         levels.append(("anywhere on the mask (uniform)", (msk > 0).float()))
     levels.append(("anywhere on the canvas (uniform)", torch.ones(canvas)))
@@ -264,17 +286,27 @@ def initialize_strokes(canvas: Tuple[int, int], num_strokes: Optional[int] = Non
         all_points.append(random_walk(starts, num_segments, float(radius), canvas, gen))
         all_notes.extend(notes)
     if all_notes:
-        msg = (f"stroke initialization: {levels[0][0]} has only {first_available} usable pixel(s) for "
-               f"{num_strokes} strokes, so some start points came from wider maps: "
-               + "; ".join(sorted(set(all_notes))))
+        msg = (
+            f"stroke initialization: {levels[0][0]} has only {first_available} usable pixel(s) for "
+            f"{num_strokes} strokes, so some start points came from wider maps: " + "; ".join(sorted(set(all_notes)))
+        )
         log.warning(msg)
         warnings.warn(msg, InitFallbackWarning, stacklevel=2)
     points = torch.stack(all_points)
     return Strokes.from_points(points, canvas, width=float(width), seeds=seeds)
 
 
-__all__ = ["initialize_strokes", "sampling_map", "start_probabilities", "sample_start_pixels",
-           "random_walk", "InitError", "InitFallbackWarning", "DEFAULT_TEMPERATURE", "DEFAULT_RADIUS"]
+__all__ = [
+    "initialize_strokes",
+    "sampling_map",
+    "start_probabilities",
+    "sample_start_pixels",
+    "random_walk",
+    "InitError",
+    "InitFallbackWarning",
+    "DEFAULT_TEMPERATURE",
+    "DEFAULT_RADIUS",
+]
 
 
 def place_strokes(pictures, settings, saliency=None, masks=None, framing: str = "pad") -> Strokes:
@@ -294,8 +326,10 @@ def place_strokes(pictures, settings, saliency=None, masks=None, framing: str = 
     saliency = list(saliency) if saliency is not None else [None] * len(pictures)
     masks = list(masks) if masks is not None else [None] * len(pictures)
     if not (len(pictures) == len(saliency) == len(masks)) or not pictures:
-        raise InitError(f"need one saliency map and one mask (or None) per picture; got {len(pictures)} "
-                        f"picture(s), {len(saliency)} map(s), {len(masks)} mask(s)")
+        raise InitError(
+            f"need one saliency map and one mask (or None) per picture; got {len(pictures)} "
+            f"picture(s), {len(saliency)} map(s), {len(masks)} mask(s)"
+        )
 
     def framed(m):
         return None if m is None else frame_square(m[None].float(), side, framing, fill=0.0, mode="bilinear")[0]
@@ -304,7 +338,8 @@ def place_strokes(pictures, settings, saliency=None, masks=None, framing: str = 
     for index, (picture, sal, mask) in enumerate(zip(pictures, saliency, masks)):
         target = prepare_target(picture, canvas=side, background_removal=False, framing=framing)[0]
         edges = xdog_edges(target) if settings.use_edges else None
-        part = initialize_strokes((side, side), seeds=seeds, saliency=framed(sal), edges=edges, mask=framed(mask),
-                                  settings=settings)
+        part = initialize_strokes(
+            (side, side), seeds=seeds, saliency=framed(sal), edges=edges, mask=framed(mask), settings=settings
+        )
         parts.append(part.replace(pictures=(index,) * part.num_candidates))
     return Strokes.concat(parts)

@@ -20,6 +20,7 @@ The attention probabilities come from our own forward pass through open_clip's
 model's output (tested). Position embeddings are interpolated, so any patch size and input size
 work; non-square images keep their aspect ratio on a non-square patch grid.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,8 +66,7 @@ def grid_for(height: int, width: int, size: int, patch: int) -> Tuple[int, int]:
     return (max(1, round(height * scale / patch)), max(1, round(width * scale / patch)))
 
 
-def _prepare(image: torch.Tensor, grid: Tuple[int, int], patch: int, mean, std,
-             device, dtype) -> torch.Tensor:
+def _prepare(image: torch.Tensor, grid: Tuple[int, int], patch: int, mean, std, device, dtype) -> torch.Tensor:
     """[3,H,W] 0..1 -> normalised [1,3,grid*patch] model input."""
     size = (grid[0] * patch, grid[1] * patch)
     x = image.unsqueeze(0)
@@ -101,20 +101,26 @@ def _resize_mask(mask, height: int, width: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------- open_clip ViT
 def _check_vit(encoder) -> torch.nn.Module:
     if encoder is None:
-        raise SaliencyError("this saliency method needs a CLIP ViT encoder: "
-                            "clipasso.models.load_clip('ViT-B-32') (or pass method='mask')")
+        raise SaliencyError(
+            "this saliency method needs a CLIP ViT encoder: "
+            "clipasso.models.load_clip('ViT-B-32') (or pass method='mask')"
+        )
     visual = getattr(encoder, "visual", None)
     if visual is None and hasattr(encoder, "transformer") and hasattr(encoder, "conv1"):
         visual = encoder  # a bare open_clip VisionTransformer
     needed = ("conv1", "class_embedding", "positional_embedding", "transformer", "ln_pre")
     if visual is None or not all(hasattr(visual, n) for n in needed):
         name = getattr(encoder, "name", type(encoder).__name__)
-        raise SaliencyError(f"saliency from CLIP attention needs a CLIP ViT (e.g. ViT-B-32); {name!r} is not "
-                            "one (a ResNet has no attention maps). Load a ViT for saliency, or use "
-                            "method='mask' or 'timm-vit'.")
+        raise SaliencyError(
+            f"saliency from CLIP attention needs a CLIP ViT (e.g. ViT-B-32); {name!r} is not "
+            "one (a ResNet has no attention maps). Load a ViT for saliency, or use "
+            "method='mask' or 'timm-vit'."
+        )
     if getattr(visual, "attn_pool", None) is not None:
-        raise SaliencyError("CLIP ViTs with an attentional pooler (CoCa) are not supported for saliency; "
-                            "use a plain CLIP ViT such as ViT-B-32")
+        raise SaliencyError(
+            "CLIP ViTs with an attentional pooler (CoCa) are not supported for saliency; "
+            "use a plain CLIP ViT such as ViT-B-32"
+        )
     return visual
 
 
@@ -157,8 +163,9 @@ def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
 def _mha_with_probs(attn: torch.nn.MultiheadAttention, h: torch.Tensor):
     """Self-attention of an nn.MultiheadAttention (batch-first input) computed explicitly."""
     if getattr(attn, "in_proj_weight", None) is None or attn.bias_k is not None or attn.add_zero_attn:
-        raise SaliencyError("unsupported attention layer (separate q/k/v projections or bias_k); "
-                            "use a standard CLIP ViT")
+        raise SaliencyError(
+            "unsupported attention layer (separate q/k/v projections or bias_k); use a standard CLIP ViT"
+        )
     heads = attn.num_heads
     q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
     q, k, v = (_split_heads(t, heads) for t in (q, k, v))
@@ -264,11 +271,15 @@ def _text_embedding(encoder, text, device, dtype) -> torch.Tensor:
     elif isinstance(text, torch.Tensor):
         tokens = text.reshape(1, -1).long()
     else:
-        raise SaliencyError(f"text must be a prompt string, token ids or an embedding tensor; got {type(text).__name__}")
+        raise SaliencyError(
+            f"text must be a prompt string, token ids or an embedding tensor; got {type(text).__name__}"
+        )
     vocab = int(getattr(model, "vocab_size", 0) or model.token_embedding.num_embeddings)
     if int(tokens.max()) >= vocab:
-        raise SaliencyError(f"the prompt's token ids exceed this model's vocabulary ({vocab}); "
-                            "use the tokenizer that belongs to the model or pass a text embedding")
+        raise SaliencyError(
+            f"the prompt's token ids exceed this model's vocabulary ({vocab}); "
+            "use the tokenizer that belongs to the model or pass a text embedding"
+        )
     with torch.no_grad():
         emb = model.encode_text(tokens.to(device))
     return emb.float().reshape(1, -1)
@@ -289,8 +300,10 @@ def clip_relevancy_map(image, encoder, text=None, size: Optional[int] = None) ->
         else:
             t = _text_embedding(encoder, text, emb.device, emb.dtype)
             if t.shape[-1] != emb.shape[-1]:
-                raise SaliencyError(f"text embedding has {t.shape[-1]} values but the image embedding has "
-                                    f"{emb.shape[-1]}; they must come from the same CLIP model")
+                raise SaliencyError(
+                    f"text embedding has {t.shape[-1]} values but the image embedding has "
+                    f"{emb.shape[-1]}; they must come from the same CLIP model"
+                )
             score = (F.normalize(emb, dim=-1) * F.normalize(t, dim=-1)).sum()
         grads = torch.autograd.grad(score, probs)
     with torch.no_grad():
@@ -304,8 +317,9 @@ def clip_relevancy_map(image, encoder, text=None, size: Optional[int] = None) ->
 
 
 # ---------------------------------------------------------------------------- timm ViT (e.g. DINO)
-def load_timm_vit(name: str = DEFAULT_TIMM_MODEL, weights=None, allow_download: bool = False,
-                  device="cpu", **kwargs) -> torch.nn.Module:
+def load_timm_vit(
+    name: str = DEFAULT_TIMM_MODEL, weights=None, allow_download: bool = False, device="cpu", **kwargs
+) -> torch.nn.Module:
     """A frozen eval-mode timm ViT. ``weights``: a local .pth/.bin/.safetensors (DINO's own
     checkpoints work through timm's converters). Without a file, timm's download is used only when
     ``allow_download``. Extra ``kwargs`` go to `timm.create_model` (e.g. depth for small tests)."""
@@ -319,8 +333,10 @@ def load_timm_vit(name: str = DEFAULT_TIMM_MODEL, weights=None, allow_download: 
     if weights is not None:
         path = os.path.expanduser(os.fspath(weights))
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"timm ViT weights not found: {path}. Check the path, or give the model name "
-                                    "only and allow the download.")
+            raise FileNotFoundError(
+                f"timm ViT weights not found: {path}. Check the path, or give the model name "
+                "only and allow the download."
+            )
         try:
             model = _timm_from_file(timm, name, path, kwargs)
         except Exception as exc:  # noqa: BLE001 - wrong file for the architecture, unknown name, ...
@@ -329,11 +345,15 @@ def load_timm_vit(name: str = DEFAULT_TIMM_MODEL, weights=None, allow_download: 
         try:
             model = timm.create_model(name, pretrained=True, **kwargs)
         except Exception as exc:  # noqa: BLE001 - offline
-            raise FileNotFoundError(f"timm could not load pretrained weights for {name!r} ({exc}). Download the "
-                                    "checkpoint and pass it as a file (weights=...).") from exc
+            raise FileNotFoundError(
+                f"timm could not load pretrained weights for {name!r} ({exc}). Download the "
+                "checkpoint and pass it as a file (weights=...)."
+            ) from exc
     else:
-        raise FileNotFoundError(f"no weights file for timm model {name!r}: pass weights=<file> "
-                                "(e.g. DINO's dino_deitsmall8_pretrain.pth) or allow the download")
+        raise FileNotFoundError(
+            f"no weights file for timm model {name!r}: pass weights=<file> "
+            "(e.g. DINO's dino_deitsmall8_pretrain.pth) or allow the download"
+        )
     model = model.to(device).eval()
     model.requires_grad_(False)
     return model
@@ -365,10 +385,16 @@ def timm_attention_map(image, model, size: Optional[int] = None) -> torch.Tensor
     """Last-block CLS-to-patch attention of a timm ViT (head mean), [H, W] in 0..1."""
     img = image_chw(image)
     blocks = getattr(model, "blocks", None)
-    if blocks is None or len(blocks) == 0 or not hasattr(blocks[-1], "attn") \
-            or not hasattr(blocks[-1].attn, "attn_drop"):
-        raise SaliencyError(f"{type(model).__name__} is not a timm VisionTransformer with attention blocks; "
-                            "use e.g. vit_small_patch8_224.dino")
+    if (
+        blocks is None
+        or len(blocks) == 0
+        or not hasattr(blocks[-1], "attn")
+        or not hasattr(blocks[-1].attn, "attn_drop")
+    ):
+        raise SaliencyError(
+            f"{type(model).__name__} is not a timm VisionTransformer with attention blocks; "
+            "use e.g. vit_small_patch8_224.dino"
+        )
     pe = model.patch_embed
     ps = pe.patch_size
     patch = int(ps[0] if isinstance(ps, (tuple, list)) else ps)
@@ -420,9 +446,20 @@ def _cached_timm_vit(name: str, weights, allow_download: bool):
     return _TIMM_CACHE[key]
 
 
-def saliency_map(image, settings=None, *, encoder=None, mask=None, size: Optional[int] = None, method=None,
-                 text=None, weights=None, models_dir=None, allow_download: Optional[bool] = None,
-                 **overrides) -> torch.Tensor:
+def saliency_map(
+    image,
+    settings=None,
+    *,
+    encoder=None,
+    mask=None,
+    size: Optional[int] = None,
+    method=None,
+    text=None,
+    weights=None,
+    models_dir=None,
+    allow_download: Optional[bool] = None,
+    **overrides,
+) -> torch.Tensor:
     """Saliency ``[H, W]`` float32 in 0..1 for ``image`` (anything `as_rgb` takes; ``[3,H,W]`` 0..1).
 
     settings: a `PlaceSettings` or a whole `SketchSettings` (None: the defaults) with ``overrides`` of its
@@ -454,8 +491,10 @@ def saliency_map(image, settings=None, *, encoder=None, mask=None, size: Optiona
     m = None if mask is None else _resize_mask(mask, h, w)
     if method == "mask":
         if m is None:
-            raise SaliencyError("saliency method 'mask' needs the matting mask (mask=...); "
-                                "turn background removal on or choose a ViT method")
+            raise SaliencyError(
+                "saliency method 'mask' needs the matting mask (mask=...); "
+                "turn background removal on or choose a ViT method"
+            )
         return normalize_map(m) if float(m.max()) > 0 else torch.zeros(h, w)
     if method == "timm-vit":
         if encoder is None or isinstance(encoder, str):
@@ -467,8 +506,10 @@ def saliency_map(image, settings=None, *, encoder=None, mask=None, size: Optiona
 
             encoder = load_clip(DEFAULT_SALIENCY_MODEL, models_dir=models_dir, allow_download=allow_download)
         if text is not None and method == "clip-attention":
-            log.info("clip-attention ignores the text prompt (the original's saliency is text-free); "
-                     "use clip-relevancy for a text-guided map")
+            log.info(
+                "clip-attention ignores the text prompt (the original's saliency is text-free); "
+                "use clip-relevancy for a text-guided map"
+            )
         if method == "clip-attention":
             out = clip_attention_map(img, encoder, size)
         else:
@@ -479,6 +520,18 @@ def saliency_map(image, settings=None, *, encoder=None, mask=None, size: Optiona
     return out.float()
 
 
-__all__ = ["saliency_map", "clip_attention_map", "clip_relevancy_map", "timm_attention_map", "load_timm_vit",
-           "vit_forward_with_attention", "position_embedding", "normalize_map", "grid_for",
-           "SaliencyError", "METHODS", "DEFAULT_METHOD", "DEFAULT_TIMM_MODEL"]
+__all__ = [
+    "saliency_map",
+    "clip_attention_map",
+    "clip_relevancy_map",
+    "timm_attention_map",
+    "load_timm_vit",
+    "vit_forward_with_attention",
+    "position_embedding",
+    "normalize_map",
+    "grid_for",
+    "SaliencyError",
+    "METHODS",
+    "DEFAULT_METHOD",
+    "DEFAULT_TIMM_MODEL",
+]

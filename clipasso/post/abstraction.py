@@ -25,6 +25,7 @@ measure against, so its fidelity is relative to the best loss growing reached:
 and the same target can choose different counts; compare the losses, not the fidelities, across
 methods. The grown strokes come out in the order they were added (a drawing order by construction).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,16 +42,20 @@ from ..place.init import DEFAULT_RADIUS
 from ..errors import OptimizeError
 from ..objective import EVAL_CHUNK, objective_for
 from ..optimize import OptimizeConfig, optimize
-from ..settings import (ABSTRACTION_METHODS, DEFAULT_FIDELITY, PlaceSettings, SelectSettings, SettingsError,
-                        SketchSettings, field_option)
+from ..settings import (
+    ABSTRACTION_METHODS,
+    DEFAULT_FIDELITY,
+    PlaceSettings,
+    SelectSettings,
+    SettingsError,
+    SketchSettings,
+    field_option,
+)
 from .select import single_sketch
 from ..errors import AbstractionError
 from ..strokes import Strokes
 
 log = logging.getLogger(__name__)
-
-
-
 
 
 class NoImprovementError(AbstractionError):
@@ -59,17 +64,25 @@ class NoImprovementError(AbstractionError):
 
 # --------------------------------------------------------------------------- shared helpers
 
+
 def reopt_config(config: Optional[OptimizeConfig], iterations: int) -> OptimizeConfig:
     """Settings of a short re-optimisation of strokes that already have their colours."""
     cfg = config or OptimizeConfig()
     extra = {"color_from_image": False} if any(f.name == "color_from_image" for f in dataclasses.fields(cfg)) else {}
-    return dataclasses.replace(cfg, iterations=int(iterations),
-                               eval_interval=max(1, min(cfg.eval_interval, max(1, int(iterations)))),
-                               **extra).validate()
+    return dataclasses.replace(
+        cfg, iterations=int(iterations), eval_interval=max(1, min(cfg.eval_interval, max(1, int(iterations)))), **extra
+    ).validate()
 
 
-def masked_losses(sketch: Strokes, visible: torch.Tensor, target: torch.Tensor, encoder,
-                  config: Optional[OptimizeConfig] = None, device=None, chunk: int = EVAL_CHUNK) -> torch.Tensor:
+def masked_losses(
+    sketch: Strokes,
+    visible: torch.Tensor,
+    target: torch.Tensor,
+    encoder,
+    config: Optional[OptimizeConfig] = None,
+    device=None,
+    chunk: int = EVAL_CHUNK,
+) -> torch.Tensor:
     """Eval loss of ``sketch`` (one candidate) with only some strokes drawn, for many stroke subsets
     (`clipasso.objective.Objective.masked`; ``encoder`` may be the objective itself).
 
@@ -86,8 +99,9 @@ def masked_losses(sketch: Strokes, visible: torch.Tensor, target: torch.Tensor, 
 def drop_strokes(sketch: Strokes, keep: Sequence[int]) -> Strokes:
     """``sketch`` (one candidate) with only the strokes at ``keep`` (in that order)."""
     idx = torch.as_tensor(list(keep), dtype=torch.long)
-    return Strokes(sketch.points[:, idx], sketch.widths[:, idx], sketch.colors[:, idx], sketch.canvas,
-                   seeds=sketch.seeds)
+    return Strokes(
+        sketch.points[:, idx], sketch.widths[:, idx], sketch.colors[:, idx], sketch.canvas, seeds=sketch.seeds
+    )
 
 
 def _check_fidelity(fidelity) -> float:
@@ -108,23 +122,24 @@ def _check_count(name: str, value, lo: int, what: str) -> int:
 
 # --------------------------------------------------------------------------- pruning
 
+
 @dataclass
 class AbstractionResult:
-    strokes: Strokes                 # the chosen sketch (one candidate, `count` strokes, with its loss)
-    count: int                       # chosen stroke count
-    fidelity: float                  # the target asked for
-    counts: List[int]                # stroke counts measured, in the order measured (down when pruning, up
-                                     # when growing)
-    losses: List[float]              # eval loss at each count
-    blank_loss: float                # eval loss of the empty canvas
-    full_loss: float                 # reference of fidelity 1: the input (generous) sketch's loss when
-                                     # pruning, the best loss reached when growing
+    strokes: Strokes  # the chosen sketch (one candidate, `count` strokes, with its loss)
+    count: int  # chosen stroke count
+    fidelity: float  # the target asked for
+    counts: List[int]  # stroke counts measured, in the order measured (down when pruning, up
+    # when growing)
+    losses: List[float]  # eval loss at each count
+    blank_loss: float  # eval loss of the empty canvas
+    full_loss: float  # reference of fidelity 1: the input (generous) sketch's loss when
+    # pruning, the best loss reached when growing
     sketches: Dict[int, Strokes] = field(default_factory=dict)  # the sketch reached at each count
     removed: List[int] = field(default_factory=list)  # input stroke indices in the order they were pruned
     cancelled: bool = False
     seconds: float = 0.0
-    method: str = "prune"            # "prune" (auto_abstract) or "grow" (grow_abstract)
-    stop_reason: str = ""            # why the search stopped (see auto_abstract / grow_abstract)
+    method: str = "prune"  # "prune" (auto_abstract) or "grow" (grow_abstract)
+    stop_reason: str = ""  # why the search stopped (see auto_abstract / grow_abstract)
 
     def fidelity_of(self, loss: float) -> float:
         return (self.blank_loss - loss) / (self.blank_loss - self.full_loss)
@@ -142,22 +157,40 @@ class AbstractionResult:
         return "\n".join(rows)
 
     def to_dict(self) -> dict:
-        return {"count": self.count, "fidelity_target": self.fidelity, "blank_loss": self.blank_loss,
-                "full_loss": self.full_loss,
-                "curve": [{"strokes": k, "loss": v, "fidelity": f}
-                          for k, v, f in zip(self.counts, self.losses, self.fidelities)],
-                "removed": self.removed, "cancelled": self.cancelled, "seconds": self.seconds,
-                "method": self.method, "stop_reason": self.stop_reason}
+        return {
+            "count": self.count,
+            "fidelity_target": self.fidelity,
+            "blank_loss": self.blank_loss,
+            "full_loss": self.full_loss,
+            "curve": [
+                {"strokes": k, "loss": v, "fidelity": f} for k, v, f in zip(self.counts, self.losses, self.fidelities)
+            ],
+            "removed": self.removed,
+            "cancelled": self.cancelled,
+            "seconds": self.seconds,
+            "method": self.method,
+            "stop_reason": self.stop_reason,
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
 
 
-def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: float = DEFAULT_FIDELITY,
-                  config: Optional[OptimizeConfig] = None, settings: Optional[SelectSettings] = None, *,
-                  min_strokes: int = 1, full_curve: bool = False, device=None,
-                  callback: Optional[Callable[[int, float, Strokes], None]] = None,
-                  should_stop: Optional[Callable[[], bool]] = None, **overrides) -> AbstractionResult:
+def auto_abstract(
+    strokes: Strokes,
+    target: torch.Tensor,
+    encoder,
+    fidelity: float = DEFAULT_FIDELITY,
+    config: Optional[OptimizeConfig] = None,
+    settings: Optional[SelectSettings] = None,
+    *,
+    min_strokes: int = 1,
+    full_curve: bool = False,
+    device=None,
+    callback: Optional[Callable[[int, float, Strokes], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    **overrides,
+) -> AbstractionResult:
     """Prune an optimised sketch down to the fewest strokes that keep ``fidelity`` of its quality.
 
     strokes: the optimised sketch with a generous stroke budget (one candidate, or several with
@@ -176,8 +209,9 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
     sketch = single_sketch(strokes)
     s = sketch.num_strokes
     if isinstance(min_strokes, bool) or not isinstance(min_strokes, int) or not 1 <= min_strokes <= s:
-        raise AbstractionError(f"min_strokes must be a whole number from 1 to the sketch's {s} strokes; "
-                               f"got {min_strokes!r}")
+        raise AbstractionError(
+            f"min_strokes must be a whole number from 1 to the sketch's {s} strokes; got {min_strokes!r}"
+        )
     prune_iterations = SelectSettings.of(settings, **overrides).prune_iterations
     cfg = config or OptimizeConfig()
     reopt = reopt_config(cfg, prune_iterations)
@@ -187,9 +221,11 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
     ends[1] = True
     blank, full = (float(v) for v in objective.masked(sketch, ends))
     if not (math.isfinite(blank) and math.isfinite(full)) or blank - full <= 1e-12 * max(1.0, abs(blank)):
-        raise NoImprovementError(f"the sketch (loss {full:.6g}) is no closer to the picture than an empty canvas "
-                               f"(loss {blank:.6g}), so there is no quality to keep; optimise it first "
-                               "(more iterations or strokes)")
+        raise NoImprovementError(
+            f"the sketch (loss {full:.6g}) is no closer to the picture than an empty canvas "
+            f"(loss {blank:.6g}), so there is no quality to keep; optimise it first "
+            "(more iterations or strokes)"
+        )
 
     def fid(loss):
         return (blank - loss) / (blank - full)
@@ -235,10 +271,21 @@ def auto_abstract(strokes: Strokes, target: torch.Tensor, encoder, fidelity: flo
 
     ok = [k for k, v in zip(counts, losses) if fid(v) >= fidelity - 1e-9]
     count = min(ok) if ok else s  # the full sketch always reaches fidelity 1
-    return AbstractionResult(strokes=sketches[count], count=count, fidelity=fidelity, counts=counts,
-                             losses=losses, blank_loss=blank, full_loss=full, sketches=sketches,
-                             removed=removed, cancelled=cancelled, seconds=time.perf_counter() - t0,
-                             method="prune", stop_reason="cancelled" if cancelled else reason)
+    return AbstractionResult(
+        strokes=sketches[count],
+        count=count,
+        fidelity=fidelity,
+        counts=counts,
+        losses=losses,
+        blank_loss=blank,
+        full_loss=full,
+        sketches=sketches,
+        removed=removed,
+        cancelled=cancelled,
+        seconds=time.perf_counter() - t0,
+        method="prune",
+        stop_reason="cancelled" if cancelled else reason,
+    )
 
 
 # --------------------------------------------------------------------------- growing
@@ -247,8 +294,14 @@ PLACEMENT_TEMPERATURE = 0.1  # softmax temperature over the normalised ink-benef
 WASH = 0.02  # ink share of the faint wash the benefit is measured under
 
 
-def ink_benefit(sketch: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
-                device=None, pen: Optional[Sequence[float]] = None) -> torch.Tensor:
+def ink_benefit(
+    sketch: Strokes,
+    target: torch.Tensor,
+    encoder,
+    config: Optional[OptimizeConfig] = None,
+    device=None,
+    pen: Optional[Sequence[float]] = None,
+) -> torch.Tensor:
     """``[H,W]`` >= 0: how much a little ink of the pen's colour at each pixel would lower the eval loss.
 
     The render ``I`` of ``sketch`` (one candidate) is differentiated: inking a pixel by ``da`` moves it to
@@ -265,11 +318,14 @@ def ink_benefit(sketch: Strokes, target: torch.Tensor, encoder, config: Optional
     h, w = sketch.canvas
     loss_fn = objective_for(target, encoder, config, device, (h, w))
     dev = loss_fn.device
-    ink = torch.as_tensor(list(pen) if pen is not None else [0.0, 0.0, 0.0], dtype=torch.float32,
-                          device=dev).view(1, 3, 1, 1)
+    ink = torch.as_tensor(list(pen) if pen is not None else [0.0, 0.0, 0.0], dtype=torch.float32, device=dev).view(
+        1, 3, 1, 1
+    )
     with torch.enable_grad():
         with torch.no_grad():
-            image = render(sketch.to(dev), background=getattr(loss_fn.settings, 'background', (1.0, 1.0, 1.0))).image.float()
+            image = render(
+                sketch.to(dev), background=getattr(loss_fn.settings, "background", (1.0, 1.0, 1.0))
+            ).image.float()
             # measured under a faint wash of ink: on pure paper a loss may clamp its ink at 0 and pass
             # no gradient there (the trace loss does)
             image = image + WASH * (ink - image)
@@ -288,8 +344,9 @@ def _pen(sketch: Strokes):
     return float(sketch.widths[0].median()), sketch.colors[0].median(dim=0).values
 
 
-def _place_candidates(benefit: torch.Tensor, n: int, num_segments: int, gen: torch.Generator,
-                      prior: Optional[torch.Tensor] = None) -> torch.Tensor:
+def _place_candidates(
+    benefit: torch.Tensor, n: int, num_segments: int, gen: torch.Generator, prior: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """``[n, 1+3k, 2]`` new strokes: CLIPasso squiggles started at the best pixel of ``benefit * prior``
     and at ``n - 1`` pixels drawn from its softmax (without replacement); uniform where the map is empty."""
     from ..place.init import random_walk, start_probabilities
@@ -312,8 +369,9 @@ def _place_candidates(benefit: torch.Tensor, n: int, num_segments: int, gen: tor
     return random_walk(starts, num_segments, DEFAULT_RADIUS, (h, w), gen)
 
 
-def reached_plateau(losses: Sequence[float], blank: float, min_gain: float = SelectSettings.min_gain,
-                    patience: int = 2) -> bool:
+def reached_plateau(
+    losses: Sequence[float], blank: float, min_gain: float = SelectSettings.min_gain, patience: int = 2
+) -> bool:
     """Growing's stopping rule on the losses measured so far (one per stage, in order): each of the last
     ``patience`` stages lowered the loss by less than ``min_gain`` times ``blank - min(losses)``."""
     if len(losses) <= patience:
@@ -321,16 +379,28 @@ def reached_plateau(losses: Sequence[float], blank: float, min_gain: float = Sel
     total = blank - min(losses)
     if not total > 0:
         return False
-    gains = [a - b for a, b in zip(losses[-patience - 1:-1], losses[-patience:])]
+    gains = [a - b for a, b in zip(losses[-patience - 1 : -1], losses[-patience:])]
     return all(g < min_gain * total for g in gains)
 
 
-def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float = DEFAULT_FIDELITY,
-                  config: Optional[OptimizeConfig] = None, settings: Optional[SelectSettings] = None, *,
-                  start_strokes: Optional[int] = None, candidates: int = 8, patience: int = 2,
-                  full_curve: bool = False, prior: Optional[torch.Tensor] = None, device=None,
-                  callback: Optional[Callable[[int, float, Strokes], None]] = None,
-                  should_stop: Optional[Callable[[], bool]] = None, **overrides) -> AbstractionResult:
+def grow_abstract(
+    start: Strokes,
+    target: torch.Tensor,
+    encoder,
+    fidelity: float = DEFAULT_FIDELITY,
+    config: Optional[OptimizeConfig] = None,
+    settings: Optional[SelectSettings] = None,
+    *,
+    start_strokes: Optional[int] = None,
+    candidates: int = 8,
+    patience: int = 2,
+    full_curve: bool = False,
+    prior: Optional[torch.Tensor] = None,
+    device=None,
+    callback: Optional[Callable[[int, float, Strokes], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    **overrides,
+) -> AbstractionResult:
     """Grow a sketch from a few strokes, one stroke per stage, and choose the count for ``fidelity``.
 
     settings: a `SelectSettings` (None: the defaults; or a whole `SketchSettings`) with ``overrides`` of
@@ -367,15 +437,19 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
         if msg:
             raise SettingsError(msg)
         if start_strokes > n_in:
-            raise AbstractionError(f"start_strokes is {start_strokes} but the starting sketch has only {n_in} "
-                                   "strokes; ask for fewer or give a sketch with more")
+            raise AbstractionError(
+                f"start_strokes is {start_strokes} but the starting sketch has only {n_in} "
+                "strokes; ask for fewer or give a sketch with more"
+            )
         sketch = drop_strokes(sketch, range(start_strokes))
     k0 = sketch.num_strokes
     chosen = (SelectSettings.of(settings) if settings is not None else SelectSettings()).replace(**overrides)
     max_strokes = chosen.max_strokes
     if isinstance(max_strokes, int) and not isinstance(max_strokes, bool) and max_strokes <= k0:
-        raise AbstractionError(f"max_strokes ({max_strokes}) must be larger than the {k0} strokes growing starts "
-                               "from; raise max_strokes or start from fewer strokes")
+        raise AbstractionError(
+            f"max_strokes ({max_strokes}) must be larger than the {k0} strokes growing starts "
+            "from; raise max_strokes or start from fewer strokes"
+        )
     chosen.validate()
     if max_strokes is None:  # twice the stroke count (not a setting's bound: 2 x 1024 may pass 1024)
         max_strokes = 2 * int(settings.strokes if isinstance(settings, SketchSettings) else PlaceSettings().strokes)
@@ -388,8 +462,10 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
         while prior.ndim > 2 and prior.shape[0] == 1:
             prior = prior[0]
         if tuple(prior.shape) != (h, w) or not bool(torch.isfinite(prior).all()) or bool((prior < 0).any()):
-            raise AbstractionError(f"prior must be a finite map >= 0 of the canvas size {h}x{w} (e.g. the saliency "
-                                   f"map); got shape {tuple(prior.shape)}")
+            raise AbstractionError(
+                f"prior must be a finite map >= 0 of the canvas size {h}x{w} (e.g. the saliency "
+                f"map); got shape {tuple(prior.shape)}"
+            )
     cfg = config or OptimizeConfig()
     reopt = reopt_config(cfg, grow_iterations)
     objective = objective_for(target, encoder, cfg, device, sketch.canvas)  # one loss object for every measurement
@@ -423,15 +499,18 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
 
             alone = Strokes(new.unsqueeze(1), torch.full((n, 1), half_width), new_colors.clone(), current.canvas)
             new_colors = colors_from_image(alone, target, background=cfg.background).colors.to(color.dtype)
-        trial = Strokes(torch.cat([current.points.expand(n, -1, -1, -1), new.unsqueeze(1)], 1),
-                        torch.cat([current.widths.expand(n, -1), torch.full((n, 1), half_width)], 1),
-                        torch.cat([current.colors.expand(n, -1, -1), new_colors], 1),
-                        current.canvas)
-        tried = torch.cat([objective.evaluate(trial.select(list(range(i, min(n, i + EVAL_CHUNK)))))
-                           for i in range(0, n, EVAL_CHUNK)])
+        trial = Strokes(
+            torch.cat([current.points.expand(n, -1, -1, -1), new.unsqueeze(1)], 1),
+            torch.cat([current.widths.expand(n, -1), torch.full((n, 1), half_width)], 1),
+            torch.cat([current.colors.expand(n, -1, -1), new_colors], 1),
+            current.canvas,
+        )
+        tried = torch.cat(
+            [objective.evaluate(trial.select(list(range(i, min(n, i + EVAL_CHUNK))))) for i in range(0, n, EVAL_CHUNK)]
+        )
         tried = torch.where(torch.isfinite(tried), tried, torch.full_like(tried, float("inf")))
         j = int(torch.argmin(tried))
-        grown = trial.select(j).replace(losses=tried[j:j + 1], seeds=(seed,))
+        grown = trial.select(j).replace(losses=tried[j : j + 1], seeds=(seed,))
         if grow_iterations > 0:
             run = optimize(grown, None, objective, reopt, should_stop=should_stop, seeds=[seed])
             current = run.strokes.select(0).replace(seeds=(seed,))
@@ -449,25 +528,49 @@ def grow_abstract(start: Strokes, target: torch.Tensor, encoder, fidelity: float
 
     best = min(losses)
     if not math.isfinite(best) or blank - best <= 1e-12 * max(1.0, abs(blank)):
-        raise NoImprovementError(f"growing to {counts[-1]} strokes got no closer to the picture (best loss "
-                                 f"{best:.6g}) than an empty canvas (loss {blank:.6g}), so there is no quality to "
-                                 "keep; try more grow_iterations, a higher learning rate or another loss")
+        raise NoImprovementError(
+            f"growing to {counts[-1]} strokes got no closer to the picture (best loss "
+            f"{best:.6g}) than an empty canvas (loss {blank:.6g}), so there is no quality to "
+            "keep; try more grow_iterations, a higher learning rate or another loss"
+        )
     ok = [k for k, v in zip(counts, losses) if (blank - v) / (blank - best) >= fidelity - 1e-9]
     count = min(ok)  # the best count always reaches fidelity 1
-    return AbstractionResult(strokes=sketches[count], count=count, fidelity=fidelity, counts=counts, losses=losses,
-                             blank_loss=blank, full_loss=best, sketches=sketches, removed=[], cancelled=cancelled,
-                             seconds=time.perf_counter() - t0, method="grow",
-                             stop_reason="cancelled" if cancelled else reason)
+    return AbstractionResult(
+        strokes=sketches[count],
+        count=count,
+        fidelity=fidelity,
+        counts=counts,
+        losses=losses,
+        blank_loss=blank,
+        full_loss=best,
+        sketches=sketches,
+        removed=[],
+        cancelled=cancelled,
+        seconds=time.perf_counter() - t0,
+        method="grow",
+        stop_reason="cancelled" if cancelled else reason,
+    )
 
 
 METHODS = ABSTRACTION_METHODS  # the settings' list (abstraction_method)
 
 
-def abstract(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None,
-             settings=None, *, fidelity: Optional[float] = None, start_strokes: Optional[int] = None,
-             full_curve: bool = False, prior: Optional[torch.Tensor] = None, device=None,
-             callback: Optional[Callable[[int, float, Strokes], None]] = None,
-             should_stop: Optional[Callable[[], bool]] = None, **overrides) -> AbstractionResult:
+def abstract(
+    strokes: Strokes,
+    target: torch.Tensor,
+    encoder,
+    config: Optional[OptimizeConfig] = None,
+    settings=None,
+    *,
+    fidelity: Optional[float] = None,
+    start_strokes: Optional[int] = None,
+    full_curve: bool = False,
+    prior: Optional[torch.Tensor] = None,
+    device=None,
+    callback: Optional[Callable[[int, float, Strokes], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    **overrides,
+) -> AbstractionResult:
     """Automatic abstraction as the settings say: prune (`auto_abstract`) or grow (`grow_abstract`) by
     ``abstraction_method``, to ``fidelity`` (None: the settings' ``auto_strokes``, else 0.9).
 
@@ -484,11 +587,32 @@ def abstract(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[O
         fidelity = DEFAULT_FIDELITY if fidelity is None else fidelity
     common = dict(full_curve=full_curve, device=device, callback=callback, should_stop=should_stop)
     if method == "grow":
-        return grow_abstract(strokes, target, encoder, fidelity, config, settings, start_strokes=start_strokes,
-                             prior=prior, **common, **overrides)
+        return grow_abstract(
+            strokes,
+            target,
+            encoder,
+            fidelity,
+            config,
+            settings,
+            start_strokes=start_strokes,
+            prior=prior,
+            **common,
+            **overrides,
+        )
     return auto_abstract(strokes, target, encoder, fidelity, config, settings, **common, **overrides)
 
 
-__all__ = ["abstract", "auto_abstract", "grow_abstract", "ink_benefit", "reached_plateau", "METHODS",
-           "AbstractionResult", "AbstractionError", "NoImprovementError", "masked_losses", "reopt_config",
-           "drop_strokes"]
+__all__ = [
+    "abstract",
+    "auto_abstract",
+    "grow_abstract",
+    "ink_benefit",
+    "reached_plateau",
+    "METHODS",
+    "AbstractionResult",
+    "AbstractionError",
+    "NoImprovementError",
+    "masked_losses",
+    "reopt_config",
+    "drop_strokes",
+]

@@ -9,6 +9,7 @@ pair containing it, and so on. Cost: S(S+1)/2 sketch evaluations for S strokes, 
 Outputs: the reordered strokes and the loss of every prefix (``[S+1]``, the empty canvas first); the
 drawing being made stroke by stroke (frames, animated SVG, GIF) is `clipasso.output.animation`'s.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,12 @@ from .select import single_sketch
 from ..settings import OptimizeConfig
 from ..strokes import Strokes
 
+
 @dataclass
 class OrderResult:
-    strokes: Strokes              # the sketch with its strokes in drawing order (one candidate)
-    order: List[int]              # input stroke index of each position
-    prefix_losses: torch.Tensor   # [S+1] eval loss after 0, 1, ..., S strokes (0 = empty canvas)
+    strokes: Strokes  # the sketch with its strokes in drawing order (one candidate)
+    order: List[int]  # input stroke index of each position
+    prefix_losses: torch.Tensor  # [S+1] eval loss after 0, 1, ..., S strokes (0 = empty canvas)
     seconds: float = 0.0
 
     def table(self) -> str:
@@ -38,8 +40,7 @@ class OrderResult:
         return "\n".join(rows)
 
     def to_dict(self) -> dict:
-        return {"order": self.order, "prefix_losses": [float(v) for v in self.prefix_losses],
-                "seconds": self.seconds}
+        return {"order": self.order, "prefix_losses": [float(v) for v in self.prefix_losses], "seconds": self.seconds}
 
 
 def reorder(sketch: Strokes, order: Sequence[int]) -> Strokes:
@@ -51,8 +52,14 @@ def reorder(sketch: Strokes, order: Sequence[int]) -> Strokes:
     return sketch.replace(points=sketch.points[:, idx], widths=sketch.widths[:, idx], colors=sketch.colors[:, idx])
 
 
-def prefix_losses(strokes: Strokes, order: Optional[Sequence[int]], target: torch.Tensor, encoder,
-                  config: Optional[OptimizeConfig] = None, device=None) -> torch.Tensor:
+def prefix_losses(
+    strokes: Strokes,
+    order: Optional[Sequence[int]],
+    target: torch.Tensor,
+    encoder,
+    config: Optional[OptimizeConfig] = None,
+    device=None,
+) -> torch.Tensor:
     """Eval loss ``[S+1]`` after the first 0, 1, ..., S strokes of ``order`` (None: the strokes' own order)."""
     sketch = single_sketch(strokes, "prefix_losses")
     s = sketch.num_strokes
@@ -62,9 +69,16 @@ def prefix_losses(strokes: Strokes, order: Optional[Sequence[int]], target: torc
     return objective_for(target, encoder, config, device, sketch.canvas).masked(sketch, visible)
 
 
-def greedy_order(strokes: Strokes, target: torch.Tensor, encoder, config: Optional[OptimizeConfig] = None, *,
-                 device=None, callback: Optional[Callable[[int, int, float], None]] = None,
-                 should_stop: Optional[Callable[[], bool]] = None) -> OrderResult:
+def greedy_order(
+    strokes: Strokes,
+    target: torch.Tensor,
+    encoder,
+    config: Optional[OptimizeConfig] = None,
+    *,
+    device=None,
+    callback: Optional[Callable[[int, int, float], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> OrderResult:
     """Order the strokes of one sketch greedily by eval loss (see the module docstring).
 
     strokes: one candidate (or several with losses: the best is used). target: ``[3,H,W]`` 0..1.

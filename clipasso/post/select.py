@@ -1,4 +1,5 @@
 """Best-of-N: the candidate whose best clean-view loss is lowest wins (CLIPasso's selection rule)."""
+
 from __future__ import annotations
 
 from typing import Tuple
@@ -17,8 +18,10 @@ def select_best(strokes: Strokes) -> Tuple[Strokes, int]:
     if not isinstance(strokes, Strokes):
         raise StrokeError(f"select_best needs a Strokes value; got {type(strokes).__name__}")
     if strokes.losses is None:
-        raise StrokeError("these strokes carry no losses, so there is nothing to choose by; "
-                          "run the optimiser first (it records each candidate's best loss)")
+        raise StrokeError(
+            "these strokes carry no losses, so there is nothing to choose by; "
+            "run the optimiser first (it records each candidate's best loss)"
+        )
     losses = strokes.losses.detach().float().cpu()
     finite = torch.isfinite(losses)
     if not bool(finite.any()):
@@ -35,9 +38,11 @@ def single_sketch(strokes: Strokes, what: str = "automatic abstraction") -> Stro
     if strokes.num_candidates == 1:
         return strokes.cpu()
     if strokes.losses is None:
-        raise AbstractionError(f"{what} works on one sketch, but these strokes hold {strokes.num_candidates} "
-                               "candidates and no losses to pick the best by; select one candidate first "
-                               "(Select Best, or Strokes.select)")
+        raise AbstractionError(
+            f"{what} works on one sketch, but these strokes hold {strokes.num_candidates} "
+            "candidates and no losses to pick the best by; select one candidate first "
+            "(Select Best, or Strokes.select)"
+        )
     return select_best(strokes)[0].cpu()
 
 

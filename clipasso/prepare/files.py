@@ -1,6 +1,7 @@
 """Checks of an input image's path that need neither torch nor Pillow, so that the command line can refuse a
 missing or unusable input before it imports the engine. `clipasso.prepare.images` re-exports them (the same
 objects): ``from clipasso.prepare.images import ImageError, check_image_path`` keeps working."""
+
 from __future__ import annotations
 
 import os
@@ -30,17 +31,22 @@ def check_image_path(path) -> os.stat_result:
         st = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
-            raise ImageError(f"image file not found: {shown} is a symbolic link to "
-                             f"{shown_path(os.readlink(path))}, which does not exist; fix the link or give the "
-                             "picture itself") from None
+            raise ImageError(
+                f"image file not found: {shown} is a symbolic link to "
+                f"{shown_path(os.readlink(path))}, which does not exist; fix the link or give the "
+                "picture itself"
+            ) from None
         raise ImageError(f"image file not found: {shown}; check the name and the folder") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise ImageError(f"cannot open {shown}: its symbolic links form a loop; fix the link or give the "
-                             "picture itself") from None
+            raise ImageError(
+                f"cannot open {shown}: its symbolic links form a loop; fix the link or give the picture itself"
+            ) from None
         if exc.errno == errno.ENAMETOOLONG:
-            raise ImageError(f"cannot open {shown}: the file name is too long for this system; rename the file "
-                             "or its folders to something shorter") from None
+            raise ImageError(
+                f"cannot open {shown}: the file name is too long for this system; rename the file "
+                "or its folders to something shorter"
+            ) from None
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise ImageError(f"no permission to read {shown}; check its permissions") from None
         raise ImageError(f"cannot open {shown}: {exc.strerror or exc}; check the path") from None

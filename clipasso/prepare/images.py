@@ -6,6 +6,7 @@ Files are opened only by `load_image_file` (size checked from the header before 
 files, folders, links, EXIF orientation); `check_sketch_size` is the minimum `prepare_target` enforces.
 Every refusal is an `ImageError`, which the CLI prints as ``clipasso: error: ...``.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,9 @@ def _background_tensor(background, device, dtype) -> torch.Tensor:
     return bg.view(3, 1, 1)
 
 
-def as_rgb(image, background: Union[float, Sequence[float]] = 1.0,
-           max_pixels: int = MAX_PIXELS, layout: str = "auto") -> torch.Tensor:
+def as_rgb(
+    image, background: Union[float, Sequence[float]] = 1.0, max_pixels: int = MAX_PIXELS, layout: str = "auto"
+) -> torch.Tensor:
     """Any image -> float32 ``[3, H, W]`` in 0..1 on the CPU (or the input tensor's device).
 
     Accepts a file path, a PIL image, a numpy array (HW, HWC; uint8 or float 0..1) or a torch
@@ -72,8 +74,10 @@ def as_rgb(image, background: Union[float, Sequence[float]] = 1.0,
             t = t.float()
         channels_last = None
     else:
-        raise ImageError(f"cannot read an image from {type(image).__name__}; give a file path, "
-                         "a PIL image, a numpy array or a torch tensor")
+        raise ImageError(
+            f"cannot read an image from {type(image).__name__}; give a file path, "
+            "a PIL image, a numpy array or a torch tensor"
+        )
 
     if t.ndim == 4:
         if t.shape[0] != 1:
@@ -94,19 +98,25 @@ def as_rgb(image, background: Union[float, Sequence[float]] = 1.0,
     if h == 0 or w == 0:
         raise ImageError(f"the image is empty ({h}x{w} pixels); give a picture of an object")
     if h * w > max_pixels:
-        raise ImageError(f"the image is {w}x{h} = {h * w / 1e6:.0f} megapixels, above the limit of "
-                         f"{max_pixels / 1e6:.0f}; downscale it first (sketching works at 224 px anyway)")
+        raise ImageError(
+            f"the image is {w}x{h} = {h * w / 1e6:.0f} megapixels, above the limit of "
+            f"{max_pixels / 1e6:.0f}; downscale it first (sketching works at 224 px anyway)"
+        )
     if c not in (1, 2, 3, 4):
         raise ImageError(f"an image needs 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) channels; got {c}")
     if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
-        raise ImageError(f"the image contains {bad} NaN or infinite value(s); fix the node or code that produced it "
-                         "(or replace them, e.g. with torch.nan_to_num) and try again")
+        raise ImageError(
+            f"the image contains {bad} NaN or infinite value(s); fix the node or code that produced it "
+            "(or replace them, e.g. with torch.nan_to_num) and try again"
+        )
     if float(t.max()) > 1.0 + 1e-3 or float(t.min()) < -1e-3:
         if float(t.min()) >= 0 and float(t.max()) <= 255.0 + 1e-3:
             t = t / 255.0  # a float image in 0..255
         else:
-            raise ImageError(f"image values must lie in 0..1 (or 0..255); got {float(t.min()):.3g}..{float(t.max()):.3g}")
+            raise ImageError(
+                f"image values must lie in 0..1 (or 0..255); got {float(t.min()):.3g}..{float(t.max()):.3g}"
+            )
     t = t.clamp(0, 1).permute(2, 0, 1).contiguous()  # C,H,W
     alpha = None
     if c in (2, 4):
@@ -173,15 +183,18 @@ def plain_mode(pil):
             return pil.convert("RGBA")
         return pil.convert("RGB")
     except (ValueError, OSError) as exc:
-        raise ImageError(f"cannot use a Pillow image in mode {mode!r} ({exc}); convert it to RGB first, "
-                         "e.g. image.convert('RGB')") from exc
+        raise ImageError(
+            f"cannot use a Pillow image in mode {mode!r} ({exc}); convert it to RGB first, e.g. image.convert('RGB')"
+        ) from exc
 
 
 def check_sketch_size(height: int, width: int, min_side: int = MIN_SIDE) -> None:
     """Refuse a picture too small to sketch (a side below ``min_side`` px): its loss would mean nothing."""
     if min(int(height), int(width)) < min_side:
-        raise ImageError(f"the image is {int(width)}x{int(height)} pixels, too small to sketch: both sides must be "
-                         f"at least {min_side} px; give a larger picture of the object (sketching works at 224 px)")
+        raise ImageError(
+            f"the image is {int(width)}x{int(height)} pixels, too small to sketch: both sides must be "
+            f"at least {min_side} px; give a larger picture of the object (sketching works at 224 px)"
+        )
 
 
 def _header_size(path):
@@ -210,11 +223,13 @@ def _header_size(path):
 
 def _too_big(shown: str, width, height, pixels, limit: int) -> ImageError:
     size = f"{width}x{height} = " if width else ""
-    side = int(limit ** 0.5)
+    side = int(limit**0.5)
     mp = f"{pixels / 1e6:.0f}" if round(pixels / 1e6) > limit / 1e6 else f"{pixels / 1e6:.2f}"
-    return ImageError(f"{shown} is {size}{mp} megapixels, above the {limit / 1e6:.0f} megapixel "
-                      f"limit ({side}x{side}); shrink the picture first, e.g. to 2000 px on the long side "
-                      "(sketching works at 224 px anyway)")
+    return ImageError(
+        f"{shown} is {size}{mp} megapixels, above the {limit / 1e6:.0f} megapixel "
+        f"limit ({side}x{side}); shrink the picture first, e.g. to 2000 px on the long side "
+        "(sketching works at 224 px anyway)"
+    )
 
 
 def load_image_file(path, max_pixels: int = MAX_PIXELS) -> "Image.Image":
@@ -238,8 +253,10 @@ def load_image_file(path, max_pixels: int = MAX_PIXELS) -> "Image.Image":
     except TypeError as exc:
         raise ImageError(f"an image file name must be a str, bytes or path; got {type(path).__name__}") from exc
     if isinstance(path, bytes) and (b"\0" in path or len(path) > 65536):
-        raise ImageError("got bytes that look like file contents, not a file name; open them with "
-                         "PIL.Image.open(io.BytesIO(data)) and pass the image")
+        raise ImageError(
+            "got bytes that look like file contents, not a file name; open them with "
+            "PIL.Image.open(io.BytesIO(data)) and pass the image"
+        )
     shown = shown_path(path)
     st = check_image_path(path)
     if st.st_size == 0:
@@ -255,14 +272,15 @@ def load_image_file(path, max_pixels: int = MAX_PIXELS) -> "Image.Image":
         pixels = size[0] * size[1] if size else (int(found.group(1)) if found else float("nan"))
         raise _too_big(shown, *(size or (None, None)), pixels, max_pixels) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{shown} is not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF, GIF, ...); check "
-                         "that it is a picture and not, e.g., a text file or web page saved under an image's "
-                         "name") from None
+        raise ImageError(
+            f"{shown} is not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF, GIF, ...); check "
+            "that it is a picture and not, e.g., a text file or web page saved under an image's "
+            "name"
+        ) from None
     except PermissionError:
         raise ImageError(f"no permission to read {shown}; check its permissions") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageError(f"could not read {shown}: {exc}; the file may be damaged, save or export it "
-                         "again") from None
+        raise ImageError(f"could not read {shown}: {exc}; the file may be damaged, save or export it again") from None
     with img:
         w, h = img.size
         if w * h > max_pixels:
@@ -273,8 +291,10 @@ def load_image_file(path, max_pixels: int = MAX_PIXELS) -> "Image.Image":
             raise ImageError(f"not enough memory to decode {shown} ({w}x{h}); shrink the picture first") from None
         except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise OSError, ValueError, SyntaxError, ...
             why = str(exc) or type(exc).__name__
-            raise ImageError(f"could not decode {shown}: {why}; the file is damaged or truncated (was it copied "
-                             "or downloaded completely?), save or export it again") from None
+            raise ImageError(
+                f"could not decode {shown}: {why}; the file is damaged or truncated (was it copied "
+                "or downloaded completely?), save or export it again"
+            ) from None
     try:
         orientation = img.getexif().get(0x0112, 1)
     except Exception:  # noqa: BLE001 - unreadable EXIF: keep the picture as stored
@@ -306,8 +326,9 @@ def resize_to(image: torch.Tensor, size: Tuple[int, int], mode: str = "bicubic")
     return x[0] if squeeze else x
 
 
-def fit_square(image: torch.Tensor, size: int = 224, fill: float = 1.0, margin: int = 0,
-               mode: str = "bicubic") -> torch.Tensor:
+def fit_square(
+    image: torch.Tensor, size: int = 224, fill: float = 1.0, margin: int = 0, mode: str = "bicubic"
+) -> torch.Tensor:
     """Pad ``[C, H, W]`` (or ``[B, C, H, W]``) to a centred square with ``fill`` and resize to ``size``.
 
     Never stretches. ``margin`` adds that many pixels of padding on every side first (the
@@ -330,6 +351,7 @@ def fit_square(image: torch.Tensor, size: int = 224, fill: float = 1.0, margin: 
 # "pad"       padded to a white square with a margin of 10 px at the 224 canvas (10/224 of the long
 #             side a side), then resized; never stretched.
 from ..settings import FRAMINGS  # noqa: E402 - defined with the settings
+
 FIX_SCALE_MARGIN = 10  # input pixels a side (the original padded by 20 in total)
 
 
@@ -348,8 +370,14 @@ def framing_margin(height: int, width: int, framing: str, input_scale: float = 1
     raise ImageError(f"framing must be one of {', '.join(FRAMINGS)}; got {framing!r}")
 
 
-def frame_square(image: torch.Tensor, size: int, framing: str = "pad", fill: float = 1.0,
-                 mode: str = "bicubic", input_scale: float = 1.0) -> torch.Tensor:
+def frame_square(
+    image: torch.Tensor,
+    size: int,
+    framing: str = "pad",
+    fill: float = 1.0,
+    mode: str = "bicubic",
+    input_scale: float = 1.0,
+) -> torch.Tensor:
     """``[C, H, W]`` -> ``[C, size, size]`` framed as ``framing`` (see `FRAMINGS`)."""
     h, w = image.shape[-2:]
     margin = framing_margin(h, w, framing, input_scale)

@@ -25,6 +25,7 @@ onnxruntime directly (`U2NetSession`: rembg's own pre- and post-processing, the 
 against rembg). That skips importing rembg, whose dependencies compile code with numba on first
 import: 40 s on a 2-core CPU with a cold cache (a fresh install, a new ComfyUI), 0.02 s here.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,6 +71,7 @@ class Matting:
     ``soft_mask`` is the model's own 0..1 output; ``found`` is False when nothing passed the
     threshold and the whole image was kept.
     """
+
     image: torch.Tensor
     mask: torch.Tensor
     soft_mask: torch.Tensor
@@ -94,13 +96,13 @@ def _session_class(model: str):
     try:
         from rembg.sessions import sessions_class
     except ImportError as exc:
-        raise ImportError("background removal needs rembg: pip install rembg onnxruntime "
-                          "(or turn background removal off)") from exc
+        raise ImportError(
+            "background removal needs rembg: pip install rembg onnxruntime (or turn background removal off)"
+        ) from exc
     for cls in sessions_class:
         if cls.name() == model:
             return cls
-    raise MattingError(f"unknown background-removal model {model!r}; choose one of: "
-                       + ", ".join(available_models()))
+    raise MattingError(f"unknown background-removal model {model!r}; choose one of: " + ", ".join(available_models()))
 
 
 def _folders(models_dir) -> List[str]:
@@ -137,8 +139,9 @@ def _rembg_paths(model: str, fname: str) -> List[str]:
         home = legacy
     else:
         xdg = os.getenv("XDG_DATA_HOME")
-        home = os.path.expanduser(os.getenv("REMBG_HOME", os.path.join(xdg, "rembg") if xdg else
-                                            os.path.join("~", ".rembg")))
+        home = os.path.expanduser(
+            os.getenv("REMBG_HOME", os.path.join(xdg, "rembg") if xdg else os.path.join("~", ".rembg"))
+        )
     return [os.path.join(home, "models", model, fname), os.path.join(legacy, fname)]
 
 
@@ -194,12 +197,17 @@ def _missing_error(model: str, models_dir, cause: Optional[BaseException] = None
     why = f" (download failed: {type(cause).__name__}: {cause})" if cause is not None else ""
     return MattingWeightsNotFoundError(
         f"background-removal weights {fname} not found{why}. Put {fname} (rembg's '{model}' model) in "
-        f"{folders[0]}" + (f" or one of: {', '.join(folders[1:])}" if len(folders) > 1 else "")
+        f"{folders[0]}"
+        + (f" or one of: {', '.join(folders[1:])}" if len(folders) > 1 else "")
         + f"; or set U2NET_HOME or {MODELS_DIR_ENV} to the folder that holds it (rembg downloads it by itself "
         "when online and downloads are allowed); "
-        + ("or use model 'u2netp', which ships with clipasso; " if model != "u2netp" and bundled_weights("u2netp")
-           else "")
-        + "or turn background removal off.")
+        + (
+            "or use model 'u2netp', which ships with clipasso; "
+            if model != "u2netp" and bundled_weights("u2netp")
+            else ""
+        )
+        + "or turn background removal off."
+    )
 
 
 U2NET_FAMILY = ("u2netp", "u2net", "u2net_human_seg", "silueta")  # rembg's U2netSession & co.: one recipe
@@ -248,8 +256,7 @@ class U2NetSession:
         return [mask.resize(img.size, Image.Resampling.LANCZOS)]
 
 
-def get_session(model: str = DEFAULT_MATTING_MODEL, models_dir=None,
-                allow_download: bool = True):
+def get_session(model: str = DEFAULT_MATTING_MODEL, models_dir=None, allow_download: bool = True):
     """A cached rembg session for ``model``; see the module doc for where weights come from."""
     if not isinstance(model, str) or not model:
         raise MattingError(f"model must be a rembg model name such as 'u2netp'; got {model!r}")
@@ -262,9 +269,11 @@ def get_session(model: str = DEFAULT_MATTING_MODEL, models_dir=None,
             try:
                 session = U2NetSession(path)
             except Exception as exc:  # noqa: BLE001 - onnxruntime reports broken files in several ways
-                raise MattingError(f"could not load the background-removal model {path} ({type(exc).__name__}: "
-                                   f"{str(exc)[:200]}); the file may be truncated or not rembg's '{model}' "
-                                   "model. Delete it and put a fresh copy there.") from exc
+                raise MattingError(
+                    f"could not load the background-removal model {path} ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); the file may be truncated or not rembg's '{model}' "
+                    "model. Delete it and put a fresh copy there."
+                ) from exc
             _sessions[key] = session
             return session
         from rembg import new_session
@@ -275,9 +284,11 @@ def get_session(model: str = DEFAULT_MATTING_MODEL, models_dir=None,
                 with _rembg_home(os.path.dirname(path)):
                     session = new_session(model)
             except Exception as exc:  # noqa: BLE001 - onnxruntime reports broken files in several ways
-                raise MattingError(f"could not load the background-removal model {path} ({type(exc).__name__}: "
-                                   f"{str(exc)[:200]}); the file may be truncated or not rembg's '{model}' "
-                                   "model. Delete it and put a fresh copy there.") from exc
+                raise MattingError(
+                    f"could not load the background-removal model {path} ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); the file may be truncated or not rembg's '{model}' "
+                    "model. Delete it and put a fresh copy there."
+                ) from exc
         else:
             if not allow_download:
                 raise _missing_error(model, models_dir)
@@ -292,9 +303,15 @@ def get_session(model: str = DEFAULT_MATTING_MODEL, models_dir=None,
         return session
 
 
-def remove_background(image, model: str = DEFAULT_MATTING_MODEL, threshold: float = 0.5,
-                      soft: bool = False, models_dir=None,
-                      allow_download: bool = True, use_alpha: bool = True) -> Matting:
+def remove_background(
+    image,
+    model: str = DEFAULT_MATTING_MODEL,
+    threshold: float = 0.5,
+    soft: bool = False,
+    models_dir=None,
+    allow_download: bool = True,
+    use_alpha: bool = True,
+) -> Matting:
     """The object composited on white and its foreground mask, both at the input resolution.
 
     image: anything `clipasso.prepare.images.as_rgb` accepts. threshold: mask cut on the model's 0..1
@@ -329,8 +346,10 @@ def remove_background(image, model: str = DEFAULT_MATTING_MODEL, threshold: floa
     binary = (soft_mask >= threshold).float()
     found = bool(binary.any())
     if not found:
-        msg = (f"background removal ({used}) found no object above threshold {threshold}; "
-               "using the whole image. Try a lower threshold, another model, or turn matting off.")
+        msg = (
+            f"background removal ({used}) found no object above threshold {threshold}; "
+            "using the whole image. Try a lower threshold, another model, or turn matting off."
+        )
         log.warning(msg)
         warnings.warn(msg, MattingWarning, stacklevel=2)
         soft_mask = torch.ones(h, w)
@@ -346,6 +365,20 @@ def clear_sessions() -> None:
         _sessions.clear()
 
 
-__all__ = ["remove_background", "Matting", "get_session", "U2NetSession", "U2NET_FAMILY", "find_weights", "candidate_paths", "bundled_weights",
-           "available_models", "clear_sessions", "MattingError", "MattingWeightsNotFoundError",
-           "MattingWarning", "MATTING_MODELS", "DEFAULT_MATTING_MODEL"]
+__all__ = [
+    "remove_background",
+    "Matting",
+    "get_session",
+    "U2NetSession",
+    "U2NET_FAMILY",
+    "find_weights",
+    "candidate_paths",
+    "bundled_weights",
+    "available_models",
+    "clear_sessions",
+    "MattingError",
+    "MattingWeightsNotFoundError",
+    "MattingWarning",
+    "MATTING_MODELS",
+    "DEFAULT_MATTING_MODEL",
+]

@@ -7,6 +7,7 @@
 `to_picture_frame` is the way back: strokes optimised on the stretched square mapped to the picture's
 own aspect ratio.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,7 @@ from ..settings import ModelSettings, PrepareSettings, SettingsError, SketchSett
 from ..strokes import Strokes
 from .images import ImageError, alpha_of, as_rgb, aspect_canvas, check_sketch_size, frame_square
 
-WORK_MAX_SIDE = 1024     # inputs are shrunk to this before matting; the sketch is made at 224 anyway
+WORK_MAX_SIDE = 1024  # inputs are shrunk to this before matting; the sketch is made at 224 anyway
 
 
 def shrink_early(image):
@@ -39,8 +40,13 @@ def _shrink_early_scaled(image):
     scale = 1.0
     if isinstance(image, Image.Image):
         check_sketch_size(image.height, image.width)  # before any shrinking: the picture's own size
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3) \
-            and max(image.shape[:2]) > WORK_MAX_SIDE and (image.ndim == 2 or image.shape[2] in (1, 3, 4)):
+    if (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.ndim in (2, 3)
+        and max(image.shape[:2]) > WORK_MAX_SIDE
+        and (image.ndim == 2 or image.shape[2] in (1, 3, 4))
+    ):
         check_sketch_size(*image.shape[:2])
         arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
         image = Image.fromarray(arr)
@@ -78,8 +84,15 @@ def to_picture_frame(strokes: Strokes, height: int, width: int, framing: str) ->
 STANDALONE = PrepareSettings(framing="pad")  # prepare_target's defaults when called without settings
 
 
-def prepare_target(image, settings=None, *, notes: Optional[List[str]] = None, models_dir=None,
-                   allow_download: Optional[bool] = None, **overrides):
+def prepare_target(
+    image,
+    settings=None,
+    *,
+    notes: Optional[List[str]] = None,
+    models_dir=None,
+    allow_download: Optional[bool] = None,
+    **overrides,
+):
     """(target [3,canvas,canvas] on white, mask [canvas,canvas] or None) from any input image.
 
     settings: a `PrepareSettings` or a whole `SketchSettings` (None: the defaults, except framing "pad",
@@ -96,8 +109,13 @@ def prepare_target(image, settings=None, *, notes: Optional[List[str]] = None, m
     """
     models = settings.models if isinstance(settings, SketchSettings) else ModelSettings()
     st = PrepareSettings.of(STANDALONE if settings is None else settings, **overrides)
-    target, mask, _ = prepare_picture(image, st, models.models_dir if models_dir is None else models_dir,
-                               models.allow_download if allow_download is None else allow_download, notes)
+    target, mask, _ = prepare_picture(
+        image,
+        st,
+        models.models_dir if models_dir is None else models_dir,
+        models.allow_download if allow_download is None else allow_download,
+        notes,
+    )
     return target, mask
 
 
@@ -115,8 +133,13 @@ def prepare_picture(image, settings: PrepareSettings, models_dir=None, allow_dow
     if max(h, w) > WORK_MAX_SIDE:  # tensors and float arrays
         s = WORK_MAX_SIDE / max(h, w)
         scale *= s
-        rgb = torch.nn.functional.interpolate(rgb.unsqueeze(0), size=(max(1, round(h * s)), max(1, round(w * s))),
-                                              mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+        rgb = torch.nn.functional.interpolate(
+            rgb.unsqueeze(0),
+            size=(max(1, round(h * s)), max(1, round(w * s))),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )[0].clamp(0, 1)
         h, w = rgb.shape[-2:]
     alpha = None
     try:
@@ -125,11 +148,14 @@ def prepare_picture(image, settings: PrepareSettings, models_dir=None, allow_dow
         alpha = None
     mask = None
     if alpha is not None and tuple(alpha.shape) != (h, w):
-        alpha = torch.nn.functional.interpolate(alpha[None, None].float(), size=(h, w), mode="bilinear",
-                                                align_corners=False)[0, 0]
+        alpha = torch.nn.functional.interpolate(
+            alpha[None, None].float(), size=(h, w), mode="bilinear", align_corners=False
+        )[0, 0]
     if alpha is not None and not bool((alpha >= 0.5).any()):
-        raise ImageError(f"the image is fully transparent (no pixel of its {w}x{h} has alpha 0.5 or more): there "
-                         "is nothing to sketch; give a picture whose object is visible, or remove its alpha channel")
+        raise ImageError(
+            f"the image is fully transparent (no pixel of its {w}x{h} has alpha 0.5 or more): there "
+            "is nothing to sketch; give a picture whose object is visible, or remove its alpha channel"
+        )
     if alpha is not None and float(alpha.min()) < 1.0:
         mask = (alpha >= 0.5).float()
         rgb = rgb * mask + (1 - mask)
@@ -137,8 +163,7 @@ def prepare_picture(image, settings: PrepareSettings, models_dir=None, allow_dow
     elif background_removal:
         from .matting import remove_background
 
-        mat = remove_background(rgb, model=matting_model, models_dir=models_dir,
-                                allow_download=allow_download)
+        mat = remove_background(rgb, model=matting_model, models_dir=models_dir, allow_download=allow_download)
         rgb, mask = mat.image, mat.mask
         if not mat.found:
             notes.append("background removal found no object; the whole image was used")

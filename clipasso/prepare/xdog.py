@@ -15,6 +15,7 @@ Two deliberate differences from the released code:
 - the returned convention is 1 = ink/edge, 0 = paper (the original returned 0 for ink).
 Pure torch, any image size, no SciPy.
 """
+
 from __future__ import annotations
 
 import math
@@ -81,8 +82,9 @@ def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
     return float(centres[int(torch.argmax(between))])
 
 
-def xdog_response(image, gamma: float = 0.98, phi: float = 200.0, eps: float = -0.1,
-                  sigma: float = 0.8, k: float = 10.0) -> torch.Tensor:
+def xdog_response(
+    image, gamma: float = 0.98, phi: float = 200.0, eps: float = -0.1, sigma: float = 0.8, k: float = 10.0
+) -> torch.Tensor:
     """The soft XDoG value [H, W] in 0..1 (low = ink) before binarisation, original convention."""
     for name, val in (("gamma", gamma), ("phi", phi), ("eps", eps), ("sigma", sigma), ("k", k)):
         if not (isinstance(val, (int, float)) and math.isfinite(val)):
@@ -98,8 +100,9 @@ def xdog_response(image, gamma: float = 0.98, phi: float = 200.0, eps: float = -
     return (soft - lo) / (hi - lo) if hi > lo else torch.ones_like(soft)
 
 
-def xdog_edges(image, gamma: float = 0.98, phi: float = 200.0, eps: float = -0.1,
-               sigma: float = 0.8, k: float = 10.0) -> torch.Tensor:
+def xdog_edges(
+    image, gamma: float = 0.98, phi: float = 200.0, eps: float = -0.1, sigma: float = 0.8, k: float = 10.0
+) -> torch.Tensor:
     """Binary ink map [H, W] float32: 1 = ink/edge, 0 = paper. ``image`` is anything `as_rgb` takes.
 
     A flat image (all white, all one colour) has no ink: the map is all zeros.

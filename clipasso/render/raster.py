@@ -20,6 +20,7 @@ the inked area, not with pixels x segments x strokes.
 ``backend="dense"`` is the naive reference (all pixels x all pieces, plain autograd) used by the
 tests and the benchmark; ``backend="diffvg"`` calls pydiffvg when it is installed.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,10 +30,10 @@ import torch
 
 from ..strokes import StrokeError, Strokes
 
-FLATNESS_TOL = 0.05   # px: max distance between a cubic and its polyline
-MAX_PIECE_PX = 6.0    # px: longer pieces have loose bounding boxes and waste tile work
-MAX_PIECES = 1024     # per cubic segment
-TILE = 4              # px: side of the tiles the search bins pieces into
+FLATNESS_TOL = 0.05  # px: max distance between a cubic and its polyline
+MAX_PIECE_PX = 6.0  # px: longer pieces have loose bounding boxes and waste tile work
+MAX_PIECES = 1024  # per cubic segment
+TILE = 4  # px: side of the tiles the search bins pieces into
 _PAIRS_PER_CHUNK = 1 << 18  # (piece, tile) pairs per search chunk: bounds search memory (~40 MB)
 _PIECES_PER_GROUP = 1 << 18  # polyline pieces flattened and searched at once (strokes are grouped)
 _ENTRIES_BEFORE_COMPACT = 1 << 22  # found (pixel, stroke) entries kept before duplicates are merged
@@ -56,13 +57,11 @@ class Render(NamedTuple):
 def _cubics(points: torch.Tensor) -> torch.Tensor:
     """[B, S, 1+3k, 2] -> [B, S, k, 4, 2] (each cubic's 4 control points)."""
     k = (points.shape[2] - 1) // 3
-    idx = (torch.arange(k, device=points.device)[:, None] * 3
-           + torch.arange(4, device=points.device)[None, :])
+    idx = torch.arange(k, device=points.device)[:, None] * 3 + torch.arange(4, device=points.device)[None, :]
     return points[:, :, idx]
 
 
-def piece_counts(cubics: torch.Tensor, tol: float = FLATNESS_TOL,
-                 max_piece: float = MAX_PIECE_PX) -> torch.Tensor:
+def piece_counts(cubics: torch.Tensor, tol: float = FLATNESS_TOL, max_piece: float = MAX_PIECE_PX) -> torch.Tensor:
     """Polyline pieces per cubic (``[...,4,2]`` -> ``[...]`` long), adapted to curvature and length.
 
     Uniform subdivision of a cubic into n pieces deviates from the curve by at most
@@ -92,7 +91,7 @@ def flatten(points: torch.Tensor, counts: Optional[torch.Tensor] = None):
     index ``b * S + s`` of each piece, in stroke order.
     """
     B, S, P, _ = points.shape
-    cub = _cubics(points).reshape(-1, 4, 2)                      # [C, 4, 2], C = B*S*k
+    cub = _cubics(points).reshape(-1, 4, 2)  # [C, 4, 2], C = B*S*k
     k = (P - 1) // 3
     n = piece_counts(cub) if counts is None else counts.reshape(-1)
     dev = points.device
@@ -103,7 +102,7 @@ def flatten(points: torch.Tensor, counts: Optional[torch.Tensor] = None):
     nf = n[cubic_of_piece].to(points.dtype)
     t0 = j.to(points.dtype) / nf
     t1 = (j + 1).to(points.dtype) / nf
-    ctrl = cub[cubic_of_piece]                                  # [N, 4, 2]
+    ctrl = cub[cubic_of_piece]  # [N, 4, 2]
     A = torch.einsum("nc,ncd->nd", _bezier_basis(t0), ctrl)
     Bp = torch.einsum("nc,ncd->nd", _bezier_basis(t1), ctrl)
     return A, Bp, cubic_of_piece // k
@@ -161,8 +160,9 @@ def _near_pairs(A, Bp, stroke_of_piece, reach, S, H, W):
     keys, pieces, dists = [], [], []
     held = 0
     # chunk over pieces so the (pair, 16 pixels) buffers stay bounded for any canvas and stroke count
-    bounds = torch.searchsorted(cum, torch.arange(_PAIRS_PER_CHUNK, total + _PAIRS_PER_CHUNK,
-                                                  _PAIRS_PER_CHUNK, device=dev), right=False).tolist()
+    bounds = torch.searchsorted(
+        cum, torch.arange(_PAIRS_PER_CHUNK, total + _PAIRS_PER_CHUNK, _PAIRS_PER_CHUNK, device=dev), right=False
+    ).tolist()
     start = 0
     for stop in bounds:
         stop = min(max(stop + 1, start + 1), cnt.numel())
@@ -179,13 +179,12 @@ def _near_pairs(A, Bp, stroke_of_piece, reach, S, H, W):
             ix = tx[:, None] * TILE + lx[None]
             iy = ty[:, None] * TILE + ly[None]
             a, b = A[seg], Bp[seg]
-            d2 = _seg_dist2(ix.to(dt) + 0.5, iy.to(dt) + 0.5,
-                            a[:, 0:1], a[:, 1:2], b[:, 0:1], b[:, 1:2])
+            d2 = _seg_dist2(ix.to(dt) + 0.5, iy.to(dt) + 0.5, a[:, 0:1], a[:, 1:2], b[:, 0:1], b[:, 1:2])
             rr = reach[seg][:, None]
             keep = (d2 < rr * rr) & (ix < W) & (iy < H)
             pi, li = keep.nonzero(as_tuple=True)
             segk = seg[pi]
-            st = stroke_of_piece[segk]                        # b * S + s
+            st = stroke_of_piece[segk]  # b * S + s
             bb, ss = st // S, st % S
             pix = iy[pi, li] * W + ix[pi, li]
             keys.append((bb * (H * W) + pix) * S + ss)
@@ -209,15 +208,17 @@ def _nearest_per_key(key, piece, d2):
     """One entry per key (sorted ascending): the one with the nearest piece (the first such on ties)."""
     if key.numel() == 0:
         return key, piece, d2
-    order = torch.argsort(key)                      # one sort; the minimum per run comes from a scatter
+    order = torch.argsort(key)  # one sort; the minimum per run comes from a scatter
     key, piece, d2 = key[order], piece[order], d2[order]
     uniq, inv = torch.unique_consecutive(key, return_inverse=True)
     G = uniq.numel()
     best = torch.full((G,), float("inf"), dtype=d2.dtype, device=d2.device).scatter_reduce(
-        0, inv, d2, "amin", include_self=True)
+        0, inv, d2, "amin", include_self=True
+    )
     at_min = (d2 == best[inv]).nonzero(as_tuple=True)[0]
     pick = torch.full((G,), key.numel(), dtype=torch.long, device=key.device).scatter_reduce(
-        0, inv[at_min], at_min, "amin", include_self=True)
+        0, inv[at_min], at_min, "amin", include_self=True
+    )
     return uniq, piece[pick], d2[pick]
 
 
@@ -243,17 +244,18 @@ def _composite_entries(alpha_e, group, colors_e, n_groups_hint=None):
     if G * D <= _DENSE_SUFFIX_CELLS:
         rank = torch.arange(group.numel(), device=group.device) - starts[inv]
         M = torch.zeros(G, D, dtype=alpha_e.dtype, device=alpha_e.device).index_put((inv, rank), log_t)
-        suffix = torch.flip(torch.cumsum(torch.flip(M, [1]), 1), [1])   # inclusive
+        suffix = torch.flip(torch.cumsum(torch.flip(M, [1]), 1), [1])  # inclusive
         after = torch.exp(suffix[inv, rank] - log_t)
     else:
         # many strokes over one pixel: the same suffix sums from one running sum over all entries
         # (in float64, so the differences of large running sums stay exact enough), memory O(entries)
-        run = torch.cumsum(log_t.double(), 0)                          # inclusive prefix, all pixels
-        before_pixel = torch.cat([run.new_zeros(1), run])[starts]      # prefix up to each pixel's start
-        within = run - before_pixel[inv]                               # inclusive prefix within the pixel
+        run = torch.cumsum(log_t.double(), 0)  # inclusive prefix, all pixels
+        before_pixel = torch.cat([run.new_zeros(1), run])[starts]  # prefix up to each pixel's start
+        within = run - before_pixel[inv]  # inclusive prefix within the pixel
         after = torch.exp(total_log.double()[inv] - within).to(alpha_e.dtype)
     ink = torch.zeros(G, 3, dtype=alpha_e.dtype, device=alpha_e.device).index_add(
-        0, inv, colors_e * (alpha_e * after)[:, None])
+        0, inv, colors_e * (alpha_e * after)[:, None]
+    )
     return uniq, trans, ink
 
 
@@ -262,14 +264,13 @@ def _drawn_counts(points, widths, H, W):
     the canvas (the control points' box, grown by the stroke's reach, misses it: a cubic lies inside its
     control polygon) and for the zero-length segments that pad a stroke at its end (all four control
     points on the previous segment's end point, which that segment already draws)."""
-    cub = _cubics(points).detach()                                     # [B,S,k,4,2]
+    cub = _cubics(points).detach()  # [B,S,k,4,2]
     n = piece_counts(cub)
-    reach = (widths.detach() + 0.5)[..., None]                         # [B,S,1]
-    lo, hi = cub.amin(-2), cub.amax(-2)                                # [B,S,k,2]
-    off = ((hi[..., 0] + reach <= 0) | (lo[..., 0] - reach >= W)
-           | (hi[..., 1] + reach <= 0) | (lo[..., 1] - reach >= H))
+    reach = (widths.detach() + 0.5)[..., None]  # [B,S,1]
+    lo, hi = cub.amin(-2), cub.amax(-2)  # [B,S,k,2]
+    off = (hi[..., 0] + reach <= 0) | (lo[..., 0] - reach >= W) | (hi[..., 1] + reach <= 0) | (lo[..., 1] - reach >= H)
     pad = (cub == cub[..., :1, :]).all(-1).all(-1)
-    pad[..., 0] = False                                                # a stroke's first segment always draws
+    pad[..., 0] = False  # a stroke's first segment always draws
     return torch.where(off | pad, torch.zeros_like(n), n)
 
 
@@ -291,31 +292,31 @@ def _rasterize_tiled(points, widths, colors, H, W, background):
     Bn, S, P, _ = points.shape
     HW = H * W
     dev, dt = points.device, points.dtype
-    counts = _drawn_counts(points, widths, H, W)                       # [B,S,k]
+    counts = _drawn_counts(points, widths, H, W)  # [B,S,k]
     flat_pts = points.reshape(1, Bn * S, P, 2)
     flat_counts = counts.reshape(Bn * S, -1)
     r_flat = widths.reshape(-1)
     col = colors.reshape(-1, 4)
     rgb_all = col[:, :3]
     uniform = bool((rgb_all.detach() == rgb_all.detach()[:1]).all())
-    trans_img = torch.ones(Bn * HW, dtype=dt, device=dev)              # what shows through all ink
-    ink_img = torch.zeros(Bn * HW, 3, dtype=dt, device=dev)            # premultiplied ink colour
+    trans_img = torch.ones(Bn * HW, dtype=dt, device=dev)  # what shows through all ink
+    ink_img = torch.zeros(Bn * HW, 3, dtype=dt, device=dev)  # premultiplied ink colour
     groups = _stroke_groups(flat_counts.sum(-1), _PIECES_PER_GROUP)
     for s0, s1 in groups:
         A, Bp, stroke = flatten(flat_pts[:, s0:s1], flat_counts[s0:s1])
         if stroke.numel() == 0:
             continue
-        stroke = stroke + s0                                           # flat index b * S + s
+        stroke = stroke + s0  # flat index b * S + s
         reach = (r_flat.detach() + 0.5)[stroke]
         key, piece = _near_pairs(A.detach(), Bp.detach(), stroke, reach, S, H, W)
         if key.numel() == 0:
             continue
-        group = key // S                                               # b * HW + pixel
+        group = key // S  # b * HW + pixel
         st = stroke[piece]
         pix = group % HW
         px = (pix % W).to(dt) + 0.5
         py = (pix // W).to(dt) + 0.5
-        a, b = A[piece], Bp[piece]                                     # with gradients
+        a, b = A[piece], Bp[piece]  # with gradients
         d = _safe_sqrt(_seg_dist2(px, py, a[:, 0], a[:, 1], b[:, 0], b[:, 1]))
         alpha_e = coverage(d, r_flat[st]) * col[st, 3]
         uniq, trans, ink = _composite_entries(alpha_e, group, None if uniform else rgb_all[st])
@@ -335,8 +336,11 @@ def _rasterize_tiled(points, widths, colors, H, W, background):
         # this group is painted over what is there: ink' = ink + T * ink_below, T' = T * T_below
         ink_img = ink_img.index_copy(0, uniq, ink + trans[:, None] * ink_img[uniq])
         trans_img = trans_img.index_copy(0, uniq, trans * trans_img[uniq])
-    if not trans_img.requires_grad and torch.is_grad_enabled() and any(
-            t.requires_grad for t in (points, widths, colors)):
+    if (
+        not trans_img.requires_grad
+        and torch.is_grad_enabled()
+        and any(t.requires_grad for t in (points, widths, colors))
+    ):
         # nothing reaches the canvas: the picture does not depend on the strokes, but stays in the graph
         # (zero gradients) so that a caller's backward() works as for any other picture
         trans_img = trans_img + 0 * (points.sum() + widths.sum() + colors.sum())
@@ -355,29 +359,30 @@ def _rasterize_tiled(points, widths, colors, H, W, background):
 def _rasterize_dense(points, widths, colors, H, W, background, chunk_elems: int = 1 << 24):
     Bn, S, P, _ = points.shape
     dev, dt = points.device, points.dtype
-    cub = _cubics(points)                                     # [B,S,k,4,2]
-    n = int(piece_counts(cub).max())                          # one count for all: a rectangular tensor
+    cub = _cubics(points)  # [B,S,k,4,2]
+    n = int(piece_counts(cub).max())  # one count for all: a rectangular tensor
     t = torch.linspace(0, 1, n + 1, device=dev, dtype=dt)
-    poly = torch.einsum("tc,bskcd->bsktd", _bezier_basis(t), cub)   # [B,S,k,n+1,2]
+    poly = torch.einsum("tc,bskcd->bsktd", _bezier_basis(t), cub)  # [B,S,k,n+1,2]
     A = poly[..., :-1, :].reshape(Bn * S, -1, 2)
     Bp = poly[..., 1:, :].reshape(Bn * S, -1, 2)
-    ys, xs = torch.meshgrid(torch.arange(H, device=dev, dtype=dt) + 0.5,
-                            torch.arange(W, device=dev, dtype=dt) + 0.5, indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(H, device=dev, dtype=dt) + 0.5, torch.arange(W, device=dev, dtype=dt) + 0.5, indexing="ij"
+    )
     px, py = xs.reshape(-1), ys.reshape(-1)
     per = max(1, chunk_elems // (A.shape[1] * H * W))
     ds = []
     for s0 in range(0, Bn * S, per):
-        a, b = A[s0:s0 + per, :, None, :], Bp[s0:s0 + per, :, None, :]
-        d2 = _seg_dist2(px, py, a[..., 0], a[..., 1], b[..., 0], b[..., 1])   # [c, pieces, HW]
+        a, b = A[s0 : s0 + per, :, None, :], Bp[s0 : s0 + per, :, None, :]
+        d2 = _seg_dist2(px, py, a[..., 0], a[..., 1], b[..., 0], b[..., 1])  # [c, pieces, HW]
         ds.append(_safe_sqrt(d2.min(dim=1).values))
     d = torch.cat(ds).view(Bn, S, H * W)
-    alpha = coverage(d, widths[..., None]) * colors[..., 3:4]                 # [B,S,HW]
+    alpha = coverage(d, widths[..., None]) * colors[..., 3:4]  # [B,S,HW]
     one_minus = 1 - alpha
     # transmittance of the strokes painted after stroke s: reverse exclusive cumulative product
-    rev = torch.cumprod(torch.flip(one_minus, [1]), 1)                         # products from the top
+    rev = torch.cumprod(torch.flip(one_minus, [1]), 1)  # products from the top
     after = torch.flip(torch.cat([torch.ones_like(rev[:, :1]), rev[:, :-1]], 1), [1])
-    trans = torch.prod(one_minus, 1)                                           # [B,HW]
-    ink = torch.einsum("bsc,bsp->bcp", colors[..., :3], alpha * after)         # [B,3,HW]
+    trans = torch.prod(one_minus, 1)  # [B,HW]
+    ink = torch.einsum("bsc,bsp->bcp", colors[..., :3], alpha * after)  # [B,3,HW]
     a_img = 1 - trans
     if background is None:
         img = ink / a_img.clamp_min(1e-8)[:, None]
@@ -407,12 +412,17 @@ def _rasterize_diffvg(points, widths, colors, H, W, background, samples: int = 2
     for b in range(points.shape[0]):
         shapes, groups = [], []
         for s in range(points.shape[1]):
-            shapes.append(pydiffvg.Path(num_control_points=torch.full((k,), 2, dtype=torch.int32),
-                                        points=points[b, s], stroke_width=widths[b, s], is_closed=False))
-            groups.append(pydiffvg.ShapeGroup(shape_ids=torch.tensor([s]), fill_color=None,
-                                              stroke_color=colors[b, s]))
+            shapes.append(
+                pydiffvg.Path(
+                    num_control_points=torch.full((k,), 2, dtype=torch.int32),
+                    points=points[b, s],
+                    stroke_width=widths[b, s],
+                    is_closed=False,
+                )
+            )
+            groups.append(pydiffvg.ShapeGroup(shape_ids=torch.tensor([s]), fill_color=None, stroke_color=colors[b, s]))
         args = pydiffvg.RenderFunction.serialize_scene(W, H, shapes, groups)
-        out = render_fn(W, H, samples, samples, seed, None, *args)            # [H, W, 4] straight RGBA
+        out = render_fn(W, H, samples, samples, seed, None, *args)  # [H, W, 4] straight RGBA
         a = out[..., 3]
         rgb = out[..., :3].permute(2, 0, 1)
         if background is not None:
@@ -448,21 +458,36 @@ def _check_inputs(points, widths, colors, background):
     for name, t in (("points", points), ("widths", widths), ("colors", colors)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             raise StrokeError(f"{name} must be a floating-point tensor; got {type(t).__name__}")
-    ok = torch.isfinite(points.detach()).all() & torch.isfinite(widths.detach()).all() \
+    ok = (
+        torch.isfinite(points.detach()).all()
+        & torch.isfinite(widths.detach()).all()
         & torch.isfinite(colors.detach()).all()
+    )
     if not bool(ok):  # one check (one device sync) for all three
-        bad = [n for n, t in (("points", points), ("widths", widths), ("colors", colors))
-               if not bool(torch.isfinite(t.detach()).all())]
-        raise StrokeError(f"cannot render: the stroke {' and '.join(bad)} contain NaN or infinity (the sketch "
-                          "is broken: an optimiser diverged, or the tensors were changed in place). "
-                          "Re-initialise the strokes or load the sketch again.")
+        bad = [
+            n
+            for n, t in (("points", points), ("widths", widths), ("colors", colors))
+            if not bool(torch.isfinite(t.detach()).all())
+        ]
+        raise StrokeError(
+            f"cannot render: the stroke {' and '.join(bad)} contain NaN or infinity (the sketch "
+            "is broken: an optimiser diverged, or the tensors were changed in place). "
+            "Re-initialise the strokes or load the sketch again."
+        )
 
 
 _BACKENDS = {"torch": _rasterize_tiled, "dense": _rasterize_dense, "diffvg": _rasterize_diffvg}
 
 
-def rasterize(points: torch.Tensor, widths: torch.Tensor, colors: torch.Tensor, height: int, width: int,
-              background: Background = (1.0, 1.0, 1.0), backend: str = "torch") -> Tuple[torch.Tensor, torch.Tensor]:
+def rasterize(
+    points: torch.Tensor,
+    widths: torch.Tensor,
+    colors: torch.Tensor,
+    height: int,
+    width: int,
+    background: Background = (1.0, 1.0, 1.0),
+    backend: str = "torch",
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Render raw stroke tensors; differentiable w.r.t. ``points``, ``widths`` and ``colors``.
 
     ``points`` [B, S, 1+3k, 2] pixels, ``widths`` [B, S] half-widths, ``colors`` [B, S, 4] straight
@@ -479,14 +504,22 @@ def rasterize(points: torch.Tensor, widths: torch.Tensor, colors: torch.Tensor, 
     except KeyError:
         raise ValueError(f"unknown raster backend {backend!r}; choose one of {sorted(_BACKENDS)}") from None
     if backend == "diffvg" and not diffvg_available():
-        raise RuntimeError("the diffvg backend needs pydiffvg, which is not installed; "
-                           "use backend='torch' (the default, no compilation needed)")
+        raise RuntimeError(
+            "the diffvg backend needs pydiffvg, which is not installed; "
+            "use backend='torch' (the default, no compilation needed)"
+        )
     _check_inputs(points, widths, colors, background)
     return fn(points, widths, colors, int(height), int(width), background)
 
 
-def render(strokes: Strokes, size: Optional[Tuple[int, int]] = None, background: Background = (1.0, 1.0, 1.0),
-           width_scale: float = 1.0, color: Optional[Sequence[float]] = None, backend: str = "auto") -> Render:
+def render(
+    strokes: Strokes,
+    size: Optional[Tuple[int, int]] = None,
+    background: Background = (1.0, 1.0, 1.0),
+    width_scale: float = 1.0,
+    color: Optional[Sequence[float]] = None,
+    backend: str = "auto",
+) -> Render:
     """Render every candidate of ``strokes``; ``size`` (H, W) rescales the drawing to another canvas.
 
     ``width_scale`` multiplies every stroke's width; ``color`` (RGB or RGBA) overrides stroke colours.
@@ -504,9 +537,11 @@ def render(strokes: Strokes, size: Optional[Tuple[int, int]] = None, background:
         if h <= 0 or w <= 0:
             raise StrokeError(f"render size must be positive (height, width); got {size}")
     if strokes.num_candidates * h * w > MAX_RENDER_PIXELS:
-        raise StrokeError(f"cannot render {strokes.num_candidates} x {h} x {w} pixels: over the limit of "
-                          f"{MAX_RENDER_PIXELS} pixels in all (clipasso.render.raster.MAX_RENDER_PIXELS); render a "
-                          "smaller size or fewer candidates at a time")
+        raise StrokeError(
+            f"cannot render {strokes.num_candidates} x {h} x {w} pixels: over the limit of "
+            f"{MAX_RENDER_PIXELS} pixels in all (clipasso.render.raster.MAX_RENDER_PIXELS); render a "
+            "smaller size or fewer candidates at a time"
+        )
     if (h, w) != strokes.canvas:
         strokes = strokes.scaled(h, w)
     colors = strokes.colors
@@ -519,6 +554,7 @@ def render(strokes: Strokes, size: Optional[Tuple[int, int]] = None, background:
         colors = c.expand_as(colors)
     if backend == "auto":
         backend = "torch"
-    image, alpha = rasterize(strokes.points, strokes.widths * width_scale, colors, strokes.height,
-                             strokes.width, background, backend)
+    image, alpha = rasterize(
+        strokes.points, strokes.widths * width_scale, colors, strokes.height, strokes.width, background, backend
+    )
     return Render(image, alpha)

@@ -11,6 +11,7 @@ CLIP attention when a ViT checkpoint is given (``saliency_weights``), otherwise 
     clipasso report photo1.jpg photo2.png -o gallery.png --markdown report.md
     python bench/gallery.py       # the committed docs/gallery.png and docs/report.md
 """
+
 from __future__ import annotations
 
 import json
@@ -35,16 +36,16 @@ class ReportError(ClipassoError, ValueError):
 @dataclass
 class PictureRun:
     name: str
-    image: torch.Tensor                 # [3,H,W] the input as given (alpha over white)
-    target: torch.Tensor                # [3,S,S]
-    mask: Optional[torch.Tensor]        # [S,S]
-    saliency: Optional[torch.Tensor]    # [S,S]
-    sketches: Dict[int, object] = field(default_factory=dict)   # strokes -> winner Strokes
-    runs: Dict[int, object] = field(default_factory=dict)       # strokes -> OptimizeResult
-    initial: Dict[int, object] = field(default_factory=dict)    # strokes -> initial Strokes
+    image: torch.Tensor  # [3,H,W] the input as given (alpha over white)
+    target: torch.Tensor  # [3,S,S]
+    mask: Optional[torch.Tensor]  # [S,S]
+    saliency: Optional[torch.Tensor]  # [S,S]
+    sketches: Dict[int, object] = field(default_factory=dict)  # strokes -> winner Strokes
+    runs: Dict[int, object] = field(default_factory=dict)  # strokes -> OptimizeResult
+    initial: Dict[int, object] = field(default_factory=dict)  # strokes -> initial Strokes
     scores: Dict[int, Dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
-    stopped: bool = False               # should_stop cut it short: the stroke counts after the last are missing
+    stopped: bool = False  # should_stop cut it short: the stroke counts after the last are missing
 
 
 def _matplotlib():
@@ -67,11 +68,25 @@ def _edges(target, mask):
         return edge_map(target, mask, method="xdog")
 
 
-def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, iterations: int = 150,
-                seeds: Sequence[int] = (0, 1000), loss: str = "trace", encoder=None, saliency_encoder=None,
-                background_removal: bool = True, models_dir=None, allow_download: bool = False,
-                canvas: int = 224, preset: str = "fast", log: Optional[Callable[[str], None]] = None,
-                framing: Optional[str] = None, should_stop: Optional[Callable[[], bool]] = None) -> PictureRun:
+def run_picture(
+    name: str,
+    image,
+    *,
+    strokes: Sequence[int] = DEFAULT_STROKES,
+    iterations: int = 150,
+    seeds: Sequence[int] = (0, 1000),
+    loss: str = "trace",
+    encoder=None,
+    saliency_encoder=None,
+    background_removal: bool = True,
+    models_dir=None,
+    allow_download: bool = False,
+    canvas: int = 224,
+    preset: str = "fast",
+    log: Optional[Callable[[str], None]] = None,
+    framing: Optional[str] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> PictureRun:
     """Prepare one picture once (matting, saliency, XDoG) and sketch it at every stroke count.
 
     framing: as `clipasso.pipeline.sketch` (None = the preset's). Scores are measured in the square
@@ -100,8 +115,14 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
     image = shrink_early(image)
     shown = as_rgb(image)
     framing = PRESETS[preset].get("framing", "pad") if framing is None else framing
-    target, mask = prepare_target(original, canvas=canvas, background_removal=background_removal, models_dir=models_dir,
-                                  allow_download=allow_download, framing=framing)
+    target, mask = prepare_target(
+        original,
+        canvas=canvas,
+        background_removal=background_removal,
+        models_dir=models_dir,
+        allow_download=allow_download,
+        framing=framing,
+    )
     if saliency_encoder is not None:
         sal = saliency_map(target, method="clip-attention", encoder=saliency_encoder, mask=mask)
     elif mask is not None:
@@ -126,9 +147,11 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
         out.scores[n] = {k: v[0] for k, v in s.items()}
         out.scores[n]["loss"] = float(winner.losses[0])
         if log:
-            log(f"report: {name}, {n} strokes: loss {float(winner.losses[0]):.4f}, F {s['f'][0]:.3f} "
-                f"({res.seconds:.0f} s)" + (f"; stopped at iteration {res.iterations_run} of {iterations}"
-                                            if res.cancelled else ""))
+            log(
+                f"report: {name}, {n} strokes: loss {float(winner.losses[0]):.4f}, F {s['f'][0]:.3f} "
+                f"({res.seconds:.0f} s)"
+                + (f"; stopped at iteration {res.iterations_run} of {iterations}" if res.cancelled else "")
+            )
         if res.cancelled:
             out.stopped = True
             break
@@ -136,8 +159,14 @@ def run_picture(name: str, image, *, strokes: Sequence[int] = DEFAULT_STROKES, i
     return out
 
 
-def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strokes: Optional[int] = None,
-              dpi: int = 100, counts: Optional[Sequence[int]] = None) -> Path:
+def draw_grid(
+    pictures: Sequence[PictureRun],
+    path,
+    title: str = "",
+    curve_strokes: Optional[int] = None,
+    dpi: int = 100,
+    counts: Optional[Sequence[int]] = None,
+) -> Path:
     """The PNG grid: one row per picture; a column per stroke count (``counts``, default: those the pictures
     have), a count a picture lacks (its run was stopped) drawn as "not done"."""
     from ..render.raster import render
@@ -147,8 +176,13 @@ def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strok
         raise ReportError("no pictures to draw")
     counts = list(dict.fromkeys(counts)) if counts is not None else _all_counts(pic.sketches for pic in pictures)
     cols = 3 + len(counts) + 1
-    fig, axes = plt.subplots(len(pictures), cols, figsize=(1.75 * cols + 0.6, 1.95 * len(pictures) + 0.5),
-                             squeeze=False, gridspec_kw=dict(width_ratios=[1] * (cols - 1) + [1.35]))
+    fig, axes = plt.subplots(
+        len(pictures),
+        cols,
+        figsize=(1.75 * cols + 0.6, 1.95 * len(pictures) + 0.5),
+        squeeze=False,
+        gridspec_kw=dict(width_ratios=[1] * (cols - 1) + [1.35]),
+    )
     colors = plt.get_cmap("viridis")
     for r, pic in enumerate(pictures):
         ax = axes[r]
@@ -171,8 +205,9 @@ def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strok
             ax[2].set_title("saliency", fontsize=9)
         for c, n in enumerate(counts):
             if n not in pic.sketches:
-                ax[3 + c].text(0.5, 0.5, "not done\n(stopped)", ha="center", va="center", fontsize=8,
-                               transform=ax[3 + c].transAxes)
+                ax[3 + c].text(
+                    0.5, 0.5, "not done\n(stopped)", ha="center", va="center", fontsize=8, transform=ax[3 + c].transAxes
+                )
                 ax[3 + c].set_title(f"{n} strokes", fontsize=9)
                 continue
             img = render(pic.sketches[n]).image[0].permute(1, 2, 0).clamp(0, 1).numpy()
@@ -187,9 +222,14 @@ def draw_grid(pictures: Sequence[PictureRun], path, title: str = "", curve_strok
             run = pic.runs[n]
             hist = run.history.numpy()
             for s in range(hist.shape[1]):
-                a.plot(run.history_iterations, hist[:, s], color=colors(i / max(1, len(counts) - 1)),
-                       linestyle="-" if s == 0 else "--", linewidth=1,
-                       label=f"{n}" if s == 0 else None)
+                a.plot(
+                    run.history_iterations,
+                    hist[:, s],
+                    color=colors(i / max(1, len(counts) - 1)),
+                    linestyle="-" if s == 0 else "--",
+                    linewidth=1,
+                    label=f"{n}" if s == 0 else None,
+                )
         a.set_title("loss per seed", fontsize=9)
         a.tick_params(labelsize=7)
         a.set_xlabel("iteration", fontsize=7)
@@ -229,63 +269,100 @@ def quality_markdown(report: dict) -> str:
     def f2(v):
         return "-" if v is None else f"{v:.2f}"
 
-    lines = ["| image | loss | F | F win | precision | recall | coverage | s/it | CPU s/it |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| image | loss | F | F win | precision | recall | coverage | s/it | CPU s/it |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["rows"]:
-        lines.append(f"| {r['image']} | {r['loss']} | {f3(r['f'])} | {f3(r.get('f_winner'))} | {f3(r['precision'])} | "
-                     f"{f3(r['recall'])} | {f3(r['coverage'])} | {f2(r.get('seconds_per_iteration'))} | "
-                     f"{f2(r.get('cpu_seconds_per_iteration'))} |")
+        lines.append(
+            f"| {r['image']} | {r['loss']} | {f3(r['f'])} | {f3(r.get('f_winner'))} | {f3(r['precision'])} | "
+            f"{f3(r['recall'])} | {f3(r['coverage'])} | {f2(r.get('seconds_per_iteration'))} | "
+            f"{f2(r.get('cpu_seconds_per_iteration'))} |"
+        )
     skipped = [f"{n}: {p['skipped']}" for n, p in report.get("pictures", {}).items() if "skipped" in p]
-    head = (f"{info['strokes']} strokes, seeds {info['seeds']}, preset {info['preset']}, {info['iterations']} "
-            f"iterations" + (f" ({info['rn101_iterations']} for clip-rn101)" if info.get("rn101_iterations") else "")
-            + f"; CPU, {info['threads']} threads; edges: {info['edges']}; tolerance {info['tolerance_px']} px at "
-            f"{info['metric_size']}, coverage within {info['cover_radius_px']} px.")
+    head = (
+        f"{info['strokes']} strokes, seeds {info['seeds']}, preset {info['preset']}, {info['iterations']} "
+        f"iterations"
+        + (f" ({info['rn101_iterations']} for clip-rn101)" if info.get("rn101_iterations") else "")
+        + f"; CPU, {info['threads']} threads; edges: {info['edges']}; tolerance {info['tolerance_px']} px at "
+        f"{info['metric_size']}, coverage within {info['cover_radius_px']} px."
+    )
     tail = []
     if info.get("load_average_start") is not None:
-        tail = ["", f"Run time {info['seconds_total']:.0f} s; load average {info['load_average_start']:.1f} at the "
-                    f"start and {info['load_average_end']:.1f} at the end on {info['cores']} cores: with other jobs "
-                    "on the machine the wall (and, less so, CPU) seconds per iteration are inflated."]
+        tail = [
+            "",
+            f"Run time {info['seconds_total']:.0f} s; load average {info['load_average_start']:.1f} at the "
+            f"start and {info['load_average_end']:.1f} at the end on {info['cores']} cores: with other jobs "
+            "on the machine the wall (and, less so, CPU) seconds per iteration are inflated.",
+        ]
     return "\n".join([head, "", *lines, *(["", "Skipped: " + "; ".join(skipped)] if skipped else []), *tail])
 
 
 def picture_summary(pic: PictureRun) -> dict:
     """What the page shows of a picture's run (JSON-friendly)."""
     cut = {str(n): r.iterations_run for n, r in pic.runs.items() if getattr(r, "cancelled", False)}
-    return dict(name=pic.name, seconds=pic.seconds,
-                scores={str(n): {k: float(v) for k, v in sc.items()} for n, sc in pic.scores.items()},
-                history={str(n): dict(iterations=list(r.history_iterations), losses=r.history.tolist())
-                         for n, r in pic.runs.items()},
-                **({"stopped_at": cut} if cut else {}))  # a sketch cut short by a stop: its iterations
+    return dict(
+        name=pic.name,
+        seconds=pic.seconds,
+        scores={str(n): {k: float(v) for k, v in sc.items()} for n, sc in pic.scores.items()},
+        history={
+            str(n): dict(iterations=list(r.history_iterations), losses=r.history.tolist()) for n, r in pic.runs.items()
+        },
+        **({"stopped_at": cut} if cut else {}),
+    )  # a sketch cut short by a stop: its iterations
 
 
-def gallery_markdown(pictures: Sequence, image_name: str, caption: str, settings: dict,
-                     quality: Optional[dict] = None, quality_source: str = "",
-                     counts: Optional[Sequence[int]] = None) -> str:
+def gallery_markdown(
+    pictures: Sequence,
+    image_name: str,
+    caption: str,
+    settings: dict,
+    quality: Optional[dict] = None,
+    quality_source: str = "",
+    counts: Optional[Sequence[int]] = None,
+) -> str:
     """The page: gallery image, caption, per-picture table, quality table. ``pictures``: `PictureRun`s or
     `picture_summary` dicts; ``counts``: the table's stroke counts (default: those the pictures have; a
     picture without one shows "not done")."""
     pictures = [p if isinstance(p, dict) else picture_summary(p) for p in pictures]
-    counts = (list(dict.fromkeys(str(n) for n in counts)) if counts is not None
-              else _all_counts(p["scores"] for p in pictures))
+    counts = (
+        list(dict.fromkeys(str(n) for n in counts))
+        if counts is not None
+        else _all_counts(p["scores"] for p in pictures)
+    )
     out = ["# CLIPasso visual report", "", f"![gallery]({image_name})", "", caption, ""]
-    out += ["## Gallery run", "",
-            "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + ".", "",
-            "| picture | " + " | ".join(f"{n} strokes: F / loss" for n in counts) + " | wall seconds |",
-            "|---|" + "---|" * len(counts) + "---|"]
+    out += [
+        "## Gallery run",
+        "",
+        "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + ".",
+        "",
+        "| picture | " + " | ".join(f"{n} strokes: F / loss" for n in counts) + " | wall seconds |",
+        "|---|" + "---|" * len(counts) + "---|",
+    ]
     for p in pictures:
         cut = p.get("stopped_at", {})
-        cells = [(f"{p['scores'][n]['f']:.3f} / {p['scores'][n]['loss']:.3f}"
-                  + (f" (stopped at iteration {cut[n]})" if n in cut else "")) if n in p["scores"] else "not done"
-                 for n in counts]
+        cells = [
+            (
+                f"{p['scores'][n]['f']:.3f} / {p['scores'][n]['loss']:.3f}"
+                + (f" (stopped at iteration {cut[n]})" if n in cut else "")
+            )
+            if n in p["scores"]
+            else "not done"
+            for n in counts
+        ]
         out.append(f"| {p['name']} | " + " | ".join(cells) + f" | {p['seconds']:.0f} |")
-    out += ["", "F: edge F-score of the winning sketch (ink within 3 px of the target's Canny edges or mask "
-                "outline, at 224 px; `clipasso.report.metrics`).", "",
-            "Reading the numbers: on a silhouette (the horse) the only edge is the outline, so F measures "
-            "tracing cleanly. On textured photos Canny finds edges almost everywhere on the object, so nearly any "
-            "ink on it counts as precise and F overstates the likeness; compare such numbers before and after "
-            "optimisation, not across pictures. The trace loss follows every XDoG line, texture included, which is "
-            "why the photos come out as scribbles: it shows what the renderer and optimiser reach without CLIP, it "
-            "does not replace CLIP's abstraction."]
+    out += [
+        "",
+        "F: edge F-score of the winning sketch (ink within 3 px of the target's Canny edges or mask "
+        "outline, at 224 px; `clipasso.report.metrics`).",
+        "",
+        "Reading the numbers: on a silhouette (the horse) the only edge is the outline, so F measures "
+        "tracing cleanly. On textured photos Canny finds edges almost everywhere on the object, so nearly any "
+        "ink on it counts as precise and F overstates the likeness; compare such numbers before and after "
+        "optimisation, not across pictures. The trace loss follows every XDoG line, texture included, which is "
+        "why the photos come out as scribbles: it shows what the renderer and optimiser reach without CLIP, it "
+        "does not replace CLIP's abstraction.",
+    ]
     if quality is not None:
         out += ["", "## Fidelity before and after optimisation", ""]
         if quality_source:
@@ -296,15 +373,19 @@ def gallery_markdown(pictures: Sequence, image_name: str, caption: str, settings
 
 # --------------------------------------------------------------------------- command line
 
+
 def add_report_parser(sub) -> None:
-    rp = sub.add_parser("report", help="render a PNG gallery (and Markdown page) of sketches at several stroke counts",
-                        description="Sketch each INPUT at several stroke counts and draw a PNG grid: input, mask, "
-                                    "saliency with start points, the sketches, the loss curve of each seed. Uses "
-                                    "the CLIP loss with --clip-weights, otherwise the weights-free trace loss.",
-                        epilog="exit status: 0 done; 1 an error while working; 2 a bad option, input or output "
-                               "path, found before any work starts; 143 stopped by SIGTERM, after writing the "
-                               "report of the sketches done so far (the PNG and the page are written to a "
-                               "temporary file and renamed over the target, never left half-written).")
+    rp = sub.add_parser(
+        "report",
+        help="render a PNG gallery (and Markdown page) of sketches at several stroke counts",
+        description="Sketch each INPUT at several stroke counts and draw a PNG grid: input, mask, "
+        "saliency with start points, the sketches, the loss curve of each seed. Uses "
+        "the CLIP loss with --clip-weights, otherwise the weights-free trace loss.",
+        epilog="exit status: 0 done; 1 an error while working; 2 a bad option, input or output "
+        "path, found before any work starts; 143 stopped by SIGTERM, after writing the "
+        "report of the sketches done so far (the PNG and the page are written to a "
+        "temporary file and renamed over the target, never left half-written).",
+    )
     rp.add_argument("inputs", nargs="*", metavar="INPUT", help="image files (default: the bundled example)")
     rp.add_argument("-o", "--output", default="gallery.png", metavar="OUT.png", help="PNG to write")
     rp.add_argument("--markdown", metavar="OUT.md", help="also write a Markdown page with the tables")
@@ -314,19 +395,33 @@ def add_report_parser(sub) -> None:
     rp.add_argument("--seeds", type=int, default=2, help="seeds per sketch (default 2)")
     rp.add_argument("--clip-weights", metavar="FILE", help="CLIP checkpoint: use the CLIP loss (else trace loss)")
     rp.add_argument("--clip-model", default="RN101", metavar="NAME", help="open_clip model of --clip-weights")
-    rp.add_argument("--saliency-weights", metavar="FILE", help="CLIP ViT checkpoint for attention saliency "
-                                                               "(else the object mask)")
+    rp.add_argument(
+        "--saliency-weights", metavar="FILE", help="CLIP ViT checkpoint for attention saliency (else the object mask)"
+    )
     rp.add_argument("--saliency-model", default="ViT-B-32", metavar="NAME")
-    rp.add_argument("--models-dir", metavar="DIR", action="append",
-                    help="folder with model files (repeatable; u2netp.onnx ships with clipasso)")
-    rp.add_argument("--framing", choices=("stretch", "fix-scale", "pad"),
-                    help="how pictures go onto the square canvas (default pad, the fast preset's; see clipasso sketch)")
+    rp.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        action="append",
+        help="folder with model files (repeatable; u2netp.onnx ships with clipasso)",
+    )
+    rp.add_argument(
+        "--framing",
+        choices=("stretch", "fix-scale", "pad"),
+        help="how pictures go onto the square canvas (default pad, the fast preset's; see clipasso sketch)",
+    )
     rp.add_argument("--no-background-removal", action="store_true")
     rp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
 
-def load_encoders(clip_weights=None, clip_model="RN101", saliency_weights=None, saliency_model="ViT-B-32",
-                  models_dir=None, device="cpu"):
+def load_encoders(
+    clip_weights=None,
+    clip_model="RN101",
+    saliency_weights=None,
+    saliency_model="ViT-B-32",
+    models_dir=None,
+    device="cpu",
+):
     """(loss encoder or None, saliency encoder or None, loss name) from the given checkpoints."""
     from ..models import load_clip
 
@@ -334,20 +429,26 @@ def load_encoders(clip_weights=None, clip_model="RN101", saliency_weights=None, 
     if clip_weights:
         enc = load_clip(clip_model, weights=clip_weights, models_dir=models_dir, device=device, allow_download=False)
     if saliency_weights:
-        sal = load_clip(saliency_model, weights=saliency_weights, models_dir=models_dir, device=device,
-                        allow_download=False)
+        sal = load_clip(
+            saliency_model, weights=saliency_weights, models_dir=models_dir, device=device, allow_download=False
+        )
     return enc, sal, ("clip" if enc is not None else "trace")
 
 
 def caption_for(loss: str, enc, sal) -> str:
     if loss == "trace":
-        what = ("Loss: the weights-free **trace** loss (multi-scale blurred ink compared with the picture's XDoG "
-                "outline), not CLIP: no pretrained CLIP weights were available when this was made. Pass a CLIP "
-                "checkpoint (`--clip-weights`) to draw the same grid with CLIPasso's CLIP loss.")
+        what = (
+            "Loss: the weights-free **trace** loss (multi-scale blurred ink compared with the picture's XDoG "
+            "outline), not CLIP: no pretrained CLIP weights were available when this was made. Pass a CLIP "
+            "checkpoint (`--clip-weights`) to draw the same grid with CLIPasso's CLIP loss."
+        )
     else:
         what = f"Loss: CLIPasso's CLIP loss with {enc.name} ({enc.source})."
-    sal_txt = (f"Saliency: CLIP attention of {sal.name}." if sal is not None else
-               "Saliency: the object mask (no CLIP ViT weights given), with XDoG ink rule for the start points.")
+    sal_txt = (
+        f"Saliency: CLIP attention of {sal.name}."
+        if sal is not None
+        else "Saliency: the object mask (no CLIP ViT weights given), with XDoG ink rule for the start points."
+    )
     return what + " " + sal_txt
 
 
@@ -378,8 +479,10 @@ def run_report_cli(args) -> int:
             print(f"clipasso: error: {msg}", file=sys.stderr)
             return 2
     if args.quality_json and not os.path.isfile(args.quality_json):
-        print(f"clipasso: error: --quality-json {args.quality_json} not found (bench/quality.py writes it)",
-              file=sys.stderr)
+        print(
+            f"clipasso: error: --quality-json {args.quality_json} not found (bench/quality.py writes it)",
+            file=sys.stderr,
+        )
         return 2
     problems = limit_problems(args, ("strokes", "iterations", "seeds"))
     too_many = LIMITS["strokes_x_seeds"].problem("strokes x seeds", max(args.strokes) * args.seeds)
@@ -387,9 +490,13 @@ def run_report_cli(args) -> int:
         print(f"clipasso: error: {(problems or [too_many])[0]}", file=sys.stderr)
         return 2
     try:
-        check_output_paths([("-o", args.output, (".png",), "the report is a PNG grid; the page goes to --markdown"),
-                            ("--markdown", args.markdown, (".md",), "")],
-                           [*inputs, args.quality_json, args.clip_weights, args.saliency_weights])
+        check_output_paths(
+            [
+                ("-o", args.output, (".png",), "the report is a PNG grid; the page goes to --markdown"),
+                ("--markdown", args.markdown, (".md",), ""),
+            ],
+            [*inputs, args.quality_json, args.clip_weights, args.saliency_weights],
+        )
     except OutputPathError as exc:
         print(f"clipasso: error: {exc}", file=sys.stderr)
         return 2
@@ -400,8 +507,11 @@ def run_report_cli(args) -> int:
         if stop["terminated"]:  # a second SIGTERM (e.g. while a model is still loading): stop now
             raise SystemExit(terminated)
         stop["terminated"] = True
-        print("\nclipasso: SIGTERM: stopping after this iteration and writing the report of the sketches done "
-              "so far...", file=sys.stderr, flush=True)
+        print(
+            "\nclipasso: SIGTERM: stopping after this iteration and writing the report of the sketches done so far...",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         old = signal.signal(signal.SIGTERM, on_sigterm)
@@ -421,37 +531,61 @@ def _report(args, inputs, stop, terminated) -> int:
 
     try:
         dev = pick_device(args.device)
-        enc, sal, loss = load_encoders(args.clip_weights, args.clip_model, args.saliency_weights,
-                                       args.saliency_model, args.models_dir, dev)
+        enc, sal, loss = load_encoders(
+            args.clip_weights, args.clip_model, args.saliency_weights, args.saliency_model, args.models_dir, dev
+        )
         seeds = [1000 * i for i in range(args.seeds)]
         pics = []
         for p in inputs:
             if stop["terminated"]:
                 break
-            pics.append(run_picture(Path(p).stem, p, strokes=args.strokes, iterations=args.iterations, seeds=seeds,
-                                    loss=loss, encoder=enc, saliency_encoder=sal,
-                                    background_removal=not args.no_background_removal, models_dir=args.models_dir,
-                                    framing=args.framing, log=lambda m: print(m, file=sys.stderr),
-                                    should_stop=lambda: stop["terminated"]))
+            pics.append(
+                run_picture(
+                    Path(p).stem,
+                    p,
+                    strokes=args.strokes,
+                    iterations=args.iterations,
+                    seeds=seeds,
+                    loss=loss,
+                    encoder=enc,
+                    saliency_encoder=sal,
+                    background_removal=not args.no_background_removal,
+                    models_dir=args.models_dir,
+                    framing=args.framing,
+                    log=lambda m: print(m, file=sys.stderr),
+                    should_stop=lambda: stop["terminated"],
+                )
+            )
         pics = [pic for pic in pics if pic.sketches]  # a picture stopped before its first sketch has no row
         caption = caption_for(loss, enc, sal)
         title = f"{loss} loss, {args.iterations} iterations, best of {args.seeds}"
         if stop["terminated"]:
             if not pics:
-                print(f"clipasso: stopped by SIGTERM before the first sketch was done: no report written (exit "
-                      f"status {terminated})", file=sys.stderr)
+                print(
+                    f"clipasso: stopped by SIGTERM before the first sketch was done: no report written (exit "
+                    f"status {terminated})",
+                    file=sys.stderr,
+                )
                 return terminated
             done = sum(len(pic.sketches) for pic in pics)
             title += f" (stopped by SIGTERM after {done} of {len(inputs) * len(args.strokes)} sketches)"
-            caption += (f" Stopped by SIGTERM after {done} of {len(inputs) * len(args.strokes)} sketches: the report "
-                        "holds those done (the last one possibly before its final iteration).")
+            caption += (
+                f" Stopped by SIGTERM after {done} of {len(inputs) * len(args.strokes)} sketches: the report "
+                "holds those done (the last one possibly before its final iteration)."
+            )
         out = draw_grid(pics, args.output, title=title, counts=args.strokes)
         print(f"report: {out}")
         if args.markdown:
             quality = json.loads(Path(args.quality_json).read_text()) if args.quality_json else None
-            md = gallery_markdown(pics, os.path.relpath(out, Path(args.markdown).parent), caption,
-                                  dict(loss=loss, iterations=args.iterations, seeds=args.seeds),
-                                  quality, args.quality_json or "", counts=args.strokes)
+            md = gallery_markdown(
+                pics,
+                os.path.relpath(out, Path(args.markdown).parent),
+                caption,
+                dict(loss=loss, iterations=args.iterations, seeds=args.seeds),
+                quality,
+                args.quality_json or "",
+                counts=args.strokes,
+            )
             from ..atomic import write_text_atomic
 
             write_text_atomic(args.markdown, md)
@@ -460,11 +594,25 @@ def _report(args, inputs, stop, terminated) -> int:
         print(f"clipasso: error: {exc}", file=sys.stderr)
         return 1
     if stop["terminated"]:
-        print(f"report: stopped by SIGTERM: the report holds the sketches done so far (exit status {terminated})",
-              flush=True)
+        print(
+            f"report: stopped by SIGTERM: the report holds the sketches done so far (exit status {terminated})",
+            flush=True,
+        )
         return terminated
     return 0
 
 
-__all__ = ["run_picture", "draw_grid", "gallery_markdown", "quality_markdown", "load_encoders", "caption_for",
-           "add_report_parser", "run_report_cli", "picture_summary", "PictureRun", "ReportError", "DEFAULT_STROKES"]
+__all__ = [
+    "run_picture",
+    "draw_grid",
+    "gallery_markdown",
+    "quality_markdown",
+    "load_encoders",
+    "caption_for",
+    "add_report_parser",
+    "run_report_cli",
+    "picture_summary",
+    "PictureRun",
+    "ReportError",
+    "DEFAULT_STROKES",
+]

@@ -15,6 +15,7 @@ edges gives recall 0, and F is 0 unless both precision and recall are positive; 
 a blank target scores 1 on both. Pure torch; `edge_map` with ``method="canny"`` uses
 scikit-image.
 """
+
 from __future__ import annotations
 
 import math
@@ -94,8 +95,9 @@ def ink_map(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return (1.0 - (x * w).sum(1)) > threshold
 
 
-def edge_map(image: torch.Tensor, mask: Optional[torch.Tensor] = None, method: str = "canny",
-             sigma: float = 2.0) -> torch.Tensor:
+def edge_map(
+    image: torch.Tensor, mask: Optional[torch.Tensor] = None, method: str = "canny", sigma: float = 2.0
+) -> torch.Tensor:
     """Bool [H,W] edges of ``image`` ([3,H,W] 0..1 on white), joined with the mask's outline.
 
     method ``canny``: scikit-image's Canny on the grey image (``sigma`` px); ``xdog``: the outline
@@ -109,8 +111,9 @@ def edge_map(image: torch.Tensor, mask: Optional[torch.Tensor] = None, method: s
         try:
             from skimage.feature import canny
         except ImportError as exc:  # pragma: no cover - scikit-image is a test/bench dependency
-            raise MetricError("edge_map(method='canny') needs scikit-image (pip install scikit-image); "
-                              "or use method='xdog'") from exc
+            raise MetricError(
+                "edge_map(method='canny') needs scikit-image (pip install scikit-image); or use method='xdog'"
+            ) from exc
         grey = (img * torch.tensor(GREY_WEIGHTS).view(3, 1, 1)).sum(0).numpy()
         edges = torch.from_numpy(canny(grey, sigma=sigma))
     elif method == "xdog":
@@ -129,8 +132,9 @@ def edge_map(image: torch.Tensor, mask: Optional[torch.Tensor] = None, method: s
     return edges
 
 
-def fscore(ink, edges, tolerance: float = DEFAULT_TOLERANCE, size: Optional[int] = METRIC_SIZE
-           ) -> Dict[str, torch.Tensor]:
+def fscore(
+    ink, edges, tolerance: float = DEFAULT_TOLERANCE, size: Optional[int] = METRIC_SIZE
+) -> Dict[str, torch.Tensor]:
     """Per map: ``precision``, ``recall``, ``f`` of ``ink`` [B,H,W] against ``edges`` [H,W] or [B,H,W].
 
     Both are brought to ``size`` x ``size`` first (None: compared as given).
@@ -151,8 +155,11 @@ def fscore(ink, edges, tolerance: float = DEFAULT_TOLERANCE, size: Optional[int]
     f = torch.where(p + r > 0, 2 * p * r / (p + r).clamp(min=1e-12), torch.zeros_like(p))
     both_empty = (n_ink == 0) & (n_edge == 0)
     ones = torch.ones_like(p)
-    return {"precision": torch.where(both_empty, ones, p), "recall": torch.where(both_empty, ones, r),
-            "f": torch.where(both_empty, ones, f)}
+    return {
+        "precision": torch.where(both_empty, ones, p),
+        "recall": torch.where(both_empty, ones, r),
+        "f": torch.where(both_empty, ones, f),
+    }
 
 
 def mask_coverage(ink, mask, radius: float = DEFAULT_COVER_RADIUS, size: Optional[int] = METRIC_SIZE) -> torch.Tensor:
@@ -167,9 +174,15 @@ def mask_coverage(ink, mask, radius: float = DEFAULT_COVER_RADIUS, size: Optiona
     return torch.where(n > 0, covered / n.clamp(min=1), torch.zeros_like(n))
 
 
-def sketch_fidelity(renders: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                    edges: Optional[torch.Tensor] = None, tolerance: float = DEFAULT_TOLERANCE,
-                    cover_radius: float = DEFAULT_COVER_RADIUS, edge_method: str = "canny") -> Dict[str, list]:
+def sketch_fidelity(
+    renders: torch.Tensor,
+    target: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
+    edges: Optional[torch.Tensor] = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    cover_radius: float = DEFAULT_COVER_RADIUS,
+    edge_method: str = "canny",
+) -> Dict[str, list]:
     """All scores for renders ``[B,3,H,W]`` (or one ``[3,H,W]``) of sketches of ``target`` [3,H,W].
 
     edges: a precomputed edge map (default `edge_map(target, mask, edge_method)`). Returns lists of
@@ -189,5 +202,18 @@ def sketch_fidelity(renders: torch.Tensor, target: torch.Tensor, mask: Optional[
     return out
 
 
-__all__ = ["fscore", "mask_coverage", "sketch_fidelity", "edge_map", "ink_map", "boundary", "dilate", "erode",
-           "disk", "MetricError", "METRIC_SIZE", "DEFAULT_TOLERANCE", "DEFAULT_COVER_RADIUS"]
+__all__ = [
+    "fscore",
+    "mask_coverage",
+    "sketch_fidelity",
+    "edge_map",
+    "ink_map",
+    "boundary",
+    "dilate",
+    "erode",
+    "disk",
+    "MetricError",
+    "METRIC_SIZE",
+    "DEFAULT_TOLERANCE",
+    "DEFAULT_COVER_RADIUS",
+]

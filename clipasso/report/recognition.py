@@ -5,6 +5,7 @@ list of class names, with the prompt "a sketch of a {class}." (PHOTO_TEMPLATE fo
 `classify` gives the class probabilities, `top_k_hits` whether an accepted name is among the k most probable.
 bench/recognition.py runs it over scikit-image's photos with real weights.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
@@ -30,8 +31,9 @@ def default_tokenizer(encoder) -> Callable[[Sequence[str]], "torch.Tensor"]:
     return open_clip.get_tokenizer(encoder.name, context_length=ctx)
 
 
-def text_embeddings(encoder, class_names: Sequence[str], template: str = SKETCH_TEMPLATE,
-                    tokenizer: Optional[Callable] = None):
+def text_embeddings(
+    encoder, class_names: Sequence[str], template: str = SKETCH_TEMPLATE, tokenizer: Optional[Callable] = None
+):
     """L2-normalised text embeddings ``[C, D]`` of ``template.format(name)`` for each class."""
     import torch
 
@@ -47,11 +49,14 @@ def text_embeddings(encoder, class_names: Sequence[str], template: str = SKETCH_
     if not hasattr(model, "encode_text"):
         raise RecognitionError(f"CLIP model {encoder.name!r} has no text tower, so it cannot classify zero-shot")
     tokens = (tokenizer or default_tokenizer(encoder))([template.format(n) for n in names])
-    vocab = getattr(model, "vocab_size", None) or getattr(getattr(model, "token_embedding", None),
-                                                           "num_embeddings", None)
+    vocab = getattr(model, "vocab_size", None) or getattr(
+        getattr(model, "token_embedding", None), "num_embeddings", None
+    )
     if vocab is not None and int(tokens.max()) >= int(vocab):
-        raise RecognitionError(f"the tokenizer produced token ids up to {int(tokens.max())} but the text tower of "
-                               f"{encoder.name!r} knows only {vocab}; give the tokenizer that belongs to the model")
+        raise RecognitionError(
+            f"the tokenizer produced token ids up to {int(tokens.max())} but the text tower of "
+            f"{encoder.name!r} knows only {vocab}; give the tokenizer that belongs to the model"
+        )
     with torch.no_grad():
         feats = model.encode_text(tokens.to(encoder.device)).float()
     return feats / feats.norm(dim=-1, keepdim=True)
@@ -95,8 +100,9 @@ def logit_scale_of(encoder) -> float:
     return float(scale.detach().float().exp().clamp(max=100.0))
 
 
-def classify(encoder, images, class_names: Sequence[str], template: str = SKETCH_TEMPLATE,
-             tokenizer: Optional[Callable] = None):
+def classify(
+    encoder, images, class_names: Sequence[str], template: str = SKETCH_TEMPLATE, tokenizer: Optional[Callable] = None
+):
     """Zero-shot class probabilities ``[N, C]`` (rows sum to 1) of 0..1 RGB ``images`` by a CLIP ``encoder``
     (a `clipasso.models.ClipEncoder` with its text tower), in the order of ``class_names``."""
     txt = text_embeddings(encoder, class_names, template, tokenizer)

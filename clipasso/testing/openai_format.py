@@ -13,6 +13,7 @@ It does not use OpenAI's ``clip`` package; only the file format matters.
 
     python clipasso/testing/openai_format.py OUT_DIR [--real]   # tiny (default) or real-size RN101.pt + ViT-B-32.pt
 """
+
 from __future__ import annotations
 
 import math
@@ -38,6 +39,7 @@ class LayerNorm(nn.LayerNorm):
 
 # --------------------------------------------------------------------------- ResNet tower
 
+
 class Bottleneck(nn.Module):
     expansion = 4
 
@@ -56,11 +58,15 @@ class Bottleneck(nn.Module):
         self.relu3 = nn.ReLU(inplace=True)
         self.downsample = None
         if stride > 1 or inplanes != planes * self.expansion:
-            self.downsample = nn.Sequential(OrderedDict([
-                ("-1", nn.AvgPool2d(stride)),
-                ("0", nn.Conv2d(inplanes, planes * self.expansion, 1, stride=1, bias=False)),
-                ("1", nn.BatchNorm2d(planes * self.expansion)),
-            ]))
+            self.downsample = nn.Sequential(
+                OrderedDict(
+                    [
+                        ("-1", nn.AvgPool2d(stride)),
+                        ("0", nn.Conv2d(inplanes, planes * self.expansion, 1, stride=1, bias=False)),
+                        ("1", nn.BatchNorm2d(planes * self.expansion)),
+                    ]
+                )
+            )
 
     def forward(self, x):
         out = self.relu1(self.bn1(self.conv1(x)))
@@ -75,7 +81,7 @@ class AttentionPool2d(nn.Module):
 
     def __init__(self, grid: int, width: int, heads: int, out_dim: int):
         super().__init__()
-        self.positional_embedding = nn.Parameter(torch.randn(grid * grid + 1, width) / width ** 0.5)
+        self.positional_embedding = nn.Parameter(torch.randn(grid * grid + 1, width) / width**0.5)
         self.k_proj = nn.Linear(width, width)
         self.q_proj = nn.Linear(width, width)
         self.v_proj = nn.Linear(width, width)
@@ -84,14 +90,14 @@ class AttentionPool2d(nn.Module):
 
     def forward(self, x):
         n, c, h, w = x.shape
-        tokens = x.reshape(n, c, h * w).permute(2, 0, 1)                   # [HW, N, C]
+        tokens = x.reshape(n, c, h * w).permute(2, 0, 1)  # [HW, N, C]
         tokens = torch.cat([tokens.mean(dim=0, keepdim=True), tokens], 0)  # [1 + HW, N, C]
         tokens = tokens + self.positional_embedding[:, None, :].to(tokens.dtype)
         q = self.q_proj(tokens[:1])
         k = self.k_proj(tokens)
         v = self.v_proj(tokens)
         heads, d = self.num_heads, c // self.num_heads
-        q = q.reshape(1, n * heads, d).transpose(0, 1)                      # [N*heads, 1, d]
+        q = q.reshape(1, n * heads, d).transpose(0, 1)  # [N*heads, 1, d]
         k = k.reshape(-1, n * heads, d).transpose(0, 1)
         v = v.reshape(-1, n * heads, d).transpose(0, 1)
         attn = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(d), dim=-1)
@@ -138,16 +144,21 @@ class ModifiedResNet(nn.Module):
 
 # --------------------------------------------------------------------------- transformer towers
 
+
 class ResidualAttentionBlock(nn.Module):
     def __init__(self, width: int, heads: int, attn_mask=None):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads)
         self.ln_1 = LayerNorm(width)
-        self.mlp = nn.Sequential(OrderedDict([
-            ("c_fc", nn.Linear(width, width * 4)),
-            ("gelu", QuickGELU()),
-            ("c_proj", nn.Linear(width * 4, width)),
-        ]))
+        self.mlp = nn.Sequential(
+            OrderedDict(
+                [
+                    ("c_fc", nn.Linear(width, width * 4)),
+                    ("gelu", QuickGELU()),
+                    ("c_proj", nn.Linear(width * 4, width)),
+                ]
+            )
+        )
         self.ln_2 = LayerNorm(width)
         self.attn_mask = attn_mask
 
@@ -173,7 +184,7 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.input_resolution = resolution
         self.conv1 = nn.Conv2d(3, width, patch, stride=patch, bias=False)
-        scale = width ** -0.5
+        scale = width**-0.5
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(scale * torch.randn((resolution // patch) ** 2 + 1, width))
         self.ln_pre = LayerNorm(width)
@@ -183,31 +194,43 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x):
         x = self.conv1(x.type(self.conv1.weight.dtype))
-        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)   # [N, grid^2, width]
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # [N, grid^2, width]
         cls = self.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
-        x = self.ln_pre(x).permute(1, 0, 2)                          # [L, N, D]
+        x = self.ln_pre(x).permute(1, 0, 2)  # [L, N, D]
         x = self.transformer(x).permute(1, 0, 2)
         return self.ln_post(x[:, 0, :]) @ self.proj
 
 
 class OpenAICLIP(nn.Module):
-    def __init__(self, embed_dim: int, resolution: int, vision_layers, vision_width: int, vision_patch,
-                 context_length: int, vocab_size: int, text_width: int, text_heads: int, text_layers: int):
+    def __init__(
+        self,
+        embed_dim: int,
+        resolution: int,
+        vision_layers,
+        vision_width: int,
+        vision_patch,
+        context_length: int,
+        vocab_size: int,
+        text_width: int,
+        text_heads: int,
+        text_layers: int,
+    ):
         super().__init__()
         self.context_length = context_length
         if isinstance(vision_layers, (tuple, list)):
             self.visual = ModifiedResNet(vision_layers, embed_dim, vision_width * 32 // 64, resolution, vision_width)
         else:
-            self.visual = VisionTransformer(resolution, vision_patch, vision_width, vision_layers,
-                                            vision_width // 64, embed_dim)
+            self.visual = VisionTransformer(
+                resolution, vision_patch, vision_width, vision_layers, vision_width // 64, embed_dim
+            )
         causal = torch.full((context_length, context_length), float("-inf")).triu_(1)
         self.transformer = Transformer(text_width, text_layers, text_heads, attn_mask=causal)
         self.vocab_size = vocab_size
         self.token_embedding = nn.Embedding(vocab_size, text_width)
         self.positional_embedding = nn.Parameter(torch.empty(context_length, text_width).normal_(std=0.01))
         self.ln_final = LayerNorm(text_width)
-        self.text_projection = nn.Parameter(torch.randn(text_width, embed_dim) * text_width ** -0.5)
+        self.text_projection = nn.Parameter(torch.randn(text_width, embed_dim) * text_width**-0.5)
         self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
 
     @property
@@ -234,20 +257,80 @@ class OpenAICLIP(nn.Module):
 
 # --------------------------------------------------------------------------- sizes
 
-TINY_RN = dict(embed_dim=32, resolution=224, vision_layers=(1, 1, 1, 1), vision_width=8, vision_patch=None,
-               context_length=8, vocab_size=49408, text_width=64, text_heads=1, text_layers=1)
-TINY_VIT = dict(embed_dim=32, resolution=224, vision_layers=2, vision_width=64, vision_patch=32,
-                context_length=8, vocab_size=49408, text_width=64, text_heads=1, text_layers=1)
+TINY_RN = dict(
+    embed_dim=32,
+    resolution=224,
+    vision_layers=(1, 1, 1, 1),
+    vision_width=8,
+    vision_patch=None,
+    context_length=8,
+    vocab_size=49408,
+    text_width=64,
+    text_heads=1,
+    text_layers=1,
+)
+TINY_VIT = dict(
+    embed_dim=32,
+    resolution=224,
+    vision_layers=2,
+    vision_width=64,
+    vision_patch=32,
+    context_length=8,
+    vocab_size=49408,
+    text_width=64,
+    text_heads=1,
+    text_layers=1,
+)
 # OpenAI's published architectures (the shapes their files hold)
 REAL = {
-    "RN50": dict(embed_dim=1024, resolution=224, vision_layers=(3, 4, 6, 3), vision_width=64, vision_patch=None,
-                 context_length=77, vocab_size=49408, text_width=512, text_heads=8, text_layers=12),
-    "RN101": dict(embed_dim=512, resolution=224, vision_layers=(3, 4, 23, 3), vision_width=64, vision_patch=None,
-                  context_length=77, vocab_size=49408, text_width=512, text_heads=8, text_layers=12),
-    "ViT-B-32": dict(embed_dim=512, resolution=224, vision_layers=12, vision_width=768, vision_patch=32,
-                     context_length=77, vocab_size=49408, text_width=512, text_heads=8, text_layers=12),
-    "ViT-B-16": dict(embed_dim=512, resolution=224, vision_layers=12, vision_width=768, vision_patch=16,
-                     context_length=77, vocab_size=49408, text_width=512, text_heads=8, text_layers=12),
+    "RN50": dict(
+        embed_dim=1024,
+        resolution=224,
+        vision_layers=(3, 4, 6, 3),
+        vision_width=64,
+        vision_patch=None,
+        context_length=77,
+        vocab_size=49408,
+        text_width=512,
+        text_heads=8,
+        text_layers=12,
+    ),
+    "RN101": dict(
+        embed_dim=512,
+        resolution=224,
+        vision_layers=(3, 4, 23, 3),
+        vision_width=64,
+        vision_patch=None,
+        context_length=77,
+        vocab_size=49408,
+        text_width=512,
+        text_heads=8,
+        text_layers=12,
+    ),
+    "ViT-B-32": dict(
+        embed_dim=512,
+        resolution=224,
+        vision_layers=12,
+        vision_width=768,
+        vision_patch=32,
+        context_length=77,
+        vocab_size=49408,
+        text_width=512,
+        text_heads=8,
+        text_layers=12,
+    ),
+    "ViT-B-16": dict(
+        embed_dim=512,
+        resolution=224,
+        vision_layers=12,
+        vision_width=768,
+        vision_patch=16,
+        context_length=77,
+        vocab_size=49408,
+        text_width=512,
+        text_heads=8,
+        text_layers=12,
+    ),
 }
 
 
@@ -277,8 +360,15 @@ def convert_to_fp16(model: nn.Module) -> nn.Module:
             if m.bias is not None:
                 m.bias.data = m.bias.data.half()
         if isinstance(m, nn.MultiheadAttention):
-            for name in ("in_proj_weight", "in_proj_bias", "bias_k", "bias_v", "q_proj_weight", "k_proj_weight",
-                         "v_proj_weight"):
+            for name in (
+                "in_proj_weight",
+                "in_proj_bias",
+                "bias_k",
+                "bias_v",
+                "q_proj_weight",
+                "k_proj_weight",
+                "v_proj_weight",
+            ):
                 t = getattr(m, name, None)
                 if t is not None:
                     t.data = t.data.half()
@@ -331,8 +421,9 @@ def save_openai_archive(model: OpenAICLIP, path, fp16: bool = True) -> str:
     wrapper = _Archive(model, res).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation and tracer notices
-        traced = torch.jit.trace_module(wrapper, {"forward": (image, text), "encode_image": image,
-                                                  "encode_text": text}, check_trace=False)
+        traced = torch.jit.trace_module(
+            wrapper, {"forward": (image, text), "encode_image": image, "encode_text": text}, check_trace=False
+        )
     if fp16:
         # The traced graph is never run by the loader (only its state dict is read), so the weights are
         # converted after tracing, with the same rule as OpenAI's conversion.
@@ -363,8 +454,10 @@ def write_openai_files(folder, real: bool = False, fp16: bool = True, seed: int 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
-    for name, cfg, s in (("RN101", REAL["RN101"] if real else TINY_RN, seed),
-                         ("ViT-B-32", REAL["ViT-B-32"] if real else TINY_VIT, seed + 1)):
+    for name, cfg, s in (
+        ("RN101", REAL["RN101"] if real else TINY_RN, seed),
+        ("ViT-B-32", REAL["ViT-B-32"] if real else TINY_VIT, seed + 1),
+    ):
         model = build_openai_model(cfg, s)
         out[name] = save_openai_archive(model, folder / f"{name}.pt", fp16=fp16)
         out[name + "_model"] = model

@@ -11,6 +11,7 @@ Both encoders take 224x224 input like the real ones. The ResNet is a CLIP ``Modi
 (stem, layer1..4, attention pool) with width 8 and one block per stage; the ViT has patch 32
 (a 7x7 grid like ViT-B/32), width 64, 3 blocks.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,7 @@ _TEXT_CFG = {"context_length": 8, "vocab_size": 49408, "width": 32, "heads": 2, 
 TINY_CONFIGS = {
     TINY_RN: {
         "embed_dim": 32,
-        "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16,
-                       "patch_size": None},
+        "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16, "patch_size": None},
         "text_cfg": _TEXT_CFG,
     },
     TINY_VIT: {
@@ -103,8 +103,15 @@ def write_tiny_models(folder, seed: int = 0, as_defaults: bool = False) -> Dict[
     folder.mkdir(parents=True, exist_ok=True)
     rn = _save(TINY_RN, TINY_CONFIGS[TINY_RN], folder, seed)
     vit = _save(TINY_VIT, TINY_CONFIGS[TINY_VIT], folder, seed + 100)
-    out = {"folder": str(folder), "rn_name": TINY_RN, "vit_name": TINY_VIT,
-           "rn": rn["weights"], "rn_config": rn["config"], "vit": vit["weights"], "vit_config": vit["config"]}
+    out = {
+        "folder": str(folder),
+        "rn_name": TINY_RN,
+        "vit_name": TINY_VIT,
+        "rn": rn["weights"],
+        "rn_config": rn["config"],
+        "vit": vit["weights"],
+        "vit_config": vit["config"],
+    }
     if as_defaults:
         for alias, tiny, s in (("RN101", TINY_RN, seed), ("ViT-B-32", TINY_VIT, seed + 100)):
             files = _save(alias, TINY_CONFIGS[tiny], folder, s, file_stem=f"{alias}-openai")
@@ -118,5 +125,8 @@ if __name__ == "__main__":  # python tests/tiny_models.py FOLDER [--as-defaults]
     import sys
 
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    print(json.dumps(write_tiny_models(args[0] if args else "tiny_models",
-                                       as_defaults="--as-defaults" in sys.argv), indent=2))
+    print(
+        json.dumps(
+            write_tiny_models(args[0] if args else "tiny_models", as_defaults="--as-defaults" in sys.argv), indent=2
+        )
+    )

@@ -17,6 +17,7 @@ absolute weight that suits a real RN101; it does let the text term be measured e
 writes ``OUT_DIR/<name>.json`` (the open_clip config) and ``OUT_DIR/<name>.safetensors``, loadable
 by name through `clipasso.models.load_clip(name, models_dir=OUT_DIR)` like any custom model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,20 +38,20 @@ from clipasso.render.raster import rasterize
 SHAPES = ("circle", "square", "triangle", "star", "heart", "cross")
 TEMPLATES = ("a {}", "a sketch of a {}", "a drawing of a {}", "{}")
 SIZE = 224
-RING = 30           # points around every outline
+RING = 30  # points around every outline
 SEG_PER_STROKE = 3  # an outline is drawn as RING / SEG_PER_STROKE strokes
-STRAY = 2           # extra random strokes per drawing (some made invisible)
+STRAY = 2  # extra random strokes per drawing (some made invisible)
 
-INPUT = 112         # the encoder's input: 224 px drawings are box-downsampled, as the loss does
+INPUT = 112  # the encoder's input: 224 px drawings are box-downsampled, as the loss does
 TOY_CONFIG = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": INPUT, "layers": [1, 1, 1, 1], "width": 16, "head_width": 16,
-                   "patch_size": None},
+    "vision_cfg": {"image_size": INPUT, "layers": [1, 1, 1, 1], "width": 16, "head_width": 16, "patch_size": None},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 
 
 # --------------------------------------------------------------------------- shapes
+
 
 def _polygon(name: str) -> torch.Tensor:
     """Vertices [V, 2] of the closed outline of a shape, centred, about unit radius."""
@@ -75,8 +76,9 @@ def _polygon(name: str) -> torch.Tensor:
         return pts / pts.abs().max()
     if name == "cross":
         a, b = 1.0, 0.33
-        return torch.tensor([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b],
-                             [-a, b], [-a, -b], [-b, -b]])
+        return torch.tensor(
+            [[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]]
+        )
     raise ValueError(f"unknown shape {name!r}; choose one of {SHAPES}")
 
 
@@ -110,6 +112,7 @@ def _line_cubic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def shape_strokes(name: str, g: torch.Generator, clean: bool = False):
     """One drawing of ``name``: points [S, 1+3k, 2], half-widths [S], alphas [S] (canvas pixels)."""
+
     def u(lo, hi):
         return lo + (hi - lo) * float(torch.rand((), generator=g))
 
@@ -133,7 +136,7 @@ def shape_strokes(name: str, g: torch.Generator, clean: bool = False):
     n_str = RING // SEG_PER_STROKE
     pts = []
     for k in range(n_str):
-        cs = cubics[k * SEG_PER_STROKE:(k + 1) * SEG_PER_STROKE]
+        cs = cubics[k * SEG_PER_STROKE : (k + 1) * SEG_PER_STROKE]
         pts.append(torch.cat([cs[0, :1], cs[:, 1:].reshape(-1, 2)]))
     pts = torch.stack(pts)  # [n_str, 1+3*SEG, 2]
     alphas = torch.ones(n_str)
@@ -178,6 +181,7 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- training
 
+
 def _tokens(context_length: int) -> torch.Tensor:
     import open_clip
 
@@ -186,8 +190,14 @@ def _tokens(context_length: int) -> torch.Tensor:
     return tok(prompts, context_length=context_length).view(len(TEMPLATES), len(SHAPES), -1)
 
 
-def train(steps: int = 1200, seed: int = 0, batch: int = 48, lr: float = 2e-3, log_every: int = 100,
-          threads: Optional[int] = None) -> Dict:
+def train(
+    steps: int = 1200,
+    seed: int = 0,
+    batch: int = 48,
+    lr: float = 2e-3,
+    log_every: int = 100,
+    threads: Optional[int] = None,
+) -> Dict:
     """Train the toy model; returns {'model', 'history', 'seconds'}."""
     import open_clip
 
@@ -221,10 +231,13 @@ def train(steps: int = 1200, seed: int = 0, batch: int = 48, lr: float = 2e-3, l
         run_acc += float((logits.argmax(1) == labels).float().mean())
         if step % log_every == 0 or step == steps:
             n = log_every if step % log_every == 0 else step % log_every
-            history.append({"step": step, "loss": run_loss / n, "acc": run_acc / n,
-                            "seconds": time.perf_counter() - t0})
-            print(f"step {step:5d}  loss {run_loss / n:.3f}  acc {run_acc / n:.3f}  "
-                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+            history.append(
+                {"step": step, "loss": run_loss / n, "acc": run_acc / n, "seconds": time.perf_counter() - t0}
+            )
+            print(
+                f"step {step:5d}  loss {run_loss / n:.3f}  acc {run_acc / n:.3f}  {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
             run_loss = run_acc = 0.0
     model.eval()
     return {"model": model, "history": history, "seconds": time.perf_counter() - t0}
@@ -235,8 +248,9 @@ def class_probabilities(model, images: torch.Tensor, template: str = "a {}") -> 
     """Zero-shot probabilities [N, len(SHAPES)] of images [N,3,H,W] 0..1 (224 px)."""
     import open_clip
 
-    tok = open_clip.tokenize([template.format(s) for s in SHAPES],
-                             context_length=TOY_CONFIG["text_cfg"]["context_length"])
+    tok = open_clip.tokenize(
+        [template.format(s) for s in SHAPES], context_length=TOY_CONFIG["text_cfg"]["context_length"]
+    )
     txt = F.normalize(model.encode_text(tok), dim=-1)
     img = F.normalize(model.encode_image(normalise(images)), dim=-1)
     return (model.logit_scale.exp().clamp(max=100) * img @ txt.T).softmax(-1)
@@ -246,8 +260,9 @@ def class_probabilities(model, images: torch.Tensor, template: str = "a {}") -> 
 def held_out_accuracy(model, n: int = 240, seed: int = 999) -> float:
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % len(SHAPES)
-    probs = torch.cat([class_probabilities(model, draw_batch(labels[i:i + 60].tolist(), g))
-                       for i in range(0, n, 60)])  # n: a multiple of len(SHAPES) keeps the classes even
+    probs = torch.cat(
+        [class_probabilities(model, draw_batch(labels[i : i + 60].tolist(), g)) for i in range(0, n, 60)]
+    )  # n: a multiple of len(SHAPES) keeps the classes even
     return float((probs.argmax(1) == labels).float().mean())
 
 
@@ -274,11 +289,21 @@ def main(argv=None) -> int:
     out = train(args.steps, args.seed, args.batch, threads=args.threads)
     acc = held_out_accuracy(out["model"])
     files = save(out["model"], args.out_dir, args.name)
-    info = {"name": args.name, "steps": args.steps, "seed": args.seed, "batch": args.batch,
-            "held_out_accuracy": acc, "train_seconds": out["seconds"], "history": out["history"], **files}
+    info = {
+        "name": args.name,
+        "steps": args.steps,
+        "seed": args.seed,
+        "batch": args.batch,
+        "held_out_accuracy": acc,
+        "train_seconds": out["seconds"],
+        "history": out["history"],
+        **files,
+    }
     Path(args.out_dir, f"{args.name}.train.json").write_text(json.dumps(info, indent=1))
-    print(f"held-out accuracy {acc:.3f} ({len(SHAPES)} shapes, chance {1 / len(SHAPES):.3f}); "
-          f"trained in {out['seconds']:.0f} s; wrote {files['weights']}")
+    print(
+        f"held-out accuracy {acc:.3f} ({len(SHAPES)} shapes, chance {1 / len(SHAPES):.3f}); "
+        f"trained in {out['seconds']:.0f} s; wrote {files['weights']}"
+    )
     return 0
 
 

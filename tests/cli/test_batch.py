@@ -1,5 +1,6 @@
 """`clipasso batch` / `clipasso.batch.sketch_many`: outputs and manifest, resume, a broken picture, a
 stopped picture, inputs, and the same batch on a local Ray with 2 CPU workers."""
+
 from __future__ import annotations
 
 import json
@@ -14,17 +15,34 @@ from clipasso.batch import BatchError, collect_inputs, read_manifest, settings_h
 from clipasso.cli import main
 from clipasso.settings import SketchSettings
 
-QUICK = dict(preset="fast", loss="trace", saliency="mask", strokes=4, seeds=1, iterations=8, device="cpu",
-             allow_download=False)
-QUICK_FLAGS = ["--preset", "fast", "--loss", "trace", "--saliency", "mask", "--strokes", "4", "--seeds", "1",
-               "--iterations", "8", "--device", "cpu", "--offline", "-q"]
+QUICK = dict(
+    preset="fast", loss="trace", saliency="mask", strokes=4, seeds=1, iterations=8, device="cpu", allow_download=False
+)
+QUICK_FLAGS = [
+    "--preset",
+    "fast",
+    "--loss",
+    "trace",
+    "--saliency",
+    "mask",
+    "--strokes",
+    "4",
+    "--seeds",
+    "1",
+    "--iterations",
+    "8",
+    "--device",
+    "cpu",
+    "--offline",
+    "-q",
+]
 
 
 def _picture(path, seed, size=(72, 96)):
     rng = np.random.default_rng(seed)
     img = np.full(size + (3,), 255, np.uint8)
     y0, x0 = rng.integers(8, 24, 2)
-    img[y0:y0 + 30, x0:x0 + 40] = rng.integers(0, 120, 3)
+    img[y0 : y0 + 30, x0 : x0 + 40] = rng.integers(0, 120, 3)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img).save(path)
     return path
@@ -59,10 +77,12 @@ def test_batch_writes_outputs_and_one_manifest_line_per_picture(pictures, tmp_pa
     on_disk = [json.loads(raw) for raw in (out / "manifest.jsonl").read_text().splitlines()]
     assert on_disk == result.lines and result.failed == 1
     # an output folder inside the input folder: its PNGs are not taken for pictures to sketch
-    inner = sketch_many([pictures], pictures / "sketches", SketchSettings.from_preset(**QUICK), png=True,
-                        recursive=True)
-    again = sketch_many([pictures], pictures / "sketches", SketchSettings.from_preset(**QUICK), png=True,
-                        recursive=True)
+    inner = sketch_many(
+        [pictures], pictures / "sketches", SketchSettings.from_preset(**QUICK), png=True, recursive=True
+    )
+    again = sketch_many(
+        [pictures], pictures / "sketches", SketchSettings.from_preset(**QUICK), png=True, recursive=True
+    )
     assert len(inner.lines) == len(again.lines) == 4 and again.count("skipped") == 3
     assert not [p for p in out.rglob("*") if p.name.startswith(".clipasso-")]  # no temporary file left
 
@@ -152,7 +172,7 @@ def test_ray_engine_missing_is_a_clear_error(monkeypatch, pictures, tmp_path):
 
 
 def test_the_same_batch_on_a_local_ray_with_two_cpu_workers(pictures, tmp_path):
-    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e \".[ray]\"")
+    ray = pytest.importorskip("ray", reason='Ray is an optional extra: pip install -e ".[ray]"')
     settings = SketchSettings.from_preset(**QUICK)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # one local Ray for both runs
     try:
@@ -206,7 +226,7 @@ def test_a_sigkilled_local_batch_resumes_with_nothing_lost_or_redone(tmp_path):
     out = tmp_path / "out"
     manifest = out / "manifest.jsonl"
     at = QUICK_FLAGS.index("--iterations") + 1
-    flags = QUICK_FLAGS[:at] + ["30"] + QUICK_FLAGS[at + 1:]
+    flags = QUICK_FLAGS[:at] + ["30"] + QUICK_FLAGS[at + 1 :]
     cmd = [sys.executable, "-m", "clipasso", "batch", str(root), "-o", str(out), *flags]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -4,6 +4,7 @@ naming Ray's cause after ``ray_tries`` tries while the rest finish; a resume red
 
 One local Ray (2 CPUs) for the module. The worker running a picture is found by its process title, which
 Ray sets to ``ray::<task name>`` while the task runs (the engine names each task after its picture)."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from clipasso.settings import SketchSettings
 
 from tests.cli.test_batch import QUICK, QUICK_FLAGS, _picture
 
-ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e \".[ray]\"")
+ray = pytest.importorskip("ray", reason='Ray is an optional extra: pip install -e ".[ray]"')
 psutil = pytest.importorskip("psutil")
 
 # a second or two per picture on an idle 2-core CPU (the first on a worker also imports the engine),
@@ -109,8 +110,9 @@ def test_a_worker_killed_mid_picture_costs_only_a_retry(local_ray, four, tmp_pat
     killer = Killer(task_name(Item(four / "b.png", "b")), times=1)
     killer.start()
     try:
-        result = _bounded(inputs=[four], out_dir=out, settings=SketchSettings.from_preset(**SLOW), engine="ray",
-                          workers=2, png=True)
+        result = _bounded(
+            inputs=[four], out_dir=out, settings=SketchSettings.from_preset(**SLOW), engine="ray", workers=2, png=True
+        )
     finally:
         killer.done.set()
         killer.join(5)
@@ -123,8 +125,7 @@ def test_a_worker_killed_mid_picture_costs_only_a_retry(local_ray, four, tmp_pat
     assert not [p for p in out.rglob("*") if p.name.startswith(".clipasso-")]  # no temporary file left
 
 
-def test_a_picture_that_kills_its_worker_every_time_is_an_error_and_resume_redoes_only_it(local_ray, four,
-                                                                                           tmp_path):
+def test_a_picture_that_kills_its_worker_every_time_is_an_error_and_resume_redoes_only_it(local_ray, four, tmp_path):
     out = tmp_path / "out"
     settings = SketchSettings.from_preset(**SLOW)
     (four / "d.png").unlink()  # three pictures are enough here

@@ -1,4 +1,5 @@
 """The `clipasso sketch` command line, run in-process with tiny real models."""
+
 from __future__ import annotations
 
 import io
@@ -24,8 +25,22 @@ def image_file(tmp_path):
 
 
 def _args(models_dir, *extra):
-    return ["sketch", *extra, "--models-dir", models_dir, "--iterations", "2", "--strokes", "4", "--seeds", "2",
-            "--no-background-removal", "--device", "cpu", "--offline"]
+    return [
+        "sketch",
+        *extra,
+        "--models-dir",
+        models_dir,
+        "--iterations",
+        "2",
+        "--strokes",
+        "4",
+        "--seeds",
+        "2",
+        "--no-background-removal",
+        "--device",
+        "cpu",
+        "--offline",
+    ]
 
 
 def test_sketch_writes_svg_png_and_summary(tiny_models_dir, image_file, tmp_path, capsys):
@@ -83,18 +98,46 @@ def test_progress_bar_lines():
 
 def test_module_entry_point_help():
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-m", "clipasso", "sketch", "--help"], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "clipasso", "sketch", "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0
-    for flag in ("--png", "--strokes", "--seeds", "--iterations", "--preset", "--device", "--clip-model",
-                 "--clip-weights", "--saliency-model", "--saliency-weights", "--no-background-removal", "--seed"):
+    for flag in (
+        "--png",
+        "--strokes",
+        "--seeds",
+        "--iterations",
+        "--preset",
+        "--device",
+        "--clip-model",
+        "--clip-weights",
+        "--saliency-model",
+        "--saliency-weights",
+        "--no-background-removal",
+        "--seed",
+    ):
         assert flag in out.stdout
 
 
 def test_saliency_and_initialisation_flags(tiny_models_dir, image_file, tmp_path, capsys):
     svg = tmp_path / "rel.svg"
-    rc = main(_args(tiny_models_dir, str(image_file), "-o", str(svg), "-q", "--saliency", "clip-relevancy",
-                    "--saliency-text", "a triangle", "--temperature", "0.5", "--no-xdog") + ["--iterations", "1"])
+    rc = main(
+        _args(
+            tiny_models_dir,
+            str(image_file),
+            "-o",
+            str(svg),
+            "-q",
+            "--saliency",
+            "clip-relevancy",
+            "--saliency-text",
+            "a triangle",
+            "--temperature",
+            "0.5",
+            "--no-xdog",
+        )
+        + ["--iterations", "1"]
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert svg.read_text().count("<path") == 4
@@ -103,8 +146,13 @@ def test_saliency_and_initialisation_flags(tiny_models_dir, image_file, tmp_path
         main(_args(tiny_models_dir, str(image_file), "-o", str(tmp_path / "t.svg"), "-q", "--temperature", "0"))
     err = capsys.readouterr().err
     assert exited.value.code == 2 and "--temperature must be above 0" in err and "Traceback" not in err
-    args = [a for a in _args(tiny_models_dir, str(image_file), "-o", str(tmp_path / "m.svg"), "-q",
-                             "--matting-model", "no-such-model") if a != "--no-background-removal"]
+    args = [
+        a
+        for a in _args(
+            tiny_models_dir, str(image_file), "-o", str(tmp_path / "m.svg"), "-q", "--matting-model", "no-such-model"
+        )
+        if a != "--no-background-removal"
+    ]
     rc = main(args)
     err = capsys.readouterr().err
     assert rc != 0 and "no-such-model" in err and "Traceback" not in err
@@ -115,8 +163,23 @@ def test_framing_flag(tiny_models_dir, image_file, tmp_path, capsys):
     sizes = {}
     for framing in ("pad", "fix-scale", "stretch"):
         svg, png = tmp_path / f"{framing}.svg", tmp_path / f"{framing}.png"
-        rc = main(_args(tiny_models_dir, str(image_file), "-q", "-o", str(svg), "--png", str(png), "--framing",
-                        framing, "--saliency", "none", "--png-size", "300"))
+        rc = main(
+            _args(
+                tiny_models_dir,
+                str(image_file),
+                "-q",
+                "-o",
+                str(svg),
+                "--png",
+                str(png),
+                "--framing",
+                framing,
+                "--saliency",
+                "none",
+                "--png-size",
+                "300",
+            )
+        )
         assert rc == 0, capsys.readouterr().err
         with Image.open(png) as im:
             sizes[framing] = im.size
@@ -130,14 +193,38 @@ def test_matting_model_choices_include_the_full_u2net(tmp_path, image_file, caps
     """u2net (the original's network) is offered; missing on disk and offline, the error says where it goes."""
     monkeypatch.setenv("U2NET_HOME", str(tmp_path / "rembg-home"))
     monkeypatch.delenv("CLIPASSO_MODELS_DIR", raising=False)
-    rc = main(["sketch", str(image_file), "-o", str(tmp_path / "x.svg"), "--matting-model", "u2net", "--offline",
-               "--loss", "trace", "--saliency", "none", "--iterations", "1", "--device", "cpu", "-q",
-               "--models-dir", str(tmp_path / "a"), "--models-dir", str(tmp_path / "b")])
+    rc = main(
+        [
+            "sketch",
+            str(image_file),
+            "-o",
+            str(tmp_path / "x.svg"),
+            "--matting-model",
+            "u2net",
+            "--offline",
+            "--loss",
+            "trace",
+            "--saliency",
+            "none",
+            "--iterations",
+            "1",
+            "--device",
+            "cpu",
+            "-q",
+            "--models-dir",
+            str(tmp_path / "a"),
+            "--models-dir",
+            str(tmp_path / "b"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "u2net.onnx" in err and str(tmp_path / "a") in err and str(tmp_path / "b") in err
     assert "--no-background-removal" in err and "Traceback" not in err
     from clipasso.cli import build_parser
 
-    sk = next(a for a in build_parser()._subparsers._group_actions[0].choices["sketch"]._actions
-              if "--matting-model" in a.option_strings)
+    sk = next(
+        a
+        for a in build_parser()._subparsers._group_actions[0].choices["sketch"]._actions
+        if "--matting-model" in a.option_strings
+    )
     assert "u2net (the full U2-Net the original used" in sk.help and "as the paper" not in sk.help

@@ -1,6 +1,7 @@
 """Bad options and output paths of the command line: each is refused before any work starts, with a
 message that says what to do, exit status 2, nothing written and the input untouched. Also: engine
 errors without tracebacks (--debug shows them), atomic outputs and SIGTERM writing the best sketch."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,23 @@ from PIL import Image, ImageDraw
 from clipasso.cli import EXIT_TERMINATED, LIMITS, main
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICK = ["--loss", "trace", "--saliency", "mask", "--no-background-removal", "--device", "cpu", "--offline",
-         "-q", "--iterations", "2", "--strokes", "4", "--seeds", "1"]
+QUICK = [
+    "--loss",
+    "trace",
+    "--saliency",
+    "mask",
+    "--no-background-removal",
+    "--device",
+    "cpu",
+    "--offline",
+    "-q",
+    "--iterations",
+    "2",
+    "--strokes",
+    "4",
+    "--seeds",
+    "1",
+]
 
 
 @pytest.fixture
@@ -154,8 +170,11 @@ def test_report_refuses_before_any_work(work, capsys, name, extra, message):
     photo = work / "photo.png"
     before = _digest(photo)
     t0 = time.perf_counter()
-    rc = main(["report", str(photo), "--no-background-removal", "--iterations", "1", *_fill(extra, work)]
-              if "--iterations" not in extra else ["report", str(photo), *_fill(extra, work)])
+    rc = main(
+        ["report", str(photo), "--no-background-removal", "--iterations", "1", *_fill(extra, work)]
+        if "--iterations" not in extra
+        else ["report", str(photo), *_fill(extra, work)]
+    )
     elapsed = time.perf_counter() - t0
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err, err
@@ -196,6 +215,7 @@ def test_a_broken_image_is_an_error_message(work, capsys):
 
 
 # --------------------------------------------------------------------------- atomic outputs
+
 
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails_midway(tmp_path):
     from clipasso.atomic import atomic_open, atomic_path, save_image_atomic, write_text_atomic
@@ -248,11 +268,38 @@ def test_sigterm_writes_the_best_sketch_so_far(work):
     out, png = work / "term.svg", work / "term.png"
     out.write_text("previous")  # replaced whole, never truncated in place
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "clipasso", "sketch", str(work / "cut.png"), "-o", str(out),
-                             "--png", str(png), "--loss", "trace", "--saliency", "mask", "--no-background-removal",
-                             "--iterations", "100000", "--strokes", "4", "--seeds", "1", "--device", "cpu",
-                             "--offline"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=str(work))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "clipasso",
+            "sketch",
+            str(work / "cut.png"),
+            "-o",
+            str(out),
+            "--png",
+            str(png),
+            "--loss",
+            "trace",
+            "--saliency",
+            "mask",
+            "--no-background-removal",
+            "--iterations",
+            "100000",
+            "--strokes",
+            "4",
+            "--seeds",
+            "1",
+            "--device",
+            "cpu",
+            "--offline",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(work),
+    )
     try:
         deadline = time.monotonic() + 240
         seen = []
@@ -288,4 +335,3 @@ def test_the_largest_png_size_the_cli_allows_can_be_rendered():
 
     side = LIMITS["png_size"].high
     assert side * side <= MAX_RENDER_PIXELS < (side + 1) * (side + 1)
-

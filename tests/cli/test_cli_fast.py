@@ -1,6 +1,7 @@
 """The command line answers help and refuses bad options and paths before it imports torch (each case runs in
 a fresh interpreter, which then reports the heavy modules it loaded); `clipasso report` on SIGTERM writes the
 report of the sketches done so far and exits 143."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ print("@@" + json.dumps({"rc": rc, "heavy": [m for m in %r if m in sys.modules]}
 
 def _cli(*argv, cwd=None):
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, *map(str, argv)], capture_output=True, text=True,
-                          env=ENV, cwd=cwd, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *map(str, argv)], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=120
+    )
     seconds = time.perf_counter() - t0
     head, _, last = proc.stderr.rstrip().rpartition("\n")
     assert last.startswith("@@"), proc.stderr
@@ -50,11 +52,13 @@ def folder(tmp_path):
     return tmp_path
 
 
-HELP = [(["--help"], "download-weights"),
-        (["sketch", "--help"], "usage: clipasso sketch"),
-        (["batch", "--help"], "usage: clipasso batch"),
-        (["report", "--help"], "usage: clipasso report"),
-        (["download-weights", "--help"], "usage: clipasso download-weights")]
+HELP = [
+    (["--help"], "download-weights"),
+    (["sketch", "--help"], "usage: clipasso sketch"),
+    (["batch", "--help"], "usage: clipasso batch"),
+    (["report", "--help"], "usage: clipasso report"),
+    (["download-weights", "--help"], "usage: clipasso download-weights"),
+]
 
 # (argv with {d} = a folder holding photo.png and adir/, message on stderr); every one exits 2
 USAGE = [
@@ -98,8 +102,13 @@ def test_usage_errors_are_refused_before_torch(folder, argv, message):
 
 
 def test_module_entry_point_help_imports_no_torch():
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "clipasso", "sketch", "--help"],
-                          capture_output=True, text=True, env=ENV, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "clipasso", "sketch", "--help"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "usage: clipasso sketch" in proc.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
@@ -109,9 +118,22 @@ def test_module_entry_point_help_imports_no_torch():
 
 def test_real_work_does_import_torch(folder):
     # the other side of the tests above: once the checks pass, the wrapper sees the engine loaded
-    rc, heavy, out, err, _ = _cli("report", folder / "photo.png", "-o", folder / "g.png", "--strokes", "1",
-                                  "--iterations", "1", "--seeds", "1", "--device", "cpu", "--no-background-removal",
-                                  cwd=folder)
+    rc, heavy, out, err, _ = _cli(
+        "report",
+        folder / "photo.png",
+        "-o",
+        folder / "g.png",
+        "--strokes",
+        "1",
+        "--iterations",
+        "1",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--no-background-removal",
+        cwd=folder,
+    )
     assert rc == 0, err
     assert "torch" in heavy and "matplotlib" in heavy
     assert (folder / "g.png").is_file()
@@ -138,10 +160,36 @@ def test_report_sigterm_writes_what_is_done_and_exits_143(tmp_path):
         pictures.append(str(tmp_path / f"{name}.png"))
     png, md = tmp_path / "g.png", tmp_path / "r.md"
     png.write_bytes(b"previous")  # replaced whole, never truncated in place
-    proc = subprocess.Popen([sys.executable, "-m", "clipasso", "report", *pictures, "-o", str(png), "--markdown",
-                             str(md), "--strokes", "2", "3", "4", "5", "--iterations", "12", "--seeds", "1",
-                             "--device", "cpu", "--no-background-removal"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=str(tmp_path))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "clipasso",
+            "report",
+            *pictures,
+            "-o",
+            str(png),
+            "--markdown",
+            str(md),
+            "--strokes",
+            "2",
+            "3",
+            "4",
+            "5",
+            "--iterations",
+            "12",
+            "--seeds",
+            "1",
+            "--device",
+            "cpu",
+            "--no-background-removal",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=str(tmp_path),
+    )
     try:
         seen = []
         deadline = time.monotonic() + 240

@@ -1,11 +1,21 @@
 """clipasso.report.metrics on hand-computable cases."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from clipasso.report.metrics import (MetricError, boundary, dilate, disk, edge_map, fscore, ink_map, mask_coverage,
-                              sketch_fidelity)
+from clipasso.report.metrics import (
+    MetricError,
+    boundary,
+    dilate,
+    disk,
+    edge_map,
+    fscore,
+    ink_map,
+    mask_coverage,
+    sketch_fidelity,
+)
 
 N = 224
 
@@ -36,8 +46,8 @@ def test_tolerance_is_three_pixels():
 
 
 def test_partial_overlap_by_hand():
-    edges = hline(100, 0, 100)   # 100 edge pixels
-    ink = hline(100, 0, 50)      # 50 ink pixels, all on the edge
+    edges = hline(100, 0, 100)  # 100 edge pixels
+    ink = hline(100, 0, 50)  # 50 ink pixels, all on the edge
     out = fscore(ink, edges)
     # ink reaches edge pixels up to column 49 + 3 = 52: 53 of 100 edge pixels are recalled
     assert out["precision"].item() == 1.0
@@ -72,7 +82,7 @@ def test_mask_coverage_and_boundary():
     mask[50:150, 50:150] = True  # 100 x 100 square
     b = boundary(mask)[0]
     assert b.sum() == 4 * 99 and b[50, 70] and not b[51, 70]
-    ink = hline(100, 50, 150)   # a line across the middle
+    ink = hline(100, 50, 150)  # a line across the middle
     # rows 92..108 lie within 8 px of the line (inside the square): 17 of 100 rows
     assert mask_coverage(ink, mask, radius=8).item() == pytest.approx(0.17)
     assert mask_coverage(ink, torch.zeros(N, N), radius=8).item() == 0.0
@@ -81,7 +91,7 @@ def test_mask_coverage_and_boundary():
 def test_ink_map_edge_map_and_fidelity():
     img = torch.ones(3, N, N)
     img[:, 60:160, 60:160] = 0.0  # a black square (a silhouette)
-    mask = (img[0] < 0.5)
+    mask = img[0] < 0.5
     edges = edge_map(img, mask, method="mask")
     assert torch.equal(edges, boundary(mask)[0])
     for method in ("xdog", "canny"):

@@ -1,5 +1,6 @@
 """A small client for a running ComfyUI: HTTP for /prompt, /history, /view, /object_info,
 /interrupt, /upload, and the WebSocket for execution events and preview frames."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ class PromptRejected(Exception):
 @dataclass
 class Run:
     """What the WebSocket told us about one prompt."""
+
     prompt_id: str
     status: str = "pending"  # success | error | interrupted | timeout
     events: List[tuple] = field(default_factory=list)
@@ -78,8 +80,9 @@ class ComfyClient:
 
     def upload(self, name: str, data: bytes, kind: str = "image/png", subfolder: str = "") -> dict:
         files = {"image": (name, data, kind)}
-        r = requests.post(self.base + "/upload/image", files=files,
-                          data={"overwrite": "true", "subfolder": subfolder}, timeout=60)
+        r = requests.post(
+            self.base + "/upload/image", files=files, data={"overwrite": "true", "subfolder": subfolder}, timeout=60
+        )
         r.raise_for_status()
         return r.json()
 
@@ -91,8 +94,7 @@ class ComfyClient:
         ws.connect(f"{self.ws_base}/ws?clientId={self.client_id}", timeout=30)
         return ws
 
-    def run(self, prompt: dict, timeout: float = 300.0, workflow: Optional[dict] = None,
-            on_event=None) -> Run:
+    def run(self, prompt: dict, timeout: float = 300.0, workflow: Optional[dict] = None, on_event=None) -> Run:
         """Queue ``prompt`` and follow it on the WebSocket until it ends (or ``timeout`` seconds pass).
 
         ``on_event(run, kind, data)`` is called for every JSON message of this prompt (the
@@ -124,7 +126,7 @@ class ComfyClient:
                     run.previews.append(msg[8:])
                 elif event == 4:  # preview with metadata: 4 bytes json length, json, image
                     n = struct.unpack(">I", msg[4:8])[0]
-                    run.previews.append(msg[8 + n:])
+                    run.previews.append(msg[8 + n :])
                 continue
             data = json.loads(msg)
             kind, body = data.get("type"), data.get("data") or {}
@@ -141,8 +143,9 @@ class ComfyClient:
             if kind == "execution_interrupted":
                 run.status = "interrupted"
                 break
-            if kind == "execution_success" or (kind == "executing" and body.get("node") is None
-                                               and body.get("prompt_id") == run.prompt_id):
+            if kind == "execution_success" or (
+                kind == "executing" and body.get("node") is None and body.get("prompt_id") == run.prompt_id
+            ):
                 run.status = "success"
                 break
         run.seconds = time.monotonic() - start

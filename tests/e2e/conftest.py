@@ -1,4 +1,5 @@
 """Session fixtures: one real ComfyUI server for all end-to-end and browser tests."""
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,10 @@ def comfy(comfy_server):
 def matting_weights(comfy_base):
     """The example workflows remove the background with rembg's u2netp; nothing may be downloaded."""
     if comfy_base["u2netp"] is None:
-        msg = ("rembg's u2netp.onnx is needed by the example workflows: clipasso/data/u2netp.onnx is "
-               "missing (a broken checkout?); set U2NET_HOME to a folder that holds it")
+        msg = (
+            "rembg's u2netp.onnx is needed by the example workflows: clipasso/data/u2netp.onnx is "
+            "missing (a broken checkout?); set U2NET_HOME to a folder that holds it"
+        )
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)

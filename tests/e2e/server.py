@@ -1,5 +1,6 @@
 """Start a real ComfyUI server with this pack installed, tiny models in its models folder and its own
 throw-away base directory (custom_nodes, models, input, output, temp, user)."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,20 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 PACK_NAME = "comfyui-clipasso"
 # what is not part of the installed pack
-_NOT_SHIPPED = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", ".pytest_cache", "tests",
-                                      "bench", "out", "*.egg-info", "build", "dist", ".ci")
+_NOT_SHIPPED = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    "tests",
+    "bench",
+    "out",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".ci",
+)
 
 
 def free_port() -> int:
@@ -33,8 +46,11 @@ def find_u2netp() -> Optional[Path]:
     for env in ("U2NET_HOME", "REMBG_HOME"):
         if os.environ.get(env):
             cands.append(Path(os.environ[env]) / "u2netp.onnx")
-    cands += [Path.home() / ".u2net" / "u2netp.onnx", REPO.parent / "shared" / "weights" / "u2netp.onnx",
-              REPO / "clipasso" / "data" / "u2netp.onnx"]
+    cands += [
+        Path.home() / ".u2net" / "u2netp.onnx",
+        REPO.parent / "shared" / "weights" / "u2netp.onnx",
+        REPO / "clipasso" / "data" / "u2netp.onnx",
+    ]
     return next((p for p in cands if p.is_file()), None)
 
 
@@ -65,7 +81,8 @@ def prepare_base(base: Path) -> dict:
     # The frontend shows a Templates dialog on a first visit; mark the tutorial as done.
     (base / "user" / "default" / "comfy.settings.json").write_text(
         '{"Comfy.TutorialCompleted": true, "Comfy.Workflow.ShowMissingNodesWarning": true, '
-        '"Comfy.Minimap.Visible": false}')
+        '"Comfy.Minimap.Visible": false}'
+    )
     return {"models": models, "u2netp": u2}
 
 
@@ -86,19 +103,35 @@ class ComfyServer:
     def start(self) -> "ComfyServer":
         env = dict(os.environ)
         # nothing in these tests may reach the network: weights come from the models folder
-        env.update({"HF_HUB_OFFLINE": "1", "CLIPASSO_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-                    "COMFYUI_CLIPASSO_TEST": "1"})
-        cmd = [sys.executable, "main.py", "--cpu", "--listen", self.host, "--port", str(self.port),
-               "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:",
-               "--disable-auto-launch", "--preview-size", "256", "--disable-api-nodes"]
+        env.update(
+            {"HF_HUB_OFFLINE": "1", "CLIPASSO_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "COMFYUI_CLIPASSO_TEST": "1"}
+        )
+        cmd = [
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--listen",
+            self.host,
+            "--port",
+            str(self.port),
+            "--base-directory",
+            str(self.base),
+            "--database-url",
+            "sqlite:///:memory:",
+            "--disable-auto-launch",
+            "--preview-size",
+            "256",
+            "--disable-api-nodes",
+        ]
         log = open(self.log_path, "w")
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, cwd=self.tree, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         while time.monotonic() - t0 < self.startup_timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with code {self.proc.returncode} during start-up:\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"ComfyUI exited with code {self.proc.returncode} during start-up:\n" + self.log_tail()
+                )
             try:
                 if requests.get(self.url + "/object_info", timeout=5).ok:
                     self.startup_seconds = time.monotonic() - t0

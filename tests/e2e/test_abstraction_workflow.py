@@ -2,6 +2,7 @@
 server, and its files come back through /view. Made quick for the CPU, and measured with the weights-free
 trace loss: with the tiny random CLIP test models a sketch is hardly better than an empty canvas, so
 there would be nothing to prune."""
+
 from __future__ import annotations
 
 import io

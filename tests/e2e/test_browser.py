@@ -2,6 +2,7 @@
 Playwright: every example workflow loads without missing nodes or widget errors and converts to
 exactly our API copy, opens readable in a 1400x850 window (zoom, no title under the frontend's toolbars);
 a node's help page opens without a 404; the one-node workflow is queued from the UI and a screenshot is saved."""
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,24 @@ from .workflow_builder import API_DIR, GRAPHS, REPO, WORKFLOWS
 
 # an untracked copy by default; CLIPASSO_SCREENSHOT=docs/comfyui_workflow.png refreshes the README's picture
 SCREENSHOT = Path(os.environ.get("CLIPASSO_SCREENSHOT") or REPO / "tests" / "e2e" / "output" / "comfyui_workflow.png")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 
 
 def chromium_path():
-    for name in (os.environ.get("CLIPASSO_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                 shutil.which("chromium-browser")):
+    for name in (
+        os.environ.get("CLIPASSO_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if name and os.path.exists(name):
             return name
     return None
@@ -43,8 +55,11 @@ def page(comfy_server):
         from playwright import sync_api
     except ImportError:
         sync_api = None
-    _need(sync_api, "the Python package playwright is needed for the browser test (pip install playwright; "
-                    "no browser download: Debian's chromium is used)")
+    _need(
+        sync_api,
+        "the Python package playwright is needed for the browser test (pip install playwright; "
+        "no browser download: Debian's chromium is used)",
+    )
     exe = _need(chromium_path(), "Debian's chromium is needed for the browser test: apt-get install -y chromium")
     t0 = time.monotonic()
     with sync_api.sync_playwright() as pw:
@@ -56,7 +71,8 @@ def page(comfy_server):
         page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120_000)
         page.wait_for_function(
             "() => Object.keys(window.LiteGraph.registered_node_types).some(t => t.startsWith('CLIPasso'))",
-            timeout=60_000)
+            timeout=60_000,
+        )
         TIMINGS["browser: frontend ready"] = time.monotonic() - t0
         yield page
         browser.close()
@@ -150,9 +166,15 @@ def test_no_node_covers_another_in_the_real_frontend(page, name):
     boxes = page.evaluate(NODE_BOXES, wf)["boxes"]
     _close_dialogs(page)
     assert len(boxes) == len(wf["nodes"])
-    covered = [(a["type"], b["type"]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
-               if a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
-               and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]]
+    covered = [
+        (a["type"], b["type"])
+        for i, a in enumerate(boxes)
+        for b in boxes[i + 1 :]
+        if a["x"] < b["x"] + b["w"]
+        and b["x"] < a["x"] + a["w"]
+        and a["y"] < b["y"] + b["h"]
+        and b["y"] < a["y"] + a["h"]
+    ]
     assert covered == [], covered
 
 
@@ -211,8 +233,12 @@ OPENED_VIEW = """
 
 
 def _inside(inner, outer):
-    return (inner["x0"] >= outer["x0"] and inner["y0"] >= outer["y0"] and inner["x1"] <= outer["x1"]
-            and inner["y1"] <= outer["y1"])
+    return (
+        inner["x0"] >= outer["x0"]
+        and inner["y0"] >= outer["y0"]
+        and inner["x1"] <= outer["x1"]
+        and inner["y1"] <= outer["y1"]
+    )
 
 
 def _meet(a, b):
@@ -253,8 +279,7 @@ def test_example_opens_readable_in_a_1400x850_window(page, name):
     for n in view["nodes"]:
         if not _inside(n["box"], panel):
             problems.append((n["title"], "not inside the free canvas", n["box"], panel))
-        problems += [(n["title"], "under the " + what) for what, r in view["chrome"].items()
-                     if _meet(n["titleBar"], r)]
+        problems += [(n["title"], "under the " + what) for what, r in view["chrome"].items() if _meet(n["titleBar"], r)]
         if n["blocked"]:
             problems.append((n["title"], "title covered at", n["blocked"]))
     assert problems == [], problems
@@ -302,7 +327,8 @@ def test_help_page_opens_without_a_404(page):
         _close_dialogs(page)
         # scroll the graph down a little (the selection toolbox opens above the selected node and must not land
         # under the floating toolbars), then click the node's title bar, as a user selects it
-        x, y = page.evaluate("""(type) => {
+        x, y = page.evaluate(
+            """(type) => {
           const c = window.app.canvas, r = c.canvas.getBoundingClientRect();
           c.ds.offset[1] += 120 / c.ds.scale;
           c.setDirty(true, true);
@@ -310,7 +336,9 @@ def test_help_page_opens_without_a_404(page):
           const t = window.LiteGraph.NODE_TITLE_HEIGHT || 30;
           return [r.left + (n.pos[0] + 80 + c.ds.offset[0]) * c.ds.scale,
                   r.top + (n.pos[1] - t / 2 + c.ds.offset[1]) * c.ds.scale];
-        }""", HELP_NODE)
+        }""",
+            HELP_NODE,
+        )
         page.wait_for_timeout(300)
         page.mouse.click(x, y)
         page.click('[data-testid="info-button"]', timeout=15_000)
@@ -340,8 +368,10 @@ def test_loaders_name_the_models_a_user_must_download():
                 (model,) = node["properties"]["models"]
                 assert model["name"] == node["widgets_values"][0] and model["url"].startswith("https://")
                 assert model["url"].endswith("/" + model["name"])
-                assert model["directory"] == {"CheckpointLoaderSimple": "checkpoints",
-                                              "ControlNetLoader": "controlnet"}[node["type"]]
+                assert (
+                    model["directory"]
+                    == {"CheckpointLoaderSimple": "checkpoints", "ControlNetLoader": "controlnet"}[node["type"]]
+                )
                 seen.add(node["type"])
     assert seen == {"CheckpointLoaderSimple", "ControlNetLoader"}
 
@@ -359,7 +389,7 @@ def test_release_0_1_workflow_loads_with_its_values(page, name):
     _close_dialogs(page)
     assert result["missing"] == [], result
     for problem in result["widgetProblems"]:
-        assert problem["ui"][:len(problem["saved"])] == problem["saved"], problem
+        assert problem["ui"][: len(problem["saved"])] == problem["saved"], problem
     assert not [d for d in result["dialogs"] if "missing" in d.lower()], result["dialogs"]
     got = result["output"]
     for node_id, node in api.items():
@@ -395,8 +425,11 @@ def _thumbnail(screenshot, view, path):
 
     panel = view["panel"]
     bottom = view["chrome"].get("zoom toolbar", panel)["y0"]
-    shot = Image.open(screenshot).convert("RGB").crop((round(panel["x0"]), round(panel["y0"]), round(panel["x1"]),
-                                                       round(bottom)))
+    shot = (
+        Image.open(screenshot)
+        .convert("RGB")
+        .crop((round(panel["x0"]), round(panel["y0"]), round(panel["x1"]), round(bottom)))
+    )
     shot.thumbnail((800, 450))
     shot.save(path, quality=85)
 
@@ -428,8 +461,12 @@ def test_queue_small_workflow_from_the_ui_and_screenshot(page, comfy, matting_we
     entry = None
     while time.monotonic() - t0 < 300:
         new = {k: v for k, v in comfy.get("/history").json().items() if k not in before}
-        done = [v for v in new.values() if v.get("status", {}).get("completed") is not None
-                and v["status"].get("status_str") in ("success", "error")]
+        done = [
+            v
+            for v in new.values()
+            if v.get("status", {}).get("completed") is not None
+            and v["status"].get("status_str") in ("success", "error")
+        ]
         if done:
             entry = done[0]
             break
@@ -444,7 +481,8 @@ def test_queue_small_workflow_from_the_ui_and_screenshot(page, comfy, matting_we
     page.wait_for_function(
         "() => Array.from(document.images).some(i => i.src.includes('.svg') && i.complete)"
         " || (window.app.graph._nodes || window.app.graph.nodes).some(n => n.imgs && n.imgs.length)",
-        timeout=60_000)
+        timeout=60_000,
+    )
     page.evaluate(FIT_VIEW)
     page.wait_for_timeout(1500)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

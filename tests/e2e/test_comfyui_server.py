@@ -1,5 +1,6 @@
 """End to end in a real ComfyUI 0.3.75 server: registration, the example workflows (API format) run
 through /prompt, results fetched through /view, Cancel through /interrupt, and our error messages."""
+
 from __future__ import annotations
 
 import copy
@@ -27,10 +28,14 @@ OUR_NODES = {
     "CLIPassoSketch": (["IMAGE"], ["SKETCH_STROKES", "IMAGE", "FLOAT"]),
     "CLIPassoBatch": ([], ["STRING", "INT"]),
     # models is optional (loss 'trace' needs none): listed after the required inputs
-    "CLIPassoAutoAbstraction": (["IMAGE", "SKETCH_STROKES", "CLIPASSO_MODELS"],
-                                ["SKETCH_STROKES", "IMAGE", "INT", "IMAGE", "STRING"]),
-    "CLIPassoDrawingOrder": (["IMAGE", "SKETCH_STROKES", "CLIPASSO_MODELS"],
-                             ["SKETCH_STROKES", "IMAGE", "IMAGE", "STRING", "STRING"]),
+    "CLIPassoAutoAbstraction": (
+        ["IMAGE", "SKETCH_STROKES", "CLIPASSO_MODELS"],
+        ["SKETCH_STROKES", "IMAGE", "INT", "IMAGE", "STRING"],
+    ),
+    "CLIPassoDrawingOrder": (
+        ["IMAGE", "SKETCH_STROKES", "CLIPASSO_MODELS"],
+        ["SKETCH_STROKES", "IMAGE", "IMAGE", "STRING", "STRING"],
+    ),
 }
 SOCKETS = {"IMAGE", "MASK", "SKETCH_STROKES", "CLIPASSO_MODELS"}
 
@@ -72,8 +77,9 @@ def test_object_info_lists_our_nodes_with_their_types(comfy, comfy_server):
         assert all(spec[1].get("tooltip") for spec in inputs.values()), node_id
     assert ours["CLIPassoSaveSVG"]["output_node"] is True
     log = comfy_server.log_text().splitlines()
-    assert not [line for line in log if "clipasso" in line.lower() and
-                ("IMPORT FAILED" in line or "comfy_entrypoint" in line)], comfy_server.log_tail()
+    assert not [
+        line for line in log if "clipasso" in line.lower() and ("IMPORT FAILED" in line or "comfy_entrypoint" in line)
+    ], comfy_server.log_tail()
 
 
 def test_step_by_step_workflow_writes_svg_and_png(comfy, matting_weights):
@@ -161,9 +167,17 @@ def test_saved_svg_loads_back_and_rerenders(comfy):
     name = up["name"] if not up.get("subfolder") else f"{up['subfolder']}/{up['name']}"
     prompt = {
         "1": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": name, "svg_text": ""}},
-        "2": {"class_type": "CLIPassoRasterize", "inputs": {"strokes": ["1", 0], "width": 200, "height": 0,
-                                                           "stroke_color": "", "thickness": 1.0,
-                                                           "background": "#ffffff"}},
+        "2": {
+            "class_type": "CLIPassoRasterize",
+            "inputs": {
+                "strokes": ["1", 0],
+                "width": 200,
+                "height": 0,
+                "stroke_color": "",
+                "thickness": 1.0,
+                "background": "#ffffff",
+            },
+        },
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "clipasso/roundtrip"}},
     }
     run = comfy.run(prompt, timeout=120)
@@ -183,17 +197,31 @@ def test_core_svg_chain_both_ways(comfy):
     from clipasso.strokes import Strokes
     import torch
 
-    pts = torch.tensor([[[[10.0, 10.0], [40.0, 10.0], [60.0, 50.0], [90.0, 90.0]],
-                         [[10.0, 90.0], [30.0, 70.0], [60.0, 40.0], [90.0, 10.0]]]])
+    pts = torch.tensor(
+        [
+            [
+                [[10.0, 10.0], [40.0, 10.0], [60.0, 50.0], [90.0, 90.0]],
+                [[10.0, 90.0], [30.0, 70.0], [60.0, 40.0], [90.0, 10.0]],
+            ]
+        ]
+    )
     source = to_svg(Strokes.from_points(pts, (100, 100)))
     prompt = {
         "1": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": "(none)", "svg_text": source}},
         "2": {"class_type": "CLIPassoSaveSVG", "inputs": {"strokes": ["1", 0], "filename_prefix": "clipasso/ours"}},
         "3": {"class_type": "SaveSVGNode", "inputs": {"svg": ["2", 0], "filename_prefix": "clipasso/by_core"}},
         "4": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": "(none)", "svg_text": "", "svg": ["2", 0]}},
-        "5": {"class_type": "CLIPassoRasterize", "inputs": {"strokes": ["4", 0], "width": 200, "height": 0,
-                                                           "stroke_color": "", "thickness": 1.0,
-                                                           "background": "#ffffff"}},
+        "5": {
+            "class_type": "CLIPassoRasterize",
+            "inputs": {
+                "strokes": ["4", 0],
+                "width": 200,
+                "height": 0,
+                "stroke_color": "",
+                "thickness": 1.0,
+                "background": "#ffffff",
+            },
+        },
         "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "clipasso/core_svg"}},
     }
     run = comfy.run(prompt, timeout=120)
@@ -232,8 +260,11 @@ def test_cancel_stops_a_running_optimization_within_seconds(comfy, matting_weigh
     # as the node's description says: the run is discarded (no outputs, nothing saved) ...
     downstream, grew = {opt}, True
     while grew:  # every node fed (directly or not) by Optimize Sketch
-        fed = {n for n, node in prompt.items()
-               if any(isinstance(v, list) and v and v[0] in downstream for v in node["inputs"].values())}
+        fed = {
+            n
+            for n, node in prompt.items()
+            if any(isinstance(v, list) and v and v[0] in downstream for v in node["inputs"].values())
+        }
         grew = not fed <= downstream
         downstream |= fed
     outputs = comfy.history(run.prompt_id).get("outputs", {})
@@ -251,20 +282,38 @@ def test_cancel_stops_a_running_optimization_within_seconds(comfy, matting_weigh
 def test_errors_are_ours_and_clear(comfy):
     # validation: Load SVG without a file is refused before anything runs
     with pytest.raises(PromptRejected) as rejected:
-        comfy.queue({"1": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": "(none)", "svg_text": ""}},
-                     "2": {"class_type": "CLIPassoSaveSVG", "inputs": {"strokes": ["1", 0],
-                                                                      "filename_prefix": "x"}}})
+        comfy.queue(
+            {
+                "1": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": "(none)", "svg_text": ""}},
+                "2": {"class_type": "CLIPassoSaveSVG", "inputs": {"strokes": ["1", 0], "filename_prefix": "x"}},
+            }
+        )
     text = json.dumps(rejected.value.body)
     assert "Load SVG needs an .svg file" in text
 
     # execution: a bad colour names the input and the accepted forms
     prompt = {
-        "1": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": "(none)", "svg_text": (
-            '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 50 50" width="50" height="50">'
-            '<path d="M 5 5 C 10 10 20 20 45 45" fill="none" stroke="black" stroke-width="3"/></svg>')}},
-        "2": {"class_type": "CLIPassoRasterize", "inputs": {"strokes": ["1", 0], "width": 0, "height": 0,
-                                                           "stroke_color": "", "thickness": 1.0,
-                                                           "background": "mauve-ish"}},
+        "1": {
+            "class_type": "CLIPassoLoadSVG",
+            "inputs": {
+                "svg_file": "(none)",
+                "svg_text": (
+                    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 50 50" width="50" height="50">'
+                    '<path d="M 5 5 C 10 10 20 20 45 45" fill="none" stroke="black" stroke-width="3"/></svg>'
+                ),
+            },
+        },
+        "2": {
+            "class_type": "CLIPassoRasterize",
+            "inputs": {
+                "strokes": ["1", 0],
+                "width": 0,
+                "height": 0,
+                "stroke_color": "",
+                "thickness": 1.0,
+                "background": "mauve-ish",
+            },
+        },
         "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
     }
     run = comfy.run(prompt, timeout=120)

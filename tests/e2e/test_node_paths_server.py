@@ -1,5 +1,6 @@
 """In a real ComfyUI server: workflows cannot make our nodes read pictures or SVGs from outside ComfyUI's
 folders (absolute paths, '..'), and a refused batch writes nothing into the output folder."""
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,11 @@ def outside_pictures(comfy_base):
     folder = comfy_base["base"] / "outside_pictures"
     folder.mkdir(exist_ok=True)
     Image.new("RGB", (48, 48), "white").save(folder / "private.png")
-    (folder / "private.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 20 20" width="20" '
-                                        'height="20"><path d="M 2 2 C 5 5 9 9 18 18" fill="none" stroke="black"/>'
-                                        '</svg>')
+    (folder / "private.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 20 20" width="20" '
+        'height="20"><path d="M 2 2 C 5 5 9 9 18 18" fill="none" stroke="black"/>'
+        "</svg>"
+    )
     return folder
 
 
@@ -50,8 +53,17 @@ def test_batch_node_refuses_folders_outside_the_input_folder(comfy, comfy_base, 
     output = comfy_base["base"] / "output"
     before = files_under(output)
     inputs = node_defaults(comfy, "CLIPassoBatch")
-    inputs.update(output_folder="paths_e2e", png=True, iterations=2, strokes=2, seeds=1, loss="trace",
-                  saliency="none", remove_background=False, allow_download=False)
+    inputs.update(
+        output_folder="paths_e2e",
+        png=True,
+        iterations=2,
+        strokes=2,
+        seeds=1,
+        loss="trace",
+        saliency="none",
+        remove_background=False,
+        allow_download=False,
+    )
     for folder in (str(outside_pictures), "../outside_pictures"):
         run = comfy.run({"1": {"class_type": "CLIPassoBatch", "inputs": dict(inputs, folder=folder)}}, timeout=120)
         assert run.status == "error", folder
@@ -66,9 +78,10 @@ def test_batch_node_refuses_folders_outside_the_input_folder(comfy, comfy_base, 
 
 def test_load_svg_refuses_files_outside_comfyui_folders(comfy, outside_pictures):
     for name in ("../outside_pictures/private.svg", str(outside_pictures / "private.svg")):
-        prompt = {"1": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": name, "svg_text": ""}},
-                  "2": {"class_type": "CLIPassoSaveSVG", "inputs": {"strokes": ["1", 0],
-                                                                   "filename_prefix": "paths_e2e/svg"}}}
+        prompt = {
+            "1": {"class_type": "CLIPassoLoadSVG", "inputs": {"svg_file": name, "svg_text": ""}},
+            "2": {"class_type": "CLIPassoSaveSVG", "inputs": {"strokes": ["1", 0], "filename_prefix": "paths_e2e/svg"}},
+        }
         with pytest.raises(PromptRejected) as rejected:
             comfy.queue(prompt)
         body = json.dumps(rejected.value.body)

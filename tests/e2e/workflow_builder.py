@@ -16,6 +16,7 @@ Regenerate after changing a node's inputs (needs the e2e ComfyUI, fetched on fir
 The browser test then checks that the real frontend turns each UI file back into exactly the
 API copy, so the two cannot drift apart silently.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,15 @@ def node(id, type, col, widgets=None, links=None, title=None, models=None):
     """One node of a graph, placed in column ``col`` below the nodes listed before it in that column;
     ``models``: the files a loader needs ({name, url, directory}), which the frontend's missing-models
     dialog offers to download."""
-    return {"id": id, "type": type, "col": col, "widgets": widgets or {}, "links": links or {}, "title": title,
-            "models": models or []}
+    return {
+        "id": id,
+        "type": type,
+        "col": col,
+        "widgets": widgets or {},
+        "links": links or {},
+        "title": title,
+        "models": models or [],
+    }
 
 
 # The shipped workflows were made when text_weight defaulted to 0.1 and keep that value (their prompt is
@@ -45,26 +53,38 @@ OLD_TEXT_WEIGHT = {"text_weight": 0.1}
 
 SD_CKPT = "v1-5-pruned-emaonly-fp16.safetensors"
 SCRIBBLE_CN = "control_v11p_sd15_scribble_fp16.safetensors"
-SD_MODEL = {"name": SD_CKPT, "directory": "checkpoints",
-            "url": "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/" + SD_CKPT}
-SCRIBBLE_MODEL = {"name": SCRIBBLE_CN, "directory": "controlnet",
-                  "url": "https://huggingface.co/comfyanonymous/ControlNet-v1-1_fp16_safetensors/resolve/main/"
-                         + SCRIBBLE_CN}
+SD_MODEL = {
+    "name": SD_CKPT,
+    "directory": "checkpoints",
+    "url": "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/" + SD_CKPT,
+}
+SCRIBBLE_MODEL = {
+    "name": SCRIBBLE_CN,
+    "directory": "controlnet",
+    "url": "https://huggingface.co/comfyanonymous/ControlNet-v1-1_fp16_safetensors/resolve/main/" + SCRIBBLE_CN,
+}
 
 GRAPHS: Dict[str, dict] = {
     "clipasso_pipeline": {
         "title": "CLIPasso: picture to sketch, step by step",
         "description": "Remove the background, find the salient parts with a CLIP ViT, place strokes, optimise "
-                       "every seed against CLIP, keep the best, save it as SVG and as a PNG.",
+        "every seed against CLIP, keep the best, save it as SVG and as a PNG.",
         "nodes": [
             node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
             node(2, "CLIPassoLoadModels", 0),
             node(3, "CLIPassoRemoveBackground", 1, links={"image": (1, 0)}),
             node(4, "CLIPassoSaliency", 1, links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
             node(5, "PreviewImage", 2, links={"images": (4, 1)}, title="Saliency"),
-            node(6, "CLIPassoInitStrokes", 1, {"seeds": 2},
-                 links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)}),
-            node(7, "CLIPassoOptimize", 2, dict(OLD_TEXT_WEIGHT), links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)}),
+            node(
+                6, "CLIPassoInitStrokes", 1, {"seeds": 2}, links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)}
+            ),
+            node(
+                7,
+                "CLIPassoOptimize",
+                2,
+                dict(OLD_TEXT_WEIGHT),
+                links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)},
+            ),
             node(8, "CLIPassoSelectBest", 3, links={"strokes": (7, 0)}),
             node(9, "CLIPassoRasterize", 3, {"width": 512}, links={"strokes": (8, 0)}),
             node(10, "SaveImage", 3, {"filename_prefix": "clipasso/sketch"}, links={"images": (9, 0)}),
@@ -84,12 +104,11 @@ GRAPHS: Dict[str, dict] = {
     "clipasso_no_weights": {
         "title": "CLIPasso: sketch without CLIP weights",
         "description": "The one-box CLIPasso Sketch with the weights-free trace loss and strokes started inside "
-                       "the object mask: nothing to download, only the bundled u2netp cuts the object out. A "
-                       "faithful tracing of the outline rather than CLIPasso's semantic abstraction.",
+        "the object mask: nothing to download, only the bundled u2netp cuts the object out. A "
+        "faithful tracing of the outline rather than CLIPasso's semantic abstraction.",
         "nodes": [
             node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
-            node(2, "CLIPassoSketch", 1, dict(OLD_TEXT_WEIGHT, loss="trace", saliency="mask"),
-                 links={"image": (1, 0)}),
+            node(2, "CLIPassoSketch", 1, dict(OLD_TEXT_WEIGHT, loss="trace", saliency="mask"), links={"image": (1, 0)}),
             node(3, "CLIPassoSaveSVG", 2, links={"strokes": (2, 0)}),
             node(4, "PreviewImage", 2, links={"images": (2, 1)}),
         ],
@@ -97,18 +116,33 @@ GRAPHS: Dict[str, dict] = {
     "clipasso_from_diffusion": {
         "title": "CLIPasso: sketch a generated picture",
         "description": "A Stable Diffusion 1.5 checkpoint paints an object on a plain background; CLIPasso "
-                       f"sketches it. Needs {SD_CKPT} in models/checkpoints.",
+        f"sketches it. Needs {SD_CKPT} in models/checkpoints.",
         "nodes": [
             node(1, "CheckpointLoaderSimple", 0, {"ckpt_name": SD_CKPT}, models=[SD_MODEL]),
-            node(2, "CLIPTextEncode", 0, {"text": "a photo of a single cat sitting, whole body, plain white "
-                                                         "background, studio light"},
-                 links={"clip": (1, 1)}, title="Positive"),
-            node(3, "CLIPTextEncode", 0, {"text": "cluttered background, several animals, text, watermark, "
-                                                           "blurry"}, links={"clip": (1, 1)}, title="Negative"),
+            node(
+                2,
+                "CLIPTextEncode",
+                0,
+                {"text": "a photo of a single cat sitting, whole body, plain white background, studio light"},
+                links={"clip": (1, 1)},
+                title="Positive",
+            ),
+            node(
+                3,
+                "CLIPTextEncode",
+                0,
+                {"text": "cluttered background, several animals, text, watermark, blurry"},
+                links={"clip": (1, 1)},
+                title="Negative",
+            ),
             node(4, "EmptyLatentImage", 0, {"width": 512, "height": 512, "batch_size": 1}),
-            node(5, "KSampler", 1, {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
-                                           "scheduler": "normal", "denoise": 1.0},
-                 links={"model": (1, 0), "positive": (2, 0), "negative": (3, 0), "latent_image": (4, 0)}),
+            node(
+                5,
+                "KSampler",
+                1,
+                {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0},
+                links={"model": (1, 0), "positive": (2, 0), "negative": (3, 0), "latent_image": (4, 0)},
+            ),
             node(6, "VAEDecode", 1, links={"samples": (5, 0), "vae": (1, 2)}),
             node(7, "CLIPassoSketch", 2, dict(OLD_TEXT_WEIGHT), links={"image": (6, 0)}),
             node(8, "CLIPassoSaveSVG", 3, links={"strokes": (7, 0)}),
@@ -118,27 +152,45 @@ GRAPHS: Dict[str, dict] = {
     "clipasso_scribble_controlnet": {
         "title": "CLIPasso: sketch as ControlNet scribble",
         "description": "The sketch, drawn as white lines on black at 512 px, conditions a scribble ControlNet. "
-                       f"Needs {SD_CKPT} (checkpoints) and {SCRIBBLE_CN} (controlnet).",
+        f"Needs {SD_CKPT} (checkpoints) and {SCRIBBLE_CN} (controlnet).",
         "nodes": [
             node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
             node(2, "CLIPassoSketch", 1, dict(OLD_TEXT_WEIGHT), links={"image": (1, 0)}),
-            node(3, "CLIPassoRasterize", 2, {"width": 512, "height": 512, "stroke_color": "#ffffff",
-                                                    "thickness": 2.0, "background": "#000000"},
-                 links={"strokes": (2, 0)}, title="Scribble"),
+            node(
+                3,
+                "CLIPassoRasterize",
+                2,
+                {"width": 512, "height": 512, "stroke_color": "#ffffff", "thickness": 2.0, "background": "#000000"},
+                links={"strokes": (2, 0)},
+                title="Scribble",
+            ),
             node(4, "PreviewImage", 3, links={"images": (3, 0)}),
             node(5, "CheckpointLoaderSimple", 0, {"ckpt_name": SD_CKPT}, models=[SD_MODEL]),
             node(6, "ControlNetLoader", 0, {"control_net_name": SCRIBBLE_CN}, models=[SCRIBBLE_MODEL]),
-            node(7, "CLIPTextEncode", 2, {"text": "a cute cat, watercolour illustration, soft colours"},
-                 links={"clip": (5, 1)}, title="Positive"),
-            node(8, "CLIPTextEncode", 2, {"text": "text, watermark, blurry"}, links={"clip": (5, 1)},
-                 title="Negative"),
-            node(9, "ControlNetApplyAdvanced", 3, {"strength": 0.9},
-                 links={"positive": (7, 0), "negative": (8, 0), "control_net": (6, 0), "image": (3, 0),
-                        "vae": (5, 2)}),
+            node(
+                7,
+                "CLIPTextEncode",
+                2,
+                {"text": "a cute cat, watercolour illustration, soft colours"},
+                links={"clip": (5, 1)},
+                title="Positive",
+            ),
+            node(8, "CLIPTextEncode", 2, {"text": "text, watermark, blurry"}, links={"clip": (5, 1)}, title="Negative"),
+            node(
+                9,
+                "ControlNetApplyAdvanced",
+                3,
+                {"strength": 0.9},
+                links={"positive": (7, 0), "negative": (8, 0), "control_net": (6, 0), "image": (3, 0), "vae": (5, 2)},
+            ),
             node(10, "EmptyLatentImage", 3, {"width": 512, "height": 512, "batch_size": 1}),
-            node(11, "KSampler", 4, {"seed": 7, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
-                                              "scheduler": "normal", "denoise": 1.0},
-                 links={"model": (5, 0), "positive": (9, 0), "negative": (9, 1), "latent_image": (10, 0)}),
+            node(
+                11,
+                "KSampler",
+                4,
+                {"seed": 7, "steps": 25, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0},
+                links={"model": (5, 0), "positive": (9, 0), "negative": (9, 1), "latent_image": (10, 0)},
+            ),
             node(12, "VAEDecode", 4, links={"samples": (11, 0), "vae": (5, 2)}),
             node(13, "SaveImage", 4, {"filename_prefix": "clipasso/scribble"}, links={"images": (12, 0)}),
         ],
@@ -146,49 +198,86 @@ GRAPHS: Dict[str, dict] = {
     "clipasso_abstraction": {
         "title": "CLIPasso: automatic abstraction and drawing order",
         "description": "Sketch with a generous 32 strokes, let Auto Abstraction prune them to the fewest that keep "
-                       "90% of the sketch's quality (loss-versus-strokes curve shown), then put the strokes in "
-                       "drawing order and save the drawing being made as an animated WebP and the sketch as SVG.",
+        "90% of the sketch's quality (loss-versus-strokes curve shown), then put the strokes in "
+        "drawing order and save the drawing being made as an animated WebP and the sketch as SVG.",
         "nodes": [
             node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
             node(2, "CLIPassoLoadModels", 0),
             node(3, "CLIPassoRemoveBackground", 1, links={"image": (1, 0)}),
             node(4, "CLIPassoSaliency", 1, links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
-            node(5, "CLIPassoInitStrokes", 1, {"strokes": 32, "seeds": 2},
-                 links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)}),
-            node(6, "CLIPassoOptimize", 2, dict(OLD_TEXT_WEIGHT), links={"models": (2, 0), "image": (3, 0), "strokes": (5, 0)}),
-            node(7, "CLIPassoAutoAbstraction", 3, {"fidelity": 0.9},
-                 links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)}),
+            node(
+                5,
+                "CLIPassoInitStrokes",
+                1,
+                {"strokes": 32, "seeds": 2},
+                links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)},
+            ),
+            node(
+                6,
+                "CLIPassoOptimize",
+                2,
+                dict(OLD_TEXT_WEIGHT),
+                links={"models": (2, 0), "image": (3, 0), "strokes": (5, 0)},
+            ),
+            node(
+                7,
+                "CLIPassoAutoAbstraction",
+                3,
+                {"fidelity": 0.9},
+                links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)},
+            ),
             node(8, "PreviewImage", 3, links={"images": (7, 3)}, title="Loss versus strokes"),
-            node(9, "CLIPassoDrawingOrder", 4, {"frame_size": 448},
-                 links={"models": (2, 0), "image": (3, 0), "strokes": (7, 0)}),
-            node(10, "SaveAnimatedWEBP", 4, {"filename_prefix": "clipasso/drawing", "fps": 4.0,
-                                                    "method": "default"},
-                 links={"images": (9, 1)}),
+            node(
+                9,
+                "CLIPassoDrawingOrder",
+                4,
+                {"frame_size": 448},
+                links={"models": (2, 0), "image": (3, 0), "strokes": (7, 0)},
+            ),
+            node(
+                10,
+                "SaveAnimatedWEBP",
+                4,
+                {"filename_prefix": "clipasso/drawing", "fps": 4.0, "method": "default"},
+                links={"images": (9, 1)},
+            ),
             node(11, "CLIPassoSaveSVG", 4, links={"strokes": (9, 0)}),
         ],
     },
     "clipasso_styled_text": {
         "title": "CLIPasso: text guidance, styled strokes, high-resolution output",
         "description": "Sketch with a text prompt nudging the sketch ('a cat, side view'), strokes coloured from the "
-                       "picture with their width and opacity optimised; the winner is saved as SVG (vector, any "
-                       "size) and rendered at 1024 px. (A fixed pen: set pen_width on Optimize Sketch.)",
+        "picture with their width and opacity optimised; the winner is saved as SVG (vector, any "
+        "size) and rendered at 1024 px. (A fixed pen: set pen_width on Optimize Sketch.)",
         "nodes": [
             node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
             node(2, "CLIPassoLoadModels", 0),
             node(3, "CLIPassoRemoveBackground", 1, links={"image": (1, 0)}),
             node(4, "CLIPassoSaliency", 1, links={"models": (2, 0), "image": (3, 0), "mask": (3, 1)}),
-            node(5, "CLIPassoInitStrokes", 1, {"strokes": 24, "seeds": 2},
-                 links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)}),
-            node(6, "CLIPassoOptimize", 2, {"text": "a cat, side view", "text_weight": 0.3,
-                                                    "optimize_width": True, "optimize_opacity": True,
-                                                    "color_from_image": True},
-                 links={"models": (2, 0), "image": (3, 0), "strokes": (5, 0)}),
+            node(
+                5,
+                "CLIPassoInitStrokes",
+                1,
+                {"strokes": 24, "seeds": 2},
+                links={"image": (3, 0), "saliency": (4, 0), "mask": (3, 1)},
+            ),
+            node(
+                6,
+                "CLIPassoOptimize",
+                2,
+                {
+                    "text": "a cat, side view",
+                    "text_weight": 0.3,
+                    "optimize_width": True,
+                    "optimize_opacity": True,
+                    "color_from_image": True,
+                },
+                links={"models": (2, 0), "image": (3, 0), "strokes": (5, 0)},
+            ),
             node(7, "CLIPassoSelectBest", 3, links={"strokes": (6, 0)}),
-            node(8, "CLIPassoRasterize", 3, {"width": 1024}, links={"strokes": (7, 0)},
-                 title="Rasterize at 1024 px"),
+            node(8, "CLIPassoRasterize", 3, {"width": 1024}, links={"strokes": (7, 0)}, title="Rasterize at 1024 px"),
             node(9, "SaveImage", 3, {"filename_prefix": "clipasso/styled"}, links={"images": (8, 0)}),
-            node(10, "CLIPassoSaveSVG", 3, {"filename_prefix": "clipasso/styled"},
-                 links={"strokes": (7, 0)}),
+            node(10, "CLIPassoSaveSVG", 3, {"filename_prefix": "clipasso/styled"}, links={"strokes": (7, 0)}),
         ],
     },
 }
@@ -198,6 +287,7 @@ RUNNABLE = ["clipasso_pipeline", "clipasso_one_node", "clipasso_no_weights"]
 
 
 # --------------------------------------------------------------------------- schema helpers
+
 
 def _inputs(info: dict) -> List[tuple]:
     """(name, type, options, optional) for every input of a node, in the frontend's order."""
@@ -240,6 +330,7 @@ def _combo_options(info, name):
 
 # --------------------------------------------------------------------------- formats
 
+
 def to_api(graph: dict, object_info: dict) -> dict:
     prompt = {}
     for n in graph["nodes"]:
@@ -253,8 +344,11 @@ def to_api(graph: dict, object_info: dict) -> dict:
                 if optional and name not in n["widgets"] and "default" not in opts:
                     continue
                 inputs[name] = _widget_value(name, typ, opts, n["widgets"])
-        prompt[str(n["id"])] = {"class_type": n["type"], "inputs": inputs,
-                                "_meta": {"title": n["title"] or info.get("display_name") or n["type"]}}
+        prompt[str(n["id"])] = {
+            "class_type": n["type"],
+            "inputs": inputs,
+            "_meta": {"title": n["title"] or info.get("display_name") or n["type"]},
+        }
     return prompt
 
 
@@ -266,8 +360,7 @@ def to_ui(graph: dict, object_info: dict) -> dict:
     socket_index: Dict[tuple, int] = {}
     # sockets first, so link target slots are known
     for n in graph["nodes"]:
-        sockets = [(name, typ) for name, typ, opts, _ in _inputs(object_info[n["type"]])
-                   if not _is_widget(typ, opts)]
+        sockets = [(name, typ) for name, typ, opts, _ in _inputs(object_info[n["type"]]) if not _is_widget(typ, opts)]
         for i, (name, _) in enumerate(sockets):
             socket_index[(n["id"], name)] = i
         n["_sockets"] = sockets
@@ -292,12 +385,22 @@ def to_ui(graph: dict, object_info: dict) -> dict:
         inputs = [{"name": name, "type": typ, "link": n.get("_in", {}).get(name)} for name, typ in n["_sockets"]]
         outputs = []
         for slot, (typ, oname) in enumerate(zip(info["output"], info["output_name"])):
-            outputs.append({"name": oname, "type": typ, "links": out_links.get((n["id"], slot), []),
-                            "slot_index": slot})
-        ui_node = {"id": n["id"], "type": n["type"], "pos": [0, 0], "size": [WIDTH, _node_height(info)], "flags": {},
-                   "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
-                   "properties": {"Node name for S&R": n["type"], **({"models": n["models"]} if n["models"] else {})},
-                   "widgets_values": widgets_values}
+            outputs.append(
+                {"name": oname, "type": typ, "links": out_links.get((n["id"], slot), []), "slot_index": slot}
+            )
+        ui_node = {
+            "id": n["id"],
+            "type": n["type"],
+            "pos": [0, 0],
+            "size": [WIDTH, _node_height(info)],
+            "flags": {},
+            "order": order,
+            "mode": 0,
+            "inputs": inputs,
+            "outputs": outputs,
+            "properties": {"Node name for S&R": n["type"], **({"models": n["models"]} if n["models"] else {})},
+            "widgets_values": widgets_values,
+        }
         if n["title"]:
             ui_node["title"] = n["title"]
         nodes.append(ui_node)
@@ -306,15 +409,24 @@ def to_ui(graph: dict, object_info: dict) -> dict:
         n.pop("_in", None)
     _place(nodes, [n["col"] for n in graph["nodes"]])
     _no_overlaps(nodes)
-    return {"last_node_id": max(by_id), "last_link_id": link_id, "nodes": nodes, "links": links, "groups": [],
-            "config": {}, "extra": {"ds": opening_view(nodes, graph["title"]),
-                                    "info": {"title": graph["title"], "description": graph["description"]}},
-            "version": 0.4}
+    return {
+        "last_node_id": max(by_id),
+        "last_link_id": link_id,
+        "nodes": nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {
+            "ds": opening_view(nodes, graph["title"]),
+            "info": {"title": graph["title"], "description": graph["description"]},
+        },
+        "version": 0.4,
+    }
 
 
-TITLE_HEIGHT = 30   # the frontend draws a node's title bar above its position
-GAP = 30            # between columns, and between a node and the title of the node below it
-WIDTH = 300         # every node's width (the widest title, Remove Background (CLIPasso), needs 262)
+TITLE_HEIGHT = 30  # the frontend draws a node's title bar above its position
+GAP = 30  # between columns, and between a node and the title of the node below it
+WIDTH = 300  # every node's width (the widest title, Remove Background (CLIPasso), needs 262)
 
 # An example opens readable in a 1400x850 browser window: at a zoom of at least MIN_SCALE (the frontend
 # draws titles and widgets as blank bars below its level-of-detail threshold: 8 px font / 14 px text =
@@ -364,9 +476,11 @@ def opening_view(nodes, name="graph") -> dict:
     scale = min(1.0, (VIEW_RIGHT - VIEW_LEFT) / (x1 - x0), (VIEW_BOTTOM - VIEW_TOP) / (y1 - y0))
     scale = math.floor(scale * 1000) / 1000
     if scale < MIN_SCALE:
-        raise ValueError(f"{name}: the graph ({x1 - x0:.0f} x {y1 - y0:.0f}) fits a {WINDOW[0]}x{WINDOW[1]} window "
-                         f"only at zoom {scale}, below {MIN_SCALE}, where it would open hard to read: put its "
-                         "nodes in more columns, or fewer in the tallest column")
+        raise ValueError(
+            f"{name}: the graph ({x1 - x0:.0f} x {y1 - y0:.0f}) fits a {WINDOW[0]}x{WINDOW[1]} window "
+            f"only at zoom {scale}, below {MIN_SCALE}, where it would open hard to read: put its "
+            "nodes in more columns, or fewer in the tallest column"
+        )
     return {"scale": scale, "offset": [round(VIEW_LEFT / scale - x0, 1), round(VIEW_TOP / scale - y0, 1)]}
 
 
@@ -376,8 +490,7 @@ def boxes_overlap(a, b, gap=0) -> bool:
     bx, by = b["pos"]
     aw, ah = a["size"]
     bw, bh = b["size"]
-    return (ax < bx + bw and bx < ax + aw
-            and ay - TITLE_HEIGHT < by + bh + gap and by - TITLE_HEIGHT < ay + ah + gap)
+    return ax < bx + bw and bx < ax + aw and ay - TITLE_HEIGHT < by + bh + gap and by - TITLE_HEIGHT < ay + ah + gap
 
 
 def _no_overlaps(nodes) -> None:
@@ -399,8 +512,10 @@ def write_all(object_info: dict, out: Optional[Path] = None) -> List[Path]:
     (out / "api").mkdir(parents=True, exist_ok=True)
     written = []
     for name, graph in GRAPHS.items():
-        for path, data in ((out / f"{name}.json", to_ui(graph, object_info)),
-                           (out / "api" / f"{name}.json", to_api(graph, object_info))):
+        for path, data in (
+            (out / f"{name}.json", to_ui(graph, object_info)),
+            (out / "api" / f"{name}.json", to_api(graph, object_info)),
+        ):
             path.write_text(json.dumps(data, indent=2) + "\n")
             written.append(path)
     return written

@@ -5,6 +5,7 @@ sections 2, 4.5, 6 and 8), without calling our own helper for the stage under te
 with what the engine does. The CLIP models are the tiny random open_clip models of the session
 fixtures, loaded through the real loader (tests/conftest.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,7 @@ RADIUS = 0.05  # the random walk's hard-coded radius
 def _picture(size=224, seed=0):
     """A 'processed target': a smooth random object composited on white by a mask, as after matting."""
     g = torch.Generator().manual_seed(seed)
-    img = F.interpolate(torch.rand(1, 3, 7, 7, generator=g), size=(size, size), mode="bilinear",
-                        align_corners=False)[0]
+    img = F.interpolate(torch.rand(1, 3, 7, 7, generator=g), size=(size, size), mode="bilinear", align_corners=False)[0]
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     mask = (((yy - 100) / 70.0) ** 2 + ((xx - 120) / 55.0) ** 2 <= 1).float()
     return img * mask + (1 - mask), mask
@@ -57,8 +57,8 @@ def _vit_attention_reference(visual, x):
         heads = attn.num_heads
         hd = d // heads
         h = blk.ln_1(t)[0]  # L, D
-        w_q, w_k, w_v = attn.in_proj_weight[:d], attn.in_proj_weight[d:2 * d], attn.in_proj_weight[2 * d:]
-        b_q, b_k, b_v = attn.in_proj_bias[:d], attn.in_proj_bias[d:2 * d], attn.in_proj_bias[2 * d:]
+        w_q, w_k, w_v = attn.in_proj_weight[:d], attn.in_proj_weight[d : 2 * d], attn.in_proj_weight[2 * d :]
+        b_q, b_k, b_v = attn.in_proj_bias[:d], attn.in_proj_bias[d : 2 * d], attn.in_proj_bias[2 * d :]
         q, k, v = h @ w_q.T + b_q, h @ w_k.T + b_k, h @ w_v.T + b_v
         per_head, outs = [], []
         for i in range(heads):
@@ -99,8 +99,9 @@ def test_vit_saliency_matches_a_direct_block_by_block_computation(tiny_vit):
     # the tolerance separates the spec's map from near misses, e.g. the last block's attention alone
     with torch.no_grad():
         _, probs = _vit_attention_reference(tiny_vit.visual, (image[None] - CLIP_MEAN) / CLIP_STD)
-    last = F.interpolate(probs[-1].mean(0)[0, 1:].reshape(1, 1, 7, 7), size=(224, 224), mode="bicubic",
-                         align_corners=False)[0, 0]
+    last = F.interpolate(
+        probs[-1].mean(0)[0, 1:].reshape(1, 1, 7, 7), size=(224, 224), mode="bicubic", align_corners=False
+    )[0, 0]
     last = (last - last.min()) / (last.max() - last.min())
     assert float((got - last).abs().max()) > 1e-2
 
@@ -109,8 +110,12 @@ def test_vit_saliency_order_mask_then_normalise_then_vit(tiny_vit):
     """The ViT sees the processed (white-composited) target, CLIP-normalised; a raw picture or an
     unnormalised input gives another map. With a mask, our extra restriction is A * mask / max."""
     image, mask = _picture(seed=1)
-    raw = F.interpolate(torch.rand(1, 3, 7, 7, generator=torch.Generator().manual_seed(1)), size=(224, 224),
-                        mode="bilinear", align_corners=False)[0]
+    raw = F.interpolate(
+        torch.rand(1, 3, 7, 7, generator=torch.Generator().manual_seed(1)),
+        size=(224, 224),
+        mode="bilinear",
+        align_corners=False,
+    )[0]
     expected = _clipasso_saliency(tiny_vit.visual, image)
     got = saliency_map(image, encoder=tiny_vit)
     assert torch.allclose(got, expected, atol=1e-5, rtol=0)
@@ -155,7 +160,7 @@ def _start_pixels(strokes):
     p0 = strokes.points[:, :, 0]
     col, row = p0[..., 0] - 0.5, p0[..., 1] - 0.5
     assert torch.equal(col, col.round()) and torch.equal(row, row.round())
-    return (row.long() * strokes.canvas[1] + col.long())
+    return row.long() * strokes.canvas[1] + col.long()
 
 
 def _tv_bound(k, n, delta=1e-3):
@@ -190,8 +195,11 @@ def test_start_points_follow_the_distribution_empirically():
     m = (ink * a).double().numpy().reshape(-1)
     m = m / m.max()
     renormalised = np.where(m > 0, np.exp(m / TAU), 0)
-    for other in (_reference_distribution(a, ink, 0.25), _reference_distribution(a, ink, 0.4),
-                  renormalised / renormalised.sum()):
+    for other in (
+        _reference_distribution(a, ink, 0.25),
+        _reference_distribution(a, ink, 0.4),
+        renormalised / renormalised.sum(),
+    ):
         assert 0.5 * np.abs(freq - other).sum() > bound
 
 
@@ -234,14 +242,14 @@ def test_random_walk_steps_are_uniform_in_the_radius_box(segments):
     var = (RADIUS * canvas) ** 2 / 12  # uniform on [-half, half]
     # mean 0 (standard error sqrt(var / n)); variance (standard error sqrt(4 half^4 / 45 / n))
     assert float(s.mean(0).abs().max()) < 5 * math.sqrt(var / n)
-    se_var = math.sqrt(4 * half ** 4 / 45 / n)
+    se_var = math.sqrt(4 * half**4 / 45 / n)
     assert float((s.var(0) - var).abs().max()) < 5 * se_var
     # uniform, not Gaussian: kurtosis 9/5
-    kurt = (s ** 4).mean(0) / (s ** 2).mean(0) ** 2
+    kurt = (s**4).mean(0) / (s**2).mean(0) ** 2
     assert float((kurt - 1.8).abs().max()) < 0.1
     # a chained walk: successive steps are independent (offsets from the start would correlate -0.5)
     a, b = steps[:, :-1].reshape(-1, 2), steps[:, 1:].reshape(-1, 2)
-    corr = ((a * b).mean(0) / (a.std(0) * b.std(0)))
+    corr = (a * b).mean(0) / (a.std(0) * b.std(0))
     assert float(corr.abs().max()) < 0.03
     # and x, y independent
     assert abs(float(np.corrcoef(s[:, 0].numpy(), s[:, 1].numpy())[0, 1])) < 0.03
@@ -259,6 +267,7 @@ def _target():
 
 def _rn_eval_loss(visual, sketch, target):
     """Spec 4.5: G_layer2 + G_layer3 + 0.1 (1 - cos(e(S), e(I))) on the clean pair, from the modules."""
+
     def run(img):
         x = (img - CLIP_MEAN) / CLIP_STD
         x = visual.act1(visual.bn1(visual.conv1(x)))
@@ -282,8 +291,9 @@ def test_best_of_n_picks_the_lowest_minimum_eval_loss_and_keeps_that_state(tiny_
     target = _target()
     st = initialize_strokes((224, 224), 6, seeds)
     # fp32 as the original ran on a CPU (and as this trajectory, with a mid-run best, was chosen in)
-    cfg = OptimizeConfig(iterations=8, eval_interval=2, callback_interval=100, num_augs=0, lr=6.0,
-                         mixed_precision="fp32")
+    cfg = OptimizeConfig(
+        iterations=8, eval_interval=2, callback_interval=100, num_augs=0, lr=6.0, mixed_precision="fp32"
+    )
     res = optimize(st, target, tiny_rn, cfg)
     hist = res.history  # [evals, candidates]
     assert hist.shape == (len(res.history_iterations), 3)

@@ -8,6 +8,7 @@ must be equal bit for bit. On a machine without its own set the runs are compare
 within what different rounding explains (each candidate's loss and the winner's within 2 %, the same
 strokes and candidates), and the test says how to make that machine's set.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,13 +40,19 @@ def test_fixed_seed_run_equals_reference(name, tiny_models_dir):
 
 
 def _close(name, got, want):
-    hint = ("no reference set for this machine kind: compared within float-rounding differences; make one "
-            "from a commit whose results are trusted with 'python -m tests.reference_runs --write'")
+    hint = (
+        "no reference set for this machine kind: compared within float-rounding differences; make one "
+        "from a commit whose results are trusted with 'python -m tests.reference_runs --write'"
+    )
     for key in ("points", "candidate_points", "widths", "colors"):
         assert got[key].shape == want[key].shape, f"{name}: {key} has another shape ({hint})"
     rel = (got["candidate_losses"] / want["candidate_losses"] - 1).abs()
-    assert bool((rel < 0.02).all()), f"{name}: candidate losses {got['candidate_losses']} vs {want['candidate_losses']} ({hint})"
-    assert abs(float(got["loss"]) / float(want["loss"]) - 1) < 0.02, f"{name}: loss {got['loss']} vs {want['loss']} ({hint})"
+    assert bool((rel < 0.02).all()), (
+        f"{name}: candidate losses {got['candidate_losses']} vs {want['candidate_losses']} ({hint})"
+    )
+    assert abs(float(got["loss"]) / float(want["loss"]) - 1) < 0.02, (
+        f"{name}: loss {got['loss']} vs {want['loss']} ({hint})"
+    )
     for key in ("prefix_losses", "abstraction_losses"):
         if key in want:
             assert got[key].shape == want[key].shape, f"{name}: {key} has another length ({hint})"

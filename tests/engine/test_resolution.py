@@ -1,4 +1,5 @@
 """Higher resolution: vector output at any size, and a working canvas larger than the encoder's input."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,8 @@ def _strokes(size=224, n=6, seed=0, b=1):
 def _target(size=224):
     t = torch.ones(3, size, size)
     a, b, w = int(size * 0.25), int(size * 0.75), max(2, size // 50)
-    t[:, a:b, a:a + w] = 0.0
-    t[:, b - w:b, a:b] = 0.0
+    t[:, a:b, a : a + w] = 0.0
+    t[:, b - w : b, a:b] = 0.0
     return t
 
 
@@ -98,20 +99,49 @@ def test_pipeline_and_cli_with_a_larger_canvas_and_png_size(tiny_models_dir, tmp
     src = tmp_path / "bar.png"
     img.save(src)
     svg, png = tmp_path / "hi.svg", tmp_path / "hi.png"
-    rc = main(["sketch", str(src), "-o", str(svg), "--png", str(png), "--png-size", "640", "--canvas", "320",
-               "--models-dir", tiny_models_dir, "--iterations", "1", "--strokes", "3", "--seeds", "1",
-               "--no-background-removal", "--device", "cpu", "--offline", "--saliency", "none", "-q"])
+    rc = main(
+        [
+            "sketch",
+            str(src),
+            "-o",
+            str(svg),
+            "--png",
+            str(png),
+            "--png-size",
+            "640",
+            "--canvas",
+            "320",
+            "--models-dir",
+            tiny_models_dir,
+            "--iterations",
+            "1",
+            "--strokes",
+            "3",
+            "--seeds",
+            "1",
+            "--no-background-removal",
+            "--device",
+            "cpu",
+            "--offline",
+            "--saliency",
+            "none",
+            "-q",
+        ]
+    )
     assert rc == 0  # paper frames as the original (stretch): the 100x80 picture's sketch comes back 5:4
     assert 'viewBox="0 0 320 256"' in svg.read_text()
     with Image.open(png) as im:  # --png-size is the long side
         assert im.size == (640, 512)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--png-size", "0"], "--png-size must be between"),
-    (["--canvas", "16"], "--canvas must be between"),
-    (["--pen-width", "-1"], "--pen-width must be"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--png-size", "0"], "--png-size must be between"),
+        (["--canvas", "16"], "--canvas must be between"),
+        (["--pen-width", "-1"], "--pen-width must be"),
+    ],
+)
 def test_cli_rejects_bad_sizes(tmp_path, capsys, flags, message):
     from clipasso.cli import main
 

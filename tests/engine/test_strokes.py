@@ -1,4 +1,5 @@
 """The stroke type: validation, immutability, candidate handling."""
+
 import dataclasses
 
 import pytest
@@ -11,14 +12,17 @@ def make(b=2, s=3, p=4, canvas=(64, 48)):
     return Strokes(torch.rand(b, s, p, 2) * 40, torch.full((b, s), 1.5), torch.rand(b, s, 4), canvas)
 
 
-@pytest.mark.parametrize("points,match", [
-    (torch.zeros(2, 3, 4), r"\[B, S, P, 2\]"),
-    (torch.zeros(1, 3, 4, 3), r"\[B, S, P, 2\]"),
-    (torch.zeros(0, 3, 4, 2), "at least one candidate"),
-    (torch.zeros(1, 0, 4, 2), "at least one stroke"),
-    (torch.zeros(1, 2, 5, 2), "1 \\+ 3k"),
-    (torch.zeros(1, 2, 1, 2), "1 \\+ 3k"),
-])
+@pytest.mark.parametrize(
+    "points,match",
+    [
+        (torch.zeros(2, 3, 4), r"\[B, S, P, 2\]"),
+        (torch.zeros(1, 3, 4, 3), r"\[B, S, P, 2\]"),
+        (torch.zeros(0, 3, 4, 2), "at least one candidate"),
+        (torch.zeros(1, 0, 4, 2), "at least one stroke"),
+        (torch.zeros(1, 2, 5, 2), "1 \\+ 3k"),
+        (torch.zeros(1, 2, 1, 2), "1 \\+ 3k"),
+    ],
+)
 def test_bad_point_shapes(points, match):
     with pytest.raises(StrokeError, match=match):
         Strokes(points, torch.ones(1), torch.zeros(4), (10, 10))

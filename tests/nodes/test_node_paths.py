@@ -1,6 +1,7 @@
 """Nodes keep to ComfyUI's folders: the containment helper of nodes/common.py and every node that takes a
 file or folder name (Batch (folder), Load SVG, Save SVG, Load CLIPasso Models' tag), inside the real
 ComfyUI 0.3.75 core's folder_paths (fetched by the e2e harness; no stubs)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -69,6 +70,7 @@ def files_under(folder) -> list:
 
 # --------------------------------------------------------------------------- the helper
 
+
 def test_names_inside_the_input_folder_resolve_there(common, dirs):
     (dirs["input"] / "photos").mkdir()
     assert common.picture_path("photos", "'folder'") == os.path.realpath(dirs["input"] / "photos")
@@ -79,9 +81,12 @@ def test_names_inside_the_input_folder_resolve_there(common, dirs):
 
 @pytest.mark.parametrize("how", ["absolute", "dotdot", "sibling-prefix"])
 def test_names_leading_out_are_refused_with_where_pictures_may_come_from(common, dirs, how):
-    name = {"absolute": str(dirs["outside"]), "dotdot": "../outside",
-            # a string-prefix check would take .../input2 for a part of .../input
-            "sibling-prefix": str(dirs["input2"])}[how]
+    name = {
+        "absolute": str(dirs["outside"]),
+        "dotdot": "../outside",
+        # a string-prefix check would take .../input2 for a part of .../input
+        "sibling-prefix": str(dirs["input2"]),
+    }[how]
     with pytest.raises(common.PathNotAllowedError) as err:
         common.picture_path(name, "'folder'")
     msg = str(err.value)
@@ -128,9 +133,23 @@ def test_configured_picture_folders_and_the_opt_in(common, core, dirs, monkeypat
 
 # --------------------------------------------------------------------------- the nodes
 
-BATCH = dict(recursive=False, output_folder="paths/batch", png=False, force=False, preset="fast", strokes=2,
-             seeds=1, seed=0, iterations=2, remove_background=False, loss_model="RN101", saliency_model="ViT-B-32",
-             allow_download=False, loss="trace", saliency="none")
+BATCH = dict(
+    recursive=False,
+    output_folder="paths/batch",
+    png=False,
+    force=False,
+    preset="fast",
+    strokes=2,
+    seeds=1,
+    seed=0,
+    iterations=2,
+    remove_background=False,
+    loss_model="RN101",
+    saliency_model="ViT-B-32",
+    allow_download=False,
+    loss="trace",
+    saliency="none",
+)
 
 
 def test_batch_node_reads_only_inside_the_input_folder(N, common, dirs, monkeypatch):
@@ -197,5 +216,12 @@ def test_save_svg_prefix_stays_in_the_output_folder(N, common, dirs):
 
 def test_load_models_tag_is_not_a_path(N):
     with pytest.raises(ValueError, match="'pretrained' is an open_clip tag"):
-        run(N["CLIPassoLoadModels"], loss_model="RN101", saliency_model="ViT-B-32", pretrained="../../x",
-            device="cpu", precision="auto", allow_download=False)
+        run(
+            N["CLIPassoLoadModels"],
+            loss_model="RN101",
+            saliency_model="ViT-B-32",
+            pretrained="../../x",
+            device="cpu",
+            precision="auto",
+            allow_download=False,
+        )

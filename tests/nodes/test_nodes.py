@@ -1,5 +1,6 @@
 """Node tests: every CLIPasso node called directly, as ComfyUI calls it (inside torch.inference_mode),
 with small tensors, inside the real ComfyUI 0.3.75 core (fetched by the e2e harness; no stubs)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -54,7 +55,7 @@ def run(node, hidden=None, **inputs):
 def disk(size=64, r=0.3, batch=1):
     """A dark disk on white, IMAGE [B,H,W,3]."""
     yy, xx = torch.meshgrid(torch.linspace(-0.5, 0.5, size), torch.linspace(-0.5, 0.5, size), indexing="ij")
-    inside = ((xx ** 2 + yy ** 2) < r * r).float()
+    inside = ((xx**2 + yy**2) < r * r).float()
     img = (1 - 0.8 * inside).unsqueeze(-1).expand(size, size, 3)
     return img.unsqueeze(0).repeat(batch, 1, 1, 1).contiguous()
 
@@ -70,9 +71,21 @@ def line_strokes(canvas=(32, 32), candidates=1, losses=None, seeds=None):
 
 # --------------------------------------------------------------------------- schema
 
-EXPECTED = {"CLIPassoLoadModels", "CLIPassoRemoveBackground", "CLIPassoSaliency", "CLIPassoInitStrokes",
-            "CLIPassoOptimize", "CLIPassoRasterize", "CLIPassoSelectBest", "CLIPassoSaveSVG",
-            "CLIPassoLoadSVG", "CLIPassoSketch", "CLIPassoAutoAbstraction", "CLIPassoDrawingOrder", "CLIPassoBatch"}
+EXPECTED = {
+    "CLIPassoLoadModels",
+    "CLIPassoRemoveBackground",
+    "CLIPassoSaliency",
+    "CLIPassoInitStrokes",
+    "CLIPassoOptimize",
+    "CLIPassoRasterize",
+    "CLIPassoSelectBest",
+    "CLIPassoSaveSVG",
+    "CLIPassoLoadSVG",
+    "CLIPassoSketch",
+    "CLIPassoAutoAbstraction",
+    "CLIPassoDrawingOrder",
+    "CLIPassoBatch",
+}
 
 
 def test_entry_point_registers_every_node_with_tooltips(N):
@@ -125,7 +138,8 @@ def test_pack_import_and_registration_stay_light(core):
         "nodes = asyncio.run(ext.get_node_list())\n"
         "[n.GET_NODE_INFO_V1() for n in nodes]\n"
         "heavy = [m for m in ('open_clip', 'rembg', 'onnxruntime', 'timm') if m in sys.modules]\n"
-        "print('HEAVY', heavy, len(nodes))\n")
+        "print('HEAVY', heavy, len(nodes))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "HEAVY [] " in out.stdout, out.stdout
@@ -133,10 +147,18 @@ def test_pack_import_and_registration_stay_light(core):
 
 # --------------------------------------------------------------------------- rasterize
 
+
 def test_rasterize_any_size_keeps_aspect_and_draws_ink(N):
     strokes = line_strokes((32, 32), candidates=2)
-    image, mask = run(N["CLIPassoRasterize"], strokes=strokes, width=96, height=0, stroke_color="",
-                      thickness=1.0, background="#ffffff")
+    image, mask = run(
+        N["CLIPassoRasterize"],
+        strokes=strokes,
+        width=96,
+        height=0,
+        stroke_color="",
+        thickness=1.0,
+        background="#ffffff",
+    )
     assert image.shape == (2, 96, 96, 3) and mask.shape == (2, 96, 96)
     assert not image.is_inference() or True
     row = mask[0, 48]
@@ -147,31 +169,61 @@ def test_rasterize_any_size_keeps_aspect_and_draws_ink(N):
 
 def test_rasterize_transparent_colour_and_thickness(N):
     strokes = line_strokes((32, 32))
-    img, mask = run(N["CLIPassoRasterize"], strokes=strokes, width=0, height=0, stroke_color="#ff0000",
-                    thickness=2.0, background="transparent")
+    img, mask = run(
+        N["CLIPassoRasterize"],
+        strokes=strokes,
+        width=0,
+        height=0,
+        stroke_color="#ff0000",
+        thickness=2.0,
+        background="transparent",
+    )
     assert img.shape == (1, 32, 32, 4)
     assert torch.allclose(img[..., 3], mask)
     assert float(img[0, 16, 16, 0]) > 0.95 and float(img[0, 16, 16, 1]) < 0.05
-    thin = run(N["CLIPassoRasterize"], strokes=strokes, width=0, height=0, stroke_color="", thickness=1.0,
-               background="white")[1]
+    thin = run(
+        N["CLIPassoRasterize"], strokes=strokes, width=0, height=0, stroke_color="", thickness=1.0, background="white"
+    )[1]
     assert float(mask.sum()) > 1.6 * float(thin.sum())  # twice as thick, about twice the ink
 
 
 def test_rasterize_rejects_bad_colour_with_clear_message(N):
     with pytest.raises(ValueError, match="background"):
-        run(N["CLIPassoRasterize"], strokes=line_strokes(), width=0, height=0, stroke_color="",
-            thickness=1.0, background="not-a-colour")
+        run(
+            N["CLIPassoRasterize"],
+            strokes=line_strokes(),
+            width=0,
+            height=0,
+            stroke_color="",
+            thickness=1.0,
+            background="not-a-colour",
+        )
     with pytest.raises(ValueError, match="SKETCH_STROKES"):
-        run(N["CLIPassoRasterize"], strokes=torch.zeros(3), width=0, height=0, stroke_color="",
-            thickness=1.0, background="#fff")
+        run(
+            N["CLIPassoRasterize"],
+            strokes=torch.zeros(3),
+            width=0,
+            height=0,
+            stroke_color="",
+            thickness=1.0,
+            background="#fff",
+        )
 
 
 # --------------------------------------------------------------------------- models, saliency, init
 
+
 @pytest.fixture(scope="session")
 def models(N, models_folder):
-    out = run(N["CLIPassoLoadModels"], loss_model="RN101", saliency_model="ViT-B-32", pretrained="openai",
-              device="auto", precision="auto", allow_download=False)
+    out = run(
+        N["CLIPassoLoadModels"],
+        loss_model="RN101",
+        saliency_model="ViT-B-32",
+        pretrained="openai",
+        device="auto",
+        precision="auto",
+        allow_download=False,
+    )
     return out[0]
 
 
@@ -227,8 +279,15 @@ def test_load_models_missing_weights_names_the_folder(N, models_folder):
     from clipasso.models import WeightsNotFoundError
 
     with pytest.raises(WeightsNotFoundError) as err:
-        run(N["CLIPassoLoadModels"], loss_model="RN50", saliency_model="ViT-B-32", pretrained="openai",
-            device="cpu", precision="fp32", allow_download=False)
+        run(
+            N["CLIPassoLoadModels"],
+            loss_model="RN50",
+            saliency_model="ViT-B-32",
+            pretrained="openai",
+            device="cpu",
+            precision="fp32",
+            allow_download=False,
+        )
     assert "RN50" in str(err.value) and str(models_folder) in str(err.value)
 
 
@@ -236,8 +295,7 @@ def test_saliency_map_and_preview_respect_mask(N, models):
     image = disk(64, batch=2)
     mask = torch.zeros(1, 64, 64)
     mask[:, 16:48, 16:48] = 1
-    sal, preview = run(N["CLIPassoSaliency"], models=models, image=image, mask=mask, method="clip-attention",
-                       text="")
+    sal, preview = run(N["CLIPassoSaliency"], models=models, image=image, mask=mask, method="clip-attention", text="")
     assert sal.shape == (2, 64, 64) and preview.shape == (2, 64, 64, 3)
     assert float(sal.min()) >= 0 and float(sal.max()) <= 1 and float(sal.max()) > 0.5
     assert float(sal[:, :16].abs().max()) == 0 and float(sal[:, 48:].abs().max()) == 0
@@ -246,15 +304,25 @@ def test_saliency_map_and_preview_respect_mask(N, models):
 
 
 def test_saliency_relevancy_runs_with_gradients_under_inference_mode(N, models):
-    sal, _ = run(N["CLIPassoSaliency"], models=models, image=disk(48), mask=None, method="clip-relevancy",
-                 text="")
+    sal, _ = run(N["CLIPassoSaliency"], models=models, image=disk(48), mask=None, method="clip-relevancy", text="")
     assert sal.shape == (1, 48, 48) and torch.isfinite(sal).all() and float(sal.max()) > 0
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_image_or_mask_inputs_are_refused(N, bad):
-    kw = dict(image=disk(32), saliency=None, mask=None, strokes=3, seeds=1, seed=0, temperature=0.3,
-              segments=1, width=1.5, use_edges=False, canvas=64)
+    kw = dict(
+        image=disk(32),
+        saliency=None,
+        mask=None,
+        strokes=3,
+        seeds=1,
+        seed=0,
+        temperature=0.3,
+        segments=1,
+        width=1.5,
+        use_edges=False,
+        canvas=64,
+    )
     mask = torch.ones(1, 32, 32)
     mask[0, 3, 3] = bad
     with pytest.raises(Exception, match="NaN or infinite"):
@@ -269,8 +337,19 @@ def test_init_strokes_batch_of_pictures_times_seeds(N):
     image = disk(64, batch=2)
     sal = torch.zeros(2, 64, 64)
     sal[:, 20:44, 20:44] = 1
-    kw = dict(image=image, saliency=sal, mask=None, strokes=5, seeds=3, seed=7, temperature=0.3, segments=2,
-              width=1.5, use_edges=False, canvas=96)
+    kw = dict(
+        image=image,
+        saliency=sal,
+        mask=None,
+        strokes=5,
+        seeds=3,
+        seed=7,
+        temperature=0.3,
+        segments=2,
+        width=1.5,
+        use_edges=False,
+        canvas=96,
+    )
     (s,) = run(N["CLIPassoInitStrokes"], **kw).args
     assert s.points.shape == (6, 5, 7, 2) and s.canvas == (96, 96)
     assert s.seeds == (7, 1007, 2007, 7, 1007, 2007)  # seed + 1000 k, as the CLI and the original
@@ -303,8 +382,9 @@ def u2netp_folder(core, tmp_path_factory):
 def test_remove_background_puts_object_on_white(N, u2netp_folder):
     image = disk(96, r=0.25, batch=2)
     image[1] = image[1] * torch.tensor([0.2, 0.6, 1.0])  # a second, different picture in the batch
-    matted, mask = run(N["CLIPassoRemoveBackground"], image=image, model="u2netp", threshold=0.5,
-                       soft_mask=False, allow_download=False)
+    matted, mask = run(
+        N["CLIPassoRemoveBackground"], image=image, model="u2netp", threshold=0.5, soft_mask=False, allow_download=False
+    )
     assert matted.shape == (2, 96, 96, 3) and mask.shape == (2, 96, 96)
     assert set(torch.unique(mask).tolist()) <= {0.0, 1.0}
     assert float(mask[0, 48, 48]) == 1.0  # the disk is the object
@@ -314,26 +394,41 @@ def test_remove_background_puts_object_on_white(N, u2netp_folder):
 
 # --------------------------------------------------------------------------- optimize, select, one box
 
+
 @pytest.fixture
 def progress_events():
     """Install a ComfyUI progress hook (as the server does) that records (value, total, preview)."""
     import comfy.utils
 
     events = []
-    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: events.append(
-        (value, total, preview)))
+    comfy.utils.set_progress_bar_global_hook(
+        lambda value, total, preview, node_id=None: events.append((value, total, preview))
+    )
     yield events
     comfy.utils.set_progress_bar_global_hook(None)
 
 
 def init_for(N, image, seeds=2, strokes=4, canvas=96):
-    return run(N["CLIPassoInitStrokes"], image=image, saliency=None, mask=None, strokes=strokes, seeds=seeds,
-               seed=0, temperature=0.3, segments=1, width=1.5, use_edges=True, canvas=canvas).args[0]
+    return run(
+        N["CLIPassoInitStrokes"],
+        image=image,
+        saliency=None,
+        mask=None,
+        strokes=strokes,
+        seeds=seeds,
+        seed=0,
+        temperature=0.3,
+        segments=1,
+        width=1.5,
+        use_edges=True,
+        canvas=canvas,
+    ).args[0]
 
 
 def optimize_kw(**kw):
-    base = dict(preset="fast", iterations=12, learning_rate=1.0, geometric_weight=1.0, semantic_weight=0.1,
-                augmentations=1)
+    base = dict(
+        preset="fast", iterations=12, learning_rate=1.0, geometric_weight=1.0, semantic_weight=0.1, augmentations=1
+    )
     base.update(kw)
     return base
 
@@ -389,8 +484,9 @@ def test_batch_of_pictures_optimizes_each_and_selects_one_winner_per_picture(N, 
     image = torch.cat([disk(64, r=0.3), disk(64, r=0.15)])
     start = init_for(N, image, seeds=2)
     assert start.num_candidates == 4
-    best, renders = run(N["CLIPassoOptimize"], models=models, image=image, strokes=start,
-                        **optimize_kw(iterations=4)).args
+    best, renders = run(
+        N["CLIPassoOptimize"], models=models, image=image, strokes=start, **optimize_kw(iterations=4)
+    ).args
     assert best.num_candidates == 4 and renders.shape[0] == 4
     winners, img, index, loss = run(N["CLIPassoSelectBest"], strokes=best).args
     assert winners.num_candidates == 2 and img.shape == (2, 96, 96, 3)
@@ -406,9 +502,19 @@ def test_select_best_needs_losses(N):
 
 def test_one_box_sketch_node(N, models_folder, u2netp_folder, progress_events):
     image = disk(80, r=0.25)
-    strokes, sketch_image, loss = run(N["CLIPassoSketch"], image=image, preset="fast", strokes=4, seeds=2, seed=3,
-                                      iterations=3, remove_background=True, loss_model="RN101",
-                                      saliency_model="ViT-B-32", allow_download=False).args
+    strokes, sketch_image, loss = run(
+        N["CLIPassoSketch"],
+        image=image,
+        preset="fast",
+        strokes=4,
+        seeds=2,
+        seed=3,
+        iterations=3,
+        remove_background=True,
+        loss_model="RN101",
+        saliency_model="ViT-B-32",
+        allow_download=False,
+    ).args
     assert strokes.num_candidates == 1 and strokes.num_strokes == 4
     assert strokes.seeds[0] in (3, 1003)
     assert sketch_image.shape == (1, 224, 224, 3) and float(sketch_image.min()) < 0.5
@@ -423,8 +529,17 @@ def test_one_box_sketch_node_framing(N, models_folder):
     framing = next(i for i in schema.inputs if i.id == "framing")
     assert framing.default == "preset" and set(framing.options) == {"preset", "stretch", "fix-scale", "pad"}
     image = disk(90, r=0.25)[:, 15:75]  # 60 x 90
-    common = dict(image=image, strokes=3, seeds=1, seed=0, iterations=2, remove_background=False,
-                  loss_model="RN101", saliency_model="ViT-B-32", allow_download=False)
+    common = dict(
+        image=image,
+        strokes=3,
+        seeds=1,
+        seed=0,
+        iterations=2,
+        remove_background=False,
+        loss_model="RN101",
+        saliency_model="ViT-B-32",
+        allow_download=False,
+    )
     strokes, sketch_image, _ = run(N["CLIPassoSketch"], preset="fast", framing="stretch", **common).args
     assert strokes.canvas == (149, 224) and sketch_image.shape == (1, 149, 224, 3)
     strokes, sketch_image, _ = run(N["CLIPassoSketch"], preset="fast", **common).args
@@ -433,14 +548,17 @@ def test_one_box_sketch_node_framing(N, models_folder):
 
 # --------------------------------------------------------------------------- SVG
 
+
 def test_save_svg_writes_each_candidate_with_workflow_metadata(N, core):
     import re
 
     from clipasso.output.svg import read_svg
 
     strokes = line_strokes((40, 60), candidates=2)
-    hidden = {"PROMPT": {"1": {"class_type": "CLIPassoSaveSVG", "inputs": {}}},
-              "EXTRA_PNGINFO": {"workflow": {"nodes": [{"id": 1}], "note": "a ]]> inside"}}}
+    hidden = {
+        "PROMPT": {"1": {"class_type": "CLIPassoSaveSVG", "inputs": {}}},
+        "EXTRA_PNGINFO": {"workflow": {"nodes": [{"id": 1}], "note": "a ]]> inside"}},
+    }
     out = run(N["CLIPassoSaveSVG"], hidden=hidden, strokes=strokes, filename_prefix="tests/sketch")
     results = out.ui.as_dict()["images"]
     assert len(results) == 2
@@ -473,13 +591,26 @@ def test_core_svg_type_goes_both_ways(N, core):
     (svg,) = run(N["CLIPassoSaveSVG"], strokes=strokes, filename_prefix="tests/core_svg").args
     assert isinstance(svg, CoreSVG) and len(svg.data) == 2
     schema = N["CLIPassoLoadSVG"].GET_SCHEMA()
-    assert [i.id for i in schema.inputs] == ["svg_file", "svg_text", "svg", "fill_shapes", "outline_segments",
-                                            "max_outlines", "outline_color"]
+    assert [i.id for i in schema.inputs] == [
+        "svg_file",
+        "svg_text",
+        "svg",
+        "fill_shapes",
+        "outline_segments",
+        "max_outlines",
+        "outline_color",
+    ]
     back, image = run(N["CLIPassoLoadSVG"], svg_file="(none)", svg_text="", svg=svg).args
     assert back.num_candidates == 2 and torch.allclose(back.points, strokes.points, atol=1e-3)
     assert image.shape == (2, 40, 60, 3)
-    foreign = CoreSVG([BytesIO(b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="80">'
-                               b'<path d="M 10 10 C 30 10 50 40 90 70" fill="none" stroke="#000"/></svg>')])
+    foreign = CoreSVG(
+        [
+            BytesIO(
+                b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="80">'
+                b'<path d="M 10 10 C 30 10 50 40 90 70" fill="none" stroke="#000"/></svg>'
+            )
+        ]
+    )
     (one, _) = run(N["CLIPassoLoadSVG"], svg=foreign).args
     assert one.canvas == (80, 100) and one.num_strokes == 1
     load = N["CLIPassoLoadSVG"]
@@ -528,8 +659,15 @@ def test_load_svg_reads_a_tracers_filled_shapes_as_outlines_when_asked(N, core):
     load = N["CLIPassoLoadSVG"]
     with pytest.raises(ValueError, match="fill_shapes"):
         run(load, svg_file="(none)", svg_text=text)
-    strokes, image = run(load, svg_file="(none)", svg_text=text, fill_shapes=True, outline_segments=6,
-                         max_outlines=1, outline_color="black").args
+    strokes, image = run(
+        load,
+        svg_file="(none)",
+        svg_text=text,
+        fill_shapes=True,
+        outline_segments=6,
+        max_outlines=1,
+        outline_color="black",
+    ).args
     assert strokes.num_strokes == 1 and strokes.num_segments == 6 and strokes.canvas == (64, 64)
     assert torch.equal(strokes.colors[0, 0], torch.tensor([0.0, 0.0, 0.0, 1.0]))
     # the outline runs round the disk (radius 0.3 of the side: 19 px from the centre), not through it
@@ -562,7 +700,8 @@ def test_one_box_node_runs_without_any_clip_weights(tmp_path):
         "                       remove_background=True, loss_model='RN101', saliency_model='ViT-B-32',\n"
         "                       allow_download=False, loss='trace', saliency='mask')\n"
         "strokes = out.args[0]\n"
-        "print('STROKES', strokes.num_strokes, 'OPEN_CLIP', 'open_clip' in sys.modules)\n")
+        "print('STROKES', strokes.num_strokes, 'OPEN_CLIP', 'open_clip' in sys.modules)\n"
+    )
     env = dict(os.environ, HOME=str(tmp_path), CLIPASSO_MODELS_DIR=str(tmp_path / "none"))
     env.pop("HF_HOME", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
@@ -570,40 +709,68 @@ def test_one_box_node_runs_without_any_clip_weights(tmp_path):
     assert "STROKES 4 OPEN_CLIP False" in out.stdout, out.stdout + out.stderr[-2000:]
 
 
-def test_load_models_downloads_missing_weights_with_the_node_progress_bar(N, models_folder, monkeypatch, tmp_path,
-                                                                          progress_events):
+def test_load_models_downloads_missing_weights_with_the_node_progress_bar(
+    N, models_folder, monkeypatch, tmp_path, progress_events
+):
     """Missing weights with downloads allowed: fetched once (a real HTTP download, from 127.0.0.1) into the
     first models/clipasso folder, the node's progress bar following the bytes, then loaded; a second run
     finds the file. A failed download says first what to do."""
     from pathlib import Path
 
     from clipasso import models as engine_models
-    from clipasso.testing.openai_format import (TINY_RN, LocalDownloads, build_openai_model, registry_entry_at,
-                                                save_openai_archive)
+    from clipasso.testing.openai_format import (
+        TINY_RN,
+        LocalDownloads,
+        build_openai_model,
+        registry_entry_at,
+        save_openai_archive,
+    )
 
     models_folder = Path(models_folder)
     data = Path(save_openai_archive(build_openai_model(TINY_RN, 1), tmp_path / "RN50.pt")).read_bytes()
     downloads = LocalDownloads(tmp_path / "www")
     url = downloads.publish("RN50.pt", data)  # open_clip's registry entry for RN50, pointed at it
-    monkeypatch.setattr(engine_models.search, "pretrained_cfg",
-                        registry_entry_at(engine_models.search.pretrained_cfg, "RN50", url))
+    monkeypatch.setattr(
+        engine_models.search, "pretrained_cfg", registry_entry_at(engine_models.search.pretrained_cfg, "RN50", url)
+    )
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("CLIPASSO_OFFLINE", raising=False)
     target = models_folder / "RN50.pt"
     try:
-        (loaded,) = run(N["CLIPassoLoadModels"], loss_model="RN50", saliency_model="ViT-B-32", pretrained="openai",
-                        device="cpu", precision="fp32", allow_download=True).args
+        (loaded,) = run(
+            N["CLIPassoLoadModels"],
+            loss_model="RN50",
+            saliency_model="ViT-B-32",
+            pretrained="openai",
+            device="cpu",
+            precision="fp32",
+            allow_download=True,
+        ).args
         assert target.read_bytes() == data and loaded.loss.name == "RN50"
         assert progress_events and progress_events[-1][:2] == (100, 100)
-        (again,) = run(N["CLIPassoLoadModels"], loss_model="RN50", saliency_model="ViT-B-32", pretrained="openai",
-                       device="cpu", precision="fp32", allow_download=True).args
+        (again,) = run(
+            N["CLIPassoLoadModels"],
+            loss_model="RN50",
+            saliency_model="ViT-B-32",
+            pretrained="openai",
+            device="cpu",
+            precision="fp32",
+            allow_download=True,
+        ).args
         assert again.loss.source == str(target)
         target.unlink()
         engine_models.forget(target)
         downloads.close()  # the next download fails: the message still starts with the action
         with pytest.raises(engine_models.WeightsNotFoundError) as err:
-            run(N["CLIPassoLoadModels"], loss_model="RN50", saliency_model="ViT-B-32", pretrained="openai",
-                device="cpu", precision="fp32", allow_download=True)
+            run(
+                N["CLIPassoLoadModels"],
+                loss_model="RN50",
+                saliency_model="ViT-B-32",
+                pretrained="openai",
+                device="cpu",
+                precision="fp32",
+                allow_download=True,
+            )
         first, rest = str(err.value).split("\n", 1)
         assert first.startswith("Put RN50.pt") and str(models_folder) in first and "did not work" in rest
     finally:
@@ -639,16 +806,33 @@ def test_batch_node_sketches_a_folder_and_resumes(N, core, tmp_path):
     Image.fromarray(pic[::-1].copy()).save(os.path.join(folder, "more", "two.jpg"))
     with open(os.path.join(folder, "broken.png"), "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n")
-    kw = dict(folder="batch_pictures", recursive=True, output_folder="tests/batch", png=True, force=False,
-              preset="fast", strokes=4, seeds=1, seed=0, iterations=5, remove_background=True, loss_model="RN101",
-              saliency_model="ViT-B-32", allow_download=False, loss="trace", saliency="mask")
+    kw = dict(
+        folder="batch_pictures",
+        recursive=True,
+        output_folder="tests/batch",
+        png=True,
+        force=False,
+        preset="fast",
+        strokes=4,
+        seeds=1,
+        seed=0,
+        iterations=5,
+        remove_background=True,
+        loss_model="RN101",
+        saliency_model="ViT-B-32",
+        allow_download=False,
+        loss="trace",
+        saliency="mask",
+    )
     out = run(N["CLIPassoBatch"], **kw)
     report, sketched = out.args
     data = json.loads(report)
     assert sketched == 2 and data["failed"] == 1 and "broken" in data["errors"]
     target = os.path.join(core.get_output_directory(), "tests", "batch")
     for name in ("one", os.path.join("more", "two")):
-        assert os.path.isfile(os.path.join(target, name + ".svg")) and os.path.isfile(os.path.join(target, name + ".png"))
+        assert os.path.isfile(os.path.join(target, name + ".svg")) and os.path.isfile(
+            os.path.join(target, name + ".png")
+        )
     assert data["manifest"] == os.path.join(os.path.realpath(target), "manifest.jsonl")
     assert "2 sketched" in out.ui.as_dict()["text"][0]
     again = json.loads(run(N["CLIPassoBatch"], **kw).args[0])

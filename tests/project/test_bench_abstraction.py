@@ -1,4 +1,5 @@
 """bench/abstraction.py --grow-picture: the growing picture is written where asked, with the newest stroke marked."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,9 @@ TILE, LABEL, HEAD, CHART = 180, 32, 90, 300  # the layout grow_picture draws
 
 def _run(*args, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=600, env=env,
-                          cwd=cwd)
+    return subprocess.run(
+        [sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd
+    )
 
 
 def _red_pixels(img, box):
@@ -28,9 +30,26 @@ def test_grow_picture_writes_the_sheet_into_out_dir_with_the_newest_stroke_red(t
     from PIL import Image
 
     counts = [2, 3, 4]
-    proc = _run("--grow-picture", "--strokes", "4", "--iterations", "2", "--prune-iterations", "1",
-                "--grow-iterations", "1", "--canvas", "64", "--grow-counts", *map(str, counts),
-                "--out-dir", str(tmp_path / "pics"), "--out", str(tmp_path / "results.json"), cwd=tmp_path)
+    proc = _run(
+        "--grow-picture",
+        "--strokes",
+        "4",
+        "--iterations",
+        "2",
+        "--prune-iterations",
+        "1",
+        "--grow-iterations",
+        "1",
+        "--canvas",
+        "64",
+        "--grow-counts",
+        *map(str, counts),
+        "--out-dir",
+        str(tmp_path / "pics"),
+        "--out",
+        str(tmp_path / "results.json"),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     png = tmp_path / "pics" / "grow_abstraction.png"
     assert png.is_file()

@@ -1,6 +1,7 @@
 """bench/ scripts, run as programs (tests import nothing from bench/): recognition says plainly when it has
 no real weights, its zero-shot classifier (clipasso.report.recognition) works, and the speed benchmark's
 original-style baseline computes the same loss as the engine (so its timing is fair)."""
+
 from __future__ import annotations
 
 import json
@@ -28,25 +29,41 @@ def judge(tmp_path_factory):
     from clipasso.models import load_clip
 
     folder = tmp_path_factory.mktemp("judge")
-    cfg = {"embed_dim": 32,
-           "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
-           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }
     torch.manual_seed(0)
     model = open_clip.CLIP(**cfg)
     (folder / "bench-judge.json").write_text(json.dumps(cfg))
-    save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()},
-              str(folder / "bench-judge.safetensors"))
+    save_file(
+        {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()},
+        str(folder / "bench-judge.safetensors"),
+    )
     return load_clip("bench-judge", models_dir=str(folder), allow_download=False)
 
 
 def _run_recognition(tmp_path, *extra):
     empty = tmp_path / "nothing"
     empty.mkdir()
-    env = dict(os.environ, HOME=str(empty), HF_HOME=str(empty), CLIPASSO_MODELS_DIR=str(empty),
-               HF_HUB_OFFLINE="1", CLIPASSO_OFFLINE="1", XDG_CACHE_HOME=str(empty))
+    env = dict(
+        os.environ,
+        HOME=str(empty),
+        HF_HOME=str(empty),
+        CLIPASSO_MODELS_DIR=str(empty),
+        HF_HUB_OFFLINE="1",
+        CLIPASSO_OFFLINE="1",
+        XDG_CACHE_HOME=str(empty),
+    )
     out = tmp_path / "rec.json"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "recognition.py"), "--output", str(out),
-                           *extra], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "recognition.py"), "--output", str(out), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     return proc, out
 
 
@@ -67,8 +84,13 @@ def test_recognition_with_a_missing_weights_file_is_an_error(tmp_path):
 
 
 def test_zero_shot_gives_a_distribution_over_the_classes(judge):
-    images = torch.cat([torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1)),
-                        torch.ones(1, 3, 224, 224), torch.zeros(1, 3, 224, 224)])
+    images = torch.cat(
+        [
+            torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1)),
+            torch.ones(1, 3, 224, 224),
+            torch.zeros(1, 3, 224, 224),
+        ]
+    )
     probs = classify(judge, images, CLASSES)
     assert probs.shape == (4, len(CLASSES))
     assert bool((probs >= 0).all())
@@ -107,8 +129,13 @@ def test_original_style_baseline_computes_the_engines_loss():
     random ResNet, and its clean-view loss must equal the engine's eval loss, its weights must really take
     gradients (as the original's did) while the engine's copy stays frozen, and a sequential run times
     every seed."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "original_baseline.py"), "--check"],
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ, CLIPASSO_OFFLINE="1"))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "original_baseline.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, CLIPASSO_OFFLINE="1"),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == 5 and all(row.rstrip(" |").endswith("True") for row in rows), proc.stdout

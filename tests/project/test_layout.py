@@ -1,5 +1,6 @@
 """The engine's shape: no import cycles (module-level or inside functions), benchmark-only code outside
 the engine's import graph, every option defined once."""
+
 from __future__ import annotations
 
 import ast
@@ -31,7 +32,7 @@ def import_graph():
             if isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = package.split(".")
-                    base = base[:len(base) - (node.level - 1)]
+                    base = base[: len(base) - (node.level - 1)]
                     mod = ".".join(base + ([node.module] if node.module else []))
                 else:
                     mod = node.module or ""
@@ -54,7 +55,7 @@ def _cycle(graph):
         stack.append(n)
         for d in sorted(graph[n]):
             if state.get(d) == 1:
-                return stack[stack.index(d):] + [d]
+                return stack[stack.index(d) :] + [d]
             if d not in state:
                 found = visit(d)
                 if found:
@@ -85,8 +86,15 @@ def test_the_engine_has_no_import_cycle():
 def test_the_engine_never_imports_comfyui_or_the_benchmarks():
     for path in ENGINE.rglob("*.py"):
         text = path.read_text()
-        for bad in ("import comfy", "from comfy", "folder_paths", "from bench", "import bench", "from tests",
-                    "import tests"):
+        for bad in (
+            "import comfy",
+            "from comfy",
+            "folder_paths",
+            "from bench",
+            "import bench",
+            "from tests",
+            "import tests",
+        ):
             assert bad not in text, f"{path.relative_to(ENGINE.parent)} has {bad!r}"
 
 
@@ -106,9 +114,22 @@ def test_every_option_is_defined_once_with_help_and_a_valid_default():
     assert field_option("strokes").problem("strokes", 0)
 
 
-@pytest.mark.parametrize("name, bad", [("strokes", 0), ("strokes", 2000), ("lr", 0.0), ("canvas", 32),
-                                       ("loss", "pixels"), ("framing", "crop"), ("seeds", 0), ("text", 3),
-                                       ("auto_strokes", 1.5), ("min_gain", 1.0), ("temperature", float("nan"))])
+@pytest.mark.parametrize(
+    "name, bad",
+    [
+        ("strokes", 0),
+        ("strokes", 2000),
+        ("lr", 0.0),
+        ("canvas", 32),
+        ("loss", "pixels"),
+        ("framing", "crop"),
+        ("seeds", 0),
+        ("text", 3),
+        ("auto_strokes", 1.5),
+        ("min_gain", 1.0),
+        ("temperature", float("nan")),
+    ],
+)
 def test_validate_is_the_one_place_that_refuses_a_value(name, bad):
     from clipasso.settings import SettingsError, SketchSettings
 
@@ -123,8 +144,23 @@ def test_release_0_1_module_names_are_gone():
     import clipasso
 
     assert not hasattr(clipasso, "MOVED")
-    for old in ("images", "matting", "xdog", "saliency", "init", "losses", "text", "style", "select",
-                "abstraction", "order", "raster", "svg", "plots", "metrics"):
+    for old in (
+        "images",
+        "matting",
+        "xdog",
+        "saliency",
+        "init",
+        "losses",
+        "text",
+        "style",
+        "select",
+        "abstraction",
+        "order",
+        "raster",
+        "svg",
+        "plots",
+        "metrics",
+    ):
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(f"clipasso.{old}")
     assert clipasso.sketch is importlib.import_module("clipasso.pipeline").sketch
@@ -155,8 +191,12 @@ def test_every_engine_error_derives_from_the_one_base_class():
             continue
         module = importlib.import_module(name)
         for cls_name, cls in vars(module).items():
-            if inspect.isclass(cls) and issubclass(cls, Exception) and not issubclass(cls, Warning) \
-                    and cls.__module__ == name:
+            if (
+                inspect.isclass(cls)
+                and issubclass(cls, Exception)
+                and not issubclass(cls, Warning)
+                and cls.__module__ == name
+            ):
                 found.append(cls)
                 assert issubclass(cls, ClipassoError), f"{name}.{cls_name} does not derive from ClipassoError"
     assert len(found) >= 15
@@ -167,8 +207,22 @@ def test_the_cli_prints_any_engine_error_as_one_line_with_status_1(tmp_path, cap
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
-    rc = main(["sketch", str(broken), "-o", str(tmp_path / "out.svg"), "--loss", "trace", "--saliency", "none",
-               "--no-background-removal", "--iterations", "1", "-q"])
+    rc = main(
+        [
+            "sketch",
+            str(broken),
+            "-o",
+            str(tmp_path / "out.svg"),
+            "--loss",
+            "trace",
+            "--saliency",
+            "none",
+            "--no-background-removal",
+            "--iterations",
+            "1",
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("clipasso: error: ") and "Traceback" not in err
 
@@ -230,10 +284,18 @@ def test_nothing_imports_a_later_stage():
 def test_the_rasterizer_is_below_every_stage_that_renders():
     graph = import_graph()
     users = {m for m, deps in graph.items() if any(d.startswith("clipasso.render") for d in deps)}
-    assert {"clipasso.objective", "clipasso.optimize.loop", "clipasso.post.abstraction",
-            "clipasso.output.animation"} <= users
-    assert not any(d.startswith(("clipasso.objective", "clipasso.optimize", "clipasso.post", "clipasso.output"))
-                   for m in graph if m.startswith("clipasso.render") for d in graph[m])
+    assert {
+        "clipasso.objective",
+        "clipasso.optimize.loop",
+        "clipasso.post.abstraction",
+        "clipasso.output.animation",
+    } <= users
+    assert not any(
+        d.startswith(("clipasso.objective", "clipasso.optimize", "clipasso.post", "clipasso.output"))
+        for m in graph
+        if m.startswith("clipasso.render")
+        for d in graph[m]
+    )
     assert not (ENGINE / "output" / "raster.py").exists()
 
 
@@ -269,8 +331,17 @@ def test_the_precision_words_are_one_vocabulary():
     assert field_option("mixed_precision").choices is PRECISIONS
     assert field_option("mixed_precision").canonical is precision_word
     assert set(PRECISION_ALIASES.values()) <= set(PRECISIONS) and not set(PRECISION_ALIASES) & set(PRECISIONS)
-    node_models = (PACK / "models.py").read_text()
-    assert 'setting_input("precision", field="mixed_precision"' in node_models  # widget name kept, words shared
+    # the node's widget keeps its name and takes its words from the setting: setting_input("precision",
+    # field="mixed_precision", ...)
+    calls = [
+        node
+        for node in ast.walk(ast.parse((PACK / "models.py").read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setting_input"
+    ]
+    precision = [c for c in calls if c.args and isinstance(c.args[0], ast.Constant) and c.args[0].value == "precision"]
+    assert len(precision) == 1, "Load CLIPasso Models has no 'precision' widget built by setting_input"
+    fields = {k.arg: k.value.value for k in precision[0].keywords if isinstance(k.value, ast.Constant)}
+    assert fields.get("field") == "mixed_precision"
 
 
 def test_no_private_name_crosses_a_module():
@@ -289,10 +360,18 @@ def test_no_private_name_crosses_a_module():
                         wrong.append(f"{shown}:{node.lineno} imports {alias.name} from {node.module or '.'}")
                     imported_modules.add(alias.asname or alias.name)
             elif isinstance(node, ast.Import):
-                imported_modules |= {(a.asname or a.name).split(".")[0] for a in node.names
-                                     if a.name.split(".")[0] in ("clipasso", "nodes")}
+                imported_modules |= {
+                    (a.asname or a.name).split(".")[0]
+                    for a in node.names
+                    if a.name.split(".")[0] in ("clipasso", "nodes")
+                }
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
-                    and isinstance(node.value, ast.Name) and node.value.id in imported_modules:
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name)
+                and node.value.id in imported_modules
+            ):
                 wrong.append(f"{shown}:{node.lineno} uses {node.value.id}.{node.attr}")
     assert not wrong, "\n".join(wrong)

@@ -1,5 +1,6 @@
 """What ComfyUI users install: the licence, one dependency list without torch, the archive `comfy node
 pack` builds (git-tracked files minus .comfyignore, computed by git itself), the registry icon."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,8 @@ def test_one_dependency_list_and_it_never_names_torch():
     project = PYPROJECT["project"]
     assert "dependencies" not in project.get("dynamic", []), "the Registry reads no dynamic dependencies"
     assert project["dependencies"] == _requirements(), (
-        "pyproject.toml [project].dependencies and requirements.txt differ: keep them identical, line by line")
+        "pyproject.toml [project].dependencies and requirements.txt differ: keep them identical, line by line"
+    )
     names = {_name(r) for r in _requirements()}
     assert not names & TORCH, names
     assert {"open-clip-torch", "timm", "rembg", "onnxruntime", "numpy", "pillow"} <= names
@@ -64,29 +66,61 @@ def test_installing_the_requirements_keeps_the_installed_torch(tmp_path):
     import torch
 
     report = tmp_path / "report.json"
-    out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(report),
-                          "-r", str(REPO / "requirements.txt")], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--report",
+            str(report),
+            "-r",
+            str(REPO / "requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if out.returncode != 0 and not os.environ.get("CI") and "network" in (out.stderr + out.stdout).lower():
         pytest.skip("no package index reachable: " + out.stderr[-300:])
     assert out.returncode == 0, out.stderr[-3000:]
-    planned = {item["metadata"]["name"].lower(): item["metadata"]["version"]
-               for item in json.loads(report.read_text()).get("install", [])}
+    planned = {
+        item["metadata"]["name"].lower(): item["metadata"]["version"]
+        for item in json.loads(report.read_text()).get("install", [])
+    }
     assert not set(planned) & TORCH, f"pip would change torch ({torch.__version__}): {planned}"
 
 
 def _archive():
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    ignored = subprocess.run(["git", "ls-files", "--cached", "--ignored", "--exclude-from=.comfyignore"], cwd=REPO,
-                             capture_output=True, text=True, check=True).stdout
+    ignored = subprocess.run(
+        ["git", "ls-files", "--cached", "--ignored", "--exclude-from=.comfyignore"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return set(tracked.split("\n")) - set(ignored.split("\n")) - {""}
 
 
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs a git checkout")
 def test_the_comfyui_archive_ships_the_pack_and_not_the_tests():
     files = _archive()
-    for needed in ("__init__.py", "pyproject.toml", "requirements.txt", "LICENSE", "README.md",
-                   "clipasso/__init__.py", "clipasso/settings.py", "clipasso/data/u2netp.onnx", "nodes/__init__.py",
-                   "nodes/inputs.py", "clipasso/data/LICENSE-u2netp.txt"):
+    for needed in (
+        "__init__.py",
+        "pyproject.toml",
+        "requirements.txt",
+        "LICENSE",
+        "README.md",
+        "clipasso/__init__.py",
+        "clipasso/settings.py",
+        "clipasso/data/u2netp.onnx",
+        "nodes/__init__.py",
+        "nodes/inputs.py",
+        "clipasso/data/LICENSE-u2netp.txt",
+    ):
         assert needed in files, needed
     assert any(f.startswith("web/docs/") for f in files)
     assert any(f.startswith("example_workflows/") and f.endswith(".json") for f in files)

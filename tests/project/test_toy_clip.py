@@ -1,5 +1,6 @@
 """clipasso/testing/toy_clip.py (the toy CLIP that text guidance is measured with) and the study that uses it,
 bench/studies/text_guidance.py (run as a program)."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ def test_shape_drawings_trace_their_outline():
     half = 0.8 * 0.33 * 224
     outline = torch.zeros(224, 224, dtype=torch.bool)
     lo, hi = round(112 - half), round(112 + half)
-    outline[lo:hi + 1, lo] = outline[lo:hi + 1, hi] = outline[lo, lo:hi + 1] = outline[hi, lo:hi + 1] = True
+    outline[lo : hi + 1, lo] = outline[lo : hi + 1, hi] = outline[lo, lo : hi + 1] = outline[hi, lo : hi + 1] = True
     sq = ink[toy_clip.SHAPES.index("square")]
     assert bool((sq & ~dilate(outline[None], 2.5)[0]).sum() == 0)
     assert float((dilate(sq[None], 2.5)[0] & outline).sum() / outline.sum()) > 0.97
@@ -58,11 +59,36 @@ def test_trained_toy_model_round_trips_through_the_real_loader(tmp_path):
 
 def test_text_guidance_benchmark_runs_end_to_end(tmp_path):
     out = tmp_path / "tg.json"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "studies", "text_guidance.py"), "--models",
-                           str(tmp_path / "models"), "--train-steps", "2", "--train-batch", "6",
-                           "--held-out", "12", "--prompts", "square", "--weights", "0,1",
-                           "--strokes", "3", "--iterations", "2", "--seeds", "1", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, env=dict(os.environ, CLIPASSO_OFFLINE="1"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "bench", "studies", "text_guidance.py"),
+            "--models",
+            str(tmp_path / "models"),
+            "--train-steps",
+            "2",
+            "--train-batch",
+            "6",
+            "--held-out",
+            "12",
+            "--prompts",
+            "square",
+            "--weights",
+            "0,1",
+            "--strokes",
+            "3",
+            "--iterations",
+            "2",
+            "--seeds",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, CLIPASSO_OFFLINE="1"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
     rows = data["rows"]

@@ -7,6 +7,7 @@ or reordered widget, a narrowed range or a dropped combo option fails here. Chec
 workflows and for the copies shipped with release 0.1 (tests/data/workflows_0.1, from before the
 settings-first refactor), which is what users have saved.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -87,5 +88,6 @@ def test_workflow_widget_values_map_onto_the_generated_inputs(info, path):
             assert by_name.get(name) == value, f"{node['type']}.{name}: UI {value!r}, API {by_name.get(name)!r}"
             checked += 1
         assert set(k for k, v in by_name.items() if not isinstance(v, list)) <= set(named) | {
-            n for n, _, _ in _widgets(info[node["type"]])}, node["type"]
+            n for n, _, _ in _widgets(info[node["type"]])
+        }, node["type"]
     assert checked > 0

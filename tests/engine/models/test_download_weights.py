@@ -1,5 +1,6 @@
 """`clipasso download-weights`: a real HTTP download (from a server on 127.0.0.1), checked, atomic,
 and loadable afterwards; a clear error when downloads are off."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,8 +11,13 @@ import pytest
 
 from clipasso import models
 from clipasso.cli import main
-from clipasso.testing.openai_format import (TINY_RN, LocalDownloads, build_openai_model, registry_entry_at,
-                                            save_openai_archive)
+from clipasso.testing.openai_format import (
+    TINY_RN,
+    LocalDownloads,
+    build_openai_model,
+    registry_entry_at,
+    save_openai_archive,
+)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """clipasso.models: loading encoders by name / file / models folder, freezing, caching, clear errors."""
+
 from __future__ import annotations
 
 import os
@@ -125,14 +126,31 @@ def test_unreachable_hub_fails_fast_with_the_same_error(tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFoundError, match="cannot be reached") as info:
         load_clip("ViT-B-32", "openai", models_dir=tmp_path, allow_download=True)
     assert time.perf_counter() - t < 30
-    assert str(info.value).splitlines()[0].startswith(f"Put ViT-B-32.pt (CLIP ViT-B-32, openai weights) into {tmp_path}")
+    assert (
+        str(info.value).splitlines()[0].startswith(f"Put ViT-B-32.pt (CLIP ViT-B-32, openai weights) into {tmp_path}")
+    )
 
 
 def test_model_names_in_reads_the_names_users_files_have(tmp_path):
     from clipasso.models import model_names_in
 
-    for f in ("RN101.pt", "ViT-L-14-336px.pt", "RN50-openai.safetensors", "ViT-B-16-laion2b_s34b_b88k.safetensors",
-              "my-model.json", "my-model.safetensors", "notes.txt", "u2netp.onnx", "ViT-B-32_openai.bin"):
+    for f in (
+        "RN101.pt",
+        "ViT-L-14-336px.pt",
+        "RN50-openai.safetensors",
+        "ViT-B-16-laion2b_s34b_b88k.safetensors",
+        "my-model.json",
+        "my-model.safetensors",
+        "notes.txt",
+        "u2netp.onnx",
+        "ViT-B-32_openai.bin",
+    ):
         (tmp_path / f).write_bytes(b"")
-    assert model_names_in([tmp_path, tmp_path / "missing"]) == ["RN101", "RN50", "ViT-B-16", "ViT-B-32",
-                                                                 "ViT-L-14-336", "my-model"]
+    assert model_names_in([tmp_path, tmp_path / "missing"]) == [
+        "RN101",
+        "RN50",
+        "ViT-B-16",
+        "ViT-B-32",
+        "ViT-L-14-336",
+        "my-model",
+    ]

@@ -6,6 +6,7 @@ and Hugging Face hand out state dicts (``.safetensors``, ``.bin``, ``.pt``, some
 ``{"state_dict": ...}`` or with ``module.`` prefixes). Every one must load, end up in fp32 and
 compute the same embeddings as the model it was written from.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,8 +21,13 @@ from PIL import Image, ImageDraw
 from clipasso import models
 from clipasso.cli import main
 from clipasso.models import WeightsNotFoundError, load_clip, read_checkpoint
-from clipasso.testing.openai_format import (TINY_RN, TINY_VIT, build_openai_model, save_openai_archive,
-                                 state_dict_fp16_rounded)
+from clipasso.testing.openai_format import (
+    TINY_RN,
+    TINY_VIT,
+    build_openai_model,
+    save_openai_archive,
+    state_dict_fp16_rounded,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -41,9 +47,13 @@ def openai_files(tmp_path_factory):
     """Tiny RN101.pt / ViT-B-32.pt in OpenAI's fp16 TorchScript format, plus the fp32 source models."""
     folder = tmp_path_factory.mktemp("openai")
     rn, vit = build_openai_model(TINY_RN, 0), build_openai_model(TINY_VIT, 1)
-    return {"folder": folder, "rn_model": rn, "vit_model": vit,
-            "rn": save_openai_archive(rn, folder / "RN101.pt"),
-            "vit": save_openai_archive(vit, folder / "ViT-B-32.pt")}
+    return {
+        "folder": folder,
+        "rn_model": rn,
+        "vit_model": vit,
+        "rn": save_openai_archive(rn, folder / "RN101.pt"),
+        "vit": save_openai_archive(vit, folder / "ViT-B-32.pt"),
+    }
 
 
 def _images(n=3, seed=0):
@@ -151,8 +161,9 @@ def test_wrong_kind_of_model_is_refused(openai_files):
         load_clip("ViT-B-32", weights=openai_files["rn"], allow_download=False)
 
 
-@pytest.mark.parametrize("layout", ["safetensors", "bin", "pt-wrapped", "pt-module-prefix", "hf-folder",
-                                    "hf-folder-bin"])
+@pytest.mark.parametrize(
+    "layout", ["safetensors", "bin", "pt-wrapped", "pt-module-prefix", "hf-folder", "hf-folder-bin"]
+)
 def test_open_clip_state_dict_layouts(openai_files, tmp_path, layout):
     from safetensors.torch import save_file
 
@@ -224,6 +235,7 @@ def test_no_random_initialisation_warning_while_loading(openai_files, caplog):
 
 # ----------------------------------------------------------------------------- the command line
 
+
 @pytest.fixture
 def photo(tmp_path):
     img = Image.new("RGB", (96, 96), "white")
@@ -242,9 +254,28 @@ def _run(args, capsys):
 
 def test_cli_sketches_with_openai_files_given_by_flag(openai_files, photo, tmp_path, capsys):
     out_svg = tmp_path / "s.svg"
-    out, _ = _run(["sketch", str(photo), "-o", str(out_svg), "--clip-weights", openai_files["rn"],
-                   "--saliency-weights", openai_files["vit"], "--offline", "--no-background-removal",
-                   "--strokes", "4", "--seeds", "1", "--iterations", "2", "-q"], capsys)
+    out, _ = _run(
+        [
+            "sketch",
+            str(photo),
+            "-o",
+            str(out_svg),
+            "--clip-weights",
+            openai_files["rn"],
+            "--saliency-weights",
+            openai_files["vit"],
+            "--offline",
+            "--no-background-removal",
+            "--strokes",
+            "4",
+            "--seeds",
+            "1",
+            "--iterations",
+            "2",
+            "-q",
+        ],
+        capsys,
+    )
     assert out_svg.is_file() and "RN101" in out
 
 
@@ -255,6 +286,24 @@ def test_cli_sketches_from_a_models_folder_offline(openai_files, photo, tmp_path
     shutil.copy(openai_files["rn"], folder / "RN101.pt")
     shutil.copy(openai_files["vit"], folder / "ViT-B-32.pt")
     out_svg = tmp_path / "s.svg"
-    _run(["sketch", str(photo), "-o", str(out_svg), "--models-dir", str(folder), "--offline",
-          "--no-background-removal", "--strokes", "4", "--seeds", "1", "--iterations", "2", "-q"], capsys)
+    _run(
+        [
+            "sketch",
+            str(photo),
+            "-o",
+            str(out_svg),
+            "--models-dir",
+            str(folder),
+            "--offline",
+            "--no-background-removal",
+            "--strokes",
+            "4",
+            "--seeds",
+            "1",
+            "--iterations",
+            "2",
+            "-q",
+        ],
+        capsys,
+    )
     assert out_svg.is_file()

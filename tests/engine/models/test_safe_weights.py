@@ -5,6 +5,7 @@ hostile archives below are real: each test first shows that ``torch.jit.load`` t
 (a custom operator that records its calls), then that our loader reads the file with nothing run, or
 refuses it with a clear `WeightsFileError`.
 """
+
 from __future__ import annotations
 
 import ast
@@ -86,9 +87,12 @@ def _root(path):
 def archives(tmp_path_factory):
     folder = tmp_path_factory.mktemp("openai_safe")
     rn, vit = build_openai_model(TINY_RN, 0), build_openai_model(TINY_VIT, 1)
-    return {"rn_model": rn, "vit_model": vit,
-            "rn": save_openai_archive(rn, folder / "RN101.pt"),
-            "vit": save_openai_archive(vit, folder / "ViT-B-32.pt")}
+    return {
+        "rn_model": rn,
+        "vit_model": vit,
+        "rn": save_openai_archive(rn, folder / "RN101.pt"),
+        "vit": save_openai_archive(vit, folder / "ViT-B-32.pt"),
+    }
 
 
 @pytest.mark.parametrize("which", ["rn", "vit"])
@@ -106,8 +110,11 @@ def test_encoder_from_archive_embeds_as_the_torch_jit_path_did(archives, which):
     name = "RN101" if which == "rn" else "ViT-B-32"
     enc = load_clip(name, "openai", weights=archives[which], allow_download=False)
     # the state the loader used to get from torch.jit.load, put through the same conversion
-    old = {k: (v.float() if v.is_floating_point() else v) for k, v in _jit_load(archives[which]).state_dict().items()
-           if k not in ("input_resolution", "context_length", "vocab_size")}
+    old = {
+        k: (v.float() if v.is_floating_point() else v)
+        for k, v in _jit_load(archives[which]).state_dict().items()
+        if k not in ("input_resolution", "context_length", "vocab_size")
+    }
     own = enc.model.state_dict()
     for k, v in old.items():
         assert torch.equal(own[k].reshape(v.shape), v), k
@@ -118,6 +125,7 @@ def test_encoder_from_archive_embeds_as_the_torch_jit_path_did(archives, which):
     # and both are the source model's embedding with the weights as the fp16 file holds them
     src = copy.deepcopy(archives[which + "_model"])
     from clipasso.testing.openai_format import state_dict_fp16_rounded
+
     src.load_state_dict(state_dict_fp16_rounded(archives[which + "_model"]))
     with torch.no_grad():
         want = src.encode_image(enc.normalize(x))
@@ -138,15 +146,20 @@ def test_big_endian_archive_is_byte_swapped(tmp_path):
     path = _script_save(_LinearOnly(), tmp_path / "little.pt")
     root = _root(path)
     with zipfile.ZipFile(path) as zf:  # every storage here is fp32: swap each 4-byte word
-        swapped = {n: torch.frombuffer(bytearray(zf.read(n)), dtype=torch.uint8).view(-1, 4).flip(1).numpy().tobytes()
-                   for n in zf.namelist() if n.startswith(f"{root}/data/")}
+        swapped = {
+            n: torch.frombuffer(bytearray(zf.read(n)), dtype=torch.uint8).view(-1, 4).flip(1).numpy().tobytes()
+            for n in zf.namelist()
+            if n.startswith(f"{root}/data/")
+        }
     swapped[f"{root}/byteorder"] = b"big"
     big = _rewrite(path, tmp_path / "big.pt", replace=swapped)
     want = _jit_load(path).state_dict()
     got = read_torchscript_state(big)
     assert list(got) == list(want) and all(torch.equal(got[k], want[k]) for k in want)
-    assert not torch.equal(read_torchscript_state(_rewrite(big, tmp_path / "unmarked.pt",
-                                                           drop={f"{root}/byteorder"}))["scale"], want["scale"])
+    assert not torch.equal(
+        read_torchscript_state(_rewrite(big, tmp_path / "unmarked.pt", drop={f"{root}/byteorder"}))["scale"],
+        want["scale"],
+    )
 
 
 # ---------------------------------------------------------------------------- hostile archives
@@ -233,11 +246,15 @@ def test_extra_code_file_and_custom_methods_never_run(tmp_path):
         code = {n: zf.read(n).decode() for n in zf.namelist() if "/code/" in n and n.endswith(".py")}
     name, src = next((n, s) for n, s in code.items() if "ops.clipasso_test.mark(" in s)
     root = _root(path)
-    hostile = _rewrite(path, tmp_path / "ViT-B-32.pt",
-                       replace={name: src.replace("ops.clipasso_test.mark(", "__torch__.payload.run(").encode()},
-                       drop={name + ".debug_pkl"},
-                       add={f"{root}/code/__torch__/payload.py":
-                            b"def run(x: Tensor) -> Tensor:\n  return ops.clipasso_test.mark(x)\n"})
+    hostile = _rewrite(
+        path,
+        tmp_path / "ViT-B-32.pt",
+        replace={name: src.replace("ops.clipasso_test.mark(", "__torch__.payload.run(").encode()},
+        drop={name + ".debug_pkl"},
+        add={
+            f"{root}/code/__torch__/payload.py": b"def run(x: Tensor) -> Tensor:\n  return ops.clipasso_test.mark(x)\n"
+        },
+    )
     loaded = _jit_load(hostile)
     assert len(EFFECTS) == 1, "torch.jit.load should have run the payload through the extra code file"
     loaded.inner.steal()
@@ -261,9 +278,11 @@ class _Payload:
 
 def _payloads(marker):
     touch = f"__import__('pathlib').Path({str(marker)!r}).touch()"
-    return {"os.system": _Payload(os.system, "touch " + shlex.quote(str(marker))),
-            "builtins.eval": _Payload(builtins.eval, touch),
-            "builtins.exec": _Payload(builtins.exec, touch)}
+    return {
+        "os.system": _Payload(os.system, "touch " + shlex.quote(str(marker))),
+        "builtins.eval": _Payload(builtins.eval, touch),
+        "builtins.exec": _Payload(builtins.exec, touch),
+    }
 
 
 @pytest.fixture
@@ -297,7 +316,9 @@ def test_disallowed_globals_are_refused_before_anything_runs(archives, tmp_path,
     marker.unlink()
     root = _root(archives["rn"])
     path = _rewrite(archives["rn"], tmp_path / "RN101.pt", replace={f"{root}/data.pkl": data})
-    with pytest.raises(WeightsFileError, match=r"asks for (posix|os|nt|builtins|__builtin__)\.(system|eval|exec) .*could run code"):
+    with pytest.raises(
+        WeightsFileError, match=r"asks for (posix|os|nt|builtins|__builtin__)\.(system|eval|exec) .*could run code"
+    ):
         read_torchscript_state(path)
     with pytest.raises(WeightsFileError, match="could run code"):
         read_checkpoint(path)
@@ -326,9 +347,13 @@ def test_truncated_and_damaged_archives_say_why(archives, tmp_path):
         read_checkpoint(short_storage)
     flipped = bytearray(data)  # one byte of a storage changed in place: the entry's CRC no longer matches
     local = info.header_offset  # the entry's data follows its local header (whose padding torch sets)
-    start = local + 30 + int.from_bytes(data[local + 26:local + 28], "little") + \
-        int.from_bytes(data[local + 28:local + 30], "little")
-    assert data[start:start + len(first)] == first
+    start = (
+        local
+        + 30
+        + int.from_bytes(data[local + 26 : local + 28], "little")
+        + int.from_bytes(data[local + 28 : local + 30], "little")
+    )
+    assert data[start : start + len(first)] == first
     flipped[start + 1] ^= 0xFF
     bad_crc = tmp_path / "crc.pt"
     bad_crc.write_bytes(bytes(flipped))
@@ -383,8 +408,17 @@ def _forbidden_calls(path: Path, rel: str):
             why = "torch.jit.load runs code from the file"
         elif full in ("eval", "exec", "builtins.eval", "builtins.exec", "compile", "builtins.compile"):
             why = f"{full}()"
-        elif full in ("pickle.load", "pickle.loads", "pickle._load", "pickle._loads", "dill.load", "dill.loads",
-                      "joblib.load", "cloudpickle.load", "cloudpickle.loads"):
+        elif full in (
+            "pickle.load",
+            "pickle.loads",
+            "pickle._load",
+            "pickle._loads",
+            "dill.load",
+            "dill.loads",
+            "joblib.load",
+            "cloudpickle.load",
+            "cloudpickle.loads",
+        ):
             why = f"{full} runs code from the data"
         elif full.endswith("Unpickler") and rel != SAFE_MODULE:
             why = "an Unpickler outside clipasso/models/archive.py"
@@ -422,13 +456,15 @@ def test_package_never_calls_code_running_loaders():
 
 def test_the_scan_catches_what_it_looks_for(tmp_path):
     # the scan itself must fail on each pattern, and must not flag model.eval() / method calls
-    src = ("import torch, pickle\nfrom pickle import loads as L\nimport timm, open_clip\n"
-           "torch.jit.load(p)\npickle.load(f)\nL(b)\neval('1')\nexec('x=1')\ntorch.load(p)\n"
-           "torch.load(p, weights_only=False)\nclass U(pickle.Unpickler): pass\n"
-           "timm.create_model('vit', pretrained=True, pretrained_cfg_overlay={'file': p})\n"
-           "open_clip.create_model_and_transforms('RN101', pretrained=p)\n"
-           "model.eval()\nmodel.to(d).eval()\ntorch.load(p, weights_only=True)\n"
-           "open_clip.create_model('RN50', pretrained=False)\n")
+    src = (
+        "import torch, pickle\nfrom pickle import loads as L\nimport timm, open_clip\n"
+        "torch.jit.load(p)\npickle.load(f)\nL(b)\neval('1')\nexec('x=1')\ntorch.load(p)\n"
+        "torch.load(p, weights_only=False)\nclass U(pickle.Unpickler): pass\n"
+        "timm.create_model('vit', pretrained=True, pretrained_cfg_overlay={'file': p})\n"
+        "open_clip.create_model_and_transforms('RN101', pretrained=p)\n"
+        "model.eval()\nmodel.to(d).eval()\ntorch.load(p, weights_only=True)\n"
+        "open_clip.create_model('RN50', pretrained=False)\n"
+    )
     f = tmp_path / "sample.py"
     f.write_text(src)
     lines = [line for line, _ in _forbidden_calls(f, "sample.py")]

@@ -1,6 +1,7 @@
 """The loss's augmentation is the original CLIPasso's: torchvision's tensor ``perspective`` (fill 0)
 then ``resized_crop`` (bilinear, antialias=True), checked view by view and through the whole loss
 against a direct computation that uses torchvision's functional ops and forward hooks."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from clipasso.objective.losses import (CLIPassoLoss, apply_augment, augment_grid, augment_pair,
-                             sample_augment_params)
+from clipasso.objective.losses import CLIPassoLoss, apply_augment, augment_grid, augment_pair, sample_augment_params
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -19,13 +19,15 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 def _picture(size: int, seed: int) -> torch.Tensor:
     """[3,S,S] 0..1: smooth colour noise plus hard-edged boxes and thin dark lines (sketch-like)."""
     g = torch.Generator().manual_seed(seed)
-    img = F.interpolate(torch.rand(1, 3, 12, 12, generator=g), size=(size, size), mode="bicubic",
-                        align_corners=False)[0].clamp(0, 1)
+    img = F.interpolate(torch.rand(1, 3, 12, 12, generator=g), size=(size, size), mode="bicubic", align_corners=False)[
+        0
+    ].clamp(0, 1)
     for _ in range(4):
         top, left = (int(v) for v in torch.randint(0, size - size // 4, (2,), generator=g))
-        img[:, top:top + size // 5, left:left + size // 6] = torch.rand(3, 1, 1, generator=g)
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
-                            indexing="ij")
+        img[:, top : top + size // 5, left : left + size // 6] = torch.rand(3, 1, 1, generator=g)
+    yy, xx = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
     for _ in range(3):  # anti-aliased 3 px lines, black ink
         a, b, c = torch.randn(3, generator=g)
         d = (a * xx + b * yy - c * size * 0.3 - (a + b) * size / 2).abs() / (a * a + b * b).sqrt()
@@ -67,10 +69,15 @@ def test_views_equal_torchvision_for_extreme_corners_and_crops():
     size = 224
     img = _picture(size, 7)
     params = sample_augment_params(4, (size, size), torch.Generator().manual_seed(0))
-    corners = torch.tensor([[[56, 56], [167, 56], [167, 167], [56, 167]],   # every corner moved the most
-                            [[0, 0], [223, 0], [223, 223], [0, 223]],        # no distortion
-                            [[56, 0], [223, 56], [167, 223], [0, 167]],
-                            [[0, 56], [167, 0], [223, 167], [56, 223]]], dtype=torch.float32)
+    corners = torch.tensor(
+        [
+            [[56, 56], [167, 56], [167, 167], [56, 167]],  # every corner moved the most
+            [[0, 0], [223, 0], [223, 223], [0, 223]],  # no distortion
+            [[56, 0], [223, 56], [167, 223], [0, 167]],
+            [[0, 56], [167, 0], [223, 167], [56, 223]],
+        ],
+        dtype=torch.float32,
+    )
     crops = torch.tensor([[0, 0, 200], [24, 24, 200], [0, 24, 200], [24, 0, 200]])
     params = type(params)(corners, crops, (size, size))
     ours = apply_augment(img.expand(4, -1, -1, -1), params)
@@ -88,6 +95,7 @@ def test_augment_pair_views_equal_torchvision():
 
 # --------------------------------------------------------------------------- through the loss
 
+
 def _clone(g: torch.Generator) -> torch.Generator:
     c = torch.Generator()
     c.set_state(g.get_state())
@@ -102,8 +110,10 @@ def _direct_loss(enc, sketch_views: torch.Tensor, target_views: torch.Tensor) ->
 
     def run(x):
         got = {}
-        hooks = [getattr(visual, n).register_forward_hook(lambda m, i, o, n=n: got.__setitem__(n, o))
-                 for n in ("layer2", "layer3")]
+        hooks = [
+            getattr(visual, n).register_forward_hook(lambda m, i, o, n=n: got.__setitem__(n, o))
+            for n in ("layer2", "layer3")
+        ]
         try:
             emb = visual((x - mean) / std)
         finally:
@@ -114,8 +124,7 @@ def _direct_loss(enc, sketch_views: torch.Tensor, target_views: torch.Tensor) ->
     s2, s3, se = run(sketch_views)
     with torch.no_grad():
         t2, t3, te = run(target_views)
-    return (F.mse_loss(s2, t2) + F.mse_loss(s3, t3)
-            + 0.1 * (1 - F.cosine_similarity(se, te, dim=-1)).mean())
+    return F.mse_loss(s2, t2) + F.mse_loss(s3, t3) + 0.1 * (1 - F.cosine_similarity(se, te, dim=-1)).mean()
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -1,11 +1,18 @@
 """clipasso.objective.losses: augmentations and the CLIP loss, with tiny real open_clip encoders."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from clipasso.objective.losses import (CLIPassoLoss, LossConfigError, augment_grid, augment_pair, apply_augment,
-                             sample_augment_params)
+from clipasso.objective.losses import (
+    CLIPassoLoss,
+    LossConfigError,
+    augment_grid,
+    augment_pair,
+    apply_augment,
+    sample_augment_params,
+)
 
 
 def _target():
@@ -62,7 +69,7 @@ def test_loss_zero_for_identical_and_grows_with_difference(which, request):
     loss = CLIPassoLoss(enc, t)
     a = t.clone()
     a[:, 50:170, 70:100] = 1.0  # part of the object erased
-    b = torch.ones_like(t)      # nothing drawn
+    b = torch.ones_like(t)  # nothing drawn
     out = loss.train_loss(torch.stack([t, a, b]), _gens(0, 1, 2))
     total = out["total"]
     assert total[0].abs() < 1e-5

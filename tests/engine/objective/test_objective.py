@@ -1,4 +1,5 @@
 """The Objective: one loss object per target from named, weighted terms, shared by every stage."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,14 @@ def _target():
 
 
 def _sketch():
-    pts = torch.tensor([[[[31.0, 18.0], [31.0, 28.0], [32.0, 38.0], [32.0, 46.0]],
-                         [[10.0, 10.0], [20.0, 12.0], [30.0, 14.0], [40.0, 16.0]]]])
+    pts = torch.tensor(
+        [
+            [
+                [[31.0, 18.0], [31.0, 28.0], [32.0, 38.0], [32.0, 46.0]],
+                [[10.0, 10.0], [20.0, 12.0], [30.0, 14.0], [40.0, 16.0]],
+            ]
+        ]
+    )
     return Strokes.from_points(pts, (64, 64))
 
 

@@ -1,4 +1,5 @@
 """Text guidance: a prompt's CLIP text embedding as an extra semantic term (tiny real models)."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,8 +48,9 @@ def test_text_term_adds_to_the_loss_and_depends_on_the_prompt(tiny_rn):
     image = _render(_strokes())
     base = CLIPassoLoss(tiny_rn, target, num_augs=0)
     cat = CLIPassoLoss(tiny_rn, target, num_augs=0, text_embedding=encode_text(tiny_rn, "a cat"), text_weight=0.7)
-    bike = CLIPassoLoss(tiny_rn, target, num_augs=0, text_embedding=encode_text(tiny_rn, "a red bicycle"),
-                        text_weight=0.7)
+    bike = CLIPassoLoss(
+        tiny_rn, target, num_augs=0, text_embedding=encode_text(tiny_rn, "a red bicycle"), text_weight=0.7
+    )
     with torch.no_grad():
         lb, lc, lk = base.eval_loss(image), cat.eval_loss(image), bike.eval_loss(image)
     assert "text" not in lb and "text" in lc
@@ -76,8 +78,9 @@ def test_text_gradient_changes_direction_and_lowers_the_text_term(tiny_rn):
     emb = encode_text(tiny_rn, "a cat, side view")
     base = CLIPassoLoss(tiny_rn, target, num_augs=0)
     guided = CLIPassoLoss(tiny_rn, target, num_augs=0, text_embedding=emb, text_weight=1.0)
-    text_only = CLIPassoLoss(tiny_rn, target, layer_weights={}, semantic_weight=0.0, num_augs=0,
-                             text_embedding=emb, text_weight=1.0)
+    text_only = CLIPassoLoss(
+        tiny_rn, target, layer_weights={}, semantic_weight=0.0, num_augs=0, text_embedding=emb, text_weight=1.0
+    )
     from clipasso.render.raster import rasterize
 
     def grad(loss):
@@ -102,8 +105,9 @@ def test_optimising_with_a_prompt_moves_the_sketch_toward_it(tiny_rn):
     target = _target()
     start = _strokes(seed=3)
     emb = encode_text(tiny_rn, "a cat, side view")
-    probe = CLIPassoLoss(tiny_rn, target, layer_weights={}, semantic_weight=0.0, num_augs=0,
-                         text_embedding=emb, text_weight=1.0)
+    probe = CLIPassoLoss(
+        tiny_rn, target, layer_weights={}, semantic_weight=0.0, num_augs=0, text_embedding=emb, text_weight=1.0
+    )
     cfg = dict(iterations=8, num_augs=0, eval_interval=4, lr=1.0)
     plain = optimize(start, target, tiny_rn, OptimizeConfig(**cfg))
     guided = optimize(start, target, tiny_rn, OptimizeConfig(text="a cat, side view", text_weight=20.0, **cfg))
@@ -145,12 +149,15 @@ def test_visual_only_model_gives_a_clear_error(tiny_rn):
         optimize(_strokes(), _target(), enc, OptimizeConfig(iterations=1, num_augs=0, text="a cat"))
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(text=3), "text must be a string"),
-    (dict(text="a cat", text_weight=-1.0), "text_weight must be 0 or more"),
-    (dict(text="a cat", text_weight=float("nan")), "text_weight must be a finite number"),
-    (dict(text="a cat", loss="trace"), "needs the CLIP loss"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(text=3), "text must be a string"),
+        (dict(text="a cat", text_weight=-1.0), "text_weight must be 0 or more"),
+        (dict(text="a cat", text_weight=float("nan")), "text_weight must be a finite number"),
+        (dict(text="a cat", loss="trace"), "needs the CLIP loss"),
+    ],
+)
 def test_bad_text_settings(kw, match):
     with pytest.raises(SettingsError, match=match):
         OptimizeConfig(**kw).validate()
@@ -166,10 +173,13 @@ def test_bad_text_inputs(tiny_rn):
         loss.eval_loss(_render(_strokes()))
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--text", "  "], "--text is empty"),
-    (["--text", "a cat", "--text-weight", "-1"], "--text-weight must be 0 or more"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--text", "  "], "--text is empty"),
+        (["--text", "a cat", "--text-weight", "-1"], "--text-weight must be 0 or more"),
+    ],
+)
 def test_cli_rejects_bad_text_flags(tmp_path, capsys, flags, message):
     from clipasso.cli import main
 

@@ -1,5 +1,6 @@
 """The weights-free trace loss (clipasso.objective.losses.TraceLoss) and loss="trace" / "clip+trace" through
 the optimiser, the pipeline and the command line."""
+
 from __future__ import annotations
 
 import pytest
@@ -145,8 +146,18 @@ def test_pipeline_trace_mode_loads_no_clip_model(monkeypatch):
     monkeypatch.setattr(pipeline, "load_clip", no_clip)
     monkeypatch.setattr(models, "load_clip", no_clip)
     img = (_ring_target(120).permute(1, 2, 0) * 255).byte().numpy()
-    res = pipeline.sketch(img, preset="fast", strokes=5, seeds=2, iterations=6, saliency="none",
-                          background_removal=False, device="cpu", loss="trace", allow_download=False)
+    res = pipeline.sketch(
+        img,
+        preset="fast",
+        strokes=5,
+        seeds=2,
+        iterations=6,
+        saliency="none",
+        background_removal=False,
+        device="cpu",
+        loss="trace",
+        allow_download=False,
+    )
     assert res.settings["loss"] == "trace" and res.settings["clip_model"] is None
     assert res.candidates.num_candidates == 2 and res.run.iterations_run == 6
     assert float(res.strokes.losses[0]) < 1.0
@@ -162,8 +173,29 @@ def test_cli_trace_flag(tmp_path, capsys):
     ImageDraw.Draw(im).polygon([(75, 10), (140, 110), (10, 110)], outline="black", width=4)
     im.save(src)
     out = tmp_path / "tri.svg"
-    rc = main(["sketch", str(src), "-o", str(out), "--loss", "trace", "--saliency", "none", "--iterations", "3",
-               "--strokes", "4", "--seeds", "1", "--no-background-removal", "--device", "cpu", "--offline", "-q"])
+    rc = main(
+        [
+            "sketch",
+            str(src),
+            "-o",
+            str(out),
+            "--loss",
+            "trace",
+            "--saliency",
+            "none",
+            "--iterations",
+            "3",
+            "--strokes",
+            "4",
+            "--seeds",
+            "1",
+            "--no-background-removal",
+            "--device",
+            "cpu",
+            "--offline",
+            "-q",
+        ]
+    )
     text, err = capsys.readouterr()
     assert rc == 0, err
     assert out.read_text().count("<path") == 4

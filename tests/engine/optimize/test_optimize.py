@@ -1,4 +1,5 @@
 """clipasso.optimize and clipasso.post.select with a tiny real open_clip ResNet (no mocks)."""
+
 from __future__ import annotations
 
 import time
@@ -14,7 +15,7 @@ from clipasso.settings import PRESETS, SettingsError
 
 def _target():
     t = torch.ones(3, 224, 224)
-    t[:, 40:60, 40:184] = 0.0   # a dark bar
+    t[:, 40:60, 40:184] = 0.0  # a dark bar
     t[:, 60:190, 100:124] = 0.1  # and a stem: a 'T'
     return t
 
@@ -157,8 +158,9 @@ def test_config_validation_and_presets():
 
 def test_select_picks_lowest_loss():
     pts = torch.rand(4, 3, 4, 2) * 200
-    st = Strokes.from_points(pts, (224, 224), losses=torch.tensor([0.5, 0.2, float("nan"), 0.3]),
-                             seeds=(0, 1000, 2000, 3000))
+    st = Strokes.from_points(
+        pts, (224, 224), losses=torch.tensor([0.5, 0.2, float("nan"), 0.3]), seeds=(0, 1000, 2000, 3000)
+    )
     win, idx = select_best(st)
     assert idx == 1 and win.num_candidates == 1 and win.seeds == (1000,)
     assert torch.equal(win.points[0], pts[1])

@@ -1,6 +1,7 @@
 """The optimiser as a short core plus policies (issue 24 item 2): a policy plugged in through
 ``optimize(..., extra_policies=[...])`` sees the hooks in the documented order and can end the run with
 the best state kept; each built-in policy does its one job on a real run state (trace objective)."""
+
 from __future__ import annotations
 
 import warnings
@@ -70,15 +71,21 @@ def test_a_policy_sees_the_hooks_in_order_and_a_do_nothing_policy_changes_nothin
     strokes = initialize_strokes((224, 224), 6, [0, 1000])
     rec = Recorder()
     calls = []
-    res = optimize(strokes, _target(), None, _cfg(), extra_policies=[rec],
-                   callback=lambda it, losses, img: calls.append(("callback", it)))
+    res = optimize(
+        strokes,
+        _target(),
+        None,
+        _cfg(),
+        extra_policies=[rec],
+        callback=lambda it, losses, img: calls.append(("callback", it)),
+    )
     want = [("start", 0)]
     for it in range(7):
         if it % 3 == 0:
             want.append(("after_eval", it))
         want += [("backward_step", it), ("after_step", it + 1)]
     assert rec.seen == want
-    assert calls == [("callback", i) for i in range(1, 8)]   # after the step's hooks
+    assert calls == [("callback", i) for i in range(1, 8)]  # after the step's hooks
     plain = optimize(strokes, _target(), None, _cfg())
     assert res.history_iterations == plain.history_iterations == [0, 3, 6, 7]
     for a, b in ((res.strokes, plain.strokes), (res.final, plain.final)):
@@ -90,7 +97,7 @@ def test_a_stop_rule_ends_the_run_and_the_best_state_is_kept():
     stopped = optimize(strokes, _target(), None, _cfg(iterations=40), extra_policies=[StopAfter(5)])
     assert stopped.stop_reason == "enough" and stopped.iterations_run == 5
     assert not stopped.cancelled and not stopped.diverged
-    assert stopped.history_iterations == [0, 3, 5]          # the state reached last is evaluated too
+    assert stopped.history_iterations == [0, 3, 5]  # the state reached last is evaluated too
     assert torch.equal(stopped.strokes.losses, stopped.history.amin(0))
     # the same as a run whose budget is those 5 steps: the best state is what that run keeps
     budget = optimize(strokes, _target(), None, _cfg(iterations=5))
@@ -130,7 +137,7 @@ def test_the_settings_decide_which_policies_run_and_their_order():
     cfg = _cfg(iterations=100, seed_trial=0.2, plateau=0.01, reseed_interval=10)
     kinds = [type(p) for p in policies_for(cfg, run.objective, 3, (224, 224))]
     assert kinds == [SeedTrial, Plateau, Rollback, Reseed]
-    assert MixedPrecision not in kinds   # fp32 on the CPU: no GradScaler
+    assert MixedPrecision not in kinds  # fp32 on the CPU: no GradScaler
     assert SeedTrial not in [type(p) for p in policies_for(cfg, run.objective, 1, (224, 224))]  # nothing to cut
 
 
@@ -145,7 +152,7 @@ def test_seed_trial_cut_point_and_cut():
     trial.start(run)
     assert 2 in run.eval_also
     run.best_loss.copy_(torch.tensor([0.3, 0.1, 0.2]))
-    trial.after_eval(run)                      # iteration 0: not the cut
+    trial.after_eval(run)  # iteration 0: not the cut
     assert run.active is None
     run.iteration = 2
     before = run.points.detach()[0].clone()
@@ -153,7 +160,7 @@ def test_seed_trial_cut_point_and_cut():
     assert run.survivors == [1, 2] and run.active.tolist() == [1, 2] and run.frozen_at == 2
     with torch.no_grad():
         run.points += 5.0
-    run.hold_frozen()                          # the frozen candidate stays where it was cut
+    run.hold_frozen()  # the frozen candidate stays where it was cut
     assert torch.equal(run.points.detach()[0], before)
 
 
@@ -164,13 +171,13 @@ def test_plateau_stops_only_when_no_running_candidate_improved_enough():
     run.history_iterations = [0, 2, 4]
     run.best_loss.copy_(torch.tensor([0.97, 1.4]))
     run.iteration = 4
-    assert plateau.after_eval(run) is None                 # candidate 1 went 2.0 -> 1.4 (30 %)
+    assert plateau.after_eval(run) is None  # candidate 1 went 2.0 -> 1.4 (30 %)
     run.best_loss.copy_(torch.tensor([0.97, 1.95]))
-    assert plateau.after_eval(run) == "plateau"            # 3 % and 2.5 %: both under 10 %
+    assert plateau.after_eval(run) == "plateau"  # 3 % and 2.5 %: both under 10 %
     run.iteration = 3
-    assert plateau.after_eval(run) is None                 # not an evaluation iteration of the schedule
+    assert plateau.after_eval(run) is None  # not an evaluation iteration of the schedule
     run.iteration = 4
-    run.freeze([0])                                        # only running candidates count
+    run.freeze([0])  # only running candidates count
     run.best_loss.copy_(torch.tensor([0.5, 1.95]))
     assert plateau.after_eval(run) is None
 
@@ -185,7 +192,7 @@ def test_rollback_restores_the_best_state_and_stops_on_non_finite_points():
         run.points[1, 0, 0, 0] = float("nan")
     with pytest.warns(RuntimeWarning, match="diverged") as caught:
         assert rollback.after_step(run) == "diverged"
-    assert caught[0].filename == __file__                 # the warning points at the caller, not the loop
+    assert caught[0].filename == __file__  # the warning points at the caller, not the loop
     assert torch.equal(run.points.detach(), best)
 
 
@@ -197,11 +204,11 @@ def test_reseed_moves_a_collapsed_stroke_on_its_schedule_and_reports_it():
     reseed.start(run)
     assert run.report["reseeded"] == [0, 0]
     with torch.no_grad():
-        run.points[1, 2] = torch.tensor([100.0, 100.0])    # a dot
+        run.points[1, 2] = torch.tensor([100.0, 100.0])  # a dot
     run.image = run.render(run.points.detach())
     run.iteration = 4
     reseed.after_step(run)
-    assert run.report["reseeded"] == [0, 0]                 # not a re-seeding step
+    assert run.report["reseeded"] == [0, 0]  # not a re-seeding step
     run.iteration = 5
     assert reseed.after_step(run) is None
     assert run.report["reseeded"] == [0, 1]
@@ -209,7 +216,7 @@ def test_reseed_moves_a_collapsed_stroke_on_its_schedule_and_reports_it():
     assert float(length) >= reseed.min_length
     with torch.no_grad():
         run.points[0, 1] = torch.tensor([50.0, 50.0])
-    run.iteration = 15                                      # past reseed_until
+    run.iteration = 15  # past reseed_until
     reseed.after_step(run)
     assert run.report["reseeded"] == [0, 1]
 
@@ -227,11 +234,11 @@ def test_mixed_precision_scales_the_step_and_skips_an_overflowed_one():
     loss = plain.train_loss().sum()
     loss.backward()
     plain.optimizer.step()
-    assert torch.allclose(run.points, plain.points, atol=1e-5)   # the scale is undone before the step
+    assert torch.allclose(run.points, plain.points, atol=1e-5)  # the scale is undone before the step
     before = run.points.detach().clone()
     scale = policy.scaler.get_scale()
     run.optimizer.zero_grad(set_to_none=True)
     run.image = run.render(run.points)
     policy.backward_step(run, run.train_loss().sum() * float("inf"))
-    assert torch.equal(run.points.detach(), before)               # overflow: the step is skipped
-    assert policy.scaler.get_scale() < scale                      # and the scale backs off
+    assert torch.equal(run.points.detach(), before)  # overflow: the step is skipped
+    assert policy.scaler.get_scale() < scale  # and the scale backs off

@@ -1,5 +1,6 @@
 """The mixed-precision rule of the optimiser (issue 12 part 4): fp16 on CUDA for "auto", by measurement
 (the CPU rule, bf16 where native, is issue 14's: tests/engine/optimize/test_speedups.py)."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,9 @@ def test_auto_is_fp16_on_cuda_and_on_the_cpu_bf16_only_where_native():
     from clipasso.device import cpu_bf16_native
 
     assert amp_dtype("auto", CUDA) is torch.float16  # whether or not the GPU has bf16
-    assert amp_dtype("auto", CPU) is (torch.bfloat16 if cpu_bf16_native() else None)  # tests/engine/optimize/test_speedups.py
+    assert amp_dtype("auto", CPU) is (
+        torch.bfloat16 if cpu_bf16_native() else None
+    )  # tests/engine/optimize/test_speedups.py
     assert amp_dtype("auto", torch.device("cuda", 1)) is torch.float16
 
 
@@ -110,8 +113,12 @@ def test_the_rule_is_what_the_measurement_chose():
     assert s["fp16"]["min_cosine"] >= data["settings"]["threshold"] > s["bf16"]["min_cosine"]
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[data["suggested_cuda_auto"]]
     assert amp_dtype("auto", CUDA) is dtype
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "studies", "precision.py"), "--table-only",
-                           "--out", RESULTS], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "studies", "precision.py"), "--table-only", "--out", RESULTS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "suggested CUDA default for mixed_precision='auto': fp16" in proc.stdout
 
@@ -121,8 +128,9 @@ def test_fp16_autocast_gradient_follows_fp32_on_the_tiny_encoder(tiny_rn):
     from clipasso.objective.losses import CLIPassoLoss
 
     g = torch.Generator().manual_seed(0)
-    target = F.interpolate(torch.rand(1, 3, 7, 7, generator=g), size=(224, 224), mode="bilinear",
-                           align_corners=False)[0]
+    target = F.interpolate(torch.rand(1, 3, 7, 7, generator=g), size=(224, 224), mode="bilinear", align_corners=False)[
+        0
+    ]
     sketch = torch.ones(1, 3, 224, 224)
     sketch[..., 60:64, 30:190] = 0.0
     sketch[..., 60:200, 100:104] = 0.0

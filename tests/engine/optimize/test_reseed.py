@@ -1,4 +1,5 @@
 """Re-seeding collapsed strokes (clipasso.optimize.reseed_collapsed and the optimiser's reseed_* settings)."""
+
 from __future__ import annotations
 
 import pytest
@@ -63,8 +64,9 @@ def test_adam_moments_of_a_moved_stroke_are_reset():
     image, _ = rasterize(points.detach(), sk.widths, sk.colors, SIZE, SIZE)
     from clipasso.objective.losses import line_map
 
-    moved = reseed_collapsed(points, sk.colors[..., 3], image, line_map(_two_bars()),
-                             [torch.Generator().manual_seed(1)], 3.0, opt)
+    moved = reseed_collapsed(
+        points, sk.colors[..., 3], image, line_map(_two_bars()), [torch.Generator().manual_seed(1)], 3.0, opt
+    )
     assert moved == [2]  # both dots are visible here
     assert float(state["exp_avg"][0, 1:].abs().max()) == 0.0
     assert torch.allclose(state["exp_avg_sq"][0, 1], before[0, 0])  # the mean of the strokes that stayed
@@ -88,8 +90,13 @@ def test_automatic_setting_follows_the_loss_and_is_validated():
     assert OptimizeConfig().reseed_every == 0  # the paper's CLIP loss: never
     assert OptimizeConfig(reseed_interval=7).reseed_every == 7
     assert OptimizeConfig(loss="trace", reseed_interval=0).reseed_every == 0
-    for bad in (dict(reseed_interval=-1), dict(reseed_interval=2.5), dict(reseed_min_length=0),
-                dict(reseed_min_length=float("nan")), dict(reseed_until=1.5)):
+    for bad in (
+        dict(reseed_interval=-1),
+        dict(reseed_interval=2.5),
+        dict(reseed_min_length=0),
+        dict(reseed_min_length=float("nan")),
+        dict(reseed_until=1.5),
+    ):
         with pytest.raises(SettingsError, match="reseed"):
             OptimizeConfig(**bad).validate()
 
@@ -102,15 +109,46 @@ def test_pipeline_and_cli_settings(tmp_path, capsys):
 
     im = Image.new("RGB", (120, 120), "white")
     ImageDraw.Draw(im).rectangle([20, 20, 100, 100], outline="black", width=4)
-    common = dict(preset="fast", strokes=4, seeds=1, iterations=4, saliency="none", background_removal=False,
-                  device="cpu", loss="trace", allow_download=False)
+    common = dict(
+        preset="fast",
+        strokes=4,
+        seeds=1,
+        iterations=4,
+        saliency="none",
+        background_removal=False,
+        device="cpu",
+        loss="trace",
+        allow_download=False,
+    )
     assert sketch(im, **common).settings["reseed_interval"] == 50
     assert sketch(im, reseed_interval=2, **common).settings["reseed_interval"] == 2
     src = tmp_path / "sq.png"
     im.save(src)
-    rc = main(["sketch", str(src), "-o", str(tmp_path / "sq.svg"), "--loss", "trace", "--saliency", "none",
-               "--iterations", "2", "--strokes", "3", "--seeds", "1", "--no-background-removal", "--device", "cpu",
-               "--offline", "-q", "--reseed", "1"])
+    rc = main(
+        [
+            "sketch",
+            str(src),
+            "-o",
+            str(tmp_path / "sq.svg"),
+            "--loss",
+            "trace",
+            "--saliency",
+            "none",
+            "--iterations",
+            "2",
+            "--strokes",
+            "3",
+            "--seeds",
+            "1",
+            "--no-background-removal",
+            "--device",
+            "cpu",
+            "--offline",
+            "-q",
+            "--reseed",
+            "1",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["sketch", str(src), "--loss", "trace", "--reseed", "-1"])

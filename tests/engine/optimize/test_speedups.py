@@ -1,5 +1,6 @@
 """Issue 14: bf16 on the CPU, the seed trial (best-of-N that drops the losing seeds early) and the
 plateau stop, through the real optimiser with the trace loss and the tiny real open_clip ResNet."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,10 @@ from clipasso.settings import PRESETS, SettingsError, SketchSettings
 CPU = torch.device("cpu")
 NATIVE = cpu_bf16_native()
 NEEDS_NATIVE_BF16 = pytest.mark.skipif(
-    not NATIVE, reason="this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo), so "
-                       "mixed_precision 'auto' stays fp32 here")
+    not NATIVE,
+    reason="this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo), so "
+    "mixed_precision 'auto' stays fp32 here",
+)
 
 
 def _target():
@@ -53,13 +56,14 @@ def _flags():
 
 # --------------------------------------------------------------------------- bf16 on the CPU
 
+
 def test_auto_precision_on_the_cpu_follows_native_bf16():
     flags = _flags()
     assert NATIVE == bool(flags & {"avx512_bf16", "amx_bf16"})
     assert amp_dtype("auto", CPU) is (torch.bfloat16 if NATIVE else None)
     assert amp_dtype("off", CPU) is None
-    assert amp_dtype("bf16", CPU) is torch.bfloat16   # asked for: also where it is emulated
-    assert amp_dtype("fp16", CPU) is None             # fp16 kernels on a CPU are emulated and many times slower
+    assert amp_dtype("bf16", CPU) is torch.bfloat16  # asked for: also where it is emulated
+    assert amp_dtype("fp16", CPU) is None  # fp16 kernels on a CPU are emulated and many times slower
     assert amp_dtype("auto", torch.device("cuda")) is torch.float16
 
 
@@ -96,23 +100,46 @@ def test_auto_runs_the_encoder_in_bf16_on_this_cpu_and_reaches_the_fp32_loss(tin
     assert torch.equal(auto.history[0], off.history[0])
     assert (auto.strokes.losses < auto.history[0] * 0.97).all()
     # no worse than fp32 (short runs of a tiny model differ either way by a few per cent)
-    assert float(auto.strokes.losses.mean()) <= 1.05 * float(off.strokes.losses.mean()), \
-        (auto.strokes.losses, off.strokes.losses)
+    assert float(auto.strokes.losses.mean()) <= 1.05 * float(off.strokes.losses.mean()), (
+        auto.strokes.losses,
+        off.strokes.losses,
+    )
 
 
 def test_precision_flag_and_sketch_summary_name_the_precision(tiny_models_dir):
     import clipasso
 
-    res = clipasso.sketch(None, preset="fast", clip_model="clipasso-tiny-rn", strokes=4, seeds=1, iterations=2,
-                          saliency="mask", device="cpu", models_dir=tiny_models_dir, allow_download=False,
-                          mixed_precision="fp32")
+    res = clipasso.sketch(
+        None,
+        preset="fast",
+        clip_model="clipasso-tiny-rn",
+        strokes=4,
+        seeds=1,
+        iterations=2,
+        saliency="mask",
+        device="cpu",
+        models_dir=tiny_models_dir,
+        allow_download=False,
+        mixed_precision="fp32",
+    )
     assert res.settings["precision"] == "fp32"
-    res = clipasso.sketch(None, preset="fast", clip_model="clipasso-tiny-rn", strokes=4, seeds=1, iterations=2,
-                          saliency="mask", device="cpu", models_dir=tiny_models_dir, allow_download=False)
+    res = clipasso.sketch(
+        None,
+        preset="fast",
+        clip_model="clipasso-tiny-rn",
+        strokes=4,
+        seeds=1,
+        iterations=2,
+        saliency="mask",
+        device="cpu",
+        models_dir=tiny_models_dir,
+        allow_download=False,
+    )
     assert res.settings["precision"] == ("bf16" if NATIVE else "fp32")
 
 
 # --------------------------------------------------------------------------- seed trial
+
 
 def test_seed_trial_keeps_the_leader_at_the_cut_and_spends_less():
     target = _target()
@@ -200,6 +227,7 @@ def test_cancel_during_the_seed_trial_returns_every_candidate():
 
 # --------------------------------------------------------------------------- plateau
 
+
 def test_plateau_stops_the_same_run_early():
     target = _target()
     st = _strokes([0, 1000])
@@ -244,6 +272,7 @@ def test_plateau_after_the_cut_watches_only_the_survivor():
 
 # --------------------------------------------------------------------------- settings and front-ends
 
+
 def test_paper_keeps_the_original_and_fast_turns_the_speedups_on():
     paper = PRESETS["paper"]
     assert paper["seed_trial"] == 0.0 and paper["plateau"] == 0.0 and paper["mixed_precision"] == "auto"
@@ -254,14 +283,17 @@ def test_paper_keeps_the_original_and_fast_turns_the_speedups_on():
     assert cost <= 1.5
 
 
-@pytest.mark.parametrize("field,value,words", [
-    ("seed_trial", 1.0, "seed_trial must be a share of the iterations in [0, 1)"),
-    ("seed_trial", -0.1, "seed_trial must be a share of the iterations in [0, 1)"),
-    ("seed_survivors", 0, "seed_survivors must be at least 1"),
-    ("plateau", 1.0, "plateau must be a share in [0, 1)"),
-    ("plateau_window", 0, "plateau_window must be at least 1"),
-    ("mixed_precision", "fp8", "mixed_precision must be one of auto, fp32, fp16, bf16"),
-])
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        ("seed_trial", 1.0, "seed_trial must be a share of the iterations in [0, 1)"),
+        ("seed_trial", -0.1, "seed_trial must be a share of the iterations in [0, 1)"),
+        ("seed_survivors", 0, "seed_survivors must be at least 1"),
+        ("plateau", 1.0, "plateau must be a share in [0, 1)"),
+        ("plateau_window", 0, "plateau_window must be at least 1"),
+        ("mixed_precision", "fp8", "mixed_precision must be one of auto, fp32, fp16, bf16"),
+    ],
+)
 def test_bad_speed_settings_are_refused_with_what_to_use(field, value, words):
     with pytest.raises(SettingsError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         SketchSettings.from_preset("fast", **{field: value}).validate()
@@ -269,20 +301,50 @@ def test_bad_speed_settings_are_refused_with_what_to_use(field, value, words):
 
 def test_cli_flags_and_summary(tmp_path):
     out = tmp_path / "s.svg"
-    cmd = [sys.executable, "-m", "clipasso", "sketch", "--preset", "fast", "--loss", "trace", "--saliency", "mask",
-           "--strokes", "4", "--seeds", "3", "--iterations", "40", "--seed-trial", "0.25", "--plateau", "0.9",
-           "--plateau-window", "20", "--precision", "off", "--reseed", "0", "-o", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "clipasso",
+        "sketch",
+        "--preset",
+        "fast",
+        "--loss",
+        "trace",
+        "--saliency",
+        "mask",
+        "--strokes",
+        "4",
+        "--seeds",
+        "3",
+        "--iterations",
+        "40",
+        "--seed-trial",
+        "0.25",
+        "--plateau",
+        "0.9",
+        "--plateau-window",
+        "20",
+        "--precision",
+        "off",
+        "--reseed",
+        "0",
+        "-o",
+        str(out),
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "seed trial: all 3 seeds ran 10 iterations, then only seed" in proc.stdout
     assert "20/40 iterations (plateau)" in proc.stdout
     assert "stopped on a plateau at iteration 20 of 40" in proc.stdout
     assert out.is_file()
-    bad = subprocess.run(cmd[:-3] + ["--seed-trial", "1.5", "-o", str(out)], capture_output=True, text=True,
-                         timeout=600)
+    bad = subprocess.run(
+        cmd[:-3] + ["--seed-trial", "1.5", "-o", str(out)], capture_output=True, text=True, timeout=600
+    )
     assert bad.returncode == 2 and "--seed-trial must be a share of the iterations in [0, 1)" in bad.stderr
-    helptext = subprocess.run([sys.executable, "-m", "clipasso", "sketch", "--help"], capture_output=True, text=True,
-                              timeout=600).stdout
+    helptext = subprocess.run(
+        [sys.executable, "-m", "clipasso", "sketch", "--help"], capture_output=True, text=True, timeout=600
+    ).stdout
     for flag in ("--precision", "--seed-trial", "--seed-survivors", "--plateau", "--plateau-window"):
         assert flag in helptext
 
@@ -290,9 +352,21 @@ def test_cli_flags_and_summary(tmp_path):
 def test_sketch_reports_the_cut_and_the_plateau():
     import clipasso
 
-    res = clipasso.sketch(None, preset="fast", loss="trace", saliency="mask", strokes=4, seeds=2, iterations=40,
-                          seed_trial=0.25, plateau=0.9, plateau_window=20, reseed_interval=0, device="cpu",
-                          allow_download=False)
+    res = clipasso.sketch(
+        None,
+        preset="fast",
+        loss="trace",
+        saliency="mask",
+        strokes=4,
+        seeds=2,
+        iterations=40,
+        seed_trial=0.25,
+        plateau=0.9,
+        plateau_window=20,
+        reseed_interval=0,
+        device="cpu",
+        allow_download=False,
+    )
     s = res.settings
     assert s["stop_reason"] == "plateau" and s["iterations_run"] == 20 and s["survivors"] == res.run.survivors
     assert res.index in res.run.survivors
@@ -301,6 +375,7 @@ def test_sketch_reports_the_cut_and_the_plateau():
 
 
 # --------------------------------------------------------------------------- on a CUDA GPU (bench/gpu_check.sh)
+
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -315,9 +390,12 @@ def test_seed_trial_and_plateau_on_cuda(tiny_models):
     assert res.survivors is not None and len(res.survivors) == 1 and res.trial_iteration == 10
     assert res.stop_reason == "plateau" and res.iterations_run == 20
     assert torch.isfinite(res.strokes.losses).all()
-    cpu = optimize(st, _target(), load_clip(TINY_RN, models_dir=tiny_models["folder"], device="cpu",
-                                            allow_download=False), _cfg(loss="clip", iterations=10,
-                                                                        mixed_precision="fp32"))
+    cpu = optimize(
+        st,
+        _target(),
+        load_clip(TINY_RN, models_dir=tiny_models["folder"], device="cpu", allow_download=False),
+        _cfg(loss="clip", iterations=10, mixed_precision="fp32"),
+    )
     # the evaluations before the cut agree with the CPU's fp32 ones within fp16's rounding
     assert torch.allclose(res.history[0], cpu.history[0], rtol=0.02)
 
@@ -340,8 +418,13 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the check would run for real")
 def test_gpu_check_refuses_without_a_gpu_and_says_what_to_do():
-    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh")], capture_output=True, text=True,
-                          timeout=300, env=dict(__import__("os").environ, PYTHON=sys.executable))
+    proc = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu_check.sh")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(__import__("os").environ, PYTHON=sys.executable),
+    )
     assert proc.returncode == 2
     assert "sees no CUDA GPU" in proc.stderr and "GPU_CHECK_SMOKE=1" in proc.stderr
 
@@ -352,10 +435,12 @@ def test_gpu_check_steps_run_on_the_cpu_with_tiny_sizes(tmp_path):
     import json
     import os
 
-    env = dict(os.environ, PYTHON=sys.executable, GPU_CHECK_SMOKE="1", GPU_CHECK_RESULTS=str(tmp_path),
-               OMP_NUM_THREADS="1")
-    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh")], capture_output=True, text=True,
-                          timeout=900, env=env)
+    env = dict(
+        os.environ, PYTHON=sys.executable, GPU_CHECK_SMOKE="1", GPU_CHECK_RESULTS=str(tmp_path), OMP_NUM_THREADS="1"
+    )
+    proc = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu_check.sh")], capture_output=True, text=True, timeout=900, env=env
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "gpu_check: all steps passed" in proc.stdout
     whole = json.loads((tmp_path / "speed_cpu_quick.json").read_text())["whole"]

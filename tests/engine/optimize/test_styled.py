@@ -1,4 +1,5 @@
 """Styled strokes: bounded per-stroke width/opacity/colour optimisation, colours from the picture, pen."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,9 +16,9 @@ SIZE = 96
 
 def _target():
     t = torch.ones(3, SIZE, SIZE)
-    t[:, 20:76, 20:24] = 0.0           # a dark L
+    t[:, 20:76, 20:24] = 0.0  # a dark L
     t[:, 72:76, 20:76] = 0.0
-    t[0, 35:60, 40:65], t[1:, 35:60, 40:65] = 0.8, 0.1   # a red square
+    t[0, 35:60, 40:65], t[1:, 35:60, 40:65] = 0.8, 0.1  # a red square
     return t
 
 
@@ -55,8 +56,17 @@ def test_widths_and_opacities_are_optimised_within_bounds(tiny_rn):
 
 
 def test_custom_bounds_hold(tiny_rn):
-    run = _run(tiny_rn, _strokes(b=1), optimize_width=True, width_lr=3.0, width_range=(1.0, 1.2),
-               optimize_opacity=True, opacity_lr=1.0, min_opacity=0.5, iterations=1)
+    run = _run(
+        tiny_rn,
+        _strokes(b=1),
+        optimize_width=True,
+        width_lr=3.0,
+        width_range=(1.0, 1.2),
+        optimize_opacity=True,
+        opacity_lr=1.0,
+        min_opacity=0.5,
+        iterations=1,
+    )
     assert float(run.final.widths.min()) >= 1.0 - 1e-6 and float(run.final.widths.max()) <= 1.2 + 1e-6
     assert float(run.final.colors[..., 3].min()) >= 0.5 - 1e-6
 
@@ -69,15 +79,21 @@ def test_without_style_flags_widths_and_colours_stay(tiny_rn):
 
 
 def test_colours_from_the_picture():
-    pts = torch.tensor([[[[42.0, 40], [50, 45], [56, 50], [62, 55]],      # inside the red square
-                         [[21.0, 25], [21.5, 40], [22, 55], [22, 70]],    # along the dark bar
-                         [[85.0, 5], [88, 8], [90, 10], [92, 12]]]])      # on white paper only
+    pts = torch.tensor(
+        [
+            [
+                [[42.0, 40], [50, 45], [56, 50], [62, 55]],  # inside the red square
+                [[21.0, 25], [21.5, 40], [22, 55], [22, 70]],  # along the dark bar
+                [[85.0, 5], [88, 8], [90, 10], [92, 12]],
+            ]
+        ]
+    )  # on white paper only
     s = Strokes.from_points(pts, (SIZE, SIZE), color=(0.2, 0.3, 0.9, 0.7))
     c = colors_from_image(s, _target()).colors[0]
-    assert c[0, 0] > 0.7 and c[0, 1] < 0.2 and c[0, 2] < 0.2           # red
-    assert float(c[1, :3].max()) < 0.1                                  # black, not washed out by the paper
-    assert torch.allclose(c[2], torch.tensor([0.2, 0.3, 0.9, 0.7]))     # no ink under it: own colour kept
-    assert torch.allclose(c[:, 3], torch.full((3,), 0.7))               # opacity kept
+    assert c[0, 0] > 0.7 and c[0, 1] < 0.2 and c[0, 2] < 0.2  # red
+    assert float(c[1, :3].max()) < 0.1  # black, not washed out by the paper
+    assert torch.allclose(c[2], torch.tensor([0.2, 0.3, 0.9, 0.7]))  # no ink under it: own colour kept
+    assert torch.allclose(c[:, 3], torch.full((3,), 0.7))  # opacity kept
     # a picture of another size is resized to the canvas first
     big = torch.nn.functional.interpolate(_target()[None], size=(192, 192), mode="nearest")[0]
     assert torch.allclose(colors_from_image(s, big).colors[0, 0], c[0], atol=0.05)
@@ -110,9 +126,12 @@ def test_pen_gives_uniform_widths(tiny_rn):
 def test_svg_keeps_per_stroke_width_colour_and_opacity():
     svg = pytest.importorskip("clipasso.output.svg")
     s = _strokes(b=1)
-    styled = s.replace(widths=torch.tensor([[0.5, 1.25, 2.0, 3.5, 4.0]]),
-                       colors=torch.tensor([[[1.0, 0, 0, 1], [0, 0.5, 0, 0.3], [0, 0, 1, 0.05],
-                                             [0.2, 0.2, 0.2, 0.8], [1, 1, 0, 0.55]]]))
+    styled = s.replace(
+        widths=torch.tensor([[0.5, 1.25, 2.0, 3.5, 4.0]]),
+        colors=torch.tensor(
+            [[[1.0, 0, 0, 1], [0, 0.5, 0, 0.3], [0, 0, 1, 0.05], [0.2, 0.2, 0.2, 0.8], [1, 1, 0, 0.55]]]
+        ),
+    )
     back = svg.read_svg(svg.to_svg(styled))
     assert torch.allclose(back.widths, styled.widths, atol=1e-3)
     assert torch.allclose(back.colors, styled.colors, atol=1 / 255 + 1e-3)
@@ -121,14 +140,17 @@ def test_svg_keeps_per_stroke_width_colour_and_opacity():
     assert torch.allclose(pen.widths, torch.full((1, 5), 1.5))
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(pen_width=0.0), "pen_width must be above 0"),
-    (dict(pen_width=float("inf")), "pen_width must be a finite number"),
-    (dict(optimize_width=True, width_range=(2.0, 1.0)), "width range"),
-    (dict(optimize_width=True, width_range=(0.0, 1.0)), "width range"),
-    (dict(optimize_opacity=True, min_opacity=0.0), "min_opacity"),
-    (dict(optimize_width=True, width_lr=-1.0), "width_lr must be above 0"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(pen_width=0.0), "pen_width must be above 0"),
+        (dict(pen_width=float("inf")), "pen_width must be a finite number"),
+        (dict(optimize_width=True, width_range=(2.0, 1.0)), "width range"),
+        (dict(optimize_width=True, width_range=(0.0, 1.0)), "width range"),
+        (dict(optimize_opacity=True, min_opacity=0.0), "min_opacity"),
+        (dict(optimize_width=True, width_lr=-1.0), "width_lr must be above 0"),
+    ],
+)
 def test_bad_style_settings(tiny_rn, kw, match):
     with pytest.raises(SettingsError, match=match):
         _run(tiny_rn, _strokes(b=1), iterations=0, **kw)
@@ -154,12 +176,42 @@ def test_cli_style_flags(tiny_models_dir, tmp_path, capsys):
     src = tmp_path / "red.png"
     img.save(src)
     svg, png = tmp_path / "s.svg", tmp_path / "s.png"
-    rc = main(["sketch", str(src), "-o", str(svg), "--png", str(png), "--png-size", "300",
-               "--models-dir", tiny_models_dir, "--iterations", "2", "--strokes", "3", "--seeds", "1",
-               "--no-background-removal", "--device", "cpu", "--offline", "--saliency", "none", "-q",
-               "--lr", "1.0",
-               "--optimize-width", "--optimize-opacity", "--color-from-image", "--pen-width", "2.5",
-               "--text", "a red square"])
+    rc = main(
+        [
+            "sketch",
+            str(src),
+            "-o",
+            str(svg),
+            "--png",
+            str(png),
+            "--png-size",
+            "300",
+            "--models-dir",
+            tiny_models_dir,
+            "--iterations",
+            "2",
+            "--strokes",
+            "3",
+            "--seeds",
+            "1",
+            "--no-background-removal",
+            "--device",
+            "cpu",
+            "--offline",
+            "--saliency",
+            "none",
+            "-q",
+            "--lr",
+            "1.0",
+            "--optimize-width",
+            "--optimize-opacity",
+            "--color-from-image",
+            "--pen-width",
+            "2.5",
+            "--text",
+            "a red square",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "text guidance: 'a red square' (weight 0.3)" in out

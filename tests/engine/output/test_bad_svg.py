@@ -7,6 +7,7 @@ input passes the pasted text to the same `read_svg`). The heavy cases run in a s
 RSS is read back; the light ones are measured with tracemalloc (no torch allocation happens before
 the refusal).
 """
+
 from __future__ import annotations
 
 import json
@@ -65,9 +66,11 @@ def one_huge_path() -> str:
     return paths_doc([walk(200000, random.Random(1), size=1024)], size=1024)
 
 
-LAUGHS = ('<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaaaa">'
-          + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi"))
-          + ']><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><desc>&i;</desc></svg>')
+LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaaaa">'
+    + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi"))
+    + ']><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><desc>&i;</desc></svg>'
+)
 
 PNG = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(64)
 
@@ -75,19 +78,46 @@ MB = 1024 * 1024
 
 # id, content (str or bytes, or a function making it), error type, message parts, seconds, MB (tracemalloc peak)
 CASES = [
-    ("over_size_limit", lambda: doc("<!--" + "x" * (svgmod.MAX_SVG_BYTES + 10) + "-->"), SVGError,
-     ["over the", "MAX_SVG_BYTES", SIMPLIFY], 2.0, 1),
-    ("too_many_elements", lambda: doc("<g/>" * (svgmod.MAX_SVG_ELEMENTS + 5)), SVGError,
-     ["more than 20000 XML elements", "MAX_SVG_ELEMENTS", SIMPLIFY], 5.0, 40),
-    ("path_over_segment_limit", lambda: doc(f'<path d="M0 0{" l1 1" * (svgmod.MAX_PATH_SEGMENTS + 1)}" '
-                                           'stroke="black"/>'), SVGError,
-     ["more than 25000 cubic segments in one element", "MAX_PATH_SEGMENTS", SIMPLIFY], 5.0, 60),
-    ("total_over_segment_limit", lambda: doc("".join(f'<path d="M0 0{" l1 1" * 20000}" stroke="black"/>'
-                                                     for _ in range(6))), SVGError,
-     ["more than 100000 cubic segments in all", "MAX_TOTAL_SEGMENTS", SIMPLIFY], 10.0, 150),
-    ("polyline_over_segment_limit", lambda: doc('<polyline points="' + " 1,1" * (svgmod.MAX_PATH_SEGMENTS + 2)
-                                               + '" stroke="black"/>'), SVGError,
-     ["more than 25000 cubic segments", SIMPLIFY], 5.0, 60),
+    (
+        "over_size_limit",
+        lambda: doc("<!--" + "x" * (svgmod.MAX_SVG_BYTES + 10) + "-->"),
+        SVGError,
+        ["over the", "MAX_SVG_BYTES", SIMPLIFY],
+        2.0,
+        1,
+    ),
+    (
+        "too_many_elements",
+        lambda: doc("<g/>" * (svgmod.MAX_SVG_ELEMENTS + 5)),
+        SVGError,
+        ["more than 20000 XML elements", "MAX_SVG_ELEMENTS", SIMPLIFY],
+        5.0,
+        40,
+    ),
+    (
+        "path_over_segment_limit",
+        lambda: doc(f'<path d="M0 0{" l1 1" * (svgmod.MAX_PATH_SEGMENTS + 1)}" stroke="black"/>'),
+        SVGError,
+        ["more than 25000 cubic segments in one element", "MAX_PATH_SEGMENTS", SIMPLIFY],
+        5.0,
+        60,
+    ),
+    (
+        "total_over_segment_limit",
+        lambda: doc("".join(f'<path d="M0 0{" l1 1" * 20000}" stroke="black"/>' for _ in range(6))),
+        SVGError,
+        ["more than 100000 cubic segments in all", "MAX_TOTAL_SEGMENTS", SIMPLIFY],
+        10.0,
+        150,
+    ),
+    (
+        "polyline_over_segment_limit",
+        lambda: doc('<polyline points="' + " 1,1" * (svgmod.MAX_PATH_SEGMENTS + 2) + '" stroke="black"/>'),
+        SVGError,
+        ["more than 25000 cubic segments", SIMPLIFY],
+        5.0,
+        60,
+    ),
     ("viewbox_overflow_inf", doc("", 'viewBox="0 0 1e999 100"'), SVGError, ["viewBox", "finite", "e.g. viewBox"], 1, 1),
     ("viewbox_inf_word", doc("", 'viewBox="0 0 inf 100"'), SVGError, ["viewBox", "e.g. viewBox"], 1, 1),
     ("viewbox_nan", doc("", 'viewBox="0 0 100 nan"'), SVGError, ["viewBox", "e.g. viewBox"], 1, 1),
@@ -98,17 +128,47 @@ CASES = [
     ("width_inf", doc("", 'width="1e999" height="10"'), SVGError, ["width", "finite", "e.g. viewBox"], 1, 1),
     ("height_nan", doc("", 'width="10" height="nan"'), SVGError, ["height", "finite", "e.g. viewBox"], 1, 1),
     ("width_negative_beside_viewbox", doc("", 'viewBox="0 0 10 10" width="-5"'), SVGError, ["width"], 1, 1),
-    ("coordinate_overflow", doc('<path d="M0 0 L 1e999 5" stroke="black"/>'), SVGError,
-     ["coordinate", "not finite", "fix the path data"], 1, 1),
-    ("stroke_width_inf", doc('<path d="M0 0 L 5 5" stroke="black" stroke-width="1e999"/>'), SVGError,
-     ["stroke-width", "finite"], 1, 1),
-    ("opacity_nan", doc('<path d="M0 0 L 5 5" stroke="black" stroke-opacity="nan"/>'), SVGError,
-     ["stroke-opacity", "give a number in 0..1"], 1, 1),
-    ("broken_xml", doc('<path d="M0 0 L 5 5" stroke="black"/>')[:-9], SVGError,
-     ["not well-formed", "broken or truncated"], 1, 1),
+    (
+        "coordinate_overflow",
+        doc('<path d="M0 0 L 1e999 5" stroke="black"/>'),
+        SVGError,
+        ["coordinate", "not finite", "fix the path data"],
+        1,
+        1,
+    ),
+    (
+        "stroke_width_inf",
+        doc('<path d="M0 0 L 5 5" stroke="black" stroke-width="1e999"/>'),
+        SVGError,
+        ["stroke-width", "finite"],
+        1,
+        1,
+    ),
+    (
+        "opacity_nan",
+        doc('<path d="M0 0 L 5 5" stroke="black" stroke-opacity="nan"/>'),
+        SVGError,
+        ["stroke-opacity", "give a number in 0..1"],
+        1,
+        1,
+    ),
+    (
+        "broken_xml",
+        doc('<path d="M0 0 L 5 5" stroke="black"/>')[:-9],
+        SVGError,
+        ["not well-formed", "broken or truncated"],
+        1,
+        1,
+    ),
     ("billion_laughs", LAUGHS, SVGError, ["entities", "remove the DOCTYPE"], 1, 1),
-    ("arc", doc('<path d="M 0 0 A 5 5 0 0 1 10 10" stroke="black"/>'), SVGError,
-     ["arc", "convert arcs to Bezier"], 1, 1),
+    (
+        "arc",
+        doc('<path d="M 0 0 A 5 5 0 0 1 10 10" stroke="black"/>'),
+        SVGError,
+        ["arc", "convert arcs to Bezier"],
+        1,
+        1,
+    ),
     ("text", doc('<text x="0" y="10" stroke="black">hi</text>'), SVGError, ["<text>", "convert text"], 1, 1),
     ("image", doc('<image href="a.png" width="5" height="5"/>'), SVGError, ["<image>", "convert"], 1, 1),
     ("rect", doc('<rect width="5" height="5" stroke="black"/>'), SVGError, ["<rect>", "convert"], 1, 1),
@@ -117,8 +177,14 @@ CASES = [
     ("blank_file", "  \n\t ", SVGError, ["empty", "give"], 1, 1),
     ("html_not_svg", "<html><body>hi</body></html>", SVGError, ["not an SVG document", "<html>"], 1, 1),
     ("png_not_svg", PNG, SVGError, ["not an SVG document", "give an .svg file"], 1, 1),
-    ("one_200000_segment_path", one_huge_path, SVGError,
-     ["more than 25000 cubic segments in one element", SIMPLIFY], 10.0, 150),
+    (
+        "one_200000_segment_path",
+        one_huge_path,
+        SVGError,
+        ["more than 25000 cubic segments in one element", SIMPLIFY],
+        10.0,
+        150,
+    ),
 ]
 
 
@@ -131,9 +197,12 @@ def _routes(spec):
     return ["file"] if isinstance(spec, bytes) else ["file", "text"]
 
 
-PARAMS = [pytest.param(cid, spec, err, parts, secs, mb, route, id=f"{cid}-{route}")
-          for cid, spec, err, parts, secs, mb in CASES for route in ["file", "text"]
-          if route in _routes(spec) and not (route == "text" and cid in ("empty_file", "blank_file"))]
+PARAMS = [
+    pytest.param(cid, spec, err, parts, secs, mb, route, id=f"{cid}-{route}")
+    for cid, spec, err, parts, secs, mb in CASES
+    for route in ["file", "text"]
+    if route in _routes(spec) and not (route == "text" and cid in ("empty_file", "blank_file"))
+]
 
 
 @pytest.mark.parametrize("cid,spec,err,parts,secs,mb,route", PARAMS)
@@ -194,18 +263,22 @@ _CHILD = textwrap.dedent("""
 
 def _run_child(path: Path) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(ROOT), str(path)], capture_output=True, text=True,
-                          timeout=120, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(ROOT), str(path)], capture_output=True, text=True, timeout=120, env=env
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("name,make,expect", [
-    # 2001 strokes padded to 20000 segments used to take 46 s to read and > 19 GB to render
-    ("long_plus_short", long_plus_short, "renders"),
-    # 200000 segments in one path used to render in 100 s at 6.8 GB: now refused while parsing
-    ("one_huge_path", one_huge_path, "refused"),
-])
+@pytest.mark.parametrize(
+    "name,make,expect",
+    [
+        # 2001 strokes padded to 20000 segments used to take 46 s to read and > 19 GB to render
+        ("long_plus_short", long_plus_short, "renders"),
+        # 200000 segments in one path used to render in 100 s at 6.8 GB: now refused while parsing
+        ("one_huge_path", one_huge_path, "refused"),
+    ],
+)
 def test_pathological_files_are_bounded(tmp_path, name, make, expect):
     path = tmp_path / f"{name}.svg"
     path.write_text(make(), encoding="utf-8")
@@ -227,8 +300,9 @@ def test_pathological_files_are_bounded(tmp_path, name, make, expect):
 # ----------------------------------------------------------------------------- broken strokes at render time
 def _good(s=3, canvas=(32, 32)):
     g = torch.Generator().manual_seed(0)
-    return Strokes(torch.rand(1, s, 4, 2, generator=g) * 30, torch.full((1, s), 1.5), torch.rand(1, s, 4, generator=g),
-                   canvas)
+    return Strokes(
+        torch.rand(1, s, 4, 2, generator=g) * 30, torch.full((1, s), 1.5), torch.rand(1, s, 4, generator=g), canvas
+    )
 
 
 def _nan_points(st):
@@ -243,15 +317,18 @@ def _nan_colour(st):
     st.colors[0, 2, 1] = float("nan")
 
 
-@pytest.mark.parametrize("name,mutate,background,parts", [
-    ("nan_points_in_place", _nan_points, (1.0, 1.0, 1.0), ["points", "NaN or infinity", "Re-initialise"]),
-    ("inf_width_in_place", _inf_width, (1.0, 1.0, 1.0), ["widths", "NaN or infinity", "Re-initialise"]),
-    ("nan_colour_in_place", _nan_colour, (1.0, 1.0, 1.0), ["colors", "NaN or infinity", "Re-initialise"]),
-    ("nan_background", None, (float("nan"), 1.0, 1.0), ["background", "finite values in 0..1"]),
-    ("nan_grey_background", None, float("nan"), ["background", "finite values in 0..1"]),
-    ("inf_background_tensor", None, torch.tensor([1.0, float("inf"), 0.0]), ["background", "finite"]),
-    ("background_out_of_range", None, (2.0, 0.0, 0.0), ["background", "0..1"]),
-])
+@pytest.mark.parametrize(
+    "name,mutate,background,parts",
+    [
+        ("nan_points_in_place", _nan_points, (1.0, 1.0, 1.0), ["points", "NaN or infinity", "Re-initialise"]),
+        ("inf_width_in_place", _inf_width, (1.0, 1.0, 1.0), ["widths", "NaN or infinity", "Re-initialise"]),
+        ("nan_colour_in_place", _nan_colour, (1.0, 1.0, 1.0), ["colors", "NaN or infinity", "Re-initialise"]),
+        ("nan_background", None, (float("nan"), 1.0, 1.0), ["background", "finite values in 0..1"]),
+        ("nan_grey_background", None, float("nan"), ["background", "finite values in 0..1"]),
+        ("inf_background_tensor", None, torch.tensor([1.0, float("inf"), 0.0]), ["background", "finite"]),
+        ("background_out_of_range", None, (2.0, 0.0, 0.0), ["background", "0..1"]),
+    ],
+)
 @pytest.mark.parametrize("entry", ["render", "rasterize"])
 def test_broken_strokes_or_background_are_refused_at_render(name, mutate, background, parts, entry):
     st = _good()
@@ -269,12 +346,15 @@ def test_broken_strokes_or_background_are_refused_at_render(name, mutate, backgr
         assert part in str(info.value), (part, str(info.value))
 
 
-@pytest.mark.parametrize("kwargs,part", [
-    ({"color": (float("nan"), 0, 0)}, "color"),
-    ({"width_scale": float("nan")}, "width_scale"),
-    ({"size": (100000, 100000)}, "MAX_RENDER_PIXELS"),
-    ({"size": (0, 5)}, "positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs,part",
+    [
+        ({"color": (float("nan"), 0, 0)}, "color"),
+        ({"width_scale": float("nan")}, "width_scale"),
+        ({"size": (100000, 100000)}, "MAX_RENDER_PIXELS"),
+        ({"size": (0, 5)}, "positive"),
+    ],
+)
 def test_bad_render_options_are_refused(kwargs, part):
     with pytest.raises(StrokeError, match=part):
         render(_good(), **kwargs)

@@ -1,4 +1,5 @@
 """SVG writing and reading."""
+
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -19,8 +20,9 @@ def random_strokes(b=2, s=7, segments=2, canvas=(224, 224), seed=0):
     pts = torch.rand(b, s, 1 + 3 * segments, 2, generator=g) * torch.tensor([w, h]) * 1.2 - 10
     widths = torch.rand(b, s, generator=g) * 3 + 0.3
     colors = torch.rand(b, s, 4, generator=g)
-    return Strokes(pts, widths, colors, canvas, losses=torch.rand(b, generator=g),
-                   seeds=tuple(range(0, 1000 * b, 1000)))
+    return Strokes(
+        pts, widths, colors, canvas, losses=torch.rand(b, generator=g), seeds=tuple(range(0, 1000 * b, 1000))
+    )
 
 
 def svg(body, attrs='width="100" height="80"'):
@@ -105,8 +107,9 @@ def test_reads_every_path_command_absolute_and_relative():
     pts = a.points[0, 0]
     assert pts.shape == (1 + 3 * 7, 2)
     # line pieces become straight cubics at thirds; S reflects the previous control point
-    torch.testing.assert_close(pts[:4], torch.tensor([[10, 10], [13.3333, 10], [16.6667, 10], [20, 10.0]]),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        pts[:4], torch.tensor([[10, 10], [13.3333, 10], [16.6667, 10], [20, 10.0]]), atol=1e-4, rtol=0
+    )
     torch.testing.assert_close(pts[13], torch.tensor([45.0, 30.0]))  # reflection of (35,30) about (40,30)
     # Q -> cubic: control points at 2/3 towards the quadratic control point
     torch.testing.assert_close(pts[16], torch.tensor([50 + 2 / 3 * 5, 30 - 2 / 3 * 10]), atol=1e-4, rtol=0)
@@ -134,11 +137,13 @@ def test_subpaths_become_strokes_padded_to_equal_length():
 
 
 def test_group_transforms_styles_and_inheritance():
-    body = ('<g transform="translate(10,20) scale(2)" stroke="rgb(0, 128, 255)" stroke-width="3" opacity="0.5">'
-            '<g transform="rotate(90)"><path d="M 0 0 L 5 0" style="stroke-opacity:0.5"/></g>'
-            '<line x1="1" y1="1" x2="2" y2="1" transform="matrix(1 0 0 1 3 4)"/>'
-            '<polyline points="0,0 1,0 1,1" transform="skewX(45)"/>'
-            '</g>')
+    body = (
+        '<g transform="translate(10,20) scale(2)" stroke="rgb(0, 128, 255)" stroke-width="3" opacity="0.5">'
+        '<g transform="rotate(90)"><path d="M 0 0 L 5 0" style="stroke-opacity:0.5"/></g>'
+        '<line x1="1" y1="1" x2="2" y2="1" transform="matrix(1 0 0 1 3 4)"/>'
+        '<polyline points="0,0 1,0 1,1" transform="skewX(45)"/>'
+        "</g>"
+    )
     s = read_svg(svg(body))
     p = s.points[0]
     torch.testing.assert_close(p[0, 0], torch.tensor([10.0, 20.0]))
@@ -157,11 +162,13 @@ def test_viewbox_offset_sets_canvas_and_origin():
 
 
 def test_circles_polygons_and_skipped_elements():
-    body = ('<title>t</title><desc>d</desc><metadata>{"x": 1}</metadata><defs><path d="M0 0 L 1 1"/></defs>'
-            '<circle cx="50" cy="40" r="10" stroke="black" fill="none"/>'
-            '<polygon points="0,0 10,0 10,10" stroke="black"/>'
-            '<path d="M 0 0 L 9 9" fill="black"/>'           # fill only: no stroke, skipped
-            '<path d="M 0 0 L 9 9" stroke="black" display="none"/>')
+    body = (
+        '<title>t</title><desc>d</desc><metadata>{"x": 1}</metadata><defs><path d="M0 0 L 1 1"/></defs>'
+        '<circle cx="50" cy="40" r="10" stroke="black" fill="none"/>'
+        '<polygon points="0,0 10,0 10,10" stroke="black"/>'
+        '<path d="M 0 0 L 9 9" fill="black"/>'  # fill only: no stroke, skipped
+        '<path d="M 0 0 L 9 9" stroke="black" display="none"/>'
+    )
     s = read_svg(svg(body))
     assert s.num_strokes == 2
     circle = s.points[0, 0]
@@ -170,24 +177,27 @@ def test_circles_polygons_and_skipped_elements():
     torch.testing.assert_close(s.points[0, 1, 9], torch.tensor([0.0, 0.0]))  # polygon closes
 
 
-@pytest.mark.parametrize("text,match", [
-    ("", "empty"),
-    ("<svg", "not well-formed"),
-    ("<html></html>", "root element is <html>"),
-    (svg('<path d="M 0 0 A 5 5 0 0 1 10 10" stroke="black"/>'), "arc"),
-    (svg('<text x="0" y="10" stroke="black">hi</text>'), "<text>"),
-    (svg('<image href="a.png"/>'), "<image>"),
-    (svg('<path d="M 0 0 L 5" stroke="black"/>'), "needs 2 numbers"),
-    (svg('<path d="L 0 0 5 5" stroke="black"/>'), "start with M"),
-    (svg('<path d="M 0 0 L 5 5 #" stroke="black"/>'), "unexpected character"),
-    (svg('<path d="M 0 0 L 5 5" stroke="black" transform="perspective(3)"/>'), "unsupported transform"),
-    (svg('<path d="M 0 0 L 5 5" stroke="url(#grad)"/>'), "gradient"),
-    (svg('<path d="M 0 0 L 5 5" stroke="blurple"/>'), "unknown colour"),
-    (svg('<path d="M 0 0 L 5 5" stroke="black" stroke-width="2em"/>'), "stroke-width"),
-    (svg('<path d="M 0 0 L 5 5" fill="black"/>'), "no stroked paths"),
-    ('<svg xmlns="http://www.w3.org/2000/svg"><path d="M 0 0 L 5 5" stroke="black"/></svg>', "canvas size"),
-    (svg('', 'viewBox="0 0 -1 5"'), "viewBox"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("", "empty"),
+        ("<svg", "not well-formed"),
+        ("<html></html>", "root element is <html>"),
+        (svg('<path d="M 0 0 A 5 5 0 0 1 10 10" stroke="black"/>'), "arc"),
+        (svg('<text x="0" y="10" stroke="black">hi</text>'), "<text>"),
+        (svg('<image href="a.png"/>'), "<image>"),
+        (svg('<path d="M 0 0 L 5" stroke="black"/>'), "needs 2 numbers"),
+        (svg('<path d="L 0 0 5 5" stroke="black"/>'), "start with M"),
+        (svg('<path d="M 0 0 L 5 5 #" stroke="black"/>'), "unexpected character"),
+        (svg('<path d="M 0 0 L 5 5" stroke="black" transform="perspective(3)"/>'), "unsupported transform"),
+        (svg('<path d="M 0 0 L 5 5" stroke="url(#grad)"/>'), "gradient"),
+        (svg('<path d="M 0 0 L 5 5" stroke="blurple"/>'), "unknown colour"),
+        (svg('<path d="M 0 0 L 5 5" stroke="black" stroke-width="2em"/>'), "stroke-width"),
+        (svg('<path d="M 0 0 L 5 5" fill="black"/>'), "no stroked paths"),
+        ('<svg xmlns="http://www.w3.org/2000/svg"><path d="M 0 0 L 5 5" stroke="black"/></svg>', "canvas size"),
+        (svg("", 'viewBox="0 0 -1 5"'), "viewBox"),
+    ],
+)
 def test_malformed_or_unsupported_svg_gives_clear_errors(text, match):
     with pytest.raises(SVGError, match=match):
         read_svg(text)
@@ -215,20 +225,21 @@ def test_width_override_and_bytes_input():
 # ------------------------------------------------------------------------------------- long paths are split
 def test_a_path_longer_than_the_stroke_bound_becomes_consecutive_strokes_sharing_end_points():
     from clipasso.output.svg import STROKE_SEGMENTS
+
     n = 2 * STROKE_SEGMENTS + 44
     d = "M0 0" + "".join(f" L{i + 1} {(i * 7) % 13}" for i in range(n))
-    s = read_svg(svg(f'<path d="{d}" stroke="black"/><path d="M 0 0 L 5 5" stroke="red"/>',
-                     'width="320" height="20"'))
+    s = read_svg(svg(f'<path d="{d}" stroke="black"/><path d="M 0 0 L 5 5" stroke="red"/>', 'width="320" height="20"'))
     assert s.num_strokes == 4 and s.num_segments == STROKE_SEGMENTS
     p = s.points[0]
-    torch.testing.assert_close(p[0, -1], p[1, 0])   # consecutive pieces share their end points
+    torch.testing.assert_close(p[0, -1], p[1, 0])  # consecutive pieces share their end points
     torch.testing.assert_close(p[1, -1], p[2, 0])
     torch.testing.assert_close(p[2, 3 * 44], torch.tensor([float(n), float(((n - 1) * 7) % 13)]))
-    torch.testing.assert_close(p[2, 3 * 44:], p[2, 3 * 44].expand(3 * (STROKE_SEGMENTS - 44) + 1, 2))  # padding
+    torch.testing.assert_close(p[2, 3 * 44 :], p[2, 3 * 44].expand(3 * (STROKE_SEGMENTS - 44) + 1, 2))  # padding
     torch.testing.assert_close(s.colors[0, 3], torch.tensor([1.0, 0, 0, 1]))
     # the split drawing renders as one unsplit stroke of the same points does
-    one = Strokes(torch.cat([p[0], p[1, 1:], p[2, 1:3 * 44 + 1]])[None, None], s.widths[:, :1], s.colors[:, :1],
-                  s.canvas)
+    one = Strokes(
+        torch.cat([p[0], p[1, 1:], p[2, 1 : 3 * 44 + 1]])[None, None], s.widths[:, :1], s.colors[:, :1], s.canvas
+    )
     first3 = s.replace(points=p[None, :3], widths=s.widths[:, :3], colors=s.colors[:, :3])
     diff = (render(first3).alpha - render(one).alpha).abs()[0]
     ys, xs = torch.meshgrid(torch.arange(20) + 0.5, torch.arange(320) + 0.5, indexing="ij")
@@ -240,24 +251,35 @@ def test_a_path_longer_than_the_stroke_bound_becomes_consecutive_strokes_sharing
 
 def test_sketch_at_the_stroke_bound_reads_back_stroke_for_stroke():
     from clipasso.output.svg import STROKE_SEGMENTS
+
     s = random_strokes(b=1, s=3, segments=STROKE_SEGMENTS, canvas=(64, 64))
     back = read_svg(to_svg(s))
     assert back.points.shape == s.points.shape
     assert float((back.points - s.points).abs().max()) <= 1e-4 + 1e-5
 
 
-@pytest.mark.parametrize("name,value", [("MAX_SVG_BYTES", 8 * 1024 * 1024), ("MAX_SVG_ELEMENTS", 20_000),
-                                        ("MAX_PATH_SEGMENTS", 25_000), ("MAX_TOTAL_SEGMENTS", 100_000),
-                                        ("MAX_STROKES", 20_000), ("STROKE_SEGMENTS", 128),
-                                        ("MAX_CANVAS_SIDE", 4096)])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("MAX_SVG_BYTES", 8 * 1024 * 1024),
+        ("MAX_SVG_ELEMENTS", 20_000),
+        ("MAX_PATH_SEGMENTS", 25_000),
+        ("MAX_TOTAL_SEGMENTS", 100_000),
+        ("MAX_STROKES", 20_000),
+        ("STROKE_SEGMENTS", 128),
+        ("MAX_CANVAS_SIDE", 4096),
+    ],
+)
 def test_limits_are_documented_module_constants(name, value):
     import clipasso.output.svg as mod
+
     assert getattr(mod, name) == value
     assert f"`{name}`" in mod.read_svg.__doc__ or name == "STROKE_SEGMENTS"
 
 
 def test_a_limit_can_be_raised_by_the_caller(monkeypatch):
     import clipasso.output.svg as mod
+
     d = "M0 0" + " l1 1" * 30
     monkeypatch.setattr(mod, "MAX_PATH_SEGMENTS", 20)
     with pytest.raises(SVGError, match="more than 20 cubic segments"):

@@ -1,5 +1,6 @@
 """Filled shapes read as outline strokes (`read_svg(..., fills="outline")`): what tracers write becomes a
 starting sketch. Checked on real vtracer output of scikit-image's horse and astronaut."""
+
 import io
 import logging
 
@@ -80,7 +81,7 @@ def test_traced_horse_becomes_outline_strokes_on_its_edges(horse):
     assert (lo >= -1.5).all() and hi[0] <= 121.5 and hi[1] <= 101.5  # the drawn curves stay on the canvas
     ink = ink_of(s)
     edges = feature.canny(color.rgb2gray(picture), sigma=1.0)
-    assert on_edges(ink, edges, 1) > 0.8                 # the outline runs along the silhouette's edges
+    assert on_edges(ink, edges, 1) > 0.8  # the outline runs along the silhouette's edges
     assert float((edges & near(ink, 2)).sum() / edges.sum()) > 0.9  # and covers them
     # the same check fails for the same strokes moved off the shape: it measures the alignment
     assert on_edges(np.roll(ink, (9, 9), (0, 1)), edges, 1) < 0.4
@@ -98,8 +99,10 @@ def test_traced_astronaut_is_capped_to_the_largest_outlines(astronaut, caplog):
     assert torch.all(s.colors[0] == torch.tensor([0.0, 0.0, 0.0, 1.0]))
     # the kept outlines are the largest ones of the uncapped read, in the same (document) order
     areas = [area(flatten(everything.points[0, i].tolist())) for i in range(everything.num_strokes)]
-    kept = [next(i for i in range(everything.num_strokes)
-                 if torch.allclose(everything.points[0, i], s.points[0, j])) for j in range(24)]
+    kept = [
+        next(i for i in range(everything.num_strokes) if torch.allclose(everything.points[0, i], s.points[0, j]))
+        for j in range(24)
+    ]
     assert kept == sorted(kept)
     dropped = [a for i, a in enumerate(areas) if i not in kept]
     assert min(areas[i] for i in kept) >= 0.9 * max(dropped)
@@ -123,7 +126,7 @@ def test_outlines_can_be_refined_as_a_sketch(horse):
 
 
 # ------------------------------------------------------------------------------------- the rules
-SQUARE = 'M 20 20 L 60 20 L 60 60 L 20 60 Z'
+SQUARE = "M 20 20 L 60 20 L 60 60 L 20 60 Z"
 
 
 def test_each_closed_subpath_becomes_an_outline_holes_included():
@@ -139,25 +142,30 @@ def test_each_closed_subpath_becomes_an_outline_holes_included():
 
 
 def test_stroked_shapes_keep_their_stroke_and_own_sketches_read_as_before():
-    body = (f'<path d="{SQUARE}" fill="black" stroke="blue" stroke-width="4"/>'
-            '<line x1="0" y1="0" x2="50" y2="50"/>'                  # a line has no inside: nothing to outline
-            '<polyline points="70,10 90,10 90,30" fill="none"/>')    # neither filled nor stroked
+    body = (
+        f'<path d="{SQUARE}" fill="black" stroke="blue" stroke-width="4"/>'
+        '<line x1="0" y1="0" x2="50" y2="50"/>'  # a line has no inside: nothing to outline
+        '<polyline points="70,10 90,10 90,30" fill="none"/>'
+    )  # neither filled nor stroked
     s = read_svg(svg(body), fills="outline")
-    assert s.num_strokes == 1 and s.num_segments == 4               # the stroke as written, not an outline
+    assert s.num_strokes == 1 and s.num_segments == 4  # the stroke as written, not an outline
     torch.testing.assert_close(s.widths[0], torch.tensor([2.0]))
     g = torch.Generator().manual_seed(3)
-    ours = Strokes(torch.rand(1, 5, 7, 2, generator=g) * 80, torch.full((1, 5), 1.5), torch.rand(1, 5, 4, generator=g),
-                   (80, 80))
+    ours = Strokes(
+        torch.rand(1, 5, 7, 2, generator=g) * 80, torch.full((1, 5), 1.5), torch.rand(1, 5, 4, generator=g), (80, 80)
+    )
     text = to_svg(ours, background=(1, 1, 1))
     a, b = read_svg(text), read_svg(text, fills="outline")
     assert torch.equal(a.points, b.points) and torch.equal(a.colors, b.colors) and torch.equal(a.widths, b.widths)
 
 
 def test_specks_and_the_background_are_dropped_and_rects_are_outlined(caplog):
-    body = ('<rect x="0" y="0" width="100" height="80" fill="white"/>'   # background
-            '<path d="M 5 5 L 7 5 L 7 7 Z" fill="black"/>'                # 2 px²: under 0.05 % of 8000 px²
-            '<rect x="10" y="10" width="30" height="20" rx="4" fill="green"/>'
-            '<circle cx="70" cy="40" r="8" fill="navy" transform="translate(5 0)"/>')
+    body = (
+        '<rect x="0" y="0" width="100" height="80" fill="white"/>'  # background
+        '<path d="M 5 5 L 7 5 L 7 7 Z" fill="black"/>'  # 2 px²: under 0.05 % of 8000 px²
+        '<rect x="10" y="10" width="30" height="20" rx="4" fill="green"/>'
+        '<circle cx="70" cy="40" r="8" fill="navy" transform="translate(5 0)"/>'
+    )
     with caplog.at_level(logging.INFO, logger="clipasso.output.svg"):
         s = read_svg(svg(body), fills="outline", width=0.75)
     assert s.num_strokes == 2 and "1 specks" in caplog.text and "1 canvas-sized background" in caplog.text
@@ -187,15 +195,18 @@ def test_fit_follows_a_circle_closely():
     assert np.abs(np.linalg.norm(back - (50, 40), axis=1) - 20).max() < 0.1
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(fills="trace"), "fills must be one of ignore, outline"),
-    (dict(fills="outline", segments=0), "segments must be"),
-    (dict(fills="outline", segments=2.5), "segments must be"),
-    (dict(fills="outline", max_outlines=0), "max_outlines must be"),
-    (dict(fills="outline", outline_color="none"), "draws nothing"),
-    (dict(fills="outline", outline_color=(2, 0, 0)), "outline_color must be"),
-    (dict(fills="outline", outline_color="blurple"), "unknown colour"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(fills="trace"), "fills must be one of ignore, outline"),
+        (dict(fills="outline", segments=0), "segments must be"),
+        (dict(fills="outline", segments=2.5), "segments must be"),
+        (dict(fills="outline", max_outlines=0), "max_outlines must be"),
+        (dict(fills="outline", outline_color="none"), "draws nothing"),
+        (dict(fills="outline", outline_color=(2, 0, 0)), "outline_color must be"),
+        (dict(fills="outline", outline_color="blurple"), "unknown colour"),
+    ],
+)
 def test_bad_options_are_refused_clearly(kwargs, match):
     with pytest.raises(SVGError, match=match):
         read_svg(svg(f'<path d="{SQUARE}"/>'), **kwargs)

@@ -1,4 +1,5 @@
 """clipasso.pipeline.sketch end to end with tiny real models, and its input handling."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,17 @@ def _object(size=(160, 120), mode="RGB"):
 
 
 def _quick(models_dir, **kw):
-    base = dict(strokes=4, seeds=2, iterations=2, eval_interval=1, device="cpu", models_dir=models_dir,
-                background_removal=False, allow_download=False, num_augs=1)
+    base = dict(
+        strokes=4,
+        seeds=2,
+        iterations=2,
+        eval_interval=1,
+        device="cpu",
+        models_dir=models_dir,
+        background_removal=False,
+        allow_download=False,
+        num_augs=1,
+    )
     base.update(kw)
     return base
 
@@ -76,6 +86,7 @@ def test_missing_weights_offline_is_a_clear_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- inputs
+
 
 def test_non_square_input_is_not_stretched():
     img = Image.new("RGB", (300, 100), "white")
@@ -150,6 +161,7 @@ def test_vit_loss_encoder_works_by_name(tiny_models_dir):
 
 # ----------------------------------------------------------------------------- framing
 
+
 def _photo(h, w, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(3, h, w, generator=g)
@@ -179,8 +191,9 @@ def test_stretch_resizes_a_non_square_input_straight_to_the_square():
     t, _ = prepare_target(img, background_removal=False, framing="stretch")
     assert torch.allclose(t, _bicubic(img, (224, 224)), atol=1e-6)
     up = _photo(60, 30)  # upscaling (no antialiasing then)
-    assert torch.allclose(prepare_target(up, background_removal=False, framing="stretch")[0],
-                          _bicubic(up, (224, 224)), atol=1e-6)
+    assert torch.allclose(
+        prepare_target(up, background_removal=False, framing="stretch")[0], _bicubic(up, (224, 224)), atol=1e-6
+    )
 
 
 def test_fix_scale_pads_by_ten_input_pixels_a_side():
@@ -221,8 +234,17 @@ def test_unknown_framing_is_a_clear_error():
 
 
 def _trace_sketch(img, **kw):
-    base = dict(loss="trace", saliency="none", strokes=4, seeds=2, iterations=3, device="cpu",
-                background_removal=False, allow_download=False, eval_interval=1)
+    base = dict(
+        loss="trace",
+        saliency="none",
+        strokes=4,
+        seeds=2,
+        iterations=3,
+        device="cpu",
+        background_removal=False,
+        allow_download=False,
+        eval_interval=1,
+    )
     base.update(kw)
     return sketch(img, **base)
 

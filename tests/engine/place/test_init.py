@@ -1,12 +1,12 @@
 """Stroke initialization: sampling from softmax(map / T), per-seed determinism, random walk, fallbacks."""
+
 import math
 import warnings
 
 import pytest
 import torch
 
-from clipasso.place.init import (InitError, InitFallbackWarning, initialize_strokes, sampling_map,
-                           start_probabilities)
+from clipasso.place.init import InitError, InitFallbackWarning, initialize_strokes, sampling_map, start_probabilities
 from clipasso.settings import PlaceSettings, SettingsError, SketchSettings
 from clipasso.strokes import Strokes
 
@@ -122,7 +122,7 @@ def test_mask_restricts_starts_to_the_object():
 
 def test_sampling_map_is_the_normalised_saliency_times_ink_not_normalised_again():
     # as the original: A min-max normalised first, then M = ink * A, no second normalisation
-    sal = 2 + torch.linspace(0, 1, 16).reshape(4, 4)   # 2.0 .. 3.0
+    sal = 2 + torch.linspace(0, 1, 16).reshape(4, 4)  # 2.0 .. 3.0
     edges = torch.zeros(4, 4)
     edges[0, :2] = 1
     m = sampling_map(sal, edges)
@@ -162,28 +162,32 @@ def test_tiny_canvas_more_strokes_than_pixels():
 def test_no_warning_in_the_normal_case():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        initialize_strokes((224, 224), 16, (0, 1000, 2000), saliency=torch.rand(224, 224),
-                           edges=(torch.rand(224, 224) > 0.8).float())
+        initialize_strokes(
+            (224, 224), 16, (0, 1000, 2000), saliency=torch.rand(224, 224), edges=(torch.rand(224, 224) > 0.8).float()
+        )
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(canvas=(0, 10)), "canvas size must be positive"),
-    (dict(canvas=(10.5, 10)), "whole pixels"),
-    (dict(num_strokes=0), "num_strokes must be at least 1"),
-    (dict(num_strokes=2.5), "num_strokes must be a whole number"),
-    (dict(seeds=[]), "seeds is empty"),
-    (dict(seeds="abc"), "seeds must be"),
-    (dict(num_segments=0), "num_segments must be at least 1"),
-    (dict(temperature=0.0, saliency=torch.ones(10, 10)), "temperature must be above 0"),
-    (dict(radius=-1.0), "radius"),
-    (dict(width=0.0), r"width must be a half-width in canvas pixels in \(0, 50\]"),
-    (dict(settings=PlaceSettings(num_segments=0)), "num_segments must be at least 1"),
-    (dict(saliency=torch.ones(9, 10)), "9x10 but the canvas is 10x10"),
-    (dict(saliency=torch.ones(2, 10, 10)), "2-D map"),
-    (dict(saliency=torch.full((10, 10), float("nan"))), "NaN"),
-    (dict(saliency=-torch.ones(10, 10)), "non-negative"),
-    (dict(mask=torch.ones(5, 5)), "mask is 5x5"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(canvas=(0, 10)), "canvas size must be positive"),
+        (dict(canvas=(10.5, 10)), "whole pixels"),
+        (dict(num_strokes=0), "num_strokes must be at least 1"),
+        (dict(num_strokes=2.5), "num_strokes must be a whole number"),
+        (dict(seeds=[]), "seeds is empty"),
+        (dict(seeds="abc"), "seeds must be"),
+        (dict(num_segments=0), "num_segments must be at least 1"),
+        (dict(temperature=0.0, saliency=torch.ones(10, 10)), "temperature must be above 0"),
+        (dict(radius=-1.0), "radius"),
+        (dict(width=0.0), r"width must be a half-width in canvas pixels in \(0, 50\]"),
+        (dict(settings=PlaceSettings(num_segments=0)), "num_segments must be at least 1"),
+        (dict(saliency=torch.ones(9, 10)), "9x10 but the canvas is 10x10"),
+        (dict(saliency=torch.ones(2, 10, 10)), "2-D map"),
+        (dict(saliency=torch.full((10, 10), float("nan"))), "NaN"),
+        (dict(saliency=-torch.ones(10, 10)), "non-negative"),
+        (dict(mask=torch.ones(5, 5)), "mask is 5x5"),
+    ],
+)
 def test_bad_inputs_give_clear_errors(kwargs, match):
     args = dict(canvas=(10, 10), num_strokes=4, seeds=(0,))
     args.update(kwargs)

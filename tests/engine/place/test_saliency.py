@@ -1,5 +1,6 @@
 """Saliency maps. CLIP ViTs are tiny random open_clip models written to files and loaded through
 `clipasso.models.load_clip` (tests/tiny_models.py); the maths is checked against independent code."""
+
 import copy
 import json
 import math
@@ -10,9 +11,16 @@ import torch.nn.functional as F
 
 from clipasso.place.init import initialize_strokes
 from clipasso.models import load_clip, wrap_model
-from clipasso.place.saliency import (SaliencyError, clip_attention_map, clip_relevancy_map, load_timm_vit,
-                               position_embedding, saliency_map, timm_attention_map,
-                               vit_forward_with_attention)
+from clipasso.place.saliency import (
+    SaliencyError,
+    clip_attention_map,
+    clip_relevancy_map,
+    load_timm_vit,
+    position_embedding,
+    saliency_map,
+    timm_attention_map,
+    vit_forward_with_attention,
+)
 from clipasso.prepare.xdog import xdog_edges
 from clipasso.settings import SettingsError
 
@@ -78,8 +86,10 @@ def test_attention_probabilities_match_torch_multihead_attention(tiny_vit):
     """Block inputs captured from open_clip's own forward; weights from nn.MultiheadAttention itself."""
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     inputs = []
-    hooks = [blk.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
-             for blk in tiny_vit.visual.transformer.resblocks]
+    hooks = [
+        blk.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
+        for blk in tiny_vit.visual.transformer.resblocks
+    ]
     try:
         with torch.no_grad():
             tiny_vit.visual(x)
@@ -170,9 +180,11 @@ def test_other_patch_size_input_size_and_aspect(tmp_path):
     import open_clip
     from safetensors.torch import save_file
 
-    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 96, "layers": 2, "width": 32, "head_width": 16,
-                                            "patch_size": 16},
-           "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1, "layers": 1}}
+    cfg = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 96, "layers": 2, "width": 32, "head_width": 16, "patch_size": 16},
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1, "layers": 1},
+    }
     torch.manual_seed(0)
     model = open_clip.CLIP(**cfg)
     (tmp_path / "tiny-p16.json").write_text(json.dumps(cfg))
@@ -265,8 +277,9 @@ def test_timm_attention_is_the_last_block_cls_row(tiny_timm):
     path, kw, _ = tiny_timm
     model = load_timm_vit("vit_small_patch8_224.dino", weights=path, **kw)
     img = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(8))
-    x = (img.unsqueeze(0) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / \
-        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = (img.unsqueeze(0) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
     seen = []
     hook = model.blocks[-1].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
     with torch.no_grad():

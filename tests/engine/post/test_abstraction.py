@@ -1,4 +1,5 @@
 """clipasso.post.abstraction (automatic stroke count by pruning) with the tiny real open_clip ResNet."""
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,12 @@ def t_target():
 
 
 def seg(x0, y0, x1, y1):
-    return [[x0, y0], [x0 + (x1 - x0) / 3, y0 + (y1 - y0) / 3], [x0 + 2 * (x1 - x0) / 3, y0 + 2 * (y1 - y0) / 3],
-            [x1, y1]]
+    return [
+        [x0, y0],
+        [x0 + (x1 - x0) / 3, y0 + (y1 - y0) / 3],
+        [x0 + 2 * (x1 - x0) / 3, y0 + 2 * (y1 - y0) / 3],
+        [x1, y1],
+    ]
 
 
 def t_sketch():
@@ -48,8 +53,9 @@ def test_masked_losses_match_the_loss_of_the_drawn_subsets(tiny_rn):
     with torch.no_grad():
         blank = loss.eval_loss(torch.ones(1, 3, SIDE, SIDE))["total"]
         full = loss.eval_loss(render(sk).image)["total"]
-        first = loss.eval_loss(render(Strokes(sk.points[:, :1], sk.widths[:, :1], sk.colors[:, :1],
-                                              sk.canvas)).image)["total"]
+        first = loss.eval_loss(render(Strokes(sk.points[:, :1], sk.widths[:, :1], sk.colors[:, :1], sk.canvas)).image)[
+            "total"
+        ]
     assert torch.allclose(got, torch.cat([blank, full, first]), rtol=1e-4, atol=1e-6)
     assert got[0] > got[2] > got[1]  # more of the T drawn, closer to the picture
 
@@ -94,8 +100,17 @@ def test_reoptimisation_after_each_removal(tiny_rn):
     cfg = OptimizeConfig(iterations=0, num_augs=1, lr=1.0)
     plain = auto_abstract(sk, target, tiny_rn, 0.5, cfg, prune_iterations=0, full_curve=True, min_strokes=2)
     seen = []
-    r = auto_abstract(sk, target, tiny_rn, 0.5, cfg, prune_iterations=2, full_curve=True, min_strokes=2,
-                      callback=lambda k, loss, s: seen.append((k, s.num_strokes)))
+    r = auto_abstract(
+        sk,
+        target,
+        tiny_rn,
+        0.5,
+        cfg,
+        prune_iterations=2,
+        full_curve=True,
+        min_strokes=2,
+        callback=lambda k, loss, s: seen.append((k, s.num_strokes)),
+    )
     assert r.counts == [4, 3, 2] and seen == [(4, 4), (3, 3), (2, 2)]
     assert r.removed[0] == plain.removed[0]  # the first removal is decided before any re-optimisation
     assert r.losses[1] <= plain.losses[1] + 1e-6

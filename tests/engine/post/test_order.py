@@ -1,4 +1,5 @@
 """clipasso.post.order (greedy drawing order, frames, animated SVG/GIF) with the tiny real open_clip ResNet."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET

@@ -4,6 +4,7 @@ entry point, and checked for: the error type, a message that says what to do, bo
 The table of outcomes (input, behaviour, time, peak memory) is printed at the end of the module when
 CLIPASSO_BAD_INPUT_TABLE is set (to a file name, or "-" for the terminal with ``pytest -s``).
 """
+
 from __future__ import annotations
 
 import io
@@ -32,6 +33,7 @@ ROWS = []  # (input, behaviour, seconds, peak MB) for the report table
 
 
 # --------------------------------------------------------------------------- building real inputs
+
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
@@ -62,8 +64,9 @@ def _picture(mode="RGB", size=(64, 48)):
     back = {"RGB": "white", "L": 255, "RGBA": (0, 0, 0, 0), "LA": (0, 0)}[mode]
     ink = {"RGB": (20, 20, 20), "L": 20, "RGBA": (20, 20, 20, 255), "LA": (20, 255)}[mode]
     img = Image.new(mode, size, back)
-    ImageDraw.Draw(img).ellipse([w * 0.2, h * 0.2, w * 0.8, h * 0.8], fill=ink if "A" in mode else None,
-                                outline=ink, width=3)
+    ImageDraw.Draw(img).ellipse(
+        [w * 0.2, h * 0.2, w * 0.8, h * 0.8], fill=ink if "A" in mode else None, outline=ink, width=3
+    )
     return img
 
 
@@ -77,6 +80,7 @@ def big_1bit_png(tmp):  # a real 20000 x 20000 PNG (1-bit grey, white with a bla
 def header_claims(side):
     def build(tmp):  # an 8-bit RGB PNG whose IHDR claims side x side, with a few bytes of data
         return write_png(tmp / f"claims_{side}.png", side, side, 8, 2, idat=zlib.compress(b"\x00" * 64))
+
     return build
 
 
@@ -93,7 +97,7 @@ def corrupt_png(tmp):  # the IDAT bytes are scrambled (CRC mismatch)
     _picture("RGB").save(buf, "PNG")
     data = bytearray(buf.getvalue())
     at = data.index(b"IDAT") + 20
-    data[at:at + 16] = bytes(16)
+    data[at : at + 16] = bytes(16)
     p = tmp / "corrupt.png"
     p.write_bytes(bytes(data))
     return p
@@ -130,6 +134,7 @@ def palette_png(transparent):
         p = tmp / f"palette{'_trns' if transparent else ''}.png"
         img.save(p, transparency=0) if transparent else img.save(p)
         return p
+
     return build
 
 
@@ -148,6 +153,7 @@ def mode_tiff(mode):
         p = tmp / f"mode_{mode}.tif"
         Image.fromarray(arr, mode).save(p)
         return p
+
     return build
 
 
@@ -174,6 +180,7 @@ def sized_png(w, h):
         p = tmp / f"tiny_{w}x{h}.png"
         Image.new("RGB", (w, h), "black").save(p)
         return p
+
     return build
 
 
@@ -243,6 +250,7 @@ def dangling_symlink(tmp):
 
 # --------------------------------------------------------------------------- entry points
 
+
 def load(x, tmp):
     return load_image_file(x)
 
@@ -252,16 +260,39 @@ def prepare(x, tmp):
 
 
 def api_sketch(x, tmp):
-    return sketch(x, loss="trace", saliency="mask", background_removal=False, iterations=1, seeds=1, strokes=4,
-                  device="cpu", allow_download=False)
+    return sketch(
+        x,
+        loss="trace",
+        saliency="mask",
+        background_removal=False,
+        iterations=1,
+        seeds=1,
+        strokes=4,
+        device="cpu",
+        allow_download=False,
+    )
 
 
 def rgb(x, tmp):
     return as_rgb(x)
 
 
-CLI_FLAGS = ["--loss", "trace", "--saliency", "mask", "--no-background-removal", "--iterations", "1",
-             "--seeds", "1", "--strokes", "4", "--device", "cpu", "-q"]
+CLI_FLAGS = [
+    "--loss",
+    "trace",
+    "--saliency",
+    "mask",
+    "--no-background-removal",
+    "--iterations",
+    "1",
+    "--seeds",
+    "1",
+    "--strokes",
+    "4",
+    "--device",
+    "cpu",
+    "-q",
+]
 
 
 def run_cli(x, tmp):
@@ -279,38 +310,104 @@ def _dark(t, rows=slice(None), cols=slice(None)):
 ERR = "error"
 # (id, builder, entry, expected: ("error", regex that must be in the message) or ("works", check or None))
 CASES = [
-    ("20000x20000 PNG (1-bit, ~100 KB)", big_1bit_png, load, (ERR, r"20000x20000 = 400 megapixels.*64 megapixel "
-                                                               r"limit.*shrink the picture")),
+    (
+        "20000x20000 PNG (1-bit, ~100 KB)",
+        big_1bit_png,
+        load,
+        (
+            ERR,
+            r"20000x20000 = 400 megapixels.*64 megapixel "
+            r"limit.*shrink the picture",
+        ),
+    ),
     ("20000x20000 PNG via CLI", big_1bit_png, run_cli, (ERR, r"400 megapixels.*shrink the picture")),
-    ("PNG header claims 100000x100000", header_claims(100000), load, (ERR, r"100000x100000 = 10000 megapixels"
-                                                                      r".*shrink the picture")),
+    (
+        "PNG header claims 100000x100000",
+        header_claims(100000),
+        load,
+        (
+            ERR,
+            r"100000x100000 = 10000 megapixels"
+            r".*shrink the picture",
+        ),
+    ),
     ("PNG header claims 10000x10000", header_claims(10000), load, (ERR, r"10000x10000 = 100 megapixels.*shrink")),
     ("PNG header claims 8001x8001", header_claims(8001), load, (ERR, r"8001x8001 = 64.02 megapixels.*shrink")),
     ("truncated JPEG", truncated_jpeg, load, (ERR, r"truncated.*save or export it again")),
     ("corrupt PNG (scrambled IDAT)", corrupt_png, load, (ERR, r"could not (decode|read).*save or export it again")),
-    ("CMYK JPEG", cmyk_jpeg, prepare, ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.2
-                                       and _dark(t, slice(0, 20)) > 0.9)),
-    ("16-bit grey PNG (I;16)", png16_grey, prepare, ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130))
-                                                     < 0.15 and 0.85 < _dark(t, slice(0, 20)) < 0.95)),
-    ("16-bit grey PIL image I;16B (API)", i16b_image, prepare,
-     ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.1 and 0.7 < _dark(t, slice(0, 20)) < 0.8)),
-    ("48-bit RGB PNG", png48_rgb, prepare, ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.1
-                                            and _dark(t, slice(0, 20)) > 0.95)),
-    ("palette PNG", palette_png(False), prepare, ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.1
-                                                   and _dark(t, slice(0, 20)) > 0.99)),
-    ("palette PNG with transparency", palette_png(True), prepare,
-     ("works", lambda out: out[1] is not None and _dark(out[0], slice(90, 130), slice(90, 130)) < 0.1)),
-    ("LA PNG", la_png, prepare, ("works", lambda out: out[1] is not None and _dark(out[0], slice(100, 120),
-                                                                                     slice(100, 120)) < 0.15)),
-    ("32-bit integer TIFF (I)", mode_tiff("I"), prepare,
-     ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.1 and _dark(t, slice(0, 20)) > 0.9)),
-    ("float TIFF (F)", mode_tiff("F"), prepare,
-     ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.1 and _dark(t, slice(0, 20)) > 0.9)),
-    ("EXIF-rotated JPEG (orientation 6)", exif_rotated_jpeg, load,
-     ("works", lambda im: im.size == (40, 80) and float(np.asarray(im.convert("L"))[:12].mean()) < 30
-      and float(np.asarray(im.convert("L"))[20:].mean()) > 225)),
-    ("EXIF-rotated JPEG, sketch target", exif_rotated_jpeg, prepare,
-     ("works", lambda t: _dark(t, slice(0, 30)) < 0.15 and _dark(t, slice(60, None)) > 0.9)),
+    (
+        "CMYK JPEG",
+        cmyk_jpeg,
+        prepare,
+        ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.2 and _dark(t, slice(0, 20)) > 0.9),
+    ),
+    (
+        "16-bit grey PNG (I;16)",
+        png16_grey,
+        prepare,
+        ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.15 and 0.85 < _dark(t, slice(0, 20)) < 0.95),
+    ),
+    (
+        "16-bit grey PIL image I;16B (API)",
+        i16b_image,
+        prepare,
+        ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.1 and 0.7 < _dark(t, slice(0, 20)) < 0.8),
+    ),
+    (
+        "48-bit RGB PNG",
+        png48_rgb,
+        prepare,
+        ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.1 and _dark(t, slice(0, 20)) > 0.95),
+    ),
+    (
+        "palette PNG",
+        palette_png(False),
+        prepare,
+        ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.1 and _dark(t, slice(0, 20)) > 0.99),
+    ),
+    (
+        "palette PNG with transparency",
+        palette_png(True),
+        prepare,
+        ("works", lambda out: out[1] is not None and _dark(out[0], slice(90, 130), slice(90, 130)) < 0.1),
+    ),
+    (
+        "LA PNG",
+        la_png,
+        prepare,
+        ("works", lambda out: out[1] is not None and _dark(out[0], slice(100, 120), slice(100, 120)) < 0.15),
+    ),
+    (
+        "32-bit integer TIFF (I)",
+        mode_tiff("I"),
+        prepare,
+        ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.1 and _dark(t, slice(0, 20)) > 0.9),
+    ),
+    (
+        "float TIFF (F)",
+        mode_tiff("F"),
+        prepare,
+        ("works", lambda t: _dark(t, slice(90, 130), slice(90, 130)) < 0.1 and _dark(t, slice(0, 20)) > 0.9),
+    ),
+    (
+        "EXIF-rotated JPEG (orientation 6)",
+        exif_rotated_jpeg,
+        load,
+        (
+            "works",
+            lambda im: (
+                im.size == (40, 80)
+                and float(np.asarray(im.convert("L"))[:12].mean()) < 30
+                and float(np.asarray(im.convert("L"))[20:].mean()) > 225
+            ),
+        ),
+    ),
+    (
+        "EXIF-rotated JPEG, sketch target",
+        exif_rotated_jpeg,
+        prepare,
+        ("works", lambda t: _dark(t, slice(0, 30)) < 0.15 and _dark(t, slice(60, None)) > 0.9),
+    ),
     ("fully transparent PNG", all_transparent_png, prepare, (ERR, r"fully transparent.*nothing to sketch")),
     ("fully transparent PNG via CLI", all_transparent_png, run_cli, (ERR, r"fully transparent")),
     ("1x1 PNG", sized_png(1, 1), prepare, (ERR, rf"1x1 pixels, too small.*at least {MIN_SIDE} px")),
@@ -327,7 +424,12 @@ CASES = [
     ("NaN tensor to clipasso.sketch", nan_tensor, api_sketch, (ERR, r"NaN or infinite.*nan_to_num")),
     ("inf in a numpy array (as_rgb)", inf_array, rgb, (ERR, r"NaN or infinite.*fix the node or code")),
     ("file name of 300 characters", long_name, load, (ERR, r"file name is too long.*rename")),
-    ("non-UTF-8 file name (bytes)", non_utf8_name, prepare, ("works", lambda out: tuple(out[0].shape) == (3, 224, 224))),
+    (
+        "non-UTF-8 file name (bytes)",
+        non_utf8_name,
+        prepare,
+        ("works", lambda out: tuple(out[0].shape) == (3, 224, 224)),
+    ),
     ("non-UTF-8 file name via CLI", non_utf8_name_str, run_cli, ("works", None)),
     ("symlink loop", symlink_loop, load, (ERR, r"symbolic links form a loop; fix the link")),
     ("dangling symlink", dangling_symlink, load, (ERR, r"symbolic link to .*moved_away.png, which does not exist")),
@@ -373,7 +475,7 @@ def test_bad_input(name, build, entry, expected, tmp_path, capsys, monkeypatch):
     if traced:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-    peak_mb = max(peak / 2 ** 20, _maxrss_mb() - rss0)
+    peak_mb = max(peak / 2**20, _maxrss_mb() - rss0)
     out, err = capsys.readouterr()
 
     kind, check = expected

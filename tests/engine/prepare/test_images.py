@@ -1,4 +1,5 @@
 """Input images: every form users hand us, and bad ones."""
+
 import numpy as np
 import pytest
 import torch
@@ -12,11 +13,11 @@ def test_forms_and_layouts():
     ref = torch.from_numpy(arr).float().permute(2, 0, 1) / 255
     torch.testing.assert_close(as_rgb(arr), ref)
     torch.testing.assert_close(as_rgb(Image.fromarray(arr)), ref)
-    torch.testing.assert_close(as_rgb(torch.from_numpy(arr).float()[None] / 255), ref)   # ComfyUI BHWC
-    torch.testing.assert_close(as_rgb(ref), ref)                                          # CHW
-    torch.testing.assert_close(as_rgb(ref * 255), ref, atol=1e-6, rtol=0)                 # float 0..255
+    torch.testing.assert_close(as_rgb(torch.from_numpy(arr).float()[None] / 255), ref)  # ComfyUI BHWC
+    torch.testing.assert_close(as_rgb(ref), ref)  # CHW
+    torch.testing.assert_close(as_rgb(ref * 255), ref, atol=1e-6, rtol=0)  # float 0..255
     one = torch.tensor([0.2, 0.4, 0.6]).view(3, 1, 1)
-    torch.testing.assert_close(as_rgb(one, layout="chw"), one)                            # 1-pixel CHW
+    torch.testing.assert_close(as_rgb(one, layout="chw"), one)  # 1-pixel CHW
     torch.testing.assert_close(as_rgb(one.view(1, 1, 3), layout="hwc"), one)
     with pytest.raises(ImageError, match="layout"):
         as_rgb(one, layout="xyz")
@@ -27,7 +28,7 @@ def test_grey_and_alpha_are_composited_over_white():
     assert torch.allclose(as_rgb(grey), torch.full((3, 4, 4), 0.25))
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 0] = 255
-    rgba[:2, :, 3] = 255      # top half opaque red, bottom transparent
+    rgba[:2, :, 3] = 255  # top half opaque red, bottom transparent
     out = as_rgb(rgba)
     assert torch.allclose(out[:, 0, 0], torch.tensor([1.0, 0, 0]))
     assert torch.allclose(out[:, 3, 0], torch.ones(3))
@@ -39,17 +40,20 @@ def test_grey_and_alpha_are_composited_over_white():
     assert torch.allclose(as_rgb(la), torch.ones(3, 3, 3))
 
 
-@pytest.mark.parametrize("bad,match", [
-    (np.zeros((0, 5, 3)), "empty"),
-    (np.zeros((5, 5, 7)), "channels"),
-    (np.full((4, 4, 3), np.nan, np.float32), "NaN"),
-    (np.full((4, 4, 3), -3.0, np.float32), "0..1"),
-    (torch.zeros(2, 4, 4, 3), "batch of 2"),
-    (np.zeros((2, 2, 2, 2, 2)), "dimensions"),
-    (np.array(["a"]), "dtype"),
-    ("no-such-file.png", "not found"),
-    (object(), "cannot read an image"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((0, 5, 3)), "empty"),
+        (np.zeros((5, 5, 7)), "channels"),
+        (np.full((4, 4, 3), np.nan, np.float32), "NaN"),
+        (np.full((4, 4, 3), -3.0, np.float32), "0..1"),
+        (torch.zeros(2, 4, 4, 3), "batch of 2"),
+        (np.zeros((2, 2, 2, 2, 2)), "dimensions"),
+        (np.array(["a"]), "dtype"),
+        ("no-such-file.png", "not found"),
+        (object(), "cannot read an image"),
+    ],
+)
 def test_bad_images_are_refused_clearly(bad, match):
     with pytest.raises(ImageError, match=match):
         as_rgb(bad)
@@ -75,16 +79,19 @@ def test_fit_square_pads_centred_and_never_stretches():
     assert to_pil(sq).size == (40, 40)
 
 
-@pytest.mark.parametrize("mode,make,expect_mode,expect_grey", [
-    ("I;16", lambda: Image.fromarray(np.full((4, 4), 65535, np.uint16)), "L", 1.0),
-    ("I;16B", lambda: Image.frombytes("I;16B", (4, 4), np.full((4, 4), 32896, ">u2").tobytes()), "L", 128 / 255),
-    ("I 16-bit values", lambda: Image.fromarray(np.full((4, 4), 65535, np.int32), "I"), "L", 1.0),
-    ("I 8-bit values", lambda: Image.fromarray(np.full((4, 4), 51, np.int32), "I"), "L", 0.2),
-    ("F", lambda: Image.fromarray(np.full((4, 4), 0.25, np.float32), "F"), "F", 0.25),
-    ("1", lambda: Image.new("1", (4, 4), 1), "L", 1.0),
-    ("CMYK", lambda: Image.new("CMYK", (4, 4), (0, 0, 0, 255)), "RGB", 0.0),
-    ("P", lambda: Image.new("P", (4, 4), 0), "RGB", 0.0),
-])
+@pytest.mark.parametrize(
+    "mode,make,expect_mode,expect_grey",
+    [
+        ("I;16", lambda: Image.fromarray(np.full((4, 4), 65535, np.uint16)), "L", 1.0),
+        ("I;16B", lambda: Image.frombytes("I;16B", (4, 4), np.full((4, 4), 32896, ">u2").tobytes()), "L", 128 / 255),
+        ("I 16-bit values", lambda: Image.fromarray(np.full((4, 4), 65535, np.int32), "I"), "L", 1.0),
+        ("I 8-bit values", lambda: Image.fromarray(np.full((4, 4), 51, np.int32), "I"), "L", 0.2),
+        ("F", lambda: Image.fromarray(np.full((4, 4), 0.25, np.float32), "F"), "F", 0.25),
+        ("1", lambda: Image.new("1", (4, 4), 1), "L", 1.0),
+        ("CMYK", lambda: Image.new("CMYK", (4, 4), (0, 0, 0, 255)), "RGB", 0.0),
+        ("P", lambda: Image.new("P", (4, 4), 0), "RGB", 0.0),
+    ],
+)
 def test_plain_mode_keeps_what_a_sketch_needs(mode, make, expect_mode, expect_grey):
     from clipasso.prepare.images import plain_mode
 

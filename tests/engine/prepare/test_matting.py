@@ -1,6 +1,7 @@
 """Background removal with rembg's real U²-Net-p weights (the copy shipped in clipasso/data), no mocks.
 
 Nothing here needs ../shared or U2NET_HOME: a fresh clone's test run uses the bundled file."""
+
 import hashlib
 import os
 import shutil
@@ -10,8 +11,13 @@ import pytest
 import torch
 
 from clipasso.prepare import matting
-from clipasso.prepare.matting import (Matting, MattingError, MattingWarning, MattingWeightsNotFoundError,
-                              remove_background)
+from clipasso.prepare.matting import (
+    Matting,
+    MattingError,
+    MattingWarning,
+    MattingWeightsNotFoundError,
+    remove_background,
+)
 
 torch.set_num_threads(2)
 
@@ -44,13 +50,16 @@ def photos():
 
 @pytest.fixture(scope="module")
 def matted(photos, weights_dir):
-    return {name: remove_background(img, models_dir=weights_dir, allow_download=False)
-            for name, img in photos.items()}
+    return {name: remove_background(img, models_dir=weights_dir, allow_download=False) for name, img in photos.items()}
 
 
 def corner_means(mask, k=12):
-    return [float(mask[:k, :k].mean()), float(mask[:k, -k:].mean()),
-            float(mask[-k:, :k].mean()), float(mask[-k:, -k:].mean())]
+    return [
+        float(mask[:k, :k].mean()),
+        float(mask[:k, -k:].mean()),
+        float(mask[-k:, :k].mean()),
+        float(mask[-k:, -k:].mean()),
+    ]
 
 
 def test_shapes_and_types_at_input_resolution(matted, photos):
@@ -97,8 +106,9 @@ def test_soft_mask_and_threshold(photos, weights_dir):
     assert float(soft.mask.min()) >= 0 and float(soft.mask.max()) <= 1
     assert bool(((soft.mask > 0.05) & (soft.mask < 0.95)).any())  # really soft at the boundary
     assert torch.equal(soft.mask, soft.soft_mask)
-    assert torch.allclose(soft.image, torch.from_numpy(img / 255.0).permute(2, 0, 1).float() * soft.mask
-                          + (1 - soft.mask), atol=1e-6)
+    assert torch.allclose(
+        soft.image, torch.from_numpy(img / 255.0).permute(2, 0, 1).float() * soft.mask + (1 - soft.mask), atol=1e-6
+    )
     low = remove_background(img, threshold=0.1, models_dir=weights_dir, allow_download=False).mask
     high = remove_background(img, threshold=0.9, models_dir=weights_dir, allow_download=False).mask
     assert float(low.sum()) > float(high.sum())
@@ -157,8 +167,11 @@ def test_clipasso_models_dir_is_searched_before_rembgs_places(monkeypatch, tmp_p
     monkeypatch.setenv(matting.MODELS_DIR_ENV, os.pathsep.join([str(first), str(second)]))
     assert matting.find_weights("u2netp") == str(second / "u2netp.onnx")
     paths = matting.candidate_paths("u2netp")
-    assert paths.index(str(first / "u2netp.onnx")) < paths.index(str(second / "u2netp.onnx")) \
+    assert (
+        paths.index(str(first / "u2netp.onnx"))
+        < paths.index(str(second / "u2netp.onnx"))
         < paths.index(str(home / "u2netp.onnx"))
+    )
     # an explicit models_dir comes before the environment's folders
     explicit = tmp_path / "explicit"
     explicit.mkdir()
@@ -266,8 +279,11 @@ def test_u2net_family_runs_without_rembg_and_gives_rembg_s_masks():
     from clipasso.pipeline import EXAMPLE_IMAGE
 
     rng = np.random.default_rng(0)
-    pictures = [Image.fromarray(rng.integers(0, 255, (90, 130, 3), dtype=np.uint8)),
-                Image.open(EXAMPLE_IMAGE).convert("RGB"), Image.fromarray(data.chelsea())]
+    pictures = [
+        Image.fromarray(rng.integers(0, 255, (90, 130, 3), dtype=np.uint8)),
+        Image.open(EXAMPLE_IMAGE).convert("RGB"),
+        Image.fromarray(data.chelsea()),
+    ]
     with matting._rembg_home(os.path.dirname(bundled_weights("u2netp"))):
         from rembg import new_session
 
@@ -276,15 +292,25 @@ def test_u2net_family_runs_without_rembg_and_gives_rembg_s_masks():
         ours = np.asarray(session.predict(pic)[0])
         ref = np.asarray(theirs.predict(pic)[0])
         assert ours.shape == ref.shape == (pic.height, pic.width) and np.array_equal(ours, ref)
-    code = ("import sys; from clipasso.prepare.matting import remove_background; import torch\n"
-            "m = remove_background(torch.rand(3, 64, 80), allow_download=False)\n"
-            "print('REMBG', 'rembg' in sys.modules, m.mask.shape)")
+    code = (
+        "import sys; from clipasso.prepare.matting import remove_background; import torch\n"
+        "m = remove_background(torch.rand(3, 64, 80), allow_download=False)\n"
+        "print('REMBG', 'rembg' in sys.modules, m.mask.shape)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "REMBG False" in out.stdout, out.stdout + out.stderr[-2000:]
 
 
-@pytest.mark.parametrize("env", [{}, {"U2NET_HOME": "u2"}, {"REMBG_HOME": "rb"}, {"XDG_DATA_HOME": "xdg"},
-                                 {"XDG_DATA_HOME": "xdg", "REMBG_HOME": "rb"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"U2NET_HOME": "u2"},
+        {"REMBG_HOME": "rb"},
+        {"XDG_DATA_HOME": "xdg"},
+        {"XDG_DATA_HOME": "xdg", "REMBG_HOME": "rb"},
+    ],
+)
 def test_rembg_folders_are_rembg_s_own(monkeypatch, tmp_path, env):
     """The folders we look in for rembg's copies equal rembg's (its session classes), without importing it."""
     from rembg.sessions import sessions_class
@@ -295,5 +321,7 @@ def test_rembg_folders_are_rembg_s_own(monkeypatch, tmp_path, env):
         monkeypatch.setenv(key, str(tmp_path / value))
     for model in ("u2netp", "u2net", "isnet-general-use"):
         cls = next(c for c in sessions_class if c.name() == model)
-        assert matting._rembg_paths(model, f"{model}.onnx") == [os.path.join(cls.model_dir(), f"{model}.onnx"),
-                                                                 os.path.join(cls.legacy_home(), f"{model}.onnx")]
+        assert matting._rembg_paths(model, f"{model}.onnx") == [
+            os.path.join(cls.model_dir(), f"{model}.onnx"),
+            os.path.join(cls.legacy_home(), f"{model}.onnx"),
+        ]

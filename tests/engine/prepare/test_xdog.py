@@ -1,11 +1,11 @@
 """XDoG ink map: original parameters, 1 = ink, Otsu and blur checked against independent code."""
+
 import numpy as np
 import pytest
 import torch
 
 from clipasso.prepare.images import as_rgb, fit_square
-from clipasso.prepare.xdog import (XDOG_DEFAULTS, gaussian_blur, otsu_threshold, xdog_edges,
-                           xdog_response)
+from clipasso.prepare.xdog import XDOG_DEFAULTS, gaussian_blur, otsu_threshold, xdog_edges, xdog_response
 
 torch.set_num_threads(2)
 
@@ -55,8 +55,10 @@ def test_otsu_matches_scikit_image():
     from skimage.filters import threshold_otsu
 
     g = torch.Generator().manual_seed(0)
-    for values in (torch.cat([torch.rand(500, generator=g) * 0.3, 0.6 + torch.rand(300, generator=g) * 0.4]),
-                   xdog_response(dark_square()).reshape(-1)):
+    for values in (
+        torch.cat([torch.rand(500, generator=g) * 0.3, 0.6 + torch.rand(300, generator=g) * 0.4]),
+        xdog_response(dark_square()).reshape(-1),
+    ):
         assert otsu_threshold(values) == pytest.approx(float(threshold_otsu(values.numpy())), abs=1e-5)
 
 

@@ -1,4 +1,5 @@
 """The differentiable rasterizer against independent computations."""
+
 import math
 
 import numpy as np
@@ -28,8 +29,14 @@ def seg_distance(px, py, ax, ay, bx, by):
 
 
 def draw(points, width=1.5, size=(32, 32), color=(0, 0, 0, 1), backend="torch", background=(1, 1, 1)):
-    s = Strokes.from_points(torch.tensor(points, dtype=torch.float64)[None] if torch.tensor(points).ndim == 3
-                            else torch.tensor(points, dtype=torch.float64), size, width=width, color=color)
+    s = Strokes.from_points(
+        torch.tensor(points, dtype=torch.float64)[None]
+        if torch.tensor(points).ndim == 3
+        else torch.tensor(points, dtype=torch.float64),
+        size,
+        width=width,
+        color=color,
+    )
     return render(s, background=background, backend=backend)
 
 
@@ -127,8 +134,15 @@ def _fd_check(make_loss, x, eps=1e-6, cos_min=0.999, rel=0.02):
 def test_point_gradients_match_finite_differences(backend):
     torch.manual_seed(0)
     # (no pixel centre sits exactly on a kink of the box filter, where only one-sided derivatives exist)
-    pts = torch.tensor([[[[4.37, 6.13], [12.2, 2.4], [18.7, 25.3], [27.6, 20.2]],
-                         [[6.6, 26.4], [10.1, 14.9], [20.3, 15.7], [25.1, 4.2]]]], dtype=torch.float64)
+    pts = torch.tensor(
+        [
+            [
+                [[4.37, 6.13], [12.2, 2.4], [18.7, 25.3], [27.6, 20.2]],
+                [[6.6, 26.4], [10.1, 14.9], [20.3, 15.7], [25.1, 4.2]],
+            ]
+        ],
+        dtype=torch.float64,
+    )
     weights = torch.rand(1, 3, 30, 32, dtype=torch.float64)
     widths = torch.tensor([[1.5, 2.2]], dtype=torch.float64)
     colors = torch.tensor([[[0.9, 0.1, 0.2, 0.8], [0.1, 0.3, 0.9, 0.7]]], dtype=torch.float64)
@@ -136,14 +150,22 @@ def test_point_gradients_match_finite_differences(backend):
     def loss(p):
         img, _ = rasterize(p, widths, colors, 30, 32, backend=backend)
         return (img * weights).sum()
+
     _fd_check(loss, pts)
 
 
 def test_width_and_colour_gradients_match_finite_differences():
     torch.manual_seed(0)
     # (no pixel centre sits exactly on a kink of the box filter, where only one-sided derivatives exist)
-    pts = torch.tensor([[[[4.37, 6.13], [12.2, 2.4], [18.7, 25.3], [27.6, 20.2]],
-                         [[6.6, 26.4], [10.1, 14.9], [20.3, 15.7], [25.1, 4.2]]]], dtype=torch.float64)
+    pts = torch.tensor(
+        [
+            [
+                [[4.37, 6.13], [12.2, 2.4], [18.7, 25.3], [27.6, 20.2]],
+                [[6.6, 26.4], [10.1, 14.9], [20.3, 15.7], [25.1, 4.2]],
+            ]
+        ],
+        dtype=torch.float64,
+    )
     weights = torch.rand(1, 3, 30, 32, dtype=torch.float64)
     widths = torch.tensor([[1.37, 2.21]], dtype=torch.float64)
     colors = torch.tensor([[[0.9, 0.1, 0.2, 0.8], [0.1, 0.3, 0.9, 0.7]]], dtype=torch.float64)
@@ -154,18 +176,20 @@ def test_width_and_colour_gradients_match_finite_differences():
 def test_tiled_matches_dense_reference_when_sampling_is_the_same():
     """Translated copies of one stroke share piece counts, so both backends sample identically."""
     base = torch.tensor([[3.0, 4.0], [20.0, -6.0], [30.0, 30.0], [44.0, 12.0]], dtype=torch.float64)
-    pts = torch.stack([base + torch.tensor([dx, dy], dtype=torch.float64)
-                       for dx, dy in [(0, 5), (6, 20), (-2, 30)]])[None].repeat(2, 1, 1, 1)
+    pts = torch.stack([base + torch.tensor([dx, dy], dtype=torch.float64) for dx, dy in [(0, 5), (6, 20), (-2, 30)]])[
+        None
+    ].repeat(2, 1, 1, 1)
     pts[1] += 3.3
     pts.requires_grad_(True)
     widths = torch.tensor([[1.5, 1.0, 2.5], [0.7, 1.5, 3.0]], dtype=torch.float64)
-    colors = torch.tensor([[0.2, 0.4, 0.1, 0.9], [0.8, 0.1, 0.5, 0.6], [0, 0, 0, 1.0]],
-                          dtype=torch.float64).expand(2, 3, 4)
+    colors = torch.tensor([[0.2, 0.4, 0.1, 0.9], [0.8, 0.1, 0.5, 0.6], [0, 0, 0, 1.0]], dtype=torch.float64).expand(
+        2, 3, 4
+    )
     w = torch.rand(2, 3, 64, 56, dtype=torch.float64)
     out = {}
     for backend in ("torch", "dense"):
         img, alpha = rasterize(pts, widths, colors, 64, 56, backend=backend)
-        g, = torch.autograd.grad((img * w).sum(), pts)
+        (g,) = torch.autograd.grad((img * w).sum(), pts)
         out[backend] = (img.detach(), alpha.detach(), g)
     for a, b in zip(out["torch"], out["dense"]):
         torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
@@ -179,8 +203,8 @@ def test_candidates_render_independently():
     together = render(s)
     for b in range(4):
         alone = render(s.select(b))
-        torch.testing.assert_close(together.image[b:b + 1], alone.image, atol=1e-6, rtol=0)
-        torch.testing.assert_close(together.alpha[b:b + 1], alone.alpha, atol=1e-6, rtol=0)
+        torch.testing.assert_close(together.image[b : b + 1], alone.image, atol=1e-6, rtol=0)
+        torch.testing.assert_close(together.alpha[b : b + 1], alone.alpha, atol=1e-6, rtol=0)
 
 
 def test_strokes_composite_in_order_with_opacity():
@@ -194,6 +218,7 @@ def test_strokes_composite_in_order_with_opacity():
     def at_cross(colors):
         img, alpha = rasterize(pts, torch.full((1, 2), 2.0), torch.tensor([colors]), 32, 32, bg)
         return img[0, :, 10, 16], float(alpha[0, 10, 16])
+
     px, a = at_cross([red, blue])
     # blue over (red over white): by hand
     under = 0.5 * torch.tensor([1.0, 0, 0]) + 0.5 * torch.tensor(bg)
@@ -238,8 +263,9 @@ def test_large_canvas_and_many_strokes_stay_cheap():
     """A 2048 px canvas with long strokes renders without materialising pixels x pieces."""
     torch.manual_seed(0)
     pts = torch.rand(1, 64, 4, 2) * 2048
-    s = Strokes(pts.requires_grad_(True), torch.full((1, 64), 3.0), torch.tensor([0, 0, 0, 1.0]).expand(1, 64, 4),
-                (2048, 2048))
+    s = Strokes(
+        pts.requires_grad_(True), torch.full((1, 64), 3.0), torch.tensor([0, 0, 0, 1.0]).expand(1, 64, 4), (2048, 2048)
+    )
     img, alpha = render(s)
     img.mean().backward()
     assert img.shape == (1, 3, 2048, 2048)
@@ -294,8 +320,9 @@ def test_device_matches_cpu(device):
 @pytest.mark.skipif(not raster.diffvg_available(), reason="pydiffvg is not installed")
 def test_diffvg_backend_agrees_with_torch():
     torch.manual_seed(0)
-    s = Strokes(torch.rand(1, 8, 4, 2) * 100, torch.full((1, 8), 1.5), torch.tensor([0, 0, 0, 1.0]).expand(1, 8, 4),
-                (100, 100))
+    s = Strokes(
+        torch.rand(1, 8, 4, 2) * 100, torch.full((1, 8), 1.5), torch.tensor([0, 0, 0, 1.0]).expand(1, 8, 4), (100, 100)
+    )
     ours = render(s, backend="torch").image
     theirs = render(s, backend="diffvg").image
     assert float((ours - theirs).abs().mean()) < 0.01
@@ -330,8 +357,10 @@ def _image_and_grads(pts, widths, colors, size=48, background=(0.9, 0.8, 0.7)):
     return out
 
 
-@pytest.mark.parametrize("setting,value", [("_PIECES_PER_GROUP", 60), ("_ENTRIES_BEFORE_COMPACT", 50),
-                                           ("_DENSE_SUFFIX_CELLS", 0), ("_PAIRS_PER_CHUNK", 512)])
+@pytest.mark.parametrize(
+    "setting,value",
+    [("_PIECES_PER_GROUP", 60), ("_ENTRIES_BEFORE_COMPACT", 50), ("_DENSE_SUFFIX_CELLS", 0), ("_PAIRS_PER_CHUNK", 512)],
+)
 def test_bounded_memory_paths_give_the_same_picture_and_gradients(monkeypatch, setting, value):
     pts, widths, colors = _scene()
     ref = _image_and_grads(pts, widths, colors)
@@ -344,8 +373,14 @@ def test_bounded_memory_paths_give_the_same_picture_and_gradients(monkeypatch, s
 
 
 def test_padding_and_off_canvas_segments_are_not_drawn_but_the_picture_is_the_same():
-    pts = torch.tensor([[[[2.0, 2.0], [10, 4], [20, 30], [28, 28]] + [[28.0, 28.0]] * 6,     # padded to 3 segments
-                         [[-80.0, -80.0], [-70, -60], [-60, -70], [5, 5]] + [[5.0, 5.0]] * 6]])  # first segment partly off
+    pts = torch.tensor(
+        [
+            [
+                [[2.0, 2.0], [10, 4], [20, 30], [28, 28]] + [[28.0, 28.0]] * 6,  # padded to 3 segments
+                [[-80.0, -80.0], [-70, -60], [-60, -70], [5, 5]] + [[5.0, 5.0]] * 6,
+            ]
+        ]
+    )  # first segment partly off
     widths = torch.full((1, 2), 1.5)
     counts = raster._drawn_counts(pts, widths, 32, 32)
     assert counts[0, 0, 1:].tolist() == [0, 0] and int(counts[0, 0, 0]) > 0
