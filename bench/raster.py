@@ -1,7 +1,9 @@
-"""Rasterizer speed and memory: the tiled torch renderer against the naive dense reference.
+"""Rasterizer speed and memory: the tiled torch renderer against the naive dense reference, and
+against diffvg (CLIPasso's renderer, 2x2 samples) on the CPU when pydiffvg is importable.
 
     python bench/raster.py            # CPU (2 threads) and, when present, the GPU
     python bench/raster.py --quick    # fewer repeats, dense reference only where it is cheap
+    PYTHONPATH=$(python tests/diffvg_build.py) python bench/raster.py   # with the tests' diffvg build
 
 Each case runs in its own process so peak memory is that case's alone: on CPU the rise of the peak
 resident set over the process's footprint just before rendering; on GPU torch's peak allocation.
@@ -115,7 +117,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     ap.add_argument("--repeats", type=int, default=15, help="timed repeats of the torch renderer")
     ap.add_argument("--dense-repeats", type=int, default=3, help="timed repeats of the dense reference")
-    ap.add_argument("--quick", action="store_true", help="3 repeats; dense reference only for 16 strokes at 224")
+    ap.add_argument("--diffvg-repeats", type=int, default=3, help="timed repeats of diffvg (when installed)")
+    ap.add_argument(
+        "--quick", action="store_true", help="3 repeats; dense reference and diffvg only for 16 strokes at 224"
+    )
     ap.add_argument("--out", default=None, help="JSON file (default bench/results/raster_<device>.json)")
     args = ap.parse_args()
 
@@ -128,6 +133,10 @@ def main() -> None:
         sys.exit("bench/raster.py: no CUDA device here; run with --device cpu")
     reps = 3 if args.quick else args.repeats
     dreps = 1 if args.quick else args.dense_repeats
+    vreps = 1 if args.quick else args.diffvg_repeats
+    from clipasso.render.raster import diffvg_available
+
+    with_diffvg = diffvg_available()
 
     for device in devices:
         name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({cpu_name()}), {args.threads} threads"
@@ -137,10 +146,14 @@ def main() -> None:
             row["torch"] = measure("torch", strokes, size, device, reps, args.threads)
             dense_ok = not args.quick or (strokes, size) == (16, 224)
             row["dense"] = measure("dense", strokes, size, device, dreps, args.threads) if dense_ok else None
+            # diffvg: on the CPU (the backend always runs it there), where it takes under ~2 s a call
+            diffvg_ok = with_diffvg and device == "cpu" and dense_ok and strokes * size <= 64 * 224
+            row["diffvg"] = measure("diffvg", strokes, size, device, vreps, args.threads) if diffvg_ok else None
             rows.append(row)
             print(
                 f"  {device} {strokes:4d} strokes {size}px: torch {row['torch'].get('fwd_bwd_ms', float('nan')):.1f} ms"
-                + (f", dense {row['dense'].get('fwd_bwd_ms', float('nan')):.0f} ms" if row["dense"] else ""),
+                + (f", dense {row['dense'].get('fwd_bwd_ms', float('nan')):.0f} ms" if row["dense"] else "")
+                + (f", diffvg {row['diffvg'].get('fwd_bwd_ms', float('nan')):.0f} ms" if row["diffvg"] else ""),
                 flush=True,
             )
         result = {
@@ -149,6 +162,7 @@ def main() -> None:
             "threads": args.threads,
             "repeats": reps,
             "dense_repeats": dreps,
+            "diffvg": "pydiffvg, 2x2 samples, CPU" if with_diffvg else "not installed",
             "cases": rows,
             "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
@@ -161,17 +175,18 @@ def main() -> None:
             f"(dense: {dreps}); memory = peak rise while rendering"
         )
         print(
-            "| strokes | canvas | torch fwd | torch fwd+bwd | torch mem MB | dense fwd | dense fwd+bwd | dense mem MB | speed-up fwd+bwd |"
+            "| strokes | canvas | torch fwd | torch fwd+bwd | torch mem MB | dense fwd | dense fwd+bwd | dense mem MB "
+            "| speed-up fwd+bwd | diffvg fwd | diffvg fwd+bwd |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            t, d = r["torch"], r["dense"] or {}
+            t, d, v = r["torch"], r["dense"] or {}, r["diffvg"] or {}
             f = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
             sp = (d["fwd_bwd_ms"] / t["fwd_bwd_ms"]) if d.get("fwd_bwd_ms") and t.get("fwd_bwd_ms") else None
             print(
                 f"| {r['strokes']} | {r['size']} | {f(t.get('fwd_ms'))} | {f(t.get('fwd_bwd_ms'))} | {f(t.get('extra_mb'), 0)} "
                 f"| {f(d.get('fwd_ms'), 0)} | {f(d.get('fwd_bwd_ms'), 0)} | {f(d.get('extra_mb'), 0)} | "
-                f"{'-' if sp is None else f'{sp:.0f}x'} |"
+                f"{'-' if sp is None else f'{sp:.0f}x'} | {f(v.get('fwd_ms'), 0)} | {f(v.get('fwd_bwd_ms'), 0)} |"
             )
         t16 = rows[0]["torch"].get("fwd_bwd_ms")
         d16 = (rows[0]["dense"] or {}).get("fwd_bwd_ms")

@@ -36,6 +36,7 @@ DEFAULT_SALIENCY_MODEL = "ViT-B-32"
 FRAMINGS = ("stretch", "fix-scale", "pad")
 LOSS_MODES = ("clip", "trace", "clip+trace")
 TRACE_REFERENCES = ("edges", "image")
+RENDERERS = ("auto", "torch", "diffvg")  # auto: torch (clipasso.render.raster)
 DEFAULT_TRACE_SIGMAS = (1.0, 2.0, 4.0, 8.0)
 SALIENCY_METHODS = ("clip-attention", "clip-relevancy", "timm-vit", "mask", "none")
 ABSTRACTION_METHODS = ("prune", "grow")
@@ -62,6 +63,17 @@ MAX_SEEDS = 64
 
 class SettingsError(ClipassoError, ValueError):
     """A setting that cannot work; the message names it and says what to use."""
+
+
+def diffvg_missing_message() -> str:
+    """How to get pydiffvg, for the errors that ask for it."""
+    return (
+        "the diffvg renderer needs pydiffvg, which is not installed (it is not on PyPI). Build it from "
+        "diffvg's source (https://github.com/BachiLi/diffvg; CPU only: apt-get install libthrust-dev, "
+        "pybind11's source as pybind11/ inside the tree, then DIFFVG_CUDA=0 python setup.py install and "
+        "pip install svgpathtools cssutils; this repository's tests/diffvg_build.py does exactly that), "
+        "or use the renderer torch (the default, nothing to compile)"
+    )
 
 
 # --------------------------------------------------------------------------- one option
@@ -531,6 +543,12 @@ class OptimizerSettings(_Stage):
     opacity_lr: float = option(0.05, "learning rate of the opacities", low=0, low_open=True, flag="")
     color_lr: float = option(0.02, "learning rate of the colours", low=0, low_open=True, flag="")
     background: Tuple[float, float, float] = option((1.0, 1.0, 1.0), "canvas colour the strokes are drawn on", flag="")
+    renderer: str = option(
+        "auto",
+        "rasteriser that draws the strokes while optimising: torch (built in; auto picks it) or diffvg "
+        "(pydiffvg, the original CLIPasso's renderer, when it is installed; much slower)",
+        choices=RENDERERS,
+    )
     reseed_interval: Optional[int] = option(
         None,
         "move strokes that shrank to dots every N steps to where ink is "
@@ -585,6 +603,11 @@ class OptimizerSettings(_Stage):
     )
 
     def rules(self, label):
+        if self.renderer == "diffvg":
+            try:
+                import pydiffvg  # noqa: F401
+            except Exception:  # noqa: BLE001 - any import failure means "not available"
+                yield f"{label('renderer')} diffvg: {diffvg_missing_message()}"
         try:
             lo, hi = (float(v) for v in self.width_range)
         except (TypeError, ValueError):

@@ -130,6 +130,7 @@ class OptimizeSketch(io.ComfyNode):
                 setting_input("augmentations"),
                 *loop_inputs(),
                 *loop_inputs(SPEED_WIDGETS),
+                setting_input("renderer", optional=True),  # last: saved workflows keep their widget order
             ],
             outputs=[
                 SketchStrokes.Output(

@@ -69,6 +69,7 @@ class CLIPassoSketch(io.ComfyNode):
             inputs=[
                 io.Image.Input("image", tooltip="Picture(s) of an object; every picture of a batch gets a sketch."),
                 *sketch_inputs(),
+                setting_input("renderer", optional=True),  # last: saved workflows keep their widget order
             ],
             outputs=[
                 SketchStrokes.Output("sketch", display_name="strokes", tooltip="The winning sketch of each picture."),

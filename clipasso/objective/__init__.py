@@ -236,6 +236,7 @@ class Objective:
             h,
             w,
             getattr(self.settings, "background", (1.0, 1.0, 1.0)),
+            getattr(self.settings, "renderer", "auto"),
         )[0]
 
     def evaluate(self, strokes: Strokes) -> torch.Tensor:

@@ -96,7 +96,9 @@ class Run:
         from ..render.raster import rasterize
 
         h, w = self.canvas
-        return rasterize(points, self.style.widths, self.style.colors(), h, w, self.config.background)[0]
+        return rasterize(
+            points, self.style.widths, self.style.colors(), h, w, self.config.background, self.config.renderer
+        )[0]
 
     def evaluate(self) -> None:
         """Measure the clean-view loss of the state drawn in ``image``; keep it where it is a candidate's best."""

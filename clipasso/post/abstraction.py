@@ -324,7 +324,9 @@ def ink_benefit(
     with torch.enable_grad():
         with torch.no_grad():
             image = render(
-                sketch.to(dev), background=getattr(loss_fn.settings, "background", (1.0, 1.0, 1.0))
+                sketch.to(dev),
+                background=getattr(loss_fn.settings, "background", (1.0, 1.0, 1.0)),
+                backend=getattr(loss_fn.settings, "renderer", "auto"),
             ).image.float()
             # measured under a faint wash of ink: on pure paper a loss may clamp its ink at 0 and pass
             # no gradient there (the trace loss does)

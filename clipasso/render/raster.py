@@ -28,6 +28,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ..settings import diffvg_missing_message  # noqa: F401 - the message, defined with the renderer setting
 from ..strokes import StrokeError, Strokes
 
 FLATNESS_TOL = 0.05  # px: max distance between a cubic and its polyline
@@ -322,6 +323,12 @@ def _rasterize_tiled(points, widths, colors, H, W, background):
         uniq, trans, ink = _composite_entries(alpha_e, group, None if uniform else rgb_all[st])
         if uniform:  # one ink colour: the over-composite telescopes to c * (1 - T)
             ink = (1 - trans)[:, None] * rgb_all[0][None, :]
+            if colors.requires_grad and torch.is_grad_enabled():
+                # ...but its colour gradient would all land on stroke 0's colour: each stroke's colour
+                # gets its own (alpha * what is painted after it) through a term that is exactly 0 in
+                # value, so the picture stays bit-for-bit the shortcut's
+                _, _, per_stroke = _composite_entries(alpha_e.detach(), group, rgb_all[st])
+                ink = (1 - trans)[:, None] * rgb_all[0].detach()[None, :] + (per_stroke - per_stroke.detach())
         if len(groups) == 1:
             # the usual case (a sketch's strokes fit one group): the picture is computed on the touched
             # pixels only and put into a blank canvas once, with no full-size arithmetic in the graph
@@ -402,34 +409,95 @@ def diffvg_available() -> bool:
     return True
 
 
-def _rasterize_diffvg(points, widths, colors, H, W, background, samples: int = 2, seed: int = 0):
+DIFFVG_SAMPLES = 2  # diffvg's supersampling per pixel side (CLIPasso's: 2 x 2)
+_STRAIGHT_NUDGE = 1e-3  # px: inner control points moved apart across a straight segment (see below)
+
+
+def _unstraighten(points: torch.Tensor) -> torch.Tensor:
+    """[S, 1+3k, 2] float32 -> the same with every (nearly) straight cubic bent by a hair.
+
+    diffvg draws next to nothing of a cubic whose cubic term ``p3 - 3 p2 + 3 p1 - p0`` vanishes
+    (control points evenly on a line, as `read_svg` makes from an SVG ``L``): only its caps. Moving the
+    inner control points by ``_STRAIGHT_NUDGE`` px to opposite sides of the chord gives that term a
+    length of at least 6 x the nudge; the curve moves by at most 0.3 x the nudge. The shift is a constant:
+    gradients pass through unchanged."""
+    k = (points.shape[1] - 1) // 3
+    if k == 0:
+        return points
+    with torch.no_grad():
+        c = _cubics(points[None])[0]  # [S, k, 4, 2]
+        p0, p1, p2, p3 = c.unbind(2)
+        cubic_term = p3 - 3 * p2 + 3 * p1 - p0
+        chord = p3 - p0
+        n = torch.stack([-chord[..., 1], chord[..., 0]], -1)
+        norm = n.norm(dim=-1, keepdim=True)
+        n = torch.where(norm > 1e-6, n / norm.clamp_min(1e-6), torch.tensor([0.0, 1.0], dtype=n.dtype))
+        along = (cubic_term * n).sum(-1, keepdim=True)
+        weak = along.abs() < 6 * _STRAIGHT_NUDGE
+        sign = torch.where(along >= 0, 1.0, -1.0)
+        shift = torch.where(weak, sign * n * _STRAIGHT_NUDGE, torch.zeros_like(n))  # [S, k, 2]
+        delta = torch.zeros_like(points)
+        delta[:, 1::3] = -shift  # p1 of every cubic
+        delta[:, 2::3] = shift  # p2
+    return points + delta
+
+
+def _rasterize_diffvg(points, widths, colors, H, W, background, samples: int = DIFFVG_SAMPLES, seed: int = 0):
+    """pydiffvg's rendering, composited as `_rasterize_tiled` does; ``samples`` per pixel side.
+
+    diffvg gets float32 tensors on the CPU (the build the tests make is CPU-only; its C++ reads
+    float32 data): the casts and moves are in the graph, so gradients come back in the caller's dtype
+    and device. diffvg makes each sample's colour straight (divided by its alpha) before it averages
+    the samples, so its RGB is neither straight nor premultiplied where a pixel is partly covered by
+    translucent ink. Two renders give the exact quantities instead: over opaque black its colour is the
+    premultiplied ink (the average of colour x alpha over the samples), and without a background its
+    alpha is the average alpha. Then, as ours: ``ink + bg (1 - a)`` over a background, and with
+    ``background=None`` the straight colour ``ink / a`` (0 where there is no ink)."""
     import pydiffvg
 
+    samples = int(samples)
+    if samples < 1:
+        raise ValueError(f"diffvg samples must be a positive whole number per pixel side; got {samples}")
+    dev, dt = points.device, points.dtype
+    cpu = torch.device("cpu")
+    pydiffvg.set_device(cpu)
+    pydiffvg.set_print_timing(False)
+    pts = points.to(cpu, torch.float32)
+    wid = widths.to(cpu, torch.float32)
+    col = colors.to(cpu, torch.float32)
     k = (points.shape[2] - 1) // 3
-    pydiffvg.set_device(points.device)
     render_fn = pydiffvg.RenderFunction.apply
-    imgs, alphas = [], []
+    black = torch.zeros(H, W, 4)
+    black[..., 3] = 1.0
+    inks, alphas = [], []
     for b in range(points.shape[0]):
+        bent = _unstraighten(pts[b])
         shapes, groups = [], []
         for s in range(points.shape[1]):
             shapes.append(
                 pydiffvg.Path(
                     num_control_points=torch.full((k,), 2, dtype=torch.int32),
-                    points=points[b, s],
-                    stroke_width=widths[b, s],
+                    points=bent[s].contiguous(),
+                    stroke_width=wid[b, s],
                     is_closed=False,
                 )
             )
-            groups.append(pydiffvg.ShapeGroup(shape_ids=torch.tensor([s]), fill_color=None, stroke_color=colors[b, s]))
+            groups.append(
+                pydiffvg.ShapeGroup(
+                    shape_ids=torch.tensor([s], dtype=torch.int32), fill_color=None, stroke_color=col[b, s]
+                )
+            )
         args = pydiffvg.RenderFunction.serialize_scene(W, H, shapes, groups)
-        out = render_fn(W, H, samples, samples, seed, None, *args)  # [H, W, 4] straight RGBA
-        a = out[..., 3]
-        rgb = out[..., :3].permute(2, 0, 1)
-        if background is not None:
-            rgb = rgb * a + _bg(background, out.device, out.dtype)[:, None, None] * (1 - a)
-        imgs.append(rgb)
-        alphas.append(a)
-    return torch.stack(imgs), torch.stack(alphas)
+        over_black = render_fn(W, H, samples, samples, seed, black, *args)  # RGB: premultiplied ink
+        alone = render_fn(W, H, samples, samples, seed, None, *args)  # alpha: the average coverage x opacity
+        inks.append(over_black[..., :3].permute(2, 0, 1))
+        alphas.append(alone[..., 3])
+    ink = torch.stack(inks).to(dev, dt)
+    alpha = torch.stack(alphas).to(dev, dt)
+    if background is None:
+        return ink / alpha.clamp_min(1e-8)[:, None], alpha
+    bg = _bg(background, dev, dt)[None, :, None, None]
+    return ink + bg * (1 - alpha[:, None]), alpha
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,10 +572,9 @@ def rasterize(
     except KeyError:
         raise ValueError(f"unknown raster backend {backend!r}; choose one of {sorted(_BACKENDS)}") from None
     if backend == "diffvg" and not diffvg_available():
-        raise RuntimeError(
-            "the diffvg backend needs pydiffvg, which is not installed; "
-            "use backend='torch' (the default, no compilation needed)"
-        )
+        from ..settings import SettingsError
+
+        raise SettingsError(diffvg_missing_message())
     _check_inputs(points, widths, colors, background)
     return fn(points, widths, colors, int(height), int(width), background)
 

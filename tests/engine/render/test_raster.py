@@ -317,23 +317,155 @@ def test_device_matches_cpu(device):
     assert float(cos) > 0.999
 
 
-@pytest.mark.skipif(not raster.diffvg_available(), reason="pydiffvg is not installed")
-def test_diffvg_backend_agrees_with_torch():
-    torch.manual_seed(0)
-    s = Strokes(
-        torch.rand(1, 8, 4, 2) * 100, torch.full((1, 8), 1.5), torch.tensor([0, 0, 0, 1.0]).expand(1, 8, 4), (100, 100)
-    )
-    ours = render(s, backend="torch").image
-    theirs = render(s, backend="diffvg").image
-    assert float((ours - theirs).abs().mean()) < 0.01
+# diffvg (built from ../shared/third_party/ by tests/diffvg_build.py: skipped locally when it cannot be
+# built, a failure on CI)
+@pytest.fixture(scope="module")
+def pydiffvg():
+    import importlib.util
+    from pathlib import Path
+
+    # by its path: another test may have bound the name ``tests`` to another package
+    path = Path(__file__).resolve().parents[2] / "diffvg_build.py"
+    spec = importlib.util.spec_from_file_location("clipasso_test_diffvg_build", path)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    build.diffvg_or_skip()
+    import pydiffvg as module
+
+    return module
 
 
-def test_diffvg_backend_says_how_to_do_without_it():
-    if raster.diffvg_available():
-        pytest.skip("pydiffvg is installed")
+def _diffvg_scene(seed, n=6, size=48, ink="black", width=1.5, opacity=1.0):
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.rand(1, n, 4, 2, generator=g, dtype=torch.float64) * (size - 8) + 4
+    widths = torch.full((1, n), float(width), dtype=torch.float64)
+    if ink == "black":
+        rgb = torch.zeros(1, n, 3, dtype=torch.float64)
+    else:
+        rgb = torch.rand(1, n, 3, generator=g, dtype=torch.float64)
+    colors = torch.cat([rgb, torch.full((1, n, 1), float(opacity), dtype=torch.float64)], -1)
+    return pts, widths, colors, size
+
+
+def _image_and_grad(pts, widths, colors, size, background, fn):
+    g = torch.Generator().manual_seed(123)
+    weights = torch.rand(1, 3, size, size, generator=g, dtype=torch.float64)
+    p = pts.clone().requires_grad_(True)
+    img, _ = fn(p, widths, colors, size, size, background)
+    (img * weights).sum().backward()
+    return img.detach(), p.grad.reshape(-1)
+
+
+# Against diffvg at 16x16 samples, ours may differ at most this many times as much as diffvg at 2x2
+# samples (CLIPasso's) does: mean |image difference|, and 1 - cosine of the point gradients. Measured
+# (seed 7): images 0.19-0.27x; gradients 0.7-1.4x with opaque ink, but 4.0x with ink at opacity 0.5
+# (cosines 0.82 against diffvg 2x2's 0.955: an open difference, see issue 28), bounded at 5x there.
+AGREEMENT_FACTOR = 1.0
+GRADIENT_FACTOR = 2.0
+GRADIENT_FACTOR_TRANSLUCENT = 5.0
+DIFFVG_CASES = {
+    "black, 3 px": dict(ink="black", width=1.5),
+    "colour, 1.5 px": dict(ink="colour", width=0.75),
+    "colour, 6 px": dict(ink="colour", width=3.0),
+    "colour, opacity 0.5, on grey": dict(ink="colour", width=1.5, opacity=0.5, background=(0.5, 0.5, 0.5)),
+}
+
+
+@pytest.mark.parametrize("case", list(DIFFVG_CASES))
+def test_diffvg_agrees_with_ours_within_its_own_sampling_noise(pydiffvg, case):
+    kw = dict(DIFFVG_CASES[case])
+    background = kw.pop("background", (1.0, 1.0, 1.0))
+    scene = _diffvg_scene(7, **kw)
+
+    def diffvg_at(samples):
+        return lambda *a: raster._rasterize_diffvg(*a, samples=samples)
+
+    ours, g_ours = _image_and_grad(*scene, background, raster._rasterize_tiled)
+    ref, g_ref = _image_and_grad(*scene, background, diffvg_at(16))
+    d2, g2 = _image_and_grad(*scene, background, diffvg_at(2))
+    ours_err = float((ours - ref).abs().mean())
+    noise = float((d2 - ref).abs().mean())
+    assert ours_err <= AGREEMENT_FACTOR * noise, (case, ours_err, noise)
+    cos = torch.nn.functional.cosine_similarity
+    cos_ours = float(cos(g_ours, g_ref, dim=0))
+    cos_noise = float(cos(g2, g_ref, dim=0))
+    factor = GRADIENT_FACTOR if kw.get("opacity", 1.0) == 1.0 else GRADIENT_FACTOR_TRANSLUCENT
+    assert 1 - cos_ours <= factor * (1 - cos_noise), (case, cos_ours, cos_noise)
+
+
+def _partial_red_line():
+    # a 1 px wide horizontal line whose band covers a fraction of the pixels of rows 9 and 10
+    return torch.tensor([[line_stroke(4, 9.8, 28, 9.8)]], dtype=torch.float64), torch.full((1, 1), 0.5)
+
+
+def test_diffvg_composites_colours_as_ours(pydiffvg):
+    pts, w = _partial_red_line()
+    red = torch.tensor([[[1.0, 0.0, 0.0, 1.0]]], dtype=torch.float64)
+    img, alpha = raster._rasterize_diffvg(pts, w.double(), red, 20, 32, (1.0, 1.0, 1.0), samples=8)
+    partial = (alpha > 0.05) & (alpha < 0.95)
+    assert bool(partial.any())
+    torch.testing.assert_close(img[:, 0], torch.ones_like(img[:, 0]))  # red over white keeps R = 1
+    straight, a2 = raster._rasterize_diffvg(pts, w.double(), red, 20, 32, None, samples=8)
+    inked = a2[0] > 1e-3
+    torch.testing.assert_close(straight[0][:, inked], red[0, 0, :3, None].expand(3, int(inked.sum())))
+    white = torch.tensor([[[1.0, 1.0, 1.0, 1.0]]], dtype=torch.float64)
+    on_grey, _ = raster._rasterize_diffvg(pts, w.double(), white, 20, 32, (0.5, 0.5, 0.5), samples=8)
+    assert float(on_grey.min()) >= 0.5 - 1e-6  # white ink never darkens grey paper
+    ours, _ = raster._rasterize_tiled(pts, w.double(), white, 20, 32, (0.5, 0.5, 0.5))
+    assert float((on_grey - ours).abs().max()) < 0.1
+
+
+def test_diffvg_takes_float64_and_gives_float64_gradients(pydiffvg):
+    pts, widths, colors, size = _diffvg_scene(3, ink="colour")
+    p = pts.clone().requires_grad_(True)
+    w = widths.clone().requires_grad_(True)
+    c = colors.clone().requires_grad_(True)
+    img, alpha = rasterize(p, w, c, size, size, backend="diffvg")
+    assert img.dtype == torch.float64 and alpha.dtype == torch.float64
+    img.sum().backward()
+    for t in (p, w, c):
+        assert t.grad is not None and t.grad.dtype == torch.float64 and bool(torch.isfinite(t.grad).all())
+        assert float(t.grad.abs().sum()) > 0
+
+
+def test_diffvg_draws_straight_segments(pydiffvg):
+    lines = [line_stroke(4, 6, 40, 6), line_stroke(6, 10, 6, 40), line_stroke(10, 12, 40, 42)]
+    pts = torch.tensor([lines], dtype=torch.float64)
+    w = torch.full((1, 3), 1.5, dtype=torch.float64)
+    c = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64).expand(1, 3, 4)
+    _, ours = raster._rasterize_tiled(pts, w, c, 48, 48, (1.0, 1.0, 1.0))
+    _, theirs = raster._rasterize_diffvg(pts, w, c, 48, 48, (1.0, 1.0, 1.0), samples=4)
+    assert float(theirs.sum()) == pytest.approx(float(ours.sum()), rel=0.03)
+
+
+def test_diffvg_renderer_reaches_the_optimiser(pydiffvg):
+    from clipasso.optimize import optimize_pictures
+    from clipasso.settings import OptimizeConfig
+
+    pts, widths, colors, size = _diffvg_scene(5, n=4, size=64)
+    strokes = Strokes(pts.float(), widths.float(), colors.float(), (size, size))
+    target = torch.ones(3, size, size)
+    target[:, 20:44, 20:44] = 0.0
+    runs = {}
+    for renderer in ("torch", "diffvg"):
+        config = OptimizeConfig.from_preset("paper", loss="trace", iterations=3, renderer=renderer, num_augs=1)
+        runs[renderer] = optimize_pictures(strokes, [target], None, config, device="cpu")
+    assert not torch.equal(runs["torch"].points, runs["diffvg"].points)
+
+
+def test_diffvg_missing_says_how_to_get_it(monkeypatch):
+    import sys
+
+    from clipasso.settings import SettingsError, SketchSettings
+
+    monkeypatch.setitem(sys.modules, "pydiffvg", None)  # as if it were not installed: import fails
+    assert not raster.diffvg_available()
     s = Strokes.from_points([line_stroke(0, 0, 5, 5)], (8, 8))
-    with pytest.raises(RuntimeError, match="backend='torch'"):
+    with pytest.raises(SettingsError, match="diffvg_build.py") as err:
         render(s, backend="diffvg")
+    assert "libthrust-dev" in str(err.value) and "torch" in str(err.value)
+    with pytest.raises(SettingsError, match="renderer diffvg"):
+        SketchSettings.from_preset("paper", renderer="diffvg").validate()
 
 
 # ---------------------------------------------------------------------------------------------
