@@ -317,22 +317,7 @@ def test_device_matches_cpu(device):
     assert float(cos) > 0.999
 
 
-# diffvg (built from ../shared/third_party/ by tests/diffvg_build.py: skipped locally when it cannot be
-# built, a failure on CI)
-@pytest.fixture(scope="module")
-def pydiffvg():
-    import importlib.util
-    from pathlib import Path
-
-    # by its path: another test may have bound the name ``tests`` to another package
-    path = Path(__file__).resolve().parents[2] / "diffvg_build.py"
-    spec = importlib.util.spec_from_file_location("clipasso_test_diffvg_build", path)
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    build.diffvg_or_skip()
-    import pydiffvg as module
-
-    return module
+# diffvg tests take the `pydiffvg` fixture (tests/engine/render/conftest.py)
 
 
 def _diffvg_scene(seed, n=6, size=48, ink="black", width=1.5, opacity=1.0):

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from clipasso.optimize.style import StyleState
-from clipasso.render import raster
 from clipasso.render.raster import rasterize
 
 H = W = 32
@@ -102,9 +101,8 @@ def test_shortcut_picture_is_unchanged_when_colours_need_gradients(ink):
         assert torch.equal(a, b.detach())
 
 
-@pytest.mark.skipif(not raster.diffvg_available(), reason="pydiffvg is not installed")
 @pytest.mark.parametrize("ink", sorted(INKS))
-def test_diffvg_colour_gradients_match_finite_differences(ink):
+def test_diffvg_colour_gradients_match_finite_differences(pydiffvg, ink):
     # diffvg samples coverage, so only the colours (on which its picture depends smoothly) are checked
     # against its own finite differences; float32 with a wide step (the picture is linear in RGB)
     colors = torch.cat([INKS[ink], OPACITY], -1).float()
