@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..output.paths import OutputPathError, check_output_paths
-from .options import LIMITS, ProgressBar, add_settings_arguments, flag_of, fmt_time, settings_or_usage_error
+from .options import (
+    LIMITS,
+    ProgressBar,
+    add_settings_arguments,
+    flag_of,
+    fmt_time,
+    settings_or_usage_error,
+    sigterm_stop,
+    signal_handlers,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: stopped by SIGTERM after writing the best sketch so far
@@ -246,32 +255,14 @@ def _sketch(args, settings) -> int:
         stop["requested"] = True
         print("\nclipasso: stopping after this iteration (Ctrl+C again to abort)...", file=sys.stderr)
 
-    def on_sigterm(signum, frame):  # as Ctrl+C: stop, write the best sketch so far, then exit 143
-        if stop["terminated"]:  # a second SIGTERM (e.g. while a model is still loading): stop now
-            raise SystemExit(128 + signal.SIGTERM)
-        stop["terminated"] = True
-        if not stop["requested"]:
-            stop["requested"] = True
-            print(
-                "\nclipasso: SIGTERM: stopping after this iteration and writing the best sketch so far...",
-                file=sys.stderr,
-            )
-
     def progress(it, losses, image):
         best = float(torch.nan_to_num(losses["best"], nan=float("inf")).min())
         bar.update(it, best)
 
-    old = {}
-    for signum, handler in ((signal.SIGINT, on_sigint), (signal.SIGTERM, on_sigterm)):
-        try:
-            old[signum] = signal.signal(signum, handler)
-        except ValueError:  # not the main thread
-            pass
-    try:
+    # SIGTERM as Ctrl+C: stop, write the best sketch so far, then exit 143
+    on_sigterm = sigterm_stop(stop, "stopping after this iteration and writing the best sketch so far...")
+    with signal_handlers({signal.SIGINT: on_sigint, signal.SIGTERM: on_sigterm}):
         return _run_and_write(args, settings, out_svg, bar, stop, progress, errors)
-    finally:  # the handlers stay until every file is written: a SIGTERM while writing does not cut it short
-        for signum, handler in old.items():
-            signal.signal(signum, handler)
 
 
 def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:

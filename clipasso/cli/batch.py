@@ -6,7 +6,14 @@ import signal
 import sys
 import time
 
-from .options import ProgressBar, add_settings_arguments, flag_of, fmt_time, settings_or_usage_error
+from .options import (
+    ProgressBar,
+    add_settings_arguments,
+    flag_of,
+    fmt_time,
+    settings_or_usage_error,
+    signal_handlers,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
@@ -84,12 +91,6 @@ def run_batch(args, parser) -> int:
         stop["requested"], stop["signal"] = True, signum
         print("\nclipasso: stopping after this picture's current iteration (again to abort)...", file=sys.stderr)
 
-    old = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            old[signum] = signal.signal(signum, on_signal)
-        except ValueError:  # not the main thread
-            pass
     bar = {"current": None}
     start = time.perf_counter()
 
@@ -118,29 +119,27 @@ def run_batch(args, parser) -> int:
             flush=True,
         )
 
-    try:
-        result = sketch_many(
-            args.inputs,
-            args.output,
-            settings,
-            engine=args.engine,
-            png=args.png,
-            png_size=args.png_size,
-            force=args.force,
-            recursive=args.recursive,
-            on_item=on_item,
-            callback=progress if args.engine == "local" else None,
-            should_stop=lambda: stop["requested"],
-            ray_address=args.ray_address,
-            workers=args.workers,
-            ray_tries=args.ray_tries or RAY_TRIES,
-        )
-    except (ClipassoError, OSError) as exc:
-        print(f"clipasso: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    finally:
-        for signum, handler in old.items():
-            signal.signal(signum, handler)
+    with signal_handlers({signal.SIGINT: on_signal, signal.SIGTERM: on_signal}):
+        try:
+            result = sketch_many(
+                args.inputs,
+                args.output,
+                settings,
+                engine=args.engine,
+                png=args.png,
+                png_size=args.png_size,
+                force=args.force,
+                recursive=args.recursive,
+                on_item=on_item,
+                callback=progress if args.engine == "local" else None,
+                should_stop=lambda: stop["requested"],
+                ray_address=args.ray_address,
+                workers=args.workers,
+                ray_tries=args.ray_tries or RAY_TRIES,
+            )
+        except (ClipassoError, OSError) as exc:
+            print(f"clipasso: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
     print(f"batch: {result.summary()}; manifest {result.manifest}", flush=True)
     if stop["signal"] is not None:
         return EXIT_TERMINATED if stop["signal"] == signal.SIGTERM else EXIT_INTERRUPTED

@@ -4,11 +4,13 @@ grouped by stage, the bounds table and the rules of options that need another; a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import signal
 import sys
 import time
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
 
 def _limits():
@@ -200,6 +202,40 @@ def settings_or_usage_error(args, parser):
         return settings_from_args(args)
     except SettingsError as exc:
         parser.error(str(exc))
+
+
+@contextlib.contextmanager
+def signal_handlers(handlers: Dict[int, Callable]):
+    """Install ``{signum: handler}`` for the block (skipped off the main thread, where Python refuses) and put
+    the old handlers back after it; a command keeps its handlers until every file is written, so a signal
+    while writing does not cut the writing short."""
+    old = {}
+    for signum, handler in handlers.items():
+        try:
+            old[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+
+
+def sigterm_stop(stop: dict, message: str) -> Callable:
+    """A SIGTERM handler for a command that writes what it has before it exits 143: the first SIGTERM sets
+    ``stop["terminated"]`` (and ``stop["requested"]``) and prints ``message`` unless a stop was already
+    asked for; a second one (e.g. while a model is still loading) exits 143 at once."""
+
+    def on_sigterm(signum, frame):
+        if stop.get("terminated"):
+            raise SystemExit(128 + signal.SIGTERM)
+        stop["terminated"] = True
+        if not stop.get("requested"):
+            stop["requested"] = True
+            print(f"\nclipasso: SIGTERM: {message}", file=sys.stderr, flush=True)
+
+    return on_sigterm
 
 
 def fmt_time(seconds: float) -> str:

@@ -464,7 +464,7 @@ def run_report_cli(args) -> int:
     import sys
 
     inputs = args.inputs or [str(EXAMPLE_IMAGE)]
-    from ..cli.options import LIMITS, limit_problems
+    from ..cli.options import LIMITS, limit_problems, sigterm_stop, signal_handlers
     from ..output.paths import OutputPathError, check_output_paths
 
     from ..prepare.files import ImageError, check_image_path
@@ -503,25 +503,12 @@ def run_report_cli(args) -> int:
     terminated = 128 + signal.SIGTERM
     stop = {"terminated": False}
 
-    def on_sigterm(signum, frame):  # as `clipasso sketch`: stop, write what is done, exit 143
-        if stop["terminated"]:  # a second SIGTERM (e.g. while a model is still loading): stop now
-            raise SystemExit(terminated)
-        stop["terminated"] = True
-        print(
-            "\nclipasso: SIGTERM: stopping after this iteration and writing the report of the sketches done so far...",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    try:
-        old = signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:  # not the main thread
-        old = None
-    try:
+    # as `clipasso sketch`: stop, write what is done, exit 143
+    on_sigterm = sigterm_stop(
+        stop, "stopping after this iteration and writing the report of the sketches done so far..."
+    )
+    with signal_handlers({signal.SIGTERM: on_sigterm}):
         return _report(args, inputs, stop, terminated)
-    finally:  # the handler stays until the files are written: a SIGTERM while writing does not cut it short
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
 
 
 def _report(args, inputs, stop, terminated) -> int:
