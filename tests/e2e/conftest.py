@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
+
+from clipasso.testing.external import on_ci
 
 from .client import ComfyClient
 from .comfy_env import comfyui_or_skip
@@ -52,7 +53,7 @@ def matting_weights(comfy_base):
             "rembg's u2netp.onnx is needed by the example workflows: clipasso/data/u2netp.onnx is "
             "missing (a broken checkout?); set U2NET_HOME to a folder that holds it"
         )
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if on_ci():
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
     return comfy_base["u2netp"]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from clipasso.testing.external import on_ci
+
 from .conftest import TIMINGS
 from .workflow_builder import API_DIR, GRAPHS, REPO, WORKFLOWS
 
@@ -44,7 +46,7 @@ def chromium_path():
 def _need(what, msg):
     if what:
         return what
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if on_ci():
         pytest.fail(msg, pytrace=False)
     pytest.skip(msg)
 

@@ -9,6 +9,8 @@ import os
 import pytest
 import torch
 
+from clipasso.testing.external import on_ci
+
 from e2e.comfy_env import comfyui_or_skip, import_core, load_pack
 from e2e.server import find_u2netp
 
@@ -370,7 +372,7 @@ def u2netp_folder(core, tmp_path_factory):
     src = find_u2netp()
     if src is None:
         msg = "rembg's u2netp.onnx is needed: clipasso/data/u2netp.onnx is missing (a broken checkout?), set U2NET_HOME"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if on_ci():
             pytest.fail(msg)
         pytest.skip(msg)
     folder = tmp_path_factory.mktemp("matting_models")
