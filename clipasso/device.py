@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 PRECISION_ALIASES = {"off": "fp32"}  # old word -> the word it means now (0.2 settings, saved scripts)
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# The `compile` setting (clipasso.models.compiled): auto = where it pays back, on, off = eager.
+COMPILE_MODES = ("auto", "on", "off")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf16 dot products natively
 AUTOCAST_DEVICE_TYPES = ("cuda", "mps", "cpu")  # where torch.autocast is used at all
 

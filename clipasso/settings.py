@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
-from .device import DEVICES, PRECISIONS, precision_word  # noqa: F401 - the words, defined there once
+from .device import COMPILE_MODES, DEVICES, PRECISIONS, precision_word  # noqa: F401 - the words, defined there once
 from .errors import ClipassoError
 
 DEFAULT_PRETRAINED = "openai"
@@ -467,6 +467,14 @@ class ObjectiveSettings(_Stage):
         choices=PRECISIONS,
         canonical=precision_word,
         flag="--precision",
+    )
+    compile: str = option(
+        "auto",
+        "compile the CLIP encoder's training step with torch.compile: auto (where it pays back: a long "
+        "run, or a cache this machine already compiled; the first compile takes about a minute and is kept "
+        "in ~/.cache/clipasso/compiled, $CLIPASSO_COMPILE_CACHE), on, off (eager). Needs a C++ compiler on "
+        "CPU, triton on CUDA; without one the run goes on eager and says why",
+        choices=COMPILE_MODES,
     )
 
     @property

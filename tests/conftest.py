@@ -41,3 +41,17 @@ def tiny_vit(tiny_models):
     from clipasso.models import load_clip
 
     return load_clip(tiny_models["vit_name"], models_dir=tiny_models["folder"], allow_download=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _compile_cache(tmp_path_factory):
+    """torch.compile's caches and ledger (clipasso.models.compiled) in a folder of the session, never the
+    user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("compile_cache")
+    old = os.environ.get("CLIPASSO_COMPILE_CACHE")
+    os.environ["CLIPASSO_COMPILE_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("CLIPASSO_COMPILE_CACHE", None)
+    else:
+        os.environ["CLIPASSO_COMPILE_CACHE"] = old

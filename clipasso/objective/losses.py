@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,9 @@ import torch.nn.functional as F
 from ..device import autocast
 from ..errors import ClipassoError
 from ..settings import ObjectiveSettings, SettingsError, field_option
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models.compiled import CompiledStep
 
 RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 DEFAULT_RESNET_WEIGHTS = {"layer2": 1.0, "layer3": 1.0}
@@ -336,6 +339,7 @@ class CLIPassoLoss:
         self.distance = st.distance
         self.aug_pool = int(aug_pool)
         self.amp_dtype = amp_dtype
+        self.compiled_step = None  # enable_compile(): the training step through torch.compile
         self.eval_amp_dtype = (
             amp_dtype if isinstance(eval_amp_dtype, str) and eval_amp_dtype == "same" else eval_amp_dtype
         )
@@ -375,14 +379,47 @@ class CLIPassoLoss:
         x = enc.normalize(x).to(enc.dtype)
         if not enc.is_vit:
             x = x.contiguous(memory_format=torch.channels_last)
+        step = self.compiled_step
+        if step is not None and step.enabled and amp_dtype == self.amp_dtype and torch.is_grad_enabled():
+            outs = step(x)  # the training step, compiled (clipasso.models.compiled)
+        else:
+            outs = self._encode(x, amp_dtype)
+        names = list(self.layer_weights)
+        feats = {k: v.float() for k, v in zip(names, outs[: len(names)])}
+        emb = outs[len(names)] if len(outs) > len(names) else None
+        return feats, (emb.float() if emb is not None else None)
+
+    def _encode(self, x: torch.Tensor, amp_dtype) -> tuple:
+        """The encoder on normalised input under autocast to ``amp_dtype``: the layers' features in
+        ``layer_weights`` order, then the embedding when a term needs it (the function compiled)."""
+        enc = self.encoder
         need_emb = self.semantic_weight > 0 or self.text_weight > 0
         with autocast(x.device, amp_dtype):
             if enc.is_vit:
                 feats, emb = _vit_features(enc.visual, x, list(self.layer_weights), need_emb)
             else:
                 feats, emb = _resnet_features(enc.visual, x, list(self.layer_weights), need_emb)
-        feats = {k: v.float() for k, v in feats.items()}
-        return feats, (emb.float() if emb is not None else None)
+        outs = tuple(feats[k] for k in self.layer_weights)
+        return outs + ((emb,) if emb is not None else ())
+
+    def compiled(self) -> "CompiledStep":
+        """The training step's `clipasso.models.compiled.CompiledStep` (made once, not yet enabled:
+        ``.enable()`` switches the step to it; it stays eager where compiling is impossible)."""
+        if self.compiled_step is None:
+            from ..device import precision_label
+            from ..models.compiled import CompiledStep, machine_key
+
+            amp = self.amp_dtype
+            size = sum(p.numel() for p in self.encoder.visual.parameters())  # tells same-named models apart
+            model = f"{self.encoder.name} ({size / 1e6:.2f}M)"
+            prefix = "|".join((machine_key(self.device), model, precision_label(amp), ",".join(self.layer_weights)))
+            self.compiled_step = CompiledStep(lambda x: self._encode(x, amp), self.device, prefix)
+        return self.compiled_step
+
+    def train_input_shape(self, candidates: int) -> tuple:
+        """The encoder's input shape in a training step of ``candidates`` sketches (clean + augmented views)."""
+        size = int(self.encoder.image_size)
+        return (int(candidates) * (1 + self.num_augs), 3, size, size)
 
     # .................................................................. terms
     def _terms(self, sk, tg, n_cand: int) -> Dict[str, torch.Tensor]:

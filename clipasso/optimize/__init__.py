@@ -57,6 +57,7 @@ class OptimizeResult:
     train_losses: torch.Tensor = field(default=None)  # [iterations_run, B] training loss per step (NaN: not run)
     diverged: bool = False  # stopped because points became non-finite (best state returned)
     reseeded: List[int] = field(default_factory=list)  # collapsed strokes re-seeded, per candidate
+    compile: Optional[dict] = None  # the compile setting's decision and step times (policies.CompileEncoder)
     stop_reason: str = "iterations"  # iterations (the budget), plateau, cancelled or diverged
     trial_iteration: Optional[int] = None  # where the seed trial ended (None: every candidate ran to the end)
     survivors: Optional[List[int]] = None  # candidates that went on after the trial (indices into B)

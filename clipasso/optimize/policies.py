@@ -25,6 +25,8 @@ which run after these.
 from __future__ import annotations
 
 import math
+import statistics
+import time
 from typing import List, Optional, Sequence
 
 import torch
@@ -186,6 +188,113 @@ class Reseed(Policy):
         return None
 
 
+class CompileEncoder(Policy):
+    """The ``compile`` setting: the CLIP loss's training step through ``torch.compile``
+    (`clipasso.models.compiled`). ``on`` switches it on at the start. ``auto`` times the first
+    ``probe`` eager steps, then compiles when the steps left, at the speed-up this machine measured (or
+    `DEFAULT_SPEEDUP`), save more than the compiles cost: one per batch size still to come (the seed
+    trial halves the batch once), cold or from a warm cache (`CompiledStep.expected_compile_s`). Either
+    way the measured eager and compiled step times go to the ledger, so the next decision uses this
+    machine's own figures. Reports ``compile``: what was decided and measured."""
+
+    def __init__(self, mode: str, losses: Sequence, probe: int = 3, measure: int = 5):
+        self.mode, self.losses, self.probe, self.measure = mode, list(losses), int(probe), int(measure)
+
+    @classmethod
+    def from_config(cls, cfg, objective) -> Optional["CompileEncoder"]:
+        mode = getattr(cfg, "compile", "off")
+        losses = [term[2] for term in getattr(objective, "terms", ()) if hasattr(term[2], "compiled")]
+        return cls(mode, losses) if mode != "off" and losses else None
+
+    # .................................................................. hooks
+    def start(self, run: Run) -> None:
+        self.steps = [loss.compiled() for loss in self.losses]
+        self.last_time, self.last_iteration = None, None
+        self.eager: List[float] = []
+        self.timed: dict = {}  # batch shape -> compiled step times
+        self.recorded: set = set()
+        run.report["compile"] = self.info = {"mode": self.mode, "decision": None}
+        if self.mode == "on":
+            self._enable(run, "asked (compile on)")
+
+    def after_step(self, run: Run) -> Optional[str]:
+        now = time.perf_counter()
+        last, self.last_time = self.last_time, now
+        if last is None:  # the first step warms up allocations: not timed
+            return None
+        it = run.iteration
+        if (it - 1) % run.config.eval_interval == 0 or (it - 1) in run.eval_also:
+            return None  # this interval holds an evaluation too
+        shape = self._shape(run)
+        seconds = now - last
+        if not any(s.enabled for s in self.steps):
+            if self.info["decision"] is None and self.mode == "auto":
+                self.eager.append(seconds)
+                if len(self.eager) >= self.probe:
+                    self._decide(run, shape, statistics.median(self.eager))
+            return None
+        step = self.steps[0]
+        if shape in step.compile_seconds and shape not in self.recorded:
+            times = self.timed.setdefault(shape, [])
+            times.append(seconds)
+            if len(times) > self.measure:  # the first compiled interval may still hold the compile
+                best = statistics.median(times[1:])
+                step.ledger.update(step.key(shape), compiled_step_s=best)
+                self.info.setdefault("compiled_step_s", {})[str(shape[0])] = round(best, 4)
+                self.recorded.add(shape)
+        return None
+
+    # .................................................................. the decision
+    def _shape(self, run: Run) -> tuple:
+        active = run.candidates if run.active is None else len(run.survivors)
+        return self.losses[0].train_input_shape(active)
+
+    def _phases(self, run: Run, shape: tuple) -> List[tuple]:
+        """(steps, batch shape) of the rest of the run: the seed trial's cut halves the batch once."""
+        cfg = run.config
+        left = max(0, cfg.iterations - run.iteration)
+        trial = SeedTrial.from_config(cfg, run.candidates) if run.active is None else None
+        if trial is None or trial.cut <= run.iteration:
+            return [(left, shape)]
+        after = self.losses[0].train_input_shape(trial.survivors)
+        return [(trial.cut - run.iteration, shape), (cfg.iterations - trial.cut, after)]
+
+    def _decide(self, run: Run, shape: tuple, eager_s: float) -> None:
+        from ..device import precision_label
+        from ..models.compiled import speedup
+
+        step = self.steps[0]
+        word = precision_label(getattr(self.losses[0], "amp_dtype", None))
+        saving = cost = 0.0
+        unknown = False
+        for n, sh in self._phases(run, shape):
+            if n <= 0:
+                continue
+            ratio = speedup(step.ledger, step.key(sh), step.device.type, word)
+            if ratio is None:
+                unknown = True
+                continue
+            per_step = eager_s * sh[0] / shape[0]  # the step's cost scales with the views it encodes
+            saving += n * per_step * (1 - 1 / ratio)
+            cost += step.expected_compile_s(sh)[0]
+        self.info.update(
+            eager_step_s=round(eager_s, 4), expected_saving_s=round(saving, 1), compile_cost_s=round(cost, 1)
+        )
+        if unknown and saving == 0:
+            self.info["decision"] = "eager: no measured speed-up for this device and precision yet"
+        elif saving <= cost:
+            self.info["decision"] = f"eager: compiling would save about {saving:.0f} s but cost about {cost:.0f} s"
+        else:
+            self._enable(run, f"compiling saves about {saving:.0f} s for about {cost:.0f} s of compiling")
+
+    def _enable(self, run: Run, why: str) -> None:
+        ok = all(step.enable() for step in self.steps)
+        eager_s = self.info.get("eager_step_s")
+        if ok and eager_s:  # with the compiled times to come, the ledger's speed-up of this machine
+            self.steps[0].ledger.update(self.steps[0].key(self._shape(run)), eager_step_s=eager_s)
+        self.info["decision"] = f"compiled: {why}" if ok else f"eager: {self.steps[0].failed}"
+
+
 def policies_for(cfg, objective, candidates: int, canvas) -> List[Policy]:
     """The policies the settings ask for, in the order they act: the trial cut before the plateau test
     at an evaluation; the divergence rollback before re-seeding after a step."""
@@ -195,6 +304,7 @@ def policies_for(cfg, objective, candidates: int, canvas) -> List[Policy]:
         MixedPrecision.from_objective(objective),
         Rollback(),
         Reseed.from_config(cfg, canvas),
+        CompileEncoder.from_config(cfg, objective),
     ]
     return [p for p in wanted if p is not None]
 
@@ -255,4 +365,14 @@ def reseed_collapsed(
         return moved
 
 
-__all__ = ["Policy", "SeedTrial", "Plateau", "MixedPrecision", "Rollback", "Reseed", "policies_for", "reseed_collapsed"]
+__all__ = [
+    "Policy",
+    "CompileEncoder",
+    "SeedTrial",
+    "Plateau",
+    "MixedPrecision",
+    "Rollback",
+    "Reseed",
+    "policies_for",
+    "reseed_collapsed",
+]
