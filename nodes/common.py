@@ -4,6 +4,7 @@ colour parsing and the models folder. No algorithm lives here."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import List, Optional, Tuple
@@ -53,6 +54,49 @@ def free_memory() -> None:
     import comfy.model_management as mm
 
     mm.soft_empty_cache()
+
+
+class CompileNotices:
+    """While a node runs: the compiled encoder's lines (logger ``clipasso.compile``: "compiling the
+    encoder once for this machine (about N s)", why it runs eager) as text on the node
+    (``send_progress_text``) besides ComfyUI's console. Use as ``with CompileNotices(cls): ...``."""
+
+    def __init__(self, node_cls=None):
+        hidden = getattr(node_cls, "hidden", None)
+        self.node_id = getattr(hidden, "unique_id", None) if hidden is not None else None
+
+    def __enter__(self):
+        self.logger = logging.getLogger("clipasso.compile")
+        self.old_level = self.logger.level
+        self.handler = _NodeTextHandler(self.node_id)
+        self.logger.addHandler(self.handler)
+        if self.logger.getEffectiveLevel() > logging.INFO:
+            self.logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.old_level)
+        return False
+
+
+class _NodeTextHandler(logging.Handler):
+    def __init__(self, node_id):
+        super().__init__()
+        self.node_id = node_id
+
+    def emit(self, record) -> None:
+        if self.node_id is None:
+            return
+        try:
+            from server import PromptServer
+
+            server = getattr(PromptServer, "instance", None)
+            send = getattr(server, "send_progress_text", None)
+            if send is not None:
+                send(record.getMessage().replace("clipasso: compile: ", ""), self.node_id)
+        except Exception:  # text on the node is a courtesy; it must never fail the run
+            pass
 
 
 # --------------------------------------------------------------------------- layouts

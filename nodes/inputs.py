@@ -202,6 +202,7 @@ def loop_config(models, preset: str = "fast", **widgets):
         from clipasso.device import precision_label
 
         over["mixed_precision"] = precision_label(models.autocast_dtype)  # the node's dtype as the settings' word
+        over["compile"] = getattr(models, "compile", "auto")
     try:
         settings = SketchSettings.from_preset(preset, **over)
         config = settings.optimize_config().validate()

@@ -26,6 +26,7 @@ class ClipassoModels:
     saliency: object  # clipasso.models.ClipEncoder
     device: torch.device
     autocast_dtype: Optional[torch.dtype]
+    compile: str = "auto"  # the optimiser's compile setting (clipasso.models.compiled)
 
     def __repr__(self) -> str:
         from clipasso.device import precision_label
@@ -33,7 +34,7 @@ class ClipassoModels:
         dt = precision_label(self.autocast_dtype)
         return (
             f"ClipassoModels(loss={self.loss.name}, saliency={self.saliency.name}, "
-            f"device={self.device}, precision={dt})"
+            f"device={self.device}, precision={dt}, compile={self.compile})"
         )
 
 
@@ -117,6 +118,15 @@ class LoadCLIPassoModels(io.ComfyNode):
                     "only local files are used, and a missing file gives a "
                     "message naming where to put it.",
                 ),
+                setting_input(  # last: saved workflows keep their widget order
+                    "compile",
+                    optional=True,
+                    tooltip="Compile the loss encoder's training step with torch.compile. auto: where it pays "
+                    "back (a long run, or a step this machine compiled before: its cache is kept in "
+                    "~/.cache/clipasso/compiled); on: always; off: never. The first compile takes about a "
+                    "minute on a CPU (the node says so); it needs a C++ compiler on CPU (triton on CUDA), "
+                    "and without one the run goes on uncompiled.",
+                ),
             ],
             outputs=[
                 ClipassoModelsType.Output(
@@ -136,6 +146,7 @@ class LoadCLIPassoModels(io.ComfyNode):
         device=widget_default("device"),
         precision="auto",
         allow_download=widget_default("allow_download"),
+        compile="auto",
     ):
         dev = torch.device("cpu") if device == "cpu" else compute_device()
         dirs = models_dirs()
@@ -145,7 +156,11 @@ class LoadCLIPassoModels(io.ComfyNode):
         with torch.inference_mode(False):  # encoders are used inside autograd by the optimiser
             loss = load_or_download(loss_model, tag, dirs, dev, bool(allow_download))
             sal = load_or_download(saliency_model, tag, dirs, dev, bool(allow_download))
-        return io.NodeOutput(ClipassoModels(loss, sal, dev, autocast_dtype(precision, dev)))
+        from clipasso.device import COMPILE_MODES
+
+        if compile not in COMPILE_MODES:
+            raise NodeInputError(f"compile must be one of {', '.join(COMPILE_MODES)}; got {compile!r}")
+        return io.NodeOutput(ClipassoModels(loss, sal, dev, autocast_dtype(precision, dev), compile))
 
 
 def load_or_download(name: str, tag, dirs, device, allow_download: bool):

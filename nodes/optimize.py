@@ -21,6 +21,7 @@ from comfy_api.latest import io
 
 from .common import (
     CATEGORY,
+    CompileNotices,
     ClipassoModelsType,
     SketchStrokes,
     check_interrupted,
@@ -132,6 +133,7 @@ class OptimizeSketch(io.ComfyNode):
                 *loop_inputs(SPEED_WIDGETS),
                 setting_input("renderer", optional=True),  # last: saved workflows keep their widget order
             ],
+            hidden=[io.Hidden.unique_id],  # the compile step's text on the node (CompileNotices)
             outputs=[
                 SketchStrokes.Output(
                     "optimized",
@@ -171,7 +173,8 @@ class OptimizeSketch(io.ComfyNode):
         progress = Progress(config.iterations)
         best = None
         try:
-            best = run_all(progress)  # its frames (targets, encoder activations) are gone once it returns
+            with CompileNotices(cls):
+                best = run_all(progress)  # its frames (targets, encoder activations) are gone once it returns
             discard_cancelled(progress, best)
             images, _ = render_to_comfy(best)
         except BaseException:

@@ -11,6 +11,7 @@ from comfy_api.latest import io, ui
 
 from .common import (
     CATEGORY,
+    CompileNotices,
     NodeInputError,
     SketchStrokes,
     compute_device,
@@ -71,6 +72,7 @@ class CLIPassoSketch(io.ComfyNode):
                 *sketch_inputs(),
                 setting_input("renderer", optional=True),  # last: saved workflows keep their widget order
             ],
+            hidden=[io.Hidden.unique_id],  # the compile step's text on the node (CompileNotices)
             outputs=[
                 SketchStrokes.Output("sketch", display_name="strokes", tooltip="The winning sketch of each picture."),
                 io.Image.Output("sketch_image", display_name="image", tooltip="The sketch(es) drawn on white."),
@@ -105,7 +107,8 @@ class CLIPassoSketch(io.ComfyNode):
 
         best = None
         try:
-            best = run_all()
+            with CompileNotices(cls):
+                best = run_all()
             discard_cancelled(progress, best)
             rendered, _ = render_to_comfy(best)
         except BaseException:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -18,6 +17,8 @@ from .options import (
     add_settings_arguments,
     flag_of,
     fmt_time,
+    log_compile_to_stderr,
+    log_to_stderr,
     settings_or_usage_error,
     sigterm_stop,
     signal_handlers,
@@ -270,6 +271,8 @@ def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
 
     if (settings.auto_strokes is not None or settings.drawing_order) and not args.quiet:
         _log_stages_to_stderr()
+    if not args.quiet:
+        log_compile_to_stderr()
     try:
         result = sketch(
             args.input, settings.replace(callback_interval=1), callback=progress, should_stop=lambda: stop["requested"]
@@ -334,13 +337,7 @@ def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
 
 def _log_stages_to_stderr() -> None:
     """Show the progress of automatic abstraction and drawing order (their loggers) on stderr."""
-    for name in ("clipasso.post.abstraction", "clipasso.post.order"):
-        logger = logging.getLogger(name)
-        if not logger.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
+    log_to_stderr(("clipasso.post.abstraction", "clipasso.post.order"))
 
 
 def _drawing_outputs(result, args) -> List[str]:

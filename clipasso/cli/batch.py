@@ -7,6 +7,7 @@ import sys
 import time
 
 from .options import (
+    log_compile_to_stderr,
     ProgressBar,
     add_settings_arguments,
     flag_of,
@@ -93,6 +94,8 @@ def run_batch(args, parser) -> int:
 
     bar = {"current": None}
     start = time.perf_counter()
+    if not args.quiet:
+        log_compile_to_stderr()
 
     def progress(it, losses, image):
         if bar["current"] is None:

@@ -4,6 +4,7 @@ grouped by stage, the bounds table and the rules of options that need another; a
 
 from __future__ import annotations
 
+import logging
 import contextlib
 import dataclasses
 import math
@@ -245,6 +246,34 @@ def fmt_time(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class LineHandler(logging.StreamHandler):
+    """A log handler that starts each record on a line of its own: on a terminal it clears the
+    progress bar's line first (the bar redraws itself at its next update)."""
+
+    def emit(self, record) -> None:
+        if getattr(self.stream, "isatty", lambda: False)():
+            self.stream.write("\r\x1b[K")
+        super().emit(record)
+
+
+def log_to_stderr(names) -> None:
+    """Print what the loggers ``names`` say at INFO and above on stderr, each record on its own line."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = LineHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False  # once, not again through a root handler
+
+
+def log_compile_to_stderr() -> None:
+    """The compiled encoder's lines (clipasso.models.compiled: "compiling once for this machine", why
+    it runs eager) on stderr."""
+    log_to_stderr(("clipasso.compile",))
 
 
 class ProgressBar:

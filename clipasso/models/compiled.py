@@ -52,11 +52,11 @@ LEDGER_NAME = "ledger.json"
 _USER_INDUCTOR_DIR = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
 
 # Speed-up of the compiled training step over eager (eager / compiled step time) where this machine has
-# no measurement of its own yet, by (device type, autocast precision). Measured with bench/speed.py
+# no measurement of its own yet, by (device type, autocast dtype; None = fp32). Measured with bench/speed.py
 # --only-compile (RN101, 6 views of 224 px): fp32 on a 2-core AMD EPYC without avx512, 1.08x; bf16 on
 # a 2-core EPYC with avx512_bf16, 1.49x (issue 27). CUDA is not measured yet (bench/gpu_check.sh
 # measures it when a GPU is lent): without a figure `auto` does not compile a cold cache there.
-DEFAULT_SPEEDUP: Dict[Tuple[str, str], float] = {("cpu", "fp32"): 1.08, ("cpu", "bf16"): 1.49}
+DEFAULT_SPEEDUP: Dict[Tuple[str, Optional[torch.dtype]], float] = {("cpu", None): 1.08, ("cpu", torch.bfloat16): 1.49}
 # Seconds of a first (cold) compile of one batch shape, where the ledger has none: 72-77 s for RN101 on
 # both CPUs above. A warm start (inductor's caches on disk) measured 5.4-5.7 s.
 DEFAULT_COMPILE_S = {"cpu": 75.0, "cuda": 60.0}
@@ -303,13 +303,13 @@ class CompiledStep:
         return out
 
 
-def speedup(ledger: Ledger, key: str, device_type: str, precision: str) -> Optional[float]:
+def speedup(ledger: Ledger, key: str, device_type: str, amp_dtype: Optional[torch.dtype]) -> Optional[float]:
     """Measured eager/compiled step-time ratio for ``key`` on this machine, else the default for the
-    device and precision (None: unknown, `auto` then does not compile a cold cache)."""
+    device and autocast dtype (None = fp32) (None: unknown, `auto` then does not compile a cold cache)."""
     entry = ledger.get(key)
     if entry.get("eager_step_s") and entry.get("compiled_step_s"):
         return float(entry["eager_step_s"]) / float(entry["compiled_step_s"])
-    return DEFAULT_SPEEDUP.get((device_type, precision))
+    return DEFAULT_SPEEDUP.get((device_type, amp_dtype))
 
 
 __all__ = [

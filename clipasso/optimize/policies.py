@@ -260,17 +260,16 @@ class CompileEncoder(Policy):
         return [(trial.cut - run.iteration, shape), (cfg.iterations - trial.cut, after)]
 
     def _decide(self, run: Run, shape: tuple, eager_s: float) -> None:
-        from ..device import precision_label
         from ..models.compiled import speedup
 
         step = self.steps[0]
-        word = precision_label(getattr(self.losses[0], "amp_dtype", None))
+        amp = getattr(self.losses[0], "amp_dtype", None)
         saving = cost = 0.0
         unknown = False
         for n, sh in self._phases(run, shape):
             if n <= 0:
                 continue
-            ratio = speedup(step.ledger, step.key(sh), step.device.type, word)
+            ratio = speedup(step.ledger, step.key(sh), step.device.type, amp)
             if ratio is None:
                 unknown = True
                 continue

@@ -126,7 +126,7 @@ def test_auto_decides_from_the_measured_costs(tiny_rn, tmp_path, monkeypatch):
     info = r.compile
     assert info["decision"].startswith("eager")
     left = 12 - 4  # decided after the 4th step (3 timed eager steps after a warm-up step)
-    expected = left * info["eager_step_s"] * (1 - 1 / cm.DEFAULT_SPEEDUP[("cpu", "fp32")])
+    expected = left * info["eager_step_s"] * (1 - 1 / cm.DEFAULT_SPEEDUP[("cpu", None)])
     assert info["expected_saving_s"] == pytest.approx(expected, abs=0.11)
     assert info["compile_cost_s"] == pytest.approx(cm.DEFAULT_COMPILE_S["cpu"])
     assert not (tmp_path / "cache").exists()  # deciding not to compile writes nothing
@@ -142,7 +142,7 @@ def test_auto_compiles_where_this_machine_measured_it_pays_and_records_the_steps
     # this machine's ledger says a warm cache holds the step and that it ran 10x faster compiled
     step.ledger.update(step.key(shape), compile_s=50.0, warm_s=0.5, eager_step_s=1.0, compiled_step_s=0.1)
     assert step.expected_compile_s(shape) == (0.5, True)
-    assert cm.speedup(step.ledger, step.key(shape), "cpu", "fp32") == pytest.approx(10.0)
+    assert cm.speedup(step.ledger, step.key(shape), "cpu", None) == pytest.approx(10.0)
     r = _run(tiny_rn, "auto", iterations=16)
     assert r.compile["decision"].startswith("compiled"), r.compile
     ledger = json.loads((tmp_path / "cache" / cm.LEDGER_NAME).read_text())
