@@ -148,6 +148,10 @@ class LoadCLIPassoModels(io.ComfyNode):
         allow_download=widget_default("allow_download"),
         compile="auto",
     ):
+        from clipasso.device import COMPILE_MODES
+
+        if compile not in COMPILE_MODES:  # before any weights are loaded
+            raise NodeInputError(f"compile must be one of {', '.join(COMPILE_MODES)}; got {compile!r}")
         dev = torch.device("cpu") if device == "cpu" else compute_device()
         dirs = models_dirs()
         tag = (pretrained or "").strip() or None
@@ -156,10 +160,6 @@ class LoadCLIPassoModels(io.ComfyNode):
         with torch.inference_mode(False):  # encoders are used inside autograd by the optimiser
             loss = load_or_download(loss_model, tag, dirs, dev, bool(allow_download))
             sal = load_or_download(saliency_model, tag, dirs, dev, bool(allow_download))
-        from clipasso.device import COMPILE_MODES
-
-        if compile not in COMPILE_MODES:
-            raise NodeInputError(f"compile must be one of {', '.join(COMPILE_MODES)}; got {compile!r}")
         return io.NodeOutput(ClipassoModels(loss, sal, dev, autocast_dtype(precision, dev), compile))
 
 

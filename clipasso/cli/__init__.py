@@ -318,6 +318,8 @@ def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
     ]
     if run.survivors is not None:
         lines.append(f"  seed trial: {run.trial_text()}")
+    if run.compile and run.compile.get("decision"):  # the compile setting's decision (policies.CompileEncoder)
+        lines.append(f"  compile {run.compile['mode']}: {run.compile['decision']}")
     lines += abstraction_lines
     styled = [
         n.replace("_", " ")

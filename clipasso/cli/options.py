@@ -249,10 +249,12 @@ def fmt_time(seconds: float) -> str:
 
 
 class LineHandler(logging.StreamHandler):
-    """A log handler that starts each record on a line of its own: on a terminal it clears the
-    progress bar's line first (the bar redraws itself at its next update)."""
+    """A log handler that writes to the current ``sys.stderr`` and starts each record on a line of its
+    own: on a terminal it clears the progress bar's line first (the bar redraws itself at its next
+    update)."""
 
     def emit(self, record) -> None:
+        self.stream = sys.stderr
         if getattr(self.stream, "isatty", lambda: False)():
             self.stream.write("\r\x1b[K")
         super().emit(record)
@@ -263,7 +265,7 @@ def log_to_stderr(names) -> None:
     for name in names:
         logger = logging.getLogger(name)
         if not logger.handlers:
-            handler = LineHandler(sys.stderr)
+            handler = LineHandler()
             handler.setFormatter(logging.Formatter("%(message)s"))
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)

@@ -228,3 +228,17 @@ def test_matting_model_choices_include_the_full_u2net(tmp_path, image_file, caps
         if "--matting-model" in a.option_strings
     )
     assert "u2net (the full U2-Net the original used" in sk.help and "as the paper" not in sk.help
+
+
+def test_compile_says_what_it_does_and_the_summary_says_what_it_decided(tiny_models_dir, image_file, tmp_path, capsys):
+    # on: the step is compiled (a real inductor compile, in the session's compile cache), and said so
+    rc = main(_args(tiny_models_dir, str(image_file), "-o", str(tmp_path / "on.svg"), "--compile", "on"))
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "clipasso: compile:" in err and ("compiling the encoder once" in err or "from this machine's cache" in err)
+    assert "compile on: compiled: asked (compile on)" in out
+    # off: nothing is compiled and nothing said
+    rc = main(_args(tiny_models_dir, str(image_file), "-o", str(tmp_path / "off.svg"), "--compile", "off"))
+    out, err = capsys.readouterr()
+    assert rc == 0 and "clipasso: compile" not in err and "  compile " not in out
+

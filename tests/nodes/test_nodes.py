@@ -277,6 +277,26 @@ def test_load_models_precision_widget_says_the_settings_words(N):
         assert config.mixed_precision == word
 
 
+def test_load_models_compile_input_reaches_the_optimiser(N):
+    """'compile' is the node's last input (saved workflows keep their widget order), offers the settings'
+    words, is checked, and what the node hands on comes back in the optimiser's settings."""
+    import sys
+
+    from clipasso.device import COMPILE_MODES
+
+    schema = N["CLIPassoLoadModels"].GET_SCHEMA()
+    last = schema.inputs[-1]
+    assert last.id == "compile" and list(last.options) == list(COMPILE_MODES) and last.default == "auto"
+    node_models = sys.modules[N["CLIPassoLoadModels"].__module__]
+    loop_config = sys.modules[node_models.__name__.rsplit(".", 1)[0] + ".inputs"].loop_config
+    for word in COMPILE_MODES:
+        models = node_models.ClipassoModels(object(), object(), torch.device("cpu"), None, word)
+        assert loop_config(models)[2].compile == word
+    assert loop_config(None, loss="trace")[2].compile == "auto"  # no models: the default
+    with pytest.raises(Exception, match="compile must be one of auto, on, off"):
+        run(N["CLIPassoLoadModels"], loss_model="RN50", compile="sometimes")
+
+
 def test_load_models_missing_weights_names_the_folder(N, models_folder):
     from clipasso.models import WeightsNotFoundError
 
