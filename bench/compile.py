@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
 
 from bench.harness import RESULTS, cpu_name, hms, machine, markdown_table, write_results  # noqa: E402
 
-SHAPES = {"fast (2 seeds x 3 views)": (2, 2), "fast after the trial (1 x 3)": (1, 2), "paper (3 x 5)": (3, 4)}
+SHAPES = {"fast (2 seeds x 3 views)": (2, 2), "trial (fast after its seed trial, 1 x 3)": (1, 2), "paper (3 x 5)": (3, 4)}
 
 
 def _encoder(spec):
@@ -65,11 +65,17 @@ def step_worker(spec: dict) -> dict:
     from clipasso.objective.losses import CLIPassoLoss
 
     enc = _encoder(spec)
-    dtype = {"fp32": None, "bf16": torch.bfloat16}[spec["precision"]]
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[spec["precision"]]
+    device = torch.device(spec["device"])
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
     b, augs = spec["candidates"], spec["augs"]
     loss = CLIPassoLoss(enc, _target(), num_augs=augs, aug_pool=16, amp_dtype=dtype)
     g = torch.Generator().manual_seed(0)
-    sketch0 = 0.5 + 0.5 * torch.rand(b, 3, 224, 224, generator=g)
+    sketch0 = (0.5 + 0.5 * torch.rand(b, 3, 224, 224, generator=g)).to(device)
 
     def step():
         x = sketch0.clone().requires_grad_(True)
@@ -79,8 +85,10 @@ def step_worker(spec: dict) -> dict:
     def steady(n):
         times = []
         for _ in range(n):
+            sync()
             t = time.perf_counter()
             step()
+            sync()
             times.append(time.perf_counter() - t)
         return statistics.median(times)
 
@@ -89,12 +97,21 @@ def step_worker(spec: dict) -> dict:
         step()
         out["eager_s"] = steady(spec["reps"])
     compiled = loss.compiled()
+    compiled.mode = spec.get("mode")
     out["compile_problem"] = compiled.problem()
     if compiled.enable():
+        sync()
         t = time.perf_counter()
-        step()
-        out["first_call_s"] = time.perf_counter() - t
+        try:
+            step()
+            sync()
+            out["first_call_s"] = time.perf_counter() - t
+            step()  # not timed: CUDA graphs (mode reduce-overhead) record on the second call
+        except Exception as exc:  # a mode that does not work here is a result, not a crash
+            out["compile_problem"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            return out
         out["compiled_s"] = steady(spec["reps"])
+        out["compile_failed"] = compiled.failed
     return out
 
 
@@ -157,33 +174,46 @@ def _run(spec: dict, cache: Path) -> dict:
     return row
 
 
+def _step_case(rep, name, spec, cache, mode) -> None:
+    """One step case: a cold process (eager, then the first compile) and a warm one (the cache filled)."""
+    cold = _run(dict(spec, eager=True), cache)
+    warm = _run(dict(spec, eager=False), cache)
+    rep["steps"].append(
+        dict(
+            case=name,
+            precision=spec["precision"],
+            mode=mode,
+            views=cold["views"] * spec["candidates"],
+            eager_s=cold["eager_s"],
+            compiled_s=cold.get("compiled_s"),
+            warm_compiled_s=warm.get("compiled_s"),
+            cold_compile_s=cold.get("first_call_s"),
+            warm_start_s=warm.get("first_call_s"),
+            problem=cold.get("compile_problem"),
+        )
+    )
+
+
 def run_all(args) -> dict:
     threads = args.threads or os.cpu_count() or 1
-    base = dict(device="cpu", quick=args.quick, threads=threads, reps=3 if args.quick else 5)
+    base = dict(device=args.device, quick=args.quick, threads=threads, reps=3 if args.quick else 5)
+    if args.device == "cuda":
+        base["reps"] = 20
     work = Path(tempfile.mkdtemp(prefix="clipasso_compile_bench_"))
-    rep = dict(steps=[], whole={})
-    precisions = ["fp32"] if args.fp32_only else ["fp32", "bf16"]
-    for precision in precisions:
-        cache = work / f"steps_{precision}"
-        for name, (b, augs) in SHAPES.items():
-            if precision != "fp32" and b == 3:
-                continue
-            spec = dict(base, kind="step", precision=precision, candidates=b, augs=augs)
-            cold = _run(dict(spec, eager=True), cache)
-            warm = _run(dict(spec, eager=False), cache)
-            rep["steps"].append(
-                dict(
-                    case=name,
-                    precision=precision,
-                    views=cold["views"] * b,
-                    eager_s=cold["eager_s"],
-                    compiled_s=cold.get("compiled_s"),
-                    warm_compiled_s=warm.get("compiled_s"),
-                    cold_compile_s=cold.get("first_call_s"),
-                    warm_start_s=warm.get("first_call_s"),
-                    problem=cold.get("compile_problem"),
-                )
-            )
+    rep = dict(steps=[], whole={}, device=args.device)
+    low = "fp16" if args.device == "cuda" else "bf16"
+    precisions = args.precisions or (["fp32"] if args.fp32_only else ["fp32", low])
+    shapes = {k: v for k, v in SHAPES.items() if not args.shapes or k.split()[0] in args.shapes}
+    for mode in args.modes:
+        for precision in precisions:
+            cache = work / f"steps_{precision}_{mode}"
+            for name, (b, augs) in shapes.items():
+                if precision != "fp32" and b == 3 and args.device == "cpu":
+                    continue
+                spec = dict(base, kind="step", precision=precision, candidates=b, augs=augs)
+                if mode != "default":
+                    spec["mode"] = mode
+                _step_case(rep, name, spec, cache, mode)
     if not args.skip_whole:
         from bench.speed import _whole_models
 
@@ -214,6 +244,7 @@ def tables(rep: dict) -> str:
             [
                 r["case"],
                 r["precision"],
+                r.get("mode", "default"),
                 r["views"],
                 _s(r["eager_s"]),
                 _s(r.get("compiled_s")),
@@ -225,7 +256,18 @@ def tables(rep: dict) -> str:
     out = [
         "Training step (loss + backward to the views), seconds, median of steady steps:",
         markdown_table(
-            ["batch", "precision", "views", "eager s", "compiled s", "speed-up", "cold compile s", "warm start s"], rows
+            [
+                "batch",
+                "precision",
+                "mode",
+                "views",
+                "eager s",
+                "compiled s",
+                "speed-up",
+                "cold compile s",
+                "warm start s",
+            ],
+            rows,
         ),
     ]
     w = rep.get("whole") or {}
@@ -270,6 +312,18 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-whole", action="store_true", help="the step table only")
     ap.add_argument("--fp32-only", action="store_true", help="no bf16 step cases (slow where bf16 is emulated)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument(
+        "--precisions", nargs="+", choices=("fp32", "bf16", "fp16"), help="default: fp32 and bf16 (CUDA: fp16)"
+    )
+    ap.add_argument("--shapes", nargs="+", choices=("fast", "trial", "paper"), help="batch shapes (default: all)")
+    ap.add_argument(
+        "--modes",
+        nargs="+",
+        default=["default"],
+        help="torch.compile modes to measure the step in (default; reduce-overhead = CUDA graphs; "
+        "max-autotune-no-cudagraphs)",
+    )
     ap.add_argument("--table-only", action="store_true", help="print the tables of the last saved run")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -280,13 +334,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(spec["threads"])
         print(json.dumps(WORKERS[spec["kind"]](spec)))
         return 0
-    path = RESULTS / f"compile_cpu{'_quick' if args.quick else ''}.json"
+    path = RESULTS / f"compile_{args.device}{'_quick' if args.quick else ''}.json"
     if args.table_only:
         print(tables(json.loads(path.read_text())))
         return 0
     rep = run_all(args)
     rep["info"] = dict(cpu=cpu_name())
-    write_results(path, rep, machine(args.threads or os.cpu_count(), "cpu"))
+    write_results(path, rep, machine(args.threads or os.cpu_count(), args.device))
     print(tables(rep))
     print(f"wrote {path}", file=sys.stderr)
     return 0

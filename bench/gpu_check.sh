@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check in one command, under 8 minutes on one CUDA GPU:
+# The GPU check in one command, under 11 minutes on one CUDA GPU:
 #
 #   bash bench/gpu_check.sh            # on a machine with a CUDA GPU and this project installed
 #   GPU_CHECK_SMOKE=1 bash bench/gpu_check.sh   # the same steps on the CPU with tiny sizes (checks the script)
@@ -11,6 +11,9 @@
 #                                         steps (and run whole on CUDA), against the fp32 floor and the
 #                                         original's loop
 #   4. bench/precision_reach.py           loss reached in fp16 and in bf16 against fp32, on CUDA
+#   5. bench/compile.py --device cuda     the compiled encoder step (issue 27): eager vs compiled in fp32 and
+#                                         fp16, inductor's default mode and reduce-overhead (CUDA graphs),
+#                                         cold compile and warm-cache start
 # Results: bench/results/*_cuda.json (and a log, gpu_check_cuda.log); with $OUT set (the device tool) they are
 # copied there too. Models are random (no weights can be downloaded on such a machine); see bench/speed.py.
 #
@@ -60,6 +63,7 @@ if [ "$SMOKE" = "1" ]; then
         --results "$RESULTS"
     step "precision reach" 300 "$PY" bench/precision_reach.py --quick --pictures 1 --iterations 3 --threads 1 \
         --out "$RESULTS/precision_reach_$SUFFIX.json"
+    step "compiled step" 300 "$PY" bench/compile.py --quick --skip-whole --fp32-only --threads 1
 else
     step "pytest -m gpu" 120 "$PY" -m pytest -m gpu -q -p no:cacheprovider
     step "raster" 60 "$PY" bench/raster.py --device cuda --repeats 10 --dense-repeats 1 \
@@ -69,6 +73,8 @@ else
         --pictures 2 --out "$RESULTS/precision_reach_cuda_fp16.json"
     step "precision reach bf16" 60 "$PY" bench/precision_reach.py --device cuda --mode bf16 --iterations 200 \
         --pictures 2 --out "$RESULTS/precision_reach_cuda.json"
+    step "compiled step" 200 "$PY" bench/compile.py --device cuda --skip-whole --modes default reduce-overhead \
+        --precisions fp16 --shapes fast
 fi
 
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then

@@ -218,7 +218,8 @@ class CompiledStep:
     ``key_prefix`` names the step in the ledger (machine, model, precision, layers); the input shape is
     added (`key`). ``compile_seconds``: what each shape's first compiled call took."""
 
-    def __init__(self, fn: Callable, device: torch.device, key_prefix: str):
+    def __init__(self, fn: Callable, device: torch.device, key_prefix: str, mode: Optional[str] = None):
+        self.mode = mode  # torch.compile's mode (None: inductor's default; benchmarks try others)
         self.fn = fn
         self.device = device
         self.key_prefix = key_prefix
@@ -289,7 +290,7 @@ class CompiledStep:
         quiet.setLevel(logging.ERROR)
         try:
             if self._compiled is None:
-                self._compiled = torch.compile(self.fn, dynamic=False)
+                self._compiled = torch.compile(self.fn, dynamic=False, mode=self.mode)
             out = self._compiled(x)
         except Exception as exc:  # inductor failed here: eager from now on, never an error
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
