@@ -378,13 +378,16 @@ def sketch_many(
             finish(_record(item, outcome, out_dir, png, digest))
         result.stopped = len(result.lines) < total
     else:
-        for item in todo:
+        from ..models.compiled import runs_ahead
+
+        for k, item in enumerate(todo):
             if should_stop is not None and should_stop():
                 result.stopped = True
                 break
-            outcome = sketch_file(
-                item.path, settings, png_size=png_size, png=png, callback=callback, should_stop=should_stop
-            )
+            with runs_ahead(len(todo) - k):  # compile=auto: one compile serves the pictures left
+                outcome = sketch_file(
+                    item.path, settings, png_size=png_size, png=png, callback=callback, should_stop=should_stop
+                )
             finish(_record(item, outcome, out_dir, png, digest))
     result.seconds = time.perf_counter() - t0
     return result

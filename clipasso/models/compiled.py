@@ -30,6 +30,8 @@ and decides when compiling pays:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -61,6 +63,27 @@ DEFAULT_SPEEDUP: Dict[Tuple[str, Optional[torch.dtype]], float] = {("cpu", None)
 # both CPUs above. A warm start (inductor's caches on disk) measured 5.4-5.7 s.
 DEFAULT_COMPILE_S = {"cpu": 75.0, "cuda": 60.0}
 DEFAULT_WARM_S = 6.0
+
+
+# --------------------------------------------------------------------------- runs still to come
+
+_RUNS_AHEAD: "contextvars.ContextVar[int]" = contextvars.ContextVar("clipasso_compile_runs_ahead", default=1)
+
+
+@contextlib.contextmanager
+def runs_ahead(count: int):
+    """Within the block, `auto` counts ``count`` runs of the same step still to come in this process,
+    this one included (the batch's pictures left): one compile serves them all, so it pays sooner."""
+    token = _RUNS_AHEAD.set(max(1, int(count)))
+    try:
+        yield
+    finally:
+        _RUNS_AHEAD.reset(token)
+
+
+def expected_runs() -> int:
+    """Runs of the step still to come in this process, this one included (`runs_ahead`; 1 outside it)."""
+    return _RUNS_AHEAD.get()
 
 
 # --------------------------------------------------------------------------- the cache folder
@@ -319,7 +342,9 @@ __all__ = [
     "Ledger",
     "cache_dir",
     "compiler_problem",
+    "expected_runs",
     "machine_key",
+    "runs_ahead",
     "speedup",
     "use_cache_dir",
 ]

@@ -260,9 +260,10 @@ class CompileEncoder(Policy):
         return [(trial.cut - run.iteration, shape), (cfg.iterations - trial.cut, after)]
 
     def _decide(self, run: Run, shape: tuple, eager_s: float) -> None:
-        from ..models.compiled import speedup
+        from ..models.compiled import expected_runs, speedup
 
         step = self.steps[0]
+        runs = expected_runs()  # a batch's pictures left: one compile serves them all
         amp = getattr(self.losses[0], "amp_dtype", None)
         saving = cost = 0.0
         unknown = False
@@ -274,10 +275,14 @@ class CompileEncoder(Policy):
                 unknown = True
                 continue
             per_step = eager_s * sh[0] / shape[0]  # the step's cost scales with the views it encodes
-            saving += n * per_step * (1 - 1 / ratio)
+            saving += n * per_step * (1 - 1 / ratio) * runs
             cost += step.expected_compile_s(sh)[0]
         self.info.update(
-            eager_step_s=round(eager_s, 4), expected_saving_s=round(saving, 1), compile_cost_s=round(cost, 1)
+            eager_step_s=round(eager_s, 4),
+            expected_saving_s=round(saving, 1),
+            compile_cost_s=round(cost, 1),
+            runs=runs,
+            decided_at=run.iteration,
         )
         if unknown and saving == 0:
             self.info["decision"] = "eager: no measured speed-up for this device and precision yet"

@@ -125,11 +125,19 @@ def test_auto_decides_from_the_measured_costs(tiny_rn, tmp_path, monkeypatch):
     r = _run(tiny_rn, "auto", iterations=12)
     info = r.compile
     assert info["decision"].startswith("eager")
-    left = 12 - 4  # decided after the 4th step (3 timed eager steps after a warm-up step)
+    # decided after 3 timed eager steps (not the first, which warms up, nor one with an evaluation)
+    assert info["decided_at"] == 5  # steps 2, 3 and 5: step 4 held the evaluation of iteration 3
+    left = 12 - info["decided_at"]
     expected = left * info["eager_step_s"] * (1 - 1 / cm.DEFAULT_SPEEDUP[("cpu", None)])
-    assert info["expected_saving_s"] == pytest.approx(expected, abs=0.11)
+    assert info["expected_saving_s"] == pytest.approx(expected, abs=0.06)
     assert info["compile_cost_s"] == pytest.approx(cm.DEFAULT_COMPILE_S["cpu"])
     assert not (tmp_path / "cache").exists()  # deciding not to compile writes nothing
+    # a batch's pictures left count: one compile serves them all (clipasso.batch sets this)
+    with cm.runs_ahead(40):
+        info = _run(tiny_rn, "auto", iterations=12).compile
+    assert info["runs"] == 40 and cm.expected_runs() == 1
+    expected = 40 * (12 - info["decided_at"]) * info["eager_step_s"] * (1 - 1 / cm.DEFAULT_SPEEDUP[("cpu", None)])
+    assert info["expected_saving_s"] == pytest.approx(expected, abs=0.06)
 
 
 @needs_compiler
