@@ -14,8 +14,8 @@ and decides when compiling pays:
   ``~/.cache/clipasso/compiled``; inductor's and triton's caches live under it, so the CLI, a batch's
   local and Ray workers on one machine and ComfyUI share one compile. Compiled kernels are shared
   libraries that torch loads, so the folder must be the user's own: one that others can write to is
-  refused (the run goes on eager and says why). A ``TORCHINDUCTOR_CACHE_DIR`` set before clipasso was
-  imported is respected.
+  refused (the run goes on eager and says why). A ``TORCHINDUCTOR_CACHE_DIR`` the user chose is
+  respected (`user_inductor_dir`; torch's own /tmp default is not a choice).
 - The ledger (``ledger.json`` in that folder): per machine, torch version, model, precision and batch
   shape, the measured compile time (cold and warm) and step times (eager and compiled). `auto` decides
   from it; without a measurement it uses `DEFAULT_SPEEDUP` / `DEFAULT_COMPILE_S` (docs/benchmarks.md).
@@ -50,8 +50,8 @@ log = logging.getLogger("clipasso.compile")
 
 ENV_CACHE = "CLIPASSO_COMPILE_CACHE"
 LEDGER_NAME = "ledger.json"
-# Inductor's cache folder as the user had it when clipasso was imported (None: ours is used).
-_USER_INDUCTOR_DIR = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+# The inductor cache folders this module pointed torch at (told apart from one the user chose).
+_OURS: set = set()
 
 # Speed-up of the compiled training step over eager (eager / compiled step time) where this machine has
 # no measurement of its own yet, by (device type, autocast dtype; None = fp32). Measured with bench/speed.py
@@ -118,16 +118,39 @@ def _own_folder(folder: Path) -> Optional[str]:
     return None
 
 
+def user_inductor_dir() -> Optional[str]:
+    """``$TORCHINDUCTOR_CACHE_DIR`` when the user chose it; None when it is unset, torch's own default
+    (which torch writes into the environment the first time it asks, often while being imported: a
+    folder under /tmp that a reboot empties) or one this module set."""
+    value = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not value or os.path.abspath(value) in _OURS:
+        return None
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        if os.path.abspath(value) == os.path.abspath(default_cache_dir()):
+            return None
+    except Exception:  # pragma: no cover - another torch layout: take the value as the user's
+        pass
+    return value
+
+
 def use_cache_dir() -> Tuple[Optional[Path], Optional[str]]:
-    """Point inductor's and triton's caches into `cache_dir` (unless the user set inductor's own before
-    clipasso was imported); returns (folder, None) or (None, why compiled code must not be cached there)."""
+    """Point inductor's and triton's caches into `cache_dir` (unless the user chose inductor's own folder:
+    `user_inductor_dir`); returns (folder, None) or (None, why compiled code must not be cached there)."""
     folder = cache_dir()
     problem = _own_folder(folder)
     if problem:
         return None, problem
-    if _USER_INDUCTOR_DIR is None:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder / "inductor")
-    os.environ.setdefault("TRITON_CACHE_DIR", str(folder / "triton"))
+    if user_inductor_dir() is None:
+        ours = str((folder / "inductor").absolute())
+        _OURS.add(ours)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = ours
+    triton = os.environ.get("TRITON_CACHE_DIR")
+    if not triton or os.path.abspath(triton) in _OURS:
+        ours = str((folder / "triton").absolute())
+        _OURS.add(ours)
+        os.environ["TRITON_CACHE_DIR"] = ours
     return folder, None
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,6 +70,9 @@ def test_compiled_step_gives_the_eager_loss_and_input_gradient(which, augs, requ
     assert set(step.compile_seconds) == {shape}
     entry = step.ledger.get(step.key(shape))
     assert entry["compile_s"] > 0  # the ledger remembers what the compile cost on this machine
+    # inductor's own caches went into our folder (which outlives a reboot), not torch's /tmp default
+    ours = Path(os.environ[cm.ENV_CACHE]) / "inductor"
+    assert ours.is_dir() and any(ours.rglob("*"))
 
 
 def _broken_compiler(tmp_path):
@@ -178,8 +182,22 @@ def test_a_cache_folder_others_can_write_is_refused(tmp_path, monkeypatch):
     folder.chmod(0o700)
     got, why = cm.use_cache_dir()
     assert got == folder and why is None
-    assert os.environ["TORCHINDUCTOR_CACHE_DIR"].startswith(str(folder)) or cm._USER_INDUCTOR_DIR
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str((folder / "inductor").absolute())
     assert not (folder.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def test_inductor_caches_into_ours_unless_the_user_chose_a_folder(tmp_path, monkeypatch):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    folder = _fresh_cache(tmp_path, monkeypatch)
+    # torch writes its /tmp default into the environment on its own (often while importing): not a choice
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    cm.use_cache_dir()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str((folder / "inductor").absolute())
+    assert os.environ["TRITON_CACHE_DIR"].startswith(str(folder.absolute()))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's choice is kept
+    cm.use_cache_dir()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
 
 
 def test_the_cache_folder_follows_the_environment(tmp_path, monkeypatch):
