@@ -63,7 +63,8 @@ if [ "$SMOKE" = "1" ]; then
         --results "$RESULTS"
     step "precision reach" 300 "$PY" bench/precision_reach.py --quick --pictures 1 --iterations 3 --threads 1 \
         --out "$RESULTS/precision_reach_$SUFFIX.json"
-    step "compiled step" 300 "$PY" bench/compile.py --quick --skip-whole --fp32-only --threads 1
+    step "compiled step" 300 "$PY" bench/compile.py --quick --skip-whole --fp32-only --shapes trial --threads 1 \
+        --results "$RESULTS"
 else
     step "pytest -m gpu" 120 "$PY" -m pytest -m gpu -q -p no:cacheprovider
     step "raster" 60 "$PY" bench/raster.py --device cuda --repeats 10 --dense-repeats 1 \
@@ -74,7 +75,7 @@ else
     step "precision reach bf16" 60 "$PY" bench/precision_reach.py --device cuda --mode bf16 --iterations 200 \
         --pictures 2 --out "$RESULTS/precision_reach_cuda.json"
     step "compiled step" 200 "$PY" bench/compile.py --device cuda --skip-whole --modes default reduce-overhead \
-        --precisions fp16 --shapes fast
+        --precisions fp16 --shapes fast --results "$RESULTS"
 fi
 
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then

@@ -23,20 +23,19 @@ import torch
 
 from .device import pick_device, precision_label
 from .errors import PipelineError
-from .models import DEFAULT_SALIENCY_MODEL, load_clip
-from .optimize import OptimizeConfig, OptimizeResult, optimize
+from .models import load_clip
+from .optimize import OptimizeResult, optimize
+from .place.saliency import saliency_for_settings as _saliency
 from .post.select import select_best
+from .post.stage import post_process
 from .prepare.target import prepare_picture, prepare_target, to_picture_frame
 from .settings import SketchSettings
 from .strokes import Strokes
 
 log = logging.getLogger(__name__)
-abstraction_log = logging.getLogger("clipasso.post.abstraction")  # progress of the post stage, as before
-order_log = logging.getLogger("clipasso.post.order")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 EXAMPLE_IMAGE = DATA_DIR / "example.jpg"
-SALIENCY_METHODS_WITH_CLIP = ("clip-attention", "clip-relevancy")
 
 
 @dataclass
@@ -69,6 +68,11 @@ class SketchResult:
     framing: str = "pad"  # how the picture was put on the canvas (clipasso.prepare.images.FRAMINGS)
     frame_strokes: Optional[Strokes] = None  # the winner in the optimisation frame (as the loss saw it)
     sketch_settings: Optional[SketchSettings] = None  # every setting the sketch was made with
+    # scene mode (clipasso.scene): each layer's own result by name, and what the joint pass did; then
+    # `strokes` is the joined, layer-labelled sketch after the joint pass, `candidates` the same, `target` the
+    # whole picture, `saliency` the layers' start-point maps together and `run` the joint pass's run
+    layers: Optional[Dict[str, object]] = None  # clipasso.scene.LayerResult per layer name
+    joint: Optional[object] = None  # clipasso.scene.JointResult
 
     @property
     def loss(self) -> float:
@@ -142,6 +146,20 @@ def sketch(
     if image is None:
         image = EXAMPLE_IMAGE
         notes.append(f"no input given: sketching the bundled example {EXAMPLE_IMAGE.name}")
+    if s.scene:  # the whole picture in layers (clipasso.scene)
+        from .scene import sketch_scene
+
+        parts = sketch_scene(image, s, callback=callback, should_stop=should_stop, notes=notes)
+        summary = {name: value for name, value in s.to_dict().items() if name in SUMMARY_FIELDS}
+        summary.update(parts.pop("summary"))
+        return SketchResult(
+            **parts,
+            settings=summary,
+            notes=notes,
+            seconds=time.perf_counter() - t0,
+            framing=s.framing,
+            sketch_settings=s,
+        )
     target, mask, (pic_h, pic_w) = prepare_picture(image, s.prepare, s.models_dir, s.allow_download, notes)
 
     encoder = None  # loss="trace" needs no CLIP model (the saliency step may still use one)
@@ -263,87 +281,6 @@ SUMMARY_FIELDS = (
     "plateau",
     "plateau_window",
 )
-
-
-def _saliency(target, mask, s: SketchSettings, dev):
-    """The saliency map [canvas, canvas] of the settings' method (None for 'none')."""
-    method = s.saliency
-    if method == "none":
-        return None
-    from .place.saliency import saliency_map
-
-    sal_encoder = None
-    if method in SALIENCY_METHODS_WITH_CLIP:
-        sal_encoder = load_clip(
-            s.saliency_model,
-            s.saliency_pretrained,
-            weights=s.saliency_weights,
-            models_dir=s.models_dir,
-            device=dev,
-            allow_download=s.allow_download,
-        )
-    elif method == "timm-vit" and s.saliency_model != DEFAULT_SALIENCY_MODEL:
-        sal_encoder = s.saliency_model  # a timm model name (the default is DINO ViT-S/8)
-    return saliency_map(target, s, encoder=sal_encoder, mask=mask).float().cpu()
-
-
-def post_process(
-    winner: Strokes,
-    target: torch.Tensor,
-    encoder,
-    config: Optional[OptimizeConfig] = None,
-    settings=None,
-    *,
-    device=None,
-    should_stop: Optional[Callable[[], bool]] = None,
-    prior: Optional[torch.Tensor] = None,
-    **overrides,
-):
-    """What `clipasso.pipeline.sketch` runs after best-of-N, as ``settings`` say (a `SketchSettings` or its
-    `SelectSettings`; None: the defaults; ``overrides``: select fields on top, e.g. ``auto_strokes=0.9,
-    abstraction_method="grow", drawing_order=True``): with ``auto_strokes`` set, automatic abstraction
-    (`clipasso.post.abstraction.abstract`: prune the winner to that fidelity, or grow it up to the stroke
-    budget and choose the count); then, with ``drawing_order``, the strokes in greedy drawing order. Returns
-    (strokes, AbstractionResult or None, OrderResult or None); progress goes to this module's logger."""
-    from .settings import SelectSettings
-    from .post.abstraction import NoImprovementError, abstract
-
-    select = SelectSettings.of(settings, **overrides)
-    whole = settings if isinstance(settings, SketchSettings) and not overrides else select
-    abstraction = ordering = None
-    fidelity, method = select.auto_strokes, select.abstraction_method
-    if fidelity is not None:
-
-        def report(k, loss, _):
-            abstraction_log.info("automatic abstraction (%s): %d strokes, loss %.4f", method, k, loss)
-
-        try:
-            abstraction = abstract(
-                winner,
-                target,
-                encoder,
-                config,
-                whole,
-                prior=prior,
-                device=device,
-                callback=report,
-                should_stop=should_stop,
-            )
-        except NoImprovementError as exc:  # keep the run's result rather than losing it
-            warnings.warn(f"automatic abstraction skipped: {exc}", RuntimeWarning, stacklevel=2)
-        else:
-            winner = abstraction.strokes.replace(seeds=winner.seeds)
-            abstraction_log.info(
-                "automatic abstraction: chose %d strokes for fidelity %.2f", abstraction.count, fidelity
-            )
-    if select.drawing_order:
-        from .post.order import greedy_order
-
-        order_log.info("drawing order: ordering %d strokes", winner.num_strokes)
-        ordering = greedy_order(winner, target, encoder, config, device=device, should_stop=should_stop)
-        it = winner.iterations
-        winner = ordering.strokes.replace(seeds=winner.seeds, iterations=it)
-    return winner, abstraction, ordering
 
 
 __all__ = [

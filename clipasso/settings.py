@@ -57,6 +57,18 @@ MATTING_MODELS = (  # rembg's model names (a static list: rembg is not imported 
     "bria-rmbg",
 )
 SEED_SPACING = 1000  # the original ran seeds 0, 1000, 2000
+# scene mode (clipasso.scene): the fidelity words and the ViT-B/32 blocks they stand for (CLIPascene's 2, 8, 11)
+SCENE_FIDELITIES = {"literal": 2, "balanced": 8, "loose": 11}
+SCENE_VIT_BLOCKS = 12  # blocks of ViT-B/32 (a smaller ViT is checked against its own count when the loss is built)
+
+
+def scene_fidelity_value(value):
+    """``scene_fidelity`` as the settings keep it: a block number given as text ("8") becomes the number."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 DEFAULT_FIDELITY = 0.9  # automatic abstraction keeps 90 % of the loss improvement unless told otherwise
 MAX_SEEDS = 64
 
@@ -291,6 +303,13 @@ class PrepareSettings(_Stage):
         "or another rembg model: " + ", ".join(MATTING_MODELS[2:]),
         metavar="NAME",
     )
+    scene: bool = option(
+        False,
+        "sketch the whole scene in two layers instead of cutting the object out: the object (from the "
+        "matte) and the background with the object's hole inpainted, each with its own strokes and loss, "
+        "then a short joint pass on the whole picture (docs/scenes.md)",
+        flag="--scene",
+    )
 
 
 @dataclass(frozen=True)
@@ -364,6 +383,15 @@ class PlaceSettings(_Stage):
         metavar="T",
     )
     num_segments: int = option(1, "cubic Bezier segments per stroke", low=1, high=16, flag="--segments", metavar="N")
+    background_strokes: int = option(
+        64,
+        "scene mode: strokes of the background layer (CLIPascene's 64; the object keeps --strokes)",
+        low=1,
+        high=1024,
+        unit="strokes",
+        above="as strokes",
+        metavar="N",
+    )
     width: float = option(
         1.5,
         "stroke half-width in canvas pixels (1.5 draws CLIPasso's 3 px line)",
@@ -476,10 +504,24 @@ class ObjectiveSettings(_Stage):
         "CPU, triton on CUDA; without one the run goes on eager and says why",
         choices=COMPILE_MODES,
     )
+    scene_fidelity: Any = option(
+        "balanced",
+        "scene mode: how literally the background is drawn, as the block of CLIP ViT-B/32 (0-11) whose "
+        "patch tokens the background's geometric loss compares: literal (2), balanced (8), loose (11), "
+        "or a block number (CLIPascene's fidelity axis)",
+        metavar="LEVEL",
+        kind="any",
+        canonical=scene_fidelity_value,
+    )
 
     @property
     def uses_clip(self) -> bool:
         return self.loss != "trace"
+
+    @property
+    def scene_block(self) -> int:
+        """The ViT block index of ``scene_fidelity`` (a word or a number)."""
+        return int(SCENE_FIDELITIES.get(self.scene_fidelity, self.scene_fidelity))
 
     def rules(self, label):
         if self.text is not None and isinstance(self.text, str) and self.text.strip() and self.loss == "trace":
@@ -499,6 +541,14 @@ class ObjectiveSettings(_Stage):
             yield (
                 f"{label('num_augs')} ({self.num_augs}) cannot exceed the augmentation pool "
                 f"({label('aug_pool')}, {self.aug_pool}); use fewer views or a larger pool"
+            )
+        fid = self.scene_fidelity
+        if fid not in SCENE_FIDELITIES and not (
+            isinstance(fid, int) and not isinstance(fid, bool) and 0 <= fid < SCENE_VIT_BLOCKS
+        ):
+            yield (
+                f"{label('scene_fidelity')} must be literal, balanced, loose or a ViT-B/32 block number 0-"
+                f"{SCENE_VIT_BLOCKS - 1} (shallow blocks draw literally, deep ones loosely); got {fid!r}"
             )
 
 
@@ -608,6 +658,17 @@ class OptimizerSettings(_Stage):
     )
     plateau_window: int = option(
         200, "steps over which plateau measures the improvement", low=1, high=100000, unit="steps", metavar="N"
+    )
+    joint_iterations: Optional[int] = option(
+        None,
+        "scene mode: steps of the joint pass that moves both layers' strokes together against the whole "
+        "picture after each layer was optimised on its own (default a tenth of the iterations; 0 = none)",
+        low=0,
+        high=100000,
+        unit="steps",
+        above="it is a short pass after the layers' own runs",
+        metavar="N",
+        kind="int",
     )
 
     def rules(self, label):
@@ -898,6 +959,18 @@ class SketchSettings:
                 f"strokes x seeds must be at most {STROKES_X_SEEDS} ({total} strokes x {n_seeds} seeds; memory and "
                 f"time per step grow with strokes x seeds; lower {label('strokes')} or {label('seeds')})"
             )
+        bg = self.background_strokes
+        if self.scene is True and self.problem_free("background_strokes") and isinstance(n_seeds, int):
+            if bg * n_seeds > STROKES_X_SEEDS:
+                yield (
+                    f"background strokes x seeds must be at most {STROKES_X_SEEDS} ({bg} x {n_seeds}); lower "
+                    f"{label('background_strokes')} or {label('seeds')}"
+                )
+            if self.auto_strokes is not None and bg < 2:
+                yield (
+                    f"{label('background_strokes')} must be at least 2 with {label('auto_strokes')} (the background "
+                    f"is optimised with that many strokes and pruned from there); got {bg}"
+                )
         if (
             self.auto_strokes is not None
             and self.abstraction_method == "grow"

@@ -14,11 +14,15 @@ Conventions (same as diffvg as CLIPasso used it):
 - ``losses``/``iterations`` ``[B]`` and ``seeds`` (tuple of B ints) are optional bookkeeping
   of the optimiser and best-of-N selection; ``pictures`` (tuple of B ints) says which picture of a
   batch each candidate sketches (Initialize Strokes sets it; None: they all sketch one picture).
+- ``layers`` (tuple of S names, optional) says which layer each stroke belongs to in a scene sketch
+  (``"background"``, ``"foreground"``; `clipasso.scene`): the SVG writes one group per layer. None for
+  a plain sketch, which then behaves exactly as before layers existed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
@@ -37,6 +41,9 @@ def pen_half_width(pen_width: float) -> float:
 
 class StrokeError(ClipassoError, ValueError):
     """Raised for a malformed stroke set; the message says what is wrong and how to fix it."""
+
+
+LAYER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}\Z")  # a layer name is also its SVG group's id
 
 
 def _as_float_tensor(name: str, value) -> torch.Tensor:
@@ -60,6 +67,7 @@ class Strokes:
     seeds: Optional[Tuple[int, ...]] = None
     iterations: Optional[torch.Tensor] = None
     pictures: Optional[Tuple[int, ...]] = None
+    layers: Optional[Tuple[str, ...]] = None
 
     # ------------------------------------------------------------------ building
     def __post_init__(self):
@@ -138,6 +146,19 @@ class Strokes:
             if len(pictures) != b or any(p < 0 for p in pictures):
                 raise StrokeError(f"pictures must hold one picture index >= 0 per candidate ({b}); got {pictures}")
 
+        layers = self.layers
+        if layers is not None:
+            if isinstance(layers, str):
+                layers = (layers,) * s
+            layers = tuple(layers)
+            if len(layers) != s:
+                raise StrokeError(f"layers must name one layer per stroke ({s}); got {len(layers)} name(s)")
+            bad = sorted({repr(n) for n in layers if not (isinstance(n, str) and LAYER_NAME.match(n))})
+            if bad:
+                raise StrokeError(
+                    f"layer names must start with a letter and hold only letters, digits, '-' and '_' (at most "
+                    f"64 characters; they become SVG group ids); got {', '.join(bad[:4])}"
+                )
         set_ = object.__setattr__
         set_(self, "points", pts)
         set_(self, "widths", widths.contiguous())
@@ -147,6 +168,7 @@ class Strokes:
         set_(self, "iterations", iterations)
         set_(self, "seeds", seeds)
         set_(self, "pictures", pictures)
+        set_(self, "layers", layers)
 
     @classmethod
     def from_points(
@@ -211,6 +233,7 @@ class Strokes:
             self.seeds,
             mv(self.iterations),
             self.pictures,
+            self.layers,
         )
 
     def cpu(self) -> "Strokes":
@@ -229,6 +252,7 @@ class Strokes:
             self.seeds,
             dt(self.iterations),
             self.pictures,
+            self.layers,
         )
 
     def select(self, index) -> "Strokes":
@@ -258,6 +282,7 @@ class Strokes:
             seeds,
             pick(self.iterations),
             pictures,
+            self.layers,
         )
 
     def scaled(self, height: int, width: int) -> "Strokes":
@@ -280,6 +305,11 @@ class Strokes:
                     f"got {first.canvas}/{tuple(first.points.shape[1:])} and "
                     f"{it.canvas}/{tuple(it.points.shape[1:])}"
                 )
+            if it.layers != first.layers:
+                raise StrokeError(
+                    "stroke sets to join as candidates must put their strokes in the same layers; "
+                    f"got {_layer_text(first.layers)} and {_layer_text(it.layers)}"
+                )
 
         def cat(name):
             vals = [getattr(it, name) for it in items]
@@ -288,7 +318,74 @@ class Strokes:
         seeds = None if any(it.seeds is None for it in items) else sum((it.seeds for it in items), ())
         pictures = None if any(it.pictures is None for it in items) else sum((it.pictures for it in items), ())
         return Strokes(
-            cat("points"), cat("widths"), cat("colors"), first.canvas, cat("losses"), seeds, cat("iterations"), pictures
+            cat("points"),
+            cat("widths"),
+            cat("colors"),
+            first.canvas,
+            cat("losses"),
+            seeds,
+            cat("iterations"),
+            pictures,
+            first.layers,
+        )
+
+    # ------------------------------------------------------------------ layers
+    @property
+    def layer_names(self) -> Tuple[str, ...]:
+        """The layers of the strokes in drawing order (their first stroke's); () for a plain sketch."""
+        return tuple(dict.fromkeys(self.layers)) if self.layers is not None else ()
+
+    def layer(self, name: str) -> "Strokes":
+        """The strokes of one layer, every candidate (losses, seeds and iterations kept)."""
+        if name not in self.layer_names:
+            have = ", ".join(self.layer_names) if self.layers is not None else "none (a plain sketch)"
+            raise StrokeError(f"these strokes have no layer {name!r}; their layers: {have}")
+        keep = [i for i, n in enumerate(self.layers) if n == name]
+        idx = torch.tensor(keep, device=self.device)
+        return self.replace(
+            points=self.points[:, idx],
+            widths=self.widths[:, idx],
+            colors=self.colors[:, idx],
+            layers=(name,) * len(keep),
+        )
+
+    @staticmethod
+    def join_layers(parts) -> "Strokes":
+        """One stroke set from layers drawn one after the other: ``parts`` is a dict (or a sequence of pairs)
+        of layer name -> `Strokes` with the same canvas, candidate count and segment count; each stroke is
+        labelled with its layer. A part that already carries layers keeps them (so a layered set can be
+        joined again). Losses and iterations are dropped (no loss measured the joined set); seeds and
+        pictures are kept when every part has the same."""
+        pairs = list(parts.items()) if isinstance(parts, dict) else [tuple(p) for p in parts]
+        if not pairs:
+            raise StrokeError("join_layers needs at least one (layer name, strokes) pair")
+        first = pairs[0][1]
+        names = []
+        for name, it in pairs:
+            if not isinstance(it, Strokes):
+                raise StrokeError(f"layer {name!r} must be a Strokes value; got {type(it).__name__}")
+            if (
+                it.canvas != first.canvas
+                or it.num_candidates != first.num_candidates
+                or it.points.shape[2:] != first.points.shape[2:]
+            ):
+                raise StrokeError(
+                    "layers to join must share canvas size, candidate count and segment count; got "
+                    f"{first.canvas}/{first.num_candidates}/{first.num_segments} and "
+                    f"{it.canvas}/{it.num_candidates}/{it.num_segments} for layer {name!r}"
+                )
+            names.extend(it.layers if it.layers is not None else (name,) * it.num_strokes)
+        items = [it.to(first.device) for _, it in pairs]
+        same = all(it.seeds == first.seeds for it in items)
+        same_pictures = all(it.pictures == first.pictures for it in items)
+        return Strokes(
+            torch.cat([it.points for it in items], 1),
+            torch.cat([it.widths for it in items], 1),
+            torch.cat([it.colors for it in items], 1),
+            first.canvas,
+            seeds=first.seeds if same else None,
+            pictures=first.pictures if same_pictures else None,
+            layers=tuple(names),
         )
 
     def picture_groups(self):
@@ -308,6 +405,8 @@ class Strokes:
             extra += ", ...]" if self.num_candidates > 8 else "]"
         if self.seeds is not None:
             extra += f", seeds={list(self.seeds[:8])}"
+        if self.layers is not None:
+            extra += ", layers={" + ", ".join(f"{n}: {self.layers.count(n)}" for n in self.layer_names) + "}"
         return (
             f"Strokes(candidates={self.num_candidates}, strokes={self.num_strokes}, "
             f"segments={self.num_segments}, canvas={self.canvas[0]}x{self.canvas[1]}, "
@@ -315,3 +414,9 @@ class Strokes:
         )
 
     __str__ = __repr__
+
+
+def _layer_text(layers) -> str:
+    if layers is None:
+        return "no layers"
+    return "layers " + ", ".join(f"{n} x{layers.count(n)}" for n in dict.fromkeys(layers))

@@ -59,6 +59,66 @@ LOOP_WIDGETS = (
 SPEED_WIDGETS = ("seed_trial", "plateau")
 
 
+# The ViT block input (last on Optimize Sketch, Auto Abstraction and Drawing Order): with a ViT loss model the
+# geometric term compares the patch tokens of that one block (scene mode's background loss); "default" keeps
+# the encoder's own layers.
+VIT_BLOCK_DEFAULT = "default"
+
+
+def vit_block_options():
+    from clipasso.settings import SCENE_FIDELITIES, SCENE_VIT_BLOCKS
+
+    return [VIT_BLOCK_DEFAULT, *SCENE_FIDELITIES, *(str(i) for i in range(SCENE_VIT_BLOCKS))]
+
+
+def vit_block_input():
+    from clipasso.settings import SCENE_FIDELITIES
+
+    words = ", ".join(f"{w} = block {b}" for w, b in SCENE_FIDELITIES.items())
+    return io.Combo.Input(
+        "vit_block",
+        options=vit_block_options(),
+        default=VIT_BLOCK_DEFAULT,
+        optional=True,
+        tooltip="With a ViT loss model (e.g. ViT-B-32 in Load CLIPasso Models): the geometric loss compares the "
+        f"patch tokens of this one block, as scene mode does for the background ({words}; shallow blocks draw "
+        "literally, deep ones loosely). default: the encoder's usual layers. Not used with loss 'trace'.",
+    )
+
+
+def vit_block_weights(value, encoder) -> Optional[Dict[str, float]]:
+    """The ``layer_weights`` of a ``vit_block`` widget value for ``encoder`` (None: "default", keep the
+    encoder's layers); a `NodeInputError` when the encoder is no ViT or lacks the block."""
+    from clipasso.settings import SCENE_FIDELITIES
+
+    from .common import NodeInputError
+
+    text = str(value if value is not None else VIT_BLOCK_DEFAULT).strip().lower()
+    if text in ("", VIT_BLOCK_DEFAULT, "-1"):
+        return None
+    if text in SCENE_FIDELITIES:
+        block = SCENE_FIDELITIES[text]
+    elif text.isdigit():
+        block = int(text)
+    else:
+        raise NodeInputError(
+            f"vit_block must be default, {', '.join(SCENE_FIDELITIES)} or a block number; got {value!r}"
+        )
+    if not getattr(encoder, "is_vit", False):
+        name = getattr(encoder, "name", "the loss model")
+        raise NodeInputError(
+            f"vit_block {value!r} needs a ViT loss model, but {name!r} is not one: choose a ViT (e.g. ViT-B-32) as "
+            "loss_model in Load CLIPasso Models, or set vit_block to default"
+        )
+    blocks = len(encoder.visual.transformer.resblocks)
+    if block >= blocks:
+        raise NodeInputError(
+            f"vit_block {value!r} is block {block}, but the loss model {encoder.name!r} has blocks 0-{blocks - 1}; "
+            f"choose a block in 0-{blocks - 1}"
+        )
+    return {f"block{block}": 1.0}
+
+
 def field_of(widget: str) -> str:
     return WIDGETS.get(widget, (widget, None))[0]
 
@@ -181,11 +241,13 @@ def node_settings(preset: Optional[str] = None, **widgets):
 
 def loop_config(models, preset: str = "fast", **widgets):
     """(loss encoder or None, device, `OptimizeConfig`) of a node's widget values, the same for every node
-    that optimises or measures sketches. Needs a CLIP model unless loss is 'trace'."""
+    that optimises or measures sketches. Needs a CLIP model unless loss is 'trace'. ``vit_block`` (a
+    `vit_block_input` value) puts the geometric term on one block of a ViT loss model (`vit_block_weights`)."""
     from clipasso.settings import LOSS_MODES, SettingsError, SketchSettings
 
     from .common import NodeInputError, compute_device
 
+    vit_block = widgets.pop("vit_block", VIT_BLOCK_DEFAULT)
     over = settings_overrides(**widgets)
     loss = over.get("loss", "clip")
     if loss not in LOSS_MODES:
@@ -203,6 +265,9 @@ def loop_config(models, preset: str = "fast", **widgets):
 
         over["mixed_precision"] = precision_label(models.autocast_dtype)  # the node's dtype as the settings' word
         over["compile"] = getattr(models, "compile", "auto")
+        weights = vit_block_weights(vit_block, encoder)
+        if weights is not None:
+            over["layer_weights"] = weights
     try:
         settings = SketchSettings.from_preset(preset, **over)
         config = settings.optimize_config().validate()

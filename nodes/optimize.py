@@ -29,7 +29,15 @@ from .common import (
     images_to_chw,
     strokes_or_error,
 )
-from .inputs import NODE_PRESET, SPEED_WIDGETS, loop_config, loop_inputs, preset_input, setting_input
+from .inputs import (
+    NODE_PRESET,
+    SPEED_WIDGETS,
+    loop_config,
+    loop_inputs,
+    preset_input,
+    setting_input,
+    vit_block_input,
+)
 from .output import render_to_comfy
 
 PREVIEW_SIZE = 256
@@ -131,7 +139,8 @@ class OptimizeSketch(io.ComfyNode):
                 setting_input("augmentations"),
                 *loop_inputs(),
                 *loop_inputs(SPEED_WIDGETS),
-                setting_input("renderer", optional=True),  # last: saved workflows keep their widget order
+                setting_input("renderer", optional=True),  # after the older inputs: saved workflows keep their order
+                vit_block_input(),  # scene mode's background loss (a ViT block); last, for the same reason
             ],
             hidden=[io.Hidden.unique_id],  # the compile step's text on the node (CompileNotices)
             outputs=[

@@ -55,6 +55,31 @@ def sketch_inputs():
     ]
 
 
+def scene_inputs():
+    """Scene mode (`clipasso.scene`): the whole picture in a background and a foreground layer. Last on both
+    nodes and off by default, so saved workflows run as before."""
+    from clipasso.settings import SCENE_FIDELITIES, SCENE_VIT_BLOCKS
+
+    return [
+        setting_input("scene", optional=True),
+        setting_input("background_strokes", optional=True),
+        setting_input(
+            "scene_fidelity",
+            optional=True,
+            options=[*SCENE_FIDELITIES, *(str(i) for i in range(SCENE_VIT_BLOCKS))],
+        ),
+    ]
+
+
+def run_steps(settings) -> int:
+    """Optimisation steps of one picture, as the engine's progress callback counts them."""
+    if settings.scene:
+        from clipasso.scene import scene_steps
+
+        return scene_steps(settings)
+    return int(settings.iterations)
+
+
 class CLIPassoSketch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -65,12 +90,15 @@ class CLIPassoSketch(io.ComfyNode):
             description="The whole CLIPasso pipeline in one node: remove the background, find the salient parts, "
             "place strokes, optimise every seed against CLIP and keep the best. Each picture of a batch "
             "is sketched on its own. Without CLIP weights: loss 'trace' with saliency 'mask' (or "
-            "'none') needs no model but the bundled u2netp. Cancel discards the run (no outputs, "
+            "'none') needs no model but the bundled u2netp. With scene on, the whole picture is sketched in "
+            "two layers (the object, and the background with the object's hole inpainted) and the strokes "
+            "carry their layer (Save SVG writes one group per layer). Cancel discards the run (no outputs, "
             "nothing saved); the last preview shows the best sketch reached.",
             inputs=[
                 io.Image.Input("image", tooltip="Picture(s) of an object; every picture of a batch gets a sketch."),
                 *sketch_inputs(),
-                setting_input("renderer", optional=True),  # last: saved workflows keep their widget order
+                setting_input("renderer", optional=True),  # after the older inputs: saved workflows keep their order
+                *scene_inputs(),  # last, for the same reason
             ],
             hidden=[io.Hidden.unique_id],  # the compile step's text on the node (CompileNotices)
             outputs=[
@@ -88,7 +116,7 @@ class CLIPassoSketch(io.ComfyNode):
         from clipasso.strokes import Strokes
 
         settings = node_settings(preset, **widgets, models_dir=models_dirs(), device=str(compute_device()))
-        total_its = settings.iterations
+        total_its = run_steps(settings)  # a scene runs each layer, then the joint pass
         progress = Progress(total_its)
 
         def run_all():
@@ -150,6 +178,7 @@ class CLIPassoBatch(io.ComfyNode):
                 io.Boolean.Input("png", default=True, tooltip="Also write a PNG of every sketch."),
                 io.Boolean.Input("force", default=False, tooltip="Redo pictures the manifest says are done."),
                 *sketch_inputs(),
+                *scene_inputs(),  # last: saved workflows keep their widget order
             ],
             outputs=[
                 io.String.Output(

@@ -28,7 +28,15 @@ from .common import (
     picture_on_canvas,
     strokes_or_error,
 )
-from .inputs import NODE_PRESET, loop_config, loop_inputs, preset_input, setting_input, widget_default
+from .inputs import (
+    NODE_PRESET,
+    loop_config,
+    loop_inputs,
+    preset_input,
+    setting_input,
+    vit_block_input,
+    widget_default,
+)
 from .output import render_to_comfy
 
 
@@ -200,7 +208,8 @@ class AutoAbstraction(io.ComfyNode):
             ]
             + loop_inputs(("loss", "trace_weight"))
             + _grow_inputs()
-            + loop_inputs(ABSTRACTION_EXTRA),
+            + loop_inputs(ABSTRACTION_EXTRA)
+            + [vit_block_input()],  # last: saved workflows keep their widget order
             outputs=[
                 SketchStrokes.Output(
                     "chosen", display_name="strokes", tooltip="The sketch with the chosen stroke count."
@@ -329,7 +338,8 @@ class DrawingOrder(io.ComfyNode):
                 setting_input("semantic_weight"),
             ]
             + loop_inputs(("loss", "trace_weight"))
-            + loop_inputs(ORDER_EXTRA),
+            + loop_inputs(ORDER_EXTRA)
+            + [vit_block_input()],  # last: saved workflows keep their widget order
             outputs=[
                 SketchStrokes.Output(
                     "ordered",

@@ -247,6 +247,10 @@ def _sketch(args, settings) -> int:
     import torch  # the work starts here: every option and path above was checked without torch
 
     total = settings.iterations
+    if settings.scene:  # each layer's run, then the joint pass
+        from ..scene import scene_steps
+
+        total = scene_steps(settings)
     bar = ProgressBar(total, enabled=not args.quiet)
     stop = {"requested": False, "terminated": False}
 
@@ -297,6 +301,13 @@ def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
     abstraction_lines = _drawing_outputs(result, args)
     run = result.run
     s = result.settings
+    if result.layers is not None:
+        lines = [f"sketch: {out_svg}" + (f" and {args.png}" if args.png else "")] + _scene_lines(result)
+        lines += abstraction_lines + [f"  note: {n}" for n in result.notes]
+        if stop.get("terminated"):
+            lines.append(f"  stopped by SIGTERM: the best sketch so far is written (exit status {EXIT_TERMINATED})")
+        print("\n".join(lines), flush=True)
+        return EXIT_TERMINATED if stop.get("terminated") else EXIT_OK
     lines = [
         f"sketch: {out_svg}" + (f" and {args.png}" if args.png else ""),
         f"  winner: seed {result.seed} (candidate {result.index + 1} of {len(s['seeds'])}), "
@@ -335,6 +346,38 @@ def _run_and_write(args, settings, out_svg, bar, stop, progress, errors) -> int:
         lines.append(f"  stopped by SIGTERM: the best sketch so far is written (exit status {EXIT_TERMINATED})")
     print("\n".join(lines), flush=True)
     return EXIT_TERMINATED if stop.get("terminated") else EXIT_OK
+
+
+def _scene_lines(result) -> List[str]:
+    """The summary of a scene sketch: each layer's strokes, winner and loss, and the joint pass."""
+    s = result.settings
+    lines = [
+        f"  scene: {result.strokes.num_strokes} strokes in {len(result.layers)} layer(s), "
+        f"{s['canvas']} px canvas, preset {s['preset']}, on {s['device']}"
+    ]
+    for name, layer in result.layers.items():
+        run = layer.run
+        enc = layer.objective.encoder
+        loss = enc.name if enc is not None else "trace loss"
+        if name == "background" and enc is not None and enc.is_vit:
+            loss += f" block {s['scene_block']}"
+        lines.append(
+            f"  {name}: {layer.strokes.num_strokes} strokes, {loss}; seed {layer.strokes.seeds[0]} won with loss "
+            f"{float(layer.strokes.losses[0]) if layer.strokes.losses is not None else layer.loss:.4f}, "
+            f"{run.iterations_run}/{s['iterations']} iterations in {fmt_time(run.seconds)}"
+        )
+        ab = layer.abstraction
+        if ab is not None:
+            fid = ab.fidelities[ab.counts.index(ab.count)]
+            lines.append(
+                f"    automatic abstraction: {ab.count} strokes keep fidelity {fid:.3f} (target {ab.fidelity:.2f})"
+            )
+    j = result.joint
+    lines.append(
+        f"  joint pass: {j.iterations} steps on the whole picture, loss {j.loss_before:.4f} -> {j.loss_after:.4f}"
+    )
+    lines.append(f"  time: {fmt_time(result.seconds)} total")
+    return lines
 
 
 def _log_stages_to_stderr() -> None:
@@ -376,12 +419,30 @@ def _drawing_outputs(result, args) -> List[str]:
         if args.animated_svg:
             write_animated_svg(result.strokes, args.animated_svg)
             lines.append(f"  animated SVG: {args.animated_svg}")
+    elif getattr(result, "layers", None) is not None and (args.gif or args.animated_svg):
+        # a scene: each layer was put in drawing order on its own; the background is drawn first
+        from ..output.animation import drawing_frames, frames_to_gif, write_animated_svg
+
+        if args.gif:
+            h, w = result.strokes.canvas
+            frames_to_gif(drawing_frames(result.strokes, size=(2 * h, 2 * w)), args.gif)
+            lines.append(f"  drawing animation: {args.gif} (background first, each layer in drawing order)")
+        if args.animated_svg:
+            write_animated_svg(result.strokes, args.animated_svg)
+            lines.append(f"  animated SVG: {args.animated_svg}")
     if args.curve:
         data = {}
         if ab is not None:
             data["abstraction"] = ab.to_dict()
         if order is not None:
             data["drawing_order"] = order.to_dict()
+        for name, layer in (getattr(result, "layers", None) or {}).items():  # a scene: per layer
+            part = {}
+            if layer.abstraction is not None:
+                part["abstraction"] = layer.abstraction.to_dict()
+            if layer.drawing_order is not None:
+                part["drawing_order"] = layer.drawing_order.to_dict()
+            data.setdefault("layers", {})[name] = part
         from ..atomic import write_text_atomic
 
         write_text_atomic(args.curve, json.dumps(data, indent=1))

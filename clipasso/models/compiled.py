@@ -22,7 +22,7 @@ and decides when compiling pays:
 - Shapes: the batch is kept static (``dynamic=False``). The seed trial halves it once and the eval
   pass runs without gradients (eager), so a run compiles at most one shape per batch size it trains at;
   a dynamic batch measured slower to compile on this project's CPU (about 200 s against 72 s per shape)
-  for the same step time (bench/speed.py --only-compile).
+  for the same step time (a probe with torch.compile(dynamic=True), this project's CPU).
 - Failure is never an error: no C++ compiler (a Windows ComfyUI portable), no triton on CUDA, an
   inductor error: the step runs eager from then on and one line (logger ``clipasso.compile``, which the
   CLI prints and the nodes show as progress text) says why.
@@ -54,13 +54,14 @@ LEDGER_NAME = "ledger.json"
 _OURS: set = set()
 
 # Speed-up of the compiled training step over eager (eager / compiled step time) where this machine has
-# no measurement of its own yet, by (device type, autocast dtype; None = fp32). Measured with bench/speed.py
-# --only-compile (RN101, 6 views of 224 px): fp32 on a 2-core AMD EPYC without avx512, 1.08x; bf16 on
-# a 2-core EPYC with avx512_bf16, 1.49x (issue 27). CUDA is not measured yet (bench/gpu_check.sh
-# measures it when a GPU is lent): without a figure `auto` does not compile a cold cache there.
+# no measurement of its own yet, by (device type, autocast dtype; None = fp32). Measured with
+# bench/compile.py (RN101, 224 px; docs/benchmarks.md#compiled-encoder-step): fp32 on a 2-core AMD EPYC
+# without avx512, 1.04-1.16x by batch shape (1.08 taken); bf16 on a 2-core EPYC with avx512_bf16, 1.49x
+# (issue 27). CUDA is not measured yet (bench/gpu_check.sh measures it when a GPU is lent): without a
+# figure `auto` does not compile a cold cache there.
 DEFAULT_SPEEDUP: Dict[Tuple[str, Optional[torch.dtype]], float] = {("cpu", None): 1.08, ("cpu", torch.bfloat16): 1.49}
-# Seconds of a first (cold) compile of one batch shape, where the ledger has none: 72-77 s for RN101 on
-# both CPUs above. A warm start (inductor's caches on disk) measured 5.4-5.7 s.
+# Seconds of a first (cold) compile of one batch shape, where the ledger has none: 68-77 s for RN101 on
+# both CPUs above. A warm start (inductor's caches on disk) measured 5.4-11 s.
 DEFAULT_COMPILE_S = {"cpu": 75.0, "cuda": 60.0}
 DEFAULT_WARM_S = 6.0
 

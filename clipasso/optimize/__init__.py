@@ -161,7 +161,7 @@ def optimize(
     stop_reason = run_loop(run, policies, callback, should_stop)
     seconds = time.perf_counter() - start
 
-    meta = dict(seeds=seeds, pictures=strokes.pictures)
+    meta = dict(seeds=seeds, pictures=strokes.pictures, layers=strokes.layers)  # a layered sketch keeps its layers
     best_widths = run.best_widths
     widths, colors = run.style.snapshot()
     if cfg.pen_width is not None:  # the pen draws every output stroke with one width

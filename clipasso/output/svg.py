@@ -135,6 +135,8 @@ def to_svg(
         info["loss"] = float(one.losses[0])
     if one.iterations is not None:
         info["iteration"] = int(one.iterations[0])
+    if one.layers is not None:
+        info["layers"] = {n: one.layers.count(n) for n in one.layer_names}
     if metadata:
         info.update(metadata)
     out = [
@@ -144,16 +146,35 @@ def to_svg(
     if background is not None:
         out.append(f'  <rect class="background" x="0" y="0" width="{w}" height="{h}" fill="{_rgb(background)}"/>')
     out.append('  <g fill="none" stroke-linecap="round" stroke-linejoin="round">')
+    paths = []
     for s in range(one.num_strokes):
         col = one.colors[0, s].tolist()
         width = float(pen_width) if pen_width is not None else 2.0 * float(one.widths[0, s])
-        out.append(
+        paths.append(
             f'    <path d="{path_data(one.points[0, s])}" stroke="{_rgb(col)}" '
             f'stroke-opacity="{_num(col[3])}" stroke-width="{_num(width)}"/>'
         )
+    out.extend(paths if one.layers is None else _layer_groups(paths, one.layers))
     out.append("  </g>")
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _layer_groups(paths: List[str], layers: Sequence[str]) -> List[str]:
+    """The path lines in one ``<g id="NAME" class="layer" data-layer="NAME">`` per run of strokes of a layer
+    (drawing order is kept: a layer whose strokes come in two runs gets a second group, id NAME-2)."""
+    out: List[str] = []
+    runs = {}
+    for i, (line, name) in enumerate(zip(paths, layers)):
+        if i == 0 or layers[i - 1] != name:
+            if i:
+                out.append("    </g>")
+            runs[name] = runs.get(name, 0) + 1
+            gid = name if runs[name] == 1 else f"{name}-{runs[name]}"
+            out.append(f'    <g id="{gid}" class="layer" data-layer="{name}">')
+        out.append("  " + line)
+    out.append("    </g>")
+    return out
 
 
 def _xml_text(s: str) -> str:
@@ -860,10 +881,14 @@ def read_svg(
             max_outlines,
             float(width) if width is not None else DEFAULT_HALF_WIDTH,
             reader.counter,
+            reader.layer_of,
         )
     if not found:
         raise _nothing_to_read(reader.outline, reader.counter)
-    return _strokes_of(found, width, canvas)
+    strokes = _strokes_of(found, width, canvas)
+    if reader.layer_of:  # strokes outside every layer group go to the layer "other"
+        strokes = strokes.replace(layers=tuple(reader.layer_of.get(id(f), OTHER_LAYER) for f in found))
+    return strokes
 
 
 def _check_read_options(width, fills, segments, max_outlines) -> None:
@@ -899,6 +924,8 @@ class _Reader:
         self.shapes: List[Tuple[int, float, object, Tuple[float, float, float, float]]] = []
         self.counter = {"n": 0, "fill_only": 0, "specks": 0, "background": 0}
         self.budget = _Budget()
+        self.layer: Optional[str] = None  # the layer group being read (to_svg's class="layer", Inkscape's layers)
+        self.layer_of: Dict[int, str] = {}  # id() of a found stroke or outline shape -> its layer
 
     @staticmethod
     def to_canvas(sp, mat: Affine, where: str):
@@ -949,6 +976,8 @@ class _Reader:
                 self.counter["background"] += 1
             else:
                 self.shapes.append((len(self.found), enclosed, poly, color))
+                if self.layer is not None:
+                    self.layer_of[id(self.shapes[-1])] = self.layer
 
     def visit(self, el, style: Dict[str, str], mat: Affine, opacity: float):
         tag = _local(el.tag)
@@ -965,8 +994,12 @@ class _Reader:
         if style.get("display") == "none" or style.get("visibility") in ("hidden", "collapse"):
             return
         if tag in ("svg", "g", "a", "switch"):
+            outer = self.layer
+            if tag == "g":
+                self.layer = _layer_name(el) or outer
             for child in el:
                 self.visit(child, style, mat, opacity)
+            self.layer = outer
             return
         if tag == "rect" and "background" in (el.get("class") or "").split():
             return
@@ -1005,6 +1038,27 @@ class _Reader:
                         f"(clipasso.output.svg.MAX_STROKES); {_SIMPLIFY}"
                     )
                 self.found.append((part, half, (*stroke, alpha)))
+                if self.layer is not None:
+                    self.layer_of[id(self.found[-1])] = self.layer
+
+
+OTHER_LAYER = "other"  # the layer of strokes outside every layer group of a layered SVG
+_INKSCAPE = "{http://www.inkscape.org/namespaces/inkscape}"
+
+
+def _layer_name(el) -> Optional[str]:
+    """The layer a ``<g>`` stands for, or None: to_svg's ``class="layer"`` groups (``data-layer``, else the
+    id) and Inkscape's layers (their label), made a valid layer name."""
+    if "layer" in (el.get("class") or "").split():
+        name = el.get("data-layer") or el.get("id")
+    elif el.get(_INKSCAPE + "groupmode") == "layer":
+        name = el.get(_INKSCAPE + "label") or el.get("id")
+    else:
+        return None
+    if not name:
+        return None
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", name.strip())[:64].strip("-") or "layer"
+    return name if name[0].isalpha() else ("layer-" + name)[:64]
 
 
 def _nothing_to_read(outline: bool, counter) -> SVGError:
@@ -1042,7 +1096,7 @@ def _strokes_of(found, width: Optional[float], canvas) -> Strokes:
     return Strokes(pts_t, widths, colors, canvas)
 
 
-def _with_outlines(found, shapes, segments: int, max_outlines: Optional[int], half: float, counter):
+def _with_outlines(found, shapes, segments: int, max_outlines: Optional[int], half: float, counter, layer_of=None):
     """`found` with the largest outline candidates fitted and put back in document order (up to the cap)."""
     from .outline import fit_closed
 
@@ -1060,6 +1114,8 @@ def _with_outlines(found, shapes, segments: int, max_outlines: Optional[int], ha
         while k < len(keep) and shapes[keep[k]][0] <= i:
             _pos, _area, poly, color = shapes[keep[k]]
             merged.append((fit_closed(poly, segments), half, color))
+            if layer_of is not None and id(shapes[keep[k]]) in layer_of:
+                layer_of[id(merged[-1])] = layer_of[id(shapes[keep[k]])]
             k += 1
         if stroke is not None:
             merged.append(stroke)

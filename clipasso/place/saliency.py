@@ -520,8 +520,36 @@ def saliency_map(
     return out.float()
 
 
+CLIP_METHODS = ("clip-attention", "clip-relevancy")  # the methods that take a CLIP ViT
+DEFAULT_SALIENCY_MODEL_NAME = ModelSettings.saliency_model
+
+
+def saliency_for_settings(target, mask, s: SketchSettings, dev):
+    """The saliency map [H, W] (float, CPU) of a whole `SketchSettings`' method for ``target`` restricted to
+    ``mask`` (None for method 'none'); the CLIP ViT of the ``clip-*`` methods is loaded as the settings say."""
+    method = s.saliency
+    if method == "none":
+        return None
+    from ..models import load_clip
+
+    sal_encoder = None
+    if method in CLIP_METHODS:
+        sal_encoder = load_clip(
+            s.saliency_model,
+            s.saliency_pretrained,
+            weights=s.saliency_weights,
+            models_dir=s.models_dir,
+            device=dev,
+            allow_download=s.allow_download,
+        )
+    elif method == "timm-vit" and s.saliency_model != DEFAULT_SALIENCY_MODEL_NAME:
+        sal_encoder = s.saliency_model  # a timm model name (the default is DINO ViT-S/8)
+    return saliency_map(target, s, encoder=sal_encoder, mask=mask).float().cpu()
+
+
 __all__ = [
     "saliency_map",
+    "saliency_for_settings",
     "clip_attention_map",
     "clip_relevancy_map",
     "timm_attention_map",

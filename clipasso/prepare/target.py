@@ -119,9 +119,12 @@ def prepare_target(
     return target, mask
 
 
-def prepare_picture(image, settings: PrepareSettings, models_dir=None, allow_download: bool = True, notes=None):
+def prepare_picture(
+    image, settings: PrepareSettings, models_dir=None, allow_download: bool = True, notes=None, keep_background=False
+):
     """`prepare_target` with validated `PrepareSettings`, plus the input picture's (height, width), to map a
-    stretched sketch back."""
+    stretched sketch back. ``keep_background``: the matte is computed as background removal computes it, but
+    the picture keeps its background (scene mode, `clipasso.prepare.layers`)."""
     canvas, framing = int(settings.canvas), settings.framing
     background_removal, matting_model = settings.background_removal, settings.matting_model
     notes = notes if notes is not None else []
@@ -164,7 +167,7 @@ def prepare_picture(image, settings: PrepareSettings, models_dir=None, allow_dow
         from .matting import remove_background
 
         mat = remove_background(rgb, model=matting_model, models_dir=models_dir, allow_download=allow_download)
-        rgb, mask = mat.image, mat.mask
+        rgb, mask = (rgb if keep_background else mat.image), mat.mask
         if not mat.found:
             notes.append("background removal found no object; the whole image was used")
             mask = None

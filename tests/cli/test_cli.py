@@ -241,4 +241,3 @@ def test_compile_says_what_it_does_and_the_summary_says_what_it_decided(tiny_mod
     rc = main(_args(tiny_models_dir, str(image_file), "-o", str(tmp_path / "off.svg"), "--compile", "off"))
     out, err = capsys.readouterr()
     assert rc == 0 and "clipasso: compile" not in err and "  compile " not in out
-

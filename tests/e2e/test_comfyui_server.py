@@ -27,6 +27,8 @@ OUR_NODES = {
     "CLIPassoLoadSVG": ([], ["SKETCH_STROKES", "IMAGE"]),
     "CLIPassoSketch": (["IMAGE"], ["SKETCH_STROKES", "IMAGE", "FLOAT"]),
     "CLIPassoBatch": ([], ["STRING", "INT"]),
+    "CLIPassoSplitLayers": (["IMAGE", "MASK"], ["IMAGE", "IMAGE", "MASK", "MASK"]),
+    "CLIPassoCombineLayers": (["SKETCH_STROKES", "SKETCH_STROKES"], ["SKETCH_STROKES", "IMAGE"]),
     # models is optional (loss 'trace' needs none): listed after the required inputs
     "CLIPassoAutoAbstraction": (
         ["IMAGE", "SKETCH_STROKES", "CLIPASSO_MODELS"],
@@ -154,6 +156,81 @@ def test_no_weights_workflow(comfy, matting_weights):
     from clipasso.output.svg import read_svg
 
     assert read_svg(comfy.view(**svg).decode()).num_strokes == 5
+
+
+def _svg_layers(svg_text):
+    """Layer group id -> number of paths in it."""
+    import xml.etree.ElementTree as ET
+
+    ns = "{http://www.w3.org/2000/svg}"
+    root = ET.fromstring(svg_text)
+    return {g.get("id"): len(g.findall(ns + "path")) for g in root.iter(ns + "g") if g.get("id")}
+
+
+def test_scene_workflow_writes_a_layered_svg_and_a_png(comfy, matting_weights):
+    """The shipped scene example (CLIPasso Sketch with scene on, weights-free) on the example photo."""
+    prompt = load_api("clipasso_scene")
+    (node,) = by_class(prompt, "CLIPassoSketch")
+    inputs = prompt[node]["inputs"]
+    assert inputs["scene"] is True and inputs["loss"] == "trace" and inputs["saliency"] == "mask"
+    inputs.update(strokes=4, background_strokes=6, seeds=1, iterations=3, allow_download=False)
+    t0 = time.monotonic()
+    run = comfy.run(prompt, timeout=600)
+    TIMINGS["scene workflow"] = time.monotonic() - t0
+    assert run.status == "success", run.error
+    outputs = comfy.history(run.prompt_id)["outputs"]
+    (save,) = by_class(prompt, "CLIPassoSaveSVG")
+    (svg,) = outputs[save]["images"]
+    text = comfy.view(**svg).decode()
+    assert _svg_layers(text) == {"background": 6, "foreground": 4}
+    from clipasso.output.svg import read_svg
+
+    assert read_svg(text).layer_names == ("background", "foreground")
+    (save_png,) = by_class(prompt, "SaveImage")
+    (png,) = outputs[save_png]["images"]
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(comfy.view(**png))).convert("L")
+    assert img.size[0] == 512 and img.getextrema()[0] < 100
+
+
+def test_scene_layers_node_by_node(comfy, matting_weights):
+    """Split Scene Layers -> per layer Initialize Strokes + Optimize Sketch (trace loss) -> Combine Sketch Layers
+    -> Save SVG, in the real server: one SVG with a group per layer."""
+    from .test_node_paths_server import node_defaults
+    from .workflow_builder import EXAMPLE_INPUT
+
+    def with_defaults(node_id, **given):
+        return {"class_type": node_id, "inputs": {**node_defaults(comfy, node_id), **given}}
+
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": EXAMPLE_INPUT}},
+        "2": with_defaults("CLIPassoRemoveBackground", image=["1", 0], allow_download=False),
+        "3": with_defaults("CLIPassoSplitLayers", image=["1", 0], mask=["2", 1]),
+    }
+    # foreground: targets/regions 0 and 2 of the split; background: 1 and 3
+    for target, region, init, opt, count in ((0, 2, "4", "5", 3), (1, 3, "6", "7", 5)):
+        prompt[init] = with_defaults(
+            "CLIPassoInitStrokes",
+            image=["3", target],
+            mask=["3", region],
+            saliency=["3", region],
+            strokes=count,
+            seeds=2,
+            canvas=128,
+        )
+        prompt[opt] = with_defaults(
+            "CLIPassoOptimize", image=["3", target], strokes=[init, 0], loss="trace", iterations=3, augmentations=1
+        )
+    prompt["8"] = with_defaults("CLIPassoCombineLayers", background=["7", 0], foreground=["5", 0])
+    prompt["9"] = with_defaults("CLIPassoSaveSVG", strokes=["8", 0], filename_prefix="clipasso/scene_layers")
+    prompt["10"] = {"class_type": "PreviewImage", "inputs": {"images": ["3", 1]}}
+    run = comfy.run(prompt, timeout=600)
+    assert run.status == "success", run.error
+    outputs = comfy.history(run.prompt_id)["outputs"]
+    (svg,) = outputs["9"]["images"]
+    assert _svg_layers(comfy.view(**svg).decode()) == {"background": 5, "foreground": 3}
+    assert outputs["10"]["images"]  # the inpainted background target, previewed
 
 
 def test_saved_svg_loads_back_and_rerenders(comfy):

@@ -226,7 +226,8 @@ GRAPHS: Dict[str, dict] = {
                 {"fidelity": 0.9},
                 links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)},
             ),
-            node(8, "PreviewImage", 3, links={"images": (7, 3)}, title="Loss versus strokes"),
+            # under Optimize Sketch: Auto Abstraction's column is the tallest
+            node(8, "PreviewImage", 2, links={"images": (7, 3)}, title="Loss versus strokes"),
             node(
                 9,
                 "CLIPassoDrawingOrder",
@@ -280,10 +281,26 @@ GRAPHS: Dict[str, dict] = {
             node(10, "CLIPassoSaveSVG", 3, {"filename_prefix": "clipasso/styled"}, links={"strokes": (7, 0)}),
         ],
     },
+    "clipasso_scene": {
+        "title": "CLIPasso: a whole scene in layers, without CLIP weights",
+        "description": "CLIPasso Sketch with scene on: the photo is not cut out but split into two layers, the "
+        "object and the background with the object's hole inpainted, each sketched with its own strokes "
+        "and start points, then joined; the SVG holds one group per layer, the PNG the whole sketch. "
+        "Weights-free (loss trace, saliency mask: only the bundled u2netp runs). With CLIP weights, set "
+        "loss to clip and saliency to clip-attention: the background is then drawn with a ViT block "
+        "chosen by scene_fidelity.",
+        "nodes": [
+            node(1, "LoadImage", 0, {"image": EXAMPLE_INPUT}),
+            node(2, "CLIPassoSketch", 1, {"loss": "trace", "saliency": "mask", "scene": True}, links={"image": (1, 0)}),
+            node(3, "CLIPassoSaveSVG", 2, {"filename_prefix": "clipasso/scene"}, links={"strokes": (2, 0)}),
+            node(4, "CLIPassoRasterize", 2, {"width": 512}, links={"strokes": (2, 0)}),
+            node(5, "SaveImage", 2, {"filename_prefix": "clipasso/scene"}, links={"images": (4, 0)}),
+        ],
+    },
 }
 
 # graphs whose models every user has (ours are random-weight tiny ones in the tests): run by the e2e tests
-RUNNABLE = ["clipasso_pipeline", "clipasso_one_node", "clipasso_no_weights"]
+RUNNABLE = ["clipasso_pipeline", "clipasso_one_node", "clipasso_no_weights", "clipasso_scene"]
 
 
 # --------------------------------------------------------------------------- schema helpers

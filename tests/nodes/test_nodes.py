@@ -87,6 +87,8 @@ EXPECTED = {
     "CLIPassoAutoAbstraction",
     "CLIPassoDrawingOrder",
     "CLIPassoBatch",
+    "CLIPassoSplitLayers",
+    "CLIPassoCombineLayers",
 }
 
 

@@ -142,3 +142,57 @@ def test_original_style_baseline_computes_the_engines_loss():
     rel = float(rows[0].split("|")[2])
     assert rel < 1e-4
     assert "fair" in proc.stdout
+
+
+def test_scene_benchmark_quick_measures_both_modes(tmp_path):
+    """bench/scene.py --quick (tiny models): the object and the scene sketch are both timed, the scene has its
+    two layers and a joint pass that never ends higher than it started, and with the trace loss only the
+    scene sketch reaches the background's edges (an object sketch is drawn on the cut-out object)."""
+    out = tmp_path / "scene.json"
+    script = os.path.join(ROOT, "bench", "scene.py")
+    env = dict(os.environ, CLIPASSO_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, script, "--quick", "--iterations", "4", "--trace-iterations", "30", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    modes = {r["mode"]: r for r in rep["cost"]}
+    assert set(modes) == {"object", "scene"}
+    assert modes["object"]["strokes"] == modes["scene"]["strokes"] == 80
+    assert modes["scene"]["layers"] == {"background": 64, "foreground": 16}
+    assert set(modes["scene"]["phases"]) == {"background", "foreground", "joint"}
+    joint = modes["scene"]["joint"]
+    assert joint["iterations"] == 3 and joint["loss_after"] <= joint["loss_before"]
+    assert all(r["peak_rss_mib"] > 0 and r["wall_s"] > 0 for r in rep["cost"])
+    summary = rep["cost_summary"][0]
+    assert summary["extrapolated_scene_s"] > summary["measured_scene_s"] and summary["ratio"] > 0
+    rows = {r["run"]: r for r in rep["trace"][0]["rows"]}
+    assert all(0.0 <= r["f"] <= 1.0 for r in rows.values())
+    assert rows["scene 16 + 64"]["recall_background"] > 2 * rows["object 80"]["recall_background"]
+    assert "| astronaut | scene |" in proc.stdout and "Mean F" in proc.stdout
+    again = subprocess.run(
+        [sys.executable, script, "--table-only", "--output", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0 and again.stdout.strip() == proc.stdout.strip()
+
+
+def test_scene_benchmark_rejects_an_unknown_photo(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "bench", "scene.py"),
+            "--photos",
+            "nosuchphoto",
+            "--output",
+            str(tmp_path / "x.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "nosuchphoto" in proc.stderr
+    assert not (tmp_path / "x.json").exists()

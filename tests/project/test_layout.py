@@ -244,6 +244,7 @@ LAYERS = (
     ("optimize",),
     ("post",),
     ("output",),
+    ("scene",),  # scene mode's layers (clipasso.scene), which pipeline.sketch runs with scene=True
     ("pipeline",),
     ("batch",),
     ("cli", "report", "__main__"),

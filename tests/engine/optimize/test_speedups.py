@@ -430,7 +430,7 @@ def test_gpu_check_refuses_without_a_gpu_and_says_what_to_do():
 
 
 def test_gpu_check_steps_run_on_the_cpu_with_tiny_sizes(tmp_path):
-    """GPU_CHECK_SMOKE=1: the same four steps on the CPU (tiny models, few repeats): every command and flag
+    """GPU_CHECK_SMOKE=1: the same five steps on the CPU (tiny models, few repeats): every command and flag
     of the script exists and writes its results."""
     import json
     import os
@@ -448,5 +448,7 @@ def test_gpu_check_steps_run_on_the_cpu_with_tiny_sizes(tmp_path):
     reach = json.loads((tmp_path / "precision_reach_cpu_smoke.json").read_text())
     assert len(reach["rows"]) == 2 and all(math.isfinite(r["rel"]) for r in reach["rows"])
     assert json.loads((tmp_path / "raster_cpu_smoke.json").read_text())
+    step = json.loads((tmp_path / "compile_cpu_quick.json").read_text())["steps"][0]
+    assert step["compiled_s"] > 0 and step["eager_s"] > 0 and step["problem"] is None  # really compiled
     log = (tmp_path / "gpu_check_cpu_smoke.log").read_text()
-    assert log.count(": exit 0 after") == 4
+    assert log.count(": exit 0 after") == 5
