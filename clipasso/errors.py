@@ -37,6 +37,11 @@ class ModelConfigError(ClipassoError, ValueError):
     """A model name or config that open_clip cannot build."""
 
 
+class VideoError(ClipassoError, ValueError):
+    """A clip that cannot be read or written (a missing or broken file, a folder without frames, a
+    selection with no frames, PyAV not installed, ...); the message says what was wrong and what to do."""
+
+
 __all__ = [
     "ClipassoError",
     "PipelineError",
@@ -45,4 +50,5 @@ __all__ = [
     "WeightsNotFoundError",
     "WeightsFileError",
     "ModelConfigError",
+    "VideoError",
 ]

@@ -779,6 +779,65 @@ class SelectSettings(_Stage):
     )
 
 
+FLOW_METHODS = ("tvl1", "ilk", "none")  # scikit-image's TV-L1 and iterative Lucas-Kanade; none: no warm start motion
+FRAME_SHARE = 0.1  # a video frame's pass, as a share of the iterations, unless frame_iterations says
+
+
+@dataclass(frozen=True)
+class VideoSettings(_Stage):
+    """How a clip is sketched after its key frame (`clipasso.video`): not part of `SketchSettings`, whose
+    fields sketch the key frame and give every frame its loss."""
+
+    frame_iterations: Optional[int] = option(
+        None,
+        "video: optimisation steps of each frame after the key frame, which starts from the previous frame's "
+        "strokes moved by the optical flow (default a tenth of the iterations)",
+        low=0,
+        high=100000,
+        unit="steps",
+        above="a frame only refines the previous frame's strokes",
+        metavar="N",
+        kind="int",
+    )
+    temporal_weight: float = option(
+        1.0,
+        "video: weight of the temporal term, the mean squared distance (pixels of a 224 canvas) of the control "
+        "points from where the optical flow moved the previous frame's (0: off; higher: steadier, follows "
+        "the picture less)",
+        low=0,
+        high=1e6,
+        metavar="W",
+        step=0.01,
+    )
+    flow: str = option(
+        "tvl1",
+        "video: optical flow that moves the strokes from frame to frame (scikit-image: tvl1 = TV-L1, "
+        "ilk = iterative Lucas-Kanade, faster; none = strokes start where they were)",
+        choices=FLOW_METHODS,
+    )
+    frame_lr: Optional[float] = option(
+        None,
+        "video: learning rate of the frame passes (default the sketch's lr x 0.3: a frame only refines)",
+        low=0,
+        high=100,
+        low_open=True,
+        metavar="LR",
+        kind="float",
+    )
+
+    def frame_steps(self, settings) -> int:
+        """Steps of one frame pass for ``settings`` (a `SketchSettings`)."""
+        if self.frame_iterations is not None:
+            return int(self.frame_iterations)
+        return max(1, int(round(FRAME_SHARE * int(settings.iterations))))
+
+    def frame_learning_rate(self, settings) -> float:
+        return float(self.frame_lr) if self.frame_lr is not None else FRAME_LR_SHARE * float(settings.lr)
+
+
+FRAME_LR_SHARE = 0.3
+
+
 STAGES = (
     ("prepare", PrepareSettings),
     ("models", ModelSettings),
@@ -1046,6 +1105,8 @@ __all__ = [
     "ObjectiveSettings",
     "OptimizerSettings",
     "SelectSettings",
+    "VideoSettings",
+    "FLOW_METHODS",
     "OptimizeConfig",
     "SettingsError",
     "Option",

@@ -13,16 +13,24 @@ optimiser: background and pen). Terms are registered by name in `TERMS`:
     trace   the weights-free image-space loss (`clipasso.objective.losses.TraceLoss`); alone with loss "trace",
             with weight ``trace_weight`` under "clip+trace".
 
+    temporal  the video term (`clipasso.objective.temporal.TemporalTerm`): control points near where the optical
+            flow moved the previous frame's; on when the objective is built with an ``anchor`` in its context
+            (``Objective.build(..., context={"anchor": points, "temporal_weight": w})``).
+
 Adding a term is one module with a ``build(settings, encoder, target, device)`` returning an object
 with ``eval_loss(images)`` / ``train_loss(images, generators)`` (dicts of per-candidate tensors with a
-``total``), one settings field for its weight, and one `register_term` call.
+``total``), one settings field for its weight, and one `register_term` call. A term that needs data
+besides the settings (a video frame's anchor points) names the context keys it ``needs``: it is built
+only when the objective's context has them, and ``build`` gets them as keyword arguments. A term on the
+stroke geometry rather than the picture (``inputs="points"``) gets the control points ``[B,S,P,2]`` in
+place of the renders: ``eval_loss(points)`` / ``train_loss(points, generators)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -39,16 +47,23 @@ class Term:
     name: str
     enabled: Callable  # settings -> bool
     weight: Callable  # settings -> float
-    build: Callable  # (settings, encoder, target, device) -> loss object
+    build: Callable  # (settings, encoder, target, device, **context) -> loss object
     needs_encoder: bool = False
+    needs: Tuple[str, ...] = ()  # context keys the term is built from (it is off without them)
+    inputs: str = "images"  # what its losses take: the renders ("images") or the control points ("points")
 
 
 TERMS: Dict[str, Term] = {}
+TERM_INPUTS = ("images", "points")
 
 
-def register_term(name: str, build, weight, enabled, needs_encoder: bool = False) -> None:
+def register_term(
+    name: str, build, weight, enabled, needs_encoder: bool = False, needs: Sequence[str] = (), inputs: str = "images"
+) -> None:
     """Add a loss term by name (see the module docstring); later terms add to the total after earlier ones."""
-    TERMS[name] = Term(name, enabled, weight, build, needs_encoder)
+    if inputs not in TERM_INPUTS:
+        raise ValueError(f"a term's inputs are one of {', '.join(TERM_INPUTS)}; got {inputs!r}")
+    TERMS[name] = Term(name, enabled, weight, build, needs_encoder, tuple(needs), inputs)
 
 
 # --------------------------------------------------------------------------- the built-in terms
@@ -106,6 +121,17 @@ register_term(
 )
 
 
+def _build_temporal(settings, encoder, target, device, anchor=None, temporal_weight=1.0):
+    from .temporal import TemporalTerm
+
+    return TemporalTerm(anchor, float(temporal_weight), canvas=tuple(target.shape[-2:]), device=device)
+
+
+register_term(
+    "temporal", _build_temporal, weight=lambda s: 1.0, enabled=lambda s: True, needs=("anchor",), inputs="points"
+)
+
+
 # --------------------------------------------------------------------------- the objective
 
 
@@ -141,11 +167,18 @@ class Objective:
     """
 
     def __init__(
-        self, terms: Sequence[Tuple[str, float, object]], target: torch.Tensor, device, settings, encoder=None
+        self,
+        terms: Sequence[Tuple[str, float, object]],
+        target: torch.Tensor,
+        device,
+        settings,
+        encoder=None,
+        point_terms: Sequence[str] = (),
     ):
         if not terms:
             raise OptimizeError("the objective has no loss term; use loss 'clip', 'trace' or 'clip+trace'")
         self.terms = list(terms)
+        self.point_terms = frozenset(point_terms)  # names of the terms that measure control points, not renders
         self.target = target
         self.device = device
         self.settings = settings
@@ -153,11 +186,18 @@ class Objective:
         self.amp_dtype = getattr(self.terms[0][2], "amp_dtype", None)
 
     @classmethod
-    def build(cls, settings, encoder, target, device=None, canvas=None) -> "Objective":
+    def build(cls, settings, encoder, target, device=None, canvas=None, context=None) -> "Objective":
         """The objective of ``settings`` (an `OptimizeConfig`, or anything with the objective's fields and
         the optimiser's ``background`` / ``pen_width``) for ``target`` on ``device`` (default: the
-        encoder's, else the CPU). ``canvas`` (H, W): the size the target is brought to (default its own)."""
-        wanted = [t for t in TERMS.values() if t.enabled(settings)]
+        encoder's, else the CPU). ``canvas`` (H, W): the size the target is brought to (default its own).
+        ``context``: data the terms that need it are built from (a video frame's ``anchor`` points)."""
+        context = dict(context or {})
+        wanted = [t for t in TERMS.values() if t.enabled(settings) and all(k in context for k in t.needs)]
+        if wanted and all(t.inputs == "points" for t in wanted):
+            raise OptimizeError(
+                f"the objective has only terms on the stroke geometry ({', '.join(t.name for t in wanted)}); "
+                "it needs a picture term too: use loss 'clip', 'trace' or 'clip+trace'"
+            )
         if any(t.needs_encoder for t in wanted) and encoder is None:
             raise OptimizeError(
                 f"loss {settings.loss!r} needs a CLIP encoder; pass one (clipasso.models.load_clip) "
@@ -173,8 +213,19 @@ class Objective:
             )
         t = prepare_target(target, canvas)
         t = t.to(device)
-        terms = [(term.name, float(term.weight(settings)), term.build(settings, encoder, t, device)) for term in wanted]
-        return cls(terms, t, device, settings, encoder=encoder if any(x.needs_encoder for x in wanted) else None)
+        terms = []
+        for term in wanted:
+            extra = {k: context[k] for k in term.needs}
+            extra.update({k: v for k, v in context.items() if k.startswith(term.name + "_")})
+            terms.append((term.name, float(term.weight(settings)), term.build(settings, encoder, t, device, **extra)))
+        return cls(
+            terms,
+            t,
+            device,
+            settings,
+            encoder=encoder if any(x.needs_encoder for x in wanted) else None,
+            point_terms=[x.name for x in wanted if x.inputs == "points"],
+        )
 
     @property
     def canvas(self) -> Tuple[int, int]:
@@ -200,12 +251,29 @@ class Objective:
         out["total"] = total
         return out
 
-    def eval_loss(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Clean-view loss per candidate (what best-of-N compares). Call under no_grad."""
-        return self._join([loss.eval_loss(images) for _, _, loss in self.terms])
+    @property
+    def needs_points(self) -> bool:
+        """Whether a term measures the control points (then the losses need ``points`` besides the renders)."""
+        return bool(self.point_terms)
 
-    def train_loss(self, images: torch.Tensor, generators: Sequence[torch.Generator]) -> Dict[str, torch.Tensor]:
-        return self._join([loss.train_loss(images, generators) for _, _, loss in self.terms])
+    def _input(self, name: str, images, points):
+        if name not in self.point_terms:
+            return images
+        if points is None:
+            raise OptimizeError(
+                f"the objective's {name!r} term measures the control points; pass points=[B,S,P,2] with the renders"
+            )
+        return points
+
+    def eval_loss(self, images: torch.Tensor, points: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Clean-view loss per candidate (what best-of-N compares). Call under no_grad. ``points``: the
+        control points drawn in ``images``, for the terms on the geometry (`needs_points`)."""
+        return self._join([loss.eval_loss(self._input(n, images, points)) for n, _, loss in self.terms])
+
+    def train_loss(
+        self, images: torch.Tensor, generators: Sequence[torch.Generator], points: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
+        return self._join([loss.train_loss(self._input(n, images, points), generators) for n, _, loss in self.terms])
 
     __call__ = train_loss
 
@@ -244,7 +312,8 @@ class Objective:
         if tuple(strokes.canvas) != self.canvas:
             raise OptimizeError(f"the strokes' canvas {strokes.canvas} differs from the objective's {self.canvas}")
         with torch.no_grad():
-            ev = self.eval_loss(self.draw(strokes))["total"].detach()
+            pts = strokes.points.detach().to(self.device, torch.float32) if self.needs_points else None
+            ev = self.eval_loss(self.draw(strokes), pts)["total"].detach()
         ev = torch.where(torch.isfinite(ev), ev, torch.full_like(ev, float("inf")))
         return ev.float().cpu()
 

@@ -105,7 +105,8 @@ class Run:
         it, b = self.iteration, self.candidates
         with torch.no_grad():
             shown = self.image.detach() if self.active is None else self.image.detach()[self.active]
-            part = self.objective.eval_loss(shown)["total"].detach()
+            pts = self.points_for_loss()
+            part = self.objective.eval_loss(shown, None if pts is None else pts.detach())["total"].detach()
         part = torch.where(torch.isfinite(part), part, torch.full_like(part, float("inf")))
         if self.active is None:
             ev = part
@@ -124,10 +125,17 @@ class Run:
 
     def train_loss(self) -> torch.Tensor:
         """Training loss per running candidate (only they are worth the loss's cost)."""
+        pts = self.points_for_loss()
         if self.active is None:
-            return self.objective.train_loss(self.image, self.generators)["total"]
+            return self.objective.train_loss(self.image, self.generators, pts)["total"]
         generators = [self.generators[int(i)] for i in self.active]
-        return self.objective.train_loss(self.image[self.active], generators)["total"]
+        return self.objective.train_loss(self.image[self.active], generators, pts)["total"]
+
+    def points_for_loss(self) -> Optional[torch.Tensor]:
+        """The running candidates' control points, for an objective with a term on them (else None)."""
+        if not getattr(self.objective, "needs_points", False):
+            return None
+        return self.points if self.active is None else self.points[self.active]
 
     def record_step(self, total: torch.Tensor) -> None:
         if self.active is None:

@@ -246,6 +246,7 @@ LAYERS = (
     ("output",),
     ("scene",),  # scene mode's layers (clipasso.scene), which pipeline.sketch runs with scene=True
     ("pipeline",),
+    ("video",),  # a clip sketched frame by frame (clipasso.video), on top of pipeline.sketch
     ("batch",),
     ("cli", "report", "__main__"),
     ("testing",),
