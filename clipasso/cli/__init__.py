@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
     _add_debug(sub.choices["report"])
+    from .video import add_video_parser
+
+    _add_debug(add_video_parser(sub))
     dl = sub.add_parser(
         "download-weights",
         help="download the default models once (online) and check they load",
@@ -488,6 +491,10 @@ def _dispatch(parser, args) -> int:
         from ..report import run_report_cli
 
         return run_report_cli(args)
+    if args.command == "video":
+        from .video import run_video
+
+        return run_video(args, _subparser(parser, "video"))
     if args.command == "sketch":
         if args.gif or args.animated_svg:
             args.drawing_order = True  # an animation of the drawing needs its order
