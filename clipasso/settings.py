@@ -800,14 +800,14 @@ class VideoSettings(_Stage):
         kind="int",
     )
     temporal_weight: float = option(
-        1.0,
+        0.03,
         "video: weight of the temporal term, the mean squared distance (pixels of a 224 canvas) of the control "
-        "points from where the optical flow moved the previous frame's (0: off; higher: steadier, follows "
-        "the picture less)",
+        "points from where the optical flow moved the previous frame's (0: off; higher: steadier strokes that "
+        "follow the picture's changes less)",
         low=0,
         high=1e6,
         metavar="W",
-        step=0.01,
+        step=0.001,
     )
     flow: str = option(
         "tvl1",

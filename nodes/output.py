@@ -229,12 +229,30 @@ class SaveSVG(io.ComfyNode):
                     tooltip="File name prefix inside the output folder; may contain subfolders and "
                     "ComfyUI's %date:yyyy-MM-dd% style tokens.",
                 ),
+                # last and optional: saved workflows and API prompts from before load unchanged
+                io.Boolean.Input(
+                    "animate_frames",
+                    default=False,
+                    optional=True,
+                    tooltip="Write the candidates as the frames of one animated SVG (the stroke sequence of "
+                    "CLIPasso Sketch Video: each path's shape changes once per frame) instead of one file per "
+                    "candidate. Every candidate must have the same strokes.",
+                ),
+                io.Float.Input(
+                    "fps",
+                    default=24.0,
+                    min=0.01,
+                    max=240.0,
+                    step=0.01,
+                    optional=True,
+                    tooltip="With animate_frames: frames per second of the animation.",
+                ),
             ],
             outputs=outputs,
         )
 
     @classmethod
-    def execute(cls, strokes, filename_prefix="clipasso/sketch"):
+    def execute(cls, strokes, filename_prefix="clipasso/sketch", animate_frames=False, fps=24.0):
         import folder_paths
         from clipasso.atomic import write_text_atomic
         from clipasso.output.svg import to_svg
@@ -256,14 +274,37 @@ class SaveSVG(io.ComfyNode):
             if hidden.extra_pnginfo:
                 metadata.update(hidden.extra_pnginfo)
         results, blobs = [], []
-        for i in range(strokes.num_candidates):
-            text = with_metadata(to_svg(strokes, candidate=i), metadata)
+        if animate_frames:
+            documents = [_animated_svg(strokes, fps)]
+        else:
+            documents = (to_svg(strokes, candidate=i) for i in range(strokes.num_candidates))
+        for i, svg_text in enumerate(documents):
+            text = with_metadata(svg_text, metadata)
             name = f"{base.replace('%batch_num%', str(i))}_{counter + i:05}_.svg"
             write_text_atomic(os.path.join(folder, name), text)
             blobs.append(BytesIO(text.encode("utf-8")))
             results.append(ui.SavedResult(name, subfolder, io.FolderType.output))
         args = (_core_svg_class()(blobs),) if HAS_CORE_SVG else ()
         return io.NodeOutput(*args, ui=ui.SavedImages(results))
+
+
+def _animated_svg(strokes, fps) -> str:
+    """One animated SVG whose frames are the candidates of ``strokes`` (`clipasso.output.animation.video_svg`)."""
+    import math
+
+    from clipasso.errors import ClipassoError
+    from clipasso.output.animation import video_svg
+
+    rate = float(fps if fps is not None else 24.0)
+    if not (math.isfinite(rate) and rate > 0):
+        raise NodeInputError(f"'fps' must be a positive number of frames per second; got {fps!r}")
+    try:
+        return video_svg(strokes, rate)
+    except ClipassoError as exc:
+        raise NodeInputError(
+            f"animate_frames needs the same strokes in every candidate (a stroke sequence from CLIPasso Sketch "
+            f"Video): {exc}"
+        ) from None
 
 
 def _input_svgs():

@@ -8,7 +8,9 @@
    the iterations by default, one candidate, at ``frame_lr``) of that frame's objective plus the temporal
    term (`clipasso.objective.temporal`: each control point near its flow-moved position, ``temporal_weight``).
    Keep-best applies as in every run, and the warm start itself is the first state it evaluates, so a
-   frame never ends worse, under its objective, than where the flow put the strokes.
+   frame never ends worse, under its objective, than where the flow put the strokes; and unless the pass
+   lowers that loss by ``MIN_GAIN`` (0.2 %), the frame is the warm start (a tiny gain is not worth the
+   wobble it would add to still strokes).
    Nothing is re-seeded or pruned after the key frame: the strokes keep their count, order, layer and
    identity, so stroke j of every frame is the same stroke moved, with one exception: a stroke the
    motion carried out of the picture (most of its control points off the canvas: a pan, an object
@@ -180,22 +182,47 @@ class _FrameObjective:
 
 LOST_SHARE = 0.5  # a stroke with more than this share of its control points off the canvas is placed again
 FREE_RADIUS = 7  # pixels around the other strokes' ink where a placed-again stroke does not start
+MIN_GAIN = 0.002  # a frame's pass must lower its loss by this share, else the warm start is the frame
+PLACE_TRIES = 4  # placements drawn for the lost strokes; the frame's loss picks one (or none)
 
 
-def lost_strokes(strokes: Strokes) -> List[int]:
-    """Indices of the strokes of one-candidate ``strokes`` with most control points off the canvas."""
+def _off_canvas(strokes: Strokes) -> torch.Tensor:
+    """[S] share of each stroke's control points off the canvas (one-candidate ``strokes``)."""
     h, w = strokes.canvas
     p = strokes.points[0]
     outside = (p[..., 0] < 0) | (p[..., 0] > w) | (p[..., 1] < 0) | (p[..., 1] > h)
-    return [int(i) for i in torch.nonzero(outside.float().mean(-1) > LOST_SHARE).flatten()]
+    return outside.float().mean(-1)
 
 
-def replace_lost(strokes: Strokes, target, mask, settings: SketchSettings, device, seed: int):
-    """(``strokes`` with its `lost_strokes` placed again, their indices): each starts as CLIPasso places
-    strokes (`clipasso.place.init.initialize_strokes`, the settings' saliency method on this frame, XDoG
-    edges) but only where none of the kept strokes draws (their ink grown by ``FREE_RADIUS``). A placed-again
+def lost_strokes(strokes: Strokes, before: Optional[Strokes] = None) -> List[int]:
+    """Indices of the strokes of one-candidate ``strokes`` with most control points off the canvas; with
+    ``before`` (the same strokes a frame earlier) only those the motion carried off: a stroke that was
+    already off the canvas (one the key frame's optimisation pushed out) stays as it is."""
+    lost = _off_canvas(strokes) > LOST_SHARE
+    if before is not None:
+        lost = lost & ~(_off_canvas(before) > LOST_SHARE)
+    return [int(i) for i in torch.nonzero(lost).flatten()]
+
+
+def replace_lost(
+    strokes: Strokes,
+    target,
+    mask,
+    settings: SketchSettings,
+    device,
+    seed: int,
+    before: Optional[Strokes] = None,
+    objective=None,
+    tries: int = PLACE_TRIES,
+):
+    """(``strokes`` with its `lost_strokes` placed again, the indices placed again). The lost strokes start
+    as CLIPasso places strokes (`clipasso.place.init.initialize_strokes`: the settings' saliency method on
+    this frame, times XDoG edges when ``use_edges``) but only where none of the kept strokes draws (their
+    ink grown by ``FREE_RADIUS``); ``tries`` placements are drawn. With an ``objective`` (the frame's), the
+    placement with the lowest loss is kept, and only when it beats leaving the lost strokes where the
+    motion put them (a stroke drawn somewhere useless costs more than one out of sight). A placed-again
     stroke keeps its index, width, colour and layer."""
-    lost = lost_strokes(strokes)
+    lost = lost_strokes(strokes, before)
     if not lost:
         return strokes, []
     from ..place.init import initialize_strokes
@@ -233,15 +260,34 @@ def replace_lost(strokes: Strokes, target, mask, settings: SketchSettings, devic
         edges = xdog_edges(target)
     import warnings
 
+    n = max(1, int(tries))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fresh = initialize_strokes(
-            (h, w), len(lost), [int(seed)], saliency=sampling, edges=edges, mask=None, settings=settings
+            (h, w),
+            len(lost),
+            [int(seed) + k for k in range(n)],
+            saliency=sampling,
+            edges=edges,
+            mask=None,
+            settings=settings,
         )
-    points = strokes.points.detach().clone()
     idx = torch.tensor(lost)
-    points[0, idx] = fresh.points[0].to(points)
-    return strokes.replace(points=points), lost
+    points = strokes.points.detach().expand(n + 1, -1, -1, -1).clone()  # row 0: the lost strokes left as they are
+    points[1:, idx] = fresh.points.to(points)
+    options = Strokes(
+        points,
+        strokes.widths.expand(n + 1, -1).clone(),
+        strokes.colors.expand(n + 1, -1, -1).clone(),
+        strokes.canvas,
+    )
+    best = 1
+    if objective is not None:
+        losses = objective.evaluate(options)
+        best = int(torch.argmin(losses))
+        if best == 0:
+            return strokes, []
+    return strokes.replace(points=points[best : best + 1]), lost
 
 
 def _loss_parts(objective, strokes: Strokes) -> Tuple[float, float]:
@@ -383,7 +429,16 @@ def sketch_video(
         flow = estimate_flow(prev_target, target, v.flow)
         moved_by_flow = move_points(prev_strokes, flow)
         shift = float((moved_by_flow.points - prev_strokes.points).norm(dim=-1).mean())
-        warm, replaced = replace_lost(moved_by_flow, target, None if s.scene else mask, s, dev, seed + index)
+        warm, replaced = replace_lost(
+            moved_by_flow,
+            target,
+            None if s.scene else mask,
+            s,
+            dev,
+            seed + index,
+            before=prev_strokes,
+            objective=frame_objective.build(target, None),
+        )
         if replaced:
             notes.append(
                 f"frame {index}: placed {len(replaced)} stroke(s) again that the motion carried off the canvas"
@@ -404,6 +459,9 @@ def sketch_video(
         if run.cancelled:
             return  # a frame cut short is not a frame: the frames before it are the clip so far
         out = run.strokes.replace(losses=None, iterations=None)
+        start_loss = float(run.history[0][0])  # iteration 0 is the warm start itself
+        if not float(run.strokes.losses[0]) < start_loss - MIN_GAIN * abs(start_loss):
+            out = warm.replace(losses=None, iterations=None)  # a gain this small is not worth a stroke's wobble
         loss, temporal = _loss_parts(objective, out)
         kept = [i for i in range(out.num_strokes) if i not in replaced]
         moved = float((out.points[:, kept] - prev_strokes.points[:, kept]).norm(dim=-1).mean()) if kept else 0.0

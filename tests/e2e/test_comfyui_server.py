@@ -26,6 +26,7 @@ OUR_NODES = {
     "CLIPassoSaveSVG": (["SKETCH_STROKES"], ["SVG"]),
     "CLIPassoLoadSVG": ([], ["SKETCH_STROKES", "IMAGE"]),
     "CLIPassoSketch": (["IMAGE"], ["SKETCH_STROKES", "IMAGE", "FLOAT"]),
+    "CLIPassoSketchVideo": (["IMAGE", "MASK"], ["IMAGE", "SKETCH_STROKES", "FLOAT"]),
     "CLIPassoBatch": ([], ["STRING", "INT"]),
     "CLIPassoSplitLayers": (["IMAGE", "MASK"], ["IMAGE", "IMAGE", "MASK", "MASK"]),
     "CLIPassoCombineLayers": (["SKETCH_STROKES", "SKETCH_STROKES"], ["SKETCH_STROKES", "IMAGE"]),

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "example_workflows"
 API_DIR = WORKFLOWS / "api"
 EXAMPLE_INPUT = "clipasso_example.jpg"  # clipasso/data/example.jpg, copied into ComfyUI's input folder
+EXAMPLE_VIDEO = "clipasso_example.mp4"  # a short clip the video e2e test writes into ComfyUI's input folder
 SOCKET_TYPES_WITH_WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
@@ -226,8 +227,9 @@ GRAPHS: Dict[str, dict] = {
                 {"fidelity": 0.9},
                 links={"models": (2, 0), "image": (3, 0), "strokes": (6, 0)},
             ),
-            # under Optimize Sketch: Auto Abstraction's column is the tallest
-            node(8, "PreviewImage", 2, links={"images": (7, 3)}, title="Loss versus strokes"),
+            # under the loaders, and Save SVG under Optimize Sketch: Auto Abstraction's column is the tallest and
+            # Drawing Order's has no room left for Save SVG (with its animation inputs) at a readable zoom
+            node(8, "PreviewImage", 0, links={"images": (7, 3)}, title="Loss versus strokes"),
             node(
                 9,
                 "CLIPassoDrawingOrder",
@@ -242,7 +244,7 @@ GRAPHS: Dict[str, dict] = {
                 {"filename_prefix": "clipasso/drawing", "fps": 4.0, "method": "default"},
                 links={"images": (9, 1)},
             ),
-            node(11, "CLIPassoSaveSVG", 4, links={"strokes": (9, 0)}),
+            node(11, "CLIPassoSaveSVG", 2, links={"strokes": (9, 0)}),
         ],
     },
     "clipasso_styled_text": {
@@ -297,10 +299,38 @@ GRAPHS: Dict[str, dict] = {
             node(5, "SaveImage", 2, {"filename_prefix": "clipasso/scene"}, links={"images": (4, 0)}),
         ],
     },
+    "clipasso_video": {
+        "title": "CLIPasso: sketch a video clip, without CLIP weights",
+        "description": "Load Video -> Get Video Components gives the frames; CLIPasso Sketch Video draws the first "
+        "frame as a whole sketch, then moves the same strokes from frame to frame along the optical flow. The "
+        "sketched frames become a video (at the source's fps) and the stroke sequence one animated SVG. "
+        "Weights-free (loss trace, saliency mask: only the bundled u2netp runs); with CLIP weights set loss to "
+        "clip and saliency to clip-attention.",
+        "nodes": [
+            node(1, "LoadVideo", 0, {"file": EXAMPLE_VIDEO}),
+            node(2, "GetVideoComponents", 0, links={"video": (1, 0)}),
+            node(
+                3,
+                "CLIPassoSketchVideo",
+                1,
+                {"loss": "trace", "saliency": "mask"},
+                links={"frames": (2, 0), "fps": (2, 2)},
+            ),
+            node(4, "CreateVideo", 2, {"fps": 24.0}, links={"images": (3, 0), "fps": (3, 2)}),
+            node(5, "SaveVideo", 2, {"filename_prefix": "clipasso/video"}, links={"video": (4, 0)}),
+            node(
+                6,
+                "CLIPassoSaveSVG",
+                2,
+                {"filename_prefix": "clipasso/video", "animate_frames": True},
+                links={"strokes": (3, 1), "fps": (3, 2)},
+            ),
+        ],
+    },
 }
 
 # graphs whose models every user has (ours are random-weight tiny ones in the tests): run by the e2e tests
-RUNNABLE = ["clipasso_pipeline", "clipasso_one_node", "clipasso_no_weights", "clipasso_scene"]
+RUNNABLE = ["clipasso_pipeline", "clipasso_one_node", "clipasso_no_weights", "clipasso_scene", "clipasso_video"]
 
 
 # --------------------------------------------------------------------------- schema helpers
@@ -377,7 +407,12 @@ def to_ui(graph: dict, object_info: dict) -> dict:
     socket_index: Dict[tuple, int] = {}
     # sockets first, so link target slots are known
     for n in graph["nodes"]:
-        sockets = [(name, typ) for name, typ, opts, _ in _inputs(object_info[n["type"]]) if not _is_widget(typ, opts)]
+        # a widget fed by a link is a socket too (the frontend saves it with its widget's name)
+        sockets = [
+            (name, typ)
+            for name, typ, opts, _ in _inputs(object_info[n["type"]])
+            if not _is_widget(typ, opts) or name in n["links"]
+        ]
         for i, (name, _) in enumerate(sockets):
             socket_index[(n["id"], name)] = i
         n["_sockets"] = sockets
@@ -397,9 +432,18 @@ def to_ui(graph: dict, object_info: dict) -> dict:
             widgets_values.append(_widget_value(name, typ, opts, n["widgets"]))
             if opts.get("control_after_generate"):
                 widgets_values.append("fixed")
-            if opts.get("image_upload"):
-                widgets_values.append("image")
-        inputs = [{"name": name, "type": typ, "link": n.get("_in", {}).get(name)} for name, typ in n["_sockets"]]
+            if opts.get("image_upload") or opts.get("video_upload"):
+                widgets_values.append("image")  # the upload button's value, as the frontend saves it
+        widget_names = {name for name, typ, opts, _ in _inputs(info) if _is_widget(typ, opts)}
+        inputs = [
+            {
+                "name": name,
+                "type": typ,
+                **({"widget": {"name": name}} if name in widget_names else {}),
+                "link": n.get("_in", {}).get(name),
+            }
+            for name, typ in n["_sockets"]
+        ]
         outputs = []
         for slot, (typ, oname) in enumerate(zip(info["output"], info["output_name"])):
             outputs.append(
@@ -467,8 +511,8 @@ def _node_height(info: dict) -> int:
         widgets += 100 if typ == "STRING" and opts.get("multiline") else 24
         if opts.get("control_after_generate"):
             widgets += 24
-        if opts.get("image_upload"):
-            widgets += 24 + 240  # the upload button and the picture under LoadImage's widgets
+        if opts.get("image_upload") or opts.get("video_upload"):
+            widgets += 24 + 240  # the upload button and the picture (or video) under the loader's widgets
     height = 6 + 20 * max(sockets, len(info["output"]), 1) + (8 + widgets if widgets else 0)
     return height + 10
 
