@@ -35,7 +35,7 @@ __all__ = [
     "write_svg",
     "to_svg",
 ]
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 # imported on first use, so that ``import clipasso`` (and the command line's parsing and checks) loads no torch
 _LAZY = {
