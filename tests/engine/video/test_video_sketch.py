@@ -196,3 +196,45 @@ def test_one_frame_is_a_key_frame_and_a_mask_is_the_matte(photo):
     scale = out[0].frame_strokes.canvas[0] / 96
     inside = ((pts >= 15 * scale) & (pts <= 75 * scale)).all(-1).float().mean()
     assert float(inside) > 0.8  # the strokes start inside the given matte
+
+
+def test_a_placement_that_does_not_lower_the_loss_is_not_taken():
+    from clipasso.settings import SketchSettings
+
+    before = strokes_at(torch.tensor([[[[10.0, 10], [15, 12], [20, 14], [25, 16]], [[5, 5], [6, 6], [7, 7], [8, 8]]]]))
+    pts = before.points.clone()
+    pts[0, 1] -= 40  # the motion took stroke 1 off the top-left corner
+    after = before.replace(points=pts)
+    s = SketchSettings.from_preset("fast", loss="trace", saliency="none", background_removal=False)
+    cfg = s.optimize_config()
+    cpu = torch.device("cpu")
+    line = torch.ones(3, 64, 64)
+    line[:, 8:18, 8:28] = 0
+    # without an objective to judge, the lost stroke is placed again, inside the canvas
+    placed, replaced = replace_lost(after, line, None, s, cpu, 0, before=before)
+    assert replaced == [1] and bool(((placed.points[0, 1] >= 0) & (placed.points[0, 1] <= 64)).all())
+    # judged by the frame's loss: kept only when it lowers it
+    objective = Objective.build(cfg, None, line)
+    kept, replaced = replace_lost(after, line, None, s, cpu, 0, before=before, objective=objective)
+    assert replaced == [] or float(objective.evaluate(kept)[0]) < float(objective.evaluate(after)[0])
+    # a blank frame: any ink costs, so the stroke stays out of sight where the motion put it
+    blank = Objective.build(cfg, None, torch.ones(3, 64, 64))
+    kept, replaced = replace_lost(after, torch.ones(3, 64, 64), None, s, cpu, 0, before=before, objective=blank)
+    assert replaced == [] and torch.equal(kept.points, after.points)
+    # a stroke that was already off the canvas a frame earlier is not lost again
+    assert replace_lost(after, line, None, s, cpu, 0, before=after)[1] == []
+
+
+def test_scene_mode_keeps_every_strokes_layer_through_the_clip(photo):
+    frames = [crop(photo, dx=i) for i in range(2)]
+    out = list(
+        sketch_video(
+            frames,
+            **dict(FAST, scene=True, background_strokes=6, background_removal=True, framing="pad", joint_iterations=2),
+            frame_iterations=3,
+        )
+    )
+    assert len(out) == 2
+    layers = out[0].strokes.layers
+    assert layers is not None and set(layers) <= {"background", "foreground"}
+    assert out[1].strokes.layers == layers and out[1].strokes.num_strokes == out[0].strokes.num_strokes
