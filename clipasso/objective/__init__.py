@@ -227,6 +227,34 @@ class Objective:
             point_terms=[x.name for x in wanted if x.inputs == "points"],
         )
 
+    def with_context(self, **context) -> "Objective":
+        """This objective plus the terms built from ``context`` (those whose ``needs`` it holds and which
+        this one lacks); the terms already built are shared, not built again (a CLIP term's target
+        features cost forward passes). ``Objective.build(..., context=c)`` gives the same objective."""
+        have = {name for name, _, _ in self.terms}
+        extra = [
+            t
+            for t in TERMS.values()
+            if t.needs and t.name not in have and t.enabled(self.settings) and all(k in context for k in t.needs)
+        ]
+        if not extra:
+            return self
+        terms = list(self.terms)
+        for term in extra:
+            kw = {k: context[k] for k in term.needs}
+            kw.update({k: v for k, v in context.items() if k.startswith(term.name + "_")})
+            terms.append(
+                (
+                    term.name,
+                    float(term.weight(self.settings)),
+                    term.build(self.settings, self.encoder, self.target, self.device, **kw),
+                )
+            )
+        order = {name: i for i, name in enumerate(TERMS)}
+        terms.sort(key=lambda t: order.get(t[0], len(order)))
+        points = set(self.point_terms) | {t.name for t in extra if t.inputs == "points"}
+        return Objective(terms, self.target, self.device, self.settings, encoder=self.encoder, point_terms=points)
+
     @property
     def canvas(self) -> Tuple[int, int]:
         return tuple(self.target.shape[-2:])

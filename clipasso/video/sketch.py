@@ -173,11 +173,17 @@ class _FrameObjective:
                 allow_download=ls.allow_download,
             )
 
-    def build(self, target: torch.Tensor, anchor: Optional[torch.Tensor]):
+    def build(self, target: torch.Tensor):
+        """The frame's objective without the temporal term (`with_anchor` adds it)."""
         from ..objective import Objective
 
-        context = {} if anchor is None or self.weight == 0 else dict(anchor=anchor, temporal_weight=self.weight)
-        return Objective.build(self.config, self.encoder, target, self.device, context=context)
+        return Objective.build(self.config, self.encoder, target, self.device)
+
+    def with_anchor(self, objective, anchor: torch.Tensor):
+        """``objective`` plus the temporal term held at ``anchor`` (its terms shared, not built again)."""
+        if self.weight == 0:
+            return objective
+        return objective.with_context(anchor=anchor, temporal_weight=self.weight)
 
 
 LOST_SHARE = 0.5  # a stroke with more than this share of its control points off the canvas is placed again
@@ -398,7 +404,7 @@ def sketch_video(
             prev_target = result.target
             seed = result.seed
             frame_objective = _FrameObjective(s, v, dev, prev_strokes.layer_names if prev_strokes.layers else None)
-            loss = float(frame_objective.build(prev_target, None).evaluate(prev_strokes)[0])
+            loss = float(frame_objective.build(prev_target).evaluate(prev_strokes)[0])
             cancelled = bool(result.run.cancelled)
             yield FrameResult(
                 index,
@@ -428,6 +434,7 @@ def sketch_video(
             )
         flow = estimate_flow(prev_target, target, v.flow)
         moved_by_flow = move_points(prev_strokes, flow)
+        picture_objective = frame_objective.build(target)  # built once: the CLIP term's target features
         shift = float((moved_by_flow.points - prev_strokes.points).norm(dim=-1).mean())
         warm, replaced = replace_lost(
             moved_by_flow,
@@ -437,7 +444,7 @@ def sketch_video(
             dev,
             seed + index,
             before=prev_strokes,
-            objective=frame_objective.build(target, None),
+            objective=picture_objective,
         )
         if replaced:
             notes.append(
@@ -445,7 +452,7 @@ def sketch_video(
             )
         anchor = warm.points.clone()
         anchor[:, replaced] = float("nan")  # a stroke placed again is free to settle
-        objective = frame_objective.build(target, anchor)
+        objective = frame_objective.with_anchor(picture_objective, anchor)
         run = optimize(
             warm,
             target,

@@ -99,6 +99,11 @@ def test_the_objective_adds_the_temporal_term_when_its_context_has_an_anchor():
     assert float(parts["temporal"][0]) == pytest.approx(0.25 * 49, rel=1e-5)
     with pytest.raises(OptimizeError, match="points"):
         timed.eval_loss(timed.draw(sk))
+    # adding the term to a built objective: the same values, the picture term shared, not built again
+    added = plain.with_context(anchor=anchor, temporal_weight=0.25)
+    assert float(added.evaluate(sk)[0]) == pytest.approx(float(timed.evaluate(sk)[0]), rel=1e-6)
+    assert added.term("trace") is plain.term("trace") and not plain.needs_points
+    assert plain.with_context() is plain
 
 
 # --------------------------------------------------------------------------- flow and the warm start
