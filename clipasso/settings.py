@@ -817,7 +817,7 @@ class VideoSettings(_Stage):
     )
     frame_lr: Optional[float] = option(
         None,
-        "video: learning rate of the frame passes (default the sketch's lr x 0.3: a frame only refines)",
+        "video: learning rate of the frame passes (default the sketch's lr)",
         low=0,
         high=100,
         low_open=True,
@@ -835,7 +835,7 @@ class VideoSettings(_Stage):
         return float(self.frame_lr) if self.frame_lr is not None else FRAME_LR_SHARE * float(settings.lr)
 
 
-FRAME_LR_SHARE = 0.3
+FRAME_LR_SHARE = 1.0
 
 
 STAGES = (

@@ -186,22 +186,30 @@ class _FrameObjective:
         return objective.with_context(anchor=anchor, temporal_weight=self.weight)
 
 
-LOST_SHARE = 0.5  # a stroke with more than this share of its control points off the canvas is placed again
+LOST_SHARE = 0.5  # a stroke with more than this share of its curve off the canvas is placed again
 FREE_RADIUS = 7  # pixels around the other strokes' ink where a placed-again stroke does not start
 MIN_GAIN = 0.002  # a frame's pass must lower its loss by this share, else the warm start is the frame
+RETRY_FRAMES = 4  # a lost stroke whose placing again did not pay is tried again this many frames later
 PLACE_TRIES = 4  # placements drawn for the lost strokes; the frame's loss picks one (or none)
 
 
-def _off_canvas(strokes: Strokes) -> torch.Tensor:
-    """[S] share of each stroke's control points off the canvas (one-candidate ``strokes``)."""
+def _off_canvas(strokes: Strokes, samples: int = 9) -> torch.Tensor:
+    """[S] share of each stroke's drawn curve off the canvas (one-candidate ``strokes``): measured on points
+    along the curve, not on the control points, whose handles may lie off the canvas while the curve
+    they bend is inside."""
     h, w = strokes.canvas
-    p = strokes.points[0]
-    outside = (p[..., 0] < 0) | (p[..., 0] > w) | (p[..., 1] < 0) | (p[..., 1] > h)
+    p = strokes.points[0].float()  # [S, 1+3k, 2]
+    k = (p.shape[1] - 1) // 3
+    seg = torch.stack([p[:, 3 * j : 3 * j + 4] for j in range(k)], 1)  # [S, k, 4, 2]
+    t = torch.linspace(0, 1, samples, device=p.device)[:, None]
+    basis = torch.stack([(1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3], -1)[:, 0]  # [n, 4]
+    curve = torch.einsum("nc,skcd->sknd", basis, seg).reshape(p.shape[0], -1, 2)
+    outside = (curve[..., 0] < 0) | (curve[..., 0] > w) | (curve[..., 1] < 0) | (curve[..., 1] > h)
     return outside.float().mean(-1)
 
 
 def lost_strokes(strokes: Strokes, before: Optional[Strokes] = None) -> List[int]:
-    """Indices of the strokes of one-candidate ``strokes`` with most control points off the canvas; with
+    """Indices of the strokes of one-candidate ``strokes`` with most of their curve off the canvas; with
     ``before`` (the same strokes a frame earlier) only those the motion carried off: a stroke that was
     already off the canvas (one the key frame's optimisation pushed out) stays as it is."""
     lost = _off_canvas(strokes) > LOST_SHARE
@@ -220,15 +228,16 @@ def replace_lost(
     before: Optional[Strokes] = None,
     objective=None,
     tries: int = PLACE_TRIES,
+    exclude=(),
 ):
     """(``strokes`` with its `lost_strokes` placed again, the indices placed again). The lost strokes start
     as CLIPasso places strokes (`clipasso.place.init.initialize_strokes`: the settings' saliency method on
     this frame, times XDoG edges when ``use_edges``) but only where none of the kept strokes draws (their
-    ink grown by ``FREE_RADIUS``); ``tries`` placements are drawn. With an ``objective`` (the frame's), the
-    placement with the lowest loss is kept, and only when it beats leaving the lost strokes where the
-    motion put them (a stroke drawn somewhere useless costs more than one out of sight). A placed-again
-    stroke keeps its index, width, colour and layer."""
-    lost = lost_strokes(strokes, before)
+    ink grown by ``FREE_RADIUS``); ``tries`` placements are drawn and, with an ``objective`` (the frame's),
+    the one with the lowest loss is kept (else the first). A placed-again stroke keeps its index, width,
+    colour and layer. Whether placing them again pays is `sketch_video`'s call: a fresh stroke needs its
+    frame's pass to beat a half-visible one, so it compares after the pass."""
+    lost = [i for i in lost_strokes(strokes, before) if i not in set(exclude)]
     if not lost:
         return strokes, []
     from ..place.init import initialize_strokes
@@ -279,20 +288,14 @@ def replace_lost(
             settings=settings,
         )
     idx = torch.tensor(lost)
-    points = strokes.points.detach().expand(n + 1, -1, -1, -1).clone()  # row 0: the lost strokes left as they are
-    points[1:, idx] = fresh.points.to(points)
-    options = Strokes(
-        points,
-        strokes.widths.expand(n + 1, -1).clone(),
-        strokes.colors.expand(n + 1, -1, -1).clone(),
-        strokes.canvas,
-    )
-    best = 1
-    if objective is not None:
-        losses = objective.evaluate(options)
-        best = int(torch.argmin(losses))
-        if best == 0:
-            return strokes, []
+    points = strokes.points.detach().expand(n, -1, -1, -1).clone()
+    points[:, idx] = fresh.points.to(points)
+    best = 0
+    if objective is not None and n > 1:
+        options = Strokes(
+            points, strokes.widths.expand(n, -1).clone(), strokes.colors.expand(n, -1, -1).clone(), strokes.canvas
+        )
+        best = int(torch.argmin(objective.evaluate(options)))
     return strokes.replace(points=points[best : best + 1]), lost
 
 
@@ -304,6 +307,23 @@ def _loss_parts(objective, strokes: Strokes) -> Tuple[float, float]:
     total = float(parts["total"][0])
     temporal = float(parts["temporal"][0]) if "temporal" in parts else 0.0
     return total - temporal, temporal
+
+
+def _frame_pass(frame_objective, picture_objective, warm: Strokes, free: List[int], target, seed: int, hooks: dict):
+    """(run, the frame's strokes, the objective with its temporal term) of one frame's pass from ``warm``;
+    the strokes ``free`` (placed again) are not held by the temporal term. Unless the pass lowers the loss
+    by ``MIN_GAIN``, the frame's strokes are ``warm`` itself."""
+    from ..optimize import optimize
+
+    anchor = warm.points.clone()
+    anchor[:, free] = float("nan")
+    objective = frame_objective.with_anchor(picture_objective, anchor)
+    run = optimize(warm, target, objective, frame_objective.config, seeds=[seed], **hooks)
+    out = run.strokes.replace(losses=None, iterations=None)
+    start_loss = float(run.history[0][0])  # iteration 0 is the warm start itself
+    if not float(run.strokes.losses[0]) < start_loss - MIN_GAIN * abs(start_loss):
+        out = warm.replace(losses=None, iterations=None)  # a gain this small is not worth a stroke's wobble
+    return run, out, objective
 
 
 def sketch_video(
@@ -333,7 +353,6 @@ def sketch_video(
     keep_targets: put each frame's target in its result (for previews; off keeps memory flat).
     """
     from ..device import pick_device
-    from ..optimize import optimize
     from ..pipeline import sketch
     from ..prepare.target import prepare_picture, to_picture_frame
     from .flow import estimate_flow, move_points
@@ -366,6 +385,8 @@ def sketch_video(
         )
 
     prev_target = prev_strokes = size = None
+    dead: set = set()  # strokes off the canvas where the clip starts: the key sketch put them there, they stay
+    cooling: dict = {}  # stroke -> the frame from which placing it again may be tried again
     frame_objective = None
     seed = int(s.seed_list()[0])
     if resume is not None:
@@ -379,6 +400,7 @@ def sketch_video(
             prev_image, s.prepare, s.models_dir, s.allow_download, notes, keep_background=bool(s.scene)
         )
         prev_strokes = from_picture_frame(prev_shown, canvas)
+        dead = set(lost_strokes(prev_strokes))
         frame_objective = _FrameObjective(s, v, dev, prev_strokes.layer_names if prev_strokes.layers else None)
 
     index = int(first_index) - 1
@@ -401,6 +423,7 @@ def sketch_video(
             steps[0] += total_steps(s, v, 1)
             size = tuple(result.settings["input_size"])
             prev_strokes = result.frame_strokes.replace(losses=None, iterations=None)
+            dead = set(lost_strokes(prev_strokes))
             prev_target = result.target
             seed = result.seed
             frame_objective = _FrameObjective(s, v, dev, prev_strokes.layer_names if prev_strokes.layers else None)
@@ -436,39 +459,33 @@ def sketch_video(
         moved_by_flow = move_points(prev_strokes, flow)
         picture_objective = frame_objective.build(target)  # built once: the CLIP term's target features
         shift = float((moved_by_flow.points - prev_strokes.points).norm(dim=-1).mean())
-        warm, replaced = replace_lost(
+        fo, cb = frame_objective, dict(callback=step_callback, should_stop=should_stop)
+        placed, replaced = replace_lost(
             moved_by_flow,
             target,
             None if s.scene else mask,
             s,
             dev,
             seed + index,
-            before=prev_strokes,
             objective=picture_objective,
+            exclude=dead | {i for i, k in cooling.items() if k > index},
         )
+
+        run, out, objective = _frame_pass(fo, picture_objective, placed, replaced, target, seed + index, cb)
+        if replaced and not run.cancelled:
+            # placed again only if, after the pass, that beats leaving the strokes where the motion put them
+            left = float(picture_objective.evaluate(moved_by_flow)[0])
+            if not float(objective.evaluate(out)[0]) < left:
+                cooling.update({i: index + RETRY_FRAMES for i in replaced})
+                replaced = []
+                run, out, objective = _frame_pass(fo, picture_objective, moved_by_flow, [], target, seed + index, cb)
         if replaced:
             notes.append(
                 f"frame {index}: placed {len(replaced)} stroke(s) again that the motion carried off the canvas"
             )
-        anchor = warm.points.clone()
-        anchor[:, replaced] = float("nan")  # a stroke placed again is free to settle
-        objective = frame_objective.with_anchor(picture_objective, anchor)
-        run = optimize(
-            warm,
-            target,
-            objective,
-            frame_objective.config,
-            callback=step_callback,
-            should_stop=should_stop,
-            seeds=[seed + index],
-        )
         steps[0] += frame_objective.config.iterations
         if run.cancelled:
             return  # a frame cut short is not a frame: the frames before it are the clip so far
-        out = run.strokes.replace(losses=None, iterations=None)
-        start_loss = float(run.history[0][0])  # iteration 0 is the warm start itself
-        if not float(run.strokes.losses[0]) < start_loss - MIN_GAIN * abs(start_loss):
-            out = warm.replace(losses=None, iterations=None)  # a gain this small is not worth a stroke's wobble
         loss, temporal = _loss_parts(objective, out)
         kept = [i for i in range(out.num_strokes) if i not in replaced]
         moved = float((out.points[:, kept] - prev_strokes.points[:, kept]).norm(dim=-1).mean()) if kept else 0.0
