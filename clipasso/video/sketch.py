@@ -456,7 +456,7 @@ def sketch_video(
                 "frame of a clip must have the same size (resize them to one size first)"
             )
         flow = estimate_flow(prev_target, target, v.flow)
-        moved_by_flow = move_points(prev_strokes, flow)
+        moved_by_flow = move_points(prev_strokes, flow, prev_target)
         picture_objective = frame_objective.build(target)  # built once: the CLIP term's target features
         shift = float((moved_by_flow.points - prev_strokes.points).norm(dim=-1).mean())
         fo, cb = frame_objective, dict(callback=step_callback, should_stop=should_stop)

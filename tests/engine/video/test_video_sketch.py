@@ -256,3 +256,17 @@ def test_scene_mode_keeps_every_strokes_layer_through_the_clip(photo):
     layers = out[0].strokes.layers
     assert layers is not None and set(layers) <= {"background", "foreground"}
     assert out[1].strokes.layers == layers and out[1].strokes.num_strokes == out[0].strokes.num_strokes
+
+
+def test_points_off_the_canvas_move_with_the_frames_affine_motion():
+    from clipasso.video.flow import affine_fit
+
+    h = w = 64
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    flow = torch.stack([0.02 * (xs - 32) + 1.0, 0.02 * (ys - 32) - 0.5])  # a zoom by 2 % and a shift
+    a = affine_fit(flow)
+    assert torch.allclose(a, torch.tensor([[0.02, 0.0, 1.0 - 0.64], [0.0, 0.02, -0.5 - 0.64]]), atol=1e-4)
+    sk = strokes_at(torch.tensor([[[[-20.0, 10], [10, 10], [30, 80], [70, -5]]]]))
+    d = move_points(sk, flow).points - sk.points
+    expected = torch.stack([0.02 * (sk.points[..., 0] - 32) + 1.0, 0.02 * (sk.points[..., 1] - 32) - 0.5], -1)
+    assert torch.allclose(d, expected, atol=1e-3)  # inside: sampled; outside: the fitted motion, not the border's
