@@ -89,6 +89,7 @@ EXPECTED = {
     "CLIPassoBatch",
     "CLIPassoSplitLayers",
     "CLIPassoCombineLayers",
+    "CLIPassoSketchVideo",
 }
 
 
