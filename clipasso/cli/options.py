@@ -144,31 +144,34 @@ def add_settings_arguments(parser) -> None:
             opt = f.metadata["option"]
             if opt.flag == "":
                 continue
-            flag = flag_of(f.name)
             help_text = (opt.off_help if f.default is True and opt.off_help else opt.help).replace("%", "%%") + (
                 "" if f.default is True else _preset_note(f.name)
             )
-            if opt.kind == "bool":
-                group.add_argument(
-                    flag, dest=f.name, action="store_const", const=not f.default, default=None, help=help_text
-                )
-                continue
-            kw = dict(dest=f.name, default=None, help=help_text)
-            if opt.metavar:
-                kw["metavar"] = opt.metavar
-            if opt.choices is not None:
-                kw["choices"] = list(opt.choices)
-                if opt.canonical is not None:  # an older word (alias) is read as today's before the check
-                    kw["type"] = opt.canonical
-            elif opt.kind in ("int", "float"):
-                kw["type"] = int if opt.kind == "int" else float
-            if f.name == "models_dir":
-                kw["action"] = "append"
-                kw["help"] += (
-                    " (repeatable: all are searched, in order; $CLIPASSO_MODELS_DIR holds folders "
-                    "separated by os.pathsep)"
-                )
-            group.add_argument(flag, **kw)
+            add_field_argument(group, f, help_text)
+
+
+def add_field_argument(group, f, help_text: str) -> None:
+    """The CLI option of one settings field ``f`` (a dataclass field carrying its `Option`), default None."""
+    opt = f.metadata["option"]
+    flag = flag_of(f.name)
+    if opt.kind == "bool":
+        group.add_argument(flag, dest=f.name, action="store_const", const=not f.default, default=None, help=help_text)
+        return
+    kw = dict(dest=f.name, default=None, help=help_text)
+    if opt.metavar:
+        kw["metavar"] = opt.metavar
+    if opt.choices is not None:
+        kw["choices"] = list(opt.choices)
+        if opt.canonical is not None:  # an older word (alias) is read as today's before the check
+            kw["type"] = opt.canonical
+    elif opt.kind in ("int", "float"):
+        kw["type"] = int if opt.kind == "int" else float
+    if f.name == "models_dir":
+        kw["action"] = "append"
+        kw["help"] += (
+            " (repeatable: all are searched, in order; $CLIPASSO_MODELS_DIR holds folders separated by os.pathsep)"
+        )
+    group.add_argument(flag, **kw)
 
 
 def settings_overrides(args) -> dict:

@@ -34,7 +34,7 @@ FRAME_SVG = re.compile(r"frame_(\d{5,})\.svg\Z")
 
 def add_video_parser(sub) -> argparse.ArgumentParser:
     from ..settings import PRESET_HELP, PRESET_NAMES, VideoSettings
-    from .options import add_settings_arguments, flag_of
+    from .options import add_field_argument, add_settings_arguments
 
     vp = sub.add_parser(
         "video", help="sketch a video clip into an animated SVG (and MP4 / GIF)", description=VIDEO_DESCRIPTION
@@ -72,15 +72,7 @@ def add_video_parser(sub) -> argparse.ArgumentParser:
     import dataclasses
 
     for f in dataclasses.fields(VideoSettings):
-        opt = f.metadata["option"]
-        kw = dict(dest=f.name, default=None, help=opt.help.replace("video: ", "", 1).replace("%", "%%"))
-        if opt.choices is not None:
-            kw["choices"] = list(opt.choices)
-        elif opt.kind in ("int", "float"):
-            kw["type"] = int if opt.kind == "int" else float
-        if opt.metavar:
-            kw["metavar"] = opt.metavar
-        group.add_argument(flag_of(f.name), **kw)
+        add_field_argument(group, f, f.metadata["option"].help.replace("video: ", "", 1).replace("%", "%%"))
     vp.add_argument("--preset", choices=list(PRESET_NAMES), default="fast", help=PRESET_HELP)
     add_settings_arguments(vp)
     vp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -135,6 +135,16 @@ register_term(
 # --------------------------------------------------------------------------- the objective
 
 
+def _build_term(
+    term: Term, settings, encoder, target: torch.Tensor, device, context: Dict
+) -> Tuple[str, float, object]:
+    """(name, weight, loss object) of ``term``, built from the context keys it needs and those named after
+    it (``temporal_weight`` for the term ``temporal``)."""
+    extra = {k: context[k] for k in term.needs}
+    extra.update({k: v for k, v in context.items() if k.startswith(term.name + "_")})
+    return term.name, float(term.weight(settings)), term.build(settings, encoder, target, device, **extra)
+
+
 def prepare_target(target, canvas=None) -> torch.Tensor:
     """A target picture as the objective takes it: ``[3,H,W]`` RGB 0..1, finite, at the canvas size
     (H, W) when given."""
@@ -213,11 +223,7 @@ class Objective:
             )
         t = prepare_target(target, canvas)
         t = t.to(device)
-        terms = []
-        for term in wanted:
-            extra = {k: context[k] for k in term.needs}
-            extra.update({k: v for k, v in context.items() if k.startswith(term.name + "_")})
-            terms.append((term.name, float(term.weight(settings)), term.build(settings, encoder, t, device, **extra)))
+        terms = [_build_term(term, settings, encoder, t, device, context) for term in wanted]
         return cls(
             terms,
             t,
@@ -240,16 +246,7 @@ class Objective:
         if not extra:
             return self
         terms = list(self.terms)
-        for term in extra:
-            kw = {k: context[k] for k in term.needs}
-            kw.update({k: v for k, v in context.items() if k.startswith(term.name + "_")})
-            terms.append(
-                (
-                    term.name,
-                    float(term.weight(self.settings)),
-                    term.build(self.settings, self.encoder, self.target, self.device, **kw),
-                )
-            )
+        terms += [_build_term(term, self.settings, self.encoder, self.target, self.device, context) for term in extra]
         order = {name: i for i, name in enumerate(TERMS)}
         terms.sort(key=lambda t: order.get(t[0], len(order)))
         points = set(self.point_terms) | {t.name for t in extra if t.inputs == "points"}

@@ -85,6 +85,13 @@ def _bezier_basis(t: torch.Tensor) -> torch.Tensor:
     return torch.stack([s * s * s, 3 * s * s * t, 3 * s * t * t, t * t * t], -1)
 
 
+def curve_samples(points: torch.Tensor, samples: int) -> torch.Tensor:
+    """``[B,S,k,samples,2]``: points along each cubic of ``points`` ``[B,S,1+3k,2]`` at ``samples`` evenly
+    spaced parameters, both ends included."""
+    t = torch.linspace(0, 1, samples, device=points.device, dtype=points.dtype)
+    return torch.einsum("tc,bskcd->bsktd", _bezier_basis(t), _cubics(points))
+
+
 def flatten(points: torch.Tensor, counts: Optional[torch.Tensor] = None):
     """Polyline pieces of every stroke, differentiable w.r.t. ``points``.
 
@@ -368,8 +375,7 @@ def _rasterize_dense(points, widths, colors, H, W, background, chunk_elems: int 
     dev, dt = points.device, points.dtype
     cub = _cubics(points)  # [B,S,k,4,2]
     n = int(piece_counts(cub).max())  # one count for all: a rectangular tensor
-    t = torch.linspace(0, 1, n + 1, device=dev, dtype=dt)
-    poly = torch.einsum("tc,bskcd->bsktd", _bezier_basis(t), cub)  # [B,S,k,n+1,2]
+    poly = curve_samples(points, n + 1)  # [B,S,k,n+1,2]
     A = poly[..., :-1, :].reshape(Bn * S, -1, 2)
     Bp = poly[..., 1:, :].reshape(Bn * S, -1, 2)
     ys, xs = torch.meshgrid(

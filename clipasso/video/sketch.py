@@ -197,13 +197,10 @@ def _off_canvas(strokes: Strokes, samples: int = 9) -> torch.Tensor:
     """[S] share of each stroke's drawn curve off the canvas (one-candidate ``strokes``): measured on points
     along the curve, not on the control points, whose handles may lie off the canvas while the curve
     they bend is inside."""
+    from ..render.raster import curve_samples
+
     h, w = strokes.canvas
-    p = strokes.points[0].float()  # [S, 1+3k, 2]
-    k = (p.shape[1] - 1) // 3
-    seg = torch.stack([p[:, 3 * j : 3 * j + 4] for j in range(k)], 1)  # [S, k, 4, 2]
-    t = torch.linspace(0, 1, samples, device=p.device)[:, None]
-    basis = torch.stack([(1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3], -1)[:, 0]  # [n, 4]
-    curve = torch.einsum("nc,skcd->sknd", basis, seg).reshape(p.shape[0], -1, 2)
+    curve = curve_samples(strokes.points[:1].float(), samples)[0].flatten(1, 2)  # [S, k * samples, 2]
     outside = (curve[..., 0] < 0) | (curve[..., 0] > w) | (curve[..., 1] < 0) | (curve[..., 1] > h)
     return outside.float().mean(-1)
 
@@ -370,19 +367,17 @@ def sketch_video(
     def stopped() -> bool:
         return should_stop is not None and bool(should_stop())
 
-    def picture(item, notes):
+    def frame_image(item, index):
+        """The frame's image, with its mask (the next of ``masks``) as alpha when masks are given."""
         image = _image_of(item)
-        if mask_iter is not None:
-            try:
-                m = next(mask_iter)
-            except StopIteration:
-                raise VideoError(
-                    f"there are fewer masks than frames (none left for frame {index}); give one mask per frame"
-                ) from None
-            image = _with_mask(image, m)
-        return image, prepare_picture(
-            image, s.prepare, s.models_dir, s.allow_download, notes, keep_background=bool(s.scene)
-        )
+        if mask_iter is None:
+            return image
+        try:
+            return _with_mask(image, next(mask_iter))
+        except StopIteration:
+            raise VideoError(
+                f"there are fewer masks than frames (none left for frame {index}); give one mask per frame"
+            ) from None
 
     prev_target = prev_strokes = size = None
     dead: set = set()  # strokes off the canvas where the clip starts: the key sketch put them there, they stay
@@ -413,13 +408,7 @@ def sketch_video(
         t0 = time.perf_counter()
         notes = []
         if prev_strokes is None:  # the key frame: a whole sketch
-            image = _image_of(item)
-            if mask_iter is not None:
-                try:
-                    image = _with_mask(image, next(mask_iter))
-                except StopIteration:
-                    raise VideoError("there are no masks for the frames; give one mask per frame") from None
-            result = sketch(image, s, callback=step_callback, should_stop=should_stop)
+            result = sketch(frame_image(item, index), s, callback=step_callback, should_stop=should_stop)
             steps[0] += total_steps(s, v, 1)
             size = tuple(result.settings["input_size"])
             prev_strokes = result.frame_strokes.replace(losses=None, iterations=None)
@@ -449,7 +438,9 @@ def sketch_video(
                 return
             continue
 
-        image, (target, mask, fsize) = picture(item, notes)
+        target, mask, fsize = prepare_picture(
+            frame_image(item, index), s.prepare, s.models_dir, s.allow_download, notes, keep_background=bool(s.scene)
+        )
         if tuple(fsize) != tuple(size):
             raise VideoError(
                 f"frame {index} is {fsize[1]}x{fsize[0]} but the clip's frames are {size[1]}x{size[0]}; every "
