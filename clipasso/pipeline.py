@@ -23,7 +23,7 @@ import torch
 
 from .device import pick_device, precision_label
 from .errors import PipelineError
-from .models import load_clip
+from .models import loss_encoder
 from .optimize import OptimizeResult, optimize
 from .place.saliency import saliency_for_settings as _saliency
 from .post.select import select_best
@@ -164,14 +164,7 @@ def sketch(
 
     encoder = None  # loss="trace" needs no CLIP model (the saliency step may still use one)
     if cfg.uses_clip:
-        encoder = load_clip(
-            s.clip_model,
-            s.clip_pretrained,
-            weights=s.clip_weights,
-            models_dir=s.models_dir,
-            device=dev,
-            allow_download=s.allow_download,
-        )
+        encoder = loss_encoder(s, dev)
     from .objective import Objective
 
     objective = Objective.build(cfg, encoder, target, dev)  # once: optimiser, selection, pruning, growing, order

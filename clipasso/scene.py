@@ -133,7 +133,7 @@ def layer_objective(settings: SketchSettings, layer: str, target: torch.Tensor, 
     """The `clipasso.objective.Objective` of ``layer`` (`layer_settings`) for ``target`` [3,S,S]; the encoder
     is loaded when the loss needs one and none is given. A fidelity block the ViT lacks is a clear error."""
     from .device import pick_device
-    from .models import load_clip
+    from .models import loss_encoder
     from .objective import Objective
     from .objective.losses import LossConfigError
 
@@ -141,14 +141,7 @@ def layer_objective(settings: SketchSettings, layer: str, target: torch.Tensor, 
     cfg = ls.optimize_config()
     dev = torch.device(device) if device is not None else pick_device(ls.device)
     if cfg.uses_clip and encoder is None:
-        encoder = load_clip(
-            ls.clip_model,
-            ls.clip_pretrained,
-            weights=ls.clip_weights,
-            models_dir=ls.models_dir,
-            device=dev,
-            allow_download=ls.allow_download,
-        )
+        encoder = loss_encoder(ls, dev)
     try:
         return Objective.build(cfg, encoder if cfg.uses_clip else None, target, dev)
     except LossConfigError:

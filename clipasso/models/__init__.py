@@ -28,7 +28,7 @@ from .architecture import build_model, load_weights, model_for_state, named_conf
 from .checkpoint import is_torchscript_archive, read_checkpoint
 from .download import fetch_url, fetch_weights
 from .encoder import OPENAI_MEAN, OPENAI_STD, ClipEncoder, wrap_model
-from .loader import cached_encoders, clear_cache, download_weights, forget, load_clip, restore_cache
+from .loader import cached_encoders, clear_cache, download_weights, forget, load_clip, loss_encoder, restore_cache
 from .search import (
     HF_WEIGHT_NAMES,
     WEIGHT_EXTS,
@@ -65,6 +65,7 @@ __all__ = [
     "download_weights",
     "forget",
     "load_clip",
+    "loss_encoder",
     "restore_cache",
     "HF_WEIGHT_NAMES",
     "WEIGHT_EXTS",

@@ -85,6 +85,20 @@ def load_clip(
     raise search.missing_error(name, tag, pretrained, models_dir, tried, failures, note)
 
 
+def loss_encoder(settings, device="cpu") -> ClipEncoder:
+    """The loss's encoder as a sketch's settings name it (``clip_model``, ``clip_pretrained``,
+    ``clip_weights``, ``models_dir``, ``allow_download``: a `SketchSettings` or a layer's), through
+    `load_clip` (so cached): the one place the still, scene and video pipelines load it."""
+    return load_clip(
+        settings.clip_model,
+        settings.clip_pretrained,
+        weights=settings.clip_weights,
+        models_dir=settings.models_dir,
+        device=device,
+        allow_download=settings.allow_download,
+    )
+
+
 def _load_file(name: str, path: Path, pcfg: dict, custom_cfg: Optional[dict]) -> Tuple[torch.nn.Module, dict]:
     """(model with the file's weights, facts about the load) or `WeightsFileError` saying why not."""
     named = named_config(name) if custom_cfg is None else None  # an unknown name is the user's error, not the file's

@@ -145,7 +145,7 @@ class _FrameObjective:
     sketch's objective (scene mode: the joint pass's, on the whole picture)."""
 
     def __init__(self, s: SketchSettings, v: VideoSettings, device, layers=None):
-        from ..models import load_clip
+        from ..models import loss_encoder
 
         ls = s
         if s.scene:
@@ -164,14 +164,7 @@ class _FrameObjective:
         self.weight = float(v.temporal_weight)
         self.encoder = None
         if self.config.uses_clip:
-            self.encoder = load_clip(
-                ls.clip_model,
-                ls.clip_pretrained,
-                weights=ls.clip_weights,
-                models_dir=ls.models_dir,
-                device=device,
-                allow_download=ls.allow_download,
-            )
+            self.encoder = loss_encoder(ls, device)
 
     def build(self, target: torch.Tensor):
         """The frame's objective without the temporal term (`with_anchor` adds it)."""

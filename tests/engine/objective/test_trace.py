@@ -139,12 +139,14 @@ def test_clip_plus_trace_adds_the_terms(tiny_rn):
 def test_pipeline_trace_mode_loads_no_clip_model(monkeypatch):
     import clipasso.pipeline as pipeline
     from clipasso import models
+    from clipasso.models import loader
 
     def no_clip(*a, **k):
         raise AssertionError("trace mode must not load a CLIP model")
 
-    monkeypatch.setattr(pipeline, "load_clip", no_clip)
+    monkeypatch.setattr(pipeline, "loss_encoder", no_clip)
     monkeypatch.setattr(models, "load_clip", no_clip)
+    monkeypatch.setattr(loader, "load_clip", no_clip)
     img = (_ring_target(120).permute(1, 2, 0) * 255).byte().numpy()
     res = pipeline.sketch(
         img,
