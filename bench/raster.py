@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import RESULTS, cpu_name, machine, write_results  # noqa: E402
+from bench.harness import peak_rss_mib, RESULTS, cpu_name, machine, write_results  # noqa: E402
 
 CASES = [(16, 224), (32, 224), (64, 224), (256, 224), (16, 512)]
 
@@ -87,7 +86,7 @@ def run_case(backend: str, strokes: int, size: int, device: str, repeats: int, t
     if dev.type == "cuda":
         out["extra_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = peak_rss_mib()
         out["extra_mb"] = max(0.0, peak - rss0)
     return out
 

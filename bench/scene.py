@@ -49,27 +49,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import RESULTS, hms, machine, markdown_table, write_results  # noqa: E402
+from bench.harness import peak_rss_mib, RESULTS, hms, machine, markdown_table, write_results  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
 FG_STROKES, BG_STROKES = 16, 64
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM, Linux; ru_maxrss elsewhere), MiB."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def load_avg() -> float:

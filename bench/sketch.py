@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import RESULTS, hms as _hms, machine, write_results  # noqa: E402
+from bench.harness import peak_rss_mib, RESULTS, hms as _hms, machine, write_results  # noqa: E402
 
 
 def _target(canvas=224):
@@ -144,7 +143,7 @@ def speed_worker(spec: dict) -> dict:
         peak = torch.cuda.max_memory_allocated() / 2**20
         peak_kind = "cuda max_memory_allocated"
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        peak = peak_rss_mib()
         peak_kind = "process max RSS"
     return dict(
         preset=spec["preset"],

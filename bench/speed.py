@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import RESULTS, cpu_name, hms as _hms, machine, timed, u2net_folder, write_results  # noqa: E402,F401
+from bench.harness import peak_rss_mib, RESULTS, cpu_name, hms as _hms, machine, timed, u2net_folder, write_results  # noqa: E402,F401
 from bench.sketch import _config, _target, random_encoder, time_optimize  # noqa: E402
 
 STROKES_AXIS = (4, 8, 16, 32, 64)
@@ -85,19 +85,6 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
-
-
-def peak_rss_mib() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def memory(device) -> dict:
