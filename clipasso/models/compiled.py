@@ -40,7 +40,7 @@ import shutil
 import stat
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -56,14 +56,21 @@ _OURS: set = set()
 # Speed-up of the compiled training step over eager (eager / compiled step time) where this machine has
 # no measurement of its own yet, by (device type, autocast dtype; None = fp32). Measured with
 # bench/compile.py (RN101, 224 px; docs/benchmarks.md#compiled-encoder-step): fp32 on a 2-core AMD EPYC
-# without avx512, 1.04-1.16x by batch shape (1.08 taken); bf16 on a 2-core EPYC with avx512_bf16, 1.49x
-# (issue 27). CUDA is not measured yet (bench/gpu_check.sh measures it when a GPU is lent): without a
-# figure `auto` does not compile a cold cache there.
-DEFAULT_SPEEDUP: Dict[Tuple[str, Optional[torch.dtype]], float] = {("cpu", None): 1.08, ("cpu", torch.bfloat16): 1.49}
+# without avx512, 1.04-1.16x by batch shape, on a 2-core Intel Xeon with AMX 1.20-1.25x (1.08 taken); bf16
+# on a 2-core EPYC with avx512_bf16 1.49x (issue 27), on the Xeon with AMX 1.36-1.39x at the `fast`
+# preset's shapes and 1.86x at `paper`'s (1.37 taken). CUDA is not measured yet (bench/gpu_check.sh
+# measures it when a GPU is lent): without a figure `auto` does not compile a cold cache there.
+DEFAULT_SPEEDUP: Dict[Tuple[str, Optional[torch.dtype]], float] = {("cpu", None): 1.08, ("cpu", torch.bfloat16): 1.37}
 # Seconds of a first (cold) compile of one batch shape, where the ledger has none: 68-77 s for RN101 on
 # both CPUs above. A warm start (inductor's caches on disk) measured 5.4-11 s.
 DEFAULT_COMPILE_S = {"cpu": 75.0, "cuda": 60.0}
 DEFAULT_WARM_S = 6.0
+
+# Steps compiled in this process: (the encoder's identity, ledger key). torch.compile keeps what it built
+# in memory, and a new loss on the same encoder (a batch's next picture, ComfyUI's next run, a video's
+# next frame) reuses it with no new trace (measured on the tiny RN: 0.04 s against 35 s for the first
+# call), so `auto` counts such a step as free and the ledger's warm start is not overwritten by it.
+_COMPILED_HERE: set = set()
 
 
 # --------------------------------------------------------------------------- runs still to come
@@ -265,9 +272,12 @@ class CompiledStep:
     ``key_prefix`` names the step in the ledger (machine, model, precision, layers); the input shape is
     added (`key`). ``compile_seconds``: what each shape's first compiled call took."""
 
-    def __init__(self, fn: Callable, device: torch.device, key_prefix: str, mode: Optional[str] = None):
+    def __init__(
+        self, fn: Callable, device: torch.device, key_prefix: str, mode: Optional[str] = None, identity: Any = None
+    ):
         self.mode = mode  # torch.compile's mode (None: inductor's default; benchmarks try others)
         self.fn = fn
+        self.identity = identity  # what torch.compile's in-memory cache is keyed on (the encoder), if known
         self.device = device
         self.key_prefix = key_prefix
         self.enabled = False
@@ -302,9 +312,12 @@ class CompiledStep:
     def key(self, shape) -> str:
         return f"{self.key_prefix}|{'x'.join(str(int(n)) for n in shape)}"
 
+    def _here(self, shape) -> Optional[tuple]:
+        return None if self.identity is None else (self.identity, self.key(shape))
+
     def expected_compile_s(self, shape) -> Tuple[float, bool]:
         """(seconds a compile of ``shape`` should take, whether this machine's cache holds it already)."""
-        if tuple(shape) in self.compile_seconds:
+        if tuple(shape) in self.compile_seconds or self._here(shape) in _COMPILED_HERE:
             return 0.0, True
         entry = self.ledger.get(self.key(shape))
         if "compile_s" in entry:
@@ -317,8 +330,11 @@ class CompiledStep:
         shape = tuple(x.shape)
         if shape in self.compile_seconds:
             return self._compiled(x)
+        here = self._here(shape) in _COMPILED_HERE
         seconds, warm = self.expected_compile_s(shape)
-        if warm:
+        if here:
+            pass  # compiled earlier in this process: torch.compile's memory serves it, nothing to say
+        elif warm:
             log.info(
                 "clipasso: compile: loading the compiled encoder (batch %d) from this machine's cache (about %.0f s)",
                 shape[0],
@@ -347,7 +363,10 @@ class CompiledStep:
             quiet.setLevel(level)
         took = time.perf_counter() - t0
         self.compile_seconds[shape] = took
-        self.ledger.update(self.key(shape), **({"warm_s": took} if warm else {"compile_s": took}))
+        if not here:
+            self.ledger.update(self.key(shape), **({"warm_s": took} if warm else {"compile_s": took}))
+            if self.identity is not None:
+                _COMPILED_HERE.add(self._here(shape))
         return out
 
 

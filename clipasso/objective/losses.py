@@ -413,7 +413,12 @@ class CLIPassoLoss:
             size = sum(p.numel() for p in self.encoder.visual.parameters())  # tells same-named models apart
             model = f"{self.encoder.name} ({size / 1e6:.2f}M)"
             prefix = "|".join((machine_key(self.device), model, precision_label(amp), ",".join(self.layer_weights)))
-            self.compiled_step = CompiledStep(lambda x: self._encode(x, amp), self.device, prefix)
+            self.compiled_step = CompiledStep(
+                lambda x: self._encode(x, amp),
+                self.device,
+                prefix,
+                identity=(id(self.encoder.visual), self.semantic_weight > 0 or self.text_weight > 0),
+            )
         return self.compiled_step
 
     def train_input_shape(self, candidates: int) -> tuple:

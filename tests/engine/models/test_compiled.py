@@ -223,3 +223,39 @@ def test_the_setting_takes_three_words():
     assert SketchSettings().optimize_config().compile == "auto"
     with pytest.raises(SettingsError, match="compile must be one of auto, on, off"):
         SketchSettings.from_preset("paper", compile="yes").validate()
+
+
+@needs_compiler
+def test_a_new_loss_on_the_same_encoder_reuses_the_step_compiled_in_this_process(
+    tiny_rn, tmp_path, monkeypatch, caplog
+):
+    """A batch's next picture, ComfyUI's next run, a video's next frame: a new loss (new target) on the
+    same encoder runs the step torch.compile built for the first one, at once, and `auto` counts it free."""
+    _fresh_cache(tmp_path, monkeypatch)
+    first = CLIPassoLoss(tiny_rn, _target(), num_augs=6, aug_pool=8)  # batch shape (7, ...): this test's own
+    shape = first.train_input_shape(1)
+    step1 = first.compiled()
+    assert step1.enable()
+    _loss_and_grad(first, _sketch(1), 3)
+    assert shape in step1.compile_seconds
+    entry = dict(step1.ledger.get(step1.key(shape)))
+    assert entry["compile_s"] > 0
+
+    second = CLIPassoLoss(tiny_rn, 1.0 - _target(), num_augs=6, aug_pool=8)
+    sketch = _sketch(1, seed=4)
+    eager_total, eager_grad = _loss_and_grad(second, sketch, 9)
+    step2 = second.compiled()
+    assert step2.expected_compile_s(shape) == (0.0, True)
+    assert step2.enable()
+    with caplog.at_level(logging.INFO, logger="clipasso.compile"):
+        total, grad = _loss_and_grad(second, sketch, 9)
+    assert not [r for r in caplog.records if r.name == "clipasso.compile"]  # no "compiling"/"loading" line
+    assert step2.compile_seconds[shape] < 0.25 * step1.compile_seconds[shape]
+    assert step2.ledger.get(step2.key(shape)) == entry  # the in-memory reuse is not recorded as a warm start
+    # the reused step computes the second loss, not the first one's: equal to its own eager values
+    assert torch.allclose(total, eager_total, rtol=1e-3, atol=0)
+    cos = torch.nn.functional.cosine_similarity(grad.flatten(), eager_grad.flatten(), dim=0)
+    assert float(cos) >= 0.999
+    # another graph (no embedding needed) on the same encoder is not taken for the one compiled here
+    other = CLIPassoLoss(tiny_rn, _target(), num_augs=6, aug_pool=8, semantic_weight=0.0)
+    assert other.compiled().expected_compile_s(shape) != (0.0, True)
