@@ -71,6 +71,8 @@ DEFAULT_WARM_S = 6.0
 # next frame) reuses it with no new trace (measured on the tiny RN: 0.04 s against 35 s for the first
 # call), so `auto` counts such a step as free and the ledger's warm start is not overwritten by it.
 _COMPILED_HERE: set = set()
+# How many compiled variants of the step one process keeps (`CompiledStep._run`).
+RECOMPILE_LIMIT = 64
 
 
 # --------------------------------------------------------------------------- runs still to come
@@ -324,12 +326,20 @@ class CompiledStep:
             return float(entry.get("warm_s", DEFAULT_WARM_S)), True
         return self.ledger.cold_compile_s(self.key_prefix, self.device.type), False
 
+    def _run(self, x: torch.Tensor):
+        # Every loss's step is the same Python function to torch.compile, so each encoder x batch shape x
+        # precision x graph seen in a process is one more entry of that function's cache. torch's default
+        # limit (8) is soon reached in a long ComfyUI session, and past it torch silently runs eager: the
+        # limit is raised for these calls only (a patch, restored after: other models keep theirs).
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            return self._compiled(x)
+
     def __call__(self, x: torch.Tensor):
         if not self.enabled:
             return self.fn(x)
         shape = tuple(x.shape)
         if shape in self.compile_seconds:
-            return self._compiled(x)
+            return self._run(x)
         here = self._here(shape) in _COMPILED_HERE
         seconds, warm = self.expected_compile_s(shape)
         if here:
@@ -354,7 +364,7 @@ class CompiledStep:
         try:
             if self._compiled is None:
                 self._compiled = torch.compile(self.fn, dynamic=False, mode=self.mode)
-            out = self._compiled(x)
+            out = self._run(x)
         except Exception as exc:  # inductor failed here: eager from now on, never an error
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             self._fail(f"torch.compile failed ({type(exc).__name__}: {first[:300]})")

@@ -260,3 +260,26 @@ def test_a_new_loss_on_the_same_encoder_reuses_the_step_compiled_in_this_process
     # another graph (no embedding needed) on the same encoder is not taken for the one compiled here
     other = CLIPassoLoss(tiny_rn, _target(), num_augs=6, aug_pool=8, semantic_weight=0.0)
     assert other.compiled().expected_compile_s(shape) != (0.0, True)
+
+
+@needs_compiler
+def test_more_variants_than_torchs_recompile_limit_stay_compiled(tmp_path, monkeypatch):
+    """Each encoder x shape x precision is one more variant of the same compiled function; past torch's
+    limit (8 by default, 1 here) torch would run eager without a word: the step raises it for its calls."""
+    from torch._dynamo.utils import counters
+
+    _fresh_cache(tmp_path, monkeypatch)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+
+    def make(k):
+        return lambda x: (x * k + 1.0).sin()  # one code object, a different constant each time
+
+    x = torch.linspace(0, 1, 64).reshape(8, 8)
+    before = counters["stats"]["unique_graphs"]
+    for k in (2.0, 3.0, 5.0):
+        step = cm.CompiledStep(make(k), CPU, f"test-limit-{k}")
+        assert step.enable(), step.failed
+        assert torch.allclose(step(x), (x * k + 1.0).sin())
+        assert step.failed is None
+    assert counters["stats"]["unique_graphs"] - before == 3  # all three compiled, none fell back to eager
+    assert torch._dynamo.config.recompile_limit == 1  # the raise does not outlive the calls
