@@ -50,21 +50,6 @@ def timed(fn: Callable[[], Any], device="cpu", reps: int = 3, warmup: int = 0):
     return statistics.median(times), times, out
 
 
-def peak_rss_mib() -> float:
-    """This process's own peak resident memory, MiB: VmHWM on Linux (ru_maxrss there carries the parent's
-    peak over fork and exec), ru_maxrss elsewhere."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def cpu_name() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
     try:

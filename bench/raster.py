@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import peak_rss_mib, RESULTS, cpu_name, machine, write_results  # noqa: E402
+from bench.harness import RESULTS, cpu_name, machine, write_results  # noqa: E402
+from clipasso.testing.memory import peak_rss_mib  # noqa: E402
 
 CASES = [(16, 224), (32, 224), (64, 224), (256, 224), (16, 512)]
 

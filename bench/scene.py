@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import peak_rss_mib, RESULTS, hms, machine, markdown_table, write_results  # noqa: E402
+from bench.harness import RESULTS, hms, machine, markdown_table, write_results  # noqa: E402
+from clipasso.testing.memory import peak_rss_mib  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
 FG_STROKES, BG_STROKES = 16, 64

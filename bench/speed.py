@@ -53,7 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import peak_rss_mib, RESULTS, cpu_name, hms as _hms, machine, timed, u2net_folder, write_results  # noqa: E402,F401
+from bench.harness import RESULTS, cpu_name, hms as _hms, machine, timed, u2net_folder, write_results  # noqa: E402,F401
+from clipasso.testing.memory import peak_rss_mib  # noqa: E402
 from bench.sketch import _config, _target, random_encoder, time_optimize  # noqa: E402
 
 STROKES_AXIS = (4, 8, 16, 32, 64)

@@ -239,23 +239,11 @@ def test_empty_text_route_is_refused():
 
 # ----------------------------------------------------------------------------- heavy cases in a subprocess
 _CHILD = textwrap.dedent("""
-    import json, resource, sys, time
-
-    def peak_mb():
-        # VmHWM: this process's own peak. ru_maxrss is not: Linux carries the parent's peak over the
-        # fork and exec, so a child of a pytest process that once held 3 GB reads 3 GB before doing anything.
-        try:
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
+    import json, sys, time
     sys.path.insert(0, sys.argv[1])
     import clipasso.render.raster, clipasso.output.svg
-    base = peak_mb()
+    from clipasso.testing.memory import peak_rss_mib  # the child's own peak, not its parent's
+    base = peak_rss_mib()
     t0 = time.perf_counter()
     out = {}
     try:
@@ -268,7 +256,7 @@ _CHILD = textwrap.dedent("""
     except Exception as exc:
         out["error"], out["message"] = type(exc).__name__, str(exc)
     out["seconds"] = time.perf_counter() - t0
-    out["rss_mb"] = peak_mb()
+    out["rss_mb"] = peak_rss_mib()
     out["base_mb"] = base
     print(json.dumps(out))
 """)
