@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import resource
 import struct
 import sys
 import time
@@ -25,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFile
 from clipasso import cli
 from clipasso.prepare.images import MIN_SIDE, ImageError, as_rgb, load_image_file
 from clipasso.pipeline import prepare_target, sketch
+from clipasso.testing.memory import peak_rss_mib
 
 TIME_LIMIT_S = 10.0
 MEMORY_LIMIT_MB = 100.0  # for every refusal and every prepared target
@@ -450,16 +450,12 @@ class _DecodeSpy:
         monkeypatch.setattr(ImageFile.ImageFile, "load", load)
 
 
-def _maxrss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
 @pytest.mark.parametrize("name,build,entry,expected", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(name, build, entry, expected, tmp_path, capsys, monkeypatch):
     x = build(tmp_path)
     spy = _DecodeSpy(monkeypatch)
     capsys.readouterr()
-    rss0 = _maxrss_mb()
+    rss0 = peak_rss_mib()
     # tracemalloc slows Python code several times: a whole (1-iteration) CLI sketch is measured by maxrss only
     traced = not (entry is run_cli and expected[0] == "works")
     if traced:
@@ -475,7 +471,7 @@ def test_bad_input(name, build, entry, expected, tmp_path, capsys, monkeypatch):
     if traced:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-    peak_mb = max(peak / 2**20, _maxrss_mb() - rss0)
+    peak_mb = max(peak / 2**20, peak_rss_mib() - rss0)
     out, err = capsys.readouterr()
 
     kind, check = expected
